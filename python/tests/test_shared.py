@@ -1,0 +1,33 @@
+import pickle
+import sys
+
+import cloudpickle
+import pytest
+
+import cloudburst
+
+
+def test_consistency_constants_are_distinct():
+    assert len(set(cloudburst.CONSISTENCY_MODES)) == 3
+    assert cloudburst.NORMAL == cloudburst.LWW
+
+
+def test_reference_equality_and_validation():
+    a = cloudburst.CloudburstReference("k")
+    assert a == cloudburst.CloudburstReference("k")
+    assert a != cloudburst.CloudburstReference("j")
+    assert pickle.loads(pickle.dumps(a)) == a
+    with pytest.raises(TypeError):
+        cloudburst.CloudburstReference("")
+
+
+def test_client_environment_names_this_interpreter():
+    env = cloudburst.client_environment()
+    assert env["python"] == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert env["cloudpickle"] == cloudpickle.__version__
+
+
+def test_error_carries_code_and_message():
+    e = cloudburst.CloudburstError("unknown_function", "no function named f")
+    assert e.code == "unknown_function"
+    assert "no function named f" in str(e)

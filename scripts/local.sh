@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Build (release) and start the whole cluster in one process: `cloudburst local`.
+# Extra arguments are passed on, e.g. `scripts/local.sh --dump-config`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --bin cloudburst
+exec target/release/cloudburst local "$@"

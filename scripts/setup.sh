@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Set up everything the build and the tests need on a fresh machine with only Rust and
+# Python 3.11: the project venv (pyo3 builds against it and the executors embed it; see
+# .cargo/config.toml) with the Python client and its test dependencies. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
+    echo "error: Python 3.11 is needed as \`$PY\` (set PYTHON=/path/to/python3.11)" >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python3 ]; then
+    echo "setup: creating .venv with $("$PY" --version)"
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.cloudburst-setup
+want="$(cat python/pyproject.toml scripts/requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: installing the Python client and test dependencies into .venv"
+    .venv/bin/python3 -m pip install --quiet --upgrade pip
+    .venv/bin/python3 -m pip install --quiet -r scripts/requirements-dev.txt
+    .venv/bin/python3 -m pip install --quiet ./python
+    echo "$want" > "$stamp"
+fi

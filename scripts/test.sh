@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Run every test, Rust and Python, from a fresh checkout: set-up, format and lint checks,
+# cargo tests (unit + integration with real processes on 127.0.0.1), then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo build"
+cargo build --bins
+echo "== cargo test"
+cargo test --all-targets
+echo "== pytest"
+.venv/bin/python3 -m pytest python/tests -q

@@ -1,0 +1,81 @@
+//! What each subcommand does once its arguments are parsed.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
+
+use crate::cli::{BenchArgs, Cli, Command, Workload};
+use crate::config::{Config, ConfigError};
+use std::process::ExitCode;
+
+/// Exit code for bad flags or configuration (the same code clap uses for usage errors).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a failure at run time, or a feature that is not available yet.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Log to stderr; `RUST_LOG` picks levels (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Local(args) => {
+            with_config(args.to_config(), args.common.dump_config, |_config| {
+                not_yet("`cloudburst local` (the in-process cluster)")
+            })
+        }
+        Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
+            not_yet("`cloudburst node` (cluster nodes)")
+        }),
+        Command::Bench(args) => bench(&args),
+    }
+}
+
+/// Report a config error in one line, or print it (`--dump-config`), or go on with it.
+fn with_config(
+    config: Result<Config, ConfigError>,
+    dump: bool,
+    go: impl FnOnce(Config) -> ExitCode,
+) -> ExitCode {
+    match config {
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Ok(c) if dump => {
+            print!("{}", c.dump());
+            ExitCode::SUCCESS
+        }
+        Ok(c) => go(c),
+    }
+}
+
+fn not_yet(what: &str) -> ExitCode {
+    eprintln!("error: {what} is not available yet in this build");
+    ExitCode::from(EXIT_FAILURE)
+}
+
+fn bench(args: &BenchArgs) -> ExitCode {
+    let outcome = match args.workload {
+        Workload::Lattice => crate::bench::lattice::run(args),
+        other => {
+            return not_yet(&format!(
+                "`cloudburst bench {}`",
+                clap::ValueEnum::to_possible_value(&other)
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            ))
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: benchmark failed: {e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The `cloudburst bench` workloads. Each reports medians and p99s with the workload stated;
+//! with `--json` the last line printed is one JSON object.
+
+pub mod lattice;
+pub mod stats;

@@ -1,0 +1,241 @@
+//! Command-line interface: `local`, `node`, `bench` (and hidden process modes).
+//!
+//! Flags also read environment variables (`CLOUDBURST_*`, shown in `--help`); both override
+//! the optional TOML file given by `--config`. The merged result is validated once.
+
+use crate::config::{parse_roles, Config, ConfigError, Role};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cloudburst",
+    version,
+    about = "Cloudburst: stateful Functions-as-a-Service over a lattice KVS",
+    long_about = "Cloudburst: stateful Functions-as-a-Service.\n\n\
+        Users register Python functions and DAGs from the Python client (pip install ./python) \
+        and call them over a websocket; functions share state in an Anna-style KVS of lattices \
+        through caches co-located with the executors."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a whole cluster in one process on this machine (KVS, scheduler, executors with
+    /// their cache, gateway, monitor, dashboard).
+    Local(LocalArgs),
+    /// Run one node of a real cluster, playing any subset of roles.
+    Node(NodeArgs),
+    /// Run a benchmark and print median/p99 figures (`--json`: last line is one JSON object).
+    Bench(BenchArgs),
+}
+
+/// Options every server mode shares.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CommonArgs {
+    /// TOML config file (flags and environment variables override it).
+    #[arg(long, env = "CLOUDBURST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+    /// Peer listener address (node-to-node transport).
+    #[arg(long, env = "CLOUDBURST_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Client websocket listener address.
+    #[arg(long, env = "CLOUDBURST_CLIENT_LISTEN", value_name = "ADDR")]
+    pub client_listen: Option<SocketAddr>,
+    /// Dashboard and /metrics listener address.
+    #[arg(long, env = "CLOUDBURST_DASHBOARD_LISTEN", value_name = "ADDR")]
+    pub dashboard_listen: Option<SocketAddr>,
+    /// Secret every peer must present to join (prefer the environment variable).
+    #[arg(
+        long,
+        env = "CLOUDBURST_CLUSTER_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub cluster_secret: Option<String>,
+    /// Token clients and the dashboard must present (prefer the environment variable).
+    #[arg(
+        long,
+        env = "CLOUDBURST_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Replicas per KVS key.
+    #[arg(long, env = "CLOUDBURST_REPLICATION", value_name = "K")]
+    pub replication: Option<usize>,
+    /// KVS shards per KVS node (0 = one per core).
+    #[arg(long, env = "CLOUDBURST_KVS_SHARDS", value_name = "N")]
+    pub kvs_shards: Option<usize>,
+    /// Python worker processes per executor node (0 = one per core).
+    #[arg(long, env = "CLOUDBURST_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Allow listeners on addresses outside 127.0.0.0/8.
+    #[arg(long, env = "CLOUDBURST_ALLOW_NON_LOOPBACK")]
+    pub allow_non_loopback: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LocalArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Roles this node plays, comma separated: kvs,scheduler,executor,gateway,monitor.
+    #[arg(long, env = "CLOUDBURST_ROLES", value_parser = parse_roles, value_name = "ROLES")]
+    pub roles: Option<BTreeSet<Role>>,
+    /// Address of any node already in the cluster; omit to start a new cluster.
+    #[arg(long, env = "CLOUDBURST_JOIN", value_name = "SEED_ADDR")]
+    pub join: Option<SocketAddr>,
+    /// Stable node name (defaults to the peer listen address).
+    #[arg(long, env = "CLOUDBURST_NODE_ID", value_name = "NAME")]
+    pub node_id: Option<String>,
+}
+
+/// The benchmarks `cloudburst bench` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Lattice merges per second per type, small and 1 KB values.
+    Lattice,
+    /// Peer transport round trip and pipelined throughput between two node processes.
+    Transport,
+    /// KVS get/put latency (8 B and 1 MB) and pipelined ops/s against a KVS node.
+    Kvs,
+    /// The DAG incr -> square through the in-process API.
+    Compose,
+    /// The Python client against a local cluster.
+    Client,
+    /// The same DAG workload under each consistency mode.
+    Consistency,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Which benchmark to run.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Make the last line of output one JSON object with the results.
+    #[arg(long)]
+    pub json: bool,
+    /// Measured iterations (after warm-up) where the workload counts iterations.
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<usize>,
+}
+
+impl CommonArgs {
+    /// Defaults, then the file, then flags/environment; validated.
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(a) = self.listen {
+            c.node.listen = a;
+        }
+        if let Some(a) = self.client_listen {
+            c.gateway.client_listen = a;
+        }
+        if let Some(a) = self.dashboard_listen {
+            c.gateway.dashboard_listen = a;
+        }
+        if let Some(s) = &self.cluster_secret {
+            c.node.cluster_secret = s.clone();
+        }
+        if let Some(t) = &self.token {
+            c.gateway.token = Some(t.clone());
+        }
+        if let Some(k) = self.replication {
+            c.kvs.replication = k;
+        }
+        if let Some(n) = self.kvs_shards {
+            c.kvs.shards_per_node = n;
+        }
+        if let Some(n) = self.workers {
+            c.executor.workers = n;
+        }
+        if self.allow_non_loopback {
+            c.node.allow_non_loopback = true;
+        }
+        Ok(c)
+    }
+}
+
+impl NodeArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        if let Some(r) = &self.roles {
+            c.node.roles = r.clone();
+        }
+        if let Some(j) = self.join {
+            c.node.join = Some(j);
+        }
+        if let Some(id) = &self.node_id {
+            c.node.id = id.clone();
+        }
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+impl LocalArgs {
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        c.node.roles = Role::ALL.into_iter().collect();
+        c.node.join = None;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn node_flags_override_file_defaults() {
+        let cli = Cli::try_parse_from([
+            "cloudburst",
+            "node",
+            "--roles",
+            "kvs,executor",
+            "--listen",
+            "127.0.0.1:7100",
+            "--join",
+            "127.0.0.1:6100",
+            "--replication",
+            "2",
+        ])
+        .expect("parses");
+        let Command::Node(args) = cli.command else {
+            panic!("expected node")
+        };
+        let c = args.to_config().expect("valid");
+        assert_eq!(c.node.roles.len(), 2);
+        assert_eq!(c.node.listen.port(), 7100);
+        assert_eq!(c.kvs.replication, 2);
+    }
+
+    #[test]
+    fn bad_role_is_a_usage_error() {
+        let err = Cli::try_parse_from(["cloudburst", "node", "--roles", "kvs,cook"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

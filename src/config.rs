@@ -1,0 +1,471 @@
+//! Node configuration: defaults, then an optional TOML file, then environment variables and
+//! flags (clap merges those two), validated once at start by [`Config::validate`].
+//!
+//! Every limit lives here with its reason, so `--dump-config` shows all that is in effect.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+
+/// What went wrong while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("bad config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A role a node can play. A node plays any non-empty subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Kvs,
+    Scheduler,
+    Executor,
+    Gateway,
+    Monitor,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Kvs,
+        Role::Scheduler,
+        Role::Executor,
+        Role::Gateway,
+        Role::Monitor,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Kvs => "kvs",
+            Role::Scheduler => "scheduler",
+            Role::Executor => "executor",
+            Role::Gateway => "gateway",
+            Role::Monitor => "monitor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s.trim())
+            .ok_or_else(|| {
+                format!("unknown role `{s}` (expected one of kvs, scheduler, executor, gateway, monitor)")
+            })
+    }
+}
+
+/// Parse a comma-separated role list such as `kvs,scheduler`.
+pub fn parse_roles(s: &str) -> Result<BTreeSet<Role>, String> {
+    let roles = s
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(Role::from_str)
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    if roles.is_empty() {
+        return Err("at least one role is needed".into());
+    }
+    Ok(roles)
+}
+
+/// The whole effective configuration of one node (or of the `local` cluster).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub transport: TransportConfig,
+    pub membership: MembershipConfig,
+    pub kvs: KvsConfig,
+    pub executor: ExecutorConfig,
+    pub gateway: GatewayConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Stable node name; empty means "use the advertised peer address".
+    pub id: String,
+    /// Roles this node plays (ignored by `local`, which plays all of them).
+    pub roles: BTreeSet<Role>,
+    /// Peer listener (node-to-node transport).
+    pub listen: SocketAddr,
+    /// Seed node to join; none means "start a new cluster".
+    pub join: Option<SocketAddr>,
+    /// Shared secret every peer must present in the handshake. Never printed.
+    pub cluster_secret: String,
+    /// Allow listeners on non-loopback addresses (off by default: a node binds to
+    /// 127.0.0.0/8 unless told otherwise).
+    pub allow_non_loopback: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Largest peer frame accepted or sent. Bounds the memory one peer can make us
+    /// allocate; must exceed the largest KVS value plus envelope overhead.
+    pub max_frame_bytes: usize,
+    /// Frames queued per peer connection before senders wait (back-pressure).
+    pub peer_queue_depth: usize,
+    /// A request with no response after this long fails with a timeout error.
+    pub request_timeout_ms: u64,
+    /// First reconnect delay; doubles up to `reconnect_max_ms`.
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    /// A connection attempt (TCP connect + handshake) that takes longer fails.
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipConfig {
+    /// How often a node tells its peers it is alive.
+    pub heartbeat_ms: u64,
+    /// Silence after which a peer is suspected.
+    pub suspect_after_ms: u64,
+    /// Silence after which a peer is declared dead and leaves the hash ring.
+    pub dead_after_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KvsConfig {
+    /// KvsShard actors per KVS node; 0 means one per core.
+    pub shards_per_node: usize,
+    /// Replicas per key (k): an acknowledged write survives the loss of k-1 of them.
+    pub replication: usize,
+    /// Virtual nodes per shard on the hash ring (smooths the key distribution).
+    pub virtual_nodes: usize,
+    /// Replicas gossip changed keys at least this often.
+    pub gossip_interval_ms: u64,
+    /// Largest value accepted by a put, in bytes.
+    pub max_value_bytes: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Python worker processes per executor node; 0 means one per core.
+    pub workers: usize,
+    /// Default function timeout (a function may ask for a shorter or longer one).
+    pub function_timeout_ms: u64,
+    /// Cache capacity per executor node, in bytes (LRU beyond it).
+    pub cache_capacity_bytes: usize,
+    /// Executors above this utilisation (0..=1) are skipped by the scheduler.
+    pub utilisation_threshold: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Client websocket listener.
+    pub client_listen: SocketAddr,
+    /// Dashboard and `/metrics` listener.
+    pub dashboard_listen: SocketAddr,
+    /// When set, clients, the dashboard and `/metrics` must present it. Never printed.
+    pub token: Option<String>,
+    /// Largest client websocket message (a reassembled frame), in bytes.
+    pub max_message_bytes: usize,
+}
+
+const MIB: usize = 1024 * 1024;
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: String::new(),
+            roles: Role::ALL.into_iter().collect(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 6100)),
+            join: None,
+            cluster_secret: String::new(),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_frame_bytes: 80 * MIB,
+            peer_queue_depth: 1024,
+            request_timeout_ms: 5_000,
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 2_000,
+            connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            heartbeat_ms: 250,
+            suspect_after_ms: 1_000,
+            dead_after_ms: 3_000,
+        }
+    }
+}
+
+impl Default for KvsConfig {
+    fn default() -> Self {
+        KvsConfig {
+            shards_per_node: 0,
+            replication: 1,
+            virtual_nodes: 64,
+            gossip_interval_ms: 50,
+            max_value_bytes: 64 * MIB,
+        }
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            workers: 0,
+            function_timeout_ms: 30_000,
+            cache_capacity_bytes: 512 * MIB,
+            utilisation_threshold: 0.9,
+        }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            client_listen: SocketAddr::from(([127, 0, 0, 1], 6200)),
+            dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+            max_message_bytes: 80 * MIB,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeConfig::default(),
+            transport: TransportConfig::default(),
+            membership: MembershipConfig::default(),
+            kvs: KvsConfig::default(),
+            executor: ExecutorConfig::default(),
+            gateway: GatewayConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file; unknown keys and wrong types are errors naming the file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
+    }
+
+    /// The node's stable name: the configured id or, failing that, its peer address.
+    pub fn node_id(&self) -> crate::ids::NodeId {
+        if self.node.id.is_empty() {
+            crate::ids::NodeId::new(self.node.listen.to_string())
+        } else {
+            crate::ids::NodeId::new(&self.node.id)
+        }
+    }
+
+    /// Worker processes per executor node, resolving 0 to the number of cores.
+    pub fn executor_workers(&self) -> usize {
+        resolve_cores(self.executor.workers)
+    }
+
+    /// KVS shards per node, resolving 0 to the number of cores.
+    pub fn kvs_shards(&self) -> usize {
+        resolve_cores(self.kvs.shards_per_node)
+    }
+
+    /// Check every cross-field rule once, at start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.node.roles.is_empty() {
+            return bad("node.roles must name at least one role".into());
+        }
+        if !self.node.allow_non_loopback {
+            for (name, addr) in [
+                ("node.listen", self.node.listen),
+                ("gateway.client_listen", self.gateway.client_listen),
+                ("gateway.dashboard_listen", self.gateway.dashboard_listen),
+            ] {
+                if !addr.ip().is_loopback() {
+                    return bad(format!(
+                        "{name} = {addr} is not a loopback address; pass --allow-non-loopback to listen on it"
+                    ));
+                }
+            }
+        }
+        let t = &self.transport;
+        if t.max_frame_bytes < 1024 {
+            return bad("transport.max_frame_bytes must be at least 1024".into());
+        }
+        if t.max_frame_bytes < self.kvs.max_value_bytes + 64 * 1024 {
+            return bad(format!(
+                "transport.max_frame_bytes ({}) must exceed kvs.max_value_bytes ({}) by at least 64 KiB of envelope",
+                t.max_frame_bytes, self.kvs.max_value_bytes
+            ));
+        }
+        if t.peer_queue_depth == 0 {
+            return bad("transport.peer_queue_depth must be at least 1".into());
+        }
+        for (name, v) in [
+            ("transport.request_timeout_ms", t.request_timeout_ms),
+            ("transport.reconnect_min_ms", t.reconnect_min_ms),
+            ("transport.connect_timeout_ms", t.connect_timeout_ms),
+            ("membership.heartbeat_ms", self.membership.heartbeat_ms),
+            ("kvs.gossip_interval_ms", self.kvs.gossip_interval_ms),
+            ("executor.function_timeout_ms", self.executor.function_timeout_ms),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} must be greater than 0"));
+            }
+        }
+        if t.reconnect_max_ms < t.reconnect_min_ms {
+            return bad("transport.reconnect_max_ms must be >= transport.reconnect_min_ms".into());
+        }
+        let m = &self.membership;
+        if !(m.heartbeat_ms < m.suspect_after_ms && m.suspect_after_ms < m.dead_after_ms) {
+            return bad(format!(
+                "membership timeouts must satisfy heartbeat_ms ({}) < suspect_after_ms ({}) < dead_after_ms ({})",
+                m.heartbeat_ms, m.suspect_after_ms, m.dead_after_ms
+            ));
+        }
+        if self.kvs.replication == 0 {
+            return bad("kvs.replication must be at least 1".into());
+        }
+        if self.kvs.virtual_nodes == 0 {
+            return bad("kvs.virtual_nodes must be at least 1".into());
+        }
+        if self.kvs.max_value_bytes == 0 {
+            return bad("kvs.max_value_bytes must be greater than 0".into());
+        }
+        let u = self.executor.utilisation_threshold;
+        if !(u > 0.0 && u <= 1.0) {
+            return bad(format!(
+                "executor.utilisation_threshold must be in (0, 1], got {u}"
+            ));
+        }
+        if self.gateway.max_message_bytes < 1024 {
+            return bad("gateway.max_message_bytes must be at least 1024".into());
+        }
+        if self.gateway.client_listen == self.gateway.dashboard_listen {
+            return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
+        }
+        if let Some(token) = &self.gateway.token {
+            if token.is_empty() {
+                return bad("gateway.token must not be empty when set".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, with secrets redacted.
+    pub fn dump(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.node.cluster_secret.is_empty() {
+            shown.node.cluster_secret = "<redacted>".into();
+        }
+        if shown.gateway.token.is_some() {
+            shown.gateway.token = Some("<redacted>".into());
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn resolve_cores(n: usize) -> usize {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn dump_round_trips_and_hides_secrets() {
+        let mut c = Config::default();
+        c.node.cluster_secret = "hunter2".into();
+        c.gateway.token = Some("tok".into());
+        let text = c.dump();
+        assert!(!text.contains("hunter2") && !text.contains("\"tok\""));
+        let back = Config::from_toml(&text).expect("dump parses");
+        assert_eq!(back.kvs, c.kvs);
+    }
+
+    #[test]
+    fn unknown_key_is_an_error() {
+        let err = Config::from_toml("[kvs]\nreplicaton = 2\n").unwrap_err();
+        assert!(err.contains("replicaton"), "{err}");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let c = Config::from_toml("[kvs]\nreplication = 3\n").expect("parses");
+        assert_eq!(c.kvs.replication, 3);
+        assert_eq!(c.gateway, GatewayConfig::default());
+    }
+
+    #[test]
+    fn bad_membership_order_is_rejected() {
+        let mut c = Config::default();
+        c.membership.suspect_after_ms = c.membership.dead_after_ms;
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn non_loopback_needs_opt_in() {
+        let mut c = Config::default();
+        c.node.listen = "0.0.0.0:6100".parse().expect("addr");
+        assert!(c.validate().is_err());
+        c.node.allow_non_loopback = true;
+        c.validate().expect("allowed when opted in");
+    }
+
+    #[test]
+    fn roles_parse() {
+        let r = parse_roles("kvs, executor").expect("parses");
+        assert_eq!(r.len(), 2);
+        assert!(parse_roles("kvs,bogus").is_err());
+        assert!(parse_roles("").is_err());
+    }
+}

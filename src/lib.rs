@@ -1,0 +1,26 @@
+//! Cloudburst in Rust: a stateful Functions-as-a-Service platform.
+//!
+//! Users register Python functions and DAGs; functions share state in an Anna-style KVS of
+//! lattices through caches co-located with the executors, under a choice of consistency
+//! modes. See `README.md` for how to run it and `../shared/DESIGN.md` for the architecture.
+//!
+//! # Layout
+//! - [`app`]: what each subcommand does once parsed (exit codes, dispatch).
+//! - [`cli`]: the command line (clap): `local`, `node`, `bench`.
+//! - [`config`]: the effective configuration, its defaults, TOML file and validation.
+//! - [`ids`]: newtype identifiers (`NodeId`, `Generation`, `Key`, `CallId`, `WriterId`).
+//! - [`lattice`]: the lattice types, the stored `LatticeValue` enum and the law checker.
+//! - [`net`]: the peer transport (frames, envelopes, handshake, remote handles), membership
+//!   and the consistent hash ring.
+//! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
+//!   pure cores).
+//! - [`bench`]: the `cloudburst bench` workloads.
+
+pub mod actors;
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod ids;
+pub mod lattice;
+pub mod net;

@@ -1,0 +1,11 @@
+//! The `cloudburst` binary: parse the command line, load and validate the config, start
+//! what was asked for. Everything else lives in the library (`src/lib.rs` lists it).
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    cloudburst::app::init_tracing();
+    let cli = cloudburst::cli::Cli::parse();
+    cloudburst::app::run(cli)
+}

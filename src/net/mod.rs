@@ -1,0 +1,1 @@
+//! Node-to-node transport, membership and the consistent hash ring.

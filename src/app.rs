@@ -23,11 +23,9 @@ pub fn init_tracing() {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Local(args) => {
-            with_config(args.to_config(), args.common.dump_config, |_config| {
-                not_yet("`cloudburst local` (the in-process cluster)")
-            })
-        }
+        Command::Local(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
+            not_yet("`cloudburst local` (the in-process cluster)")
+        }),
         Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
             not_yet("`cloudburst node` (cluster nodes)")
         }),

@@ -87,7 +87,7 @@ pub fn parse_roles(s: &str) -> Result<BTreeSet<Role>, String> {
 }
 
 /// The whole effective configuration of one node (or of the `local` cluster).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub node: NodeConfig,
@@ -257,19 +257,6 @@ impl Default for GatewayConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeConfig::default(),
-            transport: TransportConfig::default(),
-            membership: MembershipConfig::default(),
-            kvs: KvsConfig::default(),
-            executor: ExecutorConfig::default(),
-            gateway: GatewayConfig::default(),
-        }
-    }
-}
-
 impl Config {
     /// Read a TOML file; unknown keys and wrong types are errors naming the file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -344,7 +331,10 @@ impl Config {
             ("transport.connect_timeout_ms", t.connect_timeout_ms),
             ("membership.heartbeat_ms", self.membership.heartbeat_ms),
             ("kvs.gossip_interval_ms", self.kvs.gossip_interval_ms),
-            ("executor.function_timeout_ms", self.executor.function_timeout_ms),
+            (
+                "executor.function_timeout_ms",
+                self.executor.function_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be greater than 0"));

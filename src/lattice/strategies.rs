@@ -37,19 +37,23 @@ pub fn arb_bytes() -> impl Strategy<Value = Bytes> {
     prop::collection::vec(0u8..3, 0..3).prop_map(Bytes::from)
 }
 
+/// Lww with times and writers in `0..3`: equal timestamps with other values are common.
 pub fn arb_lww() -> impl Strategy<Value = Lww> {
     (0u64..3, 0u64..3, arb_bytes())
         .prop_map(|(time, writer, value)| Lww::new(Timestamp::new(time, WriterId(writer)), value))
 }
 
+/// Sets of up to 3 short byte strings.
 pub fn arb_set_union() -> impl Strategy<Value = SetUnion<Bytes>> {
     prop::collection::vec(arb_bytes(), 0..4).prop_map(SetUnion::from_iter)
 }
 
+/// Ordered sets of up to 3 short byte strings.
 pub fn arb_ordered_set() -> impl Strategy<Value = OrderedSet<Bytes>> {
     prop::collection::vec(arb_bytes(), 0..4).prop_map(OrderedSet::from_iter)
 }
 
+/// Bottom, small numbers and the extremes.
 pub fn arb_max() -> impl Strategy<Value = Max<i64>> {
     prop_oneof![
         Just(Max::default()),
@@ -58,6 +62,7 @@ pub fn arb_max() -> impl Strategy<Value = Max<i64>> {
     ]
 }
 
+/// Bottom or a priority in `0..3` (ties common) with a short value.
 pub fn arb_priority() -> impl Strategy<Value = Priority<u64, Bytes>> {
     prop::option::of((0u64..3, arb_bytes())).prop_map(|entry| match entry {
         Some((p, v)) => Priority::new(p, v),
@@ -65,15 +70,18 @@ pub fn arb_priority() -> impl Strategy<Value = Priority<u64, Bytes>> {
     })
 }
 
+/// Maps of up to 3 keys in `0..4` to `Max<i64>` (some bound to bottom).
 pub fn arb_map() -> impl Strategy<Value = Map<u64, Max<i64>>> {
     prop::collection::vec((0u64..4, arb_max()), 0..4).prop_map(Map::from_iter)
 }
 
+/// Clocks over writers `0..3` with counters in `0..3` (zeros are dropped).
 pub fn arb_vector_clock() -> impl Strategy<Value = VectorClock> {
     prop::collection::vec((0u64..3, 0u64..3), 0..3)
         .prop_map(|entries| entries.into_iter().map(|(w, c)| (WriterId(w), c)).collect())
 }
 
+/// The merge of up to 3 random writes.
 pub fn arb_single_key_causal() -> impl Strategy<Value = SingleKeyCausal> {
     prop::collection::vec((arb_vector_clock(), arb_bytes()), 0..4).prop_map(|writes| {
         let mut s = SingleKeyCausal::default();
@@ -89,6 +97,7 @@ fn arb_deps() -> impl Strategy<Value = Dependencies> {
     prop::collection::vec((key, arb_vector_clock()), 0..3).prop_map(Dependencies::from_iter)
 }
 
+/// The merge of up to 3 random writes with dependencies on keys `j` and `k`.
 pub fn arb_multi_key_causal() -> impl Strategy<Value = MultiKeyCausal> {
     prop::collection::vec((arb_vector_clock(), arb_deps(), arb_bytes()), 0..4).prop_map(|writes| {
         let mut s = MultiKeyCausal::default();

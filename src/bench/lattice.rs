@@ -203,6 +203,7 @@ impl Gen {
     }
 
     fn payload(&mut self) -> Bytes {
+        // In bounds: the pool has exactly POOL payloads.
         self.pool[self.rng.gen_range(0..POOL)].clone()
     }
 
@@ -259,6 +260,7 @@ fn max_pair(g: &mut Gen) -> (Max<i64>, Max<i64>) {
 /// 8 elements, and 4 of which 2 come from the state.
 fn set_elements(g: &mut Gen) -> (Vec<Bytes>, Vec<Bytes>) {
     let state: Vec<Bytes> = (0..8).map(|_| g.payload()).collect();
+    // In bounds: `state` has 8 elements.
     let incoming = vec![state[1].clone(), state[5].clone(), g.payload(), g.payload()];
     (state, incoming)
 }

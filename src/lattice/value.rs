@@ -154,11 +154,14 @@ impl LatticeValue {
             LatticeValue::MultiKeyCausal(v) => v.byte_size(),
         };
         // The tag and padding of the enum around the inner value.
-        inner + std::mem::size_of::<Self>().saturating_sub(largest_variant())
+        inner + std::mem::size_of::<Self>().saturating_sub(LARGEST_VARIANT)
     }
 }
 
 /// Inline size of the largest variant payload (the enum adds its tag on top of it).
+const LARGEST_VARIANT: usize = largest_variant();
+
+/// Computes [`LARGEST_VARIANT`] at compile time.
 const fn largest_variant() -> usize {
     let sizes = [
         std::mem::size_of::<Lww>(),

@@ -26,9 +26,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
             not_yet("`cloudburst local` (the in-process cluster)")
         }),
-        Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
-            not_yet("`cloudburst node` (cluster nodes)")
-        }),
+        Command::Node(args) => with_config(
+            args.to_config(),
+            args.common.dump_config,
+            crate::net::node::run,
+        ),
         Command::Bench(args) => bench(&args),
     }
 }
@@ -60,6 +62,7 @@ fn not_yet(what: &str) -> ExitCode {
 fn bench(args: &BenchArgs) -> ExitCode {
     let outcome = match args.workload {
         Workload::Lattice => crate::bench::lattice::run(args),
+        Workload::Transport => crate::bench::transport::run(args),
         other => {
             return not_yet(&format!(
                 "`cloudburst bench {}`",

@@ -26,9 +26,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Local(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
             not_yet("`cloudburst local` (the in-process cluster)")
         }),
-        Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
-            not_yet("`cloudburst node` (cluster nodes)")
-        }),
+        Command::Node(args) => with_config(
+            args.to_config(),
+            args.common.dump_config,
+            crate::net::node::run,
+        ),
         Command::Bench(args) => bench(&args),
     }
 }

@@ -1,0 +1,348 @@
+//! One established, authenticated connection, driven by a single task: it reads frames and
+//! routes them (requests and one-way messages to local actors, responses to waiting
+//! callers), and writes queued requests and finished responses in batches — everything
+//! ready is appended to one buffer and written with one syscall.
+//!
+//! Back-pressure: at most [`MAX_INFLIGHT_PER_CONNECTION`] inbound messages are being
+//! delivered at once (reading pauses beyond that, so TCP pushes back on the peer), and at
+//! most [`OUT_HIGH_WATER`] bytes wait to be written (taking new work pauses beyond that).
+//! Responses are always read, so two nodes can never wait on each other's writes.
+
+use crate::ids::NodeRef;
+use crate::net::error::NetError;
+use crate::net::handshake::Identity;
+use crate::net::metrics::{add, bump};
+use crate::net::registry::Delivery;
+use crate::net::service::ActorRef;
+use crate::net::transport::Shared;
+use crate::net::wire::{codec, decode_envelope, encode_envelope, encode_payload, push_frame};
+use crate::net::wire::{Envelope, Kind};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+
+/// Inbound messages being delivered per connection before reading pauses. Bounds the
+/// memory and actor-mailbox pressure one peer can cause; 32 pipelined requests per caller
+/// times a few callers fit comfortably.
+pub const MAX_INFLIGHT_PER_CONNECTION: usize = 1024;
+
+/// Bytes buffered for writing before the connection stops taking new frames (a batch is
+/// written with one syscall; this bounds the buffer when the peer reads slowly).
+pub const OUT_HIGH_WATER: usize = 1024 * 1024;
+
+/// Initial capacity of the write buffer (a typical batch of small frames).
+const OUT_INITIAL_CAPACITY: usize = 64 * 1024;
+
+/// A response as the waiting caller sees it: `ok` says whether the payload is the reply or a
+/// [`NetError`].
+pub(crate) type Response = Result<(bool, Vec<u8>), NetError>;
+type ResponseSlot = oneshot::Sender<Response>;
+
+/// Requests sent on a link and not yet answered, by correlation id.
+#[derive(Default)]
+pub(crate) struct Pending {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<u64, ResponseSlot>>,
+}
+
+impl Pending {
+    /// A fresh correlation id and the receiver its response will arrive on.
+    pub(crate) fn insert(&self) -> (u64, oneshot::Receiver<Response>) {
+        let corr = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(corr, tx);
+        (corr, rx)
+    }
+
+    /// Forget a request (timed out or never sent).
+    pub(crate) fn cancel(&self, corr: u64) {
+        self.lock().remove(&corr);
+    }
+
+    /// Hand a response to its caller; false if nobody waits for it (e.g. it timed out).
+    fn complete(&self, corr: u64, ok: bool, payload: Vec<u8>) -> bool {
+        match self.lock().remove(&corr) {
+            Some(slot) => slot.send(Ok((ok, payload))).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Fail every waiting request with `err`; returns how many there were.
+    pub(crate) fn fail_all(&self, err: &NetError) -> usize {
+        let drained: Vec<ResponseSlot> = self.lock().drain().map(|(_, s)| s).collect();
+        let n = drained.len();
+        for slot in drained {
+            let _ = slot.send(Err(err.clone()));
+        }
+        n
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ResponseSlot>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// An authenticated connection, ready to be driven.
+pub(crate) struct Conn {
+    pub reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    pub writer: OwnedWriteHalf,
+    /// Who is on the other side (from the handshake).
+    pub peer: Identity,
+    /// The socket address of the other side.
+    pub addr: SocketAddr,
+}
+
+/// Why [`drive`] returned.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    Shutdown,
+    Closed,
+    Failed(String),
+}
+
+/// Work queued for the peer on an outbound link (absent on inbound connections).
+pub(crate) struct Outbound<'a> {
+    pub queue: &'a mut mpsc::Receiver<Bytes>,
+    pub pending: &'a Pending,
+    /// A frame taken from the queue before the connection existed.
+    pub first: Option<Bytes>,
+}
+
+type Inflight = FuturesUnordered<BoxFuture<'static, Option<Bytes>>>;
+
+/// Drive `conn` until it closes, fails or the transport shuts down.
+pub(crate) async fn drive(
+    shared: &Shared,
+    conn: Conn,
+    mut outbound: Option<Outbound<'_>>,
+) -> Ended {
+    let Conn {
+        mut reader,
+        mut writer,
+        peer,
+        addr,
+    } = conn;
+    let mut ctx = ConnCtx {
+        shared,
+        peer: peer.node,
+        addr,
+        out: BytesMut::with_capacity(OUT_INITIAL_CAPACITY),
+        enc: codec(shared.cfg.max_frame_bytes),
+        inflight: FuturesUnordered::new(),
+    };
+    if let Some(first) = outbound.as_mut().and_then(|o| o.first.take()) {
+        ctx.push(first);
+    }
+    loop {
+        let can_read = ctx.inflight.len() < MAX_INFLIGHT_PER_CONNECTION;
+        let can_fill = ctx.out.len() < OUT_HIGH_WATER;
+        let has_queue = outbound.is_some();
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return Ended::Shutdown,
+            frame = reader.next(), if can_read => match frame {
+                None => return Ended::Closed,
+                Some(Err(e)) => {
+                    bump(&shared.metrics.bad_connections);
+                    return Ended::Failed(format!("unreadable frame: {e}"));
+                }
+                Some(Ok(frame)) => ctx.on_frame(frame, outbound.as_ref().map(|o| o.pending)),
+            },
+            Some(done) = ctx.inflight.next(), if can_fill && !ctx.inflight.is_empty() => {
+                if let Some(frame) = done {
+                    ctx.push(frame);
+                }
+            }
+            Some(frame) = next_queued(&mut outbound), if can_fill && has_queue => {
+                ctx.push(frame);
+                ctx.drain_queue(&mut outbound);
+            }
+            written = writer.write_buf(&mut ctx.out), if !ctx.out.is_empty() => match written {
+                Ok(0) => return Ended::Closed,
+                Ok(_) => {}
+                Err(e) => return Ended::Failed(format!("write failed: {e}")),
+            },
+        }
+    }
+}
+
+async fn next_queued(outbound: &mut Option<Outbound<'_>>) -> Option<Bytes> {
+    match outbound {
+        Some(o) => o.queue.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Per-connection state of [`drive`].
+struct ConnCtx<'a> {
+    shared: &'a Shared,
+    peer: NodeRef,
+    addr: SocketAddr,
+    out: BytesMut,
+    enc: LengthDelimitedCodec,
+    inflight: Inflight,
+}
+
+impl ConnCtx<'_> {
+    /// Append one frame to the write batch.
+    fn push(&mut self, body: Bytes) {
+        let len = body.len() as u64;
+        match push_frame(&mut self.enc, body, &mut self.out) {
+            Ok(()) => {
+                bump(&self.shared.metrics.frames_out);
+                add(&self.shared.metrics.bytes_out, len);
+            }
+            Err(e) => tracing::warn!(peer = %self.addr, cause = %e, "frame not sent"),
+        }
+    }
+
+    /// Take whatever else is queued, up to the high-water mark.
+    fn drain_queue(&mut self, outbound: &mut Option<Outbound<'_>>) {
+        let Some(o) = outbound else { return };
+        while self.out.len() < OUT_HIGH_WATER {
+            match o.queue.try_recv() {
+                Ok(frame) => self.push(frame),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: BytesMut, pending: Option<&Pending>) {
+        let m = &self.shared.metrics;
+        bump(&m.frames_in);
+        add(&m.bytes_in, frame.len() as u64);
+        let env = match decode_envelope(&frame) {
+            Ok(env) => env,
+            Err(e) => {
+                bump(&m.bad_frames);
+                tracing::warn!(peer = %self.addr, cause = %e, "dropped undecodable frame");
+                return;
+            }
+        };
+        match env.kind {
+            Kind::Response { corr, ok } => match pending {
+                Some(p) => {
+                    if !p.complete(corr, ok, env.payload) {
+                        tracing::debug!(peer = %self.addr, corr, "late response dropped");
+                    }
+                }
+                None => {
+                    bump(&m.bad_frames);
+                    tracing::warn!(peer = %self.addr, "dropped response on an inbound connection");
+                }
+            },
+            Kind::Request { corr } => self.on_request(env, corr),
+            Kind::OneWay => self.on_one_way(env),
+        }
+    }
+
+    fn on_request(&mut self, env: Envelope, corr: u64) {
+        let reply_to = ActorRef::new(env.from.clone(), env.to.service, env.to.instance);
+        let tag = env.tag;
+        match self.route(&env, false) {
+            Ok(delivery) => {
+                let me = self.shared.me.clone();
+                let max = self.shared.cfg.max_frame_bytes;
+                self.inflight.push(Box::pin(async move {
+                    let result = delivery.await;
+                    response_frame(me, reply_to, tag, corr, result, max)
+                }));
+            }
+            Err(e) => {
+                let max = self.shared.cfg.max_frame_bytes;
+                let me = self.shared.me.clone();
+                if let Some(frame) = response_frame(me, reply_to, tag, corr, Err(e), max) {
+                    self.push(frame);
+                }
+            }
+        }
+    }
+
+    fn on_one_way(&mut self, env: Envelope) {
+        match self.route(&env, true) {
+            Ok(delivery) => self.inflight.push(Box::pin(async move {
+                if let Err(e) = delivery.await {
+                    tracing::debug!(cause = %e, "one-way message not delivered");
+                }
+                None
+            })),
+            Err(e) => {
+                bump(&self.shared.metrics.dropped_one_way);
+                tracing::warn!(peer = %self.addr, to = %env.to, cause = %e, "dropped one-way message");
+            }
+        }
+    }
+
+    /// Check the addressee and start delivering to the local actor.
+    fn route(&self, env: &Envelope, one_way: bool) -> Result<Delivery, NetError> {
+        let m = &self.shared.metrics;
+        let me = &self.shared.me;
+        let to = &env.to;
+        if to.node.id != me.id {
+            bump(&m.bad_frames);
+            return Err(NetError::UnknownNode(to.node.id.clone()));
+        }
+        if to.node.generation != me.generation {
+            bump(&m.stale_generation);
+            tracing::debug!(peer = %self.peer, to = %to, "message for another generation");
+            return Err(NetError::StaleGeneration {
+                node: me.id.clone(),
+                addressed: to.node.generation,
+                current: me.generation,
+            });
+        }
+        let routed =
+            self.shared
+                .registry
+                .dispatch(to.service, env.tag, to.instance, &env.payload, one_way);
+        match &routed {
+            Err(NetError::NoSuchActor { .. }) => bump(&m.no_such_actor),
+            Err(e @ NetError::Codec(_)) => {
+                bump(&m.bad_frames);
+                tracing::warn!(peer = %self.addr, to = %to, cause = %e, "dropped undecodable payload");
+            }
+            _ => {}
+        }
+        routed
+    }
+}
+
+/// Encode the response frame for a request's outcome. A reply too large for a frame is
+/// answered with `FrameTooLarge` instead.
+fn response_frame(
+    me: NodeRef,
+    to: ActorRef,
+    tag: u16,
+    corr: u64,
+    result: Result<Vec<u8>, NetError>,
+    max: usize,
+) -> Option<Bytes> {
+    let (ok, payload) = match result {
+        Ok(p) => (true, p),
+        Err(e) => (false, encode_payload(&e).ok()?),
+    };
+    let mut env = Envelope {
+        from: me,
+        to,
+        tag,
+        kind: Kind::Response { corr, ok },
+        payload,
+    };
+    match encode_envelope(&env, max) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            env.kind = Kind::Response { corr, ok: false };
+            env.payload = encode_payload(&e).ok()?;
+            encode_envelope(&env, max).ok()
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! [`Handle`]: how actor code sends to an actor anywhere in the cluster, and
+//! [`RemoteRecipient`], the remote half.
+
+use crate::net::error::NetError;
+use crate::net::link::Link;
+use crate::net::metrics::bump;
+use crate::net::service::{ActorRef, RemoteMessage};
+use crate::net::transport::Shared;
+use crate::net::wire::{decode_payload, encode_envelope, encode_payload, Envelope, Kind};
+use actix::Recipient;
+use std::marker::PhantomData;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+
+/// A handle to one actor, local or remote. Obtain it from `Transport::handle`.
+pub enum Handle<M: RemoteMessage> {
+    /// In this process: the message is handed over as is.
+    Local {
+        recipient: Recipient<M>,
+        /// Default for [`Handle::send`].
+        timeout: Duration,
+    },
+    /// On another node: encoded and sent through the peer link.
+    Remote(RemoteRecipient<M>),
+    /// Cannot be reached (e.g. another generation of this node): every send fails with it.
+    Unreachable(NetError),
+}
+
+impl<M: RemoteMessage> Clone for Handle<M> {
+    fn clone(&self) -> Self {
+        match self {
+            Handle::Local { recipient, timeout } => Handle::Local {
+                recipient: recipient.clone(),
+                timeout: *timeout,
+            },
+            Handle::Remote(r) => Handle::Remote(r.clone()),
+            Handle::Unreachable(e) => Handle::Unreachable(e.clone()),
+        }
+    }
+}
+
+impl<M: RemoteMessage> Handle<M> {
+    /// Request/response with the configured request timeout.
+    pub async fn send(&self, msg: M) -> Result<M::Result, NetError> {
+        let t = match self {
+            Handle::Local { timeout, .. } => *timeout,
+            Handle::Remote(r) => r.default_timeout(),
+            Handle::Unreachable(e) => return Err(e.clone()),
+        };
+        self.send_timeout(msg, t).await
+    }
+
+    /// Request/response, failing with `Timeout` after `t` (the pending entry is removed).
+    pub async fn send_timeout(&self, msg: M, t: Duration) -> Result<M::Result, NetError> {
+        match self {
+            Handle::Local { recipient, .. } => {
+                match tokio::time::timeout(t, recipient.send(msg)).await {
+                    Ok(r) => r.map_err(NetError::from),
+                    Err(_) => Err(NetError::Timeout),
+                }
+            }
+            Handle::Remote(r) => r.send_timeout(msg, t).await,
+            Handle::Unreachable(e) => Err(e.clone()),
+        }
+    }
+
+    /// One-way: `Err(QueueFull)` when the peer queue or local mailbox is full, rather than
+    /// buffering without bound.
+    pub fn tell(&self, msg: M) -> Result<(), NetError> {
+        match self {
+            Handle::Local { recipient, .. } => recipient.try_send(msg).map_err(|e| match e {
+                actix::prelude::SendError::Full(_) => NetError::QueueFull,
+                actix::prelude::SendError::Closed(_) => NetError::Mailbox("mailbox closed".into()),
+            }),
+            Handle::Remote(r) => r.tell(msg),
+            Handle::Unreachable(e) => Err(e.clone()),
+        }
+    }
+
+    /// True when the target is in this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Handle::Local { .. })
+    }
+}
+
+/// The remote half of a [`Handle`]: encodes `M` into an envelope for the target's link.
+pub struct RemoteRecipient<M> {
+    shared: Arc<Shared>,
+    target: ActorRef,
+    link: OnceLock<Arc<Link>>,
+    _message: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for RemoteRecipient<M> {
+    fn clone(&self) -> Self {
+        RemoteRecipient {
+            shared: self.shared.clone(),
+            target: self.target.clone(),
+            link: self.link.clone(),
+            _message: PhantomData,
+        }
+    }
+}
+
+impl<M: RemoteMessage> RemoteRecipient<M> {
+    pub(crate) fn new(shared: Arc<Shared>, target: ActorRef) -> Self {
+        RemoteRecipient {
+            shared,
+            target,
+            link: OnceLock::new(),
+            _message: PhantomData,
+        }
+    }
+
+    /// The actor this handle sends to.
+    pub fn target(&self) -> &ActorRef {
+        &self.target
+    }
+
+    fn default_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.cfg.request_timeout_ms)
+    }
+
+    fn link(&self) -> Result<&Arc<Link>, NetError> {
+        if let Some(l) = self.link.get() {
+            return Ok(l);
+        }
+        if self.shared.shutdown.is_cancelled() {
+            return Err(NetError::Shutdown);
+        }
+        let found = self
+            .shared
+            .link(&self.target.node.id)
+            .ok_or_else(|| NetError::UnknownNode(self.target.node.id.clone()))?;
+        Ok(self.link.get_or_init(|| found))
+    }
+
+    fn frame(&self, msg: &M, kind: Kind) -> Result<bytes::Bytes, NetError> {
+        let env = Envelope {
+            from: self.shared.me.clone(),
+            to: self.target.clone(),
+            tag: M::TAG,
+            kind,
+            payload: encode_payload(msg)?,
+        };
+        encode_envelope(&env, self.shared.cfg.max_frame_bytes)
+    }
+
+    /// Request/response: waits for queue space and for the reply, together bounded by `t`.
+    pub async fn send_timeout(&self, msg: M, t: Duration) -> Result<M::Result, NetError> {
+        let link = self.link()?;
+        let (corr, rx) = link.pending.insert();
+        let frame = match self.frame(&msg, Kind::Request { corr }) {
+            Ok(f) => f,
+            Err(e) => {
+                link.pending.cancel(corr);
+                return Err(e);
+            }
+        };
+        let exchange = async {
+            link.tx.send(frame).await.map_err(|_| NetError::Shutdown)?;
+            rx.await.map_err(|_| NetError::ConnectionLost)?
+        };
+        let (ok, payload) = match tokio::time::timeout(t, exchange).await {
+            Ok(r) => r?,
+            Err(_) => {
+                link.pending.cancel(corr);
+                bump(&self.shared.metrics.timeouts);
+                return Err(NetError::Timeout);
+            }
+        };
+        if ok {
+            decode_payload::<M::Result>(&payload)
+        } else {
+            Err(decode_payload::<NetError>(&payload)?)
+        }
+    }
+
+    /// One-way: `Err(QueueFull)` if the peer queue is full.
+    pub fn tell(&self, msg: M) -> Result<(), NetError> {
+        let link = self.link()?;
+        let frame = self.frame(&msg, Kind::OneWay)?;
+        link.tx.try_send(frame).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                bump(&self.shared.metrics.queue_full);
+                NetError::QueueFull
+            }
+            TrySendError::Closed(_) => NetError::Shutdown,
+        })
+    }
+}

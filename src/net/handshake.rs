@@ -1,0 +1,338 @@
+//! The connection handshake: protocol version, identities, and mutual proof of the cluster
+//! secret by challenge-response HMAC-SHA256 (the secret never crosses the wire).
+//!
+//! ```text
+//! dialer   -> Hello     { version, node, listen, nonce_d }
+//! acceptor -> Challenge { version, nonce_a }                    (or Refused: version)
+//! dialer   -> Proof     { HMAC(secret, "dial"   | nonce_d | nonce_a | hello) }
+//! acceptor -> Welcome   { node, listen, HMAC(secret, "accept" | nonce_d | nonce_a | node) }
+//!             (or Refused: wrong secret)
+//! ```
+//! MACs are checked in constant time (`Mac::verify_slice`). Until the handshake is done
+//! frames are limited to [`HANDSHAKE_MAX_FRAME`], so an unauthenticated peer cannot make us
+//! allocate much.
+
+use crate::ids::NodeRef;
+use crate::net::wire::{decode_payload, encode_payload, PROTOCOL_VERSION};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+/// Largest handshake frame: a few hundred bytes are needed; unauthenticated input is small.
+pub const HANDSHAKE_MAX_FRAME: usize = 4096;
+
+type HmacSha256 = Hmac<Sha256>;
+type Nonce = [u8; 32];
+type Tag = [u8; 32];
+
+/// Who we are, as told to peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub node: NodeRef,
+    /// Where this node listens for peers.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Msg {
+    Hello {
+        version: u32,
+        who: Identity,
+        nonce: Nonce,
+    },
+    Challenge {
+        version: u32,
+        nonce: Nonce,
+    },
+    Proof {
+        mac: Tag,
+    },
+    Welcome {
+        who: Identity,
+        mac: Tag,
+    },
+    Refused {
+        reason: String,
+    },
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// We refused the peer: the reason was logged and sent to it.
+    #[error("refused peer: {0}")]
+    RefusedByUs(String),
+    /// The peer refused us, giving this reason.
+    #[error("refused by peer: {0}")]
+    RefusedByPeer(String),
+    /// The peer spoke out of turn or sent garbage.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The connection failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The cluster secret, as an HMAC key.
+#[derive(Clone)]
+pub struct Secret(Bytes);
+
+impl Secret {
+    pub fn new(secret: &str) -> Self {
+        Secret(Bytes::copy_from_slice(secret.as_bytes()))
+    }
+
+    fn mac(&self, label: &[u8], nonce_d: &Nonce, nonce_a: &Nonce, bound: &[u8]) -> HmacSha256 {
+        // HMAC accepts keys of any length; this cannot fail.
+        let mut m = <HmacSha256 as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        for part in [label, &nonce_d[..], &nonce_a[..], bound] {
+            m.update(&(part.len() as u64).to_be_bytes());
+            m.update(part);
+        }
+        m
+    }
+
+    fn tag(&self, label: &[u8], nd: &Nonce, na: &Nonce, bound: &[u8]) -> Tag {
+        self.mac(label, nd, na, bound)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    fn verify(&self, label: &[u8], nd: &Nonce, na: &Nonce, bound: &[u8], tag: &Tag) -> bool {
+        self.mac(label, nd, na, bound).verify_slice(tag).is_ok()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+const DIAL: &[u8] = b"cloudburst-dial";
+const ACCEPT: &[u8] = b"cloudburst-accept";
+
+fn nonce() -> Nonce {
+    let mut n = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut n);
+    n
+}
+
+fn bound(who: &Identity) -> Vec<u8> {
+    encode_payload(who).unwrap_or_default()
+}
+
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut FramedWrite<W, LengthDelimitedCodec>,
+    m: &Msg,
+) -> Result<(), HandshakeError> {
+    let bytes = encode_payload(m).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+    w.send(Bytes::from(bytes)).await?;
+    Ok(())
+}
+
+async fn recv<R: AsyncRead + Unpin>(
+    r: &mut FramedRead<R, LengthDelimitedCodec>,
+) -> Result<Msg, HandshakeError> {
+    match r.next().await {
+        None => Err(HandshakeError::Protocol("connection closed".into())),
+        Some(Err(e)) => Err(HandshakeError::Io(e)),
+        Some(Ok(frame)) => {
+            decode_payload(&frame).map_err(|e| HandshakeError::Protocol(e.to_string()))
+        }
+    }
+}
+
+async fn refuse<W: AsyncWrite + Unpin>(
+    w: &mut FramedWrite<W, LengthDelimitedCodec>,
+    reason: String,
+) -> HandshakeError {
+    // Best effort: the peer may already be gone.
+    let _ = send(
+        w,
+        &Msg::Refused {
+            reason: reason.clone(),
+        },
+    )
+    .await;
+    HandshakeError::RefusedByUs(reason)
+}
+
+fn version_problem(version: u32) -> Option<String> {
+    (version != PROTOCOL_VERSION).then(|| {
+        format!("protocol version {version} is not supported (this node speaks {PROTOCOL_VERSION})")
+    })
+}
+
+/// Run the dialer's side; on success returns the acceptor's identity.
+pub async fn dial<R, W>(
+    r: &mut FramedRead<R, LengthDelimitedCodec>,
+    w: &mut FramedWrite<W, LengthDelimitedCodec>,
+    me: &Identity,
+    secret: &Secret,
+) -> Result<Identity, HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let nonce_d = nonce();
+    send(
+        w,
+        &Msg::Hello {
+            version: PROTOCOL_VERSION,
+            who: me.clone(),
+            nonce: nonce_d,
+        },
+    )
+    .await?;
+    let nonce_a = match recv(r).await? {
+        Msg::Challenge { version, nonce } => match version_problem(version) {
+            Some(reason) => return Err(refuse(w, reason).await),
+            None => nonce,
+        },
+        Msg::Refused { reason } => return Err(HandshakeError::RefusedByPeer(reason)),
+        other => return Err(unexpected(&other)),
+    };
+    let mac = secret.tag(DIAL, &nonce_d, &nonce_a, &bound(me));
+    send(w, &Msg::Proof { mac }).await?;
+    match recv(r).await? {
+        Msg::Welcome { who, mac } => {
+            if secret.verify(ACCEPT, &nonce_d, &nonce_a, &bound(&who), &mac) {
+                Ok(who)
+            } else {
+                Err(HandshakeError::RefusedByUs(
+                    "peer failed the cluster-secret proof".into(),
+                ))
+            }
+        }
+        Msg::Refused { reason } => Err(HandshakeError::RefusedByPeer(reason)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Run the acceptor's side; on success returns the dialer's identity.
+pub async fn accept<R, W>(
+    r: &mut FramedRead<R, LengthDelimitedCodec>,
+    w: &mut FramedWrite<W, LengthDelimitedCodec>,
+    me: &Identity,
+    secret: &Secret,
+) -> Result<Identity, HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (who, nonce_d) = match recv(r).await? {
+        Msg::Hello {
+            version,
+            who,
+            nonce,
+        } => match version_problem(version) {
+            Some(reason) => return Err(refuse(w, reason).await),
+            None => (who, nonce),
+        },
+        other => return Err(unexpected(&other)),
+    };
+    let nonce_a = nonce();
+    send(
+        w,
+        &Msg::Challenge {
+            version: PROTOCOL_VERSION,
+            nonce: nonce_a,
+        },
+    )
+    .await?;
+    let proof = match recv(r).await? {
+        Msg::Proof { mac } => mac,
+        Msg::Refused { reason } => return Err(HandshakeError::RefusedByPeer(reason)),
+        other => return Err(unexpected(&other)),
+    };
+    if !secret.verify(DIAL, &nonce_d, &nonce_a, &bound(&who), &proof) {
+        return Err(refuse(w, "wrong cluster secret".into()).await);
+    }
+    let mac = secret.tag(ACCEPT, &nonce_d, &nonce_a, &bound(me));
+    send(
+        w,
+        &Msg::Welcome {
+            who: me.clone(),
+            mac,
+        },
+    )
+    .await?;
+    Ok(who)
+}
+
+fn unexpected(m: &Msg) -> HandshakeError {
+    let name = match m {
+        Msg::Hello { .. } => "hello",
+        Msg::Challenge { .. } => "challenge",
+        Msg::Proof { .. } => "proof",
+        Msg::Welcome { .. } => "welcome",
+        Msg::Refused { .. } => "refused",
+    };
+    HandshakeError::Protocol(format!("unexpected handshake message `{name}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Generation, NodeId};
+    use crate::net::wire::codec;
+
+    fn ident(name: &str) -> Identity {
+        Identity {
+            node: NodeRef {
+                id: NodeId::new(name),
+                generation: Generation(1),
+            },
+            listen: "127.0.0.1:1".parse().expect("addr"),
+        }
+    }
+
+    async fn run(
+        dial_secret: &str,
+        accept_secret: &str,
+    ) -> (
+        Result<Identity, HandshakeError>,
+        Result<Identity, HandshakeError>,
+    ) {
+        let (a, b) = tokio::io::duplex(HANDSHAKE_MAX_FRAME);
+        let (ar, aw) = tokio::io::split(a);
+        let (br, bw) = tokio::io::split(b);
+        let (mut ar, mut aw) = (
+            FramedRead::new(ar, codec(HANDSHAKE_MAX_FRAME)),
+            FramedWrite::new(aw, codec(HANDSHAKE_MAX_FRAME)),
+        );
+        let (mut br, mut bw) = (
+            FramedRead::new(br, codec(HANDSHAKE_MAX_FRAME)),
+            FramedWrite::new(bw, codec(HANDSHAKE_MAX_FRAME)),
+        );
+        let (d, a) = (ident("dialer"), ident("acceptor"));
+        let (ds, as_) = (Secret::new(dial_secret), Secret::new(accept_secret));
+        tokio::join!(
+            dial(&mut ar, &mut aw, &d, &ds),
+            accept(&mut br, &mut bw, &a, &as_)
+        )
+    }
+
+    #[tokio::test]
+    async fn same_secret_is_welcome() {
+        let (d, a) = run("s3cret", "s3cret").await;
+        assert_eq!(d.expect("dialer ok").node.id.as_str(), "acceptor");
+        assert_eq!(a.expect("acceptor ok").node.id.as_str(), "dialer");
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_is_refused_by_acceptor() {
+        let (d, a) = run("wrong", "s3cret").await;
+        assert!(matches!(a, Err(HandshakeError::RefusedByUs(r)) if r.contains("secret")));
+        assert!(matches!(d, Err(HandshakeError::RefusedByPeer(_))));
+    }
+}

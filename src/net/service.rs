@@ -1,0 +1,88 @@
+//! What can cross nodes: service ids, the [`RemoteMessage`] trait and [`ActorRef`] addresses.
+
+use crate::ids::NodeRef;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The kinds of actor a node can host. The wire carries the discriminant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u16)]
+pub enum ServiceId {
+    Membership,
+    Echo,
+    KvsShard,
+    Cache,
+    Executor,
+    Scheduler,
+    Gateway,
+    Monitor,
+}
+
+impl ServiceId {
+    /// Lower-case name used in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceId::Membership => "membership",
+            ServiceId::Echo => "echo",
+            ServiceId::KvsShard => "kvs-shard",
+            ServiceId::Cache => "cache",
+            ServiceId::Executor => "executor",
+            ServiceId::Scheduler => "scheduler",
+            ServiceId::Gateway => "gateway",
+            ServiceId::Monitor => "monitor",
+        }
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A message that may cross nodes. Its actix result is its reply.
+///
+/// A service may accept several message types: each has its own [`RemoteMessage::TAG`],
+/// and every `(SERVICE, TAG)` pair must name exactly one type. The reply type's bounds are
+/// written as associated-type bounds so they are implied wherever `M: RemoteMessage` is.
+pub trait RemoteMessage:
+    actix::Message<Result: Serialize + DeserializeOwned + Send + 'static>
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + 'static
+{
+    /// The service whose actors handle this message.
+    const SERVICE: ServiceId;
+    /// Distinguishes the message types of one service (0 for a service's only type).
+    const TAG: u16 = 0;
+}
+
+/// Address of one actor instance anywhere in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ActorRef {
+    /// The node (and its incarnation) hosting the actor.
+    pub node: NodeRef,
+    /// Which kind of actor.
+    pub service: ServiceId,
+    /// Which one of that kind on the node (shard number, executor number, 0 for singletons).
+    pub instance: u32,
+}
+
+impl ActorRef {
+    /// The actor `(service, instance)` on `node`.
+    pub fn new(node: NodeRef, service: ServiceId, instance: u32) -> Self {
+        ActorRef {
+            node,
+            service,
+            instance,
+        }
+    }
+}
+
+impl fmt::Display for ActorRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}#{}", self.node, self.service, self.instance)
+    }
+}

@@ -1,0 +1,278 @@
+//! [`Transport`]: the node's peer listener, its outbound links and its local registry.
+//!
+//! Actor code asks for a [`Handle`] to an [`ActorRef`]; local targets get their actix
+//! `Recipient` directly (no serialisation), remote ones a [`RemoteRecipient`] that goes
+//! through the peer's link. Every task the transport spawns is tracked and ends on
+//! [`Transport::shutdown`].
+
+use crate::config::{Config, TransportConfig};
+use crate::ids::{Generation, NodeId, NodeRef};
+use crate::net::conn::{drive, Conn, Ended};
+use crate::net::error::NetError;
+use crate::net::handle::{Handle, RemoteRecipient};
+use crate::net::handshake::{self, Identity, Secret, HANDSHAKE_MAX_FRAME};
+use crate::net::link::{dial, handshake_failed, Link};
+use crate::net::metrics::{bump, NetMetrics, NetMetricsSnapshot};
+use crate::net::registry::Registry;
+use crate::net::service::{ActorRef, RemoteMessage};
+use crate::net::wire::codec;
+use actix::Recipient;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Inbound connections served at once. Each costs a task and its buffers; a cluster needs
+/// one per peer node, so this only stops a flood of connections from exhausting memory.
+pub const MAX_INBOUND_CONNECTIONS: usize = 1024;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+/// How long `shutdown` waits for tasks to finish after telling them to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// State shared by the transport's handles and tasks.
+pub(crate) struct Shared {
+    pub me: NodeRef,
+    pub identity: Identity,
+    pub secret: Secret,
+    pub cfg: TransportConfig,
+    pub registry: Registry,
+    pub metrics: NetMetrics,
+    pub links: Mutex<HashMap<NodeId, Arc<Link>>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+impl Shared {
+    /// The link to `node`, if an address for it is known.
+    pub(crate) fn link(&self, node: &NodeId) -> Option<Arc<Link>> {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(node)
+            .cloned()
+    }
+}
+
+/// The peer transport of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+impl Transport {
+    /// Bind `cfg.node.listen` (port 0 picks a free port) and start accepting peers.
+    ///
+    /// The node is named `me`, or, if `None`, by `cfg.node.id` when set and otherwise by the
+    /// address actually bound. Its generation is [`Generation::now`]. Needs a tokio runtime
+    /// (an actix `System` provides one).
+    pub async fn start(cfg: &Config, me: Option<NodeId>) -> Result<Transport, NetError> {
+        let listener = TcpListener::bind(cfg.node.listen)
+            .await
+            .map_err(|e| NetError::Io(format!("cannot listen on {}: {e}", cfg.node.listen)))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| NetError::Io(e.to_string()))?;
+        let id = me.unwrap_or_else(|| {
+            if cfg.node.id.is_empty() {
+                NodeId::new(local.to_string())
+            } else {
+                NodeId::new(&cfg.node.id)
+            }
+        });
+        let node = NodeRef {
+            id,
+            generation: Generation::now(),
+        };
+        let shared = Arc::new(Shared {
+            me: node.clone(),
+            identity: Identity {
+                node,
+                listen: local,
+            },
+            secret: Secret::new(&cfg.node.cluster_secret),
+            cfg: cfg.transport.clone(),
+            registry: Registry::default(),
+            metrics: NetMetrics::default(),
+            links: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        });
+        shared.tasks.spawn(accept_loop(shared.clone(), listener));
+        tracing::debug!(node = %shared.me, listen = %local, "transport started");
+        Ok(Transport { shared })
+    }
+
+    /// This node and its generation.
+    pub fn local_node(&self) -> &NodeRef {
+        &self.shared.me
+    }
+
+    /// The address the peer listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.identity.listen
+    }
+
+    /// The configured request timeout (what [`Handle::send`] uses).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.shared.cfg.request_timeout_ms)
+    }
+
+    /// Deliver inbound `M` for `(M::SERVICE, instance)` to this local recipient.
+    pub fn register<M: RemoteMessage>(&self, instance: u32, r: Recipient<M>) {
+        self.shared.registry.register(instance, r);
+    }
+
+    /// Stop delivering `M` for `(M::SERVICE, instance)`; senders then get `NoSuchActor`.
+    pub fn unregister<M: RemoteMessage>(&self, instance: u32) {
+        self.shared
+            .registry
+            .unregister(M::SERVICE, M::TAG, instance);
+    }
+
+    /// A handle to `target`: local targets get the `Recipient` directly (no
+    /// serialisation), remote ones a [`RemoteRecipient`]. A local target that is not
+    /// registered, or another generation of this node, gives a handle whose sends fail.
+    pub fn handle<M: RemoteMessage>(&self, target: ActorRef) -> Handle<M> {
+        let me = &self.shared.me;
+        if target.node.id != me.id {
+            return Handle::Remote(RemoteRecipient::new(self.shared.clone(), target));
+        }
+        if target.node.generation != me.generation {
+            return Handle::Unreachable(NetError::StaleGeneration {
+                node: me.id.clone(),
+                addressed: target.node.generation,
+                current: me.generation,
+            });
+        }
+        match self.shared.registry.recipient::<M>(target.instance) {
+            Some(recipient) => Handle::Local {
+                recipient,
+                timeout: self.request_timeout(),
+            },
+            None => Handle::Unreachable(NetError::NoSuchActor {
+                service: M::SERVICE,
+                tag: M::TAG,
+                instance: target.instance,
+            }),
+        }
+    }
+
+    /// How to reach `node` (membership feeds this). Creates the link on first use.
+    pub fn connect_hint(&self, node: &NodeId, addr: SocketAddr) {
+        hint(&self.shared, node, addr);
+    }
+
+    /// Connect to `addr`, authenticate, and learn which node (and generation) is there.
+    /// Also records `addr` as that node's address. Used to join through a seed address.
+    pub async fn identify(&self, addr: SocketAddr) -> Result<NodeRef, NetError> {
+        let conn = dial(&self.shared, addr).await?;
+        let peer = conn.peer;
+        hint(&self.shared, &peer.node.id, peer.listen);
+        Ok(peer.node)
+    }
+
+    /// Stop accepting, close every connection (pending requests fail with `Shutdown`) and
+    /// wait (bounded) for the transport's tasks to end.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("transport tasks still running after the shutdown grace period");
+        }
+    }
+
+    /// Counters since start.
+    pub fn metrics(&self) -> NetMetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+}
+
+fn hint(shared: &Arc<Shared>, node: &NodeId, addr: SocketAddr) {
+    if *node == shared.me.id || shared.shutdown.is_cancelled() {
+        return;
+    }
+    let mut links = shared.links.lock().unwrap_or_else(|p| p.into_inner());
+    match links.get(node) {
+        Some(link) => link.set_addr(addr),
+        None => {
+            links.insert(node.clone(), Link::start(shared, node.clone(), addr));
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let permits = Arc::new(Semaphore::new(MAX_INBOUND_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                let shared2 = shared.clone();
+                shared.tasks.spawn(async move {
+                    serve_inbound(&shared2, stream, addr).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Authenticate an inbound connection and serve it until it ends.
+async fn serve_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME));
+    let mut writer = FramedWrite::new(w, codec(HANDSHAKE_MAX_FRAME));
+    let limit = Duration::from_millis(shared.cfg.connect_timeout_ms);
+    let shook = tokio::time::timeout(
+        limit,
+        handshake::accept(&mut reader, &mut writer, &shared.identity, &shared.secret),
+    );
+    let peer = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = shook => match r {
+            Ok(Ok(peer)) => peer,
+            Ok(Err(e)) => { handshake_failed(shared, addr, e); return; }
+            Err(_) => { tracing::debug!(peer = %addr, "handshake timed out"); return; }
+        },
+    };
+    reader
+        .decoder_mut()
+        .set_max_frame_length(shared.cfg.max_frame_bytes);
+    bump(&shared.metrics.accepted);
+    hint(shared, &peer.node.id, peer.listen);
+    tracing::debug!(peer = %addr, node = %peer.node, "peer connected");
+    let conn = Conn {
+        reader,
+        writer: writer.into_inner(),
+        peer,
+        addr,
+    };
+    match drive(shared, conn, None).await {
+        Ended::Failed(cause) => {
+            tracing::warn!(peer = %addr, cause = %cause, "inbound connection closed")
+        }
+        Ended::Closed | Ended::Shutdown => {}
+    }
+}

@@ -311,6 +311,19 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
 }
 
 impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
+    /// A push to `sub` could not be queued: owe it these keys again.
+    pub fn requeue_push(&mut self, sub: S, keys: impl IntoIterator<Item = Key>) {
+        if !self.subscribers.values().any(|set| set.contains(&sub)) {
+            return;
+        }
+        self.pending_pushes.entry(sub).or_default().extend(keys);
+    }
+
+    /// Number of subscribers owed a push.
+    pub fn pending_push_count(&self) -> usize {
+        self.pending_pushes.len()
+    }
+
     /// A gossip batch for these keys was not acknowledged: send them again next round.
     pub fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
         for k in keys {

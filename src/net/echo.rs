@@ -76,6 +76,19 @@ impl RemoteMessage for PingAll {
     const TAG: u16 = 4;
 }
 
+/// Request: send one [`Note`] (one-way) to every other live member; replies how many
+/// were queued.
+#[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+pub struct NoteAll {
+    pub seq: u64,
+}
+
+impl RemoteMessage for NoteAll {
+    const SERVICE: ServiceId = ServiceId::Echo;
+    const TAG: u16 = 5;
+}
+
 /// Outcome of pinging one member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PingReport {
@@ -110,6 +123,7 @@ impl EchoService {
         transport.register::<NoteCount>(0, addr.clone().recipient());
         transport.register::<Stats>(0, addr.clone().recipient());
         transport.register::<PingAll>(0, addr.clone().recipient());
+        transport.register::<NoteAll>(0, addr.clone().recipient());
         addr
     }
 }
@@ -153,19 +167,45 @@ impl Handler<PingAll> for EchoService {
         let transport = self.transport.clone();
         let view = self.view.clone();
         Box::pin(async move {
-            let Some(view) = view else { return Vec::new() };
-            let Ok(view) = view.send(GetView).await else {
-                return Vec::new();
-            };
-            let me = transport.local_node().id.clone();
-            let pings = view
-                .live()
-                .filter(|m| m.node.id != me)
-                .map(|m| ping(&transport, m.node.clone()))
-                .collect::<Vec<_>>();
+            let peers = other_live_members(&transport, view).await;
+            let pings = peers.into_iter().map(|node| ping(&transport, node));
             futures::future::join_all(pings).await
         })
     }
+}
+
+impl Handler<NoteAll> for EchoService {
+    type Result = ResponseFuture<u64>;
+    fn handle(&mut self, msg: NoteAll, _: &mut Context<Self>) -> Self::Result {
+        let transport = self.transport.clone();
+        let view = self.view.clone();
+        Box::pin(async move {
+            let mut sent = 0;
+            for node in other_live_members(&transport, view).await {
+                let h = transport.handle::<Note>(ActorRef::new(node, ServiceId::Echo, 0));
+                if h.tell(Note { seq: msg.seq }).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    }
+}
+
+/// Live members of the view other than this node (none without a view).
+async fn other_live_members(
+    transport: &Transport,
+    view: Option<Recipient<GetView>>,
+) -> Vec<NodeRef> {
+    let Some(view) = view else { return Vec::new() };
+    let Ok(view) = view.send(GetView).await else {
+        return Vec::new();
+    };
+    let me = &transport.local_node().id;
+    view.live()
+        .filter(|m| m.node.id != *me)
+        .map(|m| m.node.clone())
+        .collect()
 }
 
 async fn ping(transport: &Transport, node: NodeRef) -> PingReport {

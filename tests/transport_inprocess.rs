@@ -1,0 +1,192 @@
+//! Two transports in one process (one actix System): local handles, timeouts, connection
+//! loss, back-pressure and addressing errors.
+
+mod transport_support;
+
+use actix::prelude::*;
+use cloudburst::config::Config;
+use cloudburst::ids::{Generation, NodeId, NodeRef};
+use cloudburst::net::echo::{Echo, EchoService, Note};
+use cloudburst::net::{ActorRef, Handle, NetError, RemoteMessage, ServiceId, Transport};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+use transport_support::{run, CONFIG, SECRET};
+
+/// A request its handler answers only after `ms` milliseconds.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "u64")]
+struct Slow {
+    ms: u64,
+}
+
+impl RemoteMessage for Slow {
+    const SERVICE: ServiceId = ServiceId::Executor;
+}
+
+struct Sleeper;
+
+impl Actor for Sleeper {
+    type Context = Context<Self>;
+}
+
+impl Handler<Slow> for Sleeper {
+    type Result = ResponseFuture<u64>;
+    fn handle(&mut self, msg: Slow, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(msg.ms)).await;
+            msg.ms
+        })
+    }
+}
+
+async fn transport(name: &str, tweak: impl FnOnce(&mut Config)) -> Transport {
+    let mut cfg = Config::from_toml(CONFIG).expect("config");
+    cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
+    cfg.node.cluster_secret = SECRET.into();
+    tweak(&mut cfg);
+    Transport::start(&cfg, Some(NodeId::new(name)))
+        .await
+        .expect("start")
+}
+
+/// `a` knows `b`; `b` runs Echo and a Sleeper.
+async fn pair(tweak: impl Fn(&mut Config)) -> (Transport, Transport) {
+    let a = transport("a", &tweak).await;
+    let b = transport("b", &tweak).await;
+    EchoService::start(b.clone(), None);
+    b.register::<Slow>(0, Sleeper.start().recipient());
+    a.connect_hint(&b.local_node().id, b.local_addr());
+    (a, b)
+}
+
+fn on(t: &Transport, service: ServiceId) -> ActorRef {
+    ActorRef::new(t.local_node().clone(), service, 0)
+}
+
+#[test]
+fn local_targets_skip_the_wire_and_remote_ones_use_it() {
+    run(async {
+        let (a, b) = pair(|_| {}).await;
+        let local: Handle<Echo> = b.handle(on(&b, ServiceId::Echo));
+        assert!(local.is_local());
+        let reply = local
+            .send(Echo {
+                payload: vec![1, 2],
+            })
+            .await
+            .expect("local echo");
+        assert_eq!(reply.payload, vec![1, 2]);
+        assert_eq!(b.metrics().frames_in, 0, "local send used the wire");
+        let remote: Handle<Echo> = a.handle(on(&b, ServiceId::Echo));
+        assert!(!remote.is_local());
+        let reply = remote
+            .send(Echo { payload: vec![3] })
+            .await
+            .expect("remote echo");
+        assert_eq!(reply.payload, vec![3]);
+        assert!(b.metrics().frames_in >= 1);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+#[test]
+fn a_request_times_out_and_a_late_reply_is_ignored() {
+    run(async {
+        let (a, b) = pair(|_| {}).await;
+        let h: Handle<Slow> = a.handle(on(&b, ServiceId::Executor));
+        let start = Instant::now();
+        let r = h
+            .send_timeout(Slow { ms: 300 }, Duration::from_millis(50))
+            .await;
+        assert_eq!(r, Err(NetError::Timeout));
+        assert!(start.elapsed() < Duration::from_millis(250));
+        assert_eq!(a.metrics().timeouts, 1);
+        // The late reply arrives and is dropped; the link still works.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(h.send(Slow { ms: 1 }).await, Ok(1));
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+#[test]
+fn pending_requests_fail_at_once_when_the_connection_drops() {
+    run(async {
+        let (a, b) = pair(|_| {}).await;
+        let h: Handle<Slow> = a.handle(on(&b, ServiceId::Executor));
+        let waiting = actix::spawn(async move { h.send(Slow { ms: 10_000 }).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let start = Instant::now();
+        b.shutdown().await;
+        let r = waiting.await.expect("task");
+        assert_eq!(r, Err(NetError::ConnectionLost));
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
+        // Nobody listens there any more: a new request fails fast too (not at the timeout).
+        let h: Handle<Echo> = a.handle(on(&b, ServiceId::Echo));
+        let start = Instant::now();
+        assert!(h.send(Echo { payload: vec![] }).await.is_err());
+        assert!(start.elapsed() < Duration::from_secs(1));
+        a.shutdown().await;
+    });
+}
+
+#[test]
+fn tell_reports_queue_full_instead_of_buffering() {
+    run(async {
+        let (a, b) = pair(|c| c.transport.peer_queue_depth = 4).await;
+        let h: Handle<Note> = a.handle(on(&b, ServiceId::Echo));
+        // No await in the loop: the link task cannot drain the queue meanwhile.
+        let outcomes: Vec<_> = (0..50).map(|seq| h.tell(Note { seq })).collect();
+        let full = outcomes
+            .iter()
+            .filter(|o| **o == Err(NetError::QueueFull))
+            .count();
+        assert!(full >= 40, "{full} of 50 refused");
+        assert!(outcomes[0].is_ok());
+        assert_eq!(a.metrics().queue_full, full as u64);
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+#[test]
+fn addressing_errors_are_typed() {
+    run(async {
+        let (a, b) = pair(|_| {}).await;
+        let old = NodeRef {
+            generation: Generation(1),
+            ..b.local_node().clone()
+        };
+        let h: Handle<Echo> = b.handle(ActorRef::new(old.clone(), ServiceId::Echo, 0));
+        assert!(matches!(
+            h.send(Echo { payload: vec![] }).await,
+            Err(NetError::StaleGeneration { .. })
+        ));
+        let h: Handle<Echo> = a.handle(ActorRef::new(old, ServiceId::Echo, 0));
+        assert!(matches!(
+            h.send(Echo { payload: vec![] }).await,
+            Err(NetError::StaleGeneration { .. })
+        ));
+        let h: Handle<Echo> = a.handle(ActorRef::new(b.local_node().clone(), ServiceId::Echo, 9));
+        assert!(matches!(
+            h.send(Echo { payload: vec![] }).await,
+            Err(NetError::NoSuchActor { instance: 9, .. })
+        ));
+        let nobody = NodeRef {
+            id: NodeId::new("nowhere"),
+            generation: Generation(1),
+        };
+        let h: Handle<Echo> = a.handle(ActorRef::new(nobody, ServiceId::Echo, 0));
+        assert!(matches!(
+            h.send(Echo { payload: vec![] }).await,
+            Err(NetError::UnknownNode(_))
+        ));
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}

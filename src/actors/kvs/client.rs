@@ -8,6 +8,7 @@
 //! and the caller may retry). A get asks one replica (this node's first, if it holds one)
 //! and falls over to the next on a network error.
 
+use super::core::validate_key;
 use super::messages::{KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats};
 use super::routing::{Routing, RoutingTable};
 use crate::ids::Key;
@@ -36,6 +37,7 @@ impl KvsClient {
 
     /// Read one key; `None` when no replica has it.
     pub async fn get(&self, key: &Key) -> Result<Option<LatticeValue>, KvsError> {
+        validate_key(key)?;
         let routing = self.routing.get();
         let mut last = KvsError::NoReplicas;
         for shard in self.read_order(&routing, key) {
@@ -59,6 +61,7 @@ impl KvsClient {
 
     /// Merge `value` into `key` on every replica (see the module doc for the policy).
     pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        validate_key(&key)?;
         let routing = self.routing.get();
         let replicas = routing.replicas(&key);
         if replicas.is_empty() {
@@ -190,7 +193,9 @@ impl KvsClient {
         req: KvsRequest,
     ) -> Result<KvsReply, KvsError> {
         let Some(target) = routing.actor(shard) else {
-            return Err(KvsError::Unavailable(format!("shard {shard} left the ring")));
+            return Err(KvsError::Unavailable(format!(
+                "shard {shard} left the ring"
+            )));
         };
         self.transport
             .handle::<KvsRequest>(target)

@@ -25,6 +25,23 @@ pub enum Origin {
     Replica,
 }
 
+/// Longest key accepted, in bytes: keys travel in every request and sit in every index.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// A key must be non-empty and at most [`MAX_KEY_BYTES`] long.
+pub fn validate_key(key: &Key) -> Result<(), KvsError> {
+    let len = key.as_str().len();
+    if len == 0 {
+        return Err(KvsError::Malformed("empty key".into()));
+    }
+    if len > MAX_KEY_BYTES {
+        return Err(KvsError::Malformed(format!(
+            "key of {len} bytes is longer than the maximum of {MAX_KEY_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
 /// One stored key.
 #[derive(Debug)]
 struct Stored {
@@ -88,6 +105,10 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
     /// kind, or a value over the size limit, is refused and changes nothing. Returns
     /// whether the stored value changed.
     pub fn put(&mut self, key: Key, value: LatticeValue, origin: Origin) -> Result<bool, KvsError> {
+        if let Err(e) = validate_key(&key) {
+            self.rejected += 1;
+            return Err(e);
+        }
         let size = value.size_bytes();
         if size > self.max_value_bytes {
             self.rejected += 1;
@@ -105,13 +126,14 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
             Some(stored) => {
                 let have = stored.value.kind();
                 let got = value.kind();
-                let changed = stored.value.merge(value).map_err(|_| {
-                    KvsError::KindMismatch {
+                let changed = stored
+                    .value
+                    .merge(value)
+                    .map_err(|_| KvsError::KindMismatch {
                         key: key.to_string(),
                         have,
                         got,
-                    }
-                });
+                    });
                 let changed = match changed {
                     Ok(c) => c,
                     Err(e) => {
@@ -381,6 +403,18 @@ mod tests {
     }
 
     #[test]
+    fn empty_and_huge_keys_are_refused() {
+        let mut c = Core::new(1024);
+        let err = c
+            .put(Key::new(""), lww(1, "x"), Origin::Client)
+            .unwrap_err();
+        assert!(matches!(err, KvsError::Malformed(_)));
+        let long = Key::new("k".repeat(MAX_KEY_BYTES + 1));
+        assert!(c.put(long, lww(1, "x"), Origin::Client).is_err());
+        assert_eq!(c.stats(0).keys, 0);
+    }
+
+    #[test]
     fn oversized_value_is_refused() {
         let mut c = Core::new(16);
         let big = lww(1, &"x".repeat(64));
@@ -392,8 +426,10 @@ mod tests {
     #[test]
     fn only_client_changes_are_gossiped() {
         let mut c = Core::new(1024);
-        c.put(Key::new("a"), lww(1, "x"), Origin::Client).expect("ok");
-        c.put(Key::new("b"), lww(1, "y"), Origin::Replica).expect("ok");
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("b"), lww(1, "y"), Origin::Replica)
+            .expect("ok");
         // An unchanged client put is not gossiped either.
         let out = c.take_gossip(|_| vec![7, 8]);
         assert_eq!(out.len(), 2);
@@ -402,8 +438,12 @@ mod tests {
             assert_eq!(batch[0].0, Key::new("a"));
         }
         assert!(c.take_gossip(|_| vec![7]).is_empty(), "dirty set drained");
-        c.put(Key::new("a"), lww(1, "x"), Origin::Client).expect("ok");
-        assert!(c.take_gossip(|_| vec![7]).is_empty(), "no change, no gossip");
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        assert!(
+            c.take_gossip(|_| vec![7]).is_empty(),
+            "no change, no gossip"
+        );
         c.requeue([Key::new("a")]);
         assert_eq!(c.take_gossip(|_| vec![7]).len(), 1, "requeued key resent");
     }
@@ -412,14 +452,18 @@ mod tests {
     fn subscribers_get_changed_keys_once_per_batch() {
         let mut c = Core::new(1024);
         c.subscribe(5, [Key::new("a")]);
-        c.put(Key::new("a"), lww(1, "x"), Origin::Client).expect("ok");
-        c.put(Key::new("a"), lww(2, "y"), Origin::Replica).expect("ok");
-        c.put(Key::new("b"), lww(1, "z"), Origin::Client).expect("ok");
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("a"), lww(2, "y"), Origin::Replica)
+            .expect("ok");
+        c.put(Key::new("b"), lww(1, "z"), Origin::Client)
+            .expect("ok");
         let pushes = c.take_pushes();
         assert_eq!(pushes, vec![(5, vec![(Key::new("a"), lww(2, "y"))])]);
         assert!(c.take_pushes().is_empty());
         c.unsubscribe(&5, [Key::new("a")]);
-        c.put(Key::new("a"), lww(3, "w"), Origin::Client).expect("ok");
+        c.put(Key::new("a"), lww(3, "w"), Origin::Client)
+            .expect("ok");
         assert!(c.take_pushes().is_empty());
         assert_eq!(c.subscription_count(), 0);
     }
@@ -427,8 +471,10 @@ mod tests {
     #[test]
     fn handoff_sends_everything_and_lists_disowned_keys() {
         let mut c = Core::new(1024);
-        c.put(Key::new("mine"), lww(1, "x"), Origin::Client).expect("ok");
-        c.put(Key::new("gone"), lww(1, "y"), Origin::Client).expect("ok");
+        c.put(Key::new("mine"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("gone"), lww(1, "y"), Origin::Client)
+            .expect("ok");
         let (batches, disowned) = c.handoff(|k| (vec![9], k.as_str() == "mine"));
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].1.len(), 2);

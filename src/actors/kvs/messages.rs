@@ -30,7 +30,11 @@ pub enum KvsError {
         got: LatticeKind,
     },
     #[error("value for key `{key}` is {size} bytes, above the maximum of {max}")]
-    ValueTooLarge { key: String, size: usize, max: usize },
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        max: usize,
+    },
     #[error("no KVS shard is available (the cluster has no live KVS node)")]
     NoReplicas,
     #[error("KVS replica unreachable: {0}")]

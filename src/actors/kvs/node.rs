@@ -24,7 +24,8 @@ pub struct KvsTier {
 impl KvsTier {
     /// Start the shards (if this node plays `kvs`) and the routing watcher.
     pub fn start(transport: &Transport, membership: &Addr<Membership>, cfg: &Config) -> KvsTier {
-        let routing = RoutingTable::new(Routing::new([], cfg.kvs.virtual_nodes, cfg.kvs.replication));
+        let routing =
+            RoutingTable::new(Routing::new([], cfg.kvs.virtual_nodes, cfg.kvs.replication));
         let mut shards = Vec::new();
         let mut arbiters = Vec::new();
         if cfg.node.roles.contains(&Role::Kvs) {

@@ -32,7 +32,11 @@ pub struct Routing {
 
 impl Routing {
     /// Routing over explicit KVS nodes (ring with `vnodes` virtual nodes each).
-    pub fn new(nodes: impl IntoIterator<Item = KvsNode>, vnodes: usize, replication: usize) -> Self {
+    pub fn new(
+        nodes: impl IntoIterator<Item = KvsNode>,
+        vnodes: usize,
+        replication: usize,
+    ) -> Self {
         let nodes: HashMap<NodeId, KvsNode> = nodes
             .into_iter()
             .filter(|n| n.shards > 0)
@@ -107,7 +111,11 @@ impl Routing {
     /// The actor address of a shard in this snapshot (with the node's current generation).
     pub fn actor(&self, shard: &ShardAddr) -> Option<ActorRef> {
         let n = self.nodes.get(&shard.node)?;
-        Some(ActorRef::new(n.node.clone(), ServiceId::KvsShard, shard.shard))
+        Some(ActorRef::new(
+            n.node.clone(),
+            ServiceId::KvsShard,
+            shard.shard,
+        ))
     }
 
     /// The incarnation of a KVS node in this snapshot.
@@ -202,7 +210,10 @@ mod tests {
         for i in 0..4000 {
             counts[shard_of(&Key::new(format!("k{i}")), 4) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -59,7 +59,11 @@ impl Sim {
             LatticeValue::Lww(Lww::new(Timestamp::new(t, w), Bytes::from(vec![v])))
         } else {
             let item: u8 = self.rng.gen_range(0..40);
-            LatticeValue::SetUnion([Bytes::from(vec![item])].into_iter().collect::<SetUnion<_>>())
+            LatticeValue::SetUnion(
+                [Bytes::from(vec![item])]
+                    .into_iter()
+                    .collect::<SetUnion<_>>(),
+            )
         };
         let replicas = self.replicas(&key);
         let at = replicas[self.rng.gen_range(0..replicas.len())];
@@ -97,8 +101,7 @@ impl Sim {
         let at = self.step + delay;
         if lossy && self.rng.gen_bool(0.25) {
             let keys = batch.into_iter().map(|(k, _)| k).collect();
-            self.network
-                .push((at + 3, Event::Nack { to: from, keys }));
+            self.network.push((at + 3, Event::Nack { to: from, keys }));
             return;
         }
         if lossy && self.rng.gen_bool(0.15) {
@@ -116,15 +119,18 @@ impl Sim {
 
     /// Deliver everything due, in a random order.
     fn deliver_due(&mut self) {
-        let (mut due, rest): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.network).into_iter().partition(|(t, _)| *t <= self.step);
+        let (mut due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.network)
+            .into_iter()
+            .partition(|(t, _)| *t <= self.step);
         self.network = rest;
         while !due.is_empty() {
             let i = self.rng.gen_range(0..due.len());
             match due.swap_remove(i).1 {
                 Event::Deliver { to, batch } => {
                     for (k, v) in batch {
-                        self.shards[to].put(k, v, Origin::Replica).expect("same kind");
+                        self.shards[to]
+                            .put(k, v, Origin::Replica)
+                            .expect("same kind");
                     }
                 }
                 Event::Nack { to, keys } => self.shards[to].requeue(keys),
@@ -143,8 +149,11 @@ impl Sim {
     }
 
     fn assert_converged(&mut self) {
-        let expected: Vec<(Key, LatticeValue)> =
-            self.expected.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let expected: Vec<(Key, LatticeValue)> = self
+            .expected
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (key, want) in expected {
             for r in self.replicas(&key) {
                 assert_eq!(

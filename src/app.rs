@@ -62,6 +62,7 @@ fn not_yet(what: &str) -> ExitCode {
 fn bench(args: &BenchArgs) -> ExitCode {
     let outcome = match args.workload {
         Workload::Lattice => crate::bench::lattice::run(args),
+        Workload::Transport => crate::bench::transport::run(args),
         other => {
             return not_yet(&format!(
                 "`cloudburst bench {}`",

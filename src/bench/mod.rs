@@ -3,3 +3,4 @@
 
 pub mod lattice;
 pub mod stats;
+pub mod transport;

@@ -8,17 +8,16 @@
 //! most [`OUT_HIGH_WATER`] bytes wait to be written (taking new work pauses beyond that).
 //! Responses are always read, so two nodes can never wait on each other's writes.
 
-use crate::ids::NodeRef;
+use crate::ids::{Generation, NodeId, NodeRef};
 use crate::net::error::NetError;
+use crate::net::frame::{decode_view, EnvelopeView, ReplyTo};
 use crate::net::handshake::Identity;
 use crate::net::metrics::{add, bump};
 use crate::net::registry::Delivery;
 use crate::net::service::ActorRef;
 use crate::net::transport::Shared;
-use crate::net::wire::{codec, decode_envelope, encode_envelope, encode_payload, push_frame};
-use crate::net::wire::{Envelope, Kind};
+use crate::net::wire::{codec, push_frame, Kind};
 use bytes::{Bytes, BytesMut};
-use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -44,7 +43,7 @@ const OUT_INITIAL_CAPACITY: usize = 64 * 1024;
 
 /// A response as the waiting caller sees it: `ok` says whether the payload is the reply or a
 /// [`NetError`].
-pub(crate) type Response = Result<(bool, Vec<u8>), NetError>;
+pub(crate) type Response = Result<(bool, Bytes), NetError>;
 type ResponseSlot = oneshot::Sender<Response>;
 
 /// Requests sent on a link and not yet answered, by correlation id.
@@ -69,7 +68,7 @@ impl Pending {
     }
 
     /// Hand a response to its caller; false if nobody waits for it (e.g. it timed out).
-    fn complete(&self, corr: u64, ok: bool, payload: Vec<u8>) -> bool {
+    fn complete(&self, corr: u64, ok: bool, payload: Bytes) -> bool {
         match self.lock().remove(&corr) {
             Some(slot) => slot.send(Ok((ok, payload))).is_ok(),
             None => false,
@@ -117,7 +116,7 @@ pub(crate) struct Outbound<'a> {
     pub first: Option<Bytes>,
 }
 
-type Inflight = FuturesUnordered<BoxFuture<'static, Option<Bytes>>>;
+type Inflight = FuturesUnordered<Delivery>;
 
 /// Drive `conn` until it closes, fails or the transport shuts down.
 pub(crate) async fn drive(
@@ -220,7 +219,8 @@ impl ConnCtx<'_> {
         let m = &self.shared.metrics;
         bump(&m.frames_in);
         add(&m.bytes_in, frame.len() as u64);
-        let env = match decode_envelope(&frame) {
+        let frame = frame.freeze();
+        let env = match decode_view(&frame) {
             Ok(env) => env,
             Err(e) => {
                 bump(&m.bad_frames);
@@ -231,7 +231,7 @@ impl ConnCtx<'_> {
         match env.kind {
             Kind::Response { corr, ok } => match pending {
                 Some(p) => {
-                    if !p.complete(corr, ok, env.payload) {
+                    if !p.complete(corr, ok, frame.slice_ref(env.payload)) {
                         tracing::debug!(peer = %self.addr, corr, "late response dropped");
                     }
                 }
@@ -240,109 +240,89 @@ impl ConnCtx<'_> {
                     tracing::warn!(peer = %self.addr, "dropped response on an inbound connection");
                 }
             },
-            Kind::Request { corr } => self.on_request(env, corr),
-            Kind::OneWay => self.on_one_way(env),
+            Kind::Request { corr } => self.on_request(&env, corr),
+            Kind::OneWay => self.on_one_way(&env),
         }
     }
 
-    fn on_request(&mut self, env: Envelope, corr: u64) {
-        let reply_to = ActorRef::new(env.from.clone(), env.to.service, env.to.instance);
-        let tag = env.tag;
-        match self.route(&env, false) {
-            Ok(delivery) => {
-                let me = self.shared.me.clone();
-                let max = self.shared.cfg.max_frame_bytes;
-                self.inflight.push(Box::pin(async move {
-                    let result = delivery.await;
-                    response_frame(me, reply_to, tag, corr, result, max)
-                }));
-            }
+    fn on_request(&mut self, env: &EnvelopeView<'_>, corr: u64) {
+        let started = self
+            .route(env)
+            .and_then(|()| self.deliver(env, Some(self.reply_to(env, corr))));
+        match started {
+            Ok(delivery) => self.inflight.push(delivery),
             Err(e) => {
-                let max = self.shared.cfg.max_frame_bytes;
-                let me = self.shared.me.clone();
-                if let Some(frame) = response_frame(me, reply_to, tag, corr, Err(e), max) {
-                    self.push(frame);
-                }
+                let frame = self.reply_to(env, corr).frame::<()>(Err(e));
+                self.push_opt(frame);
             }
         }
     }
 
-    fn on_one_way(&mut self, env: Envelope) {
-        match self.route(&env, true) {
-            Ok(delivery) => self.inflight.push(Box::pin(async move {
-                if let Err(e) = delivery.await {
-                    tracing::debug!(cause = %e, "one-way message not delivered");
-                }
-                None
-            })),
+    /// Answers go to the authenticated peer of this connection.
+    fn reply_to(&self, env: &EnvelopeView<'_>, corr: u64) -> ReplyTo {
+        ReplyTo {
+            me: self.shared.me.clone(),
+            to: ActorRef::new(self.peer.clone(), env.to.service, env.to.instance),
+            tag: env.tag,
+            corr,
+            max_frame: self.shared.cfg.max_frame_bytes,
+        }
+    }
+
+    fn on_one_way(&mut self, env: &EnvelopeView<'_>) {
+        let delivered = self.route(env).and_then(|()| self.deliver(env, None));
+        match delivered {
+            Ok(delivery) => self.inflight.push(delivery),
             Err(e) => {
                 bump(&self.shared.metrics.dropped_one_way);
-                tracing::warn!(peer = %self.addr, to = %env.to, cause = %e, "dropped one-way message");
+                tracing::warn!(peer = %self.addr, service = %env.to.service, instance = env.to.instance, cause = %e, "dropped one-way message");
             }
         }
     }
 
-    /// Check the addressee and start delivering to the local actor.
-    fn route(&self, env: &Envelope, one_way: bool) -> Result<Delivery, NetError> {
+    fn push_opt(&mut self, frame: Option<Bytes>) {
+        if let Some(f) = frame {
+            self.push(f);
+        }
+    }
+
+    /// Check the addressee is this node, this generation.
+    fn route(&self, env: &EnvelopeView<'_>) -> Result<(), NetError> {
         let m = &self.shared.metrics;
         let me = &self.shared.me;
-        let to = &env.to;
-        if to.node.id != me.id {
+        let to = &env.to.node;
+        if to.id != me.id.as_str() {
             bump(&m.bad_frames);
-            return Err(NetError::UnknownNode(to.node.id.clone()));
+            return Err(NetError::UnknownNode(NodeId::new(to.id)));
         }
-        if to.node.generation != me.generation {
+        if to.generation != me.generation.0 {
             bump(&m.stale_generation);
-            tracing::debug!(peer = %self.peer, to = %to, "message for another generation");
+            tracing::debug!(peer = %self.peer, addressed = to.generation, "message for another generation");
             return Err(NetError::StaleGeneration {
                 node: me.id.clone(),
-                addressed: to.node.generation,
+                addressed: Generation(to.generation),
                 current: me.generation,
             });
         }
-        let routed =
-            self.shared
-                .registry
-                .dispatch(to.service, env.tag, to.instance, &env.payload, one_way);
+        Ok(())
+    }
+
+    /// Decode the payload for the local actor and start delivering it.
+    fn deliver(&self, env: &EnvelopeView<'_>, reply: Option<ReplyTo>) -> Result<Delivery, NetError> {
+        let m = &self.shared.metrics;
+        let to = &env.to;
+        let routed = self
+            .shared
+            .registry
+            .dispatch(to.service, env.tag, to.instance, env.payload, reply);
         match &routed {
             Err(NetError::NoSuchActor { .. }) => bump(&m.no_such_actor),
             Err(e @ NetError::Codec(_)) => {
                 bump(&m.bad_frames);
-                tracing::warn!(peer = %self.addr, to = %to, cause = %e, "dropped undecodable payload");
+                tracing::warn!(peer = %self.addr, service = %to.service, cause = %e, "dropped undecodable payload");
             }
             _ => {}
         }
         routed
-    }
-}
-
-/// Encode the response frame for a request's outcome. A reply too large for a frame is
-/// answered with `FrameTooLarge` instead.
-fn response_frame(
-    me: NodeRef,
-    to: ActorRef,
-    tag: u16,
-    corr: u64,
-    result: Result<Vec<u8>, NetError>,
-    max: usize,
-) -> Option<Bytes> {
-    let (ok, payload) = match result {
-        Ok(p) => (true, p),
-        Err(e) => (false, encode_payload(&e).ok()?),
-    };
-    let mut env = Envelope {
-        from: me,
-        to,
-        tag,
-        kind: Kind::Response { corr, ok },
-        payload,
-    };
-    match encode_envelope(&env, max) {
-        Ok(frame) => Some(frame),
-        Err(e) => {
-            env.kind = Kind::Response { corr, ok: false };
-            env.payload = encode_payload(&e).ok()?;
-            encode_envelope(&env, max).ok()
-        }
     }
 }

@@ -11,6 +11,9 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
+/// Mailbox of the Echo actor: as many messages as one connection delivers at once.
+pub const MAILBOX_CAPACITY: usize = crate::net::conn::MAX_INFLIGHT_PER_CONNECTION;
+
 /// How long `PingAll` waits for each peer.
 pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -130,6 +133,11 @@ impl EchoService {
 
 impl Actor for EchoService {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Room for a connection's worth of pipelined requests (actix's default is 16).
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
 }
 
 impl Handler<Echo> for EchoService {

@@ -6,7 +6,8 @@ use crate::net::link::Link;
 use crate::net::metrics::bump;
 use crate::net::service::{ActorRef, RemoteMessage};
 use crate::net::transport::Shared;
-use crate::net::wire::{decode_payload, encode_envelope, encode_payload, Envelope, Kind};
+use crate::net::frame::encode_frame;
+use crate::net::wire::{decode_payload, Kind};
 use actix::Recipient;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
@@ -137,14 +138,8 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
     }
 
     fn frame(&self, msg: &M, kind: Kind) -> Result<bytes::Bytes, NetError> {
-        let env = Envelope {
-            from: self.shared.me.clone(),
-            to: self.target.clone(),
-            tag: M::TAG,
-            kind,
-            payload: encode_payload(msg)?,
-        };
-        encode_envelope(&env, self.shared.cfg.max_frame_bytes)
+        let max = self.shared.cfg.max_frame_bytes;
+        encode_frame(&self.shared.me, &self.target, M::TAG, kind, msg, max)
     }
 
     /// Request/response: waits for queue space and for the reply, together bounded by `t`.

@@ -8,6 +8,7 @@
 //! - [`service`]: `ServiceId`, the `RemoteMessage` trait, `ActorRef` addresses.
 //! - [`error`]: `NetError`, shared by local and remote sends and carried on the wire.
 //! - [`wire`]: the `Envelope`, bincode payloads, length-delimited frames, decode limits.
+//! - [`frame`]: the hot path: envelopes encoded straight from messages, borrowed decoding.
 //! - [`handshake`]: protocol version, identities, HMAC-SHA256 challenge-response secret proof.
 //! - [`metrics`]: transport counters and their snapshot.
 //! - `registry`: local recipients and the type-erased decoders `register` installs.
@@ -22,6 +23,7 @@
 
 pub mod echo;
 pub mod error;
+pub mod frame;
 pub mod handle;
 pub mod handshake;
 pub mod membership;
@@ -32,7 +34,7 @@ pub mod service;
 pub mod transport;
 pub mod wire;
 
-mod conn;
+pub(crate) mod conn;
 mod link;
 mod registry;
 

@@ -5,18 +5,20 @@
 //! `Recipient`; the reply is encoded back to bytes for the response frame.
 
 use crate::net::error::NetError;
+use crate::net::frame::ReplyTo;
 use crate::net::service::{RemoteMessage, ServiceId};
-use crate::net::wire::{decode_payload, encode_payload};
+use crate::net::wire::decode_payload;
 use actix::Recipient;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-/// The delivery of one inbound message: resolves to the encoded reply (empty for one-way).
-pub(crate) type Delivery = BoxFuture<'static, Result<Vec<u8>, NetError>>;
+/// The delivery of one inbound message: resolves to the response frame (none for one-way).
+pub(crate) type Delivery = BoxFuture<'static, Option<Bytes>>;
 
-type Dispatch = dyn Fn(&[u8], bool) -> Result<Delivery, NetError> + Send + Sync;
+type Dispatch = dyn Fn(&[u8], Option<ReplyTo>) -> Result<Delivery, NetError> + Send + Sync;
 
 /// Registry key: service, message tag, instance.
 type Slot = (ServiceId, u16, u32);
@@ -37,15 +39,19 @@ impl Registry {
     /// Route inbound `M` for `(M::SERVICE, M::TAG, instance)` to `r` (replacing any previous).
     pub(crate) fn register<M: RemoteMessage>(&self, instance: u32, r: Recipient<M>) {
         let to_actor = r.clone();
-        let dispatch = move |payload: &[u8], one_way: bool| -> Result<Delivery, NetError> {
+        let dispatch = move |payload: &[u8], reply: Option<ReplyTo>| -> Result<Delivery, NetError> {
             let msg: M = decode_payload(payload)?;
             let request = to_actor.send(msg);
             Ok(Box::pin(async move {
-                let reply = request.await.map_err(NetError::from)?;
-                if one_way {
-                    Ok(Vec::new())
-                } else {
-                    encode_payload(&reply)
+                let result = request.await.map_err(NetError::from);
+                match reply {
+                    Some(reply) => reply.frame(result),
+                    None => {
+                        if let Err(e) = result {
+                            tracing::debug!(cause = %e, "one-way message not delivered");
+                        }
+                        None
+                    }
                 }
             }) as Delivery)
         };
@@ -77,18 +83,19 @@ impl Registry {
             .cloned()
     }
 
-    /// Decode `payload` for the slot and start delivering it.
+    /// Decode `payload` for the slot and start delivering it; `reply` is where the answer
+    /// goes (none for one-way messages).
     pub(crate) fn dispatch(
         &self,
         service: ServiceId,
         tag: u16,
         instance: u32,
         payload: &[u8],
-        one_way: bool,
+        reply: Option<ReplyTo>,
     ) -> Result<Delivery, NetError> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         match slots.get(&(service, tag, instance)) {
-            Some(e) => (e.dispatch)(payload, one_way),
+            Some(e) => (e.dispatch)(payload, reply),
             None => Err(NetError::NoSuchActor {
                 service,
                 tag,

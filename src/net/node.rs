@@ -33,11 +33,20 @@ async fn serve(cfg: Config) -> ExitCode {
     };
     let membership = Membership::start(transport.clone(), &cfg);
     EchoService::start(transport.clone(), Some(membership.clone().recipient()));
-    let roles: Vec<String> = cfg.node.roles.iter().map(|r| r.to_string()).collect();
-    tracing::warn!(
-        roles = %roles.join(","),
-        "roles not available yet in this build; this node takes part in membership only"
-    );
+    let kvs = crate::actors::kvs::KvsTier::start(&transport, &membership, &cfg);
+    let pending: Vec<String> = cfg
+        .node
+        .roles
+        .iter()
+        .filter(|r| **r != crate::config::Role::Kvs)
+        .map(|r| r.to_string())
+        .collect();
+    if !pending.is_empty() {
+        tracing::warn!(
+            roles = %pending.join(","),
+            "roles not available yet in this build; this node does not play them"
+        );
+    }
     let me = transport.local_node().clone();
     println!(
         "cloudburst node {} listening on {} generation {}",
@@ -51,6 +60,7 @@ async fn serve(cfg: Config) -> ExitCode {
     let acks = membership.send(LeaveCluster).await.unwrap_or(0);
     tracing::info!(acknowledged_by = acks, "left; shutting down");
     transport.shutdown().await;
+    kvs.stop();
     ExitCode::SUCCESS
 }
 

@@ -57,6 +57,8 @@ pub struct Member {
     pub addr: SocketAddr,
     pub roles: BTreeSet<Role>,
     pub state: MemberState,
+    /// KVS shards on this node (0 unless it plays the kvs role): placement needs it.
+    pub kvs_shards: u32,
 }
 
 /// The cluster as one node sees it, ordered by node id (so equal views compare equal).

@@ -19,6 +19,7 @@ fn member(name: &str, generation: u64) -> Member {
         addr: "127.0.0.1:1".parse().expect("addr"),
         roles: [Role::Kvs].into_iter().collect(),
         state: MemberState::Alive,
+        kvs_shards: 1,
     }
 }
 

@@ -58,6 +58,11 @@ impl Membership {
             addr: transport.local_addr(),
             roles: cfg.node.roles.clone(),
             state: MemberState::Alive,
+            kvs_shards: if cfg.node.roles.contains(&crate::config::Role::Kvs) {
+                u32::try_from(cfg.kvs_shards()).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
         };
         let timeouts = Timeouts {
             suspect_after: Duration::from_millis(cfg.membership.suspect_after_ms),

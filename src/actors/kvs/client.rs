@@ -1,0 +1,226 @@
+//! The KVS client every other role uses (caches, scheduler, gateway, benchmarks): routes
+//! each key to its replica set through the current [`Routing`] snapshot.
+//!
+//! Acknowledgement policy: a put returns `Ok` only when **every** replica of the key's
+//! current replica set merged the value, so an acknowledged write survives the loss of
+//! `k - 1` replicas. If any replica cannot be reached the put fails with a transient error
+//! (the replicas that did merge keep the value — harmless, lattices merge idempotently —
+//! and the caller may retry). A get asks one replica (this node's first, if it holds one)
+//! and falls over to the next on a network error.
+
+use super::core::validate_key;
+use super::messages::{KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats};
+use super::routing::{Routing, RoutingTable};
+use crate::ids::Key;
+use crate::lattice::LatticeValue;
+use crate::net::{ActorRef, NetError, Transport};
+use futures::future::join_all;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Handle to the KVS tier. Cheap to clone.
+#[derive(Clone)]
+pub struct KvsClient {
+    transport: Transport,
+    routing: RoutingTable,
+}
+
+impl KvsClient {
+    pub fn new(transport: Transport, routing: RoutingTable) -> Self {
+        KvsClient { transport, routing }
+    }
+
+    /// The routing snapshot in use now.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.get()
+    }
+
+    /// Read one key; `None` when no replica has it.
+    pub async fn get(&self, key: &Key) -> Result<Option<LatticeValue>, KvsError> {
+        validate_key(key)?;
+        let routing = self.routing.get();
+        let mut last = KvsError::NoReplicas;
+        for shard in self.read_order(&routing, key) {
+            match self.request(&routing, &shard, get(key)).await {
+                Ok(KvsReply::Values(mut v)) if v.len() == 1 => return Ok(v.pop().flatten()),
+                Ok(other) => return Err(unexpected(&other)),
+                Err(e) if e.is_transient() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+
+    /// Read several keys concurrently, in order.
+    pub async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<LatticeValue>>, KvsError> {
+        join_all(keys.iter().map(|k| self.get(k)))
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Merge `value` into `key` on every replica (see the module doc for the policy).
+    pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        validate_key(&key)?;
+        let routing = self.routing.get();
+        let replicas = routing.replicas(&key);
+        if replicas.is_empty() {
+            return Err(KvsError::NoReplicas);
+        }
+        let sends = replicas.iter().map(|shard| {
+            let req = KvsRequest::Put {
+                entries: vec![(key.clone(), value.clone())],
+            };
+            self.request(&routing, shard, req)
+        });
+        for reply in join_all(sends).await {
+            match reply? {
+                KvsReply::Put(mut results) if results.len() == 1 => {
+                    results.pop().unwrap_or(Ok(false))?;
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask every shard holding a replica of `key` to push its changes to `subscriber`.
+    pub async fn subscribe(&self, subscriber: &ActorRef, key: &Key) -> Result<(), KvsError> {
+        self.on_replicas(key, |keys| KvsRequest::Subscribe {
+            subscriber: subscriber.clone(),
+            keys,
+        })
+        .await
+    }
+
+    /// Stop pushes of `key` to `subscriber`.
+    pub async fn unsubscribe(&self, subscriber: &ActorRef, key: &Key) -> Result<(), KvsError> {
+        self.on_replicas(key, |keys| KvsRequest::Unsubscribe {
+            subscriber: subscriber.clone(),
+            keys,
+        })
+        .await
+    }
+
+    /// Every key starting with `prefix`, from all shards, sorted and deduplicated.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Key>, KvsError> {
+        let routing = self.routing.get();
+        let shards = routing.all_shards();
+        if shards.is_empty() {
+            return Err(KvsError::NoReplicas);
+        }
+        let replies = join_all(shards.iter().map(|s| {
+            self.request(
+                &routing,
+                s,
+                KvsRequest::List {
+                    prefix: prefix.to_string(),
+                },
+            )
+        }))
+        .await;
+        let mut keys = BTreeSet::new();
+        for r in replies {
+            match r? {
+                KvsReply::Keys(k) => keys.extend(k),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Stats of every shard (a shard that does not answer reports its error).
+    pub async fn stats(&self) -> Vec<(ShardAddr, Result<ShardStats, KvsError>)> {
+        let routing = self.routing.get();
+        let shards = routing.all_shards();
+        let replies = join_all(
+            shards
+                .iter()
+                .map(|s| self.request(&routing, s, KvsRequest::Stats)),
+        )
+        .await;
+        shards
+            .into_iter()
+            .zip(replies)
+            .map(|(s, r)| {
+                let r = r.and_then(|reply| match reply {
+                    KvsReply::Stats(st) => Ok(st),
+                    other => Err(unexpected(&other)),
+                });
+                (s, r)
+            })
+            .collect()
+    }
+
+    /// Send the same single-key request to every replica of `key`.
+    async fn on_replicas(
+        &self,
+        key: &Key,
+        req: impl Fn(Vec<Key>) -> KvsRequest,
+    ) -> Result<(), KvsError> {
+        let routing = self.routing.get();
+        let replicas = routing.replicas(key);
+        if replicas.is_empty() {
+            return Err(KvsError::NoReplicas);
+        }
+        let replies = join_all(
+            replicas
+                .iter()
+                .map(|s| self.request(&routing, s, req(vec![key.clone()]))),
+        )
+        .await;
+        for r in replies {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Replicas of `key`, this node's first.
+    fn read_order(&self, routing: &Routing, key: &Key) -> Vec<ShardAddr> {
+        let mut reps = routing.replicas(key);
+        let me = &self.transport.local_node().id;
+        if let Some(i) = reps.iter().position(|s| &s.node == me) {
+            reps.swap(0, i);
+        }
+        reps
+    }
+
+    /// One request to one shard, with network errors mapped to `Unavailable`.
+    async fn request(
+        &self,
+        routing: &Routing,
+        shard: &ShardAddr,
+        req: KvsRequest,
+    ) -> Result<KvsReply, KvsError> {
+        let Some(target) = routing.actor(shard) else {
+            return Err(KvsError::Unavailable(format!(
+                "shard {shard} left the ring"
+            )));
+        };
+        self.transport
+            .handle::<KvsRequest>(target)
+            .send(req)
+            .await
+            .map_err(|e: NetError| KvsError::Unavailable(format!("{shard}: {e}")))?
+    }
+}
+
+fn get(key: &Key) -> KvsRequest {
+    KvsRequest::Get {
+        keys: vec![key.clone()],
+    }
+}
+
+fn unexpected(reply: &KvsReply) -> KvsError {
+    KvsError::Malformed(format!("unexpected reply {}", reply_name(reply)))
+}
+
+fn reply_name(reply: &KvsReply) -> &'static str {
+    match reply {
+        KvsReply::Values(_) => "Values",
+        KvsReply::Put(_) => "Put",
+        KvsReply::Ack => "Ack",
+        KvsReply::Keys(_) => "Keys",
+        KvsReply::Stats(_) => "Stats",
+    }
+}

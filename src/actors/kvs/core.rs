@@ -1,0 +1,507 @@
+//! The logic of one KVS shard, with no I/O: the stored lattices, which keys changed since the
+//! last gossip round, who subscribes to which key, and per-key access counts.
+//!
+//! The actor in `mod.rs` owns the timers and the network and drives this core: it calls
+//! [`ShardCore::put`] / [`ShardCore::get`] for requests, then drains
+//! [`ShardCore::take_gossip`] and [`ShardCore::take_pushes`] on its timers (or when a batch
+//! fills) and sends what they return.
+//!
+//! Gossip rule: a key is gossiped to its other replicas when a *client* put changed it; a
+//! merge that arrives by gossip changes the local copy but is not gossiped again (the writer
+//! already sent it to every replica). Re-delivery, duplication and reordering are harmless:
+//! lattice merges are idempotent, commutative and associative.
+
+use super::messages::{KvsError, ShardStats};
+use crate::ids::Key;
+use crate::lattice::{LatticeKind, LatticeValue};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Where a put came from: it decides whether the change is gossiped on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A client (cache, scheduler, gateway, user): gossip the change to the other replicas.
+    Client,
+    /// Another replica (gossip, hand-off): merge only.
+    Replica,
+}
+
+/// Longest key accepted, in bytes: keys travel in every request and sit in every index.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// A key must be non-empty and at most [`MAX_KEY_BYTES`] long.
+pub fn validate_key(key: &Key) -> Result<(), KvsError> {
+    let len = key.as_str().len();
+    if len == 0 {
+        return Err(KvsError::Malformed("empty key".into()));
+    }
+    if len > MAX_KEY_BYTES {
+        return Err(KvsError::Malformed(format!(
+            "key of {len} bytes is longer than the maximum of {MAX_KEY_BYTES}"
+        )));
+    }
+    Ok(())
+}
+
+/// One stored key.
+#[derive(Debug)]
+struct Stored {
+    value: LatticeValue,
+    size: usize,
+    reads: u64,
+    writes: u64,
+}
+
+/// Shard state. `S` names a subscriber (an actor address in production, anything ordered
+/// in tests); `P` names a peer shard.
+#[derive(Debug)]
+pub struct ShardCore<S: Ord + Clone, P: Ord + Clone> {
+    max_value_bytes: usize,
+    store: HashMap<Key, Stored>,
+    dirty: HashSet<Key>,
+    subscribers: HashMap<Key, BTreeSet<S>>,
+    pending_pushes: BTreeMap<S, BTreeSet<Key>>,
+    bytes: usize,
+    gets: u64,
+    puts: u64,
+    gossip_in: u64,
+    gossip_out: u64,
+    rejected: u64,
+    _peer: std::marker::PhantomData<P>,
+}
+
+impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
+    /// An empty shard that refuses values larger than `max_value_bytes`.
+    pub fn new(max_value_bytes: usize) -> Self {
+        ShardCore {
+            max_value_bytes,
+            store: HashMap::new(),
+            dirty: HashSet::new(),
+            subscribers: HashMap::new(),
+            pending_pushes: BTreeMap::new(),
+            bytes: 0,
+            gets: 0,
+            puts: 0,
+            gossip_in: 0,
+            gossip_out: 0,
+            rejected: 0,
+            _peer: std::marker::PhantomData,
+        }
+    }
+
+    /// Read one key (a clone of the merged value; payloads are shared `Bytes`).
+    pub fn get(&mut self, key: &Key) -> Option<LatticeValue> {
+        self.gets += 1;
+        let stored = self.store.get_mut(key)?;
+        stored.reads += 1;
+        Some(stored.value.clone())
+    }
+
+    /// The lattice kind a key was first written with, if it exists.
+    pub fn kind_of(&self, key: &Key) -> Option<LatticeKind> {
+        self.store.get(key).map(|s| s.value.kind())
+    }
+
+    /// Merge `value` into `key`. The first write fixes the key's kind; a put of another
+    /// kind, or a value over the size limit, is refused and changes nothing. Returns
+    /// whether the stored value changed.
+    pub fn put(&mut self, key: Key, value: LatticeValue, origin: Origin) -> Result<bool, KvsError> {
+        if let Err(e) = validate_key(&key) {
+            self.rejected += 1;
+            return Err(e);
+        }
+        let size = value.size_bytes();
+        if size > self.max_value_bytes {
+            self.rejected += 1;
+            return Err(KvsError::ValueTooLarge {
+                key: key.to_string(),
+                size,
+                max: self.max_value_bytes,
+            });
+        }
+        match origin {
+            Origin::Client => self.puts += 1,
+            Origin::Replica => self.gossip_in += 1,
+        }
+        let changed = match self.store.get_mut(&key) {
+            Some(stored) => {
+                let have = stored.value.kind();
+                let got = value.kind();
+                let changed = stored
+                    .value
+                    .merge(value)
+                    .map_err(|_| KvsError::KindMismatch {
+                        key: key.to_string(),
+                        have,
+                        got,
+                    });
+                let changed = match changed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.rejected += 1;
+                        return Err(e);
+                    }
+                };
+                stored.writes += 1;
+                if changed {
+                    let new_size = stored.value.size_bytes();
+                    self.bytes = self.bytes.saturating_sub(stored.size) + new_size;
+                    stored.size = new_size;
+                }
+                changed
+            }
+            None => {
+                self.bytes += size;
+                self.store.insert(
+                    key.clone(),
+                    Stored {
+                        value,
+                        size,
+                        reads: 0,
+                        writes: 1,
+                    },
+                );
+                true
+            }
+        };
+        if changed {
+            if origin == Origin::Client {
+                self.dirty.insert(key.clone());
+            }
+            if let Some(subs) = self.subscribers.get(&key) {
+                for s in subs {
+                    self.pending_pushes
+                        .entry(s.clone())
+                        .or_default()
+                        .insert(key.clone());
+                }
+            }
+        }
+        Ok(changed)
+    }
+
+    /// `sub` wants the new merged value of each of `keys` whenever it changes.
+    pub fn subscribe(&mut self, sub: S, keys: impl IntoIterator<Item = Key>) {
+        for k in keys {
+            self.subscribers.entry(k).or_default().insert(sub.clone());
+        }
+    }
+
+    /// `sub` no longer wants updates of `keys`.
+    pub fn unsubscribe(&mut self, sub: &S, keys: impl IntoIterator<Item = Key>) {
+        for k in keys {
+            if let Some(set) = self.subscribers.get_mut(&k) {
+                set.remove(sub);
+                if set.is_empty() {
+                    self.subscribers.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// Forget a subscriber entirely (it left the cluster).
+    pub fn drop_subscriber(&mut self, sub: &S) {
+        self.subscribers.retain(|_, set| {
+            set.remove(sub);
+            !set.is_empty()
+        });
+        self.pending_pushes.remove(sub);
+    }
+
+    /// How many (key, subscriber) pairs are registered.
+    pub fn subscription_count(&self) -> usize {
+        self.subscribers.values().map(|s| s.len()).sum()
+    }
+
+    /// Updates owed to subscribers since the last call, one batch per subscriber.
+    pub fn take_pushes(&mut self) -> Vec<(S, Vec<(Key, LatticeValue)>)> {
+        let pending = std::mem::take(&mut self.pending_pushes);
+        pending
+            .into_iter()
+            .map(|(sub, keys)| {
+                let batch = keys
+                    .into_iter()
+                    .filter_map(|k| self.store.get(&k).map(|s| (k, s.value.clone())))
+                    .collect();
+                (sub, batch)
+            })
+            .collect()
+    }
+
+    /// Number of keys changed by clients since the last gossip round.
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// Changed keys to send to their other replicas, batched per peer. `replicas` gives
+    /// the peers (excluding this shard) that replicate a key.
+    pub fn take_gossip(
+        &mut self,
+        mut replicas: impl FnMut(&Key) -> Vec<P>,
+    ) -> Vec<(P, Vec<(Key, LatticeValue)>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut out: BTreeMap<P, Vec<(Key, LatticeValue)>> = BTreeMap::new();
+        for key in dirty {
+            let Some(stored) = self.store.get(&key) else {
+                continue;
+            };
+            for peer in replicas(&key) {
+                self.gossip_out += 1;
+                out.entry(peer)
+                    .or_default()
+                    .push((key.clone(), stored.value.clone()));
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// After the ring changed: every key goes to each of its owners other than this shard
+    /// (`owners` returns the full replica set, and whether this shard is in it). Keys this
+    /// shard no longer owns are listed so they can be dropped once the hand-off is
+    /// acknowledged ([`ShardCore::release`]).
+    #[allow(clippy::type_complexity)]
+    pub fn handoff(
+        &self,
+        mut owners: impl FnMut(&Key) -> (Vec<P>, bool),
+    ) -> (Vec<(P, Vec<(Key, LatticeValue)>)>, Vec<Key>) {
+        let mut out: BTreeMap<P, Vec<(Key, LatticeValue)>> = BTreeMap::new();
+        let mut disowned = Vec::new();
+        for (key, stored) in &self.store {
+            let (peers, mine) = owners(key);
+            for p in peers {
+                out.entry(p)
+                    .or_default()
+                    .push((key.clone(), stored.value.clone()));
+            }
+            if !mine {
+                disowned.push(key.clone());
+            }
+        }
+        (out.into_iter().collect(), disowned)
+    }
+
+    /// Drop keys this shard no longer owns (after their hand-off was acknowledged).
+    pub fn release(&mut self, keys: &[Key]) {
+        for k in keys {
+            if let Some(s) = self.store.remove(k) {
+                self.bytes = self.bytes.saturating_sub(s.size);
+            }
+            self.dirty.remove(k);
+        }
+    }
+
+    /// Every key this shard stores (for listing by prefix).
+    pub fn keys_with_prefix(&self, prefix: &str) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .store
+            .keys()
+            .filter(|k| k.as_str().starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Counters and sizes, plus the `hot` most accessed keys.
+    pub fn stats(&self, hot: usize) -> ShardStats {
+        let mut by_access: Vec<(&Key, u64)> = self
+            .store
+            .iter()
+            .map(|(k, s)| (k, s.reads + s.writes))
+            .collect();
+        let order = |a: &(&Key, u64), b: &(&Key, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+        if hot > 0 && by_access.len() > hot {
+            by_access.select_nth_unstable_by(hot - 1, order);
+            by_access.truncate(hot);
+        }
+        by_access.sort_by(order);
+        ShardStats {
+            keys: self.store.len() as u64,
+            bytes: self.bytes as u64,
+            gets: self.gets,
+            puts: self.puts,
+            gossip_in: self.gossip_in,
+            gossip_out: self.gossip_out,
+            rejected: self.rejected,
+            subscriptions: self.subscription_count() as u64,
+            hot_keys: by_access
+                .into_iter()
+                .take(hot)
+                .map(|(k, n)| (k.to_string(), n))
+                .collect(),
+        }
+    }
+}
+
+impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
+    /// A push to `sub` could not be queued: owe it these keys again.
+    pub fn requeue_push(&mut self, sub: S, keys: impl IntoIterator<Item = Key>) {
+        if !self.subscribers.values().any(|set| set.contains(&sub)) {
+            return;
+        }
+        self.pending_pushes.entry(sub).or_default().extend(keys);
+    }
+
+    /// Number of subscribers owed a push.
+    pub fn pending_push_count(&self) -> usize {
+        self.pending_pushes.len()
+    }
+
+    /// A gossip batch for these keys was not acknowledged: send them again next round.
+    pub fn requeue(&mut self, keys: impl IntoIterator<Item = Key>) {
+        for k in keys {
+            if self.store.contains_key(&k) {
+                self.dirty.insert(k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::WriterId;
+    use crate::lattice::{Lww, SetUnion, Timestamp};
+    use bytes::Bytes;
+
+    type Core = ShardCore<u32, u32>;
+
+    pub(crate) fn lww(t: u64, v: &str) -> LatticeValue {
+        LatticeValue::Lww(Lww::new(
+            Timestamp::new(t, WriterId(1)),
+            Bytes::copy_from_slice(v.as_bytes()),
+        ))
+    }
+
+    fn set(items: &[&str]) -> LatticeValue {
+        LatticeValue::SetUnion(
+            items
+                .iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect::<SetUnion<Bytes>>(),
+        )
+    }
+
+    #[test]
+    fn put_then_get_merges() {
+        let mut c = Core::new(1024);
+        let k = Key::new("k");
+        assert!(c.put(k.clone(), lww(2, "new"), Origin::Client).expect("ok"));
+        assert!(!c.put(k.clone(), lww(1, "old"), Origin::Client).expect("ok"));
+        assert_eq!(c.get(&k), Some(lww(2, "new")));
+        assert_eq!(c.get(&Key::new("missing")), None);
+    }
+
+    #[test]
+    fn first_write_fixes_the_kind() {
+        let mut c = Core::new(1024);
+        let k = Key::new("k");
+        c.put(k.clone(), set(&["a"]), Origin::Client).expect("ok");
+        let err = c.put(k.clone(), lww(1, "x"), Origin::Client).unwrap_err();
+        assert!(matches!(err, KvsError::KindMismatch { .. }), "{err}");
+        assert_eq!(c.get(&k), Some(set(&["a"])));
+        assert_eq!(c.stats(0).rejected, 1);
+    }
+
+    #[test]
+    fn empty_and_huge_keys_are_refused() {
+        let mut c = Core::new(1024);
+        let err = c
+            .put(Key::new(""), lww(1, "x"), Origin::Client)
+            .unwrap_err();
+        assert!(matches!(err, KvsError::Malformed(_)));
+        let long = Key::new("k".repeat(MAX_KEY_BYTES + 1));
+        assert!(c.put(long, lww(1, "x"), Origin::Client).is_err());
+        assert_eq!(c.stats(0).keys, 0);
+    }
+
+    #[test]
+    fn oversized_value_is_refused() {
+        let mut c = Core::new(16);
+        let big = lww(1, &"x".repeat(64));
+        let err = c.put(Key::new("k"), big, Origin::Client).unwrap_err();
+        assert!(matches!(err, KvsError::ValueTooLarge { max: 16, .. }));
+        assert_eq!(c.stats(0).keys, 0);
+    }
+
+    #[test]
+    fn only_client_changes_are_gossiped() {
+        let mut c = Core::new(1024);
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("b"), lww(1, "y"), Origin::Replica)
+            .expect("ok");
+        // An unchanged client put is not gossiped either.
+        let out = c.take_gossip(|_| vec![7, 8]);
+        assert_eq!(out.len(), 2);
+        for (_, batch) in &out {
+            assert_eq!(batch.len(), 1);
+            assert_eq!(batch[0].0, Key::new("a"));
+        }
+        assert!(c.take_gossip(|_| vec![7]).is_empty(), "dirty set drained");
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        assert!(
+            c.take_gossip(|_| vec![7]).is_empty(),
+            "no change, no gossip"
+        );
+        c.requeue([Key::new("a")]);
+        assert_eq!(c.take_gossip(|_| vec![7]).len(), 1, "requeued key resent");
+    }
+
+    #[test]
+    fn subscribers_get_changed_keys_once_per_batch() {
+        let mut c = Core::new(1024);
+        c.subscribe(5, [Key::new("a")]);
+        c.put(Key::new("a"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("a"), lww(2, "y"), Origin::Replica)
+            .expect("ok");
+        c.put(Key::new("b"), lww(1, "z"), Origin::Client)
+            .expect("ok");
+        let pushes = c.take_pushes();
+        assert_eq!(pushes, vec![(5, vec![(Key::new("a"), lww(2, "y"))])]);
+        assert!(c.take_pushes().is_empty());
+        c.unsubscribe(&5, [Key::new("a")]);
+        c.put(Key::new("a"), lww(3, "w"), Origin::Client)
+            .expect("ok");
+        assert!(c.take_pushes().is_empty());
+        assert_eq!(c.subscription_count(), 0);
+    }
+
+    #[test]
+    fn handoff_sends_everything_and_lists_disowned_keys() {
+        let mut c = Core::new(1024);
+        c.put(Key::new("mine"), lww(1, "x"), Origin::Client)
+            .expect("ok");
+        c.put(Key::new("gone"), lww(1, "y"), Origin::Client)
+            .expect("ok");
+        let (batches, disowned) = c.handoff(|k| (vec![9], k.as_str() == "mine"));
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].1.len(), 2);
+        assert_eq!(disowned, vec![Key::new("gone")]);
+        let before = c.stats(0).bytes;
+        c.release(&disowned);
+        let after = c.stats(0);
+        assert_eq!(after.keys, 1);
+        assert!(after.bytes < before);
+    }
+
+    #[test]
+    fn stats_count_and_rank_hot_keys() {
+        let mut c = Core::new(1024);
+        for i in 0..5 {
+            c.put(Key::new(format!("k{i}")), lww(1, "v"), Origin::Client)
+                .expect("ok");
+        }
+        for _ in 0..10 {
+            c.get(&Key::new("k3"));
+        }
+        let s = c.stats(2);
+        assert_eq!(s.keys, 5);
+        assert_eq!(s.gets, 10);
+        assert_eq!(s.puts, 5);
+        assert_eq!(s.hot_keys.len(), 2);
+        assert_eq!(s.hot_keys[0], ("k3".to_string(), 11));
+        assert_eq!(c.keys_with_prefix("k").len(), 5);
+    }
+}

@@ -1,0 +1,120 @@
+//! The typed messages of the KVS boundary: requests to a shard, its replies, its errors,
+//! and the updates it pushes to subscribed caches.
+
+use crate::ids::{Key, NodeId};
+use crate::lattice::{LatticeKind, LatticeValue};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// One shard on the hash ring: a node (by stable id, so a restarted node keeps its place)
+/// and the shard index on that node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ShardAddr {
+    pub node: NodeId,
+    pub shard: u32,
+}
+
+impl fmt::Display for ShardAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.node, self.shard)
+    }
+}
+
+/// What went wrong with a KVS operation.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum KvsError {
+    #[error("key `{key}` holds a {have} lattice; a put of a {got} lattice is refused")]
+    KindMismatch {
+        key: String,
+        have: LatticeKind,
+        got: LatticeKind,
+    },
+    #[error("value for key `{key}` is {size} bytes, above the maximum of {max}")]
+    ValueTooLarge {
+        key: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("no KVS shard is available (the cluster has no live KVS node)")]
+    NoReplicas,
+    #[error("KVS replica unreachable: {0}")]
+    Unavailable(String),
+    #[error("malformed KVS request or reply: {0}")]
+    Malformed(String),
+}
+
+impl KvsError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KvsError::NoReplicas | KvsError::Unavailable(_))
+    }
+}
+
+/// A request to one shard.
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<KvsReply, KvsError>")]
+pub enum KvsRequest {
+    /// Read keys; the reply holds one entry per key, `None` when missing.
+    Get { keys: Vec<Key> },
+    /// Merge values from a client; the reply holds one result per entry.
+    Put { entries: Vec<(Key, LatticeValue)> },
+    /// Merge values from another replica (gossip or hand-off); not gossiped again.
+    Gossip { entries: Vec<(Key, LatticeValue)> },
+    /// Push new values of `keys` to `subscriber` whenever they change.
+    Subscribe {
+        subscriber: crate::net::ActorRef,
+        keys: Vec<Key>,
+    },
+    /// Stop pushing `keys` to `subscriber`.
+    Unsubscribe {
+        subscriber: crate::net::ActorRef,
+        keys: Vec<Key>,
+    },
+    /// Keys starting with `prefix` that this shard stores.
+    List { prefix: String },
+    /// Counters, sizes and hot keys.
+    Stats,
+}
+
+/// A shard's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum KvsReply {
+    Values(Vec<Option<LatticeValue>>),
+    Put(Vec<Result<bool, KvsError>>),
+    Ack,
+    Keys(Vec<Key>),
+    Stats(ShardStats),
+}
+
+/// Per-shard counters (cumulative; rates are derived by whoever samples them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardStats {
+    pub keys: u64,
+    pub bytes: u64,
+    pub gets: u64,
+    pub puts: u64,
+    pub gossip_in: u64,
+    pub gossip_out: u64,
+    pub rejected: u64,
+    pub subscriptions: u64,
+    /// The most accessed keys with their read+write counts (for hot-key replication).
+    pub hot_keys: Vec<(String, u64)>,
+}
+
+impl crate::net::RemoteMessage for KvsRequest {
+    const SERVICE: crate::net::ServiceId = crate::net::ServiceId::KvsShard;
+    const TAG: u16 = 0;
+}
+
+/// Pushed by a shard to a subscriber (an executor node's cache) when subscribed keys change:
+/// their new merged values. One-way.
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct KeyUpdates {
+    pub entries: Vec<(Key, LatticeValue)>,
+}
+
+impl crate::net::RemoteMessage for KeyUpdates {
+    const SERVICE: crate::net::ServiceId = crate::net::ServiceId::Cache;
+    const TAG: u16 = 0;
+}

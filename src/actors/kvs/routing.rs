@@ -1,0 +1,226 @@
+//! Where each key lives: the replica set of a key is `k` distinct KVS *nodes* taken from a
+//! consistent hash ring over the live KVS nodes of the membership view, and on each node the
+//! key belongs to shard `hash(key) % shards_on_that_node`. Replicas are therefore always on
+//! different nodes, so an acknowledged write survives the loss of `k - 1` nodes.
+//!
+//! A [`RoutingTable`] holds the current [`Routing`]; the KVS watcher replaces it whenever the
+//! view changes, and readers take a cheap `Arc` snapshot per operation.
+
+use super::messages::ShardAddr;
+use crate::config::Role;
+use crate::ids::{Key, NodeId, NodeRef};
+use crate::net::membership::View;
+use crate::net::ring::{stable_hash, HashRing};
+use crate::net::{ActorRef, ServiceId};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// One KVS node as routing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvsNode {
+    pub node: NodeRef,
+    pub shards: u32,
+}
+
+/// An immutable routing snapshot.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    ring: HashRing<NodeId>,
+    nodes: HashMap<NodeId, KvsNode>,
+    replication: usize,
+}
+
+impl Routing {
+    /// Routing over explicit KVS nodes (ring with `vnodes` virtual nodes each).
+    pub fn new(
+        nodes: impl IntoIterator<Item = KvsNode>,
+        vnodes: usize,
+        replication: usize,
+    ) -> Self {
+        let nodes: HashMap<NodeId, KvsNode> = nodes
+            .into_iter()
+            .filter(|n| n.shards > 0)
+            .map(|n| (n.node.id.clone(), n))
+            .collect();
+        Routing {
+            ring: HashRing::with_members(vnodes, nodes.keys().cloned()),
+            nodes,
+            replication: replication.max(1),
+        }
+    }
+
+    /// Routing over the live KVS members of a membership view.
+    pub fn from_view(view: &View, vnodes: usize, replication: usize) -> Self {
+        Routing::new(
+            view.live_with_role(Role::Kvs).map(|m| KvsNode {
+                node: m.node.clone(),
+                shards: m.kvs_shards,
+            }),
+            vnodes,
+            replication,
+        )
+    }
+
+    /// No KVS node at all.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The KVS nodes, in no particular order.
+    pub fn nodes(&self) -> impl Iterator<Item = &KvsNode> {
+        self.nodes.values()
+    }
+
+    /// The configured replication factor (the replica set may be smaller while fewer KVS
+    /// nodes are alive).
+    pub fn replication(&self) -> usize {
+        self.replication
+    }
+
+    /// The replica set of `key`, primary first.
+    pub fn replicas(&self, key: &Key) -> Vec<ShardAddr> {
+        self.ring
+            .owners(key.as_str().as_bytes(), self.replication)
+            .into_iter()
+            .filter_map(|id| {
+                let n = self.nodes.get(&id)?;
+                Some(ShardAddr {
+                    shard: shard_of(key, n.shards),
+                    node: id,
+                })
+            })
+            .collect()
+    }
+
+    /// Every shard of every KVS node (for listing and stats).
+    pub fn all_shards(&self) -> Vec<ShardAddr> {
+        let mut out: Vec<ShardAddr> = self
+            .nodes
+            .values()
+            .flat_map(|n| {
+                (0..n.shards).map(|s| ShardAddr {
+                    node: n.node.id.clone(),
+                    shard: s,
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The actor address of a shard in this snapshot (with the node's current generation).
+    pub fn actor(&self, shard: &ShardAddr) -> Option<ActorRef> {
+        let n = self.nodes.get(&shard.node)?;
+        Some(ActorRef::new(
+            n.node.clone(),
+            ServiceId::KvsShard,
+            shard.shard,
+        ))
+    }
+
+    /// The incarnation of a KVS node in this snapshot.
+    pub fn node(&self, id: &NodeId) -> Option<&NodeRef> {
+        self.nodes.get(id).map(|n| &n.node)
+    }
+}
+
+/// Which shard of a node with `shards` shards holds `key`. Uses a hash independent of the
+/// ring position so the keys of one ring arc spread over all shards.
+pub fn shard_of(key: &Key, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    let h = stable_hash(key.as_str().as_bytes());
+    // Mix the other half of the bits in: ring positions order by the whole hash.
+    let mixed = (h >> 32) ^ (h.rotate_left(17) & 0xffff_ffff);
+    (mixed % u64::from(shards)) as u32
+}
+
+/// The shared, replaceable routing snapshot.
+#[derive(Debug, Clone)]
+pub struct RoutingTable {
+    current: Arc<RwLock<Arc<Routing>>>,
+}
+
+impl RoutingTable {
+    pub fn new(initial: Routing) -> Self {
+        RoutingTable {
+            current: Arc::new(RwLock::new(Arc::new(initial))),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<Routing> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replace the snapshot; returns the previous one.
+    pub fn set(&self, next: Routing) -> Arc<Routing> {
+        let next = Arc::new(next);
+        match self.current.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, next),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::Generation;
+
+    fn node(i: u32, shards: u32) -> KvsNode {
+        KvsNode {
+            node: NodeRef {
+                id: NodeId::new(format!("127.0.0.1:{}", 7000 + i)),
+                generation: Generation(1),
+            },
+            shards,
+        }
+    }
+
+    #[test]
+    fn replicas_are_on_distinct_nodes() {
+        let r = Routing::new((0..4).map(|i| node(i, 2)), 32, 3);
+        for i in 0..500 {
+            let reps = r.replicas(&Key::new(format!("key{i}")));
+            assert_eq!(reps.len(), 3);
+            let mut nodes: Vec<_> = reps.iter().map(|s| s.node.clone()).collect();
+            nodes.dedup();
+            nodes.sort();
+            nodes.dedup();
+            assert_eq!(nodes.len(), 3);
+            assert!(reps.iter().all(|s| s.shard < 2));
+        }
+    }
+
+    #[test]
+    fn fewer_nodes_than_replicas_gives_what_exists() {
+        let r = Routing::new((0..1).map(|i| node(i, 4)), 32, 3);
+        assert_eq!(r.replicas(&Key::new("k")).len(), 1);
+        assert!(Routing::new([], 32, 3).replicas(&Key::new("k")).is_empty());
+    }
+
+    #[test]
+    fn shards_are_used_evenly() {
+        let mut counts = [0u32; 4];
+        for i in 0..4000 {
+            counts[shard_of(&Key::new(format!("k{i}")), 4) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn table_swaps_snapshots() {
+        let t = RoutingTable::new(Routing::new([], 8, 1));
+        assert!(t.get().is_empty());
+        t.set(Routing::new([node(0, 1)], 8, 1));
+        assert_eq!(t.get().all_shards().len(), 1);
+    }
+}

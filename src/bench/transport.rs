@@ -126,11 +126,16 @@ async fn measure(
     let h: Handle<Echo> = t.handle(ActorRef::new(server, ServiceId::Echo, 0));
     let payload = vec![7u8; PAYLOAD_BYTES];
     for _ in 0..WARMUP {
-        h.send(Echo { payload: payload.clone() }).await?;
+        h.send(Echo {
+            payload: payload.clone(),
+        })
+        .await?;
     }
     let mut samples = Vec::with_capacity(iterations);
     for _ in 0..iterations {
-        let msg = Echo { payload: payload.clone() };
+        let msg = Echo {
+            payload: payload.clone(),
+        };
         let start = Instant::now();
         h.send(msg).await?;
         samples.push(start.elapsed());
@@ -163,7 +168,10 @@ async fn pipelined(h: &Handle<Echo>, payload: &[u8]) -> anyhow::Result<(u64, f64
         actix::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                h.send(Echo { payload: payload.clone() }).await?;
+                h.send(Echo {
+                    payload: payload.clone(),
+                })
+                .await?;
                 done += 1;
             }
             Ok::<u64, crate::net::NetError>(done)
@@ -177,7 +185,10 @@ async fn pipelined(h: &Handle<Echo>, payload: &[u8]) -> anyhow::Result<(u64, f64
 }
 
 fn print_table(r: &Results) {
-    println!("transport benchmark ({}-byte Echo over 127.0.0.1)", r.payload_bytes);
+    println!(
+        "transport benchmark ({}-byte Echo over 127.0.0.1)",
+        r.payload_bytes
+    );
     println!("  client: this process; server: a child `cloudburst node` process");
     println!("  {:<44} {:>12}", "measure", "value");
     println!(
@@ -188,7 +199,10 @@ fn print_table(r: &Results) {
     println!("  {:<44} {:>9.1} us", "round trip p99", r.rtt_p99_us);
     println!(
         "  {:<44} {:>9.0} /s",
-        format!("pipelined, {} in flight, {:.1} s", r.in_flight, r.pipelined_seconds),
+        format!(
+            "pipelined, {} in flight, {:.1} s",
+            r.in_flight, r.pipelined_seconds
+        ),
         r.pipelined_req_per_s
     );
 }

@@ -308,13 +308,17 @@ impl ConnCtx<'_> {
     }
 
     /// Decode the payload for the local actor and start delivering it.
-    fn deliver(&self, env: &EnvelopeView<'_>, reply: Option<ReplyTo>) -> Result<Delivery, NetError> {
+    fn deliver(
+        &self,
+        env: &EnvelopeView<'_>,
+        reply: Option<ReplyTo>,
+    ) -> Result<Delivery, NetError> {
         let m = &self.shared.metrics;
         let to = &env.to;
-        let routed = self
-            .shared
-            .registry
-            .dispatch(to.service, env.tag, to.instance, env.payload, reply);
+        let routed =
+            self.shared
+                .registry
+                .dispatch(to.service, env.tag, to.instance, env.payload, reply);
         match &routed {
             Err(NetError::NoSuchActor { .. }) => bump(&m.no_such_actor),
             Err(e @ NetError::Codec(_)) => {

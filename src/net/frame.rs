@@ -69,7 +69,12 @@ fn encode_frame_with<T: Serialize>(
     let codec = NetError::codec;
     bincode::serde::encode_into_std_write(msg, payload, config()).map_err(codec)?;
     let mut buf = Vec::with_capacity(payload.len() + HEADER_ESTIMATE);
-    let header = Header { from, to, tag, kind };
+    let header = Header {
+        from,
+        to,
+        tag,
+        kind,
+    };
     bincode::serde::encode_into_std_write(&header, &mut buf, config()).map_err(codec)?;
     bincode::serde::encode_into_std_write(payload.len() as u64, &mut buf, config())
         .map_err(codec)?;
@@ -194,7 +199,10 @@ mod tests {
             let view = decode_view(&fast).expect("view");
             assert_eq!(view.from.id, "127.0.0.1:6100");
             assert_eq!(view.to.node.generation, 9);
-            assert_eq!((view.to.service, view.to.instance, view.tag), (ServiceId::KvsShard, 3, 4));
+            assert_eq!(
+                (view.to.service, view.to.instance, view.tag),
+                (ServiceId::KvsShard, 3, 4)
+            );
             assert_eq!(view.payload, &env.payload[..]);
         }
     }

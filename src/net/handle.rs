@@ -2,11 +2,11 @@
 //! [`RemoteRecipient`], the remote half.
 
 use crate::net::error::NetError;
+use crate::net::frame::encode_frame;
 use crate::net::link::Link;
 use crate::net::metrics::bump;
 use crate::net::service::{ActorRef, RemoteMessage};
 use crate::net::transport::Shared;
-use crate::net::frame::encode_frame;
 use crate::net::wire::{decode_payload, Kind};
 use actix::Recipient;
 use std::marker::PhantomData;

@@ -39,22 +39,23 @@ impl Registry {
     /// Route inbound `M` for `(M::SERVICE, M::TAG, instance)` to `r` (replacing any previous).
     pub(crate) fn register<M: RemoteMessage>(&self, instance: u32, r: Recipient<M>) {
         let to_actor = r.clone();
-        let dispatch = move |payload: &[u8], reply: Option<ReplyTo>| -> Result<Delivery, NetError> {
-            let msg: M = decode_payload(payload)?;
-            let request = to_actor.send(msg);
-            Ok(Box::pin(async move {
-                let result = request.await.map_err(NetError::from);
-                match reply {
-                    Some(reply) => reply.frame(result),
-                    None => {
-                        if let Err(e) = result {
-                            tracing::debug!(cause = %e, "one-way message not delivered");
+        let dispatch =
+            move |payload: &[u8], reply: Option<ReplyTo>| -> Result<Delivery, NetError> {
+                let msg: M = decode_payload(payload)?;
+                let request = to_actor.send(msg);
+                Ok(Box::pin(async move {
+                    let result = request.await.map_err(NetError::from);
+                    match reply {
+                        Some(reply) => reply.frame(result),
+                        None => {
+                            if let Err(e) = result {
+                                tracing::debug!(cause = %e, "one-way message not delivered");
+                            }
+                            None
                         }
-                        None
                     }
-                }
-            }) as Delivery)
-        };
+                }) as Delivery)
+            };
         let entry = Entry {
             dispatch: Box::new(dispatch),
             recipient: Box::new(r),

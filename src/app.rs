@@ -63,6 +63,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
     let outcome = match args.workload {
         Workload::Lattice => crate::bench::lattice::run(args),
         Workload::Transport => crate::bench::transport::run(args),
+        Workload::Kvs => crate::bench::kvs::run(args),
         other => {
             return not_yet(&format!(
                 "`cloudburst bench {}`",

@@ -7,16 +7,15 @@
 //! (b) `IN_FLIGHT` requests kept in flight for `PIPELINE_DURATION`: requests per second.
 //! The child is killed on exit, error included (a drop guard).
 
+use crate::bench::child::{random_secret, spawn_node};
 use crate::bench::stats::Summary;
 use crate::cli::BenchArgs;
 use crate::config::Config;
-use crate::ids::{Generation, NodeId, NodeRef};
+use crate::ids::{NodeId, NodeRef};
 use crate::net::echo::Echo;
 use crate::net::{ActorRef, Handle, ServiceId, Transport};
-use anyhow::{anyhow, bail, Context as _};
-use std::io::{BufRead, BufReader};
+use anyhow::{anyhow, Context as _};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Round trips measured by default (after the warm-up).
@@ -29,19 +28,6 @@ pub const IN_FLIGHT: usize = 32;
 pub const PIPELINE_DURATION: Duration = Duration::from_millis(2_500);
 /// Payload of the small message.
 pub const PAYLOAD_BYTES: usize = 16;
-/// How long the child node may take to print its readiness line.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Kills the child node when dropped, whatever happened.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// What the benchmark measured.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Results {
@@ -59,8 +45,9 @@ struct Results {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let secret = format!("bench-{:016x}", rand::random::<u64>());
-    let (guard, server, addr) = spawn_server(&secret)?;
+    let secret = random_secret();
+    let guard = spawn_node(&["--roles", "kvs"], &secret)?;
+    let (server, addr) = (guard.node.clone(), guard.addr);
     let iterations = args.iterations.unwrap_or(DEFAULT_ITERATIONS).max(1);
     let results = actix::System::new().block_on(measure(secret, server, addr, iterations))?;
     drop(guard);
@@ -69,47 +56,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&results)?);
     }
     Ok(())
-}
-
-fn spawn_server(secret: &str) -> anyhow::Result<(ChildGuard, NodeRef, SocketAddr)> {
-    let exe = std::env::current_exe().context("locating the cloudburst binary")?;
-    let child = Command::new(exe)
-        .args(["node", "--listen", "127.0.0.1:0", "--roles", "kvs"])
-        .env("CLOUDBURST_CLUSTER_SECRET", secret)
-        .env("RUST_LOG", "error")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting the server node")?;
-    let mut guard = ChildGuard(child);
-    let stdout = guard.0.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        for _ in lines {} // keep draining so the child never blocks on stdout
-    });
-    let line = match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(Some(Ok(line))) => line,
-        _ => bail!("the server node did not become ready in {READY_TIMEOUT:?}"),
-    };
-    let (node, addr) = parse_ready(&line)?;
-    Ok((guard, node, addr))
-}
-
-/// `cloudburst node <id> listening on <addr> generation <n>`
-fn parse_ready(line: &str) -> anyhow::Result<(NodeRef, SocketAddr)> {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    if w.len() != 8 || w[0] != "cloudburst" || w[3] != "listening" {
-        bail!("unexpected readiness line: {line}");
-    }
-    let node = NodeRef {
-        id: NodeId::new(w[2]),
-        generation: Generation(w[7].parse().context("generation")?),
-    };
-    Ok((node, w[5].parse().context("address")?))
 }
 
 async fn measure(

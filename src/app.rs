@@ -30,6 +30,14 @@ pub fn run(cli: Cli) -> ExitCode {
             not_yet("`cloudburst node` (cluster nodes)")
         }),
         Command::Bench(args) => bench(&args),
+        Command::Worker(args) => match crate::pyrt::worker::run(&args.socket, args.max_frame_bytes)
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(cause = %e, "python worker failed");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
     }
 }
 
@@ -60,6 +68,7 @@ fn not_yet(what: &str) -> ExitCode {
 fn bench(args: &BenchArgs) -> ExitCode {
     let outcome = match args.workload {
         Workload::Lattice => crate::bench::lattice::run(args),
+        Workload::Python => crate::pyrt::bench::run(args),
         other => {
             return not_yet(&format!(
                 "`cloudburst bench {}`",

@@ -62,3 +62,25 @@ async fn library_errors_raise_inside_the_function() {
     assert_eq!(repr(&out), "'CloudburstError: no access to forbidden'");
     pool.shutdown().await;
 }
+
+#[tokio::test]
+async fn library_calls_release_the_gil_while_they_wait() {
+    let pool = pool(1).await;
+    let lib: Arc<dyn UserLibrary> = Arc::new(MemLibrary {
+        get_delay: Some(Duration::from_millis(300)),
+        ..MemLibrary::default()
+    });
+    let out = pool
+        .call(call("gil_probe", vec![], T), lib)
+        .await
+        .expect("probe runs");
+    // Share of its free-GIL speed another Python thread kept while `cb.get` waited: near 1
+    // when the wait releases the GIL, near 0 (one 5 ms switch interval) when it does not.
+    let share: f64 = repr(&out).parse().expect("a float");
+    println!("spinner kept {share:.2} of its speed during cb.get");
+    assert!(
+        share > 0.3,
+        "the GIL was held while waiting: share {share:.3}"
+    );
+    pool.shutdown().await;
+}

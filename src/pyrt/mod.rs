@@ -13,7 +13,8 @@
 //! its worker has released the GIL.
 //!
 //! # Layout
-//! - [`pool`]: [`PythonPool`]: admission, scheduling, replacement, shutdown.
+//! - [`pool`]: [`PythonPool`]: start, call (timeouts), shutdown.
+//! - `lease`: the bounded queue for an idle worker, leases, background replacement.
 //! - `process`: the supervisor side of one worker process (spawn, handshake, drive a call,
 //!   log forwarding).
 //! - `wire`: the frames between supervisor and worker.
@@ -23,6 +24,7 @@
 
 pub mod bench;
 pub mod interp;
+mod lease;
 pub mod pool;
 mod process;
 mod wire;

@@ -1,15 +1,16 @@
 //! [`PythonPool`]: a fixed number of worker processes, a bounded queue of waiting calls,
 //! timeouts enforced by killing, and replacement of dead workers in the background.
 
+use super::lease::{checkout, spawn_or_drop};
 use super::process::{self, Broken, Worker};
 use super::{CallError, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, TryAcquireError};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::warn;
 
 /// Largest frame between pool and worker (a call's body plus arguments, a result, a value
 /// got or put): values of tens of MB must work; beyond this a call fails with
@@ -22,8 +23,6 @@ pub const DEFAULT_MAX_QUEUED: usize = 1024;
 /// Longest a call waits in the queue before [`CallError::Unavailable`] (e.g. every worker
 /// keeps failing to start).
 pub const DEFAULT_QUEUE_WAIT: Duration = Duration::from_secs(60);
-/// First and longest delay between attempts to start a replacement worker.
-const RESPAWN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// How long `shutdown` waits for in-flight calls and replacements to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -75,21 +74,21 @@ pub struct PythonPool {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    cfg: PoolConfig,
-    env: PyEnvironment,
+pub(super) struct Inner {
+    pub(super) cfg: PoolConfig,
+    pub(super) env: PyEnvironment,
     /// Private directory (0700) for the workers' sockets; removed on drop.
-    sockdir: tempfile::TempDir,
-    idle: Mutex<Vec<Worker>>,
+    pub(super) sockdir: tempfile::TempDir,
+    pub(super) idle: Mutex<Vec<Worker>>,
     /// One permit per idle worker; FIFO, so waiting calls are served in order.
-    available: Semaphore,
-    waiting: AtomicUsize,
-    busy: AtomicUsize,
+    pub(super) available: Semaphore,
+    pub(super) waiting: AtomicUsize,
+    pub(super) busy: AtomicUsize,
     /// Leases plus replacements being started: what `shutdown` waits for.
-    active: AtomicUsize,
-    wound_down: Notify,
-    next_seq: AtomicU64,
-    closed: CancellationToken,
+    pub(super) active: AtomicUsize,
+    pub(super) wound_down: Notify,
+    pub(super) next_seq: AtomicU64,
+    pub(super) closed: CancellationToken,
 }
 
 impl PythonPool {
@@ -240,12 +239,12 @@ impl Drop for Inner {
 }
 
 impl Inner {
-    fn lock_idle(&self) -> MutexGuard<'_, Vec<Worker>> {
+    pub(super) fn lock_idle(&self) -> MutexGuard<'_, Vec<Worker>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Give a healthy worker back (or kill it if the pool is closed).
-    fn checkin(&self, worker: Worker) {
+    pub(super) fn checkin(&self, worker: Worker) {
         if self.closed.is_cancelled() {
             spawn_or_drop(worker.kill());
             return;
@@ -254,7 +253,7 @@ impl Inner {
         self.available.add_permits(1);
     }
 
-    fn leave(&self) {
+    pub(super) fn leave(&self) {
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.wound_down.notify_waiters();
         }
@@ -266,162 +265,4 @@ enum Stop {
     Timeout,
     Crashed(String),
     ShutDown,
-}
-
-/// Take an idle worker, waiting in the bounded queue if there is none.
-async fn checkout(inner: &Arc<Inner>) -> Result<Lease, CallError> {
-    loop {
-        let permit = match inner.available.try_acquire() {
-            Ok(p) => p,
-            Err(TryAcquireError::Closed) => return Err(CallError::ShutDown),
-            Err(TryAcquireError::NoPermits) => {
-                let _queued = QueueSlot::take(&inner.waiting, inner.cfg.max_queued)
-                    .ok_or(CallError::Overloaded)?;
-                match tokio::time::timeout(inner.cfg.queue_wait, inner.available.acquire()).await {
-                    Err(_) => {
-                        return Err(CallError::Unavailable {
-                            waited: inner.cfg.queue_wait,
-                        })
-                    }
-                    Ok(Err(_)) => return Err(CallError::ShutDown),
-                    Ok(Ok(p)) => p,
-                }
-            }
-        };
-        permit.forget();
-        let Some(worker) = inner.lock_idle().pop() else {
-            error!("python pool: a permit without an idle worker (bug)");
-            return Err(CallError::Unavailable {
-                waited: Duration::ZERO,
-            });
-        };
-        inner.busy.fetch_add(1, Ordering::Relaxed);
-        inner.active.fetch_add(1, Ordering::AcqRel);
-        let mut lease = Lease {
-            worker: Some(worker),
-            inner: inner.clone(),
-        };
-        if lease.worker().has_exited() {
-            warn!(
-                worker = lease.index(),
-                "idle python worker had exited; replacing it"
-            );
-            lease.replace();
-            continue;
-        }
-        return Ok(lease);
-    }
-}
-
-/// A place in the queue of waiting calls, released on drop.
-struct QueueSlot<'a>(&'a AtomicUsize);
-
-impl<'a> QueueSlot<'a> {
-    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
-        let before = waiting.fetch_add(1, Ordering::AcqRel);
-        let slot = QueueSlot(waiting);
-        (before < max).then_some(slot)
-    }
-}
-
-impl Drop for QueueSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A worker checked out for one call. Dropped without `release` (the caller's future was
-/// cancelled mid-call), the worker's state is unknown, so it is replaced.
-struct Lease {
-    worker: Option<Worker>,
-    inner: Arc<Inner>,
-}
-
-impl Lease {
-    fn worker(&mut self) -> &mut Worker {
-        self.worker
-            .as_mut()
-            .expect("a lease holds its worker until it ends")
-    }
-
-    fn index(&self) -> usize {
-        self.worker.as_ref().map_or(usize::MAX, |w| w.index)
-    }
-
-    fn release(mut self) {
-        if let Some(w) = self.worker.take() {
-            self.inner.checkin(w);
-        }
-    }
-
-    fn replace(mut self) {
-        if let Some(w) = self.worker.take() {
-            self.inner.active.fetch_add(1, Ordering::AcqRel);
-            spawn_or_drop(replace(Arc::downgrade(&self.inner), w));
-        }
-    }
-
-    async fn kill_now(mut self) {
-        if let Some(w) = self.worker.take() {
-            w.kill().await;
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        if let Some(w) = self.worker.take() {
-            warn!(
-                worker = w.index,
-                "python call abandoned mid-call; replacing its worker"
-            );
-            self.inner.active.fetch_add(1, Ordering::AcqRel);
-            spawn_or_drop(replace(Arc::downgrade(&self.inner), w));
-        }
-        self.inner.busy.fetch_sub(1, Ordering::Relaxed);
-        self.inner.leave();
-    }
-}
-
-/// Kill a worker, then start its replacement, retrying with backoff until it is ready or
-/// the pool is closed or gone. Counted in `active` by the caller.
-async fn replace(pool: Weak<Inner>, dead: Worker) {
-    let index = dead.index;
-    dead.kill().await;
-    let mut delay = RESPAWN_BACKOFF.0;
-    loop {
-        let Some(inner) = pool.upgrade() else { return };
-        let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        let started = tokio::select! {
-            biased;
-            _ = inner.closed.cancelled() => break inner.leave(),
-            s = process::spawn(&inner.cfg, inner.sockdir.path(), index, seq) => s,
-        };
-        match started {
-            Ok((worker, env)) => {
-                if env != inner.env {
-                    warn!(worker = index, python = %env.version, "replacement worker runs a different python");
-                }
-                inner.checkin(worker);
-                break inner.leave();
-            }
-            Err(e) => {
-                warn!(worker = index, cause = %e, retry_in = ?delay, "starting a replacement python worker failed")
-            }
-        }
-        drop(inner);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(RESPAWN_BACKOFF.1);
-    }
-}
-
-/// Run a clean-up future on the current tokio runtime; without one, dropping is the best we
-/// can do (kill_on_drop still kills the process).
-fn spawn_or_drop(f: impl std::future::Future<Output = ()> + Send + 'static) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn(f);
-        }
-        Err(_) => error!("no tokio runtime to replace a python worker on"),
-    }
 }

@@ -62,6 +62,26 @@ def lib_error(cb):
     except Exception as e:
         return type(e).__name__ + ": " + str(e)
 
+def gil_probe(cb):
+    import threading
+    count, stop = [0], [False]
+    def spin():
+        while not stop[0]:
+            count[0] += 1
+    t = threading.Thread(target=spin)
+    t.start()
+    a = count[0]
+    time.sleep(0.1)  # releases the GIL: the spinner's rate with the GIL free
+    rate = (count[0] - a) / 0.1
+    b = count[0]
+    started = time.monotonic()
+    cb.get("slow")
+    waited = time.monotonic() - started
+    during = count[0] - b
+    stop[0] = True
+    t.join()
+    return during / (rate * waited)
+
 def cpu(cb, n):
     return sum(i * i for i in range(n))
 
@@ -77,7 +97,7 @@ def env(cb):
 
 out = {
     "add": add, "probe": probe, "raises": raises, "spin": spin, "library": library,
-    "lib_error": lib_error, "cpu": cpu, "printer": printer, "exits": exits, "env": env,
+    "lib_error": lib_error, "gil_probe": gil_probe, "cpu": cpu, "printer": printer, "exits": exits, "env": env,
     "counter": (Counter, (10,)),
 }
 for name, f in out.items():
@@ -233,6 +253,8 @@ pub struct MemLibrary {
     pub sent: Mutex<Vec<(String, Bytes)>>,
     pub inbox: Mutex<Vec<(String, Bytes)>>,
     pub refuse: Option<String>,
+    /// How long each `get` takes.
+    pub get_delay: Option<Duration>,
 }
 
 impl UserLibrary for MemLibrary {
@@ -244,7 +266,13 @@ impl UserLibrary for MemLibrary {
                 Ok(keys.iter().map(|k| store.get(k).cloned()).collect())
             }
         };
-        Box::pin(async move { r })
+        let delay = self.get_delay;
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            r
+        })
     }
     fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
         self.store.lock().expect("lock").insert(key, value);

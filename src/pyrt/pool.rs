@@ -53,6 +53,15 @@ impl PoolConfig {
         }
     }
 
+    /// From the node's `[executor]` section, running `worker_exe` (usually
+    /// `std::env::current_exe()`).
+    pub fn from_executor(
+        cfg: &crate::config::ExecutorConfig,
+        worker_exe: impl Into<PathBuf>,
+    ) -> Self {
+        Self::new(cfg.workers, worker_exe)
+    }
+
     fn resolved(mut self) -> Result<Self, PyRuntimeError> {
         if self.workers == 0 {
             self.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -228,6 +237,17 @@ impl PythonPool {
                 return;
             }
         }
+    }
+}
+
+impl std::fmt::Debug for PythonPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PythonPool")
+            .field("workers", &self.workers())
+            .field("busy", &self.inner.busy.load(Ordering::Relaxed))
+            .field("queued", &self.queued())
+            .field("python", &self.inner.env.python)
+            .finish()
     }
 }
 

@@ -83,7 +83,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         pooled.median_us, pooled.p99_us
     );
     println!(
-        "cpu-bound function, {SPEEDUP_ROUNDS} rounds: one call {:.1} ms, two in parallel {:.1} ms; \
+        "cpu-bound function, {SPEEDUP_ROUNDS} rounds: median one call {:.1} ms, two in parallel {:.1} ms; \
          speedup median {speedup:.2}x, best {best:.2}x (ideal 2.0)",
         t_one.as_secs_f64() * 1e3,
         t_two.as_secs_f64() * 1e3

@@ -58,6 +58,7 @@ pub(super) async fn spawn(
         .arg(&path)
         .arg("--max-frame-bytes")
         .arg(cfg.max_frame_bytes.to_string())
+        .env("NO_COLOR", "1") // its log lines are re-logged by us: no escape codes
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

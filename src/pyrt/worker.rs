@@ -57,6 +57,19 @@ impl Channel {
     }
 }
 
+/// Ask Linux to kill this process when its supervisor dies, so a function spinning in a
+/// loop never outlives a crashed executor (a closed socket is only noticed between calls).
+/// The signal follows the thread that spawned us: pools spawn from runtime threads, which
+/// live as long as the pool.
+fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
+    let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // (If the supervisor died before this, its socket is gone and `connect` fails.)
+    if set != 0 {
+        tracing::warn!("python worker may outlive its supervisor: prctl failed");
+    }
+}
+
 type SharedChannel = Arc<Mutex<Channel>>;
 
 fn lock(chan: &SharedChannel) -> MutexGuard<'_, Channel> {
@@ -66,6 +79,7 @@ fn lock(chan: &SharedChannel) -> MutexGuard<'_, Channel> {
 
 /// Run the worker until the supervisor hangs up.
 pub fn run(socket: &Path, max_frame: usize) -> Result<(), WorkerError> {
+    die_with_parent();
     let stream = UnixStream::connect(socket).map_err(|source| WorkerError::Connect {
         path: socket.display().to_string(),
         source,

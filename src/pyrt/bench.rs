@@ -88,6 +88,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         t_one.as_secs_f64() * 1e3,
         t_two.as_secs_f64() * 1e3
     );
+    if let Some(load) = load_average() {
+        println!(
+            "1-minute load average at the end: {load:.2} on {} cores",
+            num_cores()
+        );
+    }
     if args.json {
         let json = serde_json::json!({
             "workload": "python",
@@ -98,10 +104,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "cpu_two_parallel_ms": t_two.as_secs_f64() * 1e3,
             "cpu_speedup": speedup,
             "cpu_speedup_best": best,
+            "loadavg_1m": load_average(),
         });
         println!("{json}");
     }
     Ok(())
+}
+
+/// The 1-minute load average (Linux), recorded because the speedup depends on free cores.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Per-round speedups `2 × one / two`, sorted ascending.

@@ -20,7 +20,7 @@
 //! - `wire`: the frames between supervisor and worker.
 //! - [`interp`]: interpreter initialisation (the venv's Python) and the Python glue.
 //! - [`worker`]: the `cloudburst worker` process mode.
-//! - [`bench`]: `cloudburst bench python`.
+//! - [`mod@bench`]: `cloudburst bench python`.
 
 pub mod bench;
 pub mod interp;
@@ -151,6 +151,17 @@ pub enum CallError {
     /// The pool is shut down.
     #[error("the Python pool is shut down")]
     ShutDown,
+}
+
+impl CallError {
+    /// Whether the call never ran and may be placed on another executor as it is
+    /// (`Overloaded`, `Unavailable`, `ShutDown`). The others ran, or may have run, user code.
+    pub fn never_ran(&self) -> bool {
+        matches!(
+            self,
+            CallError::Overloaded | CallError::Unavailable { .. } | CallError::ShutDown
+        )
+    }
 }
 
 /// Why a pool could not start.

@@ -39,6 +39,9 @@ pub struct PoolConfig {
     pub max_queued: usize,
     /// See [`DEFAULT_QUEUE_WAIT`].
     pub queue_wait: Duration,
+    /// The Python program the workers embed (passed to them as `CLOUDBURST_PYTHON`); `None`
+    /// = inherit this process's `CLOUDBURST_PYTHON`, else the build-time venv python.
+    pub python: Option<PathBuf>,
 }
 
 impl PoolConfig {
@@ -50,6 +53,7 @@ impl PoolConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_queued: DEFAULT_MAX_QUEUED,
             queue_wait: DEFAULT_QUEUE_WAIT,
+            python: None,
         }
     }
 

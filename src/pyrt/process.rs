@@ -52,7 +52,11 @@ pub(super) async fn spawn(
 ) -> Result<(Worker, PyEnvironment), PyRuntimeError> {
     let path = sockdir.join(format!("w{index}-{seq}.sock"));
     let listener = UnixListener::bind(&path).map_err(PyRuntimeError::Socket)?;
-    let mut child = Command::new(&cfg.worker_exe)
+    let mut command = Command::new(&cfg.worker_exe);
+    if let Some(python) = &cfg.python {
+        command.env(super::interp::PYTHON_ENV, python);
+    }
+    let mut child = command
         .arg("worker")
         .arg("--socket")
         .arg(&path)
@@ -79,12 +83,13 @@ pub(super) async fn spawn(
         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&listener, cfg.max_frame_bytes)) => {
             r.unwrap_or_else(|_| Err(format!("not ready after {HANDSHAKE_TIMEOUT:?}")))
         }
-        status = child.wait() => Err(match status {
-            Ok(s) => format!("exited during start-up ({s}); its stderr is in the log"),
-            Err(e) => format!("lost during start-up: {e}"),
-        }),
+        _ = child.wait() => Err("exited before connecting".into()),
     };
     let _ = std::fs::remove_file(&path);
+    let handshake = match handshake {
+        Err(why) => Err(with_exit_status(&mut child, why).await),
+        ok => ok,
+    };
     let (framed, env) = handshake.map_err(|reason| PyRuntimeError::Handshake {
         worker: index,
         reason,
@@ -99,6 +104,14 @@ pub(super) async fn spawn(
         loaded: HashSet::new(),
     };
     Ok((worker, env))
+}
+
+/// "why (exit status: 1); its stderr is in the log", for a worker that failed to start.
+async fn with_exit_status(child: &mut Child, why: String) -> String {
+    match tokio::time::timeout(EXIT_STATUS_GRACE, child.wait()).await {
+        Ok(Ok(status)) => format!("{why} ({status}); its stderr is in the log"),
+        _ => why,
+    }
 }
 
 async fn handshake(
@@ -243,7 +256,8 @@ async fn serve_lib(req: LibRequest, lib: &dyn UserLibrary) -> LibReply {
 }
 
 /// Log a worker's output line by line (a user's `print`, Python warnings, the worker's own
-/// log), tagged with the worker index and pid. Ends when the process closes the pipe.
+/// log), tagged with the worker index and pid: stdout at INFO, stderr at WARN, under the
+/// target `cloudburst::python`. Ends when the process closes the pipe.
 async fn forward_output(mut pipe: impl AsyncRead + Unpin, index: usize, pid: u32, stream: &str) {
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; MAX_LOG_LINE];
@@ -270,5 +284,9 @@ async fn forward_output(mut pipe: impl AsyncRead + Unpin, index: usize, pid: u32
 fn log_line(line: &[u8], index: usize, pid: u32, stream: &str) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
-    info!(target: "cloudburst::python", worker = index, pid, stream, "{text}");
+    if stream == "stderr" {
+        warn!(target: "cloudburst::python", worker = index, pid, stream, "{text}");
+    } else {
+        info!(target: "cloudburst::python", worker = index, pid, stream, "{text}");
+    }
 }

@@ -261,3 +261,25 @@ async fn embedded_interpreter_is_the_venv_python() {
     );
     pool.shutdown().await;
 }
+
+#[test]
+fn callable_from_inside_an_actix_system() {
+    actix::System::new().block_on(async {
+        let pool = pool(1).await;
+        let out = actix::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.call(
+                    call("add", vec![Some(value("20")), Some(value("22"))], T),
+                    lib(),
+                )
+                .await
+            }
+        })
+        .await
+        .expect("joins")
+        .expect("call succeeds");
+        assert_eq!(repr(&out), "42");
+        pool.shutdown().await;
+    });
+}

@@ -28,12 +28,16 @@ const GLUE_SOURCE: &str = include_str!("glue.py");
 /// Why the interpreter could not be initialised or the glue loaded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InterpError {
+    /// The program path cannot be given to CPython.
     #[error("Python program path {0:?} contains a NUL byte")]
     BadPath(PathBuf),
+    /// The program does not exist (no venv?).
     #[error("Python program {0:?} does not exist (set {PYTHON_ENV} or run scripts/setup.sh)")]
     Missing(PathBuf),
+    /// `Py_InitializeFromConfig` failed.
     #[error("CPython initialisation failed: {0}")]
     Init(String),
+    /// The glue did not compile or import (e.g. cloudpickle missing from the venv).
     #[error("loading the Python glue failed: {0}")]
     Glue(String),
 }
@@ -108,7 +112,9 @@ pub struct Glue {
 
 /// The outcome of one call, and whether the function is now cached in this interpreter.
 pub struct RunOutcome {
+    /// The pickled result, or why there is none.
     pub outcome: Result<PyValue, CallError>,
+    /// The function is cached in this interpreter (its body need not be sent again).
     pub loaded: bool,
 }
 
@@ -183,10 +189,15 @@ impl Glue {
 /// The parts of a call the glue needs (borrowed, so the worker need not copy the body).
 #[derive(Clone, Copy)]
 pub struct CallRef<'a> {
+    /// Registered name (with `hash`, the cache key).
     pub name: &'a str,
+    /// Content hash of the body.
     pub hash: u64,
+    /// Plain or class-based.
     pub kind: FunctionKind,
+    /// The cloudpickle body; `None` when the function is already cached.
     pub body: Option<&'a [u8]>,
+    /// Arguments after `cb`.
     pub args: &'a [Option<PyValue>],
 }
 

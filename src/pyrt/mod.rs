@@ -125,13 +125,19 @@ pub enum CallError {
     /// The function (or a class's `__init__`) raised.
     #[error("{type_name}: {message}")]
     Exception {
+        /// The exception's class, e.g. `ValueError`.
         type_name: String,
+        /// `str(exception)`.
         message: String,
+        /// The formatted traceback (user frames only).
         traceback: String,
     },
     /// The function ran past its timeout; its worker was killed and is being replaced.
     #[error("function timed out after {after:?}")]
-    Timeout { after: Duration },
+    Timeout {
+        /// The call's timeout.
+        after: Duration,
+    },
     /// The worker died or broke the protocol during the call; it is being replaced.
     #[error("Python worker crashed during the call: {0}")]
     WorkerCrashed(String),
@@ -140,14 +146,22 @@ pub enum CallError {
     Pickle(String),
     /// A frame to or from the worker would exceed the configured maximum.
     #[error("message of {bytes} bytes exceeds the limit of {max} bytes")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// Size of the refused frame.
+        bytes: usize,
+        /// [`PoolConfig::max_frame_bytes`].
+        max: usize,
+    },
     /// Every worker is busy and the queue is full.
     #[error("the Python pool is overloaded: every worker is busy and the queue is full")]
     Overloaded,
     /// No worker became available within the queue wait limit (e.g. workers keep failing
     /// to start).
     #[error("no Python worker became available within {waited:?}")]
-    Unavailable { waited: Duration },
+    Unavailable {
+        /// How long the call waited.
+        waited: Duration,
+    },
     /// The pool is shut down.
     #[error("the Python pool is shut down")]
     ShutDown,
@@ -173,7 +187,9 @@ pub enum PyRuntimeError {
     /// The worker executable could not be started.
     #[error("cannot start Python worker `{exe}`: {source}")]
     Spawn {
+        /// The worker executable.
         exe: String,
+        /// Why it could not be run.
         #[source]
         source: std::io::Error,
     },
@@ -182,7 +198,12 @@ pub enum PyRuntimeError {
     Socket(#[source] std::io::Error),
     /// The worker started but did not complete the handshake.
     #[error("Python worker {worker} failed to start: {reason}")]
-    Handshake { worker: usize, reason: String },
+    Handshake {
+        /// Index of the worker in the pool.
+        worker: usize,
+        /// What went wrong (its own log lines are in the log, tagged `worker=`).
+        reason: String,
+    },
     /// Workers of one pool report different Python environments.
     #[error("Python workers disagree on their environment: {0}")]
     Mismatch(String),

@@ -24,16 +24,22 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Why a worker stopped other than by its supervisor closing the socket.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// The supervisor's socket is not there (the pool is gone).
     #[error("cannot connect to the supervisor at {path}: {source}")]
     Connect {
+        /// The `--socket` path.
         path: String,
+        /// The connect error.
         #[source]
         source: std::io::Error,
     },
+    /// The interpreter could not start.
     #[error(transparent)]
     Interp(#[from] InterpError),
+    /// The socket failed or carried a bad frame.
     #[error("supervisor link: {0}")]
     Frame(#[from] FrameError),
+    /// The supervisor sent something out of turn.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
 }

@@ -32,6 +32,14 @@ pub fn run(cli: Cli) -> ExitCode {
             crate::net::node::run,
         ),
         Command::Bench(args) => bench(&args),
+        Command::Worker(args) => match crate::pyrt::worker::run(&args.socket, args.max_frame_bytes)
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(cause = %e, "python worker failed");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
     }
 }
 
@@ -64,6 +72,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Lattice => crate::bench::lattice::run(args),
         Workload::Transport => crate::bench::transport::run(args),
         Workload::Kvs => crate::bench::kvs::run(args),
+        Workload::Python => crate::pyrt::bench::run(args),
         other => {
             return not_yet(&format!(
                 "`cloudburst bench {}`",

@@ -1,4 +1,4 @@
-//! Command-line interface: `local`, `node`, `bench` (and hidden process modes).
+//! Command-line interface: `local`, `node`, `bench` (and the hidden `worker` process mode).
 //!
 //! Flags also read environment variables (`CLOUDBURST_*`, shown in `--help`); both override
 //! the optional TOML file given by `--config`. The merged result is validated once.
@@ -33,6 +33,20 @@ pub enum Command {
     Node(NodeArgs),
     /// Run a benchmark and print median/p99 figures (`--json`: last line is one JSON object).
     Bench(BenchArgs),
+    /// Internal: a Python worker process, started by an executor's pool.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// Arguments of the hidden `worker` mode (set by the pool that spawns it).
+#[derive(Debug, Args, Clone)]
+pub struct WorkerArgs {
+    /// Unix socket of the supervising pool.
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// Largest frame to send or accept.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::pyrt::pool::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
 }
 
 /// Options every server mode shares.
@@ -119,6 +133,9 @@ pub enum Workload {
     Client,
     /// The same DAG workload under each consistency mode.
     Consistency,
+    /// Per-call overhead of the Python worker pool vs an in-process call; parallel speedup.
+    #[value(hide = true)]
+    Python,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -15,6 +15,8 @@
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
 //!   pure cores).
 //! - [`bench`]: the `cloudburst bench` workloads.
+//! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
+//!   `cloudburst worker` mode), timeouts by killing, the user library's way into Rust.
 
 pub mod actors;
 pub mod app;
@@ -24,3 +26,4 @@ pub mod config;
 pub mod ids;
 pub mod lattice;
 pub mod net;
+pub mod pyrt;

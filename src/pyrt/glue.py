@@ -1,0 +1,153 @@
+"""Python side of a Cloudburst worker (embedded by src/pyrt/interp.rs).
+
+Unpickles functions (cached per process by (name, hash)), unpickles arguments, calls the
+function with the user-library object, formats exceptions and pickles the result. The
+user-library object forwards to a Rust `link` whose methods release the GIL while they wait
+on the supervisor.
+
+Values cross the boundary as: None, bytes (one pickled object) or list[bytes] (a set, one
+pickle per element).
+"""
+
+import pickle
+import sys
+import traceback
+
+import cloudpickle
+
+# (name, hash) -> callable taking (cb, *args): a function, or a class instance's `run`.
+_functions = {}
+
+
+class CloudburstError(Exception):
+    """A user-library operation failed (raised inside the user's function)."""
+
+
+def environment():
+    return {
+        "python": "%d.%d" % sys.version_info[:2],
+        "version": sys.version,
+        "prefix": sys.prefix,
+        "executable": sys.executable,
+        "cloudpickle": cloudpickle.__version__,
+    }
+
+
+def _loads(value):
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return {pickle.loads(v) for v in value}
+    return pickle.loads(value)
+
+
+def _dumps(obj):
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        # lambdas, local classes, ...: what the client's cloudpickle.loads also reads.
+        return cloudpickle.dumps(obj, protocol=5)
+
+
+def _encode(obj):
+    if isinstance(obj, (set, frozenset)):
+        return [_dumps(v) for v in obj]
+    return _dumps(obj)
+
+
+class Cloudburst:
+    """The user library: the first argument of every function."""
+
+    __slots__ = ("_link",)
+
+    def __init__(self, link):
+        self._link = link
+
+    def get(self, key):
+        """One key -> its value or None; a list of keys -> a list of values."""
+        try:
+            if isinstance(key, (list, tuple)):
+                return [_loads(v) for v in self._link.get([str(k) for k in key])]
+            return _loads(self._link.get([str(key)])[0])
+        except RuntimeError as e:
+            raise CloudburstError(str(e)) from None
+
+    def put(self, key, value):
+        """Store a value (a set is stored as a set lattice)."""
+        try:
+            self._link.put(str(key), _encode(value))
+        except RuntimeError as e:
+            raise CloudburstError(str(e)) from None
+
+    def getid(self):
+        """This executor's address, for others to `send` to."""
+        return self._link.getid()
+
+    def send(self, dest, payload):
+        """Send bytes to the executor whose `getid()` is `dest`."""
+        try:
+            self._link.send(str(dest), bytes(payload))
+        except RuntimeError as e:
+            raise CloudburstError(str(e)) from None
+
+    def recv(self):
+        """Messages waiting for this executor: [(sender_id, bytes)]."""
+        return self._link.recv()
+
+
+def _exception(e):
+    tb = e.__traceback__
+    while tb is not None and tb.tb_frame.f_globals is globals():
+        tb = tb.tb_next  # the user's frames only, not this module's
+    text = "".join(traceback.format_exception(type(e), e, tb))
+    return ("exc", type(e).__qualname__, str(e), text, False)
+
+
+def _load(name, hash_, kind, body, cb):
+    """Returns the callable, or an error tuple."""
+    if body is None:
+        return ("pickle", "function %r is not loaded in this worker" % name, False)
+    try:
+        obj = cloudpickle.loads(body)
+    except BaseException as e:
+        return ("pickle", "cannot unpickle function %r: %s: %s" % (name, type(e).__name__, e), False)
+    if kind == "class":
+        try:
+            cls, init_args = obj
+            init_args = tuple(init_args)
+        except Exception:
+            return ("pickle", "class function %r is not a (Class, init_args) pair" % name, False)
+        try:
+            fn = cls(cb, *init_args).run
+        except BaseException as e:
+            return _exception(e)
+    else:
+        fn = obj
+    if not callable(fn):
+        return ("pickle", "function %r unpickled to a non-callable %s" % (name, type(fn).__name__), False)
+    _functions[(name, hash_)] = fn
+    return fn
+
+
+def run(name, hash_, kind, body, args, link):
+    """Run one call. Returns ("ok", bytes, loaded) or ("exc", type, message, traceback,
+    loaded) or ("pickle", message, loaded)."""
+    cb = Cloudburst(link)
+    fn = _functions.get((name, hash_))
+    if fn is None:
+        fn = _load(name, hash_, kind, body, cb)
+        if isinstance(fn, tuple):
+            return fn
+    try:
+        values = [_loads(a) for a in args]
+    except BaseException as e:
+        return ("pickle", "cannot unpickle an argument: %s: %s" % (type(e).__name__, e), True)
+    try:
+        result = fn(cb, *values)
+    except BaseException as e:
+        out = _exception(e)
+        return out[:4] + (True,)
+    try:
+        return ("ok", _dumps(result), True)
+    except BaseException as e:
+        return ("pickle", "cannot pickle the result: %s: %s" % (type(e).__name__, e), True)

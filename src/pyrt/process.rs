@@ -1,0 +1,292 @@
+//! The supervisor side of one worker process: spawn it, complete the handshake, forward its
+//! output to the log, drive one call (answering its user-library requests), kill and reap.
+
+use super::wire::{
+    decode, encode, FrameError, FromWorker, LibReply, LibRequest, ToWorker, ToWorkerRef,
+    WireCallRef, PROTOCOL_VERSION,
+};
+use super::{CallError, PoolConfig, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::process::{Child, Command};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tracing::{info, warn};
+
+/// Time for a new worker to connect and report ready: process start, interpreter start
+/// (8–16 ms) and `import cloudpickle`, generous because a loaded 2-core machine is slow.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a worker that hung up to report its exit status (for the error).
+const EXIT_STATUS_GRACE: Duration = Duration::from_millis(200);
+/// How long to wait for a killed worker to be reaped before leaving it to tokio's reaper.
+const REAP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest line of worker output logged as one event; longer lines are split.
+const MAX_LOG_LINE: usize = 8 * 1024;
+
+/// A supervised worker process, idle between calls.
+pub(super) struct Worker {
+    pub index: usize,
+    pub pid: u32,
+    child: Child,
+    framed: Framed<UnixStream, LengthDelimitedCodec>,
+    max_frame: usize,
+    /// Functions this worker has cached, so their bodies are sent once.
+    loaded: HashSet<(String, u64)>,
+}
+
+/// The worker can no longer be trusted (died, hung up, broke the protocol): kill it.
+#[derive(Debug)]
+pub(super) struct Broken(pub String);
+
+/// Start worker `index` (`seq` makes its socket name unique) and wait until it is ready.
+pub(super) async fn spawn(
+    cfg: &PoolConfig,
+    sockdir: &Path,
+    index: usize,
+    seq: u64,
+) -> Result<(Worker, PyEnvironment), PyRuntimeError> {
+    let path = sockdir.join(format!("w{index}-{seq}.sock"));
+    let listener = UnixListener::bind(&path).map_err(PyRuntimeError::Socket)?;
+    let mut command = Command::new(&cfg.worker_exe);
+    if let Some(python) = &cfg.python {
+        command.env(super::interp::PYTHON_ENV, python);
+    }
+    let mut child = command
+        .arg("worker")
+        .arg("--socket")
+        .arg(&path)
+        .arg("--max-frame-bytes")
+        .arg(cfg.max_frame_bytes.to_string())
+        .env("NO_COLOR", "1") // its log lines are re-logged by us: no escape codes
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| PyRuntimeError::Spawn {
+            exe: cfg.worker_exe.display().to_string(),
+            source,
+        })?;
+    let pid = child.id().unwrap_or_default();
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward_output(out, index, pid, "stdout"));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward_output(err, index, pid, "stderr"));
+    }
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&listener, cfg.max_frame_bytes)) => {
+            r.unwrap_or_else(|_| Err(format!("not ready after {HANDSHAKE_TIMEOUT:?}")))
+        }
+        _ = child.wait() => Err("exited before connecting".into()),
+    };
+    let _ = std::fs::remove_file(&path);
+    let handshake = match handshake {
+        Err(why) => Err(with_exit_status(&mut child, why).await),
+        ok => ok,
+    };
+    let (framed, env) = handshake.map_err(|reason| PyRuntimeError::Handshake {
+        worker: index,
+        reason,
+    })?;
+    info!(worker = index, pid, python = %env.python, "python worker ready");
+    let worker = Worker {
+        index,
+        pid,
+        child,
+        framed,
+        max_frame: cfg.max_frame_bytes,
+        loaded: HashSet::new(),
+    };
+    Ok((worker, env))
+}
+
+/// "why (exit status: 1); its stderr is in the log", for a worker that failed to start.
+async fn with_exit_status(child: &mut Child, why: String) -> String {
+    match tokio::time::timeout(EXIT_STATUS_GRACE, child.wait()).await {
+        Ok(Ok(status)) => format!("{why} ({status}); its stderr is in the log"),
+        _ => why,
+    }
+}
+
+async fn handshake(
+    listener: &UnixListener,
+    max_frame: usize,
+) -> Result<(Framed<UnixStream, LengthDelimitedCodec>, PyEnvironment), String> {
+    let (stream, _) = listener.accept().await.map_err(|e| e.to_string())?;
+    let codec = LengthDelimitedCodec::builder()
+        .max_frame_length(max_frame)
+        .new_codec();
+    let mut framed = Framed::new(stream, codec);
+    let frame = framed
+        .next()
+        .await
+        .ok_or("closed its socket before ready")?
+        .map_err(|e| e.to_string())?;
+    match decode::<FromWorker>(&frame).map_err(|e| e.to_string())? {
+        FromWorker::Ready { protocol, env } if protocol == PROTOCOL_VERSION => Ok((framed, env)),
+        FromWorker::Ready { protocol, .. } => Err(format!(
+            "speaks protocol {protocol}, this pool {PROTOCOL_VERSION} (a different build?)"
+        )),
+        _ => Err("sent something other than ready".into()),
+    }
+}
+
+impl Worker {
+    /// Run one call to completion. `Ok(Err(..))` is a failed call on a healthy worker.
+    pub async fn call(
+        &mut self,
+        call: &PyCall,
+        lib: &dyn UserLibrary,
+    ) -> Result<Result<PyValue, CallError>, Broken> {
+        let f = &call.function;
+        let key = (f.name.clone(), f.hash);
+        let send_body = !self.loaded.contains(&key);
+        let msg = ToWorkerRef::Call(WireCallRef {
+            name: &f.name,
+            hash: f.hash,
+            kind: f.kind,
+            body: send_body.then_some(&f.body),
+            args: &call.args,
+        });
+        match self.encode_checked(&msg) {
+            Ok(frame) => self.send(frame).await?,
+            Err(e) => return Ok(Err(e)),
+        }
+        loop {
+            match self.recv().await? {
+                FromWorker::Done { outcome, loaded } => {
+                    if loaded {
+                        self.loaded.insert(key);
+                    }
+                    return Ok(outcome);
+                }
+                FromWorker::Lib(req) => {
+                    let reply = serve_lib(req, lib).await;
+                    let frame = self
+                        .encode_checked(&ToWorker::LibReply(reply))
+                        .or_else(|e| encode(&ToWorker::LibReply(LibReply::Error(e.to_string()))))
+                        .map_err(|e| Broken(e.to_string()))?;
+                    self.send(frame).await?;
+                }
+                FromWorker::Ready { .. } => return Err(Broken("sent ready during a call".into())),
+            }
+        }
+    }
+
+    fn encode_checked<T: serde::Serialize>(&self, msg: &T) -> Result<Vec<u8>, CallError> {
+        let frame = encode(msg).map_err(|e| CallError::Pickle(e.to_string()))?;
+        if frame.len() > self.max_frame {
+            return Err(CallError::TooLarge {
+                bytes: frame.len(),
+                max: self.max_frame,
+            });
+        }
+        Ok(frame)
+    }
+
+    async fn send(&mut self, frame: Vec<u8>) -> Result<(), Broken> {
+        self.framed
+            .send(Bytes::from(frame))
+            .await
+            .map_err(|e| self.broken(format!("cannot write to worker: {e}")))
+    }
+
+    async fn recv(&mut self) -> Result<FromWorker, Broken> {
+        match self.framed.next().await {
+            Some(Ok(frame)) => decode(&frame).map_err(|e: FrameError| self.broken(e.to_string())),
+            Some(Err(e)) => Err(self.broken(format!("bad frame from worker: {e}"))),
+            None => Err(Broken(self.exit_description().await)),
+        }
+    }
+
+    fn broken(&self, why: String) -> Broken {
+        Broken(format!("worker {} (pid {}): {why}", self.index, self.pid))
+    }
+
+    /// "worker 1 (pid 123) exited (exit status: 3)" for a worker that hung up.
+    async fn exit_description(&mut self) -> String {
+        let status = match tokio::time::timeout(EXIT_STATUS_GRACE, self.child.wait()).await {
+            Ok(Ok(s)) => s.to_string(),
+            Ok(Err(e)) => format!("status unknown: {e}"),
+            Err(_) => "closed its socket but is still running".into(),
+        };
+        format!("worker {} (pid {}) exited ({status})", self.index, self.pid)
+    }
+
+    /// Whether the process has already exited (checked before giving it a call).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kill the process and reap it.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        match tokio::time::timeout(REAP_TIMEOUT, self.child.wait()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(worker = self.index, pid = self.pid, cause = %e, "reaping worker failed")
+            }
+            Err(_) => warn!(
+                worker = self.index,
+                pid = self.pid,
+                "killed worker not reaped in time"
+            ),
+        }
+    }
+}
+
+async fn serve_lib(req: LibRequest, lib: &dyn UserLibrary) -> LibReply {
+    let done = |r: Result<(), String>| r.map_or_else(LibReply::Error, |()| LibReply::Done);
+    match req {
+        LibRequest::Get(keys) => lib
+            .get(keys)
+            .await
+            .map_or_else(LibReply::Error, LibReply::Values),
+        LibRequest::Put(key, value) => done(lib.put(key, value).await),
+        LibRequest::Send(dest, payload) => done(lib.send(dest, payload).await),
+        LibRequest::Recv => LibReply::Messages(lib.recv()),
+        LibRequest::Id => LibReply::Id(lib.id()),
+    }
+}
+
+/// Log a worker's output line by line (a user's `print`, Python warnings, the worker's own
+/// log), tagged with the worker index and pid: stdout at INFO, stderr at WARN, under the
+/// target `cloudburst::python`. Ends when the process closes the pipe.
+async fn forward_output(mut pipe: impl AsyncRead + Unpin, index: usize, pid: u32, stream: &str) {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; MAX_LOG_LINE];
+    loop {
+        let n = match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            log_line(&line[..end], index, pid, stream);
+        }
+        if pending.len() >= MAX_LOG_LINE {
+            log_line(&pending, index, pid, stream);
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        log_line(&pending, index, pid, stream);
+    }
+}
+
+fn log_line(line: &[u8], index: usize, pid: u32, stream: &str) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    if stream == "stderr" {
+        warn!(target: "cloudburst::python", worker = index, pid, stream, "{text}");
+    } else {
+        info!(target: "cloudburst::python", worker = index, pid, stream, "{text}");
+    }
+}

@@ -1,0 +1,232 @@
+//! Frames between a pool (supervisor) and one worker process: a 4-byte big-endian length,
+//! then a bincode (`config::standard()`) encoding of [`ToWorker`] or [`FromWorker`]. The
+//! same framing as tokio-util's `LengthDelimitedCodec` defaults, which the supervisor uses.
+//!
+//! The protocol is strictly request/response and one call at a time per worker:
+//! `Call`, then any number of `Lib` / `LibReply` pairs, then `Done`.
+
+use super::{CallError, FunctionKind, PyEnvironment, PyValue};
+use crate::ids::Key;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// Bumped on any change to these messages; a worker of another version fails the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Length prefix size of a frame.
+const LEN_BYTES: usize = 4;
+
+/// Supervisor → worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Run a function. `body` is sent only if this worker has not loaded `(name, hash)` yet.
+    Call(WireCall),
+    /// The answer to the worker's last [`FromWorker::Lib`].
+    LibReply(LibReply),
+}
+
+/// A call as sent to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireCall {
+    pub name: String,
+    pub hash: u64,
+    pub kind: FunctionKind,
+    pub body: Option<Bytes>,
+    pub args: Vec<Option<PyValue>>,
+}
+
+/// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
+/// copying the body or the arguments.
+#[derive(Debug, Serialize)]
+pub enum ToWorkerRef<'a> {
+    Call(WireCallRef<'a>),
+}
+
+/// Borrowed [`WireCall`] (same fields, same order).
+#[derive(Debug, Serialize)]
+pub struct WireCallRef<'a> {
+    pub name: &'a str,
+    pub hash: u64,
+    pub kind: FunctionKind,
+    pub body: Option<&'a Bytes>,
+    pub args: &'a [Option<PyValue>],
+}
+
+/// Worker → supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// First frame after connecting: the worker is ready.
+    Ready { protocol: u32, env: PyEnvironment },
+    /// A user-library request from the running function.
+    Lib(LibRequest),
+    /// The call finished. `loaded`: the function is now cached in the worker.
+    Done {
+        outcome: Result<PyValue, CallError>,
+        loaded: bool,
+    },
+}
+
+/// A user-library request (see [`super::UserLibrary`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LibRequest {
+    Get(Vec<Key>),
+    Put(Key, PyValue),
+    Send(String, Bytes),
+    Recv,
+    Id,
+}
+
+/// The answer to a [`LibRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum LibReply {
+    Values(Vec<Option<PyValue>>),
+    Done,
+    Messages(Vec<(String, Bytes)>),
+    Id(String),
+    Error(String),
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {bytes} bytes exceeds the limit of {max} bytes")]
+    TooLarge { bytes: usize, max: usize },
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("unencodable frame: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+}
+
+/// Encode a message as one frame: length prefix and body, ready for one `write_all`.
+pub fn encode_frame<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut frame = vec![0u8; LEN_BYTES];
+    bincode::serde::encode_into_std_write(msg, &mut frame, bincode::config::standard())?;
+    let bytes = frame.len() - LEN_BYTES;
+    let len = u32::try_from(bytes)
+        .ok()
+        .filter(|&n| n as usize <= max)
+        .ok_or(FrameError::TooLarge { bytes, max })?;
+    frame[..LEN_BYTES].copy_from_slice(&len.to_be_bytes());
+    Ok(frame)
+}
+
+/// Encode a message body (without the length prefix; the supervisor's codec adds it).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    Ok(bincode::serde::encode_to_vec(
+        msg,
+        bincode::config::standard(),
+    )?)
+}
+
+/// Decode a message body.
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    let (msg, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())?;
+    Ok(msg)
+}
+
+/// Blocking read of one frame body (worker side).
+pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut len = [0u8; LEN_BYTES];
+    r.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { bytes: len, max });
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_round_trips_through_bincode_and_frames() {
+        let call = ToWorker::Call(WireCall {
+            name: "f".into(),
+            hash: 7,
+            kind: FunctionKind::Class,
+            body: Some(Bytes::from_static(b"\x80\x05body")),
+            args: vec![
+                None,
+                Some(PyValue::Pickled(Bytes::from_static(b"x"))),
+                Some(PyValue::PickledSet(vec![
+                    Bytes::from_static(b"a"),
+                    Bytes::new(),
+                ])),
+            ],
+        });
+        let buf = encode_frame(&call, 1 << 20).expect("encodes");
+        let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
+        let ToWorker::Call(back) = decode::<ToWorker>(&body).expect("decodes") else {
+            panic!("expected a call")
+        };
+        assert_eq!(back.body.as_deref(), Some(&b"\x80\x05body"[..]));
+        assert_eq!(back.args.len(), 3);
+        assert_eq!(back.args[0], None);
+        assert_eq!(
+            back.args[2],
+            Some(PyValue::PickledSet(vec![
+                Bytes::from_static(b"a"),
+                Bytes::new()
+            ]))
+        );
+    }
+
+    #[test]
+    fn borrowed_call_decodes_as_owned_call() {
+        let body = Bytes::from_static(b"fn");
+        let args = vec![Some(PyValue::Pickled(Bytes::from_static(b"1"))), None];
+        let msg = ToWorkerRef::Call(WireCallRef {
+            name: "sq",
+            hash: 42,
+            kind: FunctionKind::Plain,
+            body: Some(&body),
+            args: &args,
+        });
+        let ToWorker::Call(back) =
+            decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
+        else {
+            panic!("expected a call")
+        };
+        assert_eq!((back.name.as_str(), back.hash), ("sq", 42));
+        assert_eq!(back.body, Some(body));
+        assert_eq!(back.args, args);
+    }
+
+    #[test]
+    fn errors_round_trip() {
+        let done = FromWorker::Done {
+            outcome: Err(CallError::Timeout {
+                after: std::time::Duration::from_millis(300),
+            }),
+            loaded: true,
+        };
+        let back: FromWorker = decode(&encode(&done).expect("encodes")).expect("decodes");
+        assert!(matches!(
+            back,
+            FromWorker::Done {
+                outcome: Err(CallError::Timeout { .. }),
+                loaded: true
+            }
+        ));
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_both_ways() {
+        let big = ToWorker::LibReply(LibReply::Error("x".repeat(10)));
+        assert!(matches!(
+            encode_frame(&big, 4),
+            Err(FrameError::TooLarge { max: 4, .. })
+        ));
+        let frame = [0u8, 0, 0, 10, 1, 2];
+        assert!(matches!(
+            read_frame(&mut &frame[..], 4),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+}

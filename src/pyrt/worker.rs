@@ -1,0 +1,236 @@
+//! The `cloudburst worker` process mode: one embedded interpreter serving calls from its
+//! supervisor (a [`super::PythonPool`]) over a Unix socket, one call at a time.
+//!
+//! The worker connects to `--socket`, initialises the venv's Python, sends `Ready` with its
+//! environment, then loops: read a call, run it through the glue, send `Done`. A function's
+//! user-library calls go through [`Link`], which releases the GIL while it waits for the
+//! supervisor. The worker exits when the supervisor closes the socket; it is killed on
+//! timeout. Its stdout/stderr are piped to the supervisor, which logs them line by line.
+
+use super::interp::{self, CallRef, Glue, InterpError};
+use super::wire::{
+    decode, encode_frame, read_frame, FrameError, FromWorker, LibReply, LibRequest, ToWorker,
+    PROTOCOL_VERSION,
+};
+use crate::ids::Key;
+use pyo3::exceptions::PyRuntimeError as PyRuntimeErr;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+use std::io::{BufReader, ErrorKind, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why a worker stopped other than by its supervisor closing the socket.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The supervisor's socket is not there (the pool is gone).
+    #[error("cannot connect to the supervisor at {path}: {source}")]
+    Connect {
+        /// The `--socket` path.
+        path: String,
+        /// The connect error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The interpreter could not start.
+    #[error(transparent)]
+    Interp(#[from] InterpError),
+    /// The socket failed or carried a bad frame.
+    #[error("supervisor link: {0}")]
+    Frame(#[from] FrameError),
+    /// The supervisor sent something out of turn.
+    #[error("protocol violation: {0}")]
+    Protocol(&'static str),
+}
+
+/// The worker's socket: buffered reads, whole-frame writes.
+struct Channel {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    max_frame: usize,
+}
+
+impl Channel {
+    fn send(&mut self, msg: &FromWorker) -> Result<(), FrameError> {
+        let frame = encode_frame(msg, self.max_frame)?;
+        self.writer.write_all(&frame)?;
+        Ok(())
+    }
+
+    fn recv(&mut self) -> Result<ToWorker, FrameError> {
+        decode(&read_frame(&mut self.reader, self.max_frame)?)
+    }
+}
+
+/// Ask Linux to kill this process when its supervisor dies, so a function spinning in a
+/// loop never outlives a crashed executor (a closed socket is only noticed between calls).
+/// The signal follows the thread that spawned us: pools spawn from runtime threads, which
+/// live as long as the pool.
+fn die_with_parent() {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a flag on this process.
+    let set = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // (If the supervisor died before this, its socket is gone and `connect` fails.)
+    if set != 0 {
+        tracing::warn!("python worker may outlive its supervisor: prctl failed");
+    }
+}
+
+type SharedChannel = Arc<Mutex<Channel>>;
+
+fn lock(chan: &SharedChannel) -> MutexGuard<'_, Channel> {
+    // A panic while holding the lock leaves the channel usable: frames are written whole.
+    chan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Run the worker until the supervisor hangs up.
+pub fn run(socket: &Path, max_frame: usize) -> Result<(), WorkerError> {
+    die_with_parent();
+    let stream = UnixStream::connect(socket).map_err(|source| WorkerError::Connect {
+        path: socket.display().to_string(),
+        source,
+    })?;
+    let writer = stream.try_clone().map_err(FrameError::Io)?;
+    let chan: SharedChannel = Arc::new(Mutex::new(Channel {
+        reader: BufReader::new(stream),
+        writer,
+        max_frame,
+    }));
+    interp::initialize()?;
+    Python::attach(|py| serve(py, &chan))
+}
+
+fn serve(py: Python<'_>, chan: &SharedChannel) -> Result<(), WorkerError> {
+    let glue = Glue::load(py)?;
+    let env = glue.environment(py)?;
+    lock(chan).send(&FromWorker::Ready {
+        protocol: PROTOCOL_VERSION,
+        env,
+    })?;
+    let link = Bound::new(py, Link { chan: chan.clone() })
+        .map_err(|e| InterpError::Glue(interp::describe(py, &e)))?;
+    loop {
+        let msg = py.detach(|| lock(chan).recv());
+        let call = match msg {
+            Ok(ToWorker::Call(call)) => call,
+            Ok(ToWorker::LibReply(_)) => {
+                return Err(WorkerError::Protocol("reply without request"))
+            }
+            Err(FrameError::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let out = glue.run(
+            py,
+            CallRef {
+                name: &call.name,
+                hash: call.hash,
+                kind: call.kind,
+                body: call.body.as_deref(),
+                args: &call.args,
+            },
+            link.as_any(),
+        );
+        drop(call);
+        let done = FromWorker::Done {
+            outcome: out.outcome,
+            loaded: out.loaded,
+        };
+        py.detach(|| send_done(chan, done))?;
+    }
+}
+
+/// Send the outcome; a result too large for a frame becomes an error the caller can read.
+fn send_done(chan: &SharedChannel, done: FromWorker) -> Result<(), FrameError> {
+    let mut ch = lock(chan);
+    match ch.send(&done) {
+        Err(FrameError::TooLarge { bytes, max }) => {
+            let loaded = matches!(done, FromWorker::Done { loaded: true, .. });
+            ch.send(&FromWorker::Done {
+                outcome: Err(super::CallError::TooLarge { bytes, max }),
+                loaded,
+            })
+        }
+        other => other,
+    }
+}
+
+/// The user library's way out of Python: each method sends one request to the supervisor
+/// and waits for its reply with the GIL released. Errors raise `RuntimeError` (the glue
+/// turns them into `CloudburstError`).
+#[pyclass(frozen, module = "cloudburst_worker")]
+pub struct Link {
+    chan: SharedChannel,
+}
+
+#[pymethods]
+impl Link {
+    fn get<'py>(&self, py: Python<'py>, keys: Vec<String>) -> PyResult<Bound<'py, PyList>> {
+        let keys = keys.into_iter().map(Key::new).collect();
+        match self.request(py, LibRequest::Get(keys))? {
+            LibReply::Values(values) => {
+                let items = values
+                    .iter()
+                    .map(|v| interp::value_to_py(py, v.as_ref()))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, items)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn put(&self, py: Python<'_>, key: String, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = interp::value_from_py(value)?;
+        match self.request(py, LibRequest::Put(Key::new(key), value))? {
+            LibReply::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn send(&self, py: Python<'_>, dest: String, payload: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let payload = bytes::Bytes::copy_from_slice(payload.as_bytes());
+        match self.request(py, LibRequest::Send(dest, payload))? {
+            LibReply::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn recv<'py>(&self, py: Python<'py>) -> PyResult<Vec<(String, Bound<'py, PyBytes>)>> {
+        match self.request(py, LibRequest::Recv)? {
+            LibReply::Messages(msgs) => Ok(msgs
+                .into_iter()
+                .map(|(from, payload)| (from, PyBytes::new(py, &payload)))
+                .collect()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    fn getid(&self, py: Python<'_>) -> PyResult<String> {
+        match self.request(py, LibRequest::Id)? {
+            LibReply::Id(id) => Ok(id),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+impl Link {
+    fn request(&self, py: Python<'_>, req: LibRequest) -> PyResult<LibReply> {
+        let msg = FromWorker::Lib(req);
+        let reply = py.detach(|| -> Result<ToWorker, FrameError> {
+            let mut ch = lock(&self.chan);
+            ch.send(&msg)?;
+            ch.recv()
+        });
+        match reply {
+            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(PyRuntimeErr::new_err(e)),
+            Ok(ToWorker::LibReply(r)) => Ok(r),
+            Ok(ToWorker::Call(_)) => Err(PyRuntimeErr::new_err(
+                "cloudburst: protocol violation (a call arrived during a library request)",
+            )),
+            Err(e) => Err(PyRuntimeErr::new_err(format!("cloudburst: {e}"))),
+        }
+    }
+}
+
+fn unexpected() -> PyErr {
+    PyRuntimeErr::new_err("cloudburst: unexpected reply kind from the executor")
+}

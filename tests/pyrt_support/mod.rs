@@ -1,0 +1,295 @@
+//! Shared helpers for the Python runtime tests: functions pickled by the venv's python
+//! (exactly as the client does), pickling/unpickling values through the embedded
+//! interpreter, a log capture, an in-memory user library and pool construction.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use cloudburst::ids::Key;
+use cloudburst::pyrt::{
+    interp, FunctionKind, FunctionSpec, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
+};
+use futures::future::BoxFuture;
+use pyo3::prelude::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The venv's python, as the client would use it.
+pub fn venv_python() -> String {
+    format!("{}/.venv/bin/python3", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Test functions, defined in `__main__` so cloudpickle pickles them by value.
+const FUNCTIONS: &str = r#"
+import cloudpickle, os, sys, time
+
+def add(cb, a, b):
+    return a + b
+
+def probe(cb, none_arg, set_arg, n):
+    return (none_arg is None, sorted(set_arg), n)
+
+def raises(cb, x):
+    def inner():
+        raise ValueError("bad value %d" % x)
+    inner()
+
+def spin(cb):
+    while True:
+        pass
+
+class Counter:
+    inits = 0
+    def __init__(self, cb, start):
+        Counter.inits += 1
+        self.calls = start
+    def run(self, cb, x):
+        self.calls += 1
+        return (os.getpid(), Counter.inits, self.calls, x)
+
+def library(cb, k):
+    before = cb.get(k)
+    cb.put(k, (before or 0) + 1)
+    cb.put("tags", {"a", "b"})
+    many = cb.get([k, "missing"])
+    cb.send("peer-1", b"hello")
+    return (before, many, cb.getid(), cb.recv())
+
+def lib_error(cb):
+    try:
+        cb.get("forbidden")
+    except Exception as e:
+        return type(e).__name__ + ": " + str(e)
+
+def gil_probe(cb):
+    import threading
+    count, stop = [0], [False]
+    def spin():
+        while not stop[0]:
+            count[0] += 1
+    t = threading.Thread(target=spin)
+    t.start()
+    a = count[0]
+    time.sleep(0.1)  # releases the GIL: the spinner's rate with the GIL free
+    rate = (count[0] - a) / 0.1
+    b = count[0]
+    started = time.monotonic()
+    cb.get("slow")
+    waited = time.monotonic() - started
+    during = count[0] - b
+    stop[0] = True
+    t.join()
+    return during / (rate * waited)
+
+def cpu(cb, n):
+    return sum(i * i for i in range(n))
+
+def printer(cb, marker):
+    print("user says", marker)
+    return 1
+
+def exits(cb):
+    os._exit(3)
+
+def env(cb):
+    return (sys.version, sys.prefix)
+
+out = {
+    "add": add, "probe": probe, "raises": raises, "spin": spin, "library": library,
+    "lib_error": lib_error, "gil_probe": gil_probe, "cpu": cpu, "printer": printer, "exits": exits, "env": env,
+    "counter": (Counter, (10,)),
+}
+for name, f in out.items():
+    print(name, cloudpickle.dumps(f).hex())
+"#;
+
+/// cloudpickle bytes of a test function (see `FUNCTIONS`).
+pub fn pickled(name: &str) -> Bytes {
+    static ALL: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
+    let all = ALL.get_or_init(|| {
+        let out = std::process::Command::new(venv_python())
+            .args(["-c", FUNCTIONS])
+            .output()
+            .expect("runs the venv python (scripts/setup.sh creates it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, hex)| (n.to_string(), Bytes::from(decode_hex(hex))))
+            .collect()
+    });
+    all.get(name).cloned().expect("a known test function")
+}
+
+fn decode_hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+pub fn function(name: &str, kind: FunctionKind) -> Arc<FunctionSpec> {
+    Arc::new(FunctionSpec {
+        name: name.into(),
+        hash: 1,
+        body: pickled(name),
+        kind,
+    })
+}
+
+pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall {
+    let kind = if name == "counter" {
+        FunctionKind::Class
+    } else {
+        FunctionKind::Plain
+    };
+    PyCall {
+        function: function(name, kind),
+        args,
+        timeout,
+    }
+}
+
+/// Evaluate a Python expression in the embedded interpreter and pickle it.
+pub fn value(expr: &str) -> PyValue {
+    interp::initialize().expect("embedded python");
+    Python::attach(|py| {
+        let code =
+            std::ffi::CString::new(format!("__import__('pickle').dumps({expr})")).expect("no NUL");
+        let b: Vec<u8> = py
+            .eval(&code, None, None)
+            .expect("evaluates")
+            .extract()
+            .expect("bytes");
+        PyValue::Pickled(Bytes::from(b))
+    })
+}
+
+/// `repr()` of an unpickled value (sets as sorted lists, so they compare stably).
+pub fn repr(v: &PyValue) -> String {
+    interp::initialize().expect("embedded python");
+    Python::attach(|py| {
+        let pickle = py.import("pickle").expect("pickle");
+        let load = |b: &Bytes| {
+            pickle
+                .call_method1("loads", (b.as_ref(),))
+                .expect("unpickles")
+        };
+        match v {
+            PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
+            PyValue::PickledSet(items) => {
+                let mut r: Vec<String> = items
+                    .iter()
+                    .map(|b| load(b).repr().expect("repr").to_string())
+                    .collect();
+                r.sort();
+                format!("set{r:?}")
+            }
+        }
+    })
+}
+
+/// Everything logged by this test binary (tracing), for checking forwarded `print` output.
+pub fn log_text() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().expect("log lock")).into_owned()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .try_init();
+        buf
+    })
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(b);
+        std::io::stderr().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Start a pool of `workers` real worker processes (the built `cloudburst` binary).
+pub async fn pool(workers: usize) -> PythonPool {
+    pool_with(PoolConfig::new(workers, env!("CARGO_BIN_EXE_cloudburst"))).await
+}
+
+pub async fn pool_with(cfg: PoolConfig) -> PythonPool {
+    log_buffer();
+    PythonPool::start(cfg).await.expect("pool starts")
+}
+
+/// Poll `cond` until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
+
+/// An in-memory user library recording what functions did.
+#[derive(Default)]
+pub struct MemLibrary {
+    pub store: Mutex<HashMap<Key, PyValue>>,
+    pub sent: Mutex<Vec<(String, Bytes)>>,
+    pub inbox: Mutex<Vec<(String, Bytes)>>,
+    pub refuse: Option<String>,
+    /// How long each `get` takes.
+    pub get_delay: Option<Duration>,
+}
+
+impl UserLibrary for MemLibrary {
+    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
+        let r = match &self.refuse {
+            Some(why) => Err(why.clone()),
+            None => {
+                let store = self.store.lock().expect("lock");
+                Ok(keys.iter().map(|k| store.get(k).cloned()).collect())
+            }
+        };
+        let delay = self.get_delay;
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            r
+        })
+    }
+    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
+        self.store.lock().expect("lock").insert(key, value);
+        Box::pin(async { Ok(()) })
+    }
+    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>> {
+        self.sent.lock().expect("lock").push((dest, payload));
+        Box::pin(async { Ok(()) })
+    }
+    fn recv(&self) -> Vec<(String, Bytes)> {
+        std::mem::take(&mut *self.inbox.lock().expect("lock"))
+    }
+    fn id(&self) -> String {
+        "exec-7".into()
+    }
+}
+
+pub fn lib() -> Arc<dyn UserLibrary> {
+    Arc::new(MemLibrary::default())
+}

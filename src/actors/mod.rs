@@ -3,5 +3,12 @@
 //!
 //! - [`kvs`]: KvsShard actors (a slice of the key space each), the routing table built from
 //!   the membership view, and the KVS client every other role uses.
+//! - [`cache`]: the cache co-located with each executor node; [`cache::StateAccess`].
+//! - [`scheduler`]: function/DAG registry and placement; its messages are the function
+//!   plane's public API.
+//! - [`gateway`]: client sessions; receives call results.
 
+pub mod cache;
+pub mod gateway;
 pub mod kvs;
+pub mod scheduler;

@@ -1,0 +1,3 @@
+//! The gateway: client websocket sessions, results pushed back to them.
+
+pub mod messages;

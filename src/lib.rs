@@ -14,7 +14,8 @@
 //!   and the consistent hash ring.
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
 //!   pure cores).
-//! - [`bench`]: the `cloudburst bench` workloads.
+//! - [`roles`]: starting and stopping the roles a node plays (shared by `node` and `local`).
+//! - [`mod@bench`]: the `cloudburst bench` workloads.
 //! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
 //!   `cloudburst worker` mode), timeouts by killing, the user library's way into Rust.
 
@@ -27,3 +28,4 @@ pub mod ids;
 pub mod lattice;
 pub mod net;
 pub mod pyrt;
+pub mod roles;

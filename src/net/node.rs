@@ -6,9 +6,7 @@
 
 use crate::app::{EXIT_FAILURE, EXIT_USAGE};
 use crate::config::Config;
-use crate::net::echo::EchoService;
-use crate::net::membership::{LeaveCluster, Membership};
-use crate::net::transport::Transport;
+use crate::roles::NodeRoles;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -24,48 +22,30 @@ pub fn run(cfg: Config) -> ExitCode {
 }
 
 async fn serve(cfg: Config) -> ExitCode {
-    let transport = match Transport::start(&cfg, None).await {
-        Ok(t) => t,
+    let roles = match NodeRoles::start(&cfg).await {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let membership = Membership::start(transport.clone(), &cfg);
-    EchoService::start(transport.clone(), Some(membership.clone().recipient()));
-    let kvs = crate::actors::kvs::KvsTier::start(&transport, &membership, &cfg);
-    let pending: Vec<String> = cfg
-        .node
-        .roles
-        .iter()
-        .filter(|r| **r != crate::config::Role::Kvs)
-        .map(|r| r.to_string())
-        .collect();
-    if !pending.is_empty() {
-        tracing::warn!(
-            roles = %pending.join(","),
-            "roles not available yet in this build; this node does not play them"
-        );
-    }
-    let me = transport.local_node().clone();
+    let me = roles.transport.local_node().clone();
     println!(
         "cloudburst node {} listening on {} generation {}",
         me.id,
-        transport.local_addr(),
+        roles.transport.local_addr(),
         me.generation.0
     );
     let _ = std::io::stdout().flush();
     let signal = wait_for_signal().await;
     tracing::info!(signal, "leaving the cluster");
-    let acks = membership.send(LeaveCluster).await.unwrap_or(0);
-    tracing::info!(acknowledged_by = acks, "left; shutting down");
-    transport.shutdown().await;
-    kvs.stop();
+    let acks = roles.stop().await;
+    tracing::info!(acknowledged_by = acks, "left; shut down");
     ExitCode::SUCCESS
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT), naming which.
-async fn wait_for_signal() -> &'static str {
+pub async fn wait_for_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -10,6 +10,8 @@
 //! - [`config`]: the effective configuration, its defaults, TOML file and validation.
 //! - [`ids`]: newtype identifiers (`NodeId`, `Generation`, `Key`, `CallId`, `WriterId`).
 //! - [`lattice`]: the lattice types, the stored `LatticeValue` enum and the law checker.
+//! - [`metrics`]: process-wide call counters and latency histograms (for `/metrics` and the
+//!   dashboard).
 //! - [`net`]: the peer transport (frames, envelopes, handshake, remote handles), membership
 //!   and the consistent hash ring.
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod lattice;
+pub mod metrics;
 pub mod net;
 pub mod pyrt;
 pub mod roles;

@@ -19,6 +19,9 @@ pub const NOT_YET: &[Role] = &[
     Role::Monitor,
 ];
 
+/// How long a leaving KVS node may spend handing its keys to the remaining owners.
+pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The running parts of one node.
 pub struct NodeRoles {
     pub transport: Transport,
@@ -54,9 +57,15 @@ impl NodeRoles {
         })
     }
 
-    /// Tell the peers this node leaves, then stop everything. Returns how many peers
+    /// Hand this node's keys to the remaining owners, tell the peers this node leaves, then
+    /// stop everything. Returns how many peers
     /// acknowledged the goodbye.
     pub async fn stop(self) -> usize {
+        if !self.kvs.shards.is_empty() && !self.kvs.drain(DRAIN_LIMIT).await {
+            tracing::warn!(
+                "not every key was handed off before leaving; replicas (if any) keep them"
+            );
+        }
         let acks = self.membership.send(LeaveCluster).await.unwrap_or(0);
         self.transport.shutdown().await;
         self.kvs.stop();

@@ -41,6 +41,11 @@ fn kvs_node(w: &Workdir, name: &str, seed: Option<&NodeProc>, extra: &[&str]) ->
 
 /// Routing built from `observer`'s view once it shows `alive` live KVS nodes.
 async fn routing_from(t: &Transport, observer: &NodeProc, alive: usize) -> Routing {
+    routing_k(t, observer, alive, 2).await
+}
+
+/// Like [`routing_from`] with replication `k`.
+async fn routing_k(t: &Transport, observer: &NodeProc, alive: usize, k: usize) -> Routing {
     eventually(
         Duration::from_secs(10),
         "the kvs nodes to see each other",
@@ -51,7 +56,7 @@ async fn routing_from(t: &Transport, observer: &NodeProc, alive: usize) -> Routi
                 .values()
                 .filter(|m| m.state == MemberState::Alive && m.kvs_shards > 0)
                 .count();
-            (live == alive).then(|| Routing::from_view(&view, 64, 2))
+            (live == alive).then(|| Routing::from_view(&view, 64, k))
         },
     )
     .await
@@ -225,11 +230,14 @@ fn acknowledged_writes_survive_a_killed_node_and_a_restart_catches_up() {
 #[test]
 fn bad_puts_get_clear_errors() {
     let w = workdir();
-    let a = kvs_node(&w, "a", None, &[]);
+    let a = kvs_node(&w, "a", None, &["--replication", "1"]);
     run(async {
         let t = client(SECRET, "client").await;
         know(&t, &[&a]);
-        let kvs = KvsClient::new(t.clone(), RoutingTable::new(routing_from(&t, &a, 1).await));
+        let k2 = KvsClient::new(t.clone(), RoutingTable::new(routing_from(&t, &a, 1).await));
+        let err = k2.put(Key::new("x"), lww(1, 1, "x")).await.unwrap_err();
+        assert!(matches!(err, KvsError::UnderReplicated { have: 1, want: 2 }), "{err}");
+        let kvs = KvsClient::new(t.clone(), RoutingTable::new(routing_k(&t, &a, 1, 1).await));
         let k = Key::new("kind");
         kvs.put(k.clone(), set_of(1))
             .await
@@ -250,5 +258,34 @@ fn bad_puts_get_clear_errors() {
         // The node still serves.
         assert_eq!(kvs.get(&k).await.expect("get"), Some(set_of(1)));
         assert_eq!(kvs.get(&Key::new("big")).await.expect("get"), None);
+    });
+}
+
+#[test]
+fn a_node_that_leaves_gracefully_hands_its_keys_over_first() {
+    let w = workdir();
+    let a = kvs_node(&w, "a", None, &["--replication", "1"]);
+    let mut b = kvs_node(&w, "b", Some(&a), &["--replication", "1"]);
+    run(async {
+        let t = client(SECRET, "client").await;
+        know(&t, &[&a, &b]);
+        let both = routing_k(&t, &a, 2, 1).await;
+        let kvs = KvsClient::new(t.clone(), RoutingTable::new(both.clone()));
+        let keys: Vec<Key> = (0..100).map(|i| Key::new(format!("leaving-{i}"))).collect();
+        for (i, k) in keys.iter().enumerate() {
+            kvs.put(k.clone(), lww(i as u64 + 1, 3, "v")).await.expect("put");
+        }
+        let on_b = keys
+            .iter()
+            .filter(|k| both.replicas(k)[0].node == b.node.id)
+            .count();
+        assert!(on_b > 0, "b holds some keys (its only copies: k = 1)");
+        assert!(b.terminate().success(), "b exits 0 after SIGTERM");
+        let alone = routing_k(&t, &a, 1, 1).await;
+        let kvs = KvsClient::new(t.clone(), RoutingTable::new(alone));
+        for (i, k) in keys.iter().enumerate() {
+            let got = kvs.get(k).await.expect("get");
+            assert_eq!(got, Some(lww(i as u64 + 1, 3, "v")), "{k} survived b's departure");
+        }
     });
 }

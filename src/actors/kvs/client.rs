@@ -5,7 +5,8 @@
 //! current replica set merged the value, so an acknowledged write survives the loss of
 //! `k - 1` replicas. If any replica cannot be reached the put fails with a transient error
 //! (the replicas that did merge keep the value — harmless, lattices merge idempotently —
-//! and the caller may retry). A get asks one replica (this node's first, if it holds one)
+//! and the caller may retry). While fewer KVS nodes live than the replication factor, puts
+//! fail with `UnderReplicated` rather than being acknowledged on fewer copies. A get asks one replica (this node's first, if it holds one)
 //! and falls over to the next on a network error.
 
 use super::core::validate_key;
@@ -17,6 +18,11 @@ use crate::net::{ActorRef, NetError, Transport};
 use futures::future::join_all;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// After a routing change, reads ask every current and previous replica for this long
+/// (keys are being handed to their new owners meanwhile).
+pub const REBALANCE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Handle to the KVS tier. Cheap to clone.
 #[derive(Clone)]
@@ -35,10 +41,15 @@ impl KvsClient {
         self.routing.get()
     }
 
-    /// Read one key; `None` when no replica has it.
+    /// Read one key; `None` when no replica has it. Normally one replica answers (this
+    /// node's first); within [`REBALANCE_WINDOW`] of a routing change, when keys may still
+    /// be moving, every current and previous replica is asked and the answers merged.
     pub async fn get(&self, key: &Key) -> Result<Option<LatticeValue>, KvsError> {
         validate_key(key)?;
         let routing = self.routing.get();
+        if let Some(previous) = self.routing.recent_previous(REBALANCE_WINDOW) {
+            return self.get_merged(&routing, &previous, key).await;
+        }
         let mut last = KvsError::NoReplicas;
         for shard in self.read_order(&routing, key) {
             match self.request(&routing, &shard, get(key)).await {
@@ -49,6 +60,50 @@ impl KvsClient {
             }
         }
         Err(last)
+    }
+
+    /// Ask every replica of `key` in both routings; merge what they hold.
+    async fn get_merged(
+        &self,
+        current: &Routing,
+        previous: &Routing,
+        key: &Key,
+    ) -> Result<Option<LatticeValue>, KvsError> {
+        let mut targets: Vec<(&Routing, ShardAddr)> = Vec::new();
+        for r in [current, previous] {
+            for s in r.replicas(key) {
+                if !targets.iter().any(|(_, t)| *t == s) {
+                    targets.push((r, s));
+                }
+            }
+        }
+        if targets.is_empty() {
+            return Err(KvsError::NoReplicas);
+        }
+        let replies = join_all(targets.iter().map(|(r, s)| self.request(r, s, get(key)))).await;
+        let (mut merged, mut answered, mut last) =
+            (None::<LatticeValue>, false, KvsError::NoReplicas);
+        for reply in replies {
+            match reply {
+                Ok(KvsReply::Values(mut v)) if v.len() == 1 => {
+                    answered = true;
+                    match (&mut merged, v.pop().flatten()) {
+                        (Some(m), Some(x)) => {
+                            let _ = m.merge(x);
+                        }
+                        (None, Some(x)) => merged = Some(x),
+                        (_, None) => {}
+                    }
+                }
+                Ok(other) => last = unexpected(&other),
+                Err(e) => last = e,
+            }
+        }
+        if answered {
+            Ok(merged)
+        } else {
+            Err(last)
+        }
     }
 
     /// Read several keys concurrently, in order.
@@ -66,6 +121,12 @@ impl KvsClient {
         let replicas = routing.replicas(&key);
         if replicas.is_empty() {
             return Err(KvsError::NoReplicas);
+        }
+        if replicas.len() < routing.replication() {
+            return Err(KvsError::UnderReplicated {
+                have: replicas.len(),
+                want: routing.replication(),
+            });
         }
         let sends = replicas.iter().map(|shard| {
             let req = KvsRequest::Put {

@@ -16,6 +16,17 @@ use crate::ids::Key;
 use crate::lattice::{LatticeKind, LatticeValue};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+/// What a routing change asks this shard to send, and what it may drop afterwards.
+#[derive(Debug)]
+pub struct Handoff<S, P> {
+    /// Values for the owners each key gained.
+    pub batches: Vec<(P, Vec<(Key, LatticeValue)>)>,
+    /// `(new owner, subscriber, keys)`: subscriptions to carry over.
+    pub subscriptions: Vec<(P, S, Vec<Key>)>,
+    /// Keys this shard no longer owns, with the version handed off.
+    pub disowned: Vec<(Key, u64)>,
+}
+
 /// Where a put came from: it decides whether the change is gossiped on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -47,6 +58,8 @@ pub fn validate_key(key: &Key) -> Result<(), KvsError> {
 struct Stored {
     value: LatticeValue,
     size: usize,
+    /// Bumped on every change: a hand-off releases a key only if it did not change since.
+    version: u64,
     reads: u64,
     writes: u64,
 }
@@ -124,6 +137,17 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
         }
         let changed = match self.store.get_mut(&key) {
             Some(stored) => {
+                // A merge keeps one of two registers, but set-like lattices grow: bound the
+                // merged size (conservatively, by the sum) so no key outgrows a frame.
+                let grows = !matches!(stored.value, LatticeValue::Lww(_));
+                if grows && stored.size + size > self.max_value_bytes {
+                    self.rejected += 1;
+                    return Err(KvsError::ValueTooLarge {
+                        key: key.to_string(),
+                        size: stored.size + size,
+                        max: self.max_value_bytes,
+                    });
+                }
                 let have = stored.value.kind();
                 let got = value.kind();
                 let changed = stored
@@ -143,6 +167,7 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
                 };
                 stored.writes += 1;
                 if changed {
+                    stored.version += 1;
                     let new_size = stored.value.size_bytes();
                     self.bytes = self.bytes.saturating_sub(stored.size) + new_size;
                     stored.size = new_size;
@@ -156,6 +181,7 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
                     Stored {
                         value,
                         size,
+                        version: 1,
                         reads: 0,
                         writes: 1,
                     },
@@ -254,39 +280,67 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
         out.into_iter().collect()
     }
 
-    /// After the ring changed: every key goes to each of its owners other than this shard
-    /// (`owners` returns the full replica set, and whether this shard is in it). Keys this
-    /// shard no longer owns are listed so they can be dropped once the hand-off is
-    /// acknowledged ([`ShardCore::release`]).
-    #[allow(clippy::type_complexity)]
+    /// After the ring changed: every key goes to the owners it gained (`owners` returns
+    /// them, excluding this shard, and whether this shard still owns the key), together
+    /// with the subscriptions to it, so the new owners push to the same subscribers. Keys
+    /// this shard no longer owns are listed with their version, to be dropped by
+    /// [`ShardCore::release`] once the hand-off is acknowledged.
     pub fn handoff(
         &self,
+        keys: Option<&[Key]>,
         mut owners: impl FnMut(&Key) -> (Vec<P>, bool),
-    ) -> (Vec<(P, Vec<(Key, LatticeValue)>)>, Vec<Key>) {
-        let mut out: BTreeMap<P, Vec<(Key, LatticeValue)>> = BTreeMap::new();
+    ) -> Handoff<S, P> {
+        let mut batches: BTreeMap<P, Vec<(Key, LatticeValue)>> = BTreeMap::new();
+        let mut subs: BTreeMap<(P, S), Vec<Key>> = BTreeMap::new();
         let mut disowned = Vec::new();
-        for (key, stored) in &self.store {
+        let mut visit = |key: &Key, stored: &Stored| {
             let (peers, mine) = owners(key);
             for p in peers {
-                out.entry(p)
+                batches
+                    .entry(p.clone())
                     .or_default()
                     .push((key.clone(), stored.value.clone()));
+                for s in self.subscribers.get(key).into_iter().flatten() {
+                    subs.entry((p.clone(), s.clone()))
+                        .or_default()
+                        .push(key.clone());
+                }
             }
             if !mine {
-                disowned.push(key.clone());
+                disowned.push((key.clone(), stored.version));
             }
+        };
+        match keys {
+            Some(keys) => keys
+                .iter()
+                .filter_map(|k| self.store.get_key_value(k))
+                .for_each(|(k, s)| visit(k, s)),
+            None => self.store.iter().for_each(|(k, s)| visit(k, s)),
         }
-        (out.into_iter().collect(), disowned)
+        Handoff {
+            batches: batches.into_iter().collect(),
+            subscriptions: subs.into_iter().map(|((p, s), k)| (p, s, k)).collect(),
+            disowned,
+        }
     }
 
-    /// Drop keys this shard no longer owns (after their hand-off was acknowledged).
-    pub fn release(&mut self, keys: &[Key]) {
-        for k in keys {
-            if let Some(s) = self.store.remove(k) {
-                self.bytes = self.bytes.saturating_sub(s.size);
+    /// Drop keys this shard no longer owns, after their hand-off was acknowledged — but
+    /// only those unchanged since (same version, not waiting for gossip). Returns the keys
+    /// that changed meanwhile: they must be handed off again before they can go.
+    pub fn release(&mut self, keys: &[(Key, u64)]) -> Vec<Key> {
+        let mut changed = Vec::new();
+        for (k, version) in keys {
+            match self.store.get(k) {
+                Some(s) if s.version == *version && !self.dirty.contains(k) => {
+                    self.bytes = self.bytes.saturating_sub(s.size);
+                    self.store.remove(k);
+                    self.subscribers.remove(k);
+                }
+                Some(_) => changed.push(k.clone()),
+                None => {}
             }
-            self.dirty.remove(k);
         }
+        changed
     }
 
     /// Every key this shard stores (for listing by prefix).
@@ -475,15 +529,60 @@ mod tests {
             .expect("ok");
         c.put(Key::new("gone"), lww(1, "y"), Origin::Client)
             .expect("ok");
-        let (batches, disowned) = c.handoff(|k| (vec![9], k.as_str() == "mine"));
-        assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].1.len(), 2);
-        assert_eq!(disowned, vec![Key::new("gone")]);
+        c.subscribe(4, [Key::new("gone")]);
+        c.take_gossip(|_| vec![]); // a dirty key is released only after it was gossiped
+        let h = c.handoff(None, |k| (vec![9], k.as_str() == "mine"));
+        assert_eq!(h.batches.len(), 1);
+        assert_eq!(h.batches[0].1.len(), 2);
+        assert_eq!(h.subscriptions, vec![(9, 4, vec![Key::new("gone")])]);
+        assert_eq!(h.disowned.len(), 1);
+        assert_eq!(h.disowned[0].0, Key::new("gone"));
         let before = c.stats(0).bytes;
-        c.release(&disowned);
+        assert!(c.release(&h.disowned).is_empty());
         let after = c.stats(0);
         assert_eq!(after.keys, 1);
         assert!(after.bytes < before);
+        assert_eq!(
+            c.subscription_count(),
+            0,
+            "subscriptions of released keys go too"
+        );
+    }
+
+    #[test]
+    fn a_key_written_during_handoff_is_not_released() {
+        let mut c = Core::new(1024);
+        c.put(Key::new("k"), lww(1, "old"), Origin::Client)
+            .expect("ok");
+        c.take_gossip(|_| vec![]);
+        let h = c.handoff(None, |_| (vec![9], false));
+        // A client that has not seen the new routing yet writes here meanwhile.
+        c.put(Key::new("k"), lww(2, "new"), Origin::Client)
+            .expect("ok");
+        assert_eq!(c.release(&h.disowned), vec![Key::new("k")]);
+        assert_eq!(c.get(&Key::new("k")), Some(lww(2, "new")));
+        // Handed off again and unchanged: now it goes.
+        c.take_gossip(|_| vec![]);
+        let again = c.handoff(Some(&[Key::new("k")]), |_| (vec![9], false));
+        assert!(c.release(&again.disowned).is_empty());
+        assert_eq!(c.get(&Key::new("k")), None);
+    }
+
+    #[test]
+    fn growing_sets_are_bounded_by_the_value_limit() {
+        let mut c = Core::new(64);
+        let k = Key::new("s");
+        let mut refused = false;
+        for i in 0..64 {
+            if c.put(k.clone(), set(&[&format!("item-{i}")]), Origin::Client)
+                .is_err()
+            {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "a set cannot grow past the value limit");
+        assert!(c.stats(0).bytes <= 64);
     }
 
     #[test]

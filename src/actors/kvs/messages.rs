@@ -37,6 +37,8 @@ pub enum KvsError {
     },
     #[error("no KVS shard is available (the cluster has no live KVS node)")]
     NoReplicas,
+    #[error("only {have} live KVS node(s) for replication factor {want}: the write would not survive the loss of {lost} node(s)", lost = want.saturating_sub(1))]
+    UnderReplicated { have: usize, want: usize },
     #[error("KVS replica unreachable: {0}")]
     Unavailable(String),
     #[error("malformed KVS request or reply: {0}")]
@@ -46,7 +48,10 @@ pub enum KvsError {
 impl KvsError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, KvsError::NoReplicas | KvsError::Unavailable(_))
+        matches!(
+            self,
+            KvsError::NoReplicas | KvsError::UnderReplicated { .. } | KvsError::Unavailable(_)
+        )
     }
 }
 

@@ -6,7 +6,7 @@
 use super::client::KvsClient;
 use super::messages::{KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
-use super::shard::{KvsShard, RoutingChanged};
+use super::shard::{Drain, KvsShard, RoutingChanged};
 use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::Transport;
@@ -59,6 +59,16 @@ impl KvsTier {
             routing,
             shards,
             arbiters,
+        }
+    }
+
+    /// Hand every key of this node's shards to the owners that remain without it (before a
+    /// graceful leave), waiting at most `limit`. Returns whether every shard finished.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let all = futures::future::join_all(self.shards.iter().map(|s| s.send(Drain)));
+        match tokio::time::timeout(limit, all).await {
+            Ok(results) => results.into_iter().all(|r| matches!(r, Ok(true))),
+            Err(_) => false,
         }
     }
 

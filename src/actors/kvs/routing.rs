@@ -14,6 +14,7 @@ use crate::net::ring::{stable_hash, HashRing};
 use crate::net::{ActorRef, ServiceId};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 /// One KVS node as routing sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub struct KvsNode {
 #[derive(Debug, Clone)]
 pub struct Routing {
     ring: HashRing<NodeId>,
+    vnodes: usize,
     nodes: HashMap<NodeId, KvsNode>,
     replication: usize,
 }
@@ -44,6 +46,7 @@ impl Routing {
             .collect();
         Routing {
             ring: HashRing::with_members(vnodes, nodes.keys().cloned()),
+            vnodes,
             nodes,
             replication: replication.max(1),
         }
@@ -58,6 +61,15 @@ impl Routing {
             }),
             vnodes,
             replication,
+        )
+    }
+
+    /// The same routing without `node` (what the cluster will use once it has left).
+    pub fn without(&self, node: &NodeId) -> Routing {
+        Routing::new(
+            self.nodes.values().filter(|n| &n.node.id != node).cloned(),
+            self.vnodes,
+            self.replication,
         )
     }
 
@@ -136,34 +148,63 @@ pub fn shard_of(key: &Key, shards: u32) -> u32 {
     (mixed % u64::from(shards)) as u32
 }
 
-/// The shared, replaceable routing snapshot.
+/// The shared, replaceable routing snapshot. It also remembers the previous snapshot and
+/// when it was replaced: while keys move after a change, readers also ask the previous
+/// owners.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
-    current: Arc<RwLock<Arc<Routing>>>,
+    current: Arc<RwLock<Snapshot>>,
+}
+
+#[derive(Debug, Clone)]
+struct Snapshot {
+    current: Arc<Routing>,
+    previous: Arc<Routing>,
+    changed: Instant,
 }
 
 impl RoutingTable {
     pub fn new(initial: Routing) -> Self {
+        let initial = Arc::new(initial);
         RoutingTable {
-            current: Arc::new(RwLock::new(Arc::new(initial))),
+            current: Arc::new(RwLock::new(Snapshot {
+                previous: initial.clone(),
+                current: initial,
+                changed: Instant::now(),
+            })),
         }
     }
 
-    /// The current snapshot.
-    pub fn get(&self) -> Arc<Routing> {
+    fn read(&self) -> Snapshot {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<Routing> {
+        self.read().current
+    }
+
+    /// The previous snapshot if it was replaced less than `window` ago.
+    pub fn recent_previous(&self, window: Duration) -> Option<Arc<Routing>> {
+        let s = self.read();
+        (s.changed.elapsed() < window && !Arc::ptr_eq(&s.previous, &s.current))
+            .then_some(s.previous)
+    }
+
     /// Replace the snapshot; returns the previous one.
     pub fn set(&self, next: Routing) -> Arc<Routing> {
         let next = Arc::new(next);
-        match self.current.write() {
-            Ok(mut g) => std::mem::replace(&mut *g, next),
-            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), next),
-        }
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let previous = std::mem::replace(&mut g.current, next);
+        g.previous = previous.clone();
+        g.changed = Instant::now();
+        previous
     }
 }
 

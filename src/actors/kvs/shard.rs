@@ -1,26 +1,32 @@
 //! The KvsShard actor: thin actix glue around [`ShardCore`]. It answers requests, and on a
 //! timer (or when enough keys changed) sends gossip to the other replicas and pushes to
-//! subscribers; when the routing changes it hands keys to their new owners.
+//! subscribers; when the routing changes it hands keys (and their subscriptions) to the
+//! owners they gained, and drops disowned keys once that was acknowledged and they did not
+//! change meanwhile. Before a node leaves, [`Drain`] hands everything to the remaining
+//! owners.
 
-use super::core::{Origin, ShardCore};
+use super::core::{Handoff, Origin, ShardCore};
 use super::messages::{KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use crate::ids::Key;
 use crate::lattice::LatticeValue;
 use crate::net::{ActorRef, NetError, Transport};
 use actix::prelude::*;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Hot keys reported in stats.
 pub const HOT_KEYS: usize = 10;
 /// Gossip early, before the timer, once this many keys changed (bounds batch size).
 pub const GOSSIP_EARLY_KEYS: usize = 1024;
-/// Split gossip and hand-off batches above this many payload bytes, so one frame stays far
-/// below the transport's maximum and one peer's batch does not delay others for long.
+/// Split gossip, hand-off and push batches above this many payload bytes, so one frame stays
+/// far below the transport's maximum and one peer's batch does not delay others for long.
 pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Requests queued in a shard's mailbox before senders wait (back-pressure).
 pub const MAILBOX_CAPACITY: usize = 4096;
+/// A hand-off with a failed batch is tried again after this long.
+pub const HANDOFF_RETRY: Duration = Duration::from_secs(1);
 
 type Batch = Vec<(Key, LatticeValue)>;
 
@@ -63,98 +69,127 @@ impl KvsShard {
         });
         for (peer, batch) in gossip {
             for chunk in split(batch) {
-                self.send_gossip(&routing, &peer, chunk, None, ctx);
+                self.send_batch(&routing, &peer, chunk, None, ctx);
             }
         }
         for (sub, entries) in self.core.take_pushes() {
-            let keys: Vec<Key> = entries.iter().map(|(k, _)| k.clone()).collect();
             let handle = self.transport.handle::<KeyUpdates>(sub.clone());
-            match handle.tell(KeyUpdates { entries }) {
-                Ok(()) => {}
-                Err(NetError::QueueFull) => self.core.requeue_push(sub, keys),
-                Err(e) => {
-                    tracing::debug!(subscriber = %sub, cause = %e, "dropping subscriber");
-                    self.core.drop_subscriber(&sub);
+            for chunk in split(entries) {
+                let keys: Vec<Key> = chunk.iter().map(|(k, _)| k.clone()).collect();
+                match handle.tell(KeyUpdates { entries: chunk }) {
+                    Ok(()) => {}
+                    Err(NetError::QueueFull) => self.core.requeue_push(sub.clone(), keys),
+                    Err(e) if e.is_transient() => self.core.requeue_push(sub.clone(), keys),
+                    Err(e) => {
+                        tracing::debug!(subscriber = %sub, cause = %e, "dropping subscriber");
+                        self.core.drop_subscriber(&sub);
+                        break;
+                    }
                 }
             }
         }
     }
 
-    /// Send one batch to a peer replica; on failure the keys are gossiped again later.
-    /// With `release`, the listed keys are dropped once the peer acknowledged.
-    fn send_gossip(
+    /// Send one batch to a peer replica as gossip. A transient failure gossips the keys
+    /// again later; with a tracker, the outcome is also counted for the hand-off.
+    fn send_batch(
         &self,
         routing: &Routing,
         peer: &ShardAddr,
         batch: Batch,
-        release: Option<Arc<HandoffTracker>>,
+        tracker: Option<Arc<HandoffTracker>>,
         ctx: &mut Context<Self>,
     ) {
-        let keys: Vec<Key> = batch.iter().map(|(k, _)| k.clone()).collect();
         let Some(target) = routing.actor(peer) else {
-            ctx.notify(Requeue(keys));
+            if let Some(t) = tracker {
+                t.done(false);
+            }
             return;
         };
+        let keys: Vec<Key> = batch.iter().map(|(k, _)| k.clone()).collect();
         let handle = self.transport.handle::<KvsRequest>(target);
         let me = ctx.address();
         let peer = peer.clone();
         actix::spawn(async move {
-            match handle.send(KvsRequest::Gossip { entries: batch }).await {
-                Ok(Ok(_)) => {
-                    if let Some(t) = release {
-                        t.acked(&me);
-                    }
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(peer = %peer, cause = %e, "replica refused gossip");
-                    if let Some(t) = release {
-                        t.failed();
+            let outcome = handle.send(KvsRequest::Gossip { entries: batch }).await;
+            let ok = matches!(outcome, Ok(Ok(_)));
+            match outcome {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(peer = %peer, cause = %e, "replica refused gossip"),
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(peer = %peer, cause = %e, "gossip not delivered; will retry");
+                    if tracker.is_none() {
+                        me.do_send(Requeue(keys));
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(peer = %peer, cause = %e, "gossip not delivered; will retry");
-                    if let Some(t) = release {
-                        t.failed();
-                    }
-                    me.do_send(Requeue(keys));
+                    tracing::warn!(peer = %peer, cause = %e, "gossip batch cannot be delivered; dropped")
                 }
+            }
+            if let Some(t) = tracker {
+                t.done(ok);
             }
         });
     }
 
-    /// The routing changed: send every key to the owners it gained, then drop the keys
-    /// this shard no longer owns once all of that was acknowledged.
-    fn handoff(&mut self, previous: &Routing, current: &Routing, ctx: &mut Context<Self>) {
-        let me = self.me.clone();
-        let (batches, disowned) = self.core.handoff(|k| {
-            let now = current.replicas(k);
-            let mine = now.contains(&me);
-            let gained = now
-                .into_iter()
-                .filter(|r| *r != me)
-                .filter(|r| {
-                    let was = previous.replicas(k).contains(r);
-                    let same_incarnation = previous.node(&r.node) == current.node(&r.node);
-                    !(was && same_incarnation)
-                })
-                .collect();
-            (gained, mine)
-        });
-        let chunks: Vec<(ShardAddr, Batch)> = batches
+    /// Carry out a hand-off: values and subscriptions to the new owners, then (via
+    /// [`HandoffDone`]) release or retry. `reply` learns when it is complete.
+    fn run_handoff(
+        &mut self,
+        routing: &Routing,
+        h: Handoff<ActorRef, ShardAddr>,
+        reply: Option<tokio::sync::oneshot::Sender<bool>>,
+        ctx: &mut Context<Self>,
+    ) {
+        for (peer, sub, keys) in h.subscriptions {
+            if let Some(target) = routing.actor(&peer) {
+                let handle = self.transport.handle::<KvsRequest>(target);
+                actix::spawn(async move {
+                    let _ = handle
+                        .send(KvsRequest::Subscribe {
+                            subscriber: sub,
+                            keys,
+                        })
+                        .await;
+                });
+            }
+        }
+        let chunks: Vec<(ShardAddr, Batch)> = h
+            .batches
             .into_iter()
             .flat_map(|(p, b)| split(b).into_iter().map(move |c| (p.clone(), c)))
             .collect();
-        if chunks.is_empty() && disowned.is_empty() {
+        if chunks.is_empty() && h.disowned.is_empty() {
+            if let Some(r) = reply {
+                let _ = r.send(true);
+            }
             return;
         }
-        tracing::info!(shard = %self.me, batches = chunks.len(), disowned = disowned.len(), "handing off keys after a routing change");
-        let tracker = Arc::new(HandoffTracker::new(chunks.len(), disowned));
+        tracing::info!(shard = %self.me, batches = chunks.len(), disowned = h.disowned.len(), "handing off keys");
+        let tracker = Arc::new(HandoffTracker::new(
+            chunks.len(),
+            h.disowned,
+            ctx.address(),
+            reply,
+        ));
         if chunks.is_empty() {
-            tracker.finish(&ctx.address());
+            tracker.finish();
         }
         for (peer, batch) in chunks {
-            self.send_gossip(current, &peer, batch, Some(tracker.clone()), ctx);
+            self.send_batch(routing, &peer, batch, Some(tracker.clone()), ctx);
         }
+    }
+
+    /// Hand `keys` (or every key) to all their current owners other than this shard.
+    fn handoff_to_current(&mut self, keys: Option<&[Key]>, ctx: &mut Context<Self>) {
+        let routing = self.routing.get();
+        let me = self.me.clone();
+        let h = self.core.handoff(keys, |k| {
+            let owners = routing.replicas(k);
+            let mine = owners.contains(&me);
+            (owners.into_iter().filter(|r| *r != me).collect(), mine)
+        });
+        self.run_handoff(&routing, h, None, ctx);
     }
 }
 
@@ -179,42 +214,54 @@ fn split(batch: Batch) -> Vec<Batch> {
     out
 }
 
-/// Counts hand-off acknowledgements; releases the disowned keys when all arrived, and
-/// keeps them (to be handed off at the next change) if any failed.
+/// Counts a hand-off's batch outcomes; when all are in, tells the shard.
 struct HandoffTracker {
-    remaining: std::sync::atomic::AtomicUsize,
-    failed: std::sync::atomic::AtomicBool,
-    disowned: std::sync::Mutex<Vec<Key>>,
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    disowned: Mutex<Vec<(Key, u64)>>,
+    shard: Addr<KvsShard>,
+    reply: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
 }
 
 impl HandoffTracker {
-    fn new(batches: usize, disowned: Vec<Key>) -> Self {
+    fn new(
+        batches: usize,
+        disowned: Vec<(Key, u64)>,
+        shard: Addr<KvsShard>,
+        reply: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> Self {
         HandoffTracker {
             remaining: batches.into(),
             failed: false.into(),
-            disowned: std::sync::Mutex::new(disowned),
+            disowned: Mutex::new(disowned),
+            shard,
+            reply: Mutex::new(reply),
         }
     }
 
-    fn acked(&self, shard: &Addr<KvsShard>) {
-        use std::sync::atomic::Ordering::SeqCst;
-        if self.remaining.fetch_sub(1, SeqCst) == 1 && !self.failed.load(SeqCst) {
-            self.finish(shard);
+    fn done(&self, ok: bool) {
+        if !ok {
+            self.failed.store(true, SeqCst);
+        }
+        if self.remaining.fetch_sub(1, SeqCst) == 1 {
+            self.finish();
         }
     }
 
-    fn failed(&self) {
-        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn finish(&self, shard: &Addr<KvsShard>) {
-        let keys = match self.disowned.lock() {
+    fn finish(&self) {
+        let take = |m: &Mutex<Vec<(Key, u64)>>| match m.lock() {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
-        if !keys.is_empty() {
-            shard.do_send(Release(keys));
-        }
+        let reply = match self.reply.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        self.shard.do_send(HandoffDone {
+            disowned: take(&self.disowned),
+            failed: self.failed.load(SeqCst),
+            reply,
+        });
     }
 }
 
@@ -279,7 +326,41 @@ pub struct RoutingChanged {
 impl Handler<RoutingChanged> for KvsShard {
     type Result = ();
     fn handle(&mut self, msg: RoutingChanged, ctx: &mut Context<Self>) {
-        self.handoff(&msg.previous, &msg.current, ctx);
+        let (previous, current, me) = (&msg.previous, &msg.current, self.me.clone());
+        let h = self.core.handoff(None, |k| {
+            let now = current.replicas(k);
+            let mine = now.contains(&me);
+            let was = previous.replicas(k);
+            let gained = now
+                .into_iter()
+                .filter(|r| *r != me)
+                .filter(|r| !was.contains(r) || previous.node(&r.node) != current.node(&r.node))
+                .collect();
+            (gained, mine)
+        });
+        self.run_handoff(current, h, None, ctx);
+    }
+}
+
+/// Local: this node is leaving. Hand every key to its owners in the routing without this
+/// node; resolves to whether every batch was acknowledged.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Drain;
+
+impl Handler<Drain> for KvsShard {
+    type Result = ResponseFuture<bool>;
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let remaining = self.routing.get().without(&self.me.node);
+        let me = self.me.clone();
+        let h = self.core.handoff(None, |k| (remaining.replicas(k), false));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.run_handoff(&remaining, h, Some(tx), ctx);
+        Box::pin(async move {
+            let ok = rx.await.unwrap_or(false);
+            tracing::info!(shard = %me, complete = ok, "drained before leaving");
+            ok
+        })
     }
 }
 
@@ -295,21 +376,38 @@ impl Handler<Requeue> for KvsShard {
     }
 }
 
-/// Local: drop keys whose hand-off was acknowledged.
+/// Local: every batch of a hand-off has an outcome.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Release(Vec<Key>);
+struct HandoffDone {
+    disowned: Vec<(Key, u64)>,
+    failed: bool,
+    reply: Option<tokio::sync::oneshot::Sender<bool>>,
+}
 
-impl Handler<Release> for KvsShard {
+impl Handler<HandoffDone> for KvsShard {
     type Result = ();
-    fn handle(&mut self, msg: Release, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: HandoffDone, ctx: &mut Context<Self>) {
+        if let Some(r) = msg.reply {
+            let _ = r.send(!msg.failed);
+        }
+        let keys: Vec<Key> = msg.disowned.iter().map(|(k, _)| k.clone()).collect();
+        if msg.failed {
+            ctx.run_later(HANDOFF_RETRY, move |act, ctx| {
+                act.handoff_to_current(Some(&keys), ctx)
+            });
+            return;
+        }
         // A key may have become ours again since: keep what the current routing assigns us.
         let routing = self.routing.get();
-        let keys: Vec<Key> = msg
-            .0
+        let release: Vec<(Key, u64)> = msg
+            .disowned
             .into_iter()
-            .filter(|k| !routing.replicas(k).contains(&self.me))
+            .filter(|(k, _)| !routing.replicas(k).contains(&self.me))
             .collect();
-        self.core.release(&keys);
+        let changed = self.core.release(&release);
+        if !changed.is_empty() {
+            self.handoff_to_current(Some(&changed), ctx);
+        }
     }
 }

@@ -236,7 +236,10 @@ fn bad_puts_get_clear_errors() {
         know(&t, &[&a]);
         let k2 = KvsClient::new(t.clone(), RoutingTable::new(routing_from(&t, &a, 1).await));
         let err = k2.put(Key::new("x"), lww(1, 1, "x")).await.unwrap_err();
-        assert!(matches!(err, KvsError::UnderReplicated { have: 1, want: 2 }), "{err}");
+        assert!(
+            matches!(err, KvsError::UnderReplicated { have: 1, want: 2 }),
+            "{err}"
+        );
         let kvs = KvsClient::new(t.clone(), RoutingTable::new(routing_k(&t, &a, 1, 1).await));
         let k = Key::new("kind");
         kvs.put(k.clone(), set_of(1))
@@ -273,7 +276,9 @@ fn a_node_that_leaves_gracefully_hands_its_keys_over_first() {
         let kvs = KvsClient::new(t.clone(), RoutingTable::new(both.clone()));
         let keys: Vec<Key> = (0..100).map(|i| Key::new(format!("leaving-{i}"))).collect();
         for (i, k) in keys.iter().enumerate() {
-            kvs.put(k.clone(), lww(i as u64 + 1, 3, "v")).await.expect("put");
+            kvs.put(k.clone(), lww(i as u64 + 1, 3, "v"))
+                .await
+                .expect("put");
         }
         let on_b = keys
             .iter()
@@ -285,7 +290,11 @@ fn a_node_that_leaves_gracefully_hands_its_keys_over_first() {
         let kvs = KvsClient::new(t.clone(), RoutingTable::new(alone));
         for (i, k) in keys.iter().enumerate() {
             let got = kvs.get(k).await.expect("get");
-            assert_eq!(got, Some(lww(i as u64 + 1, 3, "v")), "{k} survived b's departure");
+            assert_eq!(
+                got,
+                Some(lww(i as u64 + 1, 3, "v")),
+                "{k} survived b's departure"
+            );
         }
     });
 }

@@ -179,34 +179,33 @@ async fn class_init_runs_once_per_worker() {
     pool.shutdown().await;
 }
 
+/// Two CPU-bound calls on a 2-worker pool run at the same time in different processes (no
+/// GIL serialises them): their execution intervals, on the system-wide monotonic clock,
+/// overlap. This holds however loaded the machine is; the speed-up itself is measured by
+/// `cloudburst bench python`, not asserted here.
 #[tokio::test]
 async fn two_cpu_bound_calls_run_in_parallel() {
     let pool = pool(2).await;
     let n = Some(value("1500000"));
     let cpu = || call("cpu", vec![n.clone()], T);
-    // Warm-up: both workers load the function.
     let (a, b) = tokio::join!(pool.call(cpu(), lib()), pool.call(cpu(), lib()));
-    a.expect("warm-up a");
-    b.expect("warm-up b");
-    // The machine is shared: take the best of a few attempts.
-    let mut best = f64::MAX;
-    for _ in 0..3 {
-        let start = Instant::now();
-        pool.call(cpu(), lib()).await.expect("one call");
-        let one = start.elapsed();
-        let start = Instant::now();
-        let (a, b) = tokio::join!(pool.call(cpu(), lib()), pool.call(cpu(), lib()));
-        let two = start.elapsed();
-        a.expect("parallel a");
-        b.expect("parallel b");
-        let ratio = two.as_secs_f64() / one.as_secs_f64();
-        println!("cpu-bound: one call {one:?}, two in parallel {two:?}, ratio {ratio:.2}");
-        best = best.min(ratio);
-        if best < 1.6 {
-            break;
-        }
-    }
-    assert!(best < 1.6, "two parallel calls took {best:.2}x one call");
+    let parse = |v: PyValue| -> (String, f64, f64) {
+        let r = repr(&v);
+        let p: Vec<&str> = r
+            .trim_matches(|c| c == '(' || c == ')')
+            .split(", ")
+            .collect();
+        (
+            p[0].to_string(),
+            p[1].parse().expect("start"),
+            p[2].parse().expect("end"),
+        )
+    };
+    let (pa, sa, ea) = parse(a.expect("call a"));
+    let (pb, sb, eb) = parse(b.expect("call b"));
+    println!("cpu-bound: worker {pa} ran {sa:.3}..{ea:.3}, worker {pb} ran {sb:.3}..{eb:.3}");
+    assert_ne!(pa, pb, "the two calls ran in different worker processes");
+    assert!(sa < eb && sb < ea, "the two calls did not overlap in time");
     pool.shutdown().await;
 }
 

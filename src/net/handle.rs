@@ -143,24 +143,27 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
     }
 
     /// Request/response: waits for queue space and for the reply, together bounded by `t`.
+    /// If the caller drops this future early, the pending entry is removed (no leak).
     pub async fn send_timeout(&self, msg: M, t: Duration) -> Result<M::Result, NetError> {
         let link = self.link()?;
         let (corr, rx) = link.pending.insert();
-        let frame = match self.frame(&msg, Kind::Request { corr }) {
-            Ok(f) => f,
-            Err(e) => {
-                link.pending.cancel(corr);
-                return Err(e);
-            }
+        let mut guard = PendingGuard {
+            pending: &link.pending,
+            corr,
+            armed: true,
         };
+        let frame = self.frame(&msg, Kind::Request { corr })?;
         let exchange = async {
             link.tx.send(frame).await.map_err(|_| NetError::Shutdown)?;
             rx.await.map_err(|_| NetError::ConnectionLost)?
         };
         let (ok, payload) = match tokio::time::timeout(t, exchange).await {
-            Ok(r) => r?,
+            Ok(Ok(r)) => {
+                guard.armed = false; // answered: the entry is already gone
+                r
+            }
+            Ok(Err(e)) => return Err(e),
             Err(_) => {
-                link.pending.cancel(corr);
                 bump(&self.shared.metrics.timeouts);
                 return Err(NetError::Timeout);
             }
@@ -183,5 +186,21 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
             }
             TrySendError::Closed(_) => NetError::Shutdown,
         })
+    }
+}
+
+/// Removes a request's pending entry when the request ends without its response (error,
+/// timeout, or the caller dropping the future).
+struct PendingGuard<'a> {
+    pending: &'a crate::net::conn::Pending,
+    corr: u64,
+    armed: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pending.cancel(self.corr);
+        }
     }
 }

@@ -151,9 +151,7 @@ async fn dial_inner(shared: &Shared, addr: SocketAddr) -> Result<Conn, NetError>
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|_| NetError::ConnectionLost)?;
-    stream
-        .set_nodelay(true)
-        .map_err(|_| NetError::ConnectionLost)?;
+    crate::net::transport::tune_socket(&stream).map_err(|_| NetError::ConnectionLost)?;
     let (r, w) = stream.into_split();
     let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME));
     let mut writer = FramedWrite::new(w, codec(HANDSHAKE_MAX_FRAME));

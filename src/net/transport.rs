@@ -238,9 +238,38 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
+/// TCP keepalive probes start after this much silence on a peer connection ...
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// ... are repeated this often ...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+/// ... and this many unanswered probes (or unacknowledged data for
+/// `KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES`) close a connection to a host
+/// that vanished without a FIN or RST, so its task, its connection permit and the requests
+/// waiting on it are freed instead of lingering for the kernel's ~15 minutes.
+pub const KEEPALIVE_RETRIES: u32 = 3;
+
+/// No Nagle delay (small request/response frames), plus keepalive and a user timeout so
+/// a dead peer is noticed even on a connection we only read from.
+pub fn tune_socket(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_RETRIES);
+    sock.set_tcp_keepalive(&ka)?;
+    #[cfg(target_os = "linux")]
+    sock.set_tcp_user_timeout(Some(
+        KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES,
+    ))?;
+    Ok(())
+}
+
 /// Authenticate an inbound connection and serve it until it ends.
 async fn serve_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr) {
-    let _ = stream.set_nodelay(true);
+    if let Err(e) = tune_socket(&stream) {
+        tracing::debug!(peer = %addr, cause = %e, "cannot tune peer socket");
+    }
     let (r, w) = stream.into_split();
     let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME));
     let mut writer = FramedWrite::new(w, codec(HANDSHAKE_MAX_FRAME));

@@ -98,6 +98,8 @@ pub enum FrameError {
     Decode(#[from] bincode::error::DecodeError),
     #[error("unencodable frame: {0}")]
     Encode(#[from] bincode::error::EncodeError),
+    #[error("undecodable frame: {0}")]
+    Malformed(String),
 }
 
 /// Encode a message as one frame: length prefix and body, ready for one `write_all`.
@@ -121,10 +123,11 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     )?)
 }
 
-/// Decode a message body.
+/// Decode a message body. The worker runs user code that could write to its socket, so
+/// decoding is bounded like peer input: a declared length cannot make us allocate more
+/// than a small multiple of the frame (see `net::wire::decode_payload`).
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    let (msg, _) = bincode::serde::decode_from_slice(body, bincode::config::standard())?;
-    Ok(msg)
+    crate::net::wire::decode_payload(body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
 /// Blocking read of one frame body (worker side).

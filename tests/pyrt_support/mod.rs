@@ -83,7 +83,10 @@ def gil_probe(cb):
     return during / (rate * waited)
 
 def cpu(cb, n):
-    return sum(i * i for i in range(n))
+    import os, time
+    start = time.monotonic()
+    sum(i * i for i in range(n))
+    return (os.getpid(), start, time.monotonic())
 
 def printer(cb, marker):
     print("user says", marker)

@@ -14,6 +14,7 @@ use cloudburst::ids::{Key, WriterId};
 use cloudburst::lattice::{LatticeValue, Lww, Timestamp};
 use cloudburst::net::membership::{GetView, Membership};
 use cloudburst::net::{MemberState, Transport};
+use std::slice::from_ref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transport_support::*;
@@ -144,7 +145,7 @@ fn read_through_hits_pushed_updates_and_own_writes() {
         other.put(k.clone(), lww(1, "one")).await.expect("put");
 
         assert_eq!(
-            cache.get(&[k.clone()]).await.expect("get"),
+            cache.get(from_ref(&k)).await.expect("get"),
             vec![Some(lww(1, "one"))]
         );
         let s = cache.stats();
@@ -154,7 +155,7 @@ fn read_through_hits_pushed_updates_and_own_writes() {
             "first read is a miss"
         );
         assert_eq!(
-            cache.get(&[k.clone()]).await.expect("get"),
+            cache.get(from_ref(&k)).await.expect("get"),
             vec![Some(lww(1, "one"))]
         );
         assert_eq!(cache.stats().hits, 1, "second read is a hit");
@@ -162,7 +163,7 @@ fn read_through_hits_pushed_updates_and_own_writes() {
         // Another client's write reaches the cache by push, not by a miss.
         other.put(k.clone(), lww(2, "two")).await.expect("put");
         eventually(WAIT, "the pushed update", || async {
-            let v = cache.get(&[k.clone()]).await.ok()?;
+            let v = cache.get(from_ref(&k)).await.ok()?;
             (v == vec![Some(lww(2, "two"))]).then_some(())
         })
         .await;
@@ -183,7 +184,7 @@ fn read_through_hits_pushed_updates_and_own_writes() {
 
         // A missing key reads as None, is not cached, and leaves no subscription behind.
         let none = Key::new("nobody-wrote-this");
-        assert_eq!(cache.get(&[none.clone()]).await.expect("get"), vec![None]);
+        assert_eq!(cache.get(from_ref(&none)).await.expect("get"), vec![None]);
         assert_eq!(cache.stats().keys, 1);
         eventually(WAIT, "only the held key to stay subscribed", || async {
             (shard_total(&other, |s| s.subscriptions).await == 1).then_some(())
@@ -209,7 +210,7 @@ fn eviction_under_a_small_capacity_then_read_through_again() {
         }
         for k in &keys {
             assert_eq!(
-                cache.get(&[k.clone()]).await.expect("get"),
+                cache.get(from_ref(k)).await.expect("get"),
                 vec![Some(lww(1, &value))]
             );
         }
@@ -223,7 +224,7 @@ fn eviction_under_a_small_capacity_then_read_through_again() {
         .await;
         // The oldest key was evicted: reading it again reads through (and evicts another).
         assert_eq!(
-            cache.get(&[keys[0].clone()]).await.expect("get"),
+            cache.get(from_ref(&keys[0])).await.expect("get"),
             vec![Some(lww(1, &value))]
         );
         let s = cache.stats();
@@ -234,7 +235,7 @@ fn eviction_under_a_small_capacity_then_read_through_again() {
             .await
             .expect("put");
         eventually(WAIT, "the update of the re-read key", || async {
-            let v = cache.get(&[keys[0].clone()]).await.ok()?;
+            let v = cache.get(from_ref(&keys[0])).await.ok()?;
             (v == vec![Some(lww(2, "new"))]).then_some(())
         })
         .await;

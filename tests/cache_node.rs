@@ -7,7 +7,7 @@ mod transport_support;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use cloudburst::actors::cache::{CacheHandle, CacheKeysReport, StateAccess};
+use cloudburst::actors::cache::{CacheHandle, CacheKeysReport, GetCacheStats, StateAccess};
 use cloudburst::actors::kvs::{KvsClient, KvsTier, RoutingTable};
 use cloudburst::config::{Config, Role};
 use cloudburst::ids::{Key, WriterId};
@@ -28,9 +28,14 @@ gossip_interval_ms = 20
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn kvs_node() -> (Workdir, NodeProc) {
+fn workdir() -> Workdir {
     let w = Workdir::new();
     std::fs::write(&w.config, format!("{CONFIG}{KVS_CONFIG}")).expect("config");
+    w
+}
+
+fn kvs_node() -> (Workdir, NodeProc) {
+    let w = workdir();
     let n = NodeProc::spawn(
         &w,
         "kvs",
@@ -299,5 +304,27 @@ fn periodic_report_reaches_the_scheduler() {
         );
         node.transport.shutdown().await;
         node.kvs.stop();
+    });
+}
+
+#[test]
+fn an_executor_node_process_runs_a_cache_that_answers_stats() {
+    let w = workdir();
+    let exec = NodeProc::spawn(
+        &w,
+        "exec",
+        SECRET,
+        &["--roles", "kvs,executor", "--listen", "127.0.0.1:0"],
+    );
+    run(async {
+        let t = client(SECRET, "dashboard").await;
+        know(&t, &[&exec]);
+        let stats = ask(&t, &exec.node, GetCacheStats)
+            .await
+            .expect("cache stats");
+        let defaults = Config::default().executor;
+        assert_eq!(stats.capacity, defaults.cache_capacity_bytes as u64);
+        assert_eq!((stats.hits, stats.misses, stats.keys), (0, 0, 0));
+        t.shutdown().await;
     });
 }

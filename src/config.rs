@@ -168,6 +168,9 @@ pub struct ExecutorConfig {
     pub function_timeout_ms: u64,
     /// Cache capacity per executor node, in bytes (LRU beyond it).
     pub cache_capacity_bytes: usize,
+    /// How often each cache tells the schedulers which keys it holds (locality freshness
+    /// versus report traffic).
+    pub cache_report_interval_ms: u64,
     /// Executors above this utilisation (0..=1) are skipped by the scheduler.
     pub utilisation_threshold: f64,
 }
@@ -241,6 +244,7 @@ impl Default for ExecutorConfig {
             workers: 0,
             function_timeout_ms: 30_000,
             cache_capacity_bytes: 512 * MIB,
+            cache_report_interval_ms: 1000,
             utilisation_threshold: 0.9,
         }
     }
@@ -334,6 +338,10 @@ impl Config {
             (
                 "executor.function_timeout_ms",
                 self.executor.function_timeout_ms,
+            ),
+            (
+                "executor.cache_report_interval_ms",
+                self.executor.cache_report_interval_ms,
             ),
         ] {
             if v == 0 {

@@ -4,6 +4,7 @@
 //! Every node runs the transport, membership, the Echo service and the KVS routing
 //! watcher; each role adds its actors. A role added here is removed from [`NOT_YET`].
 
+use crate::actors::cache::CacheHandle;
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -27,6 +28,8 @@ pub struct NodeRoles {
     pub transport: Transport,
     pub membership: Addr<Membership>,
     pub kvs: KvsTier,
+    /// This node's cache, when it plays the `executor` role (executors read through it).
+    pub cache: Option<CacheHandle>,
 }
 
 impl NodeRoles {
@@ -37,6 +40,11 @@ impl NodeRoles {
         let membership = Membership::start(transport.clone(), cfg);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()));
         let kvs = KvsTier::start(&transport, &membership, cfg);
+        let cache = cfg
+            .node
+            .roles
+            .contains(&Role::Executor)
+            .then(|| CacheHandle::start(&transport, &membership, kvs.client.clone(), cfg));
         let pending: Vec<&str> = cfg
             .node
             .roles
@@ -54,6 +62,7 @@ impl NodeRoles {
             transport,
             membership,
             kvs,
+            cache,
         })
     }
 

@@ -181,6 +181,9 @@ pub struct GatewayConfig {
     pub dashboard_listen: SocketAddr,
     /// When set, clients, the dashboard and `/metrics` must present it. Never printed.
     pub token: Option<String>,
+    /// Whether `/metrics` needs the token too (when one is set). Turn off for a Prometheus
+    /// scraper inside a trusted network that cannot send a bearer token.
+    pub metrics_require_token: bool,
     /// Largest client websocket message (a reassembled frame), in bytes.
     pub max_message_bytes: usize,
 }
@@ -252,6 +255,7 @@ impl Default for GatewayConfig {
             client_listen: SocketAddr::from(([127, 0, 0, 1], 6200)),
             dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            metrics_require_token: true,
             max_message_bytes: 80 * MIB,
         }
     }

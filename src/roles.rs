@@ -3,7 +3,10 @@
 //!
 //! Every node runs the transport, membership, the Echo service and the KVS routing
 //! watcher; each role adds its actors. A role added here is removed from [`NOT_YET`].
+//! A node playing `gateway` serves the dashboard and `/metrics` and prints
+//! `cloudburst dashboard listening on http://<addr>/` on stdout once it is bound.
 
+use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -24,6 +27,8 @@ pub struct NodeRoles {
     pub transport: Transport,
     pub membership: Addr<Membership>,
     pub kvs: KvsTier,
+    /// The dashboard server, on nodes playing `gateway`.
+    pub dashboard: Option<DashboardServer>,
 }
 
 impl NodeRoles {
@@ -34,6 +39,11 @@ impl NodeRoles {
         let membership = Membership::start(transport.clone(), cfg);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()));
         let kvs = KvsTier::start(&transport, &membership, cfg);
+        let dashboard = if cfg.node.roles.contains(&Role::Gateway) {
+            Some(start_dashboard(cfg, &transport, &membership, &kvs)?)
+        } else {
+            None
+        };
         let pending: Vec<&str> = cfg
             .node
             .roles
@@ -51,15 +61,45 @@ impl NodeRoles {
             transport,
             membership,
             kvs,
+            dashboard,
         })
     }
 
     /// Tell the peers this node leaves, then stop everything. Returns how many peers
     /// acknowledged the goodbye.
     pub async fn stop(self) -> usize {
+        if let Some(d) = self.dashboard {
+            d.stop().await;
+        }
         let acks = self.membership.send(LeaveCluster).await.unwrap_or(0);
         self.transport.shutdown().await;
         self.kvs.stop();
         acks
     }
+}
+
+/// The dashboard with this node's sources (cache and executor probes plug in here via
+/// `DashboardSources::with_caches` / `with_executors` once those roles exist).
+fn start_dashboard(
+    cfg: &Config,
+    transport: &Transport,
+    membership: &Addr<Membership>,
+    kvs: &KvsTier,
+) -> Result<DashboardServer, NetError> {
+    let sources = DashboardSources::new()
+        .with_view(membership.clone().recipient())
+        .with_kvs(kvs.client.clone())
+        .with_transport(transport.clone());
+    let node = transport.local_node().id.to_string();
+    let d = DashboardServer::start(cfg, node, sources).map_err(|e| {
+        NetError::Io(format!(
+            "dashboard cannot listen on {}: {e}",
+            cfg.gateway.dashboard_listen
+        ))
+    })?;
+    println!(
+        "cloudburst dashboard listening on http://{}/",
+        d.local_addr()
+    );
+    Ok(d)
 }

@@ -372,7 +372,10 @@ impl Config {
         if self.gateway.max_message_bytes < 1024 {
             return bad("gateway.max_message_bytes must be at least 1024".into());
         }
-        if self.gateway.client_listen == self.gateway.dashboard_listen {
+        // Port 0 means "any free port" (tests): two such listeners never collide.
+        if self.gateway.client_listen == self.gateway.dashboard_listen
+            && self.gateway.dashboard_listen.port() != 0
+        {
             return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
         }
         if let Some(token) = &self.gateway.token {

@@ -220,12 +220,12 @@ impl DashboardCore {
         let shards = shard_rows(&sample, prev, |now, before| rate(now, before));
         let point = HistoryPoint {
             at_ms: sample.at_ms,
-            function_calls_per_s: functions.iter().map(|r| r.calls_per_s).sum(),
-            dag_calls_per_s: dags.iter().map(|r| r.calls_per_s).sum(),
-            errors_per_s: functions.iter().chain(&dags).map(|r| r.errors_per_s).sum(),
+            function_calls_per_s: sum(functions.iter().map(|r| r.calls_per_s)),
+            dag_calls_per_s: sum(dags.iter().map(|r| r.calls_per_s)),
+            errors_per_s: sum(functions.iter().chain(&dags).map(|r| r.errors_per_s)),
             function_p99_ms: window_p99(&sample.calls, &prev_calls, CallKind::Function),
             dag_p99_ms: window_p99(&sample.calls, &prev_calls, CallKind::Dag),
-            kvs_ops_per_s: shards.iter().map(|s| s.ops_per_s).sum(),
+            kvs_ops_per_s: sum(shards.iter().map(|s| s.ops_per_s)),
             kvs_keys: shards.iter().filter_map(|s| s.sample.keys).sum(),
             cache_hit_ratio: window_hit_ratio(&sample.caches, prev.map(|p| &p.caches[..])),
             utilisation: mean(sample.executors.iter().map(|e| e.utilisation)),
@@ -256,6 +256,11 @@ impl DashboardCore {
 
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
+}
+
+/// Sum starting from +0.0 (`Iterator::sum` of no floats is -0.0, which JSON shows as such).
+fn sum(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(0.0, |a, b| a + b)
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {

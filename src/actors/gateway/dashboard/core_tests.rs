@@ -216,4 +216,6 @@ fn snapshot_serialises_with_flattened_rows() {
     assert_eq!(v["shards"][0]["keys"], 7);
     assert_eq!(v["shards"][0]["node"], "n1");
     assert!(v["point"]["kvs_ops_per_s"].is_number());
+    let text = serde_json::to_string(&s).expect("json");
+    assert!(!text.contains("-0.0"), "no negative zeros: {text}");
 }

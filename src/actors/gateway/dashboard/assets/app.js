@@ -4,7 +4,8 @@
 "use strict";
 
 const MAX_POINTS = 600; // ten minutes at one point per second (the server keeps as many)
-const WINDOW_MS = MAX_POINTS * 1000;
+const MAX_WINDOW_MS = MAX_POINTS * 1000;
+const MIN_WINDOW_MS = 60 * 1000; // a young cluster's charts span a minute, then grow to ten
 const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => token ? `${path}?token=${encodeURIComponent(token)}` : path;
 
@@ -87,7 +88,7 @@ function render(s) {
   document.getElementById("node").textContent = s.node;
   document.getElementById("uptime").textContent = `${fmt(s.uptime_s)} s`;
   document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
-  fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.state, n.state), n.kvs_shards, n.generation],
+  fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.state, n.state), n.kvs_shards, String(n.generation)],
     (n) => ({ "data-node": n.id }));
   fill("executors", s.executors, (e) => [e.node, e.workers, utilBar(e.utilisation)]);
   callRows("functions", s.functions);
@@ -100,11 +101,14 @@ function render(s) {
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
 }
 
-// One SVG chart: a faint grid and one path per series over the last WINDOW_MS.
+// One SVG chart: a faint grid and one path per series over the last minute (growing to
+// ten as history accumulates).
 function drawChart(name) {
   const svg = document.getElementById(`chart-${name}`);
   const series = CHARTS[name];
   const now = history.length ? history[history.length - 1].at_ms : Date.now();
+  const span = history.length ? now - history[0].at_ms : 0;
+  const windowMs = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, span));
   const value = (p, s) => (p[s.key] === null || p[s.key] === undefined) ? null : p[s.key] * (s.scale ?? 1);
   let max = 0;
   for (const p of history) for (const s of series) { const v = value(p, s); if (v !== null && v > max) max = v; }
@@ -124,7 +128,7 @@ function drawChart(name) {
     for (const p of history) {
       const v = value(p, s);
       if (v === null) { pen = false; continue; }
-      const x = 300 - ((now - p.at_ms) / WINDOW_MS) * 300;
+      const x = 300 - ((now - p.at_ms) / windowMs) * 300;
       const y = 100 - (v / top) * 98;
       d += `${pen ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
       pen = true;

@@ -15,3 +15,5 @@ echo "== cargo test"
 cargo test --all-targets
 echo "== pytest"
 .venv/bin/python3 -m pytest python/tests -q
+echo "== screenshots of the dashboard (browser tests): test-artifacts/"
+ls test-artifacts/*.png 2>/dev/null || true

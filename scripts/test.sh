@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test, Rust and Python, from a fresh checkout: set-up, format and lint checks,
 # cargo tests (unit + integration with real processes on 127.0.0.1), then pytest.
+# The dashboard's browser tests save screenshots under test-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,5 +16,3 @@ echo "== cargo test"
 cargo test --all-targets
 echo "== pytest"
 .venv/bin/python3 -m pytest python/tests -q
-echo "== screenshots of the dashboard (browser tests): test-artifacts/"
-ls test-artifacts/*.png 2>/dev/null || true

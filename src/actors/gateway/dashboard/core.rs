@@ -176,15 +176,11 @@ impl DashboardCore {
 
     /// Take in the next sample: the snapshot it gives, and one more history point.
     pub fn observe(&mut self, sample: Sample) -> Snapshot {
-        let secs = self
-            .prev
-            .as_ref()
-            .map(|p| sample.at_ms.saturating_sub(p.at_ms) as f64 / 1000.0)
-            .filter(|s| *s > 0.0);
         let prev = self.prev.as_ref();
-        let rate = |now: u64, before: Option<u64>| match (secs, before) {
-            (Some(s), Some(b)) => now.saturating_sub(b) as f64 / s,
-            _ => 0.0,
+        let rates = Rates {
+            secs: prev
+                .map(|p| sample.at_ms.saturating_sub(p.at_ms) as f64 / 1000.0)
+                .filter(|s| *s > 0.0),
         };
         let prev_calls: HashMap<(CallKind, &str), &CallSnapshot> = prev
             .map(|p| {
@@ -194,30 +190,17 @@ impl DashboardCore {
                     .collect()
             })
             .unwrap_or_default();
-        let call_row = |c: &CallSnapshot| {
-            let before = prev_calls.get(&(c.kind, c.name.as_str()));
-            CallRow {
-                name: c.name.clone(),
-                calls: c.count(),
-                ok: c.ok,
-                errors: c.errors,
-                calls_per_s: rate(c.count(), before.map(|b| b.count()).or(prev.map(|_| 0))),
-                errors_per_s: rate(c.errors, before.map(|b| b.errors).or(prev.map(|_| 0))),
-                p50_ms: c.quantile_us(0.5).map(ms),
-                p99_ms: c.quantile_us(0.99).map(ms),
-                mean_ms: (c.count() > 0).then(|| c.sum_us as f64 / c.count() as f64 / 1000.0),
-            }
-        };
         let rows = |kind| -> Vec<CallRow> {
-            sample
-                .calls
-                .iter()
-                .filter(|c| c.kind == kind)
-                .map(call_row)
-                .collect()
+            let calls = sample.calls.iter().filter(|c| c.kind == kind);
+            // A series first seen after the first sample counts from 0.
+            let before = |c: &CallSnapshot| match prev_calls.get(&(c.kind, c.name.as_str())) {
+                Some(b) => Some((b.count(), b.errors)),
+                None => prev.map(|_| (0, 0)),
+            };
+            calls.map(|c| call_row(c, before(c), rates)).collect()
         };
         let (functions, dags) = (rows(CallKind::Function), rows(CallKind::Dag));
-        let shards = shard_rows(&sample, prev, |now, before| rate(now, before));
+        let shards = shard_rows(&sample, prev, |now, before| rates.per_s(now, before));
         let point = HistoryPoint {
             at_ms: sample.at_ms,
             function_calls_per_s: sum(functions.iter().map(|r| r.calls_per_s)),
@@ -251,6 +234,38 @@ impl DashboardCore {
         self.history.push_back(point);
         self.prev = Some(sample);
         snapshot
+    }
+}
+
+/// Per-second rates over the interval since the previous sample (`secs`: none on the first
+/// sample or when no time passed, and then every rate is 0).
+#[derive(Clone, Copy)]
+struct Rates {
+    secs: Option<f64>,
+}
+
+impl Rates {
+    fn per_s(self, now: u64, before: Option<u64>) -> f64 {
+        match (self.secs, before) {
+            (Some(s), Some(b)) => now.saturating_sub(b) as f64 / s,
+            _ => 0.0,
+        }
+    }
+}
+
+/// One table row; `before` is (calls, errors) at the previous sample.
+fn call_row(c: &CallSnapshot, before: Option<(u64, u64)>, rates: Rates) -> CallRow {
+    let count = c.count();
+    CallRow {
+        name: c.name.clone(),
+        calls: count,
+        ok: c.ok,
+        errors: c.errors,
+        calls_per_s: rates.per_s(count, before.map(|b| b.0)),
+        errors_per_s: rates.per_s(c.errors, before.map(|b| b.1)),
+        p50_ms: c.quantile_us(0.5).map(ms),
+        p99_ms: c.quantile_us(0.99).map(ms),
+        mean_ms: (count > 0).then(|| c.sum_us as f64 / count as f64 / 1000.0),
     }
 }
 

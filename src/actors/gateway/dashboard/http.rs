@@ -60,8 +60,8 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// `Err(401 response)` unless the request may see this endpoint.
-fn authorize(req: &HttpRequest, state: &State, is_metrics: bool) -> Result<(), HttpResponse> {
+/// The 401 response, unless the request may see this endpoint.
+fn refuse(req: &HttpRequest, state: &State, is_metrics: bool) -> Option<HttpResponse> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -72,7 +72,8 @@ fn authorize(req: &HttpRequest, state: &State, is_metrics: bool) -> Result<(), H
     state
         .auth
         .check(header, query.as_deref(), is_metrics)
-        .map_err(|e| unauthorized(req, e))
+        .err()
+        .map(|e| unauthorized(req, e))
 }
 
 fn unauthorized(req: &HttpRequest, e: AuthError) -> HttpResponse {
@@ -83,7 +84,7 @@ fn unauthorized(req: &HttpRequest, e: AuthError) -> HttpResponse {
 }
 
 async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state, false) {
+    if let Some(r) = refuse(&req, &state, false) {
         return r;
     }
     HttpResponse::Ok()
@@ -105,7 +106,7 @@ async fn style_css() -> HttpResponse {
 }
 
 async fn snapshot(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state, false) {
+    if let Some(r) = refuse(&req, &state, false) {
         return r;
     }
     let published = state.feed.borrow().clone();
@@ -119,7 +120,7 @@ async fn snapshot(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 }
 
 async fn history(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state, false) {
+    if let Some(r) = refuse(&req, &state, false) {
         return r;
     }
     let published = state.feed.borrow().clone();
@@ -127,7 +128,7 @@ async fn history(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
 }
 
 async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state, true) {
+    if let Some(r) = refuse(&req, &state, true) {
         return r;
     }
     let published = state.feed.borrow().clone();
@@ -168,7 +169,7 @@ fn sse(event: &str, data: &str) -> String {
 }
 
 async fn events(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state, false) {
+    if let Some(r) = refuse(&req, &state, false) {
         return r;
     }
     let Some(slot) = ClientSlot::acquire(&state.clients) else {

@@ -4,7 +4,7 @@
 //! (nodes, KVS shards, caches, executors, transport) from the sampler's latest [`Sample`].
 //! Names are the constants of [`crate::metrics`]; docs/metrics.md lists them all.
 
-use super::core::Sample;
+use super::core::{CacheSample, Sample, ShardSample};
 use crate::metrics::{self as m, CallKind, CallSnapshot, BUCKETS_US};
 use std::fmt::Write;
 
@@ -138,9 +138,12 @@ fn cluster_series(t: &mut Text, s: &Sample) {
     }
 }
 
+/// Reads one number off a shard sample.
+type ShardGet = fn(&ShardSample) -> u64;
+
 fn kvs_series(t: &mut Text, s: &Sample) {
     let answered: Vec<_> = s.shards.iter().filter(|x| x.keys.is_some()).collect();
-    let shard_labels = |x: &super::core::ShardSample| (x.node.clone(), x.shard.to_string());
+    let shard_labels = |x: &ShardSample| (x.node.clone(), x.shard.to_string());
     t.family(
         m::KVS_SHARD_UP,
         "gauge",
@@ -151,7 +154,7 @@ fn kvs_series(t: &mut Text, s: &Sample) {
         let up = u8::from(x.keys.is_some());
         t.sample(m::KVS_SHARD_UP, &[("node", &node), ("shard", &shard)], up);
     }
-    let gauges: [(&str, &str, fn(&super::core::ShardSample) -> u64); 2] = [
+    let gauges: [(&str, &str, ShardGet); 2] = [
         (m::KVS_KEYS, "Keys stored by the shard.", |x| {
             x.keys.unwrap_or(0)
         }),
@@ -166,7 +169,7 @@ fn kvs_series(t: &mut Text, s: &Sample) {
             t.sample(name, &[("node", &node), ("shard", &shard)], get(x));
         }
     }
-    let counters: [(&str, &str, fn(&super::core::ShardSample) -> u64); 5] = [
+    let counters: [(&str, &str, ShardGet); 5] = [
         ("gets", "Keys read from the shard.", |x| x.gets),
         ("puts", "Keys written by clients.", |x| x.puts),
         ("gossip_in", "Keys merged from replicas.", |x| x.gossip_in),
@@ -184,7 +187,7 @@ fn kvs_series(t: &mut Text, s: &Sample) {
 }
 
 fn cache_series(t: &mut Text, s: &Sample) {
-    type Get = fn(&super::core::CacheSample) -> u64;
+    type Get = fn(&CacheSample) -> u64;
     let families: [(&str, &str, &str, Get); 6] = [
         (
             m::CACHE_HITS,

@@ -5,6 +5,7 @@
 
 const MAX_POINTS = 600; // ten minutes at one point per second (the server keeps as many)
 const MAX_WINDOW_MS = MAX_POINTS * 1000;
+const RECENT_ROWS = 20; // the server keeps more; the table shows the newest
 const MIN_WINDOW_MS = 60 * 1000; // a young cluster's charts span a minute, then grow to ten
 const token = new URLSearchParams(location.search).get("token");
 const withToken = (path) => token ? `${path}?token=${encodeURIComponent(token)}` : path;
@@ -97,7 +98,7 @@ function render(s) {
     x.error ? pill("down", "down") : pill("up", "up")], (x) => ({ "data-keys": x.keys ?? "" }));
   fill("caches", s.caches, (c) => [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
     c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions]);
-  fill("recent", s.recent, (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
+  fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
 }
 

@@ -35,9 +35,13 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 
 /// What every handler shares.
 pub struct State {
+    /// This node's id (label of its transport series).
     pub node: String,
+    /// Who may see what.
     pub auth: AuthPolicy,
+    /// The sampler's latest output.
     pub feed: Feed,
+    /// Call series, read fresh at every `/metrics` scrape.
     pub calls: Reader<Vec<CallSnapshot>>,
     /// Event streams open now.
     pub clients: Arc<AtomicUsize>,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything the build and the tests need on a fresh machine with only Rust and
 # Python 3.11: the project venv (pyo3 builds against it and the executors embed it; see
-# .cargo/config.toml) with the Python client and its test dependencies. Idempotent.
+# .cargo/config.toml) with the Python client and its test dependencies, and Debian's
+# chromium + chromedriver for the dashboard's browser tests. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python3 -m pip install --quiet ./python
     echo "$want" > "$stamp"
 fi
+
+# The dashboard's browser tests drive headless Chromium through Debian's chromedriver.
+if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing chromium and chromium-driver (dashboard browser tests)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver
+    else
+        echo "setup: warning: chromium / chromedriver missing and cannot apt-get install them" \
+            "(not root, or not Debian): the dashboard browser tests will fail" >&2
+    fi
+fi
+mkdir -p test-artifacts

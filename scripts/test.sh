@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every test, Rust and Python, from a fresh checkout: set-up, format and lint checks,
 # cargo tests (unit + integration with real processes on 127.0.0.1), then pytest.
+# The dashboard's browser tests save screenshots under test-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -184,6 +184,9 @@ pub struct GatewayConfig {
     pub dashboard_listen: SocketAddr,
     /// When set, clients, the dashboard and `/metrics` must present it. Never printed.
     pub token: Option<String>,
+    /// Whether `/metrics` needs the token too (when one is set). Turn off for a Prometheus
+    /// scraper inside a trusted network that cannot send a bearer token.
+    pub metrics_require_token: bool,
     /// Largest client websocket message (a reassembled frame), in bytes.
     pub max_message_bytes: usize,
 }
@@ -256,6 +259,7 @@ impl Default for GatewayConfig {
             client_listen: SocketAddr::from(([127, 0, 0, 1], 6200)),
             dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            metrics_require_token: true,
             max_message_bytes: 80 * MIB,
         }
     }
@@ -376,7 +380,10 @@ impl Config {
         if self.gateway.max_message_bytes < 1024 {
             return bad("gateway.max_message_bytes must be at least 1024".into());
         }
-        if self.gateway.client_listen == self.gateway.dashboard_listen {
+        // Port 0 means "any free port" (tests): two such listeners never collide.
+        if self.gateway.client_listen == self.gateway.dashboard_listen
+            && self.gateway.dashboard_listen.port() != 0
+        {
             return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
         }
         if let Some(token) = &self.gateway.token {

@@ -3,12 +3,18 @@
 //! constants below (documented in docs/metrics.md once exported).
 //!
 //! Recording is lock-free on the hot path after a name's first call (a `DashMap` entry of
-//! atomics); latency goes into fixed histogram buckets.
+//! atomics); latency goes into fixed histogram buckets. The last [`RECENT_CALLS`] calls are
+//! also kept (a short mutex-guarded ring) so the dashboard can list them.
+//!
+//! Every series `/metrics` exports is named by a constant here (see docs/metrics.md).
 
+use crate::ids::CallId;
 use dashmap::DashMap;
+use serde::Serialize;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Counter of function calls, labels `function`, `status`.
 pub const FUNCTION_CALLS: &str = "cloudburst_function_calls_total";
@@ -19,6 +25,45 @@ pub const DAG_CALLS: &str = "cloudburst_dag_calls_total";
 /// Histogram of DAG call latency in seconds, label `dag`.
 pub const DAG_LATENCY: &str = "cloudburst_dag_duration_seconds";
 
+/// Gauge: 1 while a member is alive or suspect, 0 when dead or left; label `node`.
+pub const NODE_UP: &str = "cloudburst_node_up";
+/// Gauge, always 1: one series per role a member plays; labels `node`, `role`.
+pub const NODE_ROLE: &str = "cloudburst_node_role";
+/// Gauge: keys stored by a KVS shard; labels `node`, `shard`.
+pub const KVS_KEYS: &str = "cloudburst_kvs_keys";
+/// Gauge: bytes of values stored by a KVS shard; labels `node`, `shard`.
+pub const KVS_BYTES: &str = "cloudburst_kvs_bytes";
+/// Gauge: 1 when the shard answered the last stats request; labels `node`, `shard`.
+pub const KVS_SHARD_UP: &str = "cloudburst_kvs_shard_up";
+/// Counter prefix of a KVS shard's operation counters (`cloudburst_kvs_<op>_total` for op in
+/// gets, puts, gossip_in, gossip_out, rejected); labels `node`, `shard`.
+pub const KVS_OPS_PREFIX: &str = "cloudburst_kvs_";
+/// Counter: cache reads served from memory; label `node`.
+pub const CACHE_HITS: &str = "cloudburst_cache_hits_total";
+/// Counter: cache reads that went to the KVS; label `node`.
+pub const CACHE_MISSES: &str = "cloudburst_cache_misses_total";
+/// Counter: keys evicted from a cache; label `node`.
+pub const CACHE_EVICTIONS: &str = "cloudburst_cache_evictions_total";
+/// Gauge: keys held by a cache; label `node`.
+pub const CACHE_KEYS: &str = "cloudburst_cache_keys";
+/// Gauge: bytes held by a cache; label `node`.
+pub const CACHE_BYTES: &str = "cloudburst_cache_bytes";
+/// Gauge: a cache's capacity in bytes; label `node`.
+pub const CACHE_CAPACITY: &str = "cloudburst_cache_capacity_bytes";
+/// Gauge: fraction (0..=1) of an executor's Python workers running a call; label `node`.
+pub const EXECUTOR_UTILISATION: &str = "cloudburst_executor_utilisation";
+/// Gauge: Python worker processes of an executor; label `node`.
+pub const EXECUTOR_WORKERS: &str = "cloudburst_executor_workers";
+/// Counter prefix of this node's transport counters (`cloudburst_transport_<field>_total`,
+/// one per field of `NetMetricsSnapshot`); label `node`.
+pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";
+/// Gauge: dashboards connected to the live event stream of this gateway.
+pub const DASHBOARD_CLIENTS: &str = "cloudburst_dashboard_clients";
+
+/// How many finished calls the recent-calls ring keeps: enough for the dashboard's table,
+/// small enough that recording stays a short critical section.
+pub const RECENT_CALLS: usize = 50;
+
 /// Upper bounds of the latency buckets, in microseconds (the last bucket is +Inf).
 pub const BUCKETS_US: [u64; 14] = [
     50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
@@ -26,10 +71,26 @@ pub const BUCKETS_US: [u64; 14] = [
 ];
 
 /// What was called.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CallKind {
     Function,
     Dag,
+}
+
+/// One finished call, as the dashboard's recent-calls table shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecentCall {
+    pub kind: CallKind,
+    pub name: String,
+    /// The call id, when the recorder knew it.
+    pub call: Option<String>,
+    pub ok: bool,
+    /// Stable error code of a failed call (`function_error`, `timeout`, ...), when known.
+    pub error: Option<String>,
+    pub duration_us: u64,
+    /// When it finished, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
 }
 
 /// Counters and latency histogram of one function or DAG.
@@ -82,15 +143,54 @@ impl CallSnapshot {
     }
 }
 
-/// All call series of this process.
+/// All call series of this process, and the most recent calls.
 #[derive(Debug, Default)]
 pub struct Registry {
     series: DashMap<(CallKind, String), Arc<CallSeries>>,
+    recent: Mutex<VecDeque<RecentCall>>,
 }
 
 impl Registry {
-    /// Record one finished call.
+    /// Record one finished call (no call id, no error code).
     pub fn record(&self, kind: CallKind, name: &str, took: Duration, ok: bool) {
+        let error = if ok { None } else { Some("error") };
+        self.record_call(kind, name, None, took, error);
+    }
+
+    /// Record one finished call with its id and, when it failed, its stable error code.
+    pub fn record_call(
+        &self,
+        kind: CallKind,
+        name: &str,
+        call: Option<CallId>,
+        took: Duration,
+        error: Option<&str>,
+    ) {
+        let ok = error.is_none();
+        self.bump_series(kind, name, took, ok);
+        let entry = RecentCall {
+            kind,
+            name: name.to_string(),
+            call: call.map(|c| c.to_string()),
+            ok,
+            error: error.map(str::to_string),
+            duration_us: micros(took),
+            at_ms: unix_ms(),
+        };
+        let mut ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if ring.len() >= RECENT_CALLS {
+            ring.pop_front();
+        }
+        ring.push_back(entry);
+    }
+
+    /// The most recent calls, newest first.
+    pub fn recent(&self) -> Vec<RecentCall> {
+        let ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        ring.iter().rev().cloned().collect()
+    }
+
+    fn bump_series(&self, kind: CallKind, name: &str, took: Duration, ok: bool) {
         let series = match self.series.get(&(kind, name.to_string())) {
             Some(s) => s.clone(),
             None => self
@@ -99,7 +199,7 @@ impl Registry {
                 .or_default()
                 .clone(),
         };
-        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let us = micros(took);
         if ok {
             series.ok.fetch_add(1, Relaxed);
         } else {
@@ -132,6 +232,18 @@ impl Registry {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64)
+        .unwrap_or(0)
+}
+
 /// The process-wide registry.
 pub fn global() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
@@ -146,6 +258,16 @@ pub fn record_function_call(name: &str, took: Duration, ok: bool) {
 /// Record a finished DAG call in the process-wide registry.
 pub fn record_dag_call(name: &str, took: Duration, ok: bool) {
     global().record(CallKind::Dag, name, took, ok);
+}
+
+/// Record a finished function call with its id and, when it failed, its error code.
+pub fn record_function_outcome(call: CallId, name: &str, took: Duration, error: Option<&str>) {
+    global().record_call(CallKind::Function, name, Some(call), took, error);
+}
+
+/// Record a finished DAG call with its id and, when it failed, its error code.
+pub fn record_dag_outcome(call: CallId, name: &str, took: Duration, error: Option<&str>) {
+    global().record_call(CallKind::Dag, name, Some(call), took, error);
 }
 
 #[cfg(test)]
@@ -178,5 +300,27 @@ mod tests {
             ..s[1].clone()
         };
         assert_eq!(empty.quantile_us(0.5), None);
+    }
+
+    #[test]
+    fn recent_calls_are_bounded_and_newest_first() {
+        let r = Registry::default();
+        for i in 0..(RECENT_CALLS as u64 + 7) {
+            let err = (i % 2 == 1).then_some("timeout");
+            r.record_call(
+                CallKind::Dag,
+                "d",
+                Some(CallId(i)),
+                Duration::from_micros(i),
+                err,
+            );
+        }
+        let recent = r.recent();
+        assert_eq!(recent.len(), RECENT_CALLS);
+        let last = RECENT_CALLS as u64 + 6;
+        assert_eq!(recent[0].call, Some(CallId(last).to_string()));
+        assert_eq!((recent[0].ok, recent[0].duration_us), (true, last));
+        assert_eq!(recent[1].error.as_deref(), Some("timeout"));
+        assert_eq!(r.snapshot()[0].count(), RECENT_CALLS as u64 + 7);
     }
 }

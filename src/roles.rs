@@ -3,8 +3,13 @@
 //!
 //! Every node runs the transport, membership, the Echo service and the KVS routing
 //! watcher; each role adds its actors. A role added here is removed from [`NOT_YET`].
+//! A node playing `gateway` serves the dashboard and `/metrics` and prints
+//! `cloudburst dashboard listening on http://<addr>/` on stdout once it is bound.
 
+use crate::actors::cache::messages::GetCacheStats;
 use crate::actors::cache::CacheHandle;
+use crate::actors::gateway::dashboard::core::CacheSample;
+use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -30,6 +35,8 @@ pub struct NodeRoles {
     pub kvs: KvsTier,
     /// This node's cache, when it plays the `executor` role (executors read through it).
     pub cache: Option<CacheHandle>,
+    /// The dashboard server, on nodes playing `gateway`.
+    pub dashboard: Option<DashboardServer>,
 }
 
 impl NodeRoles {
@@ -45,6 +52,11 @@ impl NodeRoles {
             .roles
             .contains(&Role::Executor)
             .then(|| CacheHandle::start(&transport, &membership, kvs.client.clone(), cfg));
+        let dashboard = if cfg.node.roles.contains(&Role::Gateway) {
+            Some(start_dashboard(cfg, &transport, &membership, &kvs)?)
+        } else {
+            None
+        };
         let pending: Vec<&str> = cfg
             .node
             .roles
@@ -63,6 +75,7 @@ impl NodeRoles {
             membership,
             kvs,
             cache,
+            dashboard,
         })
     }
 
@@ -70,6 +83,9 @@ impl NodeRoles {
     /// stop everything. Returns how many peers
     /// acknowledged the goodbye.
     pub async fn stop(self) -> usize {
+        if let Some(d) = self.dashboard {
+            d.stop().await;
+        }
         if !self.kvs.shards.is_empty() && !self.kvs.drain(DRAIN_LIMIT).await {
             tracing::warn!(
                 "not every key was handed off before leaving; replicas (if any) keep them"
@@ -80,4 +96,67 @@ impl NodeRoles {
         self.kvs.stop();
         acks
     }
+}
+
+/// Asks the cache of every live executor node for its stats (this node's included).
+fn cache_probe(
+    transport: Transport,
+    membership: Addr<Membership>,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Vec<CacheSample>> + Send + Sync + 'static {
+    move || {
+        let (t, m) = (transport.clone(), membership.clone());
+        Box::pin(async move {
+            let Ok(view) = m.send(crate::net::membership::GetView).await else {
+                return Vec::new();
+            };
+            let asks = view.live_with_role(Role::Executor).map(|member| {
+                let target =
+                    crate::net::ActorRef::new(member.node.clone(), crate::net::ServiceId::Cache, 0);
+                let h = t.handle::<GetCacheStats>(target);
+                let node = member.node.id.to_string();
+                async move { h.send(GetCacheStats).await.ok().map(|s| (node, s)) }
+            });
+            futures::future::join_all(asks)
+                .await
+                .into_iter()
+                .flatten()
+                .map(|(node, s)| CacheSample {
+                    node,
+                    hits: s.hits,
+                    misses: s.misses,
+                    evictions: s.evictions,
+                    keys: s.keys,
+                    bytes: s.bytes,
+                    capacity: s.capacity,
+                })
+                .collect()
+        })
+    }
+}
+
+/// The dashboard with this node's sources (the executor probe plugs in via
+/// `DashboardSources::with_executors` once executors exist).
+fn start_dashboard(
+    cfg: &Config,
+    transport: &Transport,
+    membership: &Addr<Membership>,
+    kvs: &KvsTier,
+) -> Result<DashboardServer, NetError> {
+    let sources = DashboardSources::new()
+        .with_view(membership.clone().recipient())
+        .with_kvs(kvs.client.clone())
+        .with_transport(transport.clone())
+        .with_caches(cache_probe(transport.clone(), membership.clone()));
+    let node = transport.local_node().id.to_string();
+    let d = DashboardServer::start(cfg, node, sources).map_err(|e| {
+        NetError::Io(format!(
+            "dashboard cannot listen on {}: {e}",
+            cfg.gateway.dashboard_listen
+        ))
+    })?;
+    println!(
+        "cloudburst dashboard listening on http://{}/",
+        d.local_addr()
+    );
+    Ok(d)
 }

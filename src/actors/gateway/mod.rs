@@ -1,3 +1,5 @@
-//! The gateway: client websocket sessions, results pushed back to them.
+//! The gateway: client websocket sessions, results pushed back to them, and the operator
+//! dashboard with `/metrics` ([`dashboard`]).
 
+pub mod dashboard;
 pub mod messages;

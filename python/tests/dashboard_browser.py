@@ -1,0 +1,156 @@
+"""Headless-Chromium check of the Cloudburst dashboard (selenium + Debian's chromedriver).
+
+Used by tests/dashboard_node.rs (as a script) and python/tests/test_dashboard.py (as a
+module). It opens the page once, prints ``page ready`` when the first live snapshot has
+been rendered, then waits -- without reloading -- until every expectation holds, checks the
+page was never reloaded, and saves a screenshot.
+
+    python3 dashboard_browser.py --url http://127.0.0.1:8080/ [--token T]
+        [--expect-text TEXT]... [--expect-function NAME[=MIN_CALLS]]...
+        [--expect-kvs-keys N] [--screenshot PATH] [--timeout SECONDS]
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+import urllib.parse
+
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM = "/usr/bin/chromium"
+# Flags for a sandbox-less, offline machine: no GPU, no network side-channels, fresh profile.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1500",
+]
+POLL_SECONDS = 0.2
+
+# Read the page: every table's text plus per-row data attributes, and the reload marker.
+READ_PAGE_JS = """
+const rows = (id) => [...document.querySelectorAll(`#${id} tbody tr`)];
+return {
+  text: document.body.innerText,
+  status: document.getElementById('status').textContent,
+  marker: window.__cloudburstMarker ?? null,
+  functions: rows('functions').concat(rows('dags'))
+    .filter((tr) => tr.dataset.name !== undefined)
+    .map((tr) => [tr.dataset.name, Number(tr.dataset.calls)]),
+  kvsKeys: rows('shards').reduce((a, tr) => a + Number(tr.dataset.keys || 0), 0),
+};
+"""
+
+
+def browser():
+    """A headless Chromium driven through Debian's chromedriver (no driver download)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    for path in (CHROMEDRIVER, CHROMIUM):
+        if not os.path.exists(path):
+            raise RuntimeError(f"{path} is missing: run scripts/setup.sh (installs chromium)")
+    profile = tempfile.mkdtemp(prefix="cloudburst-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver._cloudburst_profile = profile
+    return driver
+
+
+def close(driver):
+    try:
+        driver.quit()
+    finally:
+        shutil.rmtree(getattr(driver, "_cloudburst_profile", ""), ignore_errors=True)
+
+
+def page_url(url, token):
+    return f"{url}?{urllib.parse.urlencode({'token': token})}" if token else url
+
+
+def unmet(state, texts, functions, kvs_keys):
+    """What the page does not show yet (empty when everything holds)."""
+    missing = [f"text {t!r}" for t in texts if t not in state["text"]]
+    calls = dict(state["functions"])
+    for name, least in functions:
+        if calls.get(name, 0) < least:
+            missing.append(f"{name} with >= {least} calls (has {calls.get(name)})")
+    if kvs_keys is not None and state["kvsKeys"] != kvs_keys:
+        missing.append(f"{kvs_keys} KVS keys (shows {state['kvsKeys']})")
+    return missing
+
+
+def wait_until(driver, deadline, what, check):
+    while True:
+        state = driver.execute_script(READ_PAGE_JS)
+        missing = check(state)
+        if not missing:
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still missing {missing}; status {state['status']!r}")
+        time.sleep(POLL_SECONDS)
+
+
+def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
+                    screenshot=None, timeout=15.0, on_ready=None):
+    """Open the page and wait until it shows everything asked; returns the final state."""
+    driver = browser()
+    try:
+        deadline = time.monotonic() + timeout
+        driver.get(page_url(url, token))
+        wait_until(driver, deadline, "first live snapshot",
+                   lambda s: [] if s["status"] == "live" else ["live status"])
+        driver.execute_script("window.__cloudburstMarker = 'loaded-once';")
+        print("page ready", flush=True)
+        if on_ready:
+            on_ready()
+        state = wait_until(driver, deadline, "live update",
+                           lambda s: unmet(s, texts, functions, kvs_keys))
+        if state["marker"] != "loaded-once":
+            raise AssertionError("the page was reloaded; updates must arrive live")
+        if screenshot:
+            os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
+            driver.save_screenshot(screenshot)
+            print(f"screenshot saved to {screenshot}", flush=True)
+        return state
+    finally:
+        close(driver)
+
+
+def parse_function(spec):
+    name, _, least = spec.partition("=")
+    return name, int(least or 1)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", required=True)
+    p.add_argument("--token")
+    p.add_argument("--expect-text", action="append", default=[])
+    p.add_argument("--expect-function", action="append", default=[], type=parse_function)
+    p.add_argument("--expect-kvs-keys", type=int)
+    p.add_argument("--screenshot")
+    p.add_argument("--timeout", type=float, default=15.0)
+    a = p.parse_args(argv)
+    state = check_dashboard(a.url, a.token, a.expect_text, a.expect_function,
+                            a.expect_kvs_keys, a.screenshot, a.timeout)
+    print(f"ok: kvs keys {state['kvsKeys']}, calls {state['functions']}", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as e:  # report plainly for the Rust test's panic message
+        print(f"FAILED: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)

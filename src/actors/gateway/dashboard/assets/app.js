@@ -1,0 +1,175 @@
+// Cloudburst dashboard: live tables and SVG charts fed by server-sent events.
+// Embedded in the binary; no dependencies. Stays flat over hours: the chart history is a
+// bounded array (oldest points dropped) and every table is replaced, never appended to.
+"use strict";
+
+const MAX_POINTS = 600; // ten minutes at one point per second (the server keeps as many)
+const MAX_WINDOW_MS = MAX_POINTS * 1000;
+const RECENT_ROWS = 20; // the server keeps more; the table shows the newest
+const MIN_WINDOW_MS = 60 * 1000; // a young cluster's charts span a minute, then grow to ten
+const token = new URLSearchParams(location.search).get("token");
+const withToken = (path) => token ? `${path}?token=${encodeURIComponent(token)}` : path;
+
+let history = [];
+
+const CHARTS = {
+  calls: [
+    { key: "function_calls_per_s", label: "functions", color: "var(--c1)" },
+    { key: "dag_calls_per_s", label: "DAGs", color: "var(--c2)" },
+    { key: "errors_per_s", label: "errors", color: "var(--c3)" },
+  ],
+  latency: [
+    { key: "function_p99_ms", label: "functions", color: "var(--c1)" },
+    { key: "dag_p99_ms", label: "DAGs", color: "var(--c2)" },
+  ],
+  kvs: [{ key: "kvs_ops_per_s", label: "ops/s", color: "var(--c4)" }],
+  ratio: [
+    { key: "cache_hit_ratio", label: "cache hits", color: "var(--c4)", scale: 100 },
+    { key: "utilisation", label: "utilisation", color: "var(--c1)", scale: 100 },
+  ],
+};
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function fmt(v, digits = 1) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v !== "number") return String(v);
+  return Number.isInteger(v) ? v.toLocaleString("en") : v.toFixed(digits);
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function pill(text, cls) { return el("span", text, `pill ${cls}`); }
+
+// Replace a table body with one row per item; `cells` gives a row's cells (strings,
+// numbers or nodes; numbers are right-aligned).
+function fill(id, items, cells, rowAttrs) {
+  const body = document.querySelector(`#${id} tbody`);
+  const cols = document.querySelectorAll(`#${id} thead th`).length;
+  const rows = items.map((item) => {
+    const tr = el("tr");
+    if (rowAttrs) for (const [k, v] of Object.entries(rowAttrs(item))) tr.setAttribute(k, v);
+    for (const c of cells(item)) {
+      if (c instanceof Node) { const td = el("td"); td.append(c); tr.append(td); }
+      else tr.append(el("td", typeof c === "number" ? fmt(c) : c, typeof c === "number" ? "num" : ""));
+    }
+    return tr;
+  });
+  if (!rows.length) { const tr = el("tr"); const td = el("td", "none yet", "empty"); td.colSpan = cols; tr.append(td); rows.push(tr); }
+  body.replaceChildren(...rows);
+}
+
+function utilBar(u) {
+  const wrap = el("span");
+  const bar = el("span", null, "bar");
+  const fill_ = el("span");
+  fill_.style.width = `${Math.round(Math.min(1, Math.max(0, u)) * 100)}%`;
+  bar.append(fill_);
+  wrap.append(bar, `${(u * 100).toFixed(0)}%`);
+  return wrap;
+}
+
+function callRows(id, rows) {
+  fill(id, rows, (r) => [r.name, r.calls, r.errors, r.calls_per_s, r.p50_ms, r.p99_ms, r.mean_ms],
+    (r) => ({ "data-name": r.name, "data-calls": r.calls }));
+}
+
+function render(s) {
+  document.getElementById("node").textContent = s.node;
+  document.getElementById("uptime").textContent = `${fmt(s.uptime_s)} s`;
+  document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
+  fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.state, n.state), n.kvs_shards, String(n.generation)],
+    (n) => ({ "data-node": n.id }));
+  fill("executors", s.executors, (e) => [e.node, e.workers, utilBar(e.utilisation)]);
+  callRows("functions", s.functions);
+  callRows("dags", s.dags);
+  fill("shards", s.shards, (x) => [x.node, x.shard, x.keys ?? "–", bytes(x.bytes), x.ops_per_s, x.gets, x.puts,
+    x.error ? pill("down", "down") : pill("up", "up")], (x) => ({ "data-keys": x.keys ?? "" }));
+  fill("caches", s.caches, (c) => [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
+    c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions]);
+  fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
+    r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
+}
+
+// One SVG chart: a faint grid and one path per series over the last minute (growing to
+// ten as history accumulates).
+function drawChart(name) {
+  const svg = document.getElementById(`chart-${name}`);
+  const series = CHARTS[name];
+  const now = history.length ? history[history.length - 1].at_ms : Date.now();
+  const span = history.length ? now - history[0].at_ms : 0;
+  const windowMs = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, span));
+  const value = (p, s) => (p[s.key] === null || p[s.key] === undefined) ? null : p[s.key] * (s.scale ?? 1);
+  let max = 0;
+  for (const p of history) for (const s of series) { const v = value(p, s); if (v !== null && v > max) max = v; }
+  const top = max > 0 ? max * 1.1 : 1;
+  const ns = "http://www.w3.org/2000/svg";
+  const parts = [];
+  for (const y of [25, 50, 75]) {
+    const l = document.createElementNS(ns, "line");
+    l.setAttribute("class", "grid");
+    l.setAttribute("x1", 0); l.setAttribute("x2", 300); l.setAttribute("y1", y); l.setAttribute("y2", y);
+    parts.push(l);
+  }
+  const legend = document.querySelector(`.legend[data-chart="${name}"]`);
+  legend.replaceChildren();
+  for (const s of series) {
+    let d = "", pen = false;
+    for (const p of history) {
+      const v = value(p, s);
+      if (v === null) { pen = false; continue; }
+      const x = 300 - ((now - p.at_ms) / windowMs) * 300;
+      const y = 100 - (v / top) * 98;
+      d += `${pen ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+      pen = true;
+    }
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    path.style.stroke = s.color;
+    parts.push(path);
+    const last = history.length ? value(history[history.length - 1], s) : null;
+    const swatch = el("i"); swatch.style.background = s.color;
+    legend.append(swatch, `${s.label} ${fmt(last)}`);
+  }
+  legend.append(` · max ${fmt(max)}`);
+  svg.replaceChildren(...parts);
+}
+
+function drawCharts() { for (const name of Object.keys(CHARTS)) drawChart(name); }
+
+function setStatus(text) {
+  const s = document.getElementById("status");
+  s.textContent = text;
+  s.className = `status ${text}`;
+}
+
+function connect() {
+  const events = new EventSource(withToken("/api/events"));
+  events.addEventListener("history", (e) => {
+    history = JSON.parse(e.data).slice(-MAX_POINTS);
+    drawCharts();
+  });
+  events.addEventListener("snapshot", (e) => {
+    const s = JSON.parse(e.data);
+    setStatus("live");
+    render(s);
+    const last = history[history.length - 1];
+    if (!last || last.at_ms < s.point.at_ms) history.push(s.point);
+    if (history.length > MAX_POINTS) history.splice(0, history.length - MAX_POINTS);
+    drawCharts();
+  });
+  events.onerror = () => setStatus("reconnecting"); // EventSource retries by itself
+}
+
+connect();

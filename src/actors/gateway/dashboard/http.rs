@@ -1,0 +1,214 @@
+//! The dashboard's HTTP endpoints (actix-web): thin handlers over the sampler's feed.
+//!
+//! | path | what | token |
+//! |---|---|---|
+//! | `/` | the page (HTML) | yes |
+//! | `/assets/app.js`, `/assets/style.css` | static code, no data | no |
+//! | `/api/snapshot` | latest snapshot JSON | yes |
+//! | `/api/history` | chart points JSON, oldest first | yes |
+//! | `/api/events` | server-sent events: `history` once, then `snapshot` each second | yes |
+//! | `/metrics` | Prometheus text | unless `gateway.metrics_require_token = false` |
+//! | `/healthz` | `ok` (liveness probe) | no |
+
+use super::auth::{AuthError, AuthPolicy};
+use super::prometheus;
+use super::sampler::Feed;
+use super::sources::Reader;
+use crate::metrics::CallSnapshot;
+use actix_web::http::header;
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Live event streams served at once: each holds a connection and wakes once a second; a
+/// few operators need a handful, the bound stops a buggy script from exhausting sockets.
+pub const MAX_EVENT_CLIENTS: usize = 32;
+
+/// Browsers reconnect this long after a dropped event stream.
+const SSE_RETRY_MS: u64 = 2_000;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const STYLE_CSS: &str = include_str!("assets/style.css");
+
+/// What every handler shares.
+pub struct State {
+    /// This node's id (label of its transport series).
+    pub node: String,
+    /// Who may see what.
+    pub auth: AuthPolicy,
+    /// The sampler's latest output.
+    pub feed: Feed,
+    /// Call series, read fresh at every `/metrics` scrape.
+    pub calls: Reader<Vec<CallSnapshot>>,
+    /// Event streams open now.
+    pub clients: Arc<AtomicUsize>,
+}
+
+/// Register the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index))
+        .route("/assets/app.js", web::get().to(app_js))
+        .route("/assets/style.css", web::get().to(style_css))
+        .route("/api/snapshot", web::get().to(snapshot))
+        .route("/api/history", web::get().to(history))
+        .route("/api/events", web::get().to(events))
+        .route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(|| async { "ok" }));
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The 401 response, unless the request may see this endpoint.
+fn refuse(req: &HttpRequest, state: &State, is_metrics: bool) -> Option<HttpResponse> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let query = web::Query::<TokenQuery>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.into_inner().token);
+    state
+        .auth
+        .check(header, query.as_deref(), is_metrics)
+        .err()
+        .map(|e| unauthorized(req, e))
+}
+
+fn unauthorized(req: &HttpRequest, e: AuthError) -> HttpResponse {
+    tracing::debug!(path = %req.path(), code = e.code(), "dashboard request refused");
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+        .json(serde_json::json!({ "error": e.code(), "message": e.to_string() }))
+}
+
+async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(INDEX_HTML)
+}
+
+async fn app_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(APP_JS)
+}
+
+async fn style_css() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .body(STYLE_CSS)
+}
+
+async fn snapshot(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
+    let published = state.feed.borrow().clone();
+    match &published.snapshot_json {
+        Some(json) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json.to_string()),
+        None => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "error": "not_ready", "message": "no sample yet" })),
+    }
+}
+
+async fn history(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
+    let published = state.feed.borrow().clone();
+    HttpResponse::Ok().json(&*published.history)
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, true) {
+        return r;
+    }
+    let published = state.feed.borrow().clone();
+    let clients = state.clients.load(Ordering::Relaxed);
+    let text = prometheus::render(
+        &state.node,
+        &(state.calls)(),
+        published.sample.as_deref(),
+        clients,
+    );
+    HttpResponse::Ok()
+        .content_type(prometheus::CONTENT_TYPE)
+        .body(text)
+}
+
+/// Counts an open event stream; released when the stream is dropped.
+struct ClientSlot(Arc<AtomicUsize>);
+
+impl ClientSlot {
+    fn acquire(clients: &Arc<AtomicUsize>) -> Option<ClientSlot> {
+        clients
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_EVENT_CLIENTS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| ClientSlot(clients.clone()))
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn sse(event: &str, data: &str) -> String {
+    format!("event: {event}\ndata: {data}\n\n")
+}
+
+async fn events(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
+    let Some(slot) = ClientSlot::acquire(&state.clients) else {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "error": "too_many_streams",
+            "message": format!("at most {MAX_EVENT_CLIENTS} live dashboards at once"),
+        }));
+    };
+    let feed = state.feed.clone();
+    let stream =
+        futures::stream::unfold((feed, slot, true), |(mut feed, slot, first)| async move {
+            let chunk = if first {
+                let p = feed.borrow_and_update().clone();
+                let history = serde_json::to_string(&*p.history).unwrap_or_else(|_| "[]".into());
+                let mut out = format!("retry: {SSE_RETRY_MS}\n\n{}", sse("history", &history));
+                if let Some(json) = &p.snapshot_json {
+                    out.push_str(&sse("snapshot", json));
+                }
+                out
+            } else {
+                // Ends the stream when the sampler stops (its sender is dropped).
+                feed.changed().await.ok()?;
+                let p = feed.borrow_and_update().clone();
+                match &p.snapshot_json {
+                    Some(json) => sse("snapshot", json),
+                    None => ": waiting\n\n".to_string(),
+                }
+            };
+            Some((
+                Ok::<_, actix_web::Error>(Bytes::from(chunk)),
+                (feed, slot, false),
+            ))
+        });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(stream)
+}

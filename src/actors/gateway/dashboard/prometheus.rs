@@ -1,0 +1,237 @@
+//! `/metrics`: the Prometheus text exposition format (version 0.0.4), no I/O.
+//!
+//! Call series come straight from the call registry (fresh at every scrape); cluster series
+//! (nodes, KVS shards, caches, executors, transport) from the sampler's latest [`Sample`].
+//! Names are the constants of [`crate::metrics`]; docs/metrics.md lists them all.
+
+use super::core::{CacheSample, Sample, ShardSample};
+use crate::metrics::{self as m, CallKind, CallSnapshot, BUCKETS_US};
+use std::fmt::Write;
+
+/// Content type of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Builds the text: one `# HELP`/`# TYPE` header per family, then its samples.
+struct Text {
+    out: String,
+}
+
+impl Text {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+/// Label values escape backslash, double quote and newline.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Render every series: the calls of this process and the cluster as last sampled. `node`
+/// names this node (the label of its transport counters).
+pub fn render(
+    node: &str,
+    calls: &[CallSnapshot],
+    sample: Option<&Sample>,
+    dashboard_clients: usize,
+) -> String {
+    let mut t = Text { out: String::new() };
+    for (kind, label, counter, hist) in [
+        (
+            CallKind::Function,
+            "function",
+            m::FUNCTION_CALLS,
+            m::FUNCTION_LATENCY,
+        ),
+        (CallKind::Dag, "dag", m::DAG_CALLS, m::DAG_LATENCY),
+    ] {
+        let rows: Vec<&CallSnapshot> = calls.iter().filter(|c| c.kind == kind).collect();
+        call_series(&mut t, &rows, label, counter, hist);
+    }
+    if let Some(s) = sample {
+        cluster_series(&mut t, s);
+        transport_series(&mut t, node, s);
+    }
+    t.family(
+        m::DASHBOARD_CLIENTS,
+        "gauge",
+        "Dashboards connected to this gateway's live event stream.",
+    );
+    t.sample(m::DASHBOARD_CLIENTS, &[], dashboard_clients);
+    t.out
+}
+
+fn call_series(t: &mut Text, rows: &[&CallSnapshot], label: &str, counter: &str, hist: &str) {
+    t.family(
+        counter,
+        "counter",
+        &format!("Finished {label} calls by status."),
+    );
+    for c in rows {
+        t.sample(counter, &[(label, &c.name), ("status", "ok")], c.ok);
+        t.sample(counter, &[(label, &c.name), ("status", "error")], c.errors);
+    }
+    t.family(
+        hist,
+        "histogram",
+        &format!("Latency of {label} calls in seconds."),
+    );
+    let bucket = format!("{hist}_bucket");
+    for c in rows {
+        let mut cumulative = 0;
+        for (i, n) in c.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match BUCKETS_US.get(i) {
+                Some(us) => (*us as f64 / 1e6).to_string(),
+                None => "+Inf".to_string(),
+            };
+            t.sample(&bucket, &[(label, &c.name), ("le", &le)], cumulative);
+        }
+        let sum = c.sum_us as f64 / 1e6;
+        t.sample(&format!("{hist}_sum"), &[(label, &c.name)], sum);
+        t.sample(&format!("{hist}_count"), &[(label, &c.name)], c.count());
+    }
+}
+
+fn cluster_series(t: &mut Text, s: &Sample) {
+    t.family(m::NODE_UP, "gauge", "1 while a member is alive or suspect.");
+    for n in &s.nodes {
+        let up = u8::from(n.state == "alive" || n.state == "suspect");
+        t.sample(m::NODE_UP, &[("node", &n.id)], up);
+    }
+    t.family(m::NODE_ROLE, "gauge", "1 for every role a member plays.");
+    for n in &s.nodes {
+        for r in &n.roles {
+            t.sample(m::NODE_ROLE, &[("node", &n.id), ("role", r)], 1);
+        }
+    }
+    kvs_series(t, s);
+    cache_series(t, s);
+    t.family(
+        m::EXECUTOR_UTILISATION,
+        "gauge",
+        "Fraction of Python workers busy.",
+    );
+    for e in &s.executors {
+        t.sample(m::EXECUTOR_UTILISATION, &[("node", &e.node)], e.utilisation);
+    }
+    t.family(m::EXECUTOR_WORKERS, "gauge", "Python worker processes.");
+    for e in &s.executors {
+        t.sample(m::EXECUTOR_WORKERS, &[("node", &e.node)], e.workers);
+    }
+}
+
+/// Reads one number off a shard sample.
+type ShardGet = fn(&ShardSample) -> u64;
+
+fn kvs_series(t: &mut Text, s: &Sample) {
+    let answered: Vec<_> = s.shards.iter().filter(|x| x.keys.is_some()).collect();
+    let shard_labels = |x: &ShardSample| (x.node.clone(), x.shard.to_string());
+    t.family(
+        m::KVS_SHARD_UP,
+        "gauge",
+        "1 when the shard answered the last poll.",
+    );
+    for x in &s.shards {
+        let (node, shard) = shard_labels(x);
+        let up = u8::from(x.keys.is_some());
+        t.sample(m::KVS_SHARD_UP, &[("node", &node), ("shard", &shard)], up);
+    }
+    let gauges: [(&str, &str, ShardGet); 2] = [
+        (m::KVS_KEYS, "Keys stored by the shard.", |x| {
+            x.keys.unwrap_or(0)
+        }),
+        (m::KVS_BYTES, "Bytes of values stored by the shard.", |x| {
+            x.bytes
+        }),
+    ];
+    for (name, help, get) in gauges {
+        t.family(name, "gauge", help);
+        for x in &answered {
+            let (node, shard) = shard_labels(x);
+            t.sample(name, &[("node", &node), ("shard", &shard)], get(x));
+        }
+    }
+    let counters: [(&str, &str, ShardGet); 5] = [
+        ("gets", "Keys read from the shard.", |x| x.gets),
+        ("puts", "Keys written by clients.", |x| x.puts),
+        ("gossip_in", "Keys merged from replicas.", |x| x.gossip_in),
+        ("gossip_out", "Keys sent to replicas.", |x| x.gossip_out),
+        ("rejected", "Writes refused.", |x| x.rejected),
+    ];
+    for (op, help, get) in counters {
+        let name = format!("{}{op}_total", m::KVS_OPS_PREFIX);
+        t.family(&name, "counter", help);
+        for x in &answered {
+            let (node, shard) = shard_labels(x);
+            t.sample(&name, &[("node", &node), ("shard", &shard)], get(x));
+        }
+    }
+}
+
+fn cache_series(t: &mut Text, s: &Sample) {
+    type Get = fn(&CacheSample) -> u64;
+    let families: [(&str, &str, &str, Get); 6] = [
+        (
+            m::CACHE_HITS,
+            "counter",
+            "Cache reads served from memory.",
+            |c| c.hits,
+        ),
+        (
+            m::CACHE_MISSES,
+            "counter",
+            "Cache reads sent to the KVS.",
+            |c| c.misses,
+        ),
+        (m::CACHE_EVICTIONS, "counter", "Keys evicted.", |c| {
+            c.evictions
+        }),
+        (m::CACHE_KEYS, "gauge", "Keys held.", |c| c.keys),
+        (m::CACHE_BYTES, "gauge", "Bytes held.", |c| c.bytes),
+        (m::CACHE_CAPACITY, "gauge", "Capacity in bytes.", |c| {
+            c.capacity
+        }),
+    ];
+    for (name, kind, help, get) in families {
+        t.family(name, kind, help);
+        for c in &s.caches {
+            t.sample(name, &[("node", &c.node)], get(c));
+        }
+    }
+}
+
+fn transport_series(t: &mut Text, node: &str, s: &Sample) {
+    let Some(net) = &s.transport else {
+        return;
+    };
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(net) else {
+        return;
+    };
+    for (field, value) in fields {
+        let name = format!("{}{field}_total", m::TRANSPORT_PREFIX);
+        t.family(&name, "counter", &format!("Transport counter `{field}`."));
+        t.sample(&name, &[("node", node)], value);
+    }
+}
+
+#[cfg(test)]
+#[path = "prometheus_tests.rs"]
+mod tests;

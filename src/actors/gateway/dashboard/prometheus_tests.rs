@@ -1,0 +1,119 @@
+//! Unit tests of the exposition text: family headers, cumulative buckets, escaping.
+//! (The integration tests parse it with a real Prometheus parser.)
+
+use super::*;
+use crate::actors::gateway::dashboard::core::{NodeRow, ShardSample};
+use crate::metrics::Registry;
+use crate::net::metrics::NetMetricsSnapshot;
+use std::time::Duration;
+
+fn lines_of<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn call_counters_and_cumulative_histogram() {
+    let r = Registry::default();
+    r.record(CallKind::Function, "sq", Duration::from_micros(40), true);
+    r.record(CallKind::Function, "sq", Duration::from_micros(200), true);
+    r.record(CallKind::Function, "sq", Duration::from_secs(20), false);
+    let text = render("n1", &r.snapshot(), None, 0);
+    assert!(text.contains("# TYPE cloudburst_function_calls_total counter"));
+    assert!(text.contains("cloudburst_function_calls_total{function=\"sq\",status=\"ok\"} 2\n"));
+    assert!(text.contains("cloudburst_function_calls_total{function=\"sq\",status=\"error\"} 1\n"));
+    assert!(text.contains("# TYPE cloudburst_function_duration_seconds histogram"));
+    let buckets = lines_of(&text, "cloudburst_function_duration_seconds_bucket");
+    assert_eq!(buckets.len(), BUCKETS_US.len() + 1);
+    assert_eq!(
+        buckets[0],
+        "cloudburst_function_duration_seconds_bucket{function=\"sq\",le=\"0.00005\"} 1"
+    );
+    assert!(buckets[2].ends_with("le=\"0.00025\"} 2"));
+    assert!(buckets[BUCKETS_US.len()].ends_with("le=\"+Inf\"} 3"));
+    assert!(text.contains("cloudburst_function_duration_seconds_count{function=\"sq\"} 3\n"));
+    assert!(text.contains("cloudburst_function_duration_seconds_sum{function=\"sq\"} 20.00024\n"));
+    assert!(text.contains("# TYPE cloudburst_dag_calls_total counter"));
+    assert!(text.contains("cloudburst_dashboard_clients 0\n"));
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let r = Registry::default();
+    r.record(CallKind::Dag, "a\"b\\c\nd", Duration::from_micros(1), true);
+    let text = render("n1", &r.snapshot(), None, 0);
+    assert!(
+        text.contains(r#"{dag="a\"b\\c\nd",status="ok"} 1"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn cluster_series_from_the_sample() {
+    let sample = Sample {
+        nodes: vec![NodeRow {
+            id: "n1".into(),
+            generation: 1,
+            addr: "127.0.0.1:1".into(),
+            roles: vec!["gateway".into(), "kvs".into()],
+            state: "alive".into(),
+            kvs_shards: 1,
+        }],
+        shards: vec![
+            ShardSample {
+                node: "n1".into(),
+                shard: 0,
+                keys: Some(4),
+                bytes: 40,
+                gets: 2,
+                puts: 4,
+                ..ShardSample::default()
+            },
+            ShardSample {
+                node: "n2".into(),
+                shard: 1,
+                error: Some("down".into()),
+                ..ShardSample::default()
+            },
+        ],
+        transport: Some(NetMetricsSnapshot {
+            frames_in: 9,
+            ..NetMetricsSnapshot::default()
+        }),
+        ..Sample::default()
+    };
+    let text = render("n1", &[], Some(&sample), 2);
+    for line in [
+        "cloudburst_node_up{node=\"n1\"} 1",
+        "cloudburst_node_role{node=\"n1\",role=\"kvs\"} 1",
+        "cloudburst_kvs_keys{node=\"n1\",shard=\"0\"} 4",
+        "cloudburst_kvs_bytes{node=\"n1\",shard=\"0\"} 40",
+        "cloudburst_kvs_puts_total{node=\"n1\",shard=\"0\"} 4",
+        "cloudburst_kvs_shard_up{node=\"n2\",shard=\"1\"} 0",
+        "cloudburst_transport_frames_in_total{node=\"n1\"} 9",
+        "cloudburst_dashboard_clients 2",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+    assert!(
+        !text.contains("cloudburst_kvs_keys{node=\"n2\""),
+        "no value for a silent shard"
+    );
+}
+
+#[test]
+fn every_family_is_declared_once_before_its_samples() {
+    let r = Registry::default();
+    r.record(CallKind::Function, "f", Duration::from_micros(1), true);
+    r.record(CallKind::Function, "g", Duration::from_micros(1), true);
+    let text = render("n1", &r.snapshot(), Some(&Sample::default()), 0);
+    let mut seen = std::collections::HashSet::new();
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = l.split_whitespace().nth(2).unwrap_or_default().to_string();
+        assert!(seen.insert(name.clone()), "{name} declared twice");
+    }
+}

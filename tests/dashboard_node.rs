@@ -23,7 +23,9 @@ const LIMIT: Duration = Duration::from_secs(10);
 fn node(w: &Workdir, name: &str, extra_config: &str) -> GatewayNode {
     let config = w.dir.path().join(format!("{name}.toml"));
     let base = std::fs::read_to_string(&w.config).expect("base config");
-    std::fs::write(&config, format!("{base}{extra_config}")).expect("config");
+    // `extra_config` holds `[gateway]` keys; the base config already has that table.
+    let text = base.replace("[gateway]\n", &format!("[gateway]\n{extra_config}"));
+    std::fs::write(&config, text).expect("config");
     GatewayNode::spawn(
         &config,
         w.log(name),
@@ -107,7 +109,7 @@ fn protected_endpoints_answer_401_without_the_token() {
 fn metrics_can_be_left_open_while_the_page_stays_protected() {
     run(async {
         let w = Workdir::new();
-        let n = node(&w, "open", "[gateway]\nmetrics_require_token = false\n");
+        let n = node(&w, "open", "metrics_require_token = false\n");
         assert_eq!(get(n.dashboard, "/metrics", None).await.status, 200);
         assert_eq!(get(n.dashboard, "/", None).await.status, 401);
         assert_eq!(get(n.dashboard, "/api/snapshot", None).await.status, 401);

@@ -26,7 +26,9 @@ async fn serve(cfg: Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            // Exit at once: roles already started (shard threads, timers) must not be torn
+            // down by dropping the actix System mid-start, which panics in actix.
+            std::process::exit(i32::from(EXIT_FAILURE));
         }
     };
     let me = roles.transport.local_node().clone();

@@ -183,6 +183,11 @@ pub struct GatewayConfig {
     pub token: Option<String>,
     /// Largest client websocket message (a reassembled frame), in bytes.
     pub max_message_bytes: usize,
+    /// The gateway pings each client this often (keeps idle connections through proxies
+    /// and finds dead ones).
+    pub heartbeat_ms: u64,
+    /// A client that sends nothing (not even a pong) for this long is disconnected.
+    pub client_timeout_ms: u64,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -253,6 +258,8 @@ impl Default for GatewayConfig {
             dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             max_message_bytes: 80 * MIB,
+            heartbeat_ms: 5_000,
+            client_timeout_ms: 30_000,
         }
     }
 }
@@ -368,7 +375,15 @@ impl Config {
         if self.gateway.max_message_bytes < 1024 {
             return bad("gateway.max_message_bytes must be at least 1024".into());
         }
-        if self.gateway.client_listen == self.gateway.dashboard_listen {
+        let g = &self.gateway;
+        if !(g.heartbeat_ms > 0 && g.heartbeat_ms < g.client_timeout_ms) {
+            return bad(format!(
+                "gateway timeouts must satisfy 0 < heartbeat_ms ({}) < client_timeout_ms ({})",
+                g.heartbeat_ms, g.client_timeout_ms
+            ));
+        }
+        // Port 0 (any free port) on both is fine: they get different ports.
+        if g.client_listen == g.dashboard_listen && g.client_listen.port() != 0 {
             return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
         }
         if let Some(token) = &self.gateway.token {

@@ -4,6 +4,7 @@
 //! Every node runs the transport, membership, the Echo service and the KVS routing
 //! watcher; each role adds its actors. A role added here is removed from [`NOT_YET`].
 
+use crate::actors::gateway::Gateway;
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -15,7 +16,6 @@ use actix::Addr;
 pub const NOT_YET: &[Role] = &[
     Role::Scheduler,
     Role::Executor,
-    Role::Gateway,
     Role::Monitor,
 ];
 
@@ -24,6 +24,8 @@ pub struct NodeRoles {
     pub transport: Transport,
     pub membership: Addr<Membership>,
     pub kvs: KvsTier,
+    /// The client websocket gateway, on nodes playing `gateway`.
+    pub gateway: Option<Gateway>,
 }
 
 impl NodeRoles {
@@ -34,6 +36,13 @@ impl NodeRoles {
         let membership = Membership::start(transport.clone(), cfg);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()));
         let kvs = KvsTier::start(&transport, &membership, cfg);
+        let gateway = if cfg.node.roles.contains(&Role::Gateway) {
+            let g = Gateway::start(&transport, &membership, kvs.client.clone(), cfg)
+                .map_err(|e| NetError::Io(e.to_string()))?;
+            Some(g)
+        } else {
+            None
+        };
         let pending: Vec<&str> = cfg
             .node
             .roles
@@ -51,12 +60,16 @@ impl NodeRoles {
             transport,
             membership,
             kvs,
+            gateway,
         })
     }
 
     /// Tell the peers this node leaves, then stop everything. Returns how many peers
     /// acknowledged the goodbye.
     pub async fn stop(self) -> usize {
+        if let Some(g) = &self.gateway {
+            g.stop().await;
+        }
         let acks = self.membership.send(LeaveCluster).await.unwrap_or(0);
         self.transport.shutdown().await;
         self.kvs.stop();

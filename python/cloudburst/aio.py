@@ -83,8 +83,9 @@ class AsyncCloudburstConnection:
             return protocol.unpack_value(reply)
         return AsyncCloudburstFuture(self, reply["call"], reply["key"])
 
-    async def register(self, function, name):
-        await self._request("register_function", protocol.register_fields(function, name))
+    async def register(self, function, name, timeout=None):
+        fields = protocol.register_fields(function, name, timeout)
+        await self._request("register_function", fields)
         return AsyncCloudburstFunction(name, self)
 
     async def register_dag(self, name, functions, connections):

@@ -109,10 +109,11 @@ class CloudburstConnection:
 
     # -- the API --------------------------------------------------------------------------
 
-    def register(self, function, name):
+    def register(self, function, name, timeout=None):
         """Register a function, or a class function as ``(Class, init_args)`` (``__init__``
-        runs once per executor, ``run`` per call). Returns a callable handle."""
-        self._request("register_function", protocol.register_fields(function, name))
+        runs once per executor, ``run`` per call). ``timeout`` (seconds) overrides the
+        executors' default function timeout. Returns a callable handle."""
+        self._request("register_function", protocol.register_fields(function, name, timeout))
         return CloudburstFunction(name, self)
 
     def register_dag(self, name, functions, connections):

@@ -95,7 +95,7 @@ def pack_args(args):
     ]
 
 
-def register_fields(function, name):
+def register_fields(function, name, timeout=None):
     """Fields of ``register_function`` for a callable or a ``(Class, init_args)`` pair."""
     if not isinstance(name, str) or not name:
         raise TypeError("a function needs a non-empty str name")
@@ -111,8 +111,10 @@ def register_fields(function, name):
         body, kind = dumps(function), "plain"
     else:
         raise TypeError("register() takes a function or a (Class, init_args) pair")
-    env = client_environment()
-    return {"name": name, "body": body, "kind": kind, **env}
+    fields = {"name": name, "body": body, "kind": kind, **client_environment()}
+    if timeout is not None:
+        fields["timeout_ms"] = timeout_ms(timeout)
+    return fields
 
 
 def call_fields(direct, consistency, output_key):

@@ -13,11 +13,7 @@ use crate::net::{NetError, Transport};
 use actix::Addr;
 
 /// Roles this build cannot play yet: a node asked to play them says so plainly.
-pub const NOT_YET: &[Role] = &[
-    Role::Scheduler,
-    Role::Executor,
-    Role::Monitor,
-];
+pub const NOT_YET: &[Role] = &[Role::Scheduler, Role::Executor, Role::Monitor];
 
 /// The running parts of one node.
 pub struct NodeRoles {

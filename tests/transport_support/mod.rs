@@ -28,6 +28,9 @@ request_timeout_ms = 2000
 reconnect_min_ms = 20
 reconnect_max_ms = 200
 connect_timeout_ms = 500
+[gateway]
+client_listen = \"127.0.0.1:0\"
+dashboard_listen = \"127.0.0.1:0\"
 ";
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(10);

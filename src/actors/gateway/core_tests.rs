@@ -145,7 +145,10 @@ fn values_round_trip_through_lattices() {
     let s = WireValue::Set(vec![Bytes::from_static(b"a")]);
     assert_eq!(from_lattice(&key, to_lattice(s.clone(), ts)).unwrap(), s);
     let max = LatticeValue::Max(crate::lattice::Max::new(3));
-    assert_eq!(from_lattice(&key, max).unwrap_err().code(), "unsupported_value");
+    assert_eq!(
+        from_lattice(&key, max).unwrap_err().code(),
+        "unsupported_value"
+    );
 }
 
 #[test]

@@ -77,7 +77,10 @@ impl GatewayState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        self.clock.lock().unwrap_or_else(|p| p.into_inner()).next(now)
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now)
     }
 }
 

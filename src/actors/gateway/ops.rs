@@ -3,39 +3,33 @@
 
 use super::core::{self, client_key, function_error, Outcome};
 use super::protocol::{
-    ErrorBody, GatewayError, HelloReply, Reply, Request, WireKind, WireListing,
+    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
     PROTOCOL_VERSION,
 };
 use super::router::lock;
 use super::GatewayState;
 use crate::actors::kvs::KvsError;
 use crate::actors::scheduler::messages::{
-    CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, FunctionError, FunctionRecord, List,
-    Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
+    Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, FunctionError, FunctionRecord,
+    List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
 };
 use crate::ids::{CallId, Key};
 use crate::net::{NetError, RemoteMessage};
 use crate::pyrt::FunctionKind;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The answer to one request.
 pub type Answer = Result<Reply, ErrorBody>;
 
-/// Carry out `req`.
+/// Carry out `req` (a dispatch: each op is a function below).
 pub async fn execute(state: &GatewayState, req: Request) -> Answer {
     match req {
-        Request::Hello { .. } => Ok(Reply::Hello(HelloReply {
-            protocol: PROTOCOL_VERSION,
-            server: format!("cloudburst {}", env!("CARGO_PKG_VERSION")),
-            max_message_bytes: state.limits.max_message_bytes,
-            heartbeat_ms: state.limits.heartbeat.as_millis() as u64,
-            client_timeout_ms: state.limits.client_timeout.as_millis() as u64,
-        })),
+        Request::Hello { .. } => Ok(hello(state)),
         Request::Ping {} => Ok(Reply::Done(())),
         Request::PutObject { key, value } => {
             let key = client_key(key, true).map_err(|e| e.body())?;
-            let at = state.timestamp();
-            let lattice = core::to_lattice(value, at);
+            let lattice = core::to_lattice(value, state.timestamp());
             state.kvs.put(key, lattice).await.map_err(storage)?;
             Ok(Reply::Done(()))
         }
@@ -83,14 +77,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             schedule(state, DeleteDag { name }).await?;
             Ok(Reply::Done(()))
         }
-        Request::List { what, prefix } => {
-            let what = match what {
-                WireListing::Functions => Listing::Functions,
-                WireListing::Dags => Listing::Dags,
-            };
-            let prefix = prefix.unwrap_or_default();
-            Ok(Reply::Names(schedule(state, List { what, prefix }).await?))
-        }
+        Request::List { what, prefix } => list(state, what, prefix).await,
         Request::CallFunction {
             function,
             args,
@@ -101,11 +88,12 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             let args = core::to_args(args).map_err(|e| e.body())?;
             let call = CallId(rand::random());
             let (reply, key) = reply_to(state, call, direct, output_key)?;
+            let consistency = core::consistency(consistency);
             let msg = CallFunction {
                 call,
                 function,
                 args,
-                consistency: core::consistency(consistency),
+                consistency,
                 reply,
             };
             call_and_wait(state, call, direct, key, msg).await
@@ -117,17 +105,15 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             direct,
             output_key,
         } => {
-            let mut converted = std::collections::BTreeMap::new();
-            for (f, a) in args {
-                converted.insert(f, core::to_args(a).map_err(|e| e.body())?);
-            }
+            let args = dag_args(args)?;
             let call = CallId(rand::random());
             let (reply, key) = reply_to(state, call, direct, output_key)?;
+            let consistency = core::consistency(consistency);
             let msg = CallDag {
                 call,
                 dag,
-                args: converted,
-                consistency: core::consistency(consistency),
+                args,
+                consistency,
                 reply,
             };
             call_and_wait(state, call, direct, key, msg).await
@@ -141,6 +127,31 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             await_result(state, CallId(call), key, timeout_ms).await
         }
     }
+}
+
+fn hello(state: &GatewayState) -> Reply {
+    Reply::Hello(HelloReply {
+        protocol: PROTOCOL_VERSION,
+        server: format!("cloudburst {}", env!("CARGO_PKG_VERSION")),
+        max_message_bytes: state.limits.max_message_bytes,
+        heartbeat_ms: state.limits.heartbeat.as_millis() as u64,
+        client_timeout_ms: state.limits.client_timeout.as_millis() as u64,
+    })
+}
+
+async fn list(state: &GatewayState, what: WireListing, prefix: Option<String>) -> Answer {
+    let what = match what {
+        WireListing::Functions => Listing::Functions,
+        WireListing::Dags => Listing::Dags,
+    };
+    let prefix = prefix.unwrap_or_default();
+    Ok(Reply::Names(schedule(state, List { what, prefix }).await?))
+}
+
+fn dag_args(args: BTreeMap<String, Vec<WireArg>>) -> Result<BTreeMap<String, Vec<Arg>>, ErrorBody> {
+    args.into_iter()
+        .map(|(f, a)| Ok((f, core::to_args(a).map_err(|e| e.body())?)))
+        .collect()
 }
 
 /// Where a call's result goes: pushed to this gateway always; stored for futures (at the

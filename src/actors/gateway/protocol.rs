@@ -164,7 +164,10 @@ pub enum Reply {
     /// Names from `list`.
     Names(Vec<String>),
     /// A call accepted as a future: await `call`, whose result will be stored at `key`.
-    Future { call: u64, key: String },
+    Future {
+        call: u64,
+        key: String,
+    },
 }
 
 /// What `hello` returns.

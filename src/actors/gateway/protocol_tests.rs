@@ -31,7 +31,10 @@ fn put_object_with_binary_value_decodes() {
     match req {
         Request::PutObject { key, value } => {
             assert_eq!(key, "k");
-            assert_eq!(value, WireValue::Value(Bytes::from_static(b"\x80\x04K\x07.")));
+            assert_eq!(
+                value,
+                WireValue::Value(Bytes::from_static(b"\x80\x04K\x07."))
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -98,7 +101,11 @@ fn responses_encode_as_documented_maps() {
     assert_eq!((ok.v, ok.id), (1, Some(4)));
     let raw: BTreeMap<String, serde_json::Value> =
         rmp_serde::from_slice(&encode_ok(4, &Reply::Done(()))).unwrap();
-    assert_eq!(raw.get("ok"), Some(&serde_json::Value::Null), "ok: nil is present");
+    assert_eq!(
+        raw.get("ok"),
+        Some(&serde_json::Value::Null),
+        "ok: nil is present"
+    );
     let names = encode_ok(4, &Reply::Names(vec!["a".into()]));
     let names: Decoded = rmp_serde::from_slice(&names).unwrap();
     assert_eq!(names.ok, Some(json!(["a"])));

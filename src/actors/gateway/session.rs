@@ -78,7 +78,11 @@ pub async fn run(
                 let err = GatewayError::MalformedFrame(
                     "text messages are not part of the protocol: send binary MessagePack".into(),
                 );
-                if session.binary(protocol::encode_err(None, &err.body())).await.is_err() {
+                if session
+                    .binary(protocol::encode_err(None, &err.body()))
+                    .await
+                    .is_err()
+                {
                     break End::Gone;
                 }
             }

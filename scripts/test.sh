@@ -15,4 +15,5 @@ cargo build --bins
 echo "== cargo test"
 cargo test --all-targets
 echo "== pytest"
-.venv/bin/python3 -m pytest python/tests -q
+# The pytest fixture starts `cloudburst local` from this binary (built above).
+CLOUDBURST_BIN="$PWD/target/debug/cloudburst" .venv/bin/python3 -m pytest python/tests -q

@@ -23,9 +23,11 @@ pub fn init_tracing() {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Local(args) => with_config(args.to_config(), args.common.dump_config, |_config| {
-            not_yet("`cloudburst local` (the in-process cluster)")
-        }),
+        Command::Local(args) => with_config(
+            args.to_config(),
+            args.common.dump_config,
+            crate::local_cmd::run,
+        ),
         Command::Node(args) => with_config(
             args.to_config(),
             args.common.dump_config,

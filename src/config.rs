@@ -189,6 +189,11 @@ pub struct GatewayConfig {
     pub metrics_require_token: bool,
     /// Largest client websocket message (a reassembled frame), in bytes.
     pub max_message_bytes: usize,
+    /// The gateway pings each client this often (keeps idle connections through proxies
+    /// and finds dead ones).
+    pub heartbeat_ms: u64,
+    /// A client that sends nothing (not even a pong) for this long is disconnected.
+    pub client_timeout_ms: u64,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -261,6 +266,8 @@ impl Default for GatewayConfig {
             token: None,
             metrics_require_token: true,
             max_message_bytes: 80 * MIB,
+            heartbeat_ms: 5_000,
+            client_timeout_ms: 30_000,
         }
     }
 }
@@ -380,10 +387,15 @@ impl Config {
         if self.gateway.max_message_bytes < 1024 {
             return bad("gateway.max_message_bytes must be at least 1024".into());
         }
-        // Port 0 means "any free port" (tests): two such listeners never collide.
-        if self.gateway.client_listen == self.gateway.dashboard_listen
-            && self.gateway.dashboard_listen.port() != 0
-        {
+        let g = &self.gateway;
+        if !(g.heartbeat_ms > 0 && g.heartbeat_ms < g.client_timeout_ms) {
+            return bad(format!(
+                "gateway timeouts must satisfy 0 < heartbeat_ms ({}) < client_timeout_ms ({})",
+                g.heartbeat_ms, g.client_timeout_ms
+            ));
+        }
+        // Port 0 (any free port) on both is fine: they get different ports.
+        if g.client_listen == g.dashboard_listen && g.client_listen.port() != 0 {
             return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
         }
         if let Some(token) = &self.gateway.token {

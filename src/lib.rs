@@ -10,6 +10,7 @@
 //! - [`config`]: the effective configuration, its defaults, TOML file and validation.
 //! - [`ids`]: newtype identifiers (`NodeId`, `Generation`, `Key`, `CallId`, `WriterId`).
 //! - [`lattice`]: the lattice types, the stored `LatticeValue` enum and the law checker.
+//! - [`local_cmd`]: `cloudburst local`: the whole cluster in one process.
 //! - [`metrics`]: process-wide call counters and latency histograms (for `/metrics` and the
 //!   dashboard).
 //! - [`net`]: the peer transport (frames, envelopes, handshake, remote handles), membership
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod lattice;
+pub mod local_cmd;
 pub mod metrics;
 pub mod net;
 pub mod pyrt;

@@ -10,6 +10,7 @@ use crate::actors::cache::messages::GetCacheStats;
 use crate::actors::cache::CacheHandle;
 use crate::actors::gateway::dashboard::core::CacheSample;
 use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
+use crate::actors::gateway::Gateway;
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -18,12 +19,7 @@ use crate::net::{NetError, Transport};
 use actix::Addr;
 
 /// Roles this build cannot play yet: a node asked to play them says so plainly.
-pub const NOT_YET: &[Role] = &[
-    Role::Scheduler,
-    Role::Executor,
-    Role::Gateway,
-    Role::Monitor,
-];
+pub const NOT_YET: &[Role] = &[Role::Scheduler, Role::Executor, Role::Monitor];
 
 /// How long a leaving KVS node may spend handing its keys to the remaining owners.
 pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -35,6 +31,8 @@ pub struct NodeRoles {
     pub kvs: KvsTier,
     /// This node's cache, when it plays the `executor` role (executors read through it).
     pub cache: Option<CacheHandle>,
+    /// The client websocket gateway, on nodes playing `gateway`.
+    pub gateway: Option<Gateway>,
     /// The dashboard server, on nodes playing `gateway`.
     pub dashboard: Option<DashboardServer>,
 }
@@ -52,10 +50,13 @@ impl NodeRoles {
             .roles
             .contains(&Role::Executor)
             .then(|| CacheHandle::start(&transport, &membership, kvs.client.clone(), cfg));
-        let dashboard = if cfg.node.roles.contains(&Role::Gateway) {
-            Some(start_dashboard(cfg, &transport, &membership, &kvs)?)
+        let (gateway, dashboard) = if cfg.node.roles.contains(&Role::Gateway) {
+            let g = Gateway::start(&transport, &membership, kvs.client.clone(), cfg)
+                .map_err(|e| NetError::Io(e.to_string()))?;
+            let d = start_dashboard(cfg, &transport, &membership, &kvs)?;
+            (Some(g), Some(d))
         } else {
-            None
+            (None, None)
         };
         let pending: Vec<&str> = cfg
             .node
@@ -75,6 +76,7 @@ impl NodeRoles {
             membership,
             kvs,
             cache,
+            gateway,
             dashboard,
         })
     }
@@ -83,6 +85,9 @@ impl NodeRoles {
     /// stop everything. Returns how many peers
     /// acknowledged the goodbye.
     pub async fn stop(self) -> usize {
+        if let Some(g) = &self.gateway {
+            g.stop().await;
+        }
         if let Some(d) = self.dashboard {
             d.stop().await;
         }

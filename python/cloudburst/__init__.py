@@ -1,11 +1,19 @@
-"""Python client for Cloudburst in Rust.
+"""Python client for Cloudburst in Rust: stateful Functions-as-a-Service.
 
-The connection classes arrive with the websocket gateway; this module already holds the
-pieces every part of the client shares: consistency constants, references to KVS keys,
-and the environment check the executors need (a function pickled on another Python
-minor version or cloudpickle version is refused at registration).
+Shaped like the original Cloudburst client, so existing programs port by changing the
+connection line::
+
+    from cloudburst import CloudburstConnection
+    cloud = CloudburstConnection("ws://127.0.0.1:6200")
+    square = cloud.register(lambda cb, x: x * x, "square")
+    square(3).get()   # 9
+
+:class:`CloudburstConnection` is thread-safe; :class:`AsyncCloudburstConnection` is the
+asyncio variant. The wire protocol is documented in docs/protocol.md.
 """
 
+from .aio import AsyncCloudburstConnection, AsyncCloudburstFunction, AsyncCloudburstFuture
+from .client import CloudburstConnection, CloudburstFunction, CloudburstFuture
 from .shared import (
     CAUSAL,
     CONSISTENCY_MODES,
@@ -14,16 +22,28 @@ from .shared import (
     REPEATABLE_READ,
     CloudburstError,
     CloudburstReference,
+    CloudburstTimeout,
+    ConnectionClosedError,
+    FunctionError,
     client_environment,
 )
 
 __all__ = [
+    "AsyncCloudburstConnection",
+    "AsyncCloudburstFunction",
+    "AsyncCloudburstFuture",
     "CAUSAL",
     "CONSISTENCY_MODES",
+    "CloudburstConnection",
+    "CloudburstError",
+    "CloudburstFunction",
+    "CloudburstFuture",
+    "CloudburstReference",
+    "CloudburstTimeout",
+    "ConnectionClosedError",
+    "FunctionError",
     "LWW",
     "NORMAL",
     "REPEATABLE_READ",
-    "CloudburstError",
-    "CloudburstReference",
     "client_environment",
 ]

@@ -1,4 +1,5 @@
-"""Types shared by the synchronous and asyncio clients."""
+"""Types shared by the synchronous and asyncio clients: consistency constants, references
+to KVS keys, the errors the server reports, and the environment check executors need."""
 
 import sys
 
@@ -16,12 +17,34 @@ CONSISTENCY_MODES = (NORMAL, REPEATABLE_READ, CAUSAL)
 
 
 class CloudburstError(Exception):
-    """An error reported by the server, with its error code and message."""
+    """An error reported by the server (or found by the client), with its stable error
+    ``code`` (see docs/protocol.md) and ``message``."""
 
     def __init__(self, code, message):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class FunctionError(CloudburstError):
+    """A registered function raised. ``exception_type`` names the Python exception and
+    ``traceback`` is the traceback from the executor (also part of ``str(error)``)."""
+
+    def __init__(self, code, message, exception_type=None, traceback=None):
+        super().__init__(code, message)
+        self.exception_type = exception_type
+        self.traceback = traceback
+        if traceback:
+            self.args = (f"{code}: {message}\n\nRemote traceback:\n{traceback}",)
+
+
+class CloudburstTimeout(CloudburstError, TimeoutError):
+    """A call or a future did not finish in time (code ``timeout``)."""
+
+
+class ConnectionClosedError(CloudburstError):
+    """The connection to the gateway is closed (code ``connection_closed``); the message
+    carries the server's close reason when it gave one."""
 
 
 class CloudburstReference:

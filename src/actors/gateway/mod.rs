@@ -1,5 +1,151 @@
-//! The gateway: client websocket sessions, results pushed back to them, and the operator
-//! dashboard with `/metrics` ([`dashboard`]).
+//! The gateway: client websocket sessions (docs/protocol.md), results pushed back to them,
+//! and the operator dashboard with `/metrics` ([`dashboard`], its own HTTP listener).
+//!
+//! A client connects over a websocket and sends MessagePack requests. Object ops go
+//! straight to the KVS; registrations and calls go to a scheduler (this node's if it plays
+//! the role). A call's sink executor sends [`CallFinished`](messages::CallFinished) to
+//! this gateway's [`router::ResultRouter`], which hands it to the waiting request: the
+//! direct-response call itself, or a later `await` of the future (which first looks in the
+//! KVS). Nothing polls.
+//!
+//! # Layout
+//! - [`protocol`]: the wire types, decoding in two steps, error codes.
+//! - [`core`]: result routing, Lww timestamps, scheduler choice, conversions (no I/O).
+//! - [`ops`]: carrying out one request.
+//! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
+//! - [`server`]: the HTTP listener, token check, upgrade.
+//! - [`router`]: the actors receiving results and membership views.
+//! - [`messages`]: what the cluster sends to the gateway.
+//! - [`dashboard`]: the dashboard, `/metrics` and their sampler.
 
+pub mod core;
 pub mod dashboard;
 pub mod messages;
+pub mod ops;
+pub mod protocol;
+pub mod router;
+pub mod server;
+pub mod session;
+
+use self::core::{LwwClock, ResultsCore};
+use self::messages::CallFinished;
+use self::router::{ResultRouter, Results, ViewWatcher};
+use crate::actors::kvs::KvsClient;
+use crate::config::Config;
+use crate::ids::WriterId;
+use crate::lattice::Timestamp;
+use crate::net::membership::{Membership, Subscribe};
+use crate::net::{ActorRef, ServiceId, Transport, View};
+use actix::prelude::*;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// The limits a session enforces (from `cfg.gateway`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub heartbeat: Duration,
+    pub client_timeout: Duration,
+    /// The client token, when auth is on.
+    pub token: Option<String>,
+}
+
+/// What every session shares.
+pub struct GatewayState {
+    pub kvs: KvsClient,
+    pub transport: Transport,
+    pub results: Results,
+    pub limits: Limits,
+    /// Where sink executors push results: this gateway's router.
+    pub me: ActorRef,
+    view: Arc<RwLock<View>>,
+    clock: Mutex<LwwClock>,
+    spread: AtomicU64,
+}
+
+impl GatewayState {
+    /// A scheduler to talk to (see [`core::pick_scheduler`]).
+    pub fn scheduler(&self) -> Option<ActorRef> {
+        let spread = self.spread.fetch_add(1, Ordering::Relaxed);
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        core::pick_scheduler(&view, &self.transport.local_node().id, spread)
+    }
+
+    /// A fresh Lww timestamp for a client write.
+    pub fn timestamp(&self) -> Timestamp {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next(now)
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where clients connect (the bound address; port 0 resolved).
+    pub client_addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Gateway {
+    /// Start the result router, the view watcher and the client listener. Must run inside
+    /// an actix `System`. Fails (naming the address) when the client listener cannot bind.
+    pub fn start(
+        transport: &Transport,
+        membership: &Addr<Membership>,
+        kvs: KvsClient,
+        cfg: &Config,
+    ) -> std::io::Result<Gateway> {
+        let results: Results = Arc::new(Mutex::new(ResultsCore::default()));
+        let router = ResultRouter {
+            results: results.clone(),
+        }
+        .start();
+        transport.register::<CallFinished>(0, router.recipient());
+        let view = Arc::new(RwLock::new(View::default()));
+        let watcher = ViewWatcher { view: view.clone() }.start();
+        membership.do_send(Subscribe(watcher.recipient()));
+        let me = transport.local_node().clone();
+        let mut h = std::hash::DefaultHasher::new();
+        me.hash(&mut h);
+        let g = &cfg.gateway;
+        let state = Arc::new(GatewayState {
+            kvs,
+            transport: transport.clone(),
+            results,
+            limits: Limits {
+                max_message_bytes: g.max_message_bytes,
+                heartbeat: Duration::from_millis(g.heartbeat_ms),
+                client_timeout: Duration::from_millis(g.client_timeout_ms),
+                token: g.token.clone(),
+            },
+            me: ActorRef::new(me, ServiceId::Gateway, 0),
+            view,
+            clock: Mutex::new(LwwClock::new(WriterId(h.finish()))),
+            spread: AtomicU64::new(0),
+        });
+        let (server, client_addr) = server::start(state, g.client_listen)?;
+        tracing::info!(listen = %client_addr, "gateway listening for clients");
+        Ok(Gateway {
+            client_addr,
+            server,
+        })
+    }
+
+    /// The URL clients connect to.
+    pub fn client_url(&self) -> String {
+        format!("ws://{}", self.client_addr)
+    }
+
+    /// Stop accepting clients and close the sessions (bounded grace).
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+    }
+}

@@ -1,0 +1,140 @@
+"""The client protocol (docs/protocol.md), with no I/O: building request frames, reading
+response frames, and converting Python values, arguments and errors.
+
+Every message is one binary websocket message holding a MessagePack map. Requests:
+``{"v": 1, "id": <uint>, "op": <str>, ...fields}``; responses: ``{"v": 1, "id": <uint>,
+"ok": <result>}`` or ``{"v": 1, "id": <uint|nil>, "err": {"code", "message",
+"exception_type", "traceback"}}``.
+"""
+
+import pickle
+
+import cloudpickle
+import msgpack
+
+from .shared import (
+    CONSISTENCY_MODES,
+    CloudburstError,
+    CloudburstReference,
+    CloudburstTimeout,
+    ConnectionClosedError,
+    FunctionError,
+    client_environment,
+)
+
+PROTOCOL_VERSION = 1
+
+#: Largest message the client accepts from the server (a 64 MB value plus framing fits).
+#: The server's own limit comes back from ``hello`` and is checked before sending.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+#: Limit assumed until the server's ``hello`` answer says otherwise (the server default).
+DEFAULT_SERVER_MAX_BYTES = 80 * 1024 * 1024
+
+
+def encode(request_id, op, fields):
+    """One request frame."""
+    frame = {"v": PROTOCOL_VERSION, "id": request_id, "op": op}
+    frame.update(fields)
+    return msgpack.packb(frame, use_bin_type=True)
+
+
+def decode(frame):
+    """``(id, ok, result_or_error_body)`` of one response frame."""
+    msg = msgpack.unpackb(frame, raw=False)
+    if not isinstance(msg, dict):
+        raise CloudburstError("malformed_frame", "the server sent a message that is not a map")
+    if "err" in msg:
+        return msg.get("id"), False, msg["err"]
+    return msg.get("id"), True, msg.get("ok")
+
+
+def error(body):
+    """The exception for an ``err`` body."""
+    if not isinstance(body, dict):
+        return CloudburstError("malformed_frame", repr(body))
+    code = body.get("code") or "error"
+    message = body.get("message") or ""
+    if code == "function_error" or body.get("traceback"):
+        return FunctionError(code, message, body.get("exception_type"), body.get("traceback"))
+    if code == "timeout":
+        return CloudburstTimeout(code, message)
+    if code == "connection_closed":
+        return ConnectionClosedError(code, message)
+    return CloudburstError(code, message)
+
+
+def dumps(value):
+    return cloudpickle.dumps(value)
+
+
+def pack_value(value):
+    """A Python value as stored: a set's elements pickled one by one (a SetUnion lattice),
+    anything else pickled whole (a last-writer-wins value)."""
+    if isinstance(value, (set, frozenset)):
+        return {"set": [dumps(v) for v in value]}
+    return {"value": dumps(value)}
+
+
+def unpack_value(wire):
+    """The Python value of a stored or returned value (``None`` stays ``None``)."""
+    if wire is None:
+        return None
+    if "set" in wire:
+        return {pickle.loads(v) for v in wire["set"]}
+    return pickle.loads(wire["value"])
+
+
+def pack_args(args):
+    """Call arguments: references by key, anything else pickled."""
+    if not isinstance(args, (list, tuple)):
+        args = [args]
+    return [
+        {"ref": a.key} if isinstance(a, CloudburstReference) else {"value": dumps(a)}
+        for a in args
+    ]
+
+
+def register_fields(function, name, timeout=None):
+    """Fields of ``register_function`` for a callable or a ``(Class, init_args)`` pair."""
+    if not isinstance(name, str) or not name:
+        raise TypeError("a function needs a non-empty str name")
+    if isinstance(function, tuple):
+        if len(function) != 2 or not isinstance(function[0], type):
+            raise TypeError("a class function is registered as (Class, init_args)")
+        cls, init_args = function
+        if not callable(getattr(cls, "run", None)):
+            raise TypeError(f"{cls.__name__} needs a run(self, cloudburst, *args) method")
+        init_args = tuple(init_args) if isinstance(init_args, (list, tuple)) else (init_args,)
+        body, kind = dumps((cls, init_args)), "class"
+    elif callable(function):
+        body, kind = dumps(function), "plain"
+    else:
+        raise TypeError("register() takes a function or a (Class, init_args) pair")
+    fields = {"name": name, "body": body, "kind": kind, **client_environment()}
+    if timeout is not None:
+        fields["timeout_ms"] = timeout_ms(timeout)
+    return fields
+
+
+def call_fields(direct, consistency, output_key):
+    if consistency not in CONSISTENCY_MODES:
+        raise ValueError(f"consistency must be one of {CONSISTENCY_MODES}, got {consistency!r}")
+    fields = {"consistency": consistency, "direct": bool(direct)}
+    if output_key is not None:
+        fields["output_key"] = output_key
+    return fields
+
+
+def dag_args(arg_map):
+    if not isinstance(arg_map, dict):
+        raise TypeError("call_dag's arg_map maps function names to argument lists")
+    return {name: pack_args(args) for name, args in arg_map.items()}
+
+
+def timeout_ms(timeout):
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError("timeout must be >= 0")
+    return int(timeout * 1000)

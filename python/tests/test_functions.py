@@ -1,0 +1,183 @@
+"""Functions and DAGs through the gateway. Skipped (by the `functions` fixture) in a build
+without a scheduler; every assertion here follows scheduler/messages.rs."""
+
+import asyncio
+import os
+import concurrent.futures
+import time
+
+import pytest
+
+import cloudburst
+from cloudburst import CloudburstReference
+
+pytestmark = pytest.mark.usefixtures("functions")
+
+
+def incr(cb, x):
+    return x + 1
+
+
+def square(cb, x):
+    return x * x
+
+
+@pytest.fixture(scope="module")
+def fns(url):
+    conn = cloudburst.CloudburstConnection(url)
+    conn.register(incr, "incr")
+    conn.register(square, "square")
+    conn.register_dag("incr_square", ["incr", "square"], [("incr", "square")])
+    conn.register_dag("just_square", ["square"], [])
+    yield conn
+    conn.close()
+
+
+def test_function_handle_returns_a_future(fns):
+    sq = fns.get_function("square")
+    assert sq is not None
+    fut = sq(3)
+    assert isinstance(fut, cloudburst.CloudburstFuture)
+    assert fut.get(timeout=10) == 9
+    assert fut.get() == 9  # cached
+
+
+def test_register_returns_a_callable(cloud):
+    double = cloud.register(lambda cb, x: 2 * x, "double")
+    assert double(21).get(timeout=10) == 42
+
+
+def test_exec_func_and_direct_response(fns):
+    assert fns.exec_func("incr", [1]).get(timeout=10) == 2
+    assert fns.exec_func("incr", [1], direct_response=True) == 2
+
+
+def test_dag_with_future_and_direct_response(fns):
+    assert fns.call_dag("incr_square", {"incr": [1]}).get(timeout=10) == 4
+    assert fns.call_dag("incr_square", {"incr": [2]}, direct_response=True) == 9
+    assert fns.call_dag("just_square", {"square": [5]}, direct_response=True) == 25
+
+
+def test_consistency_modes_are_accepted(fns):
+    for mode in cloudburst.CONSISTENCY_MODES:
+        assert fns.call_dag("incr_square", {"incr": [0]}, consistency=mode).get(10) == 1
+    with pytest.raises(ValueError):
+        fns.call_dag("incr_square", {"incr": [0]}, consistency="strong")
+
+
+def test_output_key_stores_the_result(fns):
+    fns.call_dag("incr_square", {"incr": [3]}, output_key="dag-out").get(timeout=10)
+    assert fns.get_object("dag-out") == 16
+
+
+def test_references_are_resolved_server_side(fns):
+    fns.put_object("seven", 7)
+    assert fns.get_function("square")(CloudburstReference("seven")).get(10) == 49
+
+
+def test_list_and_delete(fns):
+    assert {"incr", "square"} <= set(fns.list())
+    assert fns.list("inc") == ["incr"]
+    assert fns.get_function("nope") is None
+    fns.register_dag("to_delete", ["incr"], [])
+    assert "to_delete" in fns.list_dags()
+    assert fns.delete_dag("to_delete")
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        fns.delete_dag("to_delete")
+    assert e.value.code == "unknown_dag"
+
+
+def test_unknown_function_and_dag(fns):
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        fns.exec_func("no_such_function", [1]).get(timeout=10)
+    assert e.value.code == "unknown_function"
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        fns.call_dag("no_such_dag", {"x": [1]}, direct_response=True)
+    assert e.value.code == "unknown_dag"
+
+
+def test_bad_dags_are_refused(fns):
+    for functions, connections in [
+        (["incr", "missing"], [("incr", "missing")]),
+        (["incr", "square"], [("incr", "square"), ("square", "incr")]),
+        (["incr", "square"], []),
+    ]:
+        with pytest.raises(cloudburst.CloudburstError) as e:
+            fns.register_dag("bad", functions, connections)
+        assert e.value.code in ("bad_dag", "unknown_function"), e.value
+
+
+def test_exception_carries_type_and_traceback(cloud):
+    def boom(cb, x):
+        raise ValueError(f"bad input {x}")
+
+    f = cloud.register(boom, "boom")
+    with pytest.raises(cloudburst.FunctionError) as e:
+        f(5).get(timeout=10)
+    assert e.value.code == "function_error"
+    assert e.value.exception_type == "ValueError"
+    assert "bad input 5" in str(e.value)
+    assert "Traceback" in e.value.traceback and "boom" in e.value.traceback
+    with pytest.raises(cloudburst.FunctionError):
+        cloud.exec_func("boom", [1], direct_response=True)
+
+
+def test_function_timeout_and_future_timeout(cloud):
+    def slow(cb, s):
+        time.sleep(s)
+        return s
+
+    f = cloud.register(slow, "slow", timeout=0.5)
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        f(5).get(timeout=15)
+    assert e.value.code == "timeout"
+    fut = f(0.3)
+    with pytest.raises(cloudburst.CloudburstTimeout):
+        fut.get(timeout=0.01)
+    assert fut.get(timeout=10) == 0.3  # still arrives afterwards
+
+
+def test_class_function_initialises_once(cloud):
+    class Model:
+        def __init__(self, cb, scale):
+            self.scale = scale
+            self.loaded = time.time()
+
+        def run(self, cb, x):
+            return (x * self.scale, self.loaded)
+
+    predict = cloud.register((Model, [10]), "model")
+    results = [predict(i).get(timeout=10) for i in range(5)]
+    assert [r[0] for r in results] == [0, 10, 20, 30, 40]
+    # __init__ ran once per worker process, not per call.
+    assert len({r[1] for r in results}) <= (os.cpu_count() or 1)
+
+
+def test_large_argument_and_result(cloud):
+    echo = cloud.register(lambda cb, b: b, "echo_bytes")
+    big = b"\x07" * (32 * 1000 * 1000)
+    assert echo(big).get(timeout=60) == big
+
+
+def test_eight_threads_calling(fns):
+    def work(t):
+        return [fns.call_dag("incr_square", {"incr": [t + i]}, direct_response=True)
+                for i in range(20)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    for t, values in enumerate(results):
+        assert values == [(t + i + 1) ** 2 for i in range(20)]
+
+
+def test_asyncio_calls(url, fns):
+    async def main():
+        async with await cloudburst.AsyncCloudburstConnection.connect(url) as cloud:
+            sq = await cloud.get_function("square")
+            futures = await asyncio.gather(*(sq(i) for i in range(10)))
+            values = await asyncio.gather(*(f.get(timeout=10) for f in futures))
+            assert values == [i * i for i in range(10)]
+            direct = await cloud.call_dag("incr_square", {"incr": [4]}, direct_response=True)
+            assert direct == 25
+
+    asyncio.run(main())

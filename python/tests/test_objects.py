@@ -1,0 +1,103 @@
+"""put_object / get_object against a real `cloudburst local`."""
+
+import asyncio
+import concurrent.futures
+import os
+
+import pytest
+
+import cloudburst
+
+
+def test_values_round_trip(cloud):
+    for i, v in enumerate([7, "text", b"\x00bytes", {"a": [1, 2.5]}, (1, None), 2**70]):
+        cloud.put_object(f"rt-{i}", v)
+        assert cloud.get_object(f"rt-{i}") == v
+
+
+def test_missing_key_is_none(cloud):
+    assert cloud.get_object("never-written") is None
+
+
+def test_last_writer_wins(cloud):
+    cloud.put_object("lww", 1)
+    cloud.put_object("lww", 2)
+    assert cloud.get_object("lww") == 2
+
+
+def test_sets_merge_by_union(cloud):
+    cloud.put_object("set", {1, 2})
+    cloud.put_object("set", frozenset({3}))
+    assert cloud.get_object("set") == {1, 2, 3}
+
+
+def test_set_then_plain_value_is_a_kind_mismatch(cloud):
+    cloud.put_object("kinds", {1})
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        cloud.put_object("kinds", 5)
+    assert e.value.code == "kind_mismatch"
+
+
+def test_reserved_keys_cannot_be_written(cloud):
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        cloud.put_object("__cloudburst/functions/x", 1)
+    assert e.value.code == "invalid_request"
+    assert "reserved" in e.value.message
+
+
+def test_empty_key_is_refused(cloud):
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        cloud.get_object("")
+    assert e.value.code == "invalid_request"
+
+
+def test_large_value_64_mb_end_to_end(cloud):
+    big = os.urandom(64 * 1000 * 1000)
+    cloud.put_object("big", big)
+    assert cloud.get_object("big") == big
+
+
+def test_value_over_the_server_limit_is_refused_before_sending(cloud):
+    too_big = b"x" * (cloud._core.max_message_bytes + 1)
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        cloud.put_object("too-big", too_big)
+    assert e.value.code == "message_too_large"
+    assert cloud.get_object("too-big") is None  # and the connection still works
+
+
+def test_eight_threads_share_one_connection(cloud):
+    def work(t):
+        for i in range(50):
+            cloud.put_object(f"t{t}-{i}", (t, i))
+        return [cloud.get_object(f"t{t}-{i}") for i in range(50)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(8)))
+    for t, values in enumerate(results):
+        assert values == [(t, i) for i in range(50)]
+
+
+def test_asyncio_client(url):
+    async def main():
+        async with await cloudburst.AsyncCloudburstConnection.connect(url) as cloud:
+            await cloud.put_object("async", {"x": 1})
+            got = await asyncio.gather(*(cloud.get_object("async") for _ in range(20)))
+            assert got == [{"x": 1}] * 20
+            assert await cloud.get_object("async-missing") is None
+            await cloud.ping()
+
+    asyncio.run(main())
+
+
+def test_closed_connection_raises(url):
+    conn = cloudburst.CloudburstConnection(url)
+    conn.close()
+    with pytest.raises(cloudburst.ConnectionClosedError) as e:
+        conn.get_object("k")
+    assert e.value.code == "connection_closed"
+
+
+def test_bad_url_fails_clearly():
+    with pytest.raises(cloudburst.CloudburstError) as e:
+        cloudburst.CloudburstConnection("ws://127.0.0.1:1")
+    assert e.value.code == "connection_failed"

@@ -1,0 +1,250 @@
+//! The gateway's logic, with no I/O: routing call results to whoever waits for them,
+//! Lww timestamps for `put_object`, the choice of scheduler, and conversions between the
+//! client protocol's types and the cluster's.
+
+use super::messages::CallFailure;
+use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireValue};
+use crate::actors::kvs::core::MAX_KEY_BYTES;
+use crate::actors::scheduler::messages::{Arg, Consistency, FunctionError};
+use crate::config::Role;
+use crate::ids::{CallId, Key, NodeId, WriterId};
+use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
+use crate::net::{ActorRef, ServiceId, View};
+use crate::pyrt::PyValue;
+use std::collections::{HashMap, VecDeque};
+use tokio::sync::oneshot;
+
+/// Keys under this prefix belong to the platform (functions, DAGs, results): clients may
+/// read them but not write them.
+pub const RESERVED_PREFIX: &str = "__cloudburst/";
+
+/// Finished calls nobody waits for yet (a future not awaited yet) are kept for a later
+/// `await`, up to this many. Older ones are dropped; their values remain in the KVS.
+pub const STASH_MAX_ENTRIES: usize = 4096;
+/// ... and up to this many bytes of results in total (the newest one is always kept).
+pub const STASH_MAX_BYTES: usize = 128 * 1024 * 1024;
+
+/// How a call ended, as the gateway hands it on.
+pub type Outcome = Result<PyValue, CallFailure>;
+
+/// Where finished calls go: to the waiters registered for them, or into a bounded stash
+/// until someone awaits them.
+#[derive(Default)]
+pub struct ResultsCore {
+    waiting: HashMap<CallId, Vec<oneshot::Sender<Outcome>>>,
+    stash: HashMap<CallId, (Outcome, usize)>,
+    order: VecDeque<CallId>,
+    stash_bytes: usize,
+}
+
+/// What [`ResultsCore::finish`] did with a result.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Handed to this many waiters.
+    Delivered(usize),
+    /// Nobody waits: kept for a later await.
+    Stashed,
+}
+
+impl ResultsCore {
+    /// Wait for `call`: its stashed outcome if it already finished, else a receiver.
+    pub fn wait(&mut self, call: CallId) -> Result<Outcome, oneshot::Receiver<Outcome>> {
+        if let Some((outcome, size)) = self.stash.remove(&call) {
+            self.stash_bytes -= size;
+            self.order.retain(|c| *c != call);
+            return Ok(outcome);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiting.entry(call).or_default().push(tx);
+        Err(rx)
+    }
+
+    /// A waiter of `call` gave up (timeout, closed session): drop its registration.
+    pub fn give_up(&mut self, call: CallId) {
+        if let Some(list) = self.waiting.get_mut(&call) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                self.waiting.remove(&call);
+            }
+        }
+    }
+
+    /// `call` finished: wake its waiters, or stash the outcome.
+    pub fn finish(&mut self, call: CallId, outcome: Outcome) -> Delivery {
+        let mut delivered = 0;
+        if let Some(waiters) = self.waiting.remove(&call) {
+            for tx in waiters {
+                if tx.send(outcome.clone()).is_ok() {
+                    delivered += 1;
+                }
+            }
+        }
+        if delivered > 0 {
+            return Delivery::Delivered(delivered);
+        }
+        let size = outcome_size(&outcome);
+        if let Some((_, old)) = self.stash.insert(call, (outcome, size)) {
+            self.stash_bytes -= old;
+            self.order.retain(|c| *c != call);
+        }
+        self.order.push_back(call);
+        self.stash_bytes += size;
+        while self.order.len() > 1
+            && (self.order.len() > STASH_MAX_ENTRIES || self.stash_bytes > STASH_MAX_BYTES)
+        {
+            if let Some(old) = self.order.pop_front() {
+                if let Some((_, s)) = self.stash.remove(&old) {
+                    self.stash_bytes -= s;
+                }
+            }
+        }
+        Delivery::Stashed
+    }
+
+    /// Calls with registered waiters (for tests and stats).
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Stashed outcomes (for tests and stats).
+    pub fn stashed(&self) -> usize {
+        self.stash.len()
+    }
+}
+
+fn outcome_size(o: &Outcome) -> usize {
+    match o {
+        Ok(PyValue::Pickled(b)) => b.len(),
+        Ok(PyValue::PickledSet(v)) => v.iter().map(|b| b.len()).sum(),
+        Err(f) => f.message.len() + f.traceback.as_ref().map_or(0, String::len),
+    }
+}
+
+/// Lww timestamps for one writer: wall-clock microseconds, strictly increasing even if
+/// the clock stalls or steps back.
+#[derive(Debug)]
+pub struct LwwClock {
+    writer: WriterId,
+    last: u64,
+}
+
+impl LwwClock {
+    pub fn new(writer: WriterId) -> Self {
+        LwwClock { writer, last: 0 }
+    }
+
+    /// The next timestamp, given the current wall clock in microseconds.
+    pub fn next(&mut self, now_us: u64) -> Timestamp {
+        self.last = now_us.max(self.last + 1);
+        Timestamp::new(self.last, self.writer)
+    }
+}
+
+/// The scheduler to send a call to: this node's if it plays the role, else one of the live
+/// schedulers chosen by `spread` (any varying number, e.g. a counter).
+pub fn pick_scheduler(view: &View, me: &NodeId, spread: u64) -> Option<ActorRef> {
+    let live: Vec<_> = view.live_with_role(Role::Scheduler).collect();
+    let chosen = live
+        .iter()
+        .find(|m| &m.node.id == me)
+        .or_else(|| live.get((spread % live.len().max(1) as u64) as usize))?;
+    Some(ActorRef::new(chosen.node.clone(), ServiceId::Scheduler, 0))
+}
+
+/// A client key, checked (non-empty, bounded); `write` refuses the reserved prefix.
+pub fn client_key(key: String, write: bool) -> Result<Key, GatewayError> {
+    if key.is_empty() {
+        return Err(GatewayError::Invalid("empty key".into()));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(GatewayError::Invalid(format!(
+            "key of {} bytes is longer than the maximum of {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    if write && key.starts_with(RESERVED_PREFIX) {
+        return Err(GatewayError::Invalid(format!(
+            "keys under `{RESERVED_PREFIX}` are reserved for the platform"
+        )));
+    }
+    Ok(Key::new(key))
+}
+
+/// The lattice a client value is stored as: a set as SetUnion, anything else as Lww.
+pub fn to_lattice(value: WireValue, at: Timestamp) -> LatticeValue {
+    match value {
+        WireValue::Value(b) => LatticeValue::Lww(Lww::new(at, b)),
+        WireValue::Set(items) => LatticeValue::SetUnion(items.into_iter().collect::<SetUnion<_>>()),
+    }
+}
+
+/// What a client gets back for a stored lattice (Lww and SetUnion hold Python values).
+pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<WireValue, GatewayError> {
+    match value {
+        LatticeValue::Lww(l) => Ok(WireValue::Value(l.value)),
+        LatticeValue::SetUnion(s) => Ok(WireValue::Set(s.iter().cloned().collect())),
+        other => Err(GatewayError::UnsupportedValue {
+            key: key.to_string(),
+            kind: other.kind().to_string(),
+        }),
+    }
+}
+
+/// A Python value as the client protocol carries it.
+pub fn wire_value(v: PyValue) -> WireValue {
+    match v {
+        PyValue::Pickled(b) => WireValue::Value(b),
+        PyValue::PickledSet(v) => WireValue::Set(v),
+    }
+}
+
+/// Call arguments, with referenced keys checked.
+pub fn to_args(args: Vec<WireArg>) -> Result<Vec<Arg>, GatewayError> {
+    args.into_iter()
+        .map(|a| match a {
+            WireArg::Value(b) => Ok(Arg::Value(PyValue::Pickled(b))),
+            WireArg::Ref(k) => client_key(k, false).map(Arg::Reference),
+        })
+        .collect()
+}
+
+/// The cluster's consistency mode for the protocol's.
+pub fn consistency(c: WireConsistency) -> Consistency {
+    match c {
+        WireConsistency::Lww => Consistency::Lww,
+        WireConsistency::RepeatableRead => Consistency::RepeatableRead,
+        WireConsistency::Causal => Consistency::Causal,
+    }
+}
+
+/// A scheduler's refusal as the client sees it.
+pub fn function_error(e: &FunctionError) -> ErrorBody {
+    ErrorBody {
+        code: e.code().to_string(),
+        message: e.to_string(),
+        exception_type: None,
+        traceback: None,
+    }
+}
+
+/// A failed call as the client sees it.
+pub fn failure(f: CallFailure) -> ErrorBody {
+    ErrorBody {
+        code: f.code,
+        message: f.message,
+        exception_type: f.exception_type,
+        traceback: f.traceback,
+    }
+}
+
+/// The KVS key a call's result is stored under, unless the client named one.
+pub fn result_key(call: CallId) -> Key {
+    Key::new(format!(
+        "{}{call}",
+        crate::actors::scheduler::messages::RESULT_PREFIX
+    ))
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

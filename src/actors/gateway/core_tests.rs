@@ -1,0 +1,175 @@
+//! Unit tests of the gateway core: result routing, the stash, timestamps, scheduler choice
+//! and conversions.
+
+use super::*;
+use crate::ids::{Generation, NodeRef};
+use crate::net::{Member, MemberState};
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+fn ok(b: &'static [u8]) -> Outcome {
+    Ok(PyValue::Pickled(Bytes::from_static(b)))
+}
+
+#[test]
+fn a_waiter_gets_the_result_once() {
+    let mut core = ResultsCore::default();
+    let mut rx = core.wait(CallId(1)).unwrap_err();
+    assert_eq!(core.finish(CallId(1), ok(b"x")), Delivery::Delivered(1));
+    assert_eq!(rx.try_recv().unwrap(), ok(b"x"));
+    assert_eq!((core.waiting(), core.stashed()), (0, 0));
+}
+
+#[test]
+fn two_waiters_of_one_future_both_get_it() {
+    let mut core = ResultsCore::default();
+    let mut a = core.wait(CallId(1)).unwrap_err();
+    let mut b = core.wait(CallId(1)).unwrap_err();
+    assert_eq!(core.finish(CallId(1), ok(b"x")), Delivery::Delivered(2));
+    assert_eq!(a.try_recv().unwrap(), ok(b"x"));
+    assert_eq!(b.try_recv().unwrap(), ok(b"x"));
+}
+
+#[test]
+fn a_result_before_its_await_is_stashed_then_claimed() {
+    let mut core = ResultsCore::default();
+    assert_eq!(core.finish(CallId(2), ok(b"y")), Delivery::Stashed);
+    assert_eq!(core.wait(CallId(2)).unwrap(), ok(b"y"));
+    assert_eq!(core.stashed(), 0);
+    // Claimed once: a second await waits again (the KVS still has stored values).
+    assert!(core.wait(CallId(2)).is_err());
+}
+
+#[test]
+fn a_waiter_that_gave_up_is_forgotten_and_the_result_stashed() {
+    let mut core = ResultsCore::default();
+    let rx = core.wait(CallId(3)).unwrap_err();
+    drop(rx);
+    core.give_up(CallId(3));
+    assert_eq!(core.waiting(), 0);
+    assert_eq!(core.finish(CallId(3), ok(b"z")), Delivery::Stashed);
+}
+
+#[test]
+fn the_stash_is_bounded_oldest_first() {
+    let mut core = ResultsCore::default();
+    for i in 0..(STASH_MAX_ENTRIES as u64 + 10) {
+        core.finish(CallId(i), ok(b"v"));
+    }
+    assert_eq!(core.stashed(), STASH_MAX_ENTRIES);
+    assert!(core.wait(CallId(0)).is_err(), "oldest evicted");
+    let last = CallId(STASH_MAX_ENTRIES as u64 + 9);
+    assert!(core.wait(last).is_ok());
+}
+
+#[test]
+fn the_stash_is_bounded_in_bytes_but_keeps_the_newest() {
+    let mut core = ResultsCore::default();
+    let big = Bytes::from(vec![0u8; STASH_MAX_BYTES / 2 + 1]);
+    core.finish(CallId(1), Ok(PyValue::Pickled(big.clone())));
+    core.finish(CallId(2), Ok(PyValue::Pickled(big)));
+    assert_eq!(core.stashed(), 1);
+    assert!(core.wait(CallId(2)).is_ok());
+}
+
+#[test]
+fn clock_is_strictly_monotonic() {
+    let mut c = LwwClock::new(WriterId(7));
+    let a = c.next(100);
+    let b = c.next(100);
+    let d = c.next(50);
+    assert!(a < b && b < d);
+    assert_eq!(a.writer, WriterId(7));
+    assert_eq!(c.next(1_000).time, 1_000);
+}
+
+fn member(id: &str, roles: &[Role], state: MemberState) -> Member {
+    Member {
+        node: NodeRef {
+            id: NodeId::new(id),
+            generation: Generation(1),
+        },
+        addr: "127.0.0.1:1".parse().unwrap(),
+        roles: roles.iter().copied().collect::<BTreeSet<_>>(),
+        state,
+        kvs_shards: 0,
+    }
+}
+
+fn view(members: Vec<Member>) -> View {
+    let mut v = View::default();
+    for m in members {
+        v.members.insert(m.node.id.clone(), m);
+    }
+    v
+}
+
+#[test]
+fn scheduler_prefers_this_node_then_any_live_one() {
+    let v = view(vec![
+        member("a", &[Role::Scheduler], MemberState::Alive),
+        member("b", &[Role::Scheduler, Role::Gateway], MemberState::Alive),
+        member("c", &[Role::Scheduler], MemberState::Dead),
+        member("d", &[Role::Kvs], MemberState::Alive),
+    ]);
+    let me = NodeId::new("b");
+    for spread in 0..4 {
+        let s = pick_scheduler(&v, &me, spread).unwrap();
+        assert_eq!(s.node.id, me);
+        assert_eq!((s.service, s.instance), (ServiceId::Scheduler, 0));
+    }
+    let elsewhere = NodeId::new("d");
+    let picked: BTreeSet<_> = (0..4)
+        .map(|s| pick_scheduler(&v, &elsewhere, s).unwrap().node.id)
+        .collect();
+    assert_eq!(picked, [NodeId::new("a"), NodeId::new("b")].into());
+    assert!(pick_scheduler(&view(vec![]), &me, 0).is_none());
+}
+
+#[test]
+fn keys_are_checked_and_the_reserved_prefix_is_read_only() {
+    assert!(client_key(String::new(), false).is_err());
+    assert!(client_key("x".repeat(MAX_KEY_BYTES + 1), false).is_err());
+    let reserved = format!("{RESERVED_PREFIX}results/x");
+    assert!(client_key(reserved.clone(), false).is_ok());
+    let err = client_key(reserved, true).unwrap_err();
+    assert_eq!(err.code(), "invalid_request");
+}
+
+#[test]
+fn values_round_trip_through_lattices() {
+    let ts = Timestamp::new(5, WriterId(1));
+    let key = Key::new("k");
+    let v = WireValue::Value(Bytes::from_static(b"p"));
+    assert_eq!(from_lattice(&key, to_lattice(v.clone(), ts)).unwrap(), v);
+    let s = WireValue::Set(vec![Bytes::from_static(b"a")]);
+    assert_eq!(from_lattice(&key, to_lattice(s.clone(), ts)).unwrap(), s);
+    let max = LatticeValue::Max(crate::lattice::Max::new(3));
+    assert_eq!(
+        from_lattice(&key, max).unwrap_err().code(),
+        "unsupported_value"
+    );
+}
+
+#[test]
+fn args_map_values_and_references() {
+    let args = to_args(vec![
+        WireArg::Value(Bytes::from_static(b"v")),
+        WireArg::Ref("k".into()),
+    ])
+    .unwrap();
+    assert_eq!(
+        args,
+        vec![
+            Arg::Value(PyValue::Pickled(Bytes::from_static(b"v"))),
+            Arg::Reference(Key::new("k"))
+        ]
+    );
+    assert!(to_args(vec![WireArg::Ref(String::new())]).is_err());
+}
+
+#[test]
+fn result_keys_live_under_the_results_prefix() {
+    let k = result_key(CallId(0xab));
+    assert_eq!(k.as_str(), "__cloudburst/results/call-00000000000000ab");
+}

@@ -1,0 +1,306 @@
+//! Carrying out one client request: object ops go straight to the KVS client, function-plane
+//! ops to a scheduler, awaits to the result router (and the KVS).
+
+use super::core::{self, client_key, function_error, Outcome};
+use super::protocol::{
+    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
+    PROTOCOL_VERSION,
+};
+use super::router::lock;
+use super::GatewayState;
+use crate::actors::kvs::KvsError;
+use crate::actors::scheduler::messages::{
+    Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, FunctionError, FunctionRecord,
+    List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
+};
+use crate::ids::{CallId, Key};
+use crate::net::{NetError, RemoteMessage};
+use crate::pyrt::FunctionKind;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The answer to one request.
+pub type Answer = Result<Reply, ErrorBody>;
+
+/// Carry out `req` (a dispatch: each op is a function below).
+pub async fn execute(state: &GatewayState, req: Request) -> Answer {
+    match req {
+        Request::Hello { .. } => Ok(hello(state)),
+        Request::Ping {} => Ok(Reply::Done(())),
+        Request::PutObject { key, value } => {
+            let key = client_key(key, true).map_err(|e| e.body())?;
+            let lattice = core::to_lattice(value, state.timestamp());
+            state.kvs.put(key, lattice).await.map_err(storage)?;
+            Ok(Reply::Done(()))
+        }
+        Request::GetObject { key } => {
+            let key = client_key(key, false).map_err(|e| e.body())?;
+            get_value(state, &key).await
+        }
+        Request::RegisterFunction {
+            name,
+            body,
+            kind,
+            python,
+            cloudpickle,
+            timeout_ms,
+        } => {
+            let kind = match kind {
+                WireKind::Plain => FunctionKind::Plain,
+                WireKind::Class => FunctionKind::Class,
+            };
+            let record = FunctionRecord {
+                name,
+                kind,
+                body,
+                python,
+                cloudpickle,
+                timeout_ms,
+            };
+            schedule(state, RegisterFunction { record }).await?;
+            Ok(Reply::Done(()))
+        }
+        Request::RegisterDag {
+            name,
+            functions,
+            connections,
+        } => {
+            let spec = DagSpec {
+                name,
+                functions,
+                connections,
+            };
+            schedule(state, RegisterDag { spec }).await?;
+            Ok(Reply::Done(()))
+        }
+        Request::DeleteDag { name } => {
+            schedule(state, DeleteDag { name }).await?;
+            Ok(Reply::Done(()))
+        }
+        Request::List { what, prefix } => list(state, what, prefix).await,
+        Request::CallFunction {
+            function,
+            args,
+            consistency,
+            direct,
+            output_key,
+        } => {
+            let args = core::to_args(args).map_err(|e| e.body())?;
+            let call = CallId(rand::random());
+            let (reply, key) = reply_to(state, call, direct, output_key)?;
+            let consistency = core::consistency(consistency);
+            let msg = CallFunction {
+                call,
+                function,
+                args,
+                consistency,
+                reply,
+            };
+            call_and_wait(state, call, direct, key, msg).await
+        }
+        Request::CallDag {
+            dag,
+            args,
+            consistency,
+            direct,
+            output_key,
+        } => {
+            let args = dag_args(args)?;
+            let call = CallId(rand::random());
+            let (reply, key) = reply_to(state, call, direct, output_key)?;
+            let consistency = core::consistency(consistency);
+            let msg = CallDag {
+                call,
+                dag,
+                args,
+                consistency,
+                reply,
+            };
+            call_and_wait(state, call, direct, key, msg).await
+        }
+        Request::Await {
+            call,
+            key,
+            timeout_ms,
+        } => {
+            let key = client_key(key, false).map_err(|e| e.body())?;
+            await_result(state, CallId(call), key, timeout_ms).await
+        }
+    }
+}
+
+fn hello(state: &GatewayState) -> Reply {
+    Reply::Hello(HelloReply {
+        protocol: PROTOCOL_VERSION,
+        server: format!("cloudburst {}", env!("CARGO_PKG_VERSION")),
+        max_message_bytes: state.limits.max_message_bytes,
+        heartbeat_ms: state.limits.heartbeat.as_millis() as u64,
+        client_timeout_ms: state.limits.client_timeout.as_millis() as u64,
+    })
+}
+
+async fn list(state: &GatewayState, what: WireListing, prefix: Option<String>) -> Answer {
+    let what = match what {
+        WireListing::Functions => Listing::Functions,
+        WireListing::Dags => Listing::Dags,
+    };
+    let prefix = prefix.unwrap_or_default();
+    Ok(Reply::Names(schedule(state, List { what, prefix }).await?))
+}
+
+fn dag_args(args: BTreeMap<String, Vec<WireArg>>) -> Result<BTreeMap<String, Vec<Arg>>, ErrorBody> {
+    args.into_iter()
+        .map(|(f, a)| Ok((f, core::to_args(a).map_err(|e| e.body())?)))
+        .collect()
+}
+
+/// Where a call's result goes: pushed to this gateway always; stored for futures (at the
+/// client's output key, or the call's result key) and for direct calls with an output key.
+fn reply_to(
+    state: &GatewayState,
+    call: CallId,
+    direct: bool,
+    output_key: Option<String>,
+) -> Result<(ReplyTo, Key), ErrorBody> {
+    let named = match output_key {
+        Some(k) => Some(client_key(k, true).map_err(|e| e.body())?),
+        None => None,
+    };
+    let key = named.clone().unwrap_or_else(|| core::result_key(call));
+    let store_at = if direct { named } else { Some(key.clone()) };
+    let reply = ReplyTo {
+        push_to: Some(state.me.clone()),
+        store_at,
+    };
+    Ok((reply, key))
+}
+
+/// Unregisters a waiter when its request ends, however it ends (answered, timed out, or
+/// its session closed).
+struct WaitGuard<'a> {
+    state: &'a GatewayState,
+    call: CallId,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.results).give_up(self.call);
+    }
+}
+
+/// Send a call to a scheduler; for a direct call wait for its pushed result, else answer
+/// with the future at once.
+async fn call_and_wait<M>(
+    state: &GatewayState,
+    call: CallId,
+    direct: bool,
+    key: Key,
+    msg: M,
+) -> Answer
+where
+    M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
+{
+    if !direct {
+        schedule(state, msg).await?;
+        return Ok(Reply::Future {
+            call: call.0,
+            key: key.to_string(),
+        });
+    }
+    // Register before sending: the result may come back before the scheduler's answer.
+    let waiting = lock(&state.results).wait(call);
+    let _guard = WaitGuard { state, call };
+    schedule(state, msg).await?;
+    match waiting {
+        Ok(outcome) => outcome_reply(outcome),
+        Err(rx) => match rx.await {
+            Ok(outcome) => outcome_reply(outcome),
+            Err(_) => Err(GatewayError::Unavailable("the gateway is shutting down".into()).body()),
+        },
+    }
+}
+
+/// A future's result: stashed here already, else stored in the KVS (default result keys
+/// only: a client-named key may hold an older value), else the push when it comes.
+async fn await_result(
+    state: &GatewayState,
+    call: CallId,
+    key: Key,
+    timeout_ms: Option<u64>,
+) -> Answer {
+    let rx = match lock(&state.results).wait(call) {
+        Ok(outcome) => return outcome_reply(outcome),
+        Err(rx) => rx,
+    };
+    let _guard = WaitGuard { state, call };
+    if key == core::result_key(call) {
+        if let Some(value) = state.kvs.get(&key).await.map_err(storage)? {
+            let value = core::from_lattice(&key, value).map_err(|e| e.body())?;
+            return Ok(Reply::Value(Some(value)));
+        }
+    }
+    let pushed = async {
+        match rx.await {
+            Ok(outcome) => outcome_reply(outcome),
+            Err(_) => Err(GatewayError::Unavailable("the gateway is shutting down".into()).body()),
+        }
+    };
+    match timeout_ms {
+        None => pushed.await,
+        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), pushed)
+            .await
+            .unwrap_or_else(|_| Err(GatewayError::Timeout(ms).body())),
+    }
+}
+
+fn outcome_reply(outcome: Outcome) -> Answer {
+    match outcome {
+        Ok(v) => Ok(Reply::Value(Some(core::wire_value(v)))),
+        Err(f) => Err(core::failure(f)),
+    }
+}
+
+async fn get_value(state: &GatewayState, key: &Key) -> Answer {
+    match state.kvs.get(key).await.map_err(storage)? {
+        None => Ok(Reply::Value(None)),
+        Some(v) => Ok(Reply::Value(Some(
+            core::from_lattice(key, v).map_err(|e| e.body())?,
+        ))),
+    }
+}
+
+/// Send a function-plane message to a scheduler and unwrap its answer.
+async fn schedule<M, T: Send + 'static>(state: &GatewayState, msg: M) -> Result<T, ErrorBody>
+where
+    M: RemoteMessage<Result = Result<T, FunctionError>>,
+{
+    let Some(target) = state.scheduler() else {
+        return Err(GatewayError::Unavailable("no scheduler is available".into()).body());
+    };
+    match state.transport.handle::<M>(target).send(msg).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(function_error(&e)),
+        Err(e) => Err(unreachable_scheduler(&e).body()),
+    }
+}
+
+fn unreachable_scheduler(e: &NetError) -> GatewayError {
+    GatewayError::Unavailable(format!("scheduler unreachable: {e}"))
+}
+
+/// A KVS error as the client sees it.
+pub fn storage(e: KvsError) -> ErrorBody {
+    let code = match &e {
+        KvsError::KindMismatch { .. } => "kind_mismatch",
+        KvsError::ValueTooLarge { .. } => "value_too_large",
+        KvsError::NoReplicas | KvsError::UnderReplicated { .. } | KvsError::Unavailable(_) => {
+            "unavailable"
+        }
+        KvsError::Malformed(_) => "storage_error",
+    };
+    GatewayError::Storage {
+        code,
+        message: e.to_string(),
+    }
+    .body()
+}

@@ -1,0 +1,97 @@
+//! The client listener: an actix-web server whose only route upgrades to the websocket
+//! (at `/` and `/ws`), checking the client token first when one is configured.
+
+use super::session;
+use super::GatewayState;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// HTTP worker threads (each a single-threaded runtime serving many sessions). Sessions
+/// mostly wait on the cluster, so a few threads suffice; more would compete with the
+/// executors' Python workers for the cores.
+pub const MAX_HTTP_WORKERS: usize = 2;
+
+/// Client connections per worker thread: bounds sockets and per-session buffers.
+pub const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
+
+/// Seconds a stopping server lets open sessions finish.
+const SHUTDOWN_GRACE_SECS: u64 = 1;
+
+/// Bind `listen` and serve clients. Returns the server handle and the bound address.
+pub fn start(
+    state: Arc<GatewayState>,
+    listen: SocketAddr,
+) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
+    let data = web::Data::from(state);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(MAX_HTTP_WORKERS);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/", web::get().to(upgrade))
+            .route("/ws", web::get().to(upgrade))
+    })
+    .workers(workers)
+    .max_connections(MAX_CONNECTIONS_PER_WORKER)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+    .bind(listen)
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for clients on {listen}: {e}"),
+        )
+    })?;
+    let bound = server.addrs().first().copied().unwrap_or(listen);
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(cause = %e, "client listener failed");
+        }
+    });
+    Ok((handle, bound))
+}
+
+/// Check the token, then upgrade and hand the connection to a session task.
+async fn upgrade(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<GatewayState>,
+) -> actix_web::Result<HttpResponse> {
+    if let Some(token) = &state.limits.token {
+        if !presented(&req).is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes()))) {
+            return Ok(HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .body("unauthorized: missing or wrong client token\n"));
+        }
+    }
+    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let max = state.limits.max_message_bytes;
+    let stream = stream
+        .max_frame_size(max)
+        .aggregate_continuations()
+        .max_continuation_size(max);
+    let peer = req
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let state = state.into_inner();
+    actix_web::rt::spawn(session::run(state, ws, stream, peer));
+    Ok(response)
+}
+
+/// The token a client presented: `Authorization: Bearer <token>` or `?token=<token>`.
+fn presented(req: &HttpRequest) -> Option<String> {
+    if let Some(h) = req.headers().get("authorization") {
+        let h = h.to_str().ok()?;
+        return h.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+        .ok()
+        .and_then(|q| q.get("token").cloned())
+}

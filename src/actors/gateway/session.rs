@@ -1,0 +1,149 @@
+//! One client websocket session: reads messages, runs each request as its own task (so a
+//! connection shared by many threads pipelines its requests), writes each response when it
+//! is ready, pings the client and closes it when it goes silent.
+//!
+//! Back-pressure: at most [`MAX_IN_FLIGHT`] requests run per session; beyond that the
+//! session stops reading until one finishes. Every task ends with the session.
+
+use super::ops;
+use super::protocol::{self, GatewayError};
+use super::GatewayState;
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Requests running at once on one connection. Each holds its decoded request (up to the
+/// message limit) and, for calls, a result slot; this bounds a connection's memory while
+/// leaving room for many client threads sharing it.
+pub const MAX_IN_FLIGHT: usize = 256;
+
+/// Longest close reason sent: a close frame holds 125 bytes, two of them the code.
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Why a session ended (for the log).
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Silent,
+    TooLarge,
+    Protocol(String),
+    Gone,
+}
+
+/// Serve one upgraded connection until it closes.
+pub async fn run(
+    state: Arc<GatewayState>,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+    peer: String,
+) {
+    let cancel = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut heartbeat = tokio::time::interval(state.limits.heartbeat);
+    let mut last_heard = Instant::now();
+    tracing::debug!(client = %peer, "client session opened");
+    let end = loop {
+        let msg = tokio::select! {
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > state.limits.client_timeout {
+                    break End::Silent;
+                }
+                if session.ping(b"").await.is_err() {
+                    break End::Gone;
+                }
+                continue;
+            }
+            m = stream.recv() => m,
+        };
+        last_heard = Instant::now();
+        match msg {
+            None => break End::Gone,
+            Some(Ok(AggregatedMessage::Binary(frame))) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break End::Gone;
+                };
+                let (state, mut out, cancel) = (state.clone(), session.clone(), cancel.clone());
+                actix_web::rt::spawn(async move {
+                    let response = tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = respond(&state, &frame) => r,
+                    };
+                    let _ = out.binary(response).await;
+                    drop(permit);
+                });
+            }
+            Some(Ok(AggregatedMessage::Text(_))) => {
+                let err = GatewayError::MalformedFrame(
+                    "text messages are not part of the protocol: send binary MessagePack".into(),
+                );
+                if session
+                    .binary(protocol::encode_err(None, &err.body()))
+                    .await
+                    .is_err()
+                {
+                    break End::Gone;
+                }
+            }
+            Some(Ok(AggregatedMessage::Ping(p))) => {
+                if session.pong(&p).await.is_err() {
+                    break End::Gone;
+                }
+            }
+            Some(Ok(AggregatedMessage::Pong(_))) => {}
+            Some(Ok(AggregatedMessage::Close(_))) => break End::ClientClosed,
+            Some(Err(e)) => break classify(e),
+        }
+    };
+    cancel.cancel();
+    tracing::debug!(client = %peer, end = ?end, "client session closed");
+    let reason = close_reason(&end, state.limits.max_message_bytes);
+    let _ = session.close(reason).await;
+}
+
+/// Decode, execute and encode one request.
+async fn respond(state: &GatewayState, frame: &[u8]) -> Vec<u8> {
+    match protocol::decode(frame) {
+        Err((id, err)) => protocol::encode_err(id, &err.body()),
+        Ok((id, request)) => match ops::execute(state, request).await {
+            Ok(reply) => protocol::encode_ok(id, &reply),
+            Err(body) => protocol::encode_err(Some(id), &body),
+        },
+    }
+}
+
+fn classify(e: actix_ws::ProtocolError) -> End {
+    match e {
+        actix_ws::ProtocolError::Overflow => End::TooLarge,
+        // actix-ws reports an over-long continuation as this I/O error.
+        actix_ws::ProtocolError::Io(ref io) if io.to_string().contains("maximum") => End::TooLarge,
+        other => End::Protocol(other.to_string()),
+    }
+}
+
+fn close_reason(end: &End, max: usize) -> Option<CloseReason> {
+    let (code, description) = match end {
+        End::ClientClosed => (CloseCode::Normal, None),
+        End::Gone => return None,
+        End::Silent => (
+            CloseCode::Policy,
+            Some("client_timeout: no frame or pong within the client timeout".to_string()),
+        ),
+        End::TooLarge => (
+            CloseCode::Size,
+            Some(format!("message_too_large: the limit is {max} bytes")),
+        ),
+        End::Protocol(e) => (CloseCode::Protocol, Some(format!("protocol_error: {e}"))),
+    };
+    // A close reason must fit a control frame (123 bytes of text).
+    let description = description.map(|mut d| {
+        let mut cut = d.len().min(MAX_CLOSE_REASON);
+        while !d.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        d.truncate(cut);
+        d
+    });
+    Some(CloseReason { code, description })
+}

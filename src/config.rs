@@ -170,6 +170,9 @@ pub struct ExecutorConfig {
     pub cache_capacity_bytes: usize,
     /// Executors above this utilisation (0..=1) are skipped by the scheduler.
     pub utilisation_threshold: f64,
+    /// The `cloudburst` binary the Python workers run (`cloudburst worker`); unset means
+    /// this executable (tests and embedders that are not `cloudburst` set it).
+    pub worker_exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -242,6 +245,7 @@ impl Default for ExecutorConfig {
             function_timeout_ms: 30_000,
             cache_capacity_bytes: 512 * MIB,
             utilisation_threshold: 0.9,
+            worker_exe: None,
         }
     }
 }

@@ -74,6 +74,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Lattice => crate::bench::lattice::run(args),
         Workload::Transport => crate::bench::transport::run(args),
         Workload::Kvs => crate::bench::kvs::run(args),
+        Workload::Compose => crate::bench::compose::run(args),
         Workload::Python => crate::pyrt::bench::run(args),
         other => {
             return not_yet(&format!(

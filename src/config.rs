@@ -173,6 +173,9 @@ pub struct ExecutorConfig {
     pub cache_report_interval_ms: u64,
     /// Executors above this utilisation (0..=1) are skipped by the scheduler.
     pub utilisation_threshold: f64,
+    /// The `cloudburst` binary the Python workers run (`cloudburst worker`); unset means
+    /// this executable (tests and embedders that are not `cloudburst` set it).
+    pub worker_exe: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -254,6 +257,7 @@ impl Default for ExecutorConfig {
             cache_capacity_bytes: 512 * MIB,
             cache_report_interval_ms: 1000,
             utilisation_threshold: 0.9,
+            worker_exe: None,
         }
     }
 }

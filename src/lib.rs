@@ -17,6 +17,8 @@
 //!   and the consistent hash ring.
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
 //!   pure cores).
+//! - [`local`]: an in-process cluster and a Rust client of the function plane (tests,
+//!   benchmarks).
 //! - [`roles`]: starting and stopping the roles a node plays (shared by `node` and `local`).
 //! - [`mod@bench`]: the `cloudburst bench` workloads.
 //! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
@@ -29,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod ids;
 pub mod lattice;
+pub mod local;
 pub mod local_cmd;
 pub mod metrics;
 pub mod net;

@@ -8,21 +8,35 @@
 
 use crate::actors::cache::messages::GetCacheStats;
 use crate::actors::cache::CacheHandle;
-use crate::actors::gateway::dashboard::core::CacheSample;
+use crate::actors::cache::StateAccess;
+use crate::actors::executor::{Executor, ExecutorHandle};
+use crate::actors::gateway::dashboard::core::{CacheSample, ExecutorSample};
 use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
 use crate::actors::gateway::Gateway;
 use crate::actors::kvs::KvsTier;
+use crate::actors::scheduler::Scheduler;
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
 use crate::net::membership::{LeaveCluster, Membership};
 use crate::net::{NetError, Transport};
+use crate::pyrt::PyRuntimeError;
 use actix::Addr;
+use std::sync::Arc;
 
 /// Roles this build cannot play yet: a node asked to play them says so plainly.
-pub const NOT_YET: &[Role] = &[Role::Scheduler, Role::Executor, Role::Monitor];
+pub const NOT_YET: &[Role] = &[Role::Monitor];
 
 /// How long a leaving KVS node may spend handing its keys to the remaining owners.
 pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why a node's roles could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("executor: {0}")]
+    Python(#[from] PyRuntimeError),
+}
 
 /// The running parts of one node.
 pub struct NodeRoles {
@@ -35,32 +49,45 @@ pub struct NodeRoles {
     pub gateway: Option<Gateway>,
     /// The dashboard server, on nodes playing `gateway`.
     pub dashboard: Option<DashboardServer>,
+    /// The scheduler, when the node plays `scheduler`.
+    pub scheduler: Option<Addr<Scheduler>>,
+    /// The executor, when the node plays `executor`.
+    pub executor: Option<ExecutorHandle>,
 }
 
 impl NodeRoles {
     /// Start the transport, membership and every role in `cfg.node.roles`. Must run inside
     /// an actix `System`.
-    pub async fn start(cfg: &Config) -> Result<NodeRoles, NetError> {
+    pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
         let transport = Transport::start(cfg, None).await?;
         let membership = Membership::start(transport.clone(), cfg);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()));
         let kvs = KvsTier::start(&transport, &membership, cfg);
-        let cache = cfg
-            .node
-            .roles
+        let roles = &cfg.node.roles;
+        let cache = roles
             .contains(&Role::Executor)
             .then(|| CacheHandle::start(&transport, &membership, kvs.client.clone(), cfg));
-        let (gateway, dashboard) = if cfg.node.roles.contains(&Role::Gateway) {
+        let scheduler = roles
+            .contains(&Role::Scheduler)
+            .then(|| Scheduler::start(&transport, &membership, kvs.client.clone(), cfg));
+        let executor = match &cache {
+            Some(cache) => {
+                // Executors read and write state through this node's cache.
+                let state: Arc<dyn StateAccess> = Arc::new(cache.clone());
+                Some(Executor::start(&transport, &membership, state, cfg).await?)
+            }
+            None => None,
+        };
+        let (gateway, dashboard) = if roles.contains(&Role::Gateway) {
             let g = Gateway::start(&transport, &membership, kvs.client.clone(), cfg)
                 .map_err(|e| NetError::Io(e.to_string()))?;
-            let d = start_dashboard(cfg, &transport, &membership, &kvs)?;
+            let pool = executor.as_ref().map(|e| e.pool.clone());
+            let d = start_dashboard(cfg, &transport, &membership, &kvs, pool)?;
             (Some(g), Some(d))
         } else {
             (None, None)
         };
-        let pending: Vec<&str> = cfg
-            .node
-            .roles
+        let pending: Vec<&str> = roles
             .iter()
             .filter(|r| NOT_YET.contains(r))
             .map(|r| r.name())
@@ -78,6 +105,8 @@ impl NodeRoles {
             cache,
             gateway,
             dashboard,
+            scheduler,
+            executor,
         })
     }
 
@@ -97,6 +126,9 @@ impl NodeRoles {
             );
         }
         let acks = self.membership.send(LeaveCluster).await.unwrap_or(0);
+        if let Some(e) = &self.executor {
+            e.stop(&self.transport).await;
+        }
         self.transport.shutdown().await;
         self.kvs.stop();
         acks
@@ -139,19 +171,35 @@ fn cache_probe(
     }
 }
 
-/// The dashboard with this node's sources (the executor probe plugs in via
-/// `DashboardSources::with_executors` once executors exist).
+/// The dashboard with this node's sources.
 fn start_dashboard(
     cfg: &Config,
     transport: &Transport,
     membership: &Addr<Membership>,
     kvs: &KvsTier,
+    pool: Option<crate::pyrt::PythonPool>,
 ) -> Result<DashboardServer, NetError> {
     let sources = DashboardSources::new()
         .with_view(membership.clone().recipient())
         .with_kvs(kvs.client.clone())
         .with_transport(transport.clone())
         .with_caches(cache_probe(transport.clone(), membership.clone()));
+    let node = transport.local_node().id.to_string();
+    let sources = match pool {
+        // This node's executor (the whole cluster in `cloudburst local`); other nodes'
+        // executors are not aggregated here yet.
+        Some(pool) => sources.with_executors(move || {
+            let (pool, node) = (pool.clone(), node.clone());
+            async move {
+                vec![ExecutorSample {
+                    node,
+                    workers: pool.workers() as u64,
+                    utilisation: pool.utilisation(),
+                }]
+            }
+        }),
+        None => sources,
+    };
     let node = transport.local_node().id.to_string();
     let d = DashboardServer::start(cfg, node, sources).map_err(|e| {
         NetError::Io(format!(

@@ -2,6 +2,7 @@
 //! with `--json` the last line printed is one JSON object.
 
 pub mod child;
+pub mod compose;
 pub mod kvs;
 pub mod lattice;
 pub mod stats;

@@ -84,6 +84,10 @@ pub enum FunctionError {
     NoExecutors,
     #[error("storage error: {0}")]
     Storage(String),
+    /// The call could not be handed to an executor (its queue is full or it is
+    /// unreachable); retrying later may succeed.
+    #[error("executor unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl FunctionError {
@@ -97,6 +101,7 @@ impl FunctionError {
             FunctionError::VersionMismatch { .. } => "version_mismatch",
             FunctionError::NoExecutors => "no_executors",
             FunctionError::Storage(_) => "storage_error",
+            FunctionError::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -121,6 +126,31 @@ pub struct RegisterDag {
 #[rtype(result = "Result<(), FunctionError>")]
 pub struct DeleteDag {
     pub name: String,
+}
+
+/// Delete a function (`UnknownFunction` if there is none). Added with the scheduler: the
+/// issue asks for list and delete of both functions and DAGs.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), FunctionError>")]
+pub struct DeleteFunction {
+    pub name: String,
+}
+
+/// Sent periodically (and on every membership change) by each executor to every scheduler:
+/// its load and the Python it runs. Placement skips executors it has no fresh status of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct ExecutorStatus {
+    /// The executor actor (its node and instance).
+    pub executor: ActorRef,
+    /// Busy workers / workers, `0.0..=1.0`.
+    pub utilisation: f64,
+    /// Calls waiting for a worker.
+    pub queued: u32,
+    pub workers: u32,
+    /// The executor's Python `major.minor` and cloudpickle version.
+    pub python: String,
+    pub cloudpickle: String,
 }
 
 /// Names of registered functions (or DAGs) starting with `prefix`.
@@ -190,6 +220,8 @@ remote! {
     List => 3,
     CallDag => 4,
     CallFunction => 5,
+    DeleteFunction => 6,
+    ExecutorStatus => 11,
 }
 
 impl fmt::Display for Consistency {

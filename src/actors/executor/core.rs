@@ -1,0 +1,156 @@
+//! The executor's logic, no I/O: matching schedules with upstream triggers. A function of a
+//! call runs once its [`Schedule`] and a [`Trigger`] from each upstream have arrived, in any
+//! order; an aborted upstream aborts it instead. Waiting entries are bounded in number and
+//! expire (a failed or lost upstream must not pin memory).
+
+use super::messages::{Aborted, Schedule, Trigger};
+use crate::actors::scheduler::dag::MAX_DAG_FUNCTIONS;
+use crate::ids::CallId;
+use crate::pyrt::PyValue;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A function ready to run: its schedule and its upstream results in edge-list order.
+#[derive(Debug, PartialEq)]
+pub struct Ready {
+    pub schedule: Schedule,
+    pub inputs: Vec<PyValue>,
+}
+
+/// What to do after a schedule or trigger arrived.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Still waiting for the schedule or some upstream.
+    Wait,
+    /// Run it.
+    Run(Ready),
+    /// An upstream failed: do not run; tell the downstream functions.
+    Abort(Schedule),
+    /// Too many waiting entries: this schedule was refused (its call must fail).
+    Refused(Schedule),
+    /// Too many waiting entries: the trigger was dropped.
+    Full,
+}
+
+struct Pending {
+    schedule: Option<Schedule>,
+    inputs: Vec<(String, Result<PyValue, Aborted>)>,
+    since: Instant,
+}
+
+/// Schedules and triggers waiting for each other.
+pub struct ExecutorCore {
+    pending: HashMap<(CallId, String), Pending>,
+    max_pending: usize,
+    expiry: Duration,
+}
+
+impl ExecutorCore {
+    /// At most `max_pending` waiting entries, each dropped after `expiry`.
+    pub fn new(max_pending: usize, expiry: Duration) -> Self {
+        ExecutorCore {
+            pending: HashMap::new(),
+            max_pending,
+            expiry,
+        }
+    }
+
+    /// Entries waiting now.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A schedule arrived. A function with no upstream is ready at once.
+    pub fn on_schedule(&mut self, schedule: Schedule, now: Instant) -> Step {
+        if schedule.upstream.is_empty() {
+            return Step::Run(Ready {
+                schedule,
+                inputs: Vec::new(),
+            });
+        }
+        let key = (schedule.call, schedule.function.clone());
+        let Some(entry) = self.entry(&key, now) else {
+            return Step::Refused(schedule);
+        };
+        if entry.schedule.is_some() {
+            tracing::warn!(call = %schedule.call, function = %schedule.function,
+                "duplicate schedule ignored");
+            return Step::Wait;
+        }
+        entry.schedule = Some(schedule);
+        self.check(key)
+    }
+
+    /// An upstream result (or abort) arrived.
+    pub fn on_trigger(&mut self, t: Trigger, now: Instant) -> Step {
+        let key = (t.call, t.to);
+        let Some(entry) = self.entry(&key, now) else {
+            return Step::Full;
+        };
+        if entry.inputs.len() >= MAX_DAG_FUNCTIONS || entry.inputs.iter().any(|(f, _)| *f == t.from)
+        {
+            return Step::Wait;
+        }
+        entry.inputs.push((t.from, t.value));
+        self.check(key)
+    }
+
+    /// Drop entries older than the expiry; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let before = self.pending.len();
+        let expiry = self.expiry;
+        self.pending
+            .retain(|_, p| now.saturating_duration_since(p.since) < expiry);
+        before - self.pending.len()
+    }
+
+    fn entry(&mut self, key: &(CallId, String), now: Instant) -> Option<&mut Pending> {
+        if !self.pending.contains_key(key) && self.pending.len() >= self.max_pending {
+            return None;
+        }
+        Some(self.pending.entry(key.clone()).or_insert_with(|| Pending {
+            schedule: None,
+            inputs: Vec::new(),
+            since: now,
+        }))
+    }
+
+    fn check(&mut self, key: (CallId, String)) -> Step {
+        let Some(entry) = self.pending.get(&key) else {
+            return Step::Wait;
+        };
+        let Some(schedule) = &entry.schedule else {
+            return Step::Wait;
+        };
+        let aborted = entry.inputs.iter().any(|(_, v)| v.is_err());
+        let complete = schedule
+            .upstream
+            .iter()
+            .all(|u| entry.inputs.iter().any(|(f, _)| f == u));
+        if !aborted && !complete {
+            return Step::Wait;
+        }
+        let Some(mut entry) = self.pending.remove(&key) else {
+            return Step::Wait;
+        };
+        let Some(schedule) = entry.schedule.take() else {
+            return Step::Wait;
+        };
+        if aborted {
+            return Step::Abort(schedule);
+        }
+        let mut inputs = Vec::with_capacity(schedule.upstream.len());
+        for u in &schedule.upstream {
+            if let Some(i) = entry.inputs.iter().position(|(f, _)| f == u) {
+                if let (_, Ok(v)) = entry.inputs.swap_remove(i) {
+                    inputs.push(v);
+                }
+            }
+        }
+        Step::Run(Ready { schedule, inputs })
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

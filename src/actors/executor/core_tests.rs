@@ -1,0 +1,114 @@
+//! Unit tests of the executor core: schedules and triggers in either order, fan-in order,
+//! aborts, bounds and expiry.
+
+use super::*;
+use crate::actors::scheduler::messages::{Consistency, Reply};
+use bytes::Bytes;
+
+fn schedule(function: &str, upstream: &[&str]) -> Schedule {
+    Schedule {
+        call: CallId(1),
+        dag: Some("d".into()),
+        function: function.into(),
+        hash: 0,
+        timeout_ms: None,
+        args: vec![],
+        upstream: upstream.iter().map(|s| s.to_string()).collect(),
+        downstream: vec![],
+        sink: true,
+        reply: Reply {
+            push_to: None,
+            store_at: None,
+        },
+        consistency: Consistency::Lww,
+        started_us: 0,
+    }
+}
+
+fn v(s: &'static str) -> PyValue {
+    PyValue::Pickled(Bytes::from_static(s.as_bytes()))
+}
+
+fn trigger(to: &str, from: &str, value: Result<PyValue, Aborted>) -> Trigger {
+    Trigger {
+        call: CallId(1),
+        to: to.into(),
+        from: from.into(),
+        value,
+    }
+}
+
+fn core() -> ExecutorCore {
+    ExecutorCore::new(4, Duration::from_secs(10))
+}
+
+#[test]
+fn sources_run_at_once() {
+    let mut c = core();
+    let now = Instant::now();
+    assert!(matches!(c.on_schedule(schedule("a", &[]), now), Step::Run(r) if r.inputs.is_empty()));
+    assert_eq!(c.waiting(), 0);
+}
+
+#[test]
+fn fan_in_in_edge_order_whatever_the_arrival_order() {
+    let now = Instant::now();
+    // triggers before the schedule, in reverse order
+    let mut c = core();
+    assert_eq!(c.on_trigger(trigger("z", "y", Ok(v("Y"))), now), Step::Wait);
+    assert_eq!(c.on_trigger(trigger("z", "x", Ok(v("X"))), now), Step::Wait);
+    match c.on_schedule(schedule("z", &["x", "y"]), now) {
+        Step::Run(r) => assert_eq!(r.inputs, vec![v("X"), v("Y")]),
+        other => panic!("{other:?}"),
+    }
+    // schedule first
+    let mut c = core();
+    assert_eq!(c.on_schedule(schedule("z", &["x", "y"]), now), Step::Wait);
+    assert_eq!(c.on_trigger(trigger("z", "y", Ok(v("Y"))), now), Step::Wait);
+    match c.on_trigger(trigger("z", "x", Ok(v("X"))), now) {
+        Step::Run(r) => assert_eq!(r.inputs, vec![v("X"), v("Y")]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.waiting(), 0);
+}
+
+#[test]
+fn an_aborted_upstream_aborts() {
+    let now = Instant::now();
+    let mut c = core();
+    assert_eq!(
+        c.on_trigger(trigger("z", "x", Err(Aborted)), now),
+        Step::Wait
+    );
+    assert!(matches!(
+        c.on_schedule(schedule("z", &["x", "y"]), now),
+        Step::Abort(s) if s.function == "z"
+    ));
+    assert_eq!(c.waiting(), 0);
+}
+
+#[test]
+fn bounded_and_expiring() {
+    let now = Instant::now();
+    let mut c = core();
+    for i in 0..4 {
+        let to = format!("f{i}");
+        assert_eq!(c.on_trigger(trigger(&to, "x", Ok(v("X"))), now), Step::Wait);
+    }
+    assert_eq!(
+        c.on_trigger(trigger("f9", "x", Ok(v("X"))), now),
+        Step::Full
+    );
+    // a duplicate trigger is ignored, an existing entry still accepts its schedule
+    assert_eq!(
+        c.on_trigger(trigger("f0", "x", Ok(v("X"))), now),
+        Step::Wait
+    );
+    assert!(matches!(
+        c.on_schedule(schedule("f0", &["x"]), now),
+        Step::Run(_)
+    ));
+    assert_eq!(c.expire(now + Duration::from_secs(5)), 0);
+    assert_eq!(c.expire(now + Duration::from_secs(11)), 3);
+    assert_eq!(c.waiting(), 0);
+}

@@ -1,0 +1,99 @@
+//! What running calls share with their executor: the pool, state, transport, mailboxes, the
+//! write clock, and the functions loaded from the registry (cached by name + content hash).
+
+use super::mailbox::Mailboxes;
+use super::values::Clock;
+use crate::actors::cache::StateAccess;
+use crate::actors::gateway::messages::CallFailure;
+use crate::actors::scheduler::registry::{function_hash, load_function};
+use crate::net::{ActorRef, Transport};
+use crate::pyrt::{FunctionSpec, PythonPool};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Functions kept loaded per executor; when full the cache is emptied (re-loading costs one
+/// KVS read; workers keep their own unpickled copies).
+pub const MAX_CACHED_FUNCTIONS: usize = 4096;
+
+/// Shared by an executor actor and its running calls.
+pub struct ExecEnv {
+    /// This executor.
+    pub me: ActorRef,
+    pub transport: Transport,
+    pub pool: PythonPool,
+    pub state: Arc<dyn StateAccess>,
+    pub clock: Clock,
+    pub mailboxes: Mailboxes,
+    /// Timeout of functions registered without one.
+    pub default_timeout: Duration,
+    functions: Mutex<HashMap<String, Arc<FunctionSpec>>>,
+}
+
+impl ExecEnv {
+    pub fn new(
+        me: ActorRef,
+        transport: Transport,
+        pool: PythonPool,
+        state: Arc<dyn StateAccess>,
+        default_timeout: Duration,
+    ) -> Self {
+        ExecEnv {
+            clock: Clock::for_node(&me.node),
+            me,
+            transport,
+            pool,
+            state,
+            mailboxes: Mailboxes::default(),
+            default_timeout,
+            functions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, name: &str, hash: u64) -> Option<Arc<FunctionSpec>> {
+        let all = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(name).filter(|f| f.hash == hash).cloned()
+    }
+
+    /// The function `name` as registered with content `hash`: from the cache, else loaded
+    /// from the registry. A different registered hash means it was re-registered after the
+    /// call was scheduled: the call fails rather than run another body.
+    pub async fn function(&self, name: &str, hash: u64) -> Result<Arc<FunctionSpec>, CallFailure> {
+        if let Some(f) = self.cached(name, hash) {
+            return Ok(f);
+        }
+        let record = load_function(&*self.state, name)
+            .await
+            .map_err(|e| failure(e.code(), e.to_string()))?
+            .ok_or_else(|| failure("unknown_function", format!("no function named `{name}`")))?;
+        let found = function_hash(&record);
+        if found != hash {
+            return Err(failure(
+                "stale_function",
+                format!("function `{name}` was re-registered after this call was scheduled"),
+            ));
+        }
+        let spec = Arc::new(FunctionSpec {
+            name: record.name,
+            hash,
+            body: record.body,
+            kind: record.kind,
+        });
+        let mut all = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() >= MAX_CACHED_FUNCTIONS {
+            all.clear();
+        }
+        all.insert(name.to_string(), spec.clone());
+        Ok(spec)
+    }
+}
+
+/// A failure with no Python exception attached.
+pub fn failure(code: &str, message: String) -> CallFailure {
+    CallFailure {
+        code: code.to_string(),
+        message,
+        exception_type: None,
+        traceback: None,
+    }
+}

@@ -1,0 +1,74 @@
+//! The user library (`cb`) of one invocation: state through the executor's
+//! [`StateAccess`](crate::actors::cache::StateAccess) (the node's cache), direct messages
+//! through the transport and this executor's mailboxes.
+
+use super::env::ExecEnv;
+use super::mailbox::InvocationId;
+use super::messages::Deliver;
+use super::values::{to_lattice, to_python};
+use crate::ids::Key;
+use crate::net::{ActorRef, ServiceId};
+use crate::pyrt::{PyValue, UserLibrary};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+
+/// `cb` for one running function.
+pub struct Invocation {
+    env: Arc<ExecEnv>,
+    id: String,
+}
+
+impl Invocation {
+    /// The library of the invocation named `id` (already opened in the mailboxes).
+    pub fn new(env: Arc<ExecEnv>, id: String) -> Self {
+        Invocation { env, id }
+    }
+}
+
+impl UserLibrary for Invocation {
+    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
+        let state = self.env.state.clone();
+        Box::pin(async move {
+            let values = state.get(keys.clone()).await.map_err(|e| e.to_string())?;
+            keys.iter()
+                .zip(values)
+                .map(|(k, v)| to_python(k.as_str(), v))
+                .collect()
+        })
+    }
+
+    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
+        let value = to_lattice(value, &self.env.clock);
+        let put = self.env.state.put(key, value);
+        Box::pin(async move { put.await.map_err(|e| e.to_string()) })
+    }
+
+    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>> {
+        let sent = match InvocationId::parse(&dest) {
+            None => Err(format!("`{dest}` is not an id returned by getid()")),
+            Some(to) => {
+                let target = ActorRef::new(to.node, ServiceId::Executor, 0);
+                let msg = Deliver {
+                    to: dest,
+                    from: self.id.clone(),
+                    payload,
+                };
+                self.env
+                    .transport
+                    .handle::<Deliver>(target)
+                    .tell(msg)
+                    .map_err(|e| format!("cannot send: {e}"))
+            }
+        };
+        Box::pin(async move { sent })
+    }
+
+    fn recv(&self) -> Vec<(String, Bytes)> {
+        self.env.mailboxes.drain(&self.id)
+    }
+
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+}

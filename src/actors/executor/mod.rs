@@ -1,0 +1,214 @@
+//! The executor (DESIGN §3): one actor per executor node (`ServiceId::Executor`, instance
+//! 0) owning a [`PythonPool`]. It holds schedules until their upstream triggers arrive,
+//! runs functions, passes results straight to downstream executors, and reports its status
+//! (load, Python version) to every scheduler.
+//!
+//! - `core.rs`: schedules and triggers waiting for each other (no I/O).
+//! - `messages.rs`: `Schedule`, `Trigger`, `Deliver`.
+//! - `run.rs`: running a ready function and delivering its outcome.
+//! - `env.rs`: what running calls share; functions loaded by name + content hash.
+//! - `library.rs`: the user library (`cb`) of one invocation.
+//! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
+//! - `values.rs`: Python values ↔ lattices, the Lww write clock.
+
+pub mod core;
+pub mod env;
+pub mod library;
+pub mod mailbox;
+pub mod messages;
+pub mod run;
+pub mod values;
+
+use self::core::{ExecutorCore, Step};
+use self::env::{failure, ExecEnv};
+use self::messages::{Deliver, Schedule, Trigger};
+use crate::actors::cache::StateAccess;
+use crate::actors::scheduler::messages::ExecutorStatus;
+use crate::config::{Config, Role};
+use crate::net::membership::{Membership, Subscribe, ViewChanged};
+use crate::net::{ActorRef, ServiceId, Transport};
+use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
+use actix::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often an executor reports its status to the schedulers (and expires waiting
+/// entries). Placement reads utilisation this stale at most.
+pub const STATUS_INTERVAL: Duration = Duration::from_millis(250);
+/// Mailbox of the executor actor: schedules, triggers and sends from the whole cluster
+/// queue here; a full mailbox makes senders fail fast (`QueueFull`) rather than buffer.
+pub const MAILBOX_CAPACITY: usize = 4096;
+/// Schedules and triggers waiting for each other, at most.
+pub const MAX_WAITING: usize = 65_536;
+/// A schedule or trigger waiting this long is dropped (its call failed or was lost
+/// upstream). Longer than any sane function timeout chain.
+pub const WAITING_EXPIRY: Duration = Duration::from_secs(600);
+
+/// The executor actor.
+pub struct Executor {
+    core: ExecutorCore,
+    env: Arc<ExecEnv>,
+    schedulers: Vec<ActorRef>,
+}
+
+/// A started executor.
+pub struct ExecutorHandle {
+    pub addr: Addr<Executor>,
+    pub pool: PythonPool,
+    /// Its address in the cluster.
+    pub actor: ActorRef,
+}
+
+impl ExecutorHandle {
+    /// Stop serving and kill the Python workers.
+    pub async fn stop(&self, transport: &Transport) {
+        transport.unregister::<Schedule>(0);
+        transport.unregister::<Trigger>(0);
+        transport.unregister::<Deliver>(0);
+        self.pool.shutdown().await;
+    }
+}
+
+impl Executor {
+    /// Start the pool (waiting for its workers), the actor, and register its messages.
+    pub async fn start(
+        transport: &Transport,
+        membership: &Addr<Membership>,
+        state: Arc<dyn StateAccess>,
+        cfg: &Config,
+    ) -> Result<ExecutorHandle, PyRuntimeError> {
+        let exe = match &cfg.executor.worker_exe {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
+        };
+        let pool = PythonPool::start(PoolConfig::from_executor(&cfg.executor, exe)).await?;
+        let me = ActorRef::new(transport.local_node().clone(), ServiceId::Executor, 0);
+        let timeout = Duration::from_millis(cfg.executor.function_timeout_ms);
+        let env = Arc::new(ExecEnv::new(
+            me.clone(),
+            transport.clone(),
+            pool.clone(),
+            state,
+            timeout,
+        ));
+        let addr = Executor {
+            core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
+            env,
+            schedulers: Vec::new(),
+        }
+        .start();
+        transport.register::<Schedule>(0, addr.clone().recipient());
+        transport.register::<Trigger>(0, addr.clone().recipient());
+        transport.register::<Deliver>(0, addr.clone().recipient());
+        membership.do_send(Subscribe(addr.clone().recipient()));
+        tracing::info!(executor = %me, workers = pool.workers(),
+            python = %pool.environment().python, "executor started");
+        Ok(ExecutorHandle {
+            addr,
+            pool,
+            actor: me,
+        })
+    }
+
+    fn status(&self) -> ExecutorStatus {
+        let pool = &self.env.pool;
+        ExecutorStatus {
+            executor: self.env.me.clone(),
+            utilisation: pool.utilisation(),
+            queued: u32::try_from(pool.queued()).unwrap_or(u32::MAX),
+            workers: u32::try_from(pool.workers()).unwrap_or(u32::MAX),
+            python: pool.environment().python.clone(),
+            cloudpickle: pool.environment().cloudpickle.clone(),
+        }
+    }
+
+    fn report(&self) {
+        let status = self.status();
+        for s in &self.schedulers {
+            let h = self.env.transport.handle::<ExecutorStatus>(s.clone());
+            if let Err(e) = h.tell(status.clone()) {
+                tracing::debug!(scheduler = %s, cause = %e, "status not sent");
+            }
+        }
+    }
+
+    fn act(&mut self, step: Step) {
+        match step {
+            Step::Wait => {}
+            Step::Run(ready) => {
+                actix::spawn(run::run(self.env.clone(), ready));
+            }
+            Step::Abort(s) => run::abort(&self.env, &s),
+            Step::Refused(s) => {
+                tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
+                let env = self.env.clone();
+                actix::spawn(async move {
+                    let f = failure(
+                        "overloaded",
+                        "the executor has too many waiting schedules".into(),
+                    );
+                    run::finish(&env, &s, Err(f)).await;
+                });
+            }
+            Step::Full => tracing::warn!("too many waiting triggers; trigger dropped"),
+        }
+    }
+}
+
+impl Actor for Executor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(STATUS_INTERVAL, |act, _| {
+            act.report();
+            let now = Instant::now();
+            let expired = act.core.expire(now) + act.env.mailboxes.expire(now);
+            if expired > 0 {
+                tracing::debug!(expired, "dropped waiting schedules, triggers or messages");
+            }
+        });
+    }
+}
+
+impl Handler<Schedule> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: Schedule, _: &mut Context<Self>) {
+        let step = self.core.on_schedule(msg, Instant::now());
+        self.act(step);
+    }
+}
+
+impl Handler<Trigger> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: Trigger, _: &mut Context<Self>) {
+        let step = self.core.on_trigger(msg, Instant::now());
+        self.act(step);
+    }
+}
+
+impl Handler<Deliver> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        let to = msg.to.clone();
+        if let Err(e) = self
+            .env
+            .mailboxes
+            .deliver(&to, msg.from, msg.payload, Instant::now())
+        {
+            tracing::warn!(to = %to, cause = %e, "message dropped");
+        }
+    }
+}
+
+impl Handler<ViewChanged> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
+        self.schedulers = msg
+            .view
+            .live_with_role(Role::Scheduler)
+            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Scheduler, 0))
+            .collect();
+        self.report();
+    }
+}

@@ -1,0 +1,194 @@
+//! Running one ready function and passing its result on: triggers straight to the
+//! downstream executors, or, at the sink, the result to the caller (pushed and/or stored).
+//! A failure anywhere fails the call: the failing executor reports it to the caller and
+//! aborts the downstream functions.
+
+use super::core::Ready;
+use super::env::{failure, ExecEnv};
+use super::library::Invocation;
+use super::mailbox::InvocationId;
+use super::messages::{Aborted, Schedule, Trigger};
+use super::values::{now_micros, to_lattice};
+use crate::actors::gateway::messages::{CallFailure, CallFinished};
+use crate::actors::scheduler::messages::Arg;
+use crate::ids::Key;
+use crate::pyrt::{CallError, PyCall, PyValue};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// Run `ready` and deliver its outcome.
+pub async fn run(env: Arc<ExecEnv>, ready: Ready) {
+    let span = tracing::debug_span!("function", call = %ready.schedule.call,
+        function = %ready.schedule.function);
+    async move {
+        let Ready { schedule, inputs } = ready;
+        let outcome = execute(&env, &schedule, inputs).await;
+        finish(&env, &schedule, outcome).await;
+    }
+    .instrument(span)
+    .await
+}
+
+async fn execute(
+    env: &Arc<ExecEnv>,
+    s: &Schedule,
+    inputs: Vec<PyValue>,
+) -> Result<PyValue, CallFailure> {
+    let function = env.function(&s.function, s.hash).await?;
+    let args = resolve(env, &s.args, inputs).await?;
+    let id = InvocationId {
+        node: env.me.node.clone(),
+        call: s.call,
+        function: s.function.clone(),
+    }
+    .to_string();
+    env.mailboxes.open(&id, Instant::now());
+    let timeout = s
+        .timeout_ms
+        .map_or(env.default_timeout, Duration::from_millis);
+    let started = Instant::now();
+    let lib = Arc::new(Invocation::new(env.clone(), id.clone()));
+    let out = env
+        .pool
+        .call(
+            PyCall {
+                function,
+                args,
+                timeout,
+            },
+            lib,
+        )
+        .await;
+    env.mailboxes.close(&id);
+    crate::metrics::record_function_call(&s.function, started.elapsed(), out.is_ok());
+    out.map_err(|e| call_failure(&e))
+}
+
+/// The caller's arguments (references read through the cache) then the upstream results.
+async fn resolve(
+    env: &ExecEnv,
+    args: &[Arg],
+    inputs: Vec<PyValue>,
+) -> Result<Vec<Option<PyValue>>, CallFailure> {
+    let refs: Vec<Key> = args
+        .iter()
+        .filter_map(|a| match a {
+            Arg::Reference(k) => Some(k.clone()),
+            Arg::Value(_) => None,
+        })
+        .collect();
+    let mut fetched = if refs.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        let values = env
+            .state
+            .get(refs.clone())
+            .await
+            .map_err(|e| failure("storage_error", format!("reading a referenced key: {e}")))?;
+        let mut out = Vec::with_capacity(values.len());
+        for (k, v) in refs.iter().zip(values) {
+            out.push(
+                super::values::to_python(k.as_str(), v)
+                    .map_err(|m| failure("invalid_request", m))?,
+            );
+        }
+        out.into_iter()
+    };
+    let mut resolved = Vec::with_capacity(args.len() + inputs.len());
+    for a in args {
+        resolved.push(match a {
+            Arg::Value(v) => Some(v.clone()),
+            Arg::Reference(_) => fetched.next().flatten(),
+        });
+    }
+    resolved.extend(inputs.into_iter().map(Some));
+    Ok(resolved)
+}
+
+/// Pass the outcome on: triggers downstream; at the sink (or on failure) the caller.
+pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
+    let value = outcome.as_ref().map_err(|_| Aborted);
+    for d in &s.downstream {
+        let t = Trigger {
+            call: s.call,
+            to: d.function.clone(),
+            from: s.function.clone(),
+            value: value.cloned(),
+        };
+        if let Err(e) = env.transport.handle::<Trigger>(d.executor.clone()).tell(t) {
+            tracing::warn!(call = %s.call, to = %d.executor, cause = %e, "trigger not sent");
+        }
+    }
+    match outcome {
+        Ok(v) if s.sink => reply(env, s, Ok(v)).await,
+        Ok(_) => {}
+        Err(f) => {
+            tracing::debug!(call = %s.call, function = %s.function, code = %f.code, "call failed");
+            reply(env, s, Err(f)).await
+        }
+    }
+}
+
+/// An upstream failed: tell the downstream functions, run nothing.
+pub fn abort(env: &ExecEnv, s: &Schedule) {
+    for d in &s.downstream {
+        let t = Trigger {
+            call: s.call,
+            to: d.function.clone(),
+            from: s.function.clone(),
+            value: Err(Aborted),
+        };
+        let _ = env.transport.handle::<Trigger>(d.executor.clone()).tell(t);
+    }
+}
+
+/// Deliver the call's outcome as `s.reply` asks: a result is stored (if asked) before it is
+/// pushed, so a caller told of it can read it; a failure is only pushed.
+pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
+    if let (Ok(v), Some(key)) = (&outcome, &s.reply.store_at) {
+        let value = to_lattice(v.clone(), &env.clock);
+        if let Err(e) = env.state.put(key.clone(), value).await {
+            tracing::warn!(call = %s.call, key = %key, cause = %e, "cannot store the result");
+        }
+    }
+    if let Some(dag) = &s.dag {
+        let took = Duration::from_micros(now_micros().saturating_sub(s.started_us));
+        crate::metrics::record_dag_call(dag, took, outcome.is_ok());
+    }
+    if let Some(to) = &s.reply.push_to {
+        let msg = CallFinished {
+            call: s.call,
+            outcome,
+        };
+        if let Err(e) = env.transport.handle::<CallFinished>(to.clone()).tell(msg) {
+            tracing::warn!(call = %s.call, to = %to, cause = %e, "result not delivered");
+        }
+    }
+}
+
+/// How a pool error reaches the caller (stable codes, see docs/protocol.md).
+pub fn call_failure(e: &CallError) -> CallFailure {
+    let code = match e {
+        CallError::Exception {
+            type_name,
+            message,
+            traceback,
+        } => {
+            return CallFailure {
+                code: "function_error".into(),
+                message: message.clone(),
+                exception_type: Some(type_name.clone()),
+                traceback: Some(traceback.clone()),
+            }
+        }
+        CallError::Timeout { .. } => "timeout",
+        CallError::WorkerCrashed(_) => "worker_crashed",
+        CallError::Pickle(_) => "pickle_error",
+        CallError::TooLarge { .. } => "too_large",
+        CallError::Overloaded => "overloaded",
+        CallError::Unavailable { .. } => "unavailable",
+        CallError::ShutDown => "shut_down",
+    };
+    failure(code, e.to_string())
+}

@@ -1,0 +1,251 @@
+//! The scheduler's logic, no I/O: what it knows of executors (status reports, cached keys,
+//! the membership view), the Python version check, placement, and turning one call of a
+//! validated DAG into one [`Schedule`] per function.
+//!
+//! Placement of one function: among executors with a fresh status at or below the
+//! utilisation threshold (all fresh executors when every one is above it), the one whose
+//! cache holds the most keys referenced by the function's arguments; ties broken uniformly
+//! at random by the injected RNG.
+
+use super::dag::DagPlan;
+use super::messages::{Arg, Consistency, ExecutorStatus, FunctionError, Reply};
+use crate::actors::executor::messages::{Downstream, Schedule};
+use crate::ids::{CallId, Key, NodeId, NodeRef};
+use crate::net::ActorRef;
+use rand::Rng;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// What a call of one function needs from its registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionMeta {
+    /// Content hash (see `registry::function_hash`).
+    pub hash: u64,
+    pub timeout_ms: Option<u64>,
+}
+
+/// A validated DAG with the registration of each of its functions (same order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallPlan {
+    pub dag: DagPlan,
+    pub functions: Vec<FunctionMeta>,
+    /// `false` for `CallFunction` (a one-function call is not recorded as a DAG call).
+    pub is_dag: bool,
+}
+
+/// One call to place.
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    pub call: CallId,
+    pub args: BTreeMap<String, Vec<Arg>>,
+    pub consistency: Consistency,
+    pub reply: Reply,
+    pub started_us: u64,
+}
+
+struct Known {
+    status: ExecutorStatus,
+    seen: Instant,
+}
+
+/// The scheduler's state.
+pub struct SchedulerCore {
+    executors: BTreeMap<NodeId, Known>,
+    cached: HashMap<NodeId, (NodeRef, HashSet<Key>)>,
+    threshold: f64,
+    stale_after: Duration,
+}
+
+impl SchedulerCore {
+    /// Executors above `threshold` utilisation are avoided; a status older than
+    /// `stale_after` makes its executor unplaceable until the next one.
+    pub fn new(threshold: f64, stale_after: Duration) -> Self {
+        SchedulerCore {
+            executors: BTreeMap::new(),
+            cached: HashMap::new(),
+            threshold,
+            stale_after,
+        }
+    }
+
+    /// An executor reported its status (a newer generation replaces the old one).
+    pub fn on_status(&mut self, status: ExecutorStatus, now: Instant) {
+        let id = status.executor.node.id.clone();
+        if let Some(k) = self.executors.get(&id) {
+            if k.status.executor.node.generation > status.executor.node.generation {
+                return;
+            }
+        }
+        self.executors.insert(id, Known { status, seen: now });
+    }
+
+    /// A node's cache reported the keys it holds (replacing its previous report).
+    pub fn on_cache_keys(&mut self, node: NodeRef, keys: Vec<Key>) {
+        self.cached
+            .insert(node.id.clone(), (node, keys.into_iter().collect()));
+    }
+
+    /// The membership view changed: forget executors and caches of nodes no longer live
+    /// (or live as another generation).
+    pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {
+        self.executors
+            .retain(|_, k| live.contains(&k.status.executor.node));
+        self.cached.retain(|_, (node, _)| live.contains(node));
+    }
+
+    fn fresh(&self, now: Instant) -> impl Iterator<Item = &ExecutorStatus> {
+        self.executors
+            .values()
+            .filter(move |k| now.saturating_duration_since(k.seen) <= self.stale_after)
+            .map(|k| &k.status)
+    }
+
+    /// Executors placement may use now.
+    pub fn executor_count(&self, now: Instant) -> usize {
+        self.fresh(now).count()
+    }
+
+    /// The latest status of every executor placement may use now.
+    pub fn executors(&self, now: Instant) -> Vec<ExecutorStatus> {
+        self.fresh(now).cloned().collect()
+    }
+
+    /// Refuse a function pickled on another Python (major.minor) or cloudpickle version than
+    /// an executor runs; with no executor known, `NoExecutors` (a client retries).
+    pub fn check_environment(
+        &self,
+        python: &str,
+        cloudpickle: &str,
+        now: Instant,
+    ) -> Result<(), FunctionError> {
+        let mut any = false;
+        for s in self.fresh(now) {
+            any = true;
+            if s.python != python || s.cloudpickle != cloudpickle {
+                return Err(FunctionError::VersionMismatch {
+                    client_python: python.to_string(),
+                    client_cloudpickle: cloudpickle.to_string(),
+                    server_python: s.python.clone(),
+                    server_cloudpickle: s.cloudpickle.clone(),
+                });
+            }
+        }
+        if any {
+            Ok(())
+        } else {
+            Err(FunctionError::NoExecutors)
+        }
+    }
+
+    fn locality(&self, node: &NodeId, refs: &[&Key]) -> usize {
+        match self.cached.get(node) {
+            Some((_, keys)) if !refs.is_empty() => {
+                refs.iter().filter(|k| keys.contains(**k)).count()
+            }
+            _ => 0,
+        }
+    }
+
+    /// The executor for a function whose arguments reference `refs`.
+    pub fn place(
+        &self,
+        refs: &[&Key],
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Result<ActorRef, FunctionError> {
+        let below = self.fresh(now).any(|s| s.utilisation <= self.threshold);
+        let mut best: Option<(&ExecutorStatus, usize)> = None;
+        let mut ties = 0u32;
+        for s in self.fresh(now) {
+            if below && s.utilisation > self.threshold {
+                continue;
+            }
+            let score = self.locality(&s.executor.node.id, refs);
+            match best {
+                Some((_, b)) if score < b => {}
+                Some((_, b)) if score == b => {
+                    ties += 1;
+                    if rng.gen_range(0..ties) == 0 {
+                        best = Some((s, score));
+                    }
+                }
+                _ => {
+                    best = Some((s, score));
+                    ties = 1;
+                }
+            }
+        }
+        best.map(|(s, _)| s.executor.clone())
+            .ok_or(FunctionError::NoExecutors)
+    }
+
+    /// Place every function of `plan` and build its schedule. Arguments may be given for any
+    /// function of the DAG; a function receives its own arguments, then its upstreams'
+    /// results in edge-list order.
+    pub fn schedules(
+        &self,
+        plan: &CallPlan,
+        mut req: CallRequest,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<(ActorRef, Schedule)>, FunctionError> {
+        let dag = &plan.dag;
+        if let Some(f) = req.args.keys().find(|f| dag.index(f).is_none()) {
+            return Err(FunctionError::Invalid(format!(
+                "arguments for `{f}`, which is not a function of `{}`",
+                dag.name
+            )));
+        }
+        let mut args: Vec<Vec<Arg>> = dag
+            .functions
+            .iter()
+            .map(|f| req.args.remove(f).unwrap_or_default())
+            .collect();
+        let placed = args
+            .iter()
+            .map(|a| self.place(&references(a), now, rng))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dag_name = plan.is_dag.then(|| dag.name.clone());
+        let mut out = Vec::with_capacity(dag.functions.len());
+        for (i, executor) in placed.iter().enumerate() {
+            let schedule = Schedule {
+                call: req.call,
+                dag: dag_name.clone(),
+                function: dag.functions[i].clone(),
+                hash: plan.functions[i].hash,
+                timeout_ms: plan.functions[i].timeout_ms,
+                args: std::mem::take(&mut args[i]),
+                upstream: dag.upstream[i]
+                    .iter()
+                    .map(|&u| dag.functions[u].clone())
+                    .collect(),
+                downstream: dag.downstream[i]
+                    .iter()
+                    .map(|&d| Downstream {
+                        function: dag.functions[d].clone(),
+                        executor: placed[d].clone(),
+                    })
+                    .collect(),
+                sink: i == dag.sink,
+                reply: req.reply.clone(),
+                consistency: req.consistency,
+                started_us: req.started_us,
+            };
+            out.push((executor.clone(), schedule));
+        }
+        Ok(out)
+    }
+}
+
+fn references(args: &[Arg]) -> Vec<&Key> {
+    args.iter()
+        .filter_map(|a| match a {
+            Arg::Reference(k) => Some(k),
+            Arg::Value(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

@@ -1,0 +1,156 @@
+//! Unit tests of the scheduler core: placement, version check, schedules.
+
+use super::*;
+use crate::actors::scheduler::dag::plan;
+use crate::actors::scheduler::messages::DagSpec;
+use crate::ids::Generation;
+use crate::net::ServiceId;
+use crate::pyrt::PyValue;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+const STALE: Duration = Duration::from_secs(3);
+
+fn node(n: &str) -> NodeRef {
+    NodeRef {
+        id: NodeId::new(n),
+        generation: Generation(1),
+    }
+}
+
+fn status(n: &str, utilisation: f64) -> ExecutorStatus {
+    ExecutorStatus {
+        executor: ActorRef::new(node(n), ServiceId::Executor, 0),
+        utilisation,
+        queued: 0,
+        workers: 2,
+        python: "3.11".into(),
+        cloudpickle: "3.0.0".into(),
+    }
+}
+
+fn core(execs: &[(&str, f64)], now: Instant) -> SchedulerCore {
+    let mut c = SchedulerCore::new(0.9, STALE);
+    for (n, u) in execs {
+        c.on_status(status(n, *u), now);
+    }
+    c
+}
+
+#[test]
+fn placement_prefers_cached_keys_then_skips_busy_executors() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0), ("c", 0.0)], now);
+    let (k1, k2) = (Key::new("k1"), Key::new("k2"));
+    c.on_cache_keys(node("b"), vec![k1.clone()]);
+    c.on_cache_keys(node("c"), vec![k1.clone(), k2.clone()]);
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..20 {
+        let e = c.place(&[&k1, &k2], now, &mut rng).expect("placed");
+        assert_eq!(e.node.id.as_str(), "c");
+        let e = c.place(&[&k1], now, &mut rng).expect("placed");
+        assert_ne!(e.node.id.as_str(), "a");
+    }
+    c.on_status(status("c", 1.0), now);
+    let e = c.place(&[&k1, &k2], now, &mut rng).expect("placed");
+    assert_eq!(e.node.id.as_str(), "b", "c is above the threshold");
+    // all above: still placed, by locality
+    let c = core(&[("a", 1.0), ("b", 1.0)], now);
+    assert!(c.place(&[], now, &mut rng).is_ok());
+}
+
+#[test]
+fn ties_are_broken_at_random_and_stale_executors_are_skipped() {
+    let now = Instant::now();
+    let c = core(&[("a", 0.0), ("b", 0.5), ("c", 0.2)], now);
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut seen = BTreeSet::new();
+    for _ in 0..200 {
+        seen.insert(c.place(&[], now, &mut rng).expect("placed").node.id);
+    }
+    assert_eq!(seen.len(), 3, "every tied executor is chosen sometimes");
+    let later = now + STALE + Duration::from_millis(1);
+    assert_eq!(c.executor_count(later), 0);
+    assert_eq!(
+        c.place(&[], later, &mut rng),
+        Err(FunctionError::NoExecutors)
+    );
+}
+
+#[test]
+fn view_changes_forget_dead_executors() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
+    c.retain_live(&[node("a")].into_iter().collect());
+    assert_eq!(c.executor_count(now), 1);
+    let mut rng = StdRng::seed_from_u64(3);
+    assert_eq!(
+        c.place(&[], now, &mut rng).expect("a").node.id.as_str(),
+        "a"
+    );
+}
+
+#[test]
+fn version_check() {
+    let now = Instant::now();
+    let empty = SchedulerCore::new(0.9, STALE);
+    assert_eq!(
+        empty.check_environment("3.11", "3.0.0", now),
+        Err(FunctionError::NoExecutors)
+    );
+    let c = core(&[("a", 0.0)], now);
+    assert!(c.check_environment("3.11", "3.0.0", now).is_ok());
+    let e = c.check_environment("3.12", "3.0.0", now).unwrap_err();
+    assert_eq!(e.code(), "version_mismatch");
+    assert!(e.to_string().contains("3.12"), "{e}");
+    assert!(c.check_environment("3.11", "2.2.1", now).is_err());
+}
+
+#[test]
+fn schedules_carry_edges_args_and_reply() {
+    let now = Instant::now();
+    let c = core(&[("a", 0.0)], now);
+    let spec = DagSpec {
+        name: "d".into(),
+        functions: vec!["x".into(), "y".into(), "z".into()],
+        connections: vec![("x".into(), "z".into()), ("y".into(), "z".into())],
+    };
+    let dag = plan(&spec).expect("valid");
+    let metas = (0..3)
+        .map(|i| FunctionMeta {
+            hash: i,
+            timeout_ms: None,
+        })
+        .collect();
+    let plan = CallPlan {
+        dag,
+        functions: metas,
+        is_dag: true,
+    };
+    let v = Arg::Value(PyValue::Pickled(bytes::Bytes::from_static(b"1")));
+    let req = CallRequest {
+        call: CallId(9),
+        args: [("y".to_string(), vec![v.clone()])].into_iter().collect(),
+        consistency: Consistency::Lww,
+        reply: Reply {
+            push_to: None,
+            store_at: Some(Key::new("r")),
+        },
+        started_us: 5,
+    };
+    let mut rng = StdRng::seed_from_u64(3);
+    let out = c
+        .schedules(&plan, req.clone(), now, &mut rng)
+        .expect("scheduled");
+    assert_eq!(out.len(), 3);
+    let (_, z) = &out[2];
+    assert_eq!(z.upstream, vec!["x".to_string(), "y".to_string()]);
+    assert!(z.sink && !out[0].1.sink);
+    assert_eq!(out[1].1.args, vec![v]);
+    assert_eq!(out[0].1.downstream[0].function, "z");
+    assert_eq!((z.hash, z.dag.as_deref()), (2, Some("d")));
+    let mut bad = req;
+    bad.args.insert("nope".into(), vec![]);
+    let e = c.schedules(&plan, bad, now, &mut rng).unwrap_err();
+    assert_eq!(e.code(), "invalid_request");
+}

@@ -1,0 +1,199 @@
+//! The scheduler's actix handlers: unpack a message, check it, call the core or the
+//! registry, update the plan cache.
+
+use super::core::CallPlan;
+use super::dag::{plan, validate_name};
+use super::messages::*;
+use super::{
+    function_metas, registry, request, GetExecutors, PlanKey, Scheduler, MAILBOX_CAPACITY,
+};
+use crate::actors::cache::messages::CacheKeysReport;
+use crate::config::Role;
+use crate::net::membership::ViewChanged;
+use crate::net::Transport;
+use actix::prelude::*;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Reply<T> = ResponseActFuture<Scheduler, Result<T, FunctionError>>;
+
+/// Deliver the scheduler's wire messages to `addr`.
+pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) {
+    t.register::<RegisterFunction>(0, addr.clone().recipient());
+    t.register::<RegisterDag>(0, addr.clone().recipient());
+    t.register::<DeleteDag>(0, addr.clone().recipient());
+    t.register::<DeleteFunction>(0, addr.clone().recipient());
+    t.register::<List>(0, addr.clone().recipient());
+    t.register::<CallDag>(0, addr.clone().recipient());
+    t.register::<CallFunction>(0, addr.clone().recipient());
+    t.register::<ExecutorStatus>(0, addr.clone().recipient());
+}
+
+fn done<T: 'static>(r: Result<T, FunctionError>) -> Reply<T> {
+    Box::pin(fut::ready(r))
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
+    validate_name("function", &r.name)?;
+    if r.body.is_empty() {
+        return Err(FunctionError::Invalid(format!(
+            "function `{}` has an empty body",
+            r.name
+        )));
+    }
+    if r.timeout_ms == Some(0) {
+        return Err(FunctionError::Invalid(
+            "a function timeout must be above 0 ms".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl Handler<RegisterFunction> for Scheduler {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: RegisterFunction, _: &mut Context<Self>) -> Self::Result {
+        let r = msg.record;
+        if let Err(e) = check_record(&r).and_then(|_| {
+            self.core
+                .check_environment(&r.python, &r.cloudpickle, Instant::now())
+        }) {
+            return done(Err(e));
+        }
+        let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
+        Box::pin(
+            async move { registry::store_function(&kvs, &clock, &r).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    // plans hold function hashes: any may now be stale
+                    act.plans.clear();
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<RegisterDag> for Scheduler {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: RegisterDag, _: &mut Context<Self>) -> Self::Result {
+        let dag = match plan(&msg.spec) {
+            Ok(d) => d,
+            Err(e) => return done(Err(e)),
+        };
+        let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
+        let spec = msg.spec;
+        Box::pin(
+            async move {
+                let functions = function_metas(&kvs, &dag.functions).await?;
+                registry::store_dag(&kvs, &clock, &spec).await?;
+                Ok(CallPlan {
+                    dag,
+                    functions,
+                    is_dag: true,
+                })
+            }
+            .into_actor(self)
+            .map(|res: Result<CallPlan, FunctionError>, act, _| {
+                let plan = res?;
+                act.remember(PlanKey::Dag(plan.dag.name.clone()), Arc::new(plan));
+                Ok(())
+            }),
+        )
+    }
+}
+
+impl Handler<DeleteDag> for Scheduler {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: DeleteDag, _: &mut Context<Self>) -> Self::Result {
+        self.plans.remove(&PlanKey::Dag(msg.name.clone()));
+        let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
+        Box::pin(
+            async move { registry::delete_dag(&kvs, &clock, &msg.name).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.plans.retain(|k, _| matches!(k, PlanKey::Function(_)));
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<DeleteFunction> for Scheduler {
+    type Result = Reply<()>;
+    fn handle(&mut self, msg: DeleteFunction, _: &mut Context<Self>) -> Self::Result {
+        let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
+        Box::pin(
+            async move { registry::delete_function(&kvs, &clock, &msg.name).await }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    act.plans.clear();
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<List> for Scheduler {
+    type Result = ResponseFuture<Result<Vec<String>, FunctionError>>;
+    fn handle(&mut self, msg: List, _: &mut Context<Self>) -> Self::Result {
+        let kvs = self.kvs.clone();
+        Box::pin(async move { registry::list(&kvs, msg.what, &msg.prefix).await })
+    }
+}
+
+impl Handler<CallDag> for Scheduler {
+    type Result = Reply<CallAccepted>;
+    fn handle(&mut self, msg: CallDag, _: &mut Context<Self>) -> Self::Result {
+        let req = request(msg.call, msg.args, msg.consistency, msg.reply);
+        self.call(PlanKey::Dag(msg.dag), req)
+    }
+}
+
+impl Handler<CallFunction> for Scheduler {
+    type Result = Reply<CallAccepted>;
+    fn handle(&mut self, msg: CallFunction, _: &mut Context<Self>) -> Self::Result {
+        let args = [(msg.function.clone(), msg.args)].into_iter().collect();
+        let req = request(msg.call, args, msg.consistency, msg.reply);
+        self.call(PlanKey::Function(msg.function), req)
+    }
+}
+
+impl Handler<ExecutorStatus> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ExecutorStatus, _: &mut Context<Self>) {
+        self.core.on_status(msg, Instant::now());
+    }
+}
+
+impl Handler<CacheKeysReport> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: CacheKeysReport, _: &mut Context<Self>) {
+        self.core.on_cache_keys(msg.node, msg.keys);
+    }
+}
+
+impl Handler<ViewChanged> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
+        let live: BTreeSet<_> = msg
+            .view
+            .live_with_role(Role::Executor)
+            .map(|m| m.node.clone())
+            .collect();
+        self.core.retain_live(&live);
+    }
+}
+
+impl Handler<GetExecutors> for Scheduler {
+    type Result = MessageResult<GetExecutors>;
+    fn handle(&mut self, _: GetExecutors, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.executors(Instant::now()))
+    }
+}

@@ -1,46 +1,55 @@
-"""Two functions talking directly with send/recv: a DAG `sender -> receiver` where the
-sender tells the receiver's executor a message before its result flows downstream.
+"""Two functions talking directly with send/recv while both run.
 
-The sender learns where to send from the KVS: the receiver's executor publishes its id
-(cb.getid()) under a key first.
+A DAG `listener, talker -> report`: the two sources run at the same time on different
+workers. The listener publishes its id (`cb.getid()`, unique to this running function)
+under a key named after the run; the talker reads it from the KVS and sends a message
+straight to the listener's executor; the listener picks it up with `cb.recv()`. The sink
+reports what happened.
 """
+
+import uuid
 
 from _connect import connect
 
 
-def announce(cb, _):
-    cb.put("receiver-id", cb.getid())
-    return cb.getid()
-
-
-def sender(cb, text):
-    dest = cb.get("receiver-id")
-    cb.send(dest, text.encode())
-    return dest
-
-
-def receiver(cb, dest):
-    # The message was sent before sender's result reached us; wait for it (bounded).
+def listener(cb, run):
     import time
 
-    deadline = time.time() + 5
+    cb.put(f"chat/{run}", cb.getid())
+    deadline = time.time() + 10
     while time.time() < deadline:
-        msgs = cb.recv()
-        if msgs:
-            return [(src, payload.decode()) for src, payload in msgs]
+        for sender, payload in cb.recv():
+            return payload.decode()
         time.sleep(0.001)
-    return []
+    return None
+
+
+def talker(cb, run, text):
+    import time
+
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        dest = cb.get(f"chat/{run}")
+        if dest:
+            cb.send(dest, text.encode())
+            return "sent"
+        time.sleep(0.001)
+    return "no listener"
+
+
+def report(cb, heard, talked):
+    return {"heard": heard, "talker": talked}
 
 
 cloud = connect()
-cloud.register(announce, "announce")
-cloud.register(sender, "sender")
-cloud.register(receiver, "receiver")
-# Announce on the executor that will run `receiver`: with a single executor node (as in
-# `cloudburst local`) every function runs there.
-where = cloud.exec_func("announce", [None]).get()
-cloud.register_dag("chat", ["sender", "receiver"], [("sender", "receiver")])
-got = cloud.call_dag("chat", {"sender": ["hello from sender"]}).get()
-print("receiver", where, "got:", got)
-assert [payload for _, payload in got] == ["hello from sender"]
+cloud.register(listener, "listener")
+cloud.register(talker, "talker")
+cloud.register(report, "report")
+cloud.register_dag(
+    "chat", ["listener", "talker", "report"], [("listener", "report"), ("talker", "report")]
+)
+run = uuid.uuid4().hex
+got = cloud.call_dag("chat", {"listener": [run], "talker": [run, "hello from talker"]}).get()
+print("chat:", got)
+assert got == {"heard": "hello from talker", "talker": "sent"}, got
 cloud.close()

@@ -16,7 +16,7 @@ if [ ! -x .venv/bin/python3 ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.cloudburst-setup
-want="$(cat python/pyproject.toml scripts/requirements-dev.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat python/pyproject.toml scripts/requirements-dev.txt python/cloudburst/*.py | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing the Python client and test dependencies into .venv"
     .venv/bin/python3 -m pip install --quiet --upgrade pip

@@ -74,7 +74,8 @@ impl NodeRoles {
             Some(cache) => {
                 // Executors read and write state through this node's cache.
                 let state: Arc<dyn StateAccess> = Arc::new(cache.clone());
-                Some(Executor::start(&transport, &membership, state, cfg).await?)
+                let registry: Arc<dyn StateAccess> = Arc::new(kvs.client.clone());
+                Some(Executor::start(&transport, &membership, state, registry, cfg).await?)
             }
             None => None,
         };

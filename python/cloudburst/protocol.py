@@ -7,7 +7,10 @@ Every message is one binary websocket message holding a MessagePack map. Request
 "exception_type", "traceback"}}``.
 """
 
+import os
 import pickle
+import sys
+import sysconfig
 
 import cloudpickle
 import msgpack
@@ -68,6 +71,33 @@ def dumps(value):
     return cloudpickle.dumps(value)
 
 
+def _installed(module):
+    """Whether a module comes from the standard library or an installed package (then the
+    executors can import it too) rather than from the user's own files."""
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return True  # builtin or namespace: nothing of the user's to ship
+    path = os.path.realpath(path)
+    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    return any(path.startswith(os.path.realpath(r) + os.sep) for r in roots)
+
+
+def dumps_code(obj, module_name):
+    """Pickle a function (or a (Class, init_args) pair) for the executors. cloudpickle ships
+    functions of ``__main__`` by value but pickles functions of an importable module by
+    reference, which fails on executors that do not have the user's module (a test file, a
+    script's helper module): such user modules are shipped by value too."""
+    module = sys.modules.get(module_name or "")
+    by_value = module is not None and module_name != "__main__" and not _installed(module)
+    if by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(obj)
+    finally:
+        if by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
 def pack_value(value):
     """A Python value as stored: a set's elements pickled one by one (a SetUnion lattice),
     anything else pickled whole (a last-writer-wins value)."""
@@ -106,9 +136,9 @@ def register_fields(function, name, timeout=None):
         if not callable(getattr(cls, "run", None)):
             raise TypeError(f"{cls.__name__} needs a run(self, cloudburst, *args) method")
         init_args = tuple(init_args) if isinstance(init_args, (list, tuple)) else (init_args,)
-        body, kind = dumps((cls, init_args)), "class"
+        body, kind = dumps_code((cls, init_args), cls.__module__), "class"
     elif callable(function):
-        body, kind = dumps(function), "plain"
+        body, kind = dumps_code(function, getattr(function, "__module__", None)), "plain"
     else:
         raise TypeError("register() takes a function or a (Class, init_args) pair")
     fields = {"name": name, "body": body, "kind": kind, **client_environment()}

@@ -28,6 +28,8 @@ pub struct ExecEnv {
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
     functions: Mutex<HashMap<String, Arc<FunctionSpec>>>,
+    /// Where function records are loaded from (the KVS, not the cache).
+    registry: Arc<dyn StateAccess>,
 }
 
 impl ExecEnv {
@@ -36,6 +38,7 @@ impl ExecEnv {
         transport: Transport,
         pool: PythonPool,
         state: Arc<dyn StateAccess>,
+        registry: Arc<dyn StateAccess>,
         default_timeout: Duration,
     ) -> Self {
         ExecEnv {
@@ -44,6 +47,7 @@ impl ExecEnv {
             transport,
             pool,
             state,
+            registry,
             mailboxes: Mailboxes::default(),
             default_timeout,
             functions: Mutex::new(HashMap::new()),
@@ -62,7 +66,7 @@ impl ExecEnv {
         if let Some(f) = self.cached(name, hash) {
             return Ok(f);
         }
-        let record = load_function(&*self.state, name)
+        let record = load_function(&*self.registry, name)
             .await
             .map_err(|e| failure(e.code(), e.to_string()))?
             .ok_or_else(|| failure("unknown_function", format!("no function named `{name}`")))?;

@@ -71,10 +71,14 @@ impl ExecutorHandle {
 
 impl Executor {
     /// Start the pool (waiting for its workers), the actor, and register its messages.
+    /// `state` serves the user library and argument references (the node's cache);
+    /// `registry` is where function bodies are loaded from (the KVS itself: a cached copy
+    /// of a re-registered function would look stale).
     pub async fn start(
         transport: &Transport,
         membership: &Addr<Membership>,
         state: Arc<dyn StateAccess>,
+        registry: Arc<dyn StateAccess>,
         cfg: &Config,
     ) -> Result<ExecutorHandle, PyRuntimeError> {
         let exe = match &cfg.executor.worker_exe {
@@ -89,6 +93,7 @@ impl Executor {
             transport.clone(),
             pool.clone(),
             state,
+            registry,
             timeout,
         ));
         let addr = Executor {

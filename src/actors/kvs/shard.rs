@@ -58,6 +58,7 @@ impl KvsShard {
 
     /// Send changed keys to the other replicas and owed values to subscribers.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.flush_pushes();
         let routing = self.routing.get();
         let me = self.me.clone();
         let gossip = self.core.take_gossip(|k| {
@@ -72,6 +73,11 @@ impl KvsShard {
                 self.send_batch(&routing, &peer, chunk, None, ctx);
             }
         }
+    }
+
+    /// Send subscribers the new values they are owed. Done right after each write (caches
+    /// stay fresh to within one message) as well as on the timer (retries).
+    fn flush_pushes(&mut self) {
         for (sub, entries) in self.core.take_pushes() {
             let handle = self.transport.handle::<KeyUpdates>(sub.clone());
             for chunk in split(entries) {
@@ -290,6 +296,8 @@ impl Handler<KvsRequest> for KvsShard {
                     .collect();
                 if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
                     self.flush(ctx);
+                } else if self.core.pending_push_count() > 0 {
+                    self.flush_pushes();
                 }
                 Ok(KvsReply::Put(results))
             }
@@ -298,6 +306,9 @@ impl Handler<KvsRequest> for KvsShard {
                     if let Err(e) = self.core.put(k, v, Origin::Replica) {
                         tracing::warn!(shard = %self.me, cause = %e, "gossiped value refused");
                     }
+                }
+                if self.core.pending_push_count() > 0 {
+                    self.flush_pushes();
                 }
                 Ok(KvsReply::Ack)
             }

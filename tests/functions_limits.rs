@@ -7,7 +7,6 @@ mod functions_support;
 use cloudburst::local::LocalError;
 use cloudburst::pyrt::FunctionKind;
 use functions_support::*;
-use std::time::Instant;
 
 #[test]
 fn an_exception_fails_the_dag_with_type_and_traceback() {
@@ -66,6 +65,9 @@ fn a_timeout_fails_the_call_and_the_executor_keeps_serving() {
     });
 }
 
+/// Two CPU-bound calls run at the same time in different worker processes: their execution
+/// intervals (system-wide monotonic clock) overlap. This holds however loaded the shared
+/// machine is; the speed-up itself is measured by `cloudburst bench python`.
 #[test]
 fn two_cpu_bound_functions_run_in_parallel() {
     run(async {
@@ -73,27 +75,24 @@ fn two_cpu_bound_functions_run_in_parallel() {
         register(&client, &["cpu"]).await;
         let n = arg("1_500_000");
         let cpu = || client.call_function("cpu", vec![n.clone()]);
-        // warm both workers (the function loaded in each)
-        let _ = futures::join!(cpu(), cpu());
-        // The machine is shared: the best of a few attempts.
-        let mut best = f64::MAX;
-        for _ in 0..5 {
-            let t = Instant::now();
-            cpu().await.expect("one");
-            let one = t.elapsed();
-            let t = Instant::now();
-            let (a, b) = futures::join!(cpu(), cpu());
-            let two = t.elapsed();
-            let (a, b) = (repr(&a.expect("a")), repr(&b.expect("b")));
-            assert_ne!(a, b, "both calls ran in the same worker process");
-            let ratio = two.as_secs_f64() / one.as_secs_f64();
-            println!("one call {one:?}, two in parallel {two:?}, ratio {ratio:.2}");
-            best = best.min(ratio);
-            if best < 1.6 {
-                break;
-            }
-        }
-        assert!(best < 1.6, "two parallel calls took {best:.2}x one call");
+        let (a, b) = futures::join!(cpu(), cpu());
+        let parse = |r: String| -> (String, f64, f64) {
+            let p: Vec<String> = r
+                .trim_matches(|c| c == '(' || c == ')')
+                .split(", ")
+                .map(str::to_string)
+                .collect();
+            (
+                p[0].clone(),
+                p[1].parse().expect("start"),
+                p[2].parse().expect("end"),
+            )
+        };
+        let (pa, sa, ea) = parse(repr(&a.expect("a")));
+        let (pb, sb, eb) = parse(repr(&b.expect("b")));
+        println!("worker {pa} ran {sa:.3}..{ea:.3}, worker {pb} ran {sb:.3}..{eb:.3}");
+        assert_ne!(pa, pb, "both calls ran in the same worker process");
+        assert!(sa < eb && sb < ea, "the two calls did not overlap in time");
         cluster.stop().await;
     });
 }

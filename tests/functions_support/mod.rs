@@ -88,10 +88,10 @@ def pong(cb):
     return "no ping"
 
 def cpu(cb, n):
-    s = 0
-    for i in range(n):
-        s += i * i
-    return os.getpid()
+    import os, time
+    start = time.monotonic()
+    sum(i * i for i in range(n))
+    return (os.getpid(), start, time.monotonic())
 
 out = {
     "incr": incr, "square": square, "fan_src": fan_src, "left": left, "right": right,

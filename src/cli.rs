@@ -86,7 +86,7 @@ pub struct CommonArgs {
     /// Replicas per KVS key.
     #[arg(long, env = "CLOUDBURST_REPLICATION", value_name = "K")]
     pub replication: Option<usize>,
-    /// KVS shards per KVS node (0 = one per core).
+    /// KVS shards per KVS node (0 = one per core but one, at least one).
     #[arg(long, env = "CLOUDBURST_KVS_SHARDS", value_name = "N")]
     pub kvs_shards: Option<usize>,
     /// Python worker processes per executor node (0 = one per core).

@@ -147,11 +147,13 @@ pub struct MembershipConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct KvsConfig {
-    /// KvsShard actors per KVS node; 0 means one per core.
+    /// KvsShard actors per KVS node; 0 means one per core but one, at least one (the
+    /// node's network thread keeps a core busy too: on 2 cores, 1 shard served 221k ops/s
+    /// where 2 shards served 183k, docs/benchmarks.md).
     pub shards_per_node: usize,
     /// Replicas per key (k): an acknowledged write survives the loss of k-1 of them.
     pub replication: usize,
-    /// Virtual nodes per shard on the hash ring (smooths the key distribution).
+    /// Virtual nodes per KVS node on the hash ring (smooths the key distribution).
     pub virtual_nodes: usize,
     /// Replicas gossip changed keys at least this often.
     pub gossip_interval_ms: u64,
@@ -307,9 +309,13 @@ impl Config {
         resolve_cores(self.executor.workers)
     }
 
-    /// KVS shards per node, resolving 0 to the number of cores.
+    /// KVS shards per node, resolving 0 to the number of cores minus one (at least one).
     pub fn kvs_shards(&self) -> usize {
-        resolve_cores(self.kvs.shards_per_node)
+        if self.kvs.shards_per_node > 0 {
+            self.kvs.shards_per_node
+        } else {
+            resolve_cores(0).saturating_sub(1).max(1)
+        }
     }
 
     /// Check every cross-field rule once, at start.

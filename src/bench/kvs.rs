@@ -1,7 +1,7 @@
 //! `cloudburst bench kvs`: KVS latency and throughput against a real KVS node over loopback.
 //!
-//! The server is a child `cloudburst node --roles kvs` process (replication 1, one shard per
-//! core); the client is the benchmark process (an in-process transport and [`KvsClient`]
+//! The server is a child `cloudburst node --roles kvs` process (replication 1, the
+//! default shard count); the client is the benchmark process (an in-process transport and [`KvsClient`]
 //! routing by the node's membership view). Workloads: sequential 8-byte put then get
 //! (`iterations`, default 10k, after 1k warm-up), sequential 1 MiB put then get (200 after
 //! 20 warm-up), and `IN_FLIGHT` concurrent clients doing 8-byte gets and puts (half each)

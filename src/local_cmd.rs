@@ -31,7 +31,9 @@ async fn serve(cfg: Config) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the local cluster: {e}");
-            return ExitCode::from(EXIT_FAILURE);
+            // Exit at once: roles already started (shard threads, timers) must not be torn
+            // down by dropping the actix System mid-start, which panics in actix.
+            std::process::exit(i32::from(EXIT_FAILURE));
         }
     };
     if !kvs_routed(&roles).await {

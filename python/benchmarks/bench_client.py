@@ -44,11 +44,12 @@ def start_local(binary):
          "--dashboard-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    line = proc.stdout.readline()
-    if not line.startswith("cloudburst local ready: client "):
-        proc.kill()
-        sys.exit(f"cloudburst local did not start: {line!r}")
-    return proc, line.split()[-1]
+    # Other lines (the dashboard URL) may come first; the readiness line comes last.
+    for line in proc.stdout:
+        if line.startswith("cloudburst local ready: client "):
+            return proc, line.split()[-1]
+    proc.kill()
+    sys.exit("cloudburst local exited before it was ready")
 
 
 def measure(fn):

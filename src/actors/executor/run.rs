@@ -10,8 +10,9 @@ use super::mailbox::InvocationId;
 use super::messages::{Aborted, Schedule, Trigger};
 use super::values::{now_micros, to_lattice};
 use crate::actors::gateway::messages::{CallFailure, CallFinished};
-use crate::actors::scheduler::messages::Arg;
+use crate::actors::scheduler::messages::{Arg, RESULT_PREFIX};
 use crate::ids::Key;
+use crate::lattice::LatticeValue;
 use crate::pyrt::{CallError, PyCall, PyValue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -143,18 +144,25 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
     }
 }
 
-/// Deliver the call's outcome as `s.reply` asks: a result is stored (if asked) before it is
-/// pushed, so a caller told of it can read it; a failure is only pushed.
+/// Deliver the call's outcome as `s.reply` asks. A result stored under a key the caller
+/// named (`output_key`) is stored before it is pushed, so a caller told of it can read the
+/// key at once; under the default result key (`__cloudburst/results/<call>`, read only by
+/// futures that missed the push) the waiting caller is answered first. A failure is only
+/// pushed.
 pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
-    if let (Ok(v), Some(key)) = (&outcome, &s.reply.store_at) {
-        let value = to_lattice(v.clone(), &env.clock);
-        if let Err(e) = env.state.put(key.clone(), value).await {
-            tracing::warn!(call = %s.call, key = %key, cause = %e, "cannot store the result");
-        }
-    }
     if let Some(dag) = &s.dag {
         let took = Duration::from_micros(now_micros().saturating_sub(s.started_us));
         crate::metrics::record_dag_call(dag, took, outcome.is_ok());
+    }
+    let store = match (&outcome, &s.reply.store_at) {
+        (Ok(v), Some(key)) => Some((key.clone(), to_lattice(v.clone(), &env.clock))),
+        _ => None,
+    };
+    let push_first = store
+        .as_ref()
+        .is_some_and(|(key, _)| key.as_str().starts_with(RESULT_PREFIX));
+    if !push_first {
+        store_result(env, s, store.clone()).await;
     }
     if let Some(to) = &s.reply.push_to {
         let msg = CallFinished {
@@ -163,6 +171,17 @@ pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFai
         };
         if let Err(e) = env.transport.handle::<CallFinished>(to.clone()).tell(msg) {
             tracing::warn!(call = %s.call, to = %to, cause = %e, "result not delivered");
+        }
+    }
+    if push_first {
+        store_result(env, s, store).await;
+    }
+}
+
+async fn store_result(env: &ExecEnv, s: &Schedule, store: Option<(Key, LatticeValue)>) {
+    if let Some((key, value)) = store {
+        if let Err(e) = env.state.put(key.clone(), value).await {
+            tracing::warn!(call = %s.call, key = %key, cause = %e, "cannot store the result");
         }
     }
 }

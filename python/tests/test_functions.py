@@ -9,7 +9,7 @@ import time
 import pytest
 
 import cloudburst
-from cloudburst import CloudburstReference
+from cloudburst import CloudburstError, CloudburstReference
 
 pytestmark = pytest.mark.usefixtures("functions")
 
@@ -58,9 +58,13 @@ def test_dag_with_future_and_direct_response(fns):
     assert fns.call_dag("just_square", {"square": [5]}, direct_response=True) == 25
 
 
-def test_consistency_modes_are_accepted(fns):
-    for mode in cloudburst.CONSISTENCY_MODES:
-        assert fns.call_dag("incr_square", {"incr": [0]}, consistency=mode).get(10) == 1
+def test_consistency_modes(fns):
+    assert fns.call_dag("incr_square", {"incr": [0]}, consistency=cloudburst.NORMAL).get(10) == 1
+    # The stronger modes are refused plainly until they are enforced (never run as LWW).
+    for mode in (cloudburst.REPEATABLE_READ, cloudburst.CAUSAL):
+        with pytest.raises(CloudburstError) as e:
+            fns.call_dag("incr_square", {"incr": [0]}, consistency=mode, direct_response=True)
+        assert e.value.code == "invalid_request" and "not available yet" in e.value.message
     with pytest.raises(ValueError):
         fns.call_dag("incr_square", {"incr": [0]}, consistency="strong")
 

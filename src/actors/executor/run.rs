@@ -62,8 +62,10 @@ async fn execute(
         )
         .await;
     env.mailboxes.close(&id);
-    crate::metrics::record_function_call(&s.function, started.elapsed(), out.is_ok());
-    out.map_err(|e| call_failure(&e))
+    let out = out.map_err(|e| call_failure(&e));
+    let code = out.as_ref().err().map(|f| f.code.as_str());
+    crate::metrics::record_function_outcome(s.call, &s.function, started.elapsed(), code);
+    out
 }
 
 /// The caller's arguments (references read through the cache) then the upstream results.
@@ -152,7 +154,12 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
 pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
     if let Some(dag) = &s.dag {
         let took = Duration::from_micros(now_micros().saturating_sub(s.started_us));
-        crate::metrics::record_dag_call(dag, took, outcome.is_ok());
+        let code = outcome.as_ref().err().map(|f| f.code.as_str());
+        crate::metrics::record_dag_outcome(s.call, dag, took, code);
+    }
+    if let Err(f) = &outcome {
+        // One line per failed call, with its id and reason.
+        tracing::warn!(call = %s.call, function = %s.function, code = %f.code, reason = %f.message, "call failed");
     }
     let store = match (&outcome, &s.reply.store_at) {
         (Ok(v), Some(key)) => Some((key.clone(), to_lattice(v.clone(), &env.clock))),

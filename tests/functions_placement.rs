@@ -2,16 +2,15 @@
 //! call referencing a key cached on executor B is placed on B; calls without references are
 //! spread over both (random ties).
 //!
-//! The cache (another branch) sends `CacheKeysReport`s; until it is merged the test sends
-//! the report B's cache would send, through the transport, as the cache will.
+//! B's real cache holds the key (read through it) and reports it to the scheduler; A's
+//! cache is too small to hold anything, so only B ever reports the key.
 
 mod functions_support;
 
-use cloudburst::actors::cache::messages::CacheKeysReport;
 use cloudburst::actors::scheduler::messages::Arg;
+use cloudburst::actors::scheduler::HoldersOf;
 use cloudburst::ids::Key;
 use cloudburst::local::LocalCluster;
-use cloudburst::net::{ActorRef, ServiceId};
 use cloudburst::roles::NodeRoles;
 use functions_support::*;
 use std::collections::BTreeSet;
@@ -19,10 +18,13 @@ use std::collections::BTreeSet;
 #[test]
 fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
     run(async {
-        let a = LocalCluster::start(config("kvs,scheduler,executor", 1))
-            .await
-            .expect("node a");
-        let b = NodeRoles::start(&a.join_config(&config("executor", 1)))
+        let mut a_cfg = config("kvs,scheduler,executor", 1);
+        a_cfg.executor.cache_capacity_bytes = 1; // A's cache never holds a key
+        a_cfg.executor.cache_report_interval_ms = 100;
+        let a = LocalCluster::start(a_cfg).await.expect("node a");
+        let mut b_cfg = config("executor", 1);
+        b_cfg.executor.cache_report_interval_ms = 100;
+        let b = NodeRoles::start(&a.join_config(&b_cfg))
             .await
             .expect("node b");
         a.wait_ready(2, READY).await.expect("both executors known");
@@ -43,36 +45,44 @@ fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
         );
 
         client.put_object("hot", value("1")).await.expect("put");
-        let report = CacheKeysReport {
-            node: b_node.clone(),
-            keys: vec![Key::new("hot")],
-        };
-        let scheduler = ActorRef::new(
-            a.roles.transport.local_node().clone(),
-            ServiceId::Scheduler,
-            0,
-        );
-        b.transport
-            .handle::<CacheKeysReport>(scheduler)
-            .tell(report)
-            .expect("report sent");
-        // The report is one-way: poll until placement follows it, then insist it always does.
-        let on_b = |id: &str| node_of(id.to_string()) == Some(b_node.id.to_string());
-        let mut streak = 0;
+        // B's cache reads the key through; its next periodic report tells the scheduler.
+        let b_cache = b.cache.as_ref().expect("b has a cache");
+        let held = b_cache
+            .get(&[Key::new("hot")])
+            .await
+            .expect("read through b's cache");
+        assert!(held[0].is_some(), "b's cache read the key");
+        // Wait until the scheduler has B's report (never A's: A's cache holds nothing)...
+        let scheduler = a.roles.scheduler.clone().expect("a schedules");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while streak < 10 {
+        loop {
+            let holders = scheduler
+                .send(HoldersOf(Key::new("hot")))
+                .await
+                .expect("ask");
+            if holders == vec![b_node.id.clone()] {
+                break;
+            }
+            assert!(holders.is_empty(), "only b holds the key: {holders:?}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b's cache never reported the key"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // ...then every call referencing the key runs on B.
+        for _ in 0..20 {
             let id = repr(
                 &client
                     .call_function("whoami", vec![Arg::Reference(Key::new("hot"))])
                     .await
                     .expect("call"),
             );
-            if on_b(&id) {
-                streak += 1;
-            } else {
-                assert_eq!(streak, 0, "placed on A after being placed on B: {id}");
-                assert!(std::time::Instant::now() < deadline, "never placed on B");
-            }
+            assert_eq!(
+                node_of(id.clone()),
+                Some(b_node.id.to_string()),
+                "placed on A: {id}"
+            );
         }
         b.stop().await;
         a.stop().await;

@@ -85,6 +85,18 @@ impl SchedulerCore {
             .insert(node.id.clone(), (node, keys.into_iter().collect()));
     }
 
+    /// Nodes whose caches last reported holding `key`, sorted.
+    pub fn holders_of(&self, key: &Key) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = self
+            .cached
+            .iter()
+            .filter(|(_, (_, keys))| keys.contains(key))
+            .map(|(id, _)| id.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The membership view changed: forget executors and caches of nodes no longer live
     /// (or live as another generation).
     pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {

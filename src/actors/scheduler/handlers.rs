@@ -5,7 +5,8 @@ use super::core::CallPlan;
 use super::dag::{plan, validate_name};
 use super::messages::*;
 use super::{
-    function_metas, registry, request, GetExecutors, PlanKey, Scheduler, MAILBOX_CAPACITY,
+    function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
+    MAILBOX_CAPACITY,
 };
 use crate::actors::cache::messages::CacheKeysReport;
 use crate::config::Role;
@@ -201,6 +202,13 @@ impl Handler<GetExecutors> for Scheduler {
     type Result = MessageResult<GetExecutors>;
     fn handle(&mut self, _: GetExecutors, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.core.executors(Instant::now()))
+    }
+}
+
+impl Handler<HoldersOf> for Scheduler {
+    type Result = MessageResult<HoldersOf>;
+    fn handle(&mut self, msg: HoldersOf, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.holders_of(&msg.0))
     }
 }
 

@@ -60,6 +60,11 @@ enum PlanKey {
 #[rtype(result = "Vec<messages::ExecutorStatus>")]
 pub struct GetExecutors;
 
+/// Local: which nodes' caches hold a key, as their last reports say (tests, dashboard).
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "Vec<crate::ids::NodeId>")]
+pub struct HoldersOf(pub crate::ids::Key);
+
 /// The scheduler actor.
 pub struct Scheduler {
     core: SchedulerCore,

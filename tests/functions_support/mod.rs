@@ -4,6 +4,9 @@
 //! scheduler, executor with real worker processes).
 #![allow(dead_code)]
 
+#[path = "../common/pickling.rs"]
+mod pickling;
+
 use bytes::Bytes;
 use cloudburst::actors::scheduler::messages::Arg;
 use cloudburst::config::{parse_roles, Config};
@@ -105,31 +108,8 @@ for name, f in out.items():
 /// cloudpickle bytes of a test function (see `FUNCTIONS`).
 pub fn pickled(name: &str) -> Bytes {
     static ALL: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
-    let all = ALL.get_or_init(|| {
-        let python = format!("{}/.venv/bin/python3", env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new(python)
-            .args(["-c", FUNCTIONS])
-            .output()
-            .expect("runs the venv python (scripts/setup.sh creates it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, hex)| (n.to_string(), Bytes::from(decode_hex(hex))))
-            .collect()
-    });
+    let all = ALL.get_or_init(|| pickling::pickle_all(FUNCTIONS));
     all.get(name).cloned().expect("a known test function")
-}
-
-fn decode_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 /// A Python expression, evaluated in the embedded interpreter and pickled.

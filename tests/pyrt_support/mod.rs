@@ -3,6 +3,9 @@
 //! interpreter, a log capture, an in-memory user library and pool construction.
 #![allow(dead_code)]
 
+#[path = "../common/pickling.rs"]
+mod pickling;
+
 use bytes::Bytes;
 use cloudburst::ids::Key;
 use cloudburst::pyrt::{
@@ -15,10 +18,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The venv's python, as the client would use it.
-pub fn venv_python() -> String {
-    format!("{}/.venv/bin/python3", env!("CARGO_MANIFEST_DIR"))
-}
+#[allow(unused_imports)] // not every test crate that includes this module uses it
+pub use pickling::venv_python;
 
 /// Test functions, defined in `__main__` so cloudpickle pickles them by value.
 const FUNCTIONS: &str = r#"
@@ -110,30 +111,8 @@ for name, f in out.items():
 /// cloudpickle bytes of a test function (see `FUNCTIONS`).
 pub fn pickled(name: &str) -> Bytes {
     static ALL: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
-    let all = ALL.get_or_init(|| {
-        let out = std::process::Command::new(venv_python())
-            .args(["-c", FUNCTIONS])
-            .output()
-            .expect("runs the venv python (scripts/setup.sh creates it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, hex)| (n.to_string(), Bytes::from(decode_hex(hex))))
-            .collect()
-    });
+    let all = ALL.get_or_init(|| pickling::pickle_all(FUNCTIONS));
     all.get(name).cloned().expect("a known test function")
-}
-
-fn decode_hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
-        .collect()
 }
 
 pub fn function(name: &str, kind: FunctionKind) -> Arc<FunctionSpec> {

@@ -10,7 +10,7 @@ import asyncio
 
 from . import protocol
 from ._core import Core
-from .shared import NORMAL, CloudburstTimeout
+from .shared import NORMAL, CloudburstError, CloudburstTimeout, ConnectionClosedError
 
 TIMEOUT_GRACE = 1.0
 
@@ -24,6 +24,7 @@ class AsyncCloudburstFuture:
         self.obj_id = key
         self._done = False
         self._value = None
+        self._error = None
 
     async def get(self, timeout=None):
         if not self._done:
@@ -32,9 +33,17 @@ class AsyncCloudburstFuture:
             if ms is not None:
                 fields["timeout_ms"] = ms
             wait = None if timeout is None else timeout + TIMEOUT_GRACE
-            body = await self._conn._request("await", fields, wait)
-            self._value = protocol.unpack_value(body)
+            try:
+                body = await self._conn._request("await", fields, wait)
+                self._value = protocol.unpack_value(body)
+            except (CloudburstTimeout, ConnectionClosedError):
+                raise  # not an outcome of the call: a later get() may still succeed
+            except CloudburstError as e:
+                # The call failed: the server hands a failure out once, so remember it.
+                self._error = e
             self._done = True
+        if self._error is not None:
+            raise self._error
         return self._value
 
 

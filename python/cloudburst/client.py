@@ -11,7 +11,7 @@ import threading
 
 from . import protocol
 from ._core import CONNECT_TIMEOUT, Core
-from .shared import NORMAL, CloudburstTimeout
+from .shared import NORMAL, CloudburstError, CloudburstTimeout, ConnectionClosedError
 
 #: Extra seconds the client waits beyond a timeout it gave the server, so the server's
 #: own timeout answer normally arrives first.
@@ -29,6 +29,7 @@ class CloudburstFuture:
         self.obj_id = key
         self._done = False
         self._value = None
+        self._error = None
 
     def get(self, timeout=None):
         """The call's result; raises the function's error, or :class:`CloudburstTimeout`
@@ -39,8 +40,16 @@ class CloudburstFuture:
             if ms is not None:
                 fields["timeout_ms"] = ms
             wait = None if timeout is None else timeout + TIMEOUT_GRACE
-            self._value = protocol.unpack_value(self._conn._request("await", fields, wait))
+            try:
+                self._value = protocol.unpack_value(self._conn._request("await", fields, wait))
+            except (CloudburstTimeout, ConnectionClosedError):
+                raise  # not an outcome of the call: a later get() may still succeed
+            except CloudburstError as e:
+                # The call failed: the server hands a failure out once, so remember it.
+                self._error = e
             self._done = True
+        if self._error is not None:
+            raise self._error
         return self._value
 
     def __repr__(self):

@@ -116,8 +116,12 @@ def test_exception_carries_type_and_traceback(cloud):
         raise ValueError(f"bad input {x}")
 
     f = cloud.register(boom, "boom")
+    future = f(5)
     with pytest.raises(cloudburst.FunctionError) as e:
-        f(5).get(timeout=10)
+        future.get(timeout=10)
+    # Asking the same failed future again raises the same error (it does not hang).
+    with pytest.raises(cloudburst.FunctionError):
+        future.get(timeout=10)
     assert e.value.code == "function_error"
     assert e.value.exception_type == "ValueError"
     assert "bad input 5" in str(e.value)

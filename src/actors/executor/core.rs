@@ -39,6 +39,10 @@ struct Pending {
 }
 
 /// Schedules and triggers waiting for each other.
+/// Triggers that arrive for a function with no schedule (an aborted or expired call) are
+/// kept at most this long, so late results of failed calls do not pin memory.
+pub const ORPHAN_EXPIRY: Duration = Duration::from_secs(30);
+
 pub struct ExecutorCore {
     pending: HashMap<(CallId, String), Pending>,
     max_pending: usize,
@@ -95,13 +99,25 @@ impl ExecutorCore {
         self.check(key)
     }
 
-    /// Drop entries older than the expiry; returns how many.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Drop entries past their expiry: a scheduled function after `expiry`, triggers whose
+    /// schedule never came (late triggers of an aborted call, mostly) after the shorter
+    /// [`ORPHAN_EXPIRY`]. Returns how many were dropped, and the schedules among them, so
+    /// their callers can be told the call failed instead of waiting forever.
+    pub fn expire(&mut self, now: Instant) -> (usize, Vec<Schedule>) {
         let before = self.pending.len();
-        let expiry = self.expiry;
-        self.pending
-            .retain(|_, p| now.saturating_duration_since(p.since) < expiry);
-        before - self.pending.len()
+        let (expiry, orphan) = (self.expiry, self.expiry.min(ORPHAN_EXPIRY));
+        let mut dropped = Vec::new();
+        self.pending.retain(|_, p| {
+            let age = now.saturating_duration_since(p.since);
+            let keep = age < if p.schedule.is_some() { expiry } else { orphan };
+            if !keep {
+                if let Some(s) = p.schedule.take() {
+                    dropped.push(s);
+                }
+            }
+            keep
+        });
+        (before - self.pending.len(), dropped)
     }
 
     fn entry(&mut self, key: &(CallId, String), now: Instant) -> Option<&mut Pending> {

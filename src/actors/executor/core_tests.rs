@@ -108,7 +108,26 @@ fn bounded_and_expiring() {
         c.on_schedule(schedule("f0", &["x"]), now),
         Step::Run(_)
     ));
-    assert_eq!(c.expire(now + Duration::from_secs(5)), 0);
-    assert_eq!(c.expire(now + Duration::from_secs(11)), 3);
+    assert_eq!(c.expire(now + Duration::from_secs(5)).0, 0);
+    assert_eq!(c.expire(now + Duration::from_secs(11)).0, 3);
     assert_eq!(c.waiting(), 0);
+}
+
+#[test]
+fn expired_schedules_are_returned_and_orphan_triggers_go_sooner() {
+    let mut c = ExecutorCore::new(16, Duration::from_secs(600));
+    let now = Instant::now();
+    // a schedule waiting for an upstream that never answers
+    assert_eq!(c.on_schedule(schedule("post", &["slow"]), now), Step::Wait);
+    // a late trigger for a function whose call was aborted (no schedule will come)
+    assert_eq!(
+        c.on_trigger(trigger("gone", "x", Ok(v("X"))), now),
+        Step::Wait
+    );
+    let (n, dropped) = c.expire(now + ORPHAN_EXPIRY + Duration::from_secs(1));
+    assert_eq!((n, dropped.len()), (1, 0), "only the orphan trigger went");
+    let (n, dropped) = c.expire(now + Duration::from_secs(601));
+    assert_eq!(n, 1);
+    assert_eq!(dropped.len(), 1, "the expired schedule is handed back");
+    assert_eq!(dropped[0].function, "post");
 }

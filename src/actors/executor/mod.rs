@@ -168,9 +168,22 @@ impl Actor for Executor {
         ctx.run_interval(STATUS_INTERVAL, |act, _| {
             act.report();
             let now = Instant::now();
-            let expired = act.core.expire(now) + act.env.mailboxes.expire(now);
+            let (count, schedules) = act.core.expire(now);
+            let expired = count + act.env.mailboxes.expire(now);
             if expired > 0 {
                 tracing::debug!(expired, "dropped waiting schedules, triggers or messages");
+            }
+            for s in schedules {
+                // Its upstream results never came: fail the call rather than leave the
+                // caller waiting.
+                let env = act.env.clone();
+                actix::spawn(async move {
+                    let f = failure(
+                        "timeout",
+                        format!("`{}` waited too long for its upstream results", s.function),
+                    );
+                    run::finish(&env, &s, Err(f)).await;
+                });
             }
         });
     }

@@ -112,6 +112,7 @@ async fn resolve(
 /// Pass the outcome on: triggers downstream; at the sink (or on failure) the caller.
 pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
     let value = outcome.as_ref().map_err(|_| Aborted);
+    let mut lost = None;
     for d in &s.downstream {
         let t = Trigger {
             call: s.call,
@@ -121,8 +122,17 @@ pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFa
         };
         if let Err(e) = env.transport.handle::<Trigger>(d.executor.clone()).tell(t) {
             tracing::warn!(call = %s.call, to = %d.executor, cause = %e, "trigger not sent");
+            lost = Some(format!(
+                "the result of `{}` could not reach `{}`: {e}",
+                s.function, d.function
+            ));
         }
     }
+    // A successful result that cannot flow on fails the call now (the caller would wait).
+    let outcome = match (outcome, lost) {
+        (Ok(_), Some(why)) => Err(failure("unavailable", why)),
+        (outcome, _) => outcome,
+    };
     match outcome {
         Ok(v) if s.sink => reply(env, s, Ok(v)).await,
         Ok(_) => {}

@@ -207,9 +207,11 @@ where
             key: key.to_string(),
         });
     }
+    // The guard is declared first so it drops last, after the receiver: `give_up` only
+    // removes waiters whose receiver is gone.
+    let _guard = WaitGuard { state, call };
     // Register before sending: the result may come back before the scheduler's answer.
     let waiting = lock(&state.results).wait(call);
-    let _guard = WaitGuard { state, call };
     schedule(state, msg).await?;
     match waiting {
         Ok(outcome) => outcome_reply(outcome),
@@ -228,11 +230,12 @@ async fn await_result(
     key: Key,
     timeout_ms: Option<u64>,
 ) -> Answer {
+    // Declared before the receiver so it drops after it (see `call_and_wait`).
+    let _guard = WaitGuard { state, call };
     let rx = match lock(&state.results).wait(call) {
         Ok(outcome) => return outcome_reply(outcome),
         Err(rx) => rx,
     };
-    let _guard = WaitGuard { state, call };
     if key == core::result_key(call) {
         if let Some(value) = state.kvs.get(&key).await.map_err(storage)? {
             let value = core::from_lattice(&key, value).map_err(|e| e.body())?;

@@ -42,6 +42,11 @@ impl Actor for Scheduler {
     }
 }
 
+/// Longest per-function timeout accepted: well below how long an executor keeps a
+/// downstream schedule waiting for its upstream results (`executor::WAITING_EXPIRY`), so a
+/// slow but legal function never outlives its successor's schedule.
+pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 300_000;
+
 fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
     validate_name("function", &r.name)?;
     if r.body.is_empty() {
@@ -54,6 +59,11 @@ fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
         return Err(FunctionError::Invalid(
             "a function timeout must be above 0 ms".into(),
         ));
+    }
+    if let Some(ms) = r.timeout_ms.filter(|ms| *ms > MAX_FUNCTION_TIMEOUT_MS) {
+        return Err(FunctionError::Invalid(format!(
+            "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
+        )));
     }
     Ok(())
 }

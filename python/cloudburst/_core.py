@@ -2,8 +2,9 @@
 a reader task that hands each response to the callback registered under its request id,
 and a writer task that sends queued frames in order.
 
-Requests may be submitted from any thread (``threadsafe=True`` hops onto the loop); the
-callback always runs on the loop thread.
+The asyncio client uses it; the synchronous client has its own loop-free connection
+(``_sync.py``). Requests may be submitted from any thread (``threadsafe=True`` hops onto
+the loop); the callback always runs on the loop thread.
 """
 
 import asyncio
@@ -51,15 +52,8 @@ class Core:
                 open_timeout=CONNECT_TIMEOUT,
                 proxy=None,
             )
-        except InvalidStatus as e:
-            status = e.response.status_code
-            if status == 401:
-                raise CloudburstError("unauthorized", f"{url} refused the client token") from None
-            raise CloudburstError("connection_failed", f"{url} answered HTTP {status}") from None
-        except InvalidURI as e:
-            raise CloudburstError("connection_failed", f"bad URL {url!r}: {e}") from None
-        except (OSError, asyncio.TimeoutError) as e:
-            raise CloudburstError("connection_failed", f"cannot connect to {url}: {e}") from None
+        except (InvalidStatus, InvalidURI, OSError, asyncio.TimeoutError) as e:
+            raise connect_error(url, e) from None
         core = cls(ws, asyncio.get_running_loop())
         fut = core._loop.create_future()
         core.submit("hello", {"client": CLIENT_NAME}, _setter(fut), threadsafe=False)
@@ -162,6 +156,21 @@ class Core:
         pending, self._pending = self._pending, {}
         for callback in pending.values():
             callback(False, {"code": err.code, "message": err.message})
+
+
+def connect_error(url, exc):
+    """The :class:`CloudburstError` for a failure to open a websocket to ``url`` (both
+    clients), or ``None`` if ``exc`` is not such a failure."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status == 401:
+            return CloudburstError("unauthorized", f"{url} refused the client token")
+        return CloudburstError("connection_failed", f"{url} answered HTTP {status}")
+    if isinstance(exc, InvalidURI):
+        return CloudburstError("connection_failed", f"bad URL {url!r}: {exc}")
+    if isinstance(exc, (OSError, TimeoutError)):
+        return CloudburstError("connection_failed", f"cannot connect to {url}: {exc}")
+    return None
 
 
 def _setter(fut):

@@ -1,16 +1,13 @@
 """The synchronous client, shaped like the original Cloudburst client.
 
-Thread-safe: one background thread runs an asyncio loop that owns the websocket; any
-number of threads may share one :class:`CloudburstConnection`, and their requests are
-pipelined over it.
+Thread-safe: any number of threads may share one :class:`CloudburstConnection`, and
+their requests are pipelined over its one websocket. Each thread sends its own request
+and, when no other thread is reading, reads the responses itself (see ``_sync.py``): no
+hop through a background event loop on the way out or back.
 """
 
-import asyncio
-import concurrent.futures
-import threading
-
 from . import protocol
-from ._core import CONNECT_TIMEOUT, Core
+from ._sync import SyncCore
 from .shared import NORMAL, CloudburstError, CloudburstTimeout, ConnectionClosedError
 
 #: Extra seconds the client waits beyond a timeout it gave the server, so the server's
@@ -78,28 +75,12 @@ class CloudburstConnection:
 
     def __init__(self, url="ws://127.0.0.1:6200", token=None):
         self.url = url
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="cloudburst-client", daemon=True
-        )
-        self._thread.start()
-        opening = asyncio.run_coroutine_threadsafe(Core.open(url, token), self._loop)
-        try:
-            self._core = opening.result(CONNECT_TIMEOUT * 2)
-        except BaseException:
-            self._stop_loop()
-            raise
+        self._core = SyncCore.open(url, token)
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _request(self, op, fields, timeout=None):
-        result = concurrent.futures.Future()
-        request_id = self._core.submit(op, fields, _complete(result), threadsafe=True)
-        try:
-            ok, body = result.result(timeout)
-        except concurrent.futures.TimeoutError:
-            self._core.forget(request_id)
-            raise CloudburstTimeout("timeout", f"no answer to {op} in {timeout} s") from None
+        ok, body = self._core.request(op, fields, timeout)
         if not ok:
             raise protocol.error(body)
         return body
@@ -109,12 +90,6 @@ class CloudburstConnection:
         if direct:
             return protocol.unpack_value(reply)
         return CloudburstFuture(self, reply["call"], reply["key"])
-
-    def _stop_loop(self):
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
 
     # -- the API --------------------------------------------------------------------------
 
@@ -181,25 +156,10 @@ class CloudburstConnection:
 
     def close(self):
         """Close the connection; calls still waiting fail with ``connection_closed``."""
-        if self._loop.is_closed():
-            return
-        closing = asyncio.run_coroutine_threadsafe(self._core.close(), self._loop)
-        try:
-            closing.result(CONNECT_TIMEOUT)
-        except Exception:
-            pass
-        self._stop_loop()
+        self._core.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _complete(result):
-    def done(ok, body):
-        if not result.done():
-            result.set_result((ok, body))
-
-    return done

@@ -2,6 +2,8 @@
 //! `cloudpickle.dumps` on each function of a source text and prints `name hex` lines.
 
 use bytes::Bytes;
+use cloudburst::pyrt::{interp, PyValue};
+use pyo3::prelude::*;
 use std::collections::HashMap;
 
 /// The project venv's python (scripts/setup.sh creates it).
@@ -32,4 +34,20 @@ fn decode_hex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
+}
+
+/// A Python expression, evaluated in the embedded interpreter and pickled.
+#[allow(dead_code)] // not every test crate including this module uses it
+pub fn value(expr: &str) -> PyValue {
+    interp::initialize().expect("embedded python");
+    Python::attach(|py| {
+        let code =
+            std::ffi::CString::new(format!("__import__('pickle').dumps({expr})")).expect("no NUL");
+        let b: Vec<u8> = py
+            .eval(&code, None, None)
+            .expect("evaluates")
+            .extract()
+            .expect("bytes");
+        PyValue::Pickled(Bytes::from(b))
+    })
 }

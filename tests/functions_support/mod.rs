@@ -112,20 +112,7 @@ pub fn pickled(name: &str) -> Bytes {
     all.get(name).cloned().expect("a known test function")
 }
 
-/// A Python expression, evaluated in the embedded interpreter and pickled.
-pub fn value(expr: &str) -> PyValue {
-    interp::initialize().expect("embedded python");
-    Python::attach(|py| {
-        let code =
-            std::ffi::CString::new(format!("__import__('pickle').dumps({expr})")).expect("no NUL");
-        let b: Vec<u8> = py
-            .eval(&code, None, None)
-            .expect("evaluates")
-            .extract()
-            .expect("bytes");
-        PyValue::Pickled(Bytes::from(b))
-    })
-}
+pub use pickling::value;
 
 /// `Arg::Value(value(expr))`.
 pub fn arg(expr: &str) -> Arg {

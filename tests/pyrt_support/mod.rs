@@ -137,20 +137,7 @@ pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall
     }
 }
 
-/// Evaluate a Python expression in the embedded interpreter and pickle it.
-pub fn value(expr: &str) -> PyValue {
-    interp::initialize().expect("embedded python");
-    Python::attach(|py| {
-        let code =
-            std::ffi::CString::new(format!("__import__('pickle').dumps({expr})")).expect("no NUL");
-        let b: Vec<u8> = py
-            .eval(&code, None, None)
-            .expect("evaluates")
-            .extract()
-            .expect("bytes");
-        PyValue::Pickled(Bytes::from(b))
-    })
-}
+pub use pickling::value;
 
 /// `repr()` of an unpickled value (sets as sorted lists, so they compare stably).
 pub fn repr(v: &PyValue) -> String {

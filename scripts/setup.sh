@@ -25,8 +25,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-# The dashboard's browser tests drive headless Chromium through Debian's chromedriver.
-if ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; then
+# The dashboard's browser tests drive headless Chromium through Debian's chromedriver
+# (skipped with CLOUDBURST_SKIP_BROWSER=1, as scripts/local.sh does: running needs no browser).
+if [ "${CLOUDBURST_SKIP_BROWSER:-0}" != 1 ] \
+    && { ! command -v chromium >/dev/null 2>&1 || [ ! -x /usr/bin/chromedriver ]; }; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup: installing chromium and chromium-driver (dashboard browser tests)"
         apt-get update -q

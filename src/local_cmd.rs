@@ -41,6 +41,11 @@ async fn serve(cfg: Config) -> ExitCode {
         roles.stop().await;
         return ExitCode::from(EXIT_FAILURE);
     }
+    if !executors_known(&roles).await {
+        eprintln!("error: the local scheduler did not hear from its executor in time");
+        roles.stop().await;
+        return ExitCode::from(EXIT_FAILURE);
+    }
     match &roles.gateway {
         Some(g) => println!("cloudburst local ready: client {}", g.client_url()),
         None => println!("cloudburst local ready"),
@@ -68,6 +73,30 @@ async fn kvs_routed(roles: &NodeRoles) -> bool {
         tokio::time::sleep(ROUTING_POLL).await;
     }
     true
+}
+
+/// How long start-up may take for the scheduler to learn of the local executor (its
+/// Python workers start first; a loaded machine is slow).
+const EXECUTOR_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Wait (bounded) until the local scheduler knows an executor, so that a registration
+/// right after the readiness line is not refused with `no_executors`.
+async fn executors_known(roles: &NodeRoles) -> bool {
+    let Some(scheduler) = &roles.scheduler else {
+        return true;
+    };
+    let deadline = tokio::time::Instant::now() + EXECUTOR_DEADLINE;
+    loop {
+        if let Ok(known) = scheduler.send(crate::actors::scheduler::GetExecutors).await {
+            if !known.is_empty() {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(ROUTING_POLL).await;
+    }
 }
 
 fn random_secret() -> String {

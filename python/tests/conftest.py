@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "python"))
 
 import cloudburst  # noqa: E402
 
-READY_TIMEOUT = 20.0
+READY_TIMEOUT = 60.0  # a loaded CI machine starts the Python workers slowly
 READY_PREFIX = "cloudburst local ready: client "
 
 

@@ -3,7 +3,9 @@
 //! is ready, pings the client and closes it when it goes silent.
 //!
 //! Back-pressure: at most [`MAX_IN_FLIGHT`] requests run per session; beyond that the
-//! session stops reading until one finishes. Every task ends with the session.
+//! session stops reading until one finishes (still pinging the client, so one that went
+//! away is noticed). Every task ends with the session; a response the client does not
+//! read within the client timeout is dropped.
 
 use super::ops;
 use super::protocol::{self, GatewayError};
@@ -50,7 +52,7 @@ pub async fn run(
                 if last_heard.elapsed() > state.limits.client_timeout {
                     break End::Silent;
                 }
-                if session.ping(b"").await.is_err() {
+                if !ping(&mut session, state.limits.heartbeat).await {
                     break End::Gone;
                 }
                 continue;
@@ -61,8 +63,16 @@ pub async fn run(
         match msg {
             None => break End::Gone,
             Some(Ok(AggregatedMessage::Binary(frame))) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else {
-                    break End::Gone;
+                let permit = match permits.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    // At the limit: stop reading until a request finishes, but keep pinging
+                    // so a client that went away is noticed (and its tasks cancelled).
+                    Err(_) => match wait_for_permit(&permits, &mut session, &mut heartbeat, &state)
+                        .await
+                    {
+                        Some(p) => p,
+                        None => break End::Gone,
+                    },
                 };
                 let (state, mut out, cancel) = (state.clone(), session.clone(), cancel.clone());
                 actix_web::rt::spawn(async move {
@@ -70,7 +80,9 @@ pub async fn run(
                         _ = cancel.cancelled() => return,
                         r = respond(&state, &frame) => r,
                     };
-                    let _ = out.binary(response).await;
+                    // A client that stops reading must not hold this task forever.
+                    let limit = state.limits.client_timeout;
+                    let _ = tokio::time::timeout(limit, out.binary(response)).await;
                     drop(permit);
                 });
             }
@@ -100,6 +112,35 @@ pub async fn run(
     tracing::debug!(client = %peer, end = ?end, "client session closed");
     let reason = close_reason(&end, state.limits.max_message_bytes);
     let _ = session.close(reason).await;
+}
+
+/// Ping the client; false if the connection is gone or the ping could not even be queued
+/// within `limit` (the client stopped reading).
+async fn ping(session: &mut Session, limit: std::time::Duration) -> bool {
+    matches!(
+        tokio::time::timeout(limit, session.ping(b"")).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Wait for a free request slot while still pinging on every heartbeat; `None` when the
+/// client is gone.
+async fn wait_for_permit(
+    permits: &Arc<Semaphore>,
+    session: &mut Session,
+    heartbeat: &mut tokio::time::Interval,
+    state: &GatewayState,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        tokio::select! {
+            p = permits.clone().acquire_owned() => return p.ok(),
+            _ = heartbeat.tick() => {
+                if !ping(session, state.limits.heartbeat).await {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Decode, execute and encode one request.

@@ -73,15 +73,8 @@ pub fn spawn_node(args: &[&str], secret: &str) -> anyhow::Result<ChildNode> {
     Ok(guard)
 }
 
-/// `cloudburst node <id> listening on <addr> generation <n>`
+/// `cloudburst node <id> listening on <addr> generation <n>` (see `net::node::ready_line`).
 pub fn parse_ready(line: &str) -> anyhow::Result<(NodeRef, SocketAddr)> {
-    let w: Vec<&str> = line.split_whitespace().collect();
-    if w.len() != 8 || w[0] != "cloudburst" || w[3] != "listening" {
-        bail!("unexpected readiness line: {line}");
-    }
-    let node = NodeRef {
-        id: NodeId::new(w[2]),
-        generation: Generation(w[7].parse().context("generation")?),
-    };
-    Ok((node, w[5].parse().context("address")?))
+    crate::net::node::parse_ready_line(line)
+        .ok_or_else(|| anyhow!("unexpected readiness line: {line}"))
 }

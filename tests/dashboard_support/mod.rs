@@ -3,7 +3,7 @@
 //! Python browser check (`python/tests/dashboard_browser.py`, headless Chromium).
 #![allow(dead_code)]
 
-use cloudburst::ids::{Generation, NodeId, NodeRef};
+use cloudburst::ids::NodeRef;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,13 +104,8 @@ fn parse_dashboard(line: &str) -> SocketAddr {
 }
 
 fn parse_ready(line: &str) -> (NodeRef, SocketAddr) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.len(), 8, "unexpected readiness line: {line}");
-    let node = NodeRef {
-        id: NodeId::new(words[2]),
-        generation: Generation(words[7].parse().expect("generation")),
-    };
-    (node, words[5].parse().expect("address"))
+    cloudburst::net::node::parse_ready_line(line)
+        .unwrap_or_else(|| panic!("unexpected readiness line: {line}"))
 }
 
 /// A response: status code, headers (lower-cased names) and body.

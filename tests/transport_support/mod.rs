@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use cloudburst::config::Config;
-use cloudburst::ids::{Generation, NodeId, NodeRef};
+use cloudburst::ids::{NodeId, NodeRef};
 use cloudburst::net::membership::{GetView, MemberState, View};
 use cloudburst::net::{ActorRef, NetError, RemoteMessage, ServiceId, Transport};
 use std::future::Future;
@@ -146,13 +146,8 @@ impl Drop for NodeProc {
 
 /// `cloudburst node <id> listening on <addr> generation <n>`
 fn parse_ready(line: &str) -> (NodeRef, SocketAddr) {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(words.len(), 8, "unexpected readiness line: {line}");
-    let node = NodeRef {
-        id: NodeId::new(words[2]),
-        generation: Generation(words[7].parse().expect("generation")),
-    };
-    (node, words[5].parse().expect("address"))
+    cloudburst::net::node::parse_ready_line(line)
+        .unwrap_or_else(|| panic!("unexpected readiness line: {line}"))
 }
 
 /// An in-process transport for the test itself (run inside an actix System).

@@ -283,8 +283,14 @@ impl BrowserCheck {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        std::thread::sleep(Duration::from_millis(50));
-        self.seen.extend(self.lines.try_iter());
+        // The reader thread ends (closing the channel) at the child's end of output.
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(5)) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("browser check output never ended"),
+            }
+        }
         let text = self.seen.join("\n");
         assert!(status.success(), "browser check failed ({status}):\n{text}");
         println!("{text}");

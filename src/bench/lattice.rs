@@ -215,9 +215,9 @@ impl Gen {
         Lww::new(ts, self.payload())
     }
 
-    /// A clock over writers `0..writers` with counters in `1..100`.
+    /// A clock over writers `1..=writers` (0 is the reserved base) with counters in `1..100`.
     fn clock(&mut self, writers: u64) -> VectorClock {
-        (0..writers)
+        (1..=writers)
             .map(|w| (WriterId(w), self.rng.gen_range(1..100)))
             .collect()
     }
@@ -227,12 +227,12 @@ impl Gen {
         let base = self.clock(4);
         let (mut state, mut incoming) = (base.clone(), base);
         match self.rng.gen_range(0..3) {
-            0 => incoming.increment(WriterId(self.rng.gen_range(0..4))),
+            0 => incoming.increment(WriterId(self.rng.gen_range(1..=4))),
             1 => {
-                state.increment(WriterId(0));
-                incoming.increment(WriterId(1))
+                state.increment(WriterId(1));
+                incoming.increment(WriterId(2))
             }
-            _ => state.increment(WriterId(self.rng.gen_range(0..4))),
+            _ => state.increment(WriterId(self.rng.gen_range(1..=4))),
         };
         (state, incoming)
     }

@@ -10,7 +10,8 @@
 //! - [`Max`]: the largest value seen; [`Priority`]: the entry with the lowest priority.
 //! - [`Map`]: key-wise merge of an inner lattice.
 //! - [`VectorClock`]: writer id ([`WriterId`](crate::ids::WriterId), a `u64`) -> counter,
-//!   pointwise max, with a causal [`VectorClock::compare`].
+//!   pointwise max, with a causal [`VectorClock::compare`] and a base watermark (under the
+//!   reserved writer [`BASE`]) that old entries fold into.
 //! - [`VersionSet`]: the maximal versions under the causal order (the shared core of the
 //!   causal lattices); [`SingleKeyCausal`] and [`MultiKeyCausal`] (with dependencies).
 //! - [`LatticeValue`]: the tagged enum the KVS stores, with [`LatticeKind`] as its tag.
@@ -39,7 +40,7 @@ pub use priority::Priority;
 pub use set_union::SetUnion;
 pub use single_key_causal::SingleKeyCausal;
 pub use value::{LatticeKind, LatticeValue};
-pub use vector_clock::VectorClock;
+pub use vector_clock::{VectorClock, BASE};
 pub use version_set::VersionSet;
 
 /// A join-semilattice.

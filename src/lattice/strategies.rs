@@ -19,9 +19,16 @@ pub fn roundtrip<T: Serialize + DeserializeOwned>(value: &T) -> T {
     decoded
 }
 
-/// A vector clock from `(writer, counter)` pairs.
+/// A vector clock from `(writer, counter)` pairs (normalised; writer 0 is the base).
 pub fn clock(entries: &[(u64, u64)]) -> VectorClock {
     entries.iter().map(|&(w, c)| (WriterId(w), c)).collect()
+}
+
+/// A vector clock with base `base` and `(writer, counter)` pairs (normalised).
+pub fn based(base: u64, entries: &[(u64, u64)]) -> VectorClock {
+    let mut v = clock(entries);
+    v.fold_before(base);
+    v
 }
 
 /// Dependencies from `(key, clock entries)` pairs.

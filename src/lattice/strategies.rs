@@ -3,7 +3,7 @@
 
 use super::{
     Dependencies, LatticeKind, LatticeValue, Lww, Map, Max, MultiKeyCausal, OrderedSet, Priority,
-    SetUnion, SingleKeyCausal, Timestamp, VectorClock,
+    SetUnion, SingleKeyCausal, Timestamp, VectorClock, BASE,
 };
 use crate::ids::{Key, WriterId};
 use bytes::Bytes;
@@ -82,10 +82,14 @@ pub fn arb_map() -> impl Strategy<Value = Map<u64, Max<i64>>> {
     prop::collection::vec((0u64..4, arb_max()), 0..4).prop_map(Map::from_iter)
 }
 
-/// Clocks over writers `0..3` with counters in `0..3` (zeros are dropped).
+/// Clocks over writers `1..=3` with counters in `0..=4`, a third of them with a base in
+/// `1..=3` (normalised: zeros and entries at or below the base are dropped).
 pub fn arb_vector_clock() -> impl Strategy<Value = VectorClock> {
-    prop::collection::vec((0u64..3, 0u64..3), 0..3)
-        .prop_map(|entries| entries.into_iter().map(|(w, c)| (WriterId(w), c)).collect())
+    let base = prop_oneof![2 => Just(0u64), 1 => 1u64..4];
+    (base, prop::collection::vec((1u64..4, 0u64..5), 0..4)).prop_map(|(base, entries)| {
+        let entries = entries.into_iter().map(|(w, c)| (WriterId(w), c));
+        entries.chain([(BASE, base)]).collect()
+    })
 }
 
 /// The merge of up to 3 random writes.

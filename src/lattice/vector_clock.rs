@@ -231,6 +231,7 @@ mod tests {
     use crate::lattice::laws::check_laws;
     use crate::lattice::strategies::{arb_vector_clock, based, clock, roundtrip};
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     const A: u64 = 1;
     const B: u64 = 2;
@@ -384,8 +385,23 @@ mod tests {
         }
     }
 
+    /// The events of `v` among writers 1..=3 and one writer (9) that no strategy clock
+    /// names, with counters up to one above the strategy's: enough to tell clocks apart.
+    fn events(v: &VectorClock) -> BTreeSet<(u64, u64)> {
+        let all = [1, 2, 3, 9]
+            .into_iter()
+            .flat_map(|w| (1..=5).map(move |c| (w, c)));
+        all.filter(|&(w, c)| v.includes(WriterId(w), c)).collect()
+    }
+
+    /// No zero counter, no writer entry at or below the base.
+    fn is_normal(v: &VectorClock) -> bool {
+        v.iter().all(|(w, c)| c > 0 && (w == BASE || c > v.base()))
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
+        // Cheap: enough cases that a based clock meets one with more, smaller entries.
+        #![proptest_config(ProptestConfig::with_cases(256))]
         #[test]
         fn laws_hold_on_random_values(values in prop::collection::vec(arb_vector_clock(), 1..5)) {
             check_laws(&values).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -398,6 +414,26 @@ mod tests {
             prop_assert_eq!(a.covers(&b), joined == a);
             prop_assert_eq!(a.compare(&b).map(Ordering::reverse), b.compare(&a));
             prop_assert_eq!(roundtrip(&a), a);
+        }
+
+        /// Covers is inclusion of event sets, merge is union, fold adds the events below
+        /// the new base, and a normalised clock is determined by its events (antisymmetry).
+        #[test]
+        fn clocks_are_sets_of_events(a in arb_vector_clock(), b in arb_vector_clock(), t in 0u64..5) {
+            let (ea, eb) = (events(&a), events(&b));
+            prop_assert!(is_normal(&a));
+            prop_assert_eq!(a.covers(&b), eb.is_subset(&ea));
+            prop_assert_eq!(a == b, ea == eb);
+            let mut joined = a.clone();
+            joined.merge_ref(&b);
+            prop_assert!(is_normal(&joined));
+            prop_assert_eq!(events(&joined), &ea | &eb);
+            let mut folded = a.clone();
+            prop_assert_eq!(folded.fold_before(t), t > a.base());
+            prop_assert!(is_normal(&folded));
+            let below: BTreeSet<_> = events(&based(t, &[]));
+            prop_assert_eq!(events(&folded), &ea | &below);
+            prop_assert_eq!(a.iter().collect::<VectorClock>(), a.clone());
         }
     }
 }

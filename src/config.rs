@@ -96,6 +96,34 @@ pub struct Config {
     pub kvs: KvsConfig,
     pub executor: ExecutorConfig,
     pub gateway: GatewayConfig,
+    pub consistency: ConsistencyConfig,
+}
+
+/// The consistency modes' timing rules (see `src/actors/executor/session.rs`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsistencyConfig {
+    /// Repeatable read: a session's pinned versions are dropped after this long without a
+    /// read of them (the caller vanished, or the release was lost). A session that reads
+    /// again after it fails with `session_expired` rather than see another version.
+    pub session_ttl_ms: u64,
+    /// Causal: dependencies and vector-clock entries older than this are dropped from the
+    /// metadata (garbage collection).
+    pub causal_horizon_ms: u64,
+    /// Causal: a cached value last confirmed by the KVS longer ago than this is re-read
+    /// before a causal read uses it. Must be shorter than the horizon by more than a write
+    /// can take, which is what makes dropping old dependencies safe.
+    pub causal_lease_ms: u64,
+}
+
+impl Default for ConsistencyConfig {
+    fn default() -> Self {
+        ConsistencyConfig {
+            session_ttl_ms: 600_000,
+            causal_horizon_ms: 30_000,
+            causal_lease_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -371,6 +399,20 @@ impl Config {
         }
         if t.reconnect_max_ms < t.reconnect_min_ms {
             return bad("transport.reconnect_max_ms must be >= transport.reconnect_min_ms".into());
+        }
+        let c = &self.consistency;
+        if c.session_ttl_ms == 0 || c.causal_lease_ms == 0 {
+            return bad(
+                "consistency.session_ttl_ms and causal_lease_ms must be greater than 0".into(),
+            );
+        }
+        // A write (all replicas) may take up to the request timeout: dropping a dependency
+        // is safe only if every cache serving it has re-read the key since it was written.
+        if c.causal_horizon_ms < c.causal_lease_ms + t.request_timeout_ms {
+            return bad(format!(
+                "consistency.causal_horizon_ms ({}) must be at least causal_lease_ms ({}) + transport.request_timeout_ms ({})",
+                c.causal_horizon_ms, c.causal_lease_ms, t.request_timeout_ms
+            ));
         }
         let m = &self.membership;
         if !(m.heartbeat_ms < m.suspect_after_ms && m.suspect_after_ms < m.dead_after_ms) {

@@ -46,6 +46,8 @@ pub const CACHE_MISSES: &str = "cloudburst_cache_misses_total";
 pub const CACHE_EVICTIONS: &str = "cloudburst_cache_evictions_total";
 /// Gauge: keys held by a cache; label `node`.
 pub const CACHE_KEYS: &str = "cloudburst_cache_keys";
+/// Gauge: keys pinned by repeatable-read sessions in a cache; label `node`.
+pub const CACHE_PINNED: &str = "cloudburst_cache_pinned_keys";
 /// Gauge: bytes held by a cache; label `node`.
 pub const CACHE_BYTES: &str = "cloudburst_cache_bytes";
 /// Gauge: a cache's capacity in bytes; label `node`.

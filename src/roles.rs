@@ -73,9 +73,8 @@ impl NodeRoles {
         let executor = match &cache {
             Some(cache) => {
                 // Executors read and write state through this node's cache.
-                let state: Arc<dyn StateAccess> = Arc::new(cache.clone());
                 let registry: Arc<dyn StateAccess> = Arc::new(kvs.client.clone());
-                Some(Executor::start(&transport, &membership, state, registry, cfg).await?)
+                Some(Executor::start(&transport, &membership, cache.clone(), registry, cfg).await?)
             }
             None => None,
         };
@@ -166,6 +165,7 @@ fn cache_probe(
                     keys: s.keys,
                     bytes: s.bytes,
                     capacity: s.capacity,
+                    pinned: s.pinned,
                 })
                 .collect()
         })

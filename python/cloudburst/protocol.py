@@ -18,6 +18,7 @@ import msgpack
 from .shared import (
     CONSISTENCY_MODES,
     CloudburstError,
+    Concurrent,
     CloudburstReference,
     CloudburstTimeout,
     ConnectionClosedError,
@@ -112,6 +113,8 @@ def unpack_value(wire):
         return None
     if "set" in wire:
         return {pickle.loads(v) for v in wire["set"]}
+    if "concurrent" in wire:
+        return Concurrent(pickle.loads(v) for v in wire["concurrent"])
     return pickle.loads(wire["value"])
 
 

@@ -16,6 +16,18 @@ CAUSAL = "causal"
 CONSISTENCY_MODES = (NORMAL, REPEATABLE_READ, CAUSAL)
 
 
+class Concurrent(tuple):
+    """Concurrent versions of one key written by causal calls (neither saw the other):
+    what ``get_object`` and ``cb.get`` return for such a key instead of a single value.
+    Resolve them as the application sees fit and write the result back from a causal call
+    that read them (the new version then supersedes them)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "Concurrent(%s)" % tuple.__repr__(self)
+
+
 class CloudburstError(Exception):
     """An error reported by the server (or found by the client), with its stable error
     ``code`` (see docs/protocol.md) and ``message``."""

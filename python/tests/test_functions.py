@@ -60,11 +60,9 @@ def test_dag_with_future_and_direct_response(fns):
 
 def test_consistency_modes(fns):
     assert fns.call_dag("incr_square", {"incr": [0]}, consistency=cloudburst.NORMAL).get(10) == 1
-    # The stronger modes are refused plainly until they are enforced (never run as LWW).
     for mode in (cloudburst.REPEATABLE_READ, cloudburst.CAUSAL):
-        with pytest.raises(CloudburstError) as e:
-            fns.call_dag("incr_square", {"incr": [0]}, consistency=mode, direct_response=True)
-        assert e.value.code == "invalid_request" and "not available yet" in e.value.message
+        assert fns.call_dag("incr_square", {"incr": [2]}, consistency=mode).get(10) == 9
+        assert fns.call_dag("incr_square", {"incr": [3]}, consistency=mode, direct_response=True) == 16
     with pytest.raises(ValueError):
         fns.call_dag("incr_square", {"incr": [0]}, consistency="strong")
 

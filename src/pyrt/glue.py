@@ -5,8 +5,8 @@ function with the user-library object, formats exceptions and pickles the result
 user-library object forwards to a Rust `link` whose methods release the GIL while they wait
 on the supervisor.
 
-Values cross the boundary as: None, bytes (one pickled object) or list[bytes] (a set, one
-pickle per element).
+Values cross the boundary as: None, bytes (one pickled object), list[bytes] (a set, one
+pickle per element) or tuple[bytes] (concurrent versions of a causal key, read only).
 """
 
 import pickle
@@ -14,6 +14,20 @@ import sys
 import traceback
 
 import cloudpickle
+
+try:
+    # The client package's class, so a function may return it to a client.
+    from cloudburst.shared import Concurrent
+except ImportError:  # executors without the client package installed
+
+    class Concurrent(tuple):
+        """Concurrent versions of a key written under causal consistency."""
+
+        __slots__ = ()
+
+        def __reduce__(self):
+            # Unpickles as a plain tuple where this module does not exist (the client).
+            return (tuple, (tuple(self),))
 
 # (name, hash) -> callable taking (cb, *args): a function, or a class instance's `run`.
 _functions = {}
@@ -38,6 +52,8 @@ def _loads(value):
         return None
     if isinstance(value, list):
         return {pickle.loads(v) for v in value}
+    if isinstance(value, tuple):
+        return Concurrent(pickle.loads(v) for v in value)
     return pickle.loads(value)
 
 
@@ -64,7 +80,8 @@ class Cloudburst:
         self._link = link
 
     def get(self, key):
-        """One key -> its value or None; a list of keys -> a list of values."""
+        """One key -> its value or None; a list of keys -> a list of values. Under causal
+        consistency a key with concurrent versions reads as a `Concurrent` tuple of them."""
         try:
             if isinstance(key, (list, tuple)):
                 return [_loads(v) for v in self._link.get([str(k) for k in key])]

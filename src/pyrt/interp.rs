@@ -217,13 +217,17 @@ fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {
     Ok(RunOutcome { outcome, loaded })
 }
 
-/// `None`, `bytes` or `list[bytes]`, as the glue expects values.
+/// `None`, `bytes`, `list[bytes]` (a set) or `tuple[bytes]` (concurrent versions), as the
+/// glue expects values.
 pub fn value_to_py<'py>(py: Python<'py>, v: Option<&PyValue>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         None => py.None().into_bound(py),
         Some(PyValue::Pickled(b)) => PyBytes::new(py, b).into_any(),
         Some(PyValue::PickledSet(items)) => {
             PyList::new(py, items.iter().map(|b| PyBytes::new(py, b)))?.into_any()
+        }
+        Some(PyValue::Concurrent(items)) => {
+            PyTuple::new(py, items.iter().map(|b| PyBytes::new(py, b)))?.into_any()
         }
     })
 }

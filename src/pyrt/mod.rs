@@ -49,6 +49,9 @@ pub enum PyValue {
     Pickled(Bytes),
     /// The elements of a set, each pickled.
     PickledSet(Vec<Bytes>),
+    /// Concurrent versions of one causal key (a read only; Python sees a
+    /// `cloudburst.Concurrent` tuple), each pickled.
+    Concurrent(Vec<Bytes>),
 }
 
 /// Whether a registered body is a plain callable or a class-based function.

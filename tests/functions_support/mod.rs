@@ -132,6 +132,7 @@ pub fn repr(v: &PyValue) -> String {
                 .expect("repr")
                 .to_string(),
             PyValue::PickledSet(items) => format!("set of {}", items.len()),
+            PyValue::Concurrent(items) => format!("{} concurrent", items.len()),
         }
     })
 }

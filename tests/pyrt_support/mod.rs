@@ -151,13 +151,18 @@ pub fn repr(v: &PyValue) -> String {
         };
         match v {
             PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
-            PyValue::PickledSet(items) => {
+            PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
                 let mut r: Vec<String> = items
                     .iter()
                     .map(|b| load(b).repr().expect("repr").to_string())
                     .collect();
                 r.sort();
-                format!("set{r:?}")
+                let kind = if matches!(v, PyValue::Concurrent(_)) {
+                    "concurrent"
+                } else {
+                    "set"
+                };
+                format!("{kind}{r:?}")
             }
         }
     })

@@ -5,7 +5,7 @@
 //! through [`CacheHandle`] directly.
 
 use super::handle::{CacheHandle, Inner};
-use super::messages::{CacheKeysReport, GetCacheStats};
+use super::messages::{CacheKeysReport, GetCacheStats, ReleaseSession, SessionRead};
 use super::{MAILBOX_CAPACITY, MAX_REPORT_KEYS, MAX_REPORT_KEY_BYTES};
 use crate::actors::kvs::{KeyUpdates, KvsClient};
 use crate::config::{Config, Role};
@@ -21,6 +21,8 @@ pub struct CacheActor {
     transport: Transport,
     schedulers: Vec<ActorRef>,
     report_every: Duration,
+    /// Pins of a session unused this long are dropped.
+    session_ttl: Duration,
 }
 
 impl CacheHandle {
@@ -46,10 +48,13 @@ impl CacheHandle {
             transport: transport.clone(),
             schedulers: Vec::new(),
             report_every: Duration::from_millis(cfg.executor.cache_report_interval_ms),
+            session_ttl: Duration::from_millis(cfg.consistency.session_ttl_ms),
         }
         .start();
         transport.register::<KeyUpdates>(0, actor.clone().recipient());
         transport.register::<GetCacheStats>(0, actor.clone().recipient());
+        transport.register::<SessionRead>(0, actor.clone().recipient());
+        transport.register::<ReleaseSession>(0, actor.clone().recipient());
         membership.do_send(Subscribe(actor.recipient()));
         tracing::info!(
             capacity = cfg.executor.cache_capacity_bytes,
@@ -95,7 +100,16 @@ impl Actor for CacheActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        ctx.run_interval(self.report_every, |act, _| act.report());
+        ctx.run_interval(self.report_every, |act, _| {
+            act.report();
+            let expired = act
+                .inner
+                .lock()
+                .expire_pins(std::time::Instant::now(), act.session_ttl);
+            if expired > 0 {
+                tracing::info!(sessions = expired, "dropped the pins of unused sessions");
+            }
+        });
     }
 }
 
@@ -131,5 +145,30 @@ impl Handler<GetCacheStats> for CacheActor {
 
     fn handle(&mut self, _: GetCacheStats, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.inner.lock().stats())
+    }
+}
+
+impl Handler<SessionRead> for CacheActor {
+    type Result = ResponseFuture<Result<Vec<Option<crate::lattice::LatticeValue>>, String>>;
+
+    fn handle(&mut self, msg: SessionRead, _: &mut Context<Self>) -> Self::Result {
+        let cache = CacheHandle {
+            inner: self.inner.clone(),
+        };
+        Box::pin(async move {
+            cache
+                .session_read(msg.session, &msg.keys)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl Handler<ReleaseSession> for CacheActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseSession, _: &mut Context<Self>) {
+        let n = self.inner.lock().unpin_session(msg.session);
+        tracing::trace!(session = %msg.session, keys = n, "session released");
     }
 }

@@ -7,17 +7,21 @@
 //! stays at or below the capacity (a value larger than the capacity is served but never
 //! cached). Evictions are returned to the caller so it unsubscribes from the KVS.
 //!
-//! # Versions, and how sessions will fit (DESIGN §6)
+//! # Versions and session pins (DESIGN §6)
 //! Every change to an entry (a pushed update, this node's own write, a refresh) takes the
 //! next value of a **cache-wide** counter, so a version never repeats for a key, even after
-//! the key was evicted and read again. Distributed-session repeatable read needs "the first
-//! read of `k` in session `s` pins that version; later reads in `s` get exactly it, even
-//! after an update or an eviction": [`CacheCore::pin`] copies `(version, value)` into a
-//! separate `(session, key)` map outside the LRU (values are `Bytes`-backed, so a copy is
-//! cheap), [`CacheCore::pinned`] reads it back and [`CacheCore::unpin_session`] drops a
-//! session's snapshots when its call completes. Eviction never looks at that map, so no
-//! rewrite of the storage is needed; the consistency modes themselves (who pins, how
-//! downstream executors find the pinning cache) are a later issue.
+//! the key was evicted and read again. Distributed-session repeatable read pins, per
+//! session, the value its first read of a key returned (or its absence): the pins live in a
+//! separate `session -> key -> value` map outside the LRU (values are `Bytes`-backed, so a
+//! copy is cheap), so updates and evictions never change them. [`CacheCore::pin_value`]
+//! (first pin wins), [`CacheCore::pinned`], [`CacheCore::unpin_session`] when the call
+//! completes, and [`CacheCore::expire_pins`] for sessions whose caller vanished.
+//!
+//! # Confirmation times
+//! Each entry remembers when the KVS read that last confirmed it was *asked*
+//! ([`CacheCore::confirm`]); pushes do not count (one may carry an older state than a
+//! write acknowledged before it arrives). Causal reads refresh entries confirmed longer ago
+//! than the lease (see `crate::actors::executor::session`).
 //!
 //! # In-flight fetches
 //! A miss registers the key as *fetching* with an opaque ticket `T` (the handle's shared
@@ -29,6 +33,7 @@ use super::messages::CacheStats;
 use crate::ids::{CallId, Key};
 use crate::lattice::{LatticeError, LatticeValue};
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 /// Bytes charged per entry on top of its key and value: the hash-map slot, the LRU node and
 /// the key's shared allocation, so a cache of many tiny values still respects its bound.
@@ -102,6 +107,15 @@ struct Entry {
     version: Version,
     size: usize,
     tick: u64,
+    /// When the KVS read that last confirmed this value was asked (`None`: never).
+    confirmed: Option<Instant>,
+}
+
+/// The pins of one session in this cache.
+#[derive(Debug)]
+struct SessionPins {
+    keys: HashMap<Key, Option<LatticeValue>>,
+    used: Instant,
 }
 
 #[derive(Debug)]
@@ -131,7 +145,8 @@ pub struct CacheCore<T> {
     next_tick: u64,
     next_version: Version,
     fetching: HashMap<Key, Fetching<T>>,
-    pins: HashMap<(SessionId, Key), Versioned>,
+    pins: HashMap<SessionId, SessionPins>,
+    pinned_keys: usize,
     counters: Counters,
 }
 
@@ -147,6 +162,7 @@ impl<T: Clone> CacheCore<T> {
             next_version: 0,
             fetching: HashMap::new(),
             pins: HashMap::new(),
+            pinned_keys: 0,
             counters: Counters::default(),
         }
     }
@@ -234,6 +250,7 @@ impl<T: Clone> CacheCore<T> {
             version,
             size,
             tick,
+            confirmed: None,
         };
         self.entries.insert(key, entry);
         Inserted {
@@ -313,35 +330,90 @@ impl<T: Clone> CacheCore<T> {
             ignored_updates: c.ignored_updates,
             refused_updates: c.refused_updates,
             too_large: c.too_large,
-            pinned: self.pins.len() as u64,
+            pinned: self.pinned_keys as u64,
         }
     }
 
-    /// Session seam: pin the current version of `key` for `session` (the first pin wins;
-    /// later calls return the same snapshot). `None` if the key is not held and not pinned.
-    pub fn pin(&mut self, session: SessionId, key: &Key) -> Option<Versioned> {
-        if let Some(p) = self.pins.get(&(session, key.clone())) {
-            return Some(p.clone());
+    /// Record that a KVS read asked at `at` confirmed the held `key` (keeps the latest).
+    pub fn confirm(&mut self, key: &Key, at: Instant) {
+        if let Some(e) = self.entries.get_mut(key) {
+            if e.confirmed.is_none_or(|c| c < at) {
+                e.confirmed = Some(at);
+            }
         }
-        let e = self.entries.get(key)?;
-        let snap = Versioned {
-            version: e.version,
-            value: e.value.clone(),
-        };
-        self.pins.insert((session, key.clone()), snap.clone());
-        Some(snap)
     }
 
-    /// Session seam: the snapshot `session` pinned for `key`, if any.
-    pub fn pinned(&self, session: SessionId, key: &Key) -> Option<&Versioned> {
-        self.pins.get(&(session, key.clone()))
+    /// When the held `key` was last confirmed by a KVS read (`None`: not held or never).
+    pub fn confirmed_at(&self, key: &Key) -> Option<Instant> {
+        self.entries.get(key).and_then(|e| e.confirmed)
     }
 
-    /// Session seam: drop every snapshot of `session`; returns how many there were.
+    /// The held value of `key`, without counting a hit or touching the LRU.
+    pub fn peek(&self, key: &Key) -> Option<&LatticeValue> {
+        self.entries.get(key).map(|e| &e.value)
+    }
+
+    /// Pin `value` (the value a read of `key` returned, `None` for absent) for `session`,
+    /// unless the session already pinned `key`: the first pin wins. Returns the pinned value.
+    pub fn pin_value(
+        &mut self,
+        session: SessionId,
+        key: &Key,
+        value: Option<LatticeValue>,
+        now: Instant,
+    ) -> Option<LatticeValue> {
+        let pins = self.pins.entry(session).or_insert_with(|| SessionPins {
+            keys: HashMap::new(),
+            used: now,
+        });
+        pins.used = now;
+        if let Some(p) = pins.keys.get(key) {
+            return p.clone();
+        }
+        self.pinned_keys += 1;
+        pins.keys.insert(key.clone(), value.clone());
+        value
+    }
+
+    /// What `session` pinned for `key`: `Some(None)` is a pinned absence, `None` no pin.
+    /// Counts as a use of the session (it delays [`Self::expire_pins`]).
+    pub fn pinned(
+        &mut self,
+        session: SessionId,
+        key: &Key,
+        now: Instant,
+    ) -> Option<Option<LatticeValue>> {
+        let pins = self.pins.get_mut(&session)?;
+        pins.used = now;
+        pins.keys.get(key).cloned()
+    }
+
+    /// Drop every pin of `session`; returns how many keys it had pinned.
     pub fn unpin_session(&mut self, session: SessionId) -> usize {
+        let n = self.pins.remove(&session).map_or(0, |p| p.keys.len());
+        self.pinned_keys -= n;
+        n
+    }
+
+    /// Drop the pins of sessions unused for `ttl` (their caller vanished, or the release
+    /// was lost); returns how many sessions were dropped.
+    pub fn expire_pins(&mut self, now: Instant, ttl: Duration) -> usize {
         let before = self.pins.len();
-        self.pins.retain(|(s, _), _| *s != session);
+        let mut dropped_keys = 0;
+        self.pins.retain(|_, p| {
+            let keep = now.saturating_duration_since(p.used) < ttl;
+            if !keep {
+                dropped_keys += p.keys.len();
+            }
+            keep
+        });
+        self.pinned_keys -= dropped_keys;
         before - self.pins.len()
+    }
+
+    /// Sessions with pins in this cache.
+    pub fn pinned_sessions(&self) -> usize {
+        self.pins.len()
     }
 
     /// Evict least recently used entries until the bytes fit the capacity.

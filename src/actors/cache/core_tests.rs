@@ -232,18 +232,58 @@ fn held_keys_are_most_recent_first_and_bounded() {
 }
 
 #[test]
-fn pinned_snapshots_survive_updates_and_eviction() {
+fn pinned_values_survive_updates_and_eviction() {
     let mut c = core_for(1);
     let s = CallId(9);
+    let now = Instant::now();
     c.insert_from_kvs(k("a"), Some(lww(1, "v")));
-    let snap = c.pin(s, &k("a")).expect("held, so pinnable");
+    let first = Some(lww(1, "v"));
+    assert_eq!(c.pin_value(s, &k("a"), first.clone(), now), first);
     c.merge_update(k("a"), lww(2, "w"));
-    assert_eq!(c.pin(s, &k("a")), Some(snap.clone()), "first pin wins");
+    assert_eq!(
+        c.pin_value(s, &k("a"), Some(lww(2, "w")), now),
+        first,
+        "first pin wins"
+    );
     c.insert_from_kvs(k("b"), Some(lww(1, "v")));
     assert!(hit(&mut c, "a").is_none(), "evicted from the LRU");
-    assert_eq!(c.pinned(s, &k("a")), Some(&snap), "the snapshot stays");
-    assert_eq!(c.pin(CallId(10), &k("a")), None, "not held, not pinned");
-    assert_eq!(c.stats().pinned, 1);
-    assert_eq!(c.unpin_session(s), 1);
-    assert_eq!(c.pinned(s, &k("a")), None);
+    assert_eq!(c.pinned(s, &k("a"), now), Some(first), "the pin stays");
+    assert_eq!(c.pin_value(s, &k("gone"), None, now), None);
+    assert_eq!(
+        c.pinned(s, &k("gone"), now),
+        Some(None),
+        "absence is pinned"
+    );
+    assert_eq!(c.pinned(CallId(10), &k("a"), now), None, "other session");
+    assert_eq!(c.stats().pinned, 2);
+    assert_eq!(c.unpin_session(s), 2);
+    assert_eq!(c.pinned(s, &k("a"), now), None);
+    assert_eq!(c.stats().pinned, 0);
+}
+
+#[test]
+fn unused_sessions_expire_and_uses_postpone_it() {
+    let mut c = core_for(1000);
+    let t0 = Instant::now();
+    let ttl = Duration::from_secs(10);
+    c.pin_value(CallId(1), &k("a"), None, t0);
+    c.pin_value(CallId(2), &k("a"), None, t0);
+    c.pinned(CallId(2), &k("a"), t0 + Duration::from_secs(8));
+    assert_eq!(c.expire_pins(t0 + Duration::from_secs(11), ttl), 1);
+    assert_eq!(c.stats().pinned, 1, "session 2 was used at 8 s");
+    assert_eq!(c.expire_pins(t0 + Duration::from_secs(19), ttl), 1);
+    assert_eq!((c.stats().pinned, c.pinned_sessions()), (0, 0));
+}
+
+#[test]
+fn confirmation_keeps_the_latest_ask() {
+    let mut c = core_for(1000);
+    let t0 = Instant::now();
+    c.confirm(&k("a"), t0);
+    assert_eq!(c.confirmed_at(&k("a")), None, "not held");
+    c.insert_from_kvs(k("a"), Some(lww(1, "v")));
+    assert_eq!(c.confirmed_at(&k("a")), None, "never confirmed yet");
+    c.confirm(&k("a"), t0 + Duration::from_secs(2));
+    c.confirm(&k("a"), t0 + Duration::from_secs(1));
+    assert_eq!(c.confirmed_at(&k("a")), Some(t0 + Duration::from_secs(2)));
 }

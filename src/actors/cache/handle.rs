@@ -22,12 +22,13 @@ use super::core::{CacheCore, Lookup};
 use super::messages::CacheStats;
 use crate::actors::kvs::core::validate_key;
 use crate::actors::kvs::{KvsClient, KvsError};
-use crate::ids::Key;
+use crate::ids::{CallId, Key};
 use crate::lattice::LatticeValue;
 use crate::net::ActorRef;
 use actix::ArbiterHandle;
 use futures::future::{join_all, BoxFuture, FutureExt, Shared};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// What a read of one key through the KVS yields.
 pub(crate) type FetchResult = Result<Option<LatticeValue>, KvsError>;
@@ -100,12 +101,14 @@ impl Inner {
 /// ended up not cached.
 async fn fetch(inner: &Arc<Inner>, key: Key) -> FetchResult {
     let subscribed = inner.kvs.subscribe(&inner.me, &key).await;
+    let asked = Instant::now();
     let read = inner.kvs.get(&key).await;
     let (result, release) = {
         let mut core = inner.lock();
         match (subscribed, read) {
             (Ok(()), Ok(v)) => {
                 let ins = core.insert_from_kvs(key.clone(), v);
+                core.confirm(&key, asked);
                 let mut evicted = ins.evicted;
                 if !ins.cached && !evicted.contains(&key) {
                     evicted.push(key.clone());
@@ -140,9 +143,15 @@ async fn release_one(inner: &Arc<Inner>, key: Key) {
         tracing::warn!(key = %key, cause = %e, "re-subscribe failed");
         return;
     }
+    let asked = Instant::now();
     match inner.kvs.get(&key).await {
         Ok(Some(v)) => {
-            let evicted = inner.lock().merge_update(key, v).evicted;
+            let evicted = {
+                let mut core = inner.lock();
+                let evicted = core.merge_update(key.clone(), v).evicted;
+                core.confirm(&key, asked);
+                evicted
+            };
             inner.release(evicted);
         }
         Ok(None) => {}
@@ -209,6 +218,103 @@ impl CacheHandle {
         let evicted = self.inner.lock().merge_update(key, value).evicted;
         self.inner.release(evicted);
         Ok(())
+    }
+
+    /// Read `keys` from the KVS now (not from memory) and merge what it returns into the
+    /// held entries, which count as confirmed from when the read was asked. Returns the
+    /// merged values (what the cache holds now, else what the KVS returned).
+    pub async fn refresh(&self, keys: &[Key]) -> Result<Vec<Option<LatticeValue>>, KvsError> {
+        let asked = Instant::now();
+        let read = self.inner.kvs.get_many(keys).await?;
+        let mut evicted = Vec::new();
+        let out = {
+            let mut core = self.inner.lock();
+            keys.iter()
+                .zip(read)
+                .map(|(k, v)| {
+                    if let Some(v) = &v {
+                        evicted.extend(core.merge_update(k.clone(), v.clone()).evicted);
+                    }
+                    core.confirm(k, asked);
+                    core.peek(k).cloned().or(v)
+                })
+                .collect()
+        };
+        self.inner.release(evicted);
+        Ok(out)
+    }
+
+    /// Like [`Self::get`], but a held value last confirmed by the KVS more than `lease` ago
+    /// (or never) is re-read first ([`Self::refresh`]): every value returned reflects the
+    /// KVS as of at most `lease` ago.
+    pub async fn get_confirmed(
+        &self,
+        keys: &[Key],
+        lease: Duration,
+    ) -> Result<Vec<Option<LatticeValue>>, KvsError> {
+        let mut values = self.get(keys).await?;
+        let stale: Vec<usize> = {
+            let core = self.inner.lock();
+            let now = Instant::now();
+            keys.iter()
+                .enumerate()
+                .filter(|(_, k)| {
+                    core.peek(k).is_some()
+                        && core
+                            .confirmed_at(k)
+                            .is_none_or(|c| now.saturating_duration_since(c) > lease)
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if !stale.is_empty() {
+            let again: Vec<Key> = stale.iter().map(|&i| keys[i].clone()).collect();
+            for (i, v) in stale.into_iter().zip(self.refresh(&again).await?) {
+                values[i] = v;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Repeatable read at a session's home cache: the values `session` pinned for `keys`,
+    /// pinning what a read returns now for the others (first pin wins, so concurrent
+    /// functions of one session agree; a missing key is pinned as missing).
+    pub async fn session_read(
+        &self,
+        session: CallId,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LatticeValue>>, KvsError> {
+        let mut out: Vec<Option<Option<LatticeValue>>> = {
+            let mut core = self.inner.lock();
+            let now = Instant::now();
+            keys.iter().map(|k| core.pinned(session, k, now)).collect()
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let values = self.get(&wanted).await?;
+            let mut core = self.inner.lock();
+            let now = Instant::now();
+            for (i, v) in missing.into_iter().zip(values) {
+                out[i] = Some(core.pin_value(session, &keys[i], v, now));
+            }
+        }
+        Ok(out.into_iter().map(Option::flatten).collect())
+    }
+
+    /// The value `session` pinned here for `key` (`Some(None)`: pinned as missing).
+    pub fn pinned(&self, session: CallId, key: &Key) -> Option<Option<LatticeValue>> {
+        self.inner.lock().pinned(session, key, Instant::now())
+    }
+
+    /// The held value of `key`, if any (no hit counted).
+    pub fn peek(&self, key: &Key) -> Option<LatticeValue> {
+        self.inner.lock().peek(key).cloned()
+    }
+
+    /// Drop the pins of `session`; returns how many keys it had pinned here.
+    pub fn release_session(&self, session: CallId) -> usize {
+        self.inner.lock().unpin_session(session)
     }
 
     /// Counters and sizes of this cache.

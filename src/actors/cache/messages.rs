@@ -1,6 +1,7 @@
 //! Messages of the cache boundary that other actors depend on.
 
-use crate::ids::{Key, NodeRef};
+use crate::ids::{CallId, Key, NodeRef};
+use crate::lattice::LatticeValue;
 use crate::net::{RemoteMessage, ServiceId};
 use serde::{Deserialize, Serialize};
 
@@ -54,4 +55,32 @@ pub struct GetCacheStats;
 impl RemoteMessage for GetCacheStats {
     const SERVICE: ServiceId = ServiceId::Cache;
     const TAG: u16 = 1;
+}
+
+/// Repeatable read: the values `session` pinned in this cache for `keys` (in order), pinning
+/// what a read returns now for keys not pinned yet (first pin wins; absence is pinned too).
+/// Sent to the session's home cache by executors on other nodes; `Err` carries a
+/// [`KvsError`](crate::actors::kvs::KvsError) message.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<Vec<Option<LatticeValue>>, String>")]
+pub struct SessionRead {
+    pub session: CallId,
+    pub keys: Vec<Key>,
+}
+
+/// Repeatable read: the call `session` completed (or failed): drop its pins (one-way).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct ReleaseSession {
+    pub session: CallId,
+}
+
+impl RemoteMessage for SessionRead {
+    const SERVICE: ServiceId = ServiceId::Cache;
+    const TAG: u16 = 2;
+}
+
+impl RemoteMessage for ReleaseSession {
+    const SERVICE: ServiceId = ServiceId::Cache;
+    const TAG: u16 = 3;
 }

@@ -18,7 +18,7 @@ pub mod messages;
 
 pub use self::actor::CacheActor;
 pub use self::handle::CacheHandle;
-pub use self::messages::{CacheKeysReport, CacheStats, GetCacheStats};
+pub use self::messages::{CacheKeysReport, CacheStats, GetCacheStats, ReleaseSession, SessionRead};
 
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::ids::Key;

@@ -3,7 +3,7 @@
 //! order; an aborted upstream aborts it instead. Waiting entries are bounded in number and
 //! expire (a failed or lost upstream must not pin memory).
 
-use super::messages::{Aborted, Schedule, Trigger};
+use super::messages::{Aborted, Schedule, SessionMeta, Trigger};
 use crate::actors::scheduler::dag::MAX_DAG_FUNCTIONS;
 use crate::ids::CallId;
 use crate::pyrt::PyValue;
@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 pub struct Ready {
     pub schedule: Schedule,
     pub inputs: Vec<PyValue>,
+    /// What the session saw upstream (joined over every upstream).
+    pub session: SessionMeta,
 }
 
 /// What to do after a schedule or trigger arrived.
@@ -35,6 +37,7 @@ pub enum Step {
 struct Pending {
     schedule: Option<Schedule>,
     inputs: Vec<(String, Result<PyValue, Aborted>)>,
+    session: SessionMeta,
     since: Instant,
 }
 
@@ -70,6 +73,7 @@ impl ExecutorCore {
             return Step::Run(Ready {
                 schedule,
                 inputs: Vec::new(),
+                session: SessionMeta::default(),
             });
         }
         let key = (schedule.call, schedule.function.clone());
@@ -96,6 +100,7 @@ impl ExecutorCore {
             return Step::Wait;
         }
         entry.inputs.push((t.from, t.value));
+        entry.session.merge(t.session);
         self.check(key)
     }
 
@@ -127,6 +132,7 @@ impl ExecutorCore {
         Some(self.pending.entry(key.clone()).or_insert_with(|| Pending {
             schedule: None,
             inputs: Vec::new(),
+            session: SessionMeta::default(),
             since: now,
         }))
     }
@@ -163,7 +169,11 @@ impl ExecutorCore {
                 }
             }
         }
-        Step::Run(Ready { schedule, inputs })
+        Step::Run(Ready {
+            schedule,
+            inputs,
+            session: entry.session,
+        })
     }
 }
 

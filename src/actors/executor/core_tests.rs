@@ -21,6 +21,7 @@ fn schedule(function: &str, upstream: &[&str]) -> Schedule {
             store_at: None,
         },
         consistency: Consistency::Lww,
+        home: None,
         started_us: 0,
     }
 }
@@ -35,7 +36,41 @@ fn trigger(to: &str, from: &str, value: Result<PyValue, Aborted>) -> Trigger {
         to: to.into(),
         from: from.into(),
         value,
+        session: SessionMeta::default(),
     }
+}
+
+#[test]
+fn upstream_sessions_are_joined() {
+    use crate::ids::{Key, WriterId};
+    use crate::lattice::VectorClock;
+    let now = Instant::now();
+    let clock = |w, c| VectorClock::from_iter([(WriterId(w), c)]);
+    let mut c = core();
+    let mut x = trigger("z", "x", Ok(v("X")));
+    x.session.pinned.insert(Key::new("k"), 7);
+    x.session.deps.merge_entry(Key::new("a"), clock(1, 2));
+    let mut y = trigger("z", "y", Ok(v("Y")));
+    y.session.pinned.insert(Key::new("j"), 8);
+    y.session.deps.merge_entry(Key::new("a"), clock(2, 5));
+    assert_eq!(c.on_trigger(x, now), Step::Wait);
+    assert_eq!(c.on_trigger(y, now), Step::Wait);
+    let Step::Run(ready) = c.on_schedule(schedule("z", &["x", "y"]), now) else {
+        panic!("z is ready");
+    };
+    let pins: Vec<_> = ready
+        .session
+        .pinned
+        .iter()
+        .map(|(k, f)| (k.as_str(), *f))
+        .collect();
+    assert_eq!(pins, vec![("j", 8), ("k", 7)]);
+    let a = ready
+        .session
+        .deps
+        .get(&Key::new("a"))
+        .expect("a dependency");
+    assert!(a.covers(&clock(1, 2)) && a.covers(&clock(2, 5)), "{a:?}");
 }
 
 fn core() -> ExecutorCore {

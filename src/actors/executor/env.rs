@@ -3,7 +3,7 @@
 
 use super::mailbox::Mailboxes;
 use super::values::Clock;
-use crate::actors::cache::StateAccess;
+use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::gateway::messages::CallFailure;
 use crate::actors::scheduler::registry::{function_hash, load_function};
 use crate::net::{ActorRef, Transport};
@@ -16,14 +16,35 @@ use std::time::Duration;
 /// KVS read; workers keep their own unpickled copies).
 pub const MAX_CACHED_FUNCTIONS: usize = 4096;
 
+/// The causal mode's timing rules (see `session.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct CausalTiming {
+    /// Cached values confirmed by the KVS longer ago are re-read before a causal read.
+    pub lease: Duration,
+    /// Clock entries and dependencies older than this are dropped.
+    pub horizon: Duration,
+}
+
+impl CausalTiming {
+    pub fn from_config(c: &crate::config::ConsistencyConfig) -> Self {
+        CausalTiming {
+            lease: Duration::from_millis(c.causal_lease_ms),
+            horizon: Duration::from_millis(c.causal_horizon_ms),
+        }
+    }
+}
+
 /// Shared by an executor actor and its running calls.
 pub struct ExecEnv {
     /// This executor.
     pub me: ActorRef,
     pub transport: Transport,
     pub pool: PythonPool,
-    pub state: Arc<dyn StateAccess>,
+    /// This node's cache: every read and write of state (through a session).
+    pub cache: CacheHandle,
     pub clock: Clock,
+    /// The causal mode's lease and horizon.
+    pub causal: CausalTiming,
     pub mailboxes: Mailboxes,
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
@@ -37,16 +58,18 @@ impl ExecEnv {
         me: ActorRef,
         transport: Transport,
         pool: PythonPool,
-        state: Arc<dyn StateAccess>,
+        cache: CacheHandle,
         registry: Arc<dyn StateAccess>,
         default_timeout: Duration,
+        causal: CausalTiming,
     ) -> Self {
         ExecEnv {
             clock: Clock::for_node(&me.node),
             me,
             transport,
             pool,
-            state,
+            cache,
+            causal,
             registry,
             mailboxes: Mailboxes::default(),
             default_timeout,

@@ -1,11 +1,12 @@
-//! The user library (`cb`) of one invocation: state through the executor's
-//! [`StateAccess`](crate::actors::cache::StateAccess) (the node's cache), direct messages
-//! through the transport and this executor's mailboxes.
+//! The user library (`cb`) of one invocation: state through its [`Session`] (the node's
+//! cache, under the call's consistency mode), direct messages through the transport and
+//! this executor's mailboxes.
 
 use super::env::ExecEnv;
 use super::mailbox::InvocationId;
 use super::messages::Deliver;
-use super::values::{to_lattice, to_python};
+use super::session::Session;
+use super::values::to_python;
 use crate::ids::Key;
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::{PyValue, UserLibrary};
@@ -17,20 +18,21 @@ use std::sync::Arc;
 pub struct Invocation {
     env: Arc<ExecEnv>,
     id: String,
+    session: Arc<Session>,
 }
 
 impl Invocation {
     /// The library of the invocation named `id` (already opened in the mailboxes).
-    pub fn new(env: Arc<ExecEnv>, id: String) -> Self {
-        Invocation { env, id }
+    pub fn new(env: Arc<ExecEnv>, id: String, session: Arc<Session>) -> Self {
+        Invocation { env, id, session }
     }
 }
 
 impl UserLibrary for Invocation {
     fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
-        let state = self.env.state.clone();
+        let session = self.session.clone();
         Box::pin(async move {
-            let values = state.get(keys.clone()).await.map_err(|e| e.to_string())?;
+            let values = session.get(&keys).await.map_err(|e| e.to_string())?;
             keys.iter()
                 .zip(values)
                 .map(|(k, v)| to_python(k.as_str(), v))
@@ -39,9 +41,8 @@ impl UserLibrary for Invocation {
     }
 
     fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
-        let value = to_lattice(value, &self.env.clock);
-        let put = self.env.state.put(key, value);
-        Box::pin(async move { put.await.map_err(|e| e.to_string()) })
+        let session = self.session.clone();
+        Box::pin(async move { session.put(key, value).await.map_err(|e| e.to_string()) })
     }
 
     fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>> {

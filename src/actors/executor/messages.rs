@@ -2,11 +2,13 @@
 //! upstream results (from other executors, directly), and user-library `send`s.
 
 use crate::actors::scheduler::messages::{Arg, Consistency, Reply};
-use crate::ids::CallId;
+use crate::ids::{CallId, Key, NodeRef};
+use crate::lattice::{Dependencies, Lattice};
 use crate::net::{ActorRef, RemoteMessage, ServiceId};
 use crate::pyrt::PyValue;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A downstream function of a schedule and the executor it was placed on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +40,9 @@ pub struct Schedule {
     /// Where the result (or any function's failure) goes.
     pub reply: Reply,
     pub consistency: Consistency,
+    /// Repeatable read: the node whose cache pins the session's versions (the node of the
+    /// DAG's first source function), for every function of the call.
+    pub home: Option<NodeRef>,
     /// When the scheduler accepted the call (wall-clock µs), for the DAG latency metric.
     pub started_us: u64,
 }
@@ -54,6 +59,35 @@ pub struct Trigger {
     pub to: String,
     pub from: String,
     pub value: Result<PyValue, Aborted>,
+    /// What the session has seen so far on the path through `from`.
+    pub session: SessionMeta,
+}
+
+/// Session metadata that flows with the triggers (DESIGN §6); empty under LWW.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// Repeatable read: keys the session has pinned at its home cache, each with the
+    /// [fingerprint](crate::actors::executor::session::fingerprint) of the pinned value, so
+    /// a cache already holding that version serves it without asking the home cache.
+    pub pinned: BTreeMap<Key, u64>,
+    /// Causal: per key, the clock of what the session read or wrote of it (and the
+    /// dependencies of what it read); later reads must cover it.
+    pub deps: Dependencies,
+}
+
+impl SessionMeta {
+    /// Join what two paths of one session saw (a function with several upstreams).
+    pub fn merge(&mut self, other: SessionMeta) {
+        for (k, fp) in other.pinned {
+            self.pinned.entry(k).or_insert(fp);
+        }
+        self.deps.merge(other.deps);
+    }
+
+    /// Whether there is nothing to carry.
+    pub fn is_empty(&self) -> bool {
+        self.pinned.is_empty() && self.deps.is_empty()
+    }
 }
 
 /// A user-library `send(dest, bytes)`: delivered one-way to the executor named in `to` (an

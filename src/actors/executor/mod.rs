@@ -7,6 +7,7 @@
 //! - `messages.rs`: `Schedule`, `Trigger`, `Deliver`.
 //! - `run.rs`: running a ready function and delivering its outcome.
 //! - `env.rs`: what running calls share; functions loaded by name + content hash.
+//! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
 //! - `values.rs`: Python values ↔ lattices, the Lww write clock.
@@ -17,12 +18,13 @@ pub mod library;
 pub mod mailbox;
 pub mod messages;
 pub mod run;
+pub mod session;
 pub mod values;
 
 use self::core::{ExecutorCore, Step};
 use self::env::{failure, ExecEnv};
 use self::messages::{Deliver, Schedule, Trigger};
-use crate::actors::cache::StateAccess;
+use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::scheduler::messages::ExecutorStatus;
 use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
@@ -71,13 +73,13 @@ impl ExecutorHandle {
 
 impl Executor {
     /// Start the pool (waiting for its workers), the actor, and register its messages.
-    /// `state` serves the user library and argument references (the node's cache);
+    /// `cache` serves the user library and argument references (the node's cache);
     /// `registry` is where function bodies are loaded from (the KVS itself: a cached copy
     /// of a re-registered function would look stale).
     pub async fn start(
         transport: &Transport,
         membership: &Addr<Membership>,
-        state: Arc<dyn StateAccess>,
+        cache: CacheHandle,
         registry: Arc<dyn StateAccess>,
         cfg: &Config,
     ) -> Result<ExecutorHandle, PyRuntimeError> {
@@ -92,9 +94,10 @@ impl Executor {
             me.clone(),
             transport.clone(),
             pool.clone(),
-            state,
+            cache,
             registry,
             timeout,
+            env::CausalTiming::from_config(&cfg.consistency),
         ));
         let addr = Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
@@ -152,7 +155,7 @@ impl Executor {
                         "overloaded",
                         "the executor has too many waiting schedules".into(),
                     );
-                    run::finish(&env, &s, Err(f)).await;
+                    run::finish(&env, &s, Err(f), None).await;
                 });
             }
             Step::Full => tracing::warn!("too many waiting triggers; trigger dropped"),
@@ -182,7 +185,7 @@ impl Actor for Executor {
                         "timeout",
                         format!("`{}` waited too long for its upstream results", s.function),
                     );
-                    run::finish(&env, &s, Err(f)).await;
+                    run::finish(&env, &s, Err(f), None).await;
                 });
             }
         });

@@ -7,12 +7,12 @@ use super::core::Ready;
 use super::env::{failure, ExecEnv};
 use super::library::Invocation;
 use super::mailbox::InvocationId;
-use super::messages::{Aborted, Schedule, Trigger};
-use super::values::{now_micros, to_lattice};
+use super::messages::{Aborted, Schedule, SessionMeta, Trigger};
+use super::session::{self, Session};
+use super::values::now_micros;
 use crate::actors::gateway::messages::{CallFailure, CallFinished};
-use crate::actors::scheduler::messages::{Arg, RESULT_PREFIX};
+use crate::actors::scheduler::messages::{Arg, Consistency, RESULT_PREFIX};
 use crate::ids::Key;
-use crate::lattice::LatticeValue;
 use crate::pyrt::{CallError, PyCall, PyValue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +23,14 @@ pub async fn run(env: Arc<ExecEnv>, ready: Ready) {
     let span = tracing::debug_span!("function", call = %ready.schedule.call,
         function = %ready.schedule.function);
     async move {
-        let Ready { schedule, inputs } = ready;
-        let outcome = execute(&env, &schedule, inputs).await;
-        finish(&env, &schedule, outcome).await;
+        let Ready {
+            schedule,
+            inputs,
+            session,
+        } = ready;
+        let session = Arc::new(Session::new(env.clone(), &schedule, session));
+        let outcome = execute(&env, &schedule, inputs, &session).await;
+        finish(&env, &schedule, outcome, Some(&session)).await;
     }
     .instrument(span)
     .await
@@ -35,9 +40,10 @@ async fn execute(
     env: &Arc<ExecEnv>,
     s: &Schedule,
     inputs: Vec<PyValue>,
+    session: &Arc<Session>,
 ) -> Result<PyValue, CallFailure> {
     let function = env.function(&s.function, s.hash).await?;
-    let args = resolve(env, &s.args, inputs).await?;
+    let args = resolve(session, &s.args, inputs).await?;
     let id = InvocationId {
         node: env.me.node.clone(),
         call: s.call,
@@ -49,7 +55,7 @@ async fn execute(
         .timeout_ms
         .map_or(env.default_timeout, Duration::from_millis);
     let started = Instant::now();
-    let lib = Arc::new(Invocation::new(env.clone(), id.clone()));
+    let lib = Arc::new(Invocation::new(env.clone(), id.clone(), session.clone()));
     let out = env
         .pool
         .call(
@@ -70,7 +76,7 @@ async fn execute(
 
 /// The caller's arguments (references read through the cache) then the upstream results.
 async fn resolve(
-    env: &ExecEnv,
+    session: &Session,
     args: &[Arg],
     inputs: Vec<PyValue>,
 ) -> Result<Vec<Option<PyValue>>, CallFailure> {
@@ -84,11 +90,10 @@ async fn resolve(
     let mut fetched = if refs.is_empty() {
         Vec::new().into_iter()
     } else {
-        let values = env
-            .state
-            .get(refs.clone())
+        let values = session
+            .get(&refs)
             .await
-            .map_err(|e| failure("storage_error", format!("reading a referenced key: {e}")))?;
+            .map_err(|e| failure(e.code, format!("reading a referenced key: {e}")))?;
         let mut out = Vec::with_capacity(values.len());
         for (k, v) in refs.iter().zip(values) {
             out.push(
@@ -109,9 +114,16 @@ async fn resolve(
     Ok(resolved)
 }
 
-/// Pass the outcome on: triggers downstream; at the sink (or on failure) the caller.
-pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
+/// Pass the outcome on: triggers downstream (with what the session saw); at the sink (or
+/// on failure) the caller.
+pub async fn finish(
+    env: &ExecEnv,
+    s: &Schedule,
+    outcome: Result<PyValue, CallFailure>,
+    session: Option<&Session>,
+) {
     let value = outcome.as_ref().map_err(|_| Aborted);
+    let meta = session.map(Session::snapshot).unwrap_or_default();
     let mut lost = None;
     for d in &s.downstream {
         let t = Trigger {
@@ -119,6 +131,7 @@ pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFa
             to: d.function.clone(),
             from: s.function.clone(),
             value: value.cloned(),
+            session: meta.clone(),
         };
         if let Err(e) = env.transport.handle::<Trigger>(d.executor.clone()).tell(t) {
             tracing::warn!(call = %s.call, to = %d.executor, cause = %e, "trigger not sent");
@@ -134,11 +147,11 @@ pub async fn finish(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFa
         (outcome, _) => outcome,
     };
     match outcome {
-        Ok(v) if s.sink => reply(env, s, Ok(v)).await,
+        Ok(v) if s.sink => reply(env, s, Ok(v), session).await,
         Ok(_) => {}
         Err(f) => {
             tracing::debug!(call = %s.call, function = %s.function, code = %f.code, "call failed");
-            reply(env, s, Err(f)).await
+            reply(env, s, Err(f), session).await
         }
     }
 }
@@ -151,6 +164,7 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
             to: d.function.clone(),
             from: s.function.clone(),
             value: Err(Aborted),
+            session: SessionMeta::default(),
         };
         let _ = env.transport.handle::<Trigger>(d.executor.clone()).tell(t);
     }
@@ -160,8 +174,14 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
 /// named (`output_key`) is stored before it is pushed, so a caller told of it can read the
 /// key at once; under the default result key (`__cloudburst/results/<call>`, read only by
 /// futures that missed the push) the waiting caller is answered first. A failure is only
-/// pushed.
-pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFailure>) {
+/// pushed. A causal call stores its result under a named key as a causal write carrying the
+/// session's dependencies. The call is over: a repeatable-read session's pins are released.
+pub async fn reply(
+    env: &ExecEnv,
+    s: &Schedule,
+    outcome: Result<PyValue, CallFailure>,
+    session: Option<&Session>,
+) {
     if let Some(dag) = &s.dag {
         let took = Duration::from_micros(now_micros().saturating_sub(s.started_us));
         let code = outcome.as_ref().err().map(|f| f.code.as_str());
@@ -171,15 +191,16 @@ pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFai
         // One line per failed call, with its id and reason.
         tracing::warn!(call = %s.call, function = %s.function, code = %f.code, reason = %f.message, "call failed");
     }
+    session::release(env, s.consistency, s.call, s.home.as_ref());
     let store = match (&outcome, &s.reply.store_at) {
-        (Ok(v), Some(key)) => Some((key.clone(), to_lattice(v.clone(), &env.clock))),
+        (Ok(v), Some(key)) => Some((key.clone(), v.clone())),
         _ => None,
     };
     let push_first = store
         .as_ref()
         .is_some_and(|(key, _)| key.as_str().starts_with(RESULT_PREFIX));
     if !push_first {
-        store_result(env, s, store.clone()).await;
+        store_result(env, s, session, store.clone()).await;
     }
     if let Some(to) = &s.reply.push_to {
         let msg = CallFinished {
@@ -191,15 +212,37 @@ pub async fn reply(env: &ExecEnv, s: &Schedule, outcome: Result<PyValue, CallFai
         }
     }
     if push_first {
-        store_result(env, s, store).await;
+        store_result(env, s, session, store).await;
     }
 }
 
-async fn store_result(env: &ExecEnv, s: &Schedule, store: Option<(Key, LatticeValue)>) {
-    if let Some((key, value)) = store {
-        if let Err(e) = env.state.put(key.clone(), value).await {
-            tracing::warn!(call = %s.call, key = %key, cause = %e, "cannot store the result");
+async fn store_result(
+    env: &ExecEnv,
+    s: &Schedule,
+    session: Option<&Session>,
+    store: Option<(Key, PyValue)>,
+) {
+    let Some((key, value)) = store else { return };
+    let stored = match session {
+        Some(session)
+            if session.mode() == Consistency::Causal
+                && !key.as_str().starts_with(RESULT_PREFIX) =>
+        {
+            session
+                .put(key.clone(), value)
+                .await
+                .map_err(|e| e.to_string())
         }
+        _ => {
+            let v = super::values::to_lattice(value, &env.clock);
+            env.cache
+                .put(key.clone(), v)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    if let Err(e) = stored {
+        tracing::warn!(call = %s.call, key = %key, cause = %e, "cannot store the result");
     }
 }
 

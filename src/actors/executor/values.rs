@@ -11,21 +11,39 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub fn to_lattice(value: PyValue, clock: &Clock) -> LatticeValue {
     match value {
         PyValue::Pickled(b) => LatticeValue::Lww(Lww::new(clock.next(), b)),
-        PyValue::PickledSet(items) => LatticeValue::SetUnion(items.into_iter().collect()),
+        // Concurrent values are only ever read; stored back they would be a set.
+        PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+            LatticeValue::SetUnion(items.into_iter().collect())
+        }
     }
 }
 
-/// A stored value as Python sees it. An empty Lww register (bottom) reads as `None`; other
-/// lattice kinds cannot be read from Python and give an error naming the key and kind.
+/// A stored value as Python sees it. An empty Lww register (bottom) reads as `None`; a
+/// causal value with one version reads as that value, with several as
+/// [`PyValue::Concurrent`]; other lattice kinds cannot be read from Python and give an
+/// error naming the key and kind.
 pub fn to_python(key: &str, value: Option<LatticeValue>) -> Result<Option<PyValue>, String> {
     match value {
         None => Ok(None),
         Some(LatticeValue::Lww(l)) if l.value.is_empty() => Ok(None),
         Some(LatticeValue::Lww(l)) => Ok(Some(PyValue::Pickled(l.value))),
         Some(LatticeValue::SetUnion(s)) => Ok(Some(PyValue::PickledSet(set_items(&s)))),
+        Some(LatticeValue::MultiKeyCausal(m)) => Ok(versions(m.values())),
+        Some(LatticeValue::SingleKeyCausal(s)) => Ok(versions(s.values())),
         Some(other) => Err(format!(
             "key `{key}` holds a {} lattice; Python functions read lww and set_union values",
             other.kind()
+        )),
+    }
+}
+
+/// One value, several concurrent ones, or none (bottom).
+fn versions(values: Vec<&bytes::Bytes>) -> Option<PyValue> {
+    match values.as_slice() {
+        [] => None,
+        [one] => Some(PyValue::Pickled((*one).clone())),
+        many => Some(PyValue::Concurrent(
+            many.iter().map(|b| (*b).clone()).collect(),
         )),
     }
 }

@@ -115,7 +115,7 @@ impl ResultsCore {
 fn outcome_size(o: &Outcome) -> usize {
     match o {
         Ok(PyValue::Pickled(b)) => b.len(),
-        Ok(PyValue::PickledSet(v)) => v.iter().map(|b| b.len()).sum(),
+        Ok(PyValue::PickledSet(v) | PyValue::Concurrent(v)) => v.iter().map(|b| b.len()).sum(),
         Err(f) => f.message.len() + f.traceback.as_ref().map_or(0, String::len),
     }
 }
@@ -174,18 +174,22 @@ pub fn client_key(key: String, write: bool) -> Result<Key, GatewayError> {
 pub fn to_lattice(value: WireValue, at: Timestamp) -> LatticeValue {
     match value {
         WireValue::Value(b) => LatticeValue::Lww(Lww::new(at, b)),
-        WireValue::Set(items) => LatticeValue::SetUnion(items.into_iter().collect::<SetUnion<_>>()),
+        // `Concurrent` is refused before this (read-only); as a set it would lose nothing.
+        WireValue::Set(items) | WireValue::Concurrent(items) => {
+            LatticeValue::SetUnion(items.into_iter().collect::<SetUnion<_>>())
+        }
     }
 }
 
-/// What a client gets back for a stored lattice (Lww and SetUnion hold Python values).
-pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<WireValue, GatewayError> {
-    match value {
-        LatticeValue::Lww(l) => Ok(WireValue::Value(l.value)),
-        LatticeValue::SetUnion(s) => Ok(WireValue::Set(s.iter().cloned().collect())),
-        other => Err(GatewayError::UnsupportedValue {
+/// What a client gets back for a stored lattice: Lww and SetUnion hold Python values, and
+/// causal values (written by causal calls) one value or several concurrent ones.
+pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<Option<WireValue>, GatewayError> {
+    let kind = value.kind();
+    match crate::actors::executor::values::to_python(key.as_str(), Some(value)) {
+        Ok(v) => Ok(v.map(wire_value)),
+        Err(_) => Err(GatewayError::UnsupportedValue {
             key: key.to_string(),
-            kind: other.kind().to_string(),
+            kind: kind.to_string(),
         }),
     }
 }
@@ -195,6 +199,7 @@ pub fn wire_value(v: PyValue) -> WireValue {
     match v {
         PyValue::Pickled(b) => WireValue::Value(b),
         PyValue::PickledSet(v) => WireValue::Set(v),
+        PyValue::Concurrent(v) => WireValue::Concurrent(v),
     }
 }
 

@@ -141,9 +141,15 @@ fn values_round_trip_through_lattices() {
     let ts = Timestamp::new(5, WriterId(1));
     let key = Key::new("k");
     let v = WireValue::Value(Bytes::from_static(b"p"));
-    assert_eq!(from_lattice(&key, to_lattice(v.clone(), ts)).unwrap(), v);
+    assert_eq!(
+        from_lattice(&key, to_lattice(v.clone(), ts)).unwrap(),
+        Some(v)
+    );
     let s = WireValue::Set(vec![Bytes::from_static(b"a")]);
-    assert_eq!(from_lattice(&key, to_lattice(s.clone(), ts)).unwrap(), s);
+    assert_eq!(
+        from_lattice(&key, to_lattice(s.clone(), ts)).unwrap(),
+        Some(s)
+    );
     let max = LatticeValue::Max(crate::lattice::Max::new(3));
     assert_eq!(
         from_lattice(&key, max).unwrap_err().code(),

@@ -3,7 +3,7 @@
 
 use super::core::{self, client_key, function_error, Outcome};
 use super::protocol::{
-    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
+    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing, WireValue,
     PROTOCOL_VERSION,
 };
 use super::router::lock;
@@ -29,6 +29,10 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
         Request::Ping {} => Ok(Reply::Done(())),
         Request::PutObject { key, value } => {
             let key = client_key(key, true).map_err(|e| e.body())?;
+            if matches!(value, WireValue::Concurrent(_)) {
+                let why = "concurrent versions are read-only: put one value".to_string();
+                return Err(GatewayError::Invalid(why).body());
+            }
             let lattice = core::to_lattice(value, state.timestamp());
             state.kvs.put(key, lattice).await.map_err(storage)?;
             Ok(Reply::Done(()))
@@ -239,7 +243,7 @@ async fn await_result(
     if key == core::result_key(call) {
         if let Some(value) = state.kvs.get(&key).await.map_err(storage)? {
             let value = core::from_lattice(&key, value).map_err(|e| e.body())?;
-            return Ok(Reply::Value(Some(value)));
+            return Ok(Reply::Value(value));
         }
     }
     let pushed = async {
@@ -266,9 +270,9 @@ fn outcome_reply(outcome: Outcome) -> Answer {
 async fn get_value(state: &GatewayState, key: &Key) -> Answer {
     match state.kvs.get(key).await.map_err(storage)? {
         None => Ok(Reply::Value(None)),
-        Some(v) => Ok(Reply::Value(Some(
+        Some(v) => Ok(Reply::Value(
             core::from_lattice(key, v).map_err(|e| e.body())?,
-        ))),
+        )),
     }
 }
 

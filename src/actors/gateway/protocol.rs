@@ -24,6 +24,9 @@ pub enum WireValue {
     Value(Bytes),
     /// `{"set": [<bin>, ...]}`: the elements of a Python set, each pickled.
     Set(Vec<Bytes>),
+    /// `{"concurrent": [<bin>, ...]}`: concurrent versions of a key written by causal calls,
+    /// each pickled (server to client only).
+    Concurrent(Vec<Bytes>),
 }
 
 impl WireValue {
@@ -31,7 +34,7 @@ impl WireValue {
     pub fn size_bytes(&self) -> usize {
         match self {
             WireValue::Value(b) => b.len(),
-            WireValue::Set(v) => v.iter().map(Bytes::len).sum(),
+            WireValue::Set(v) | WireValue::Concurrent(v) => v.iter().map(Bytes::len).sum(),
         }
     }
 }

@@ -218,6 +218,13 @@ impl SchedulerCore {
             .map(|a| self.place(&references(a), now, rng))
             .collect::<Result<Vec<_>, _>>()?;
         let dag_name = plan.is_dag.then(|| dag.name.clone());
+        // Repeatable read pins at the node of the first function that runs (a source).
+        let home = (req.consistency == Consistency::RepeatableRead).then(|| {
+            let first = (0..dag.functions.len())
+                .find(|&i| dag.upstream[i].is_empty())
+                .unwrap_or(0);
+            placed[first].node.clone()
+        });
         let mut out = Vec::with_capacity(dag.functions.len());
         for (i, executor) in placed.iter().enumerate() {
             let schedule = Schedule {
@@ -241,6 +248,7 @@ impl SchedulerCore {
                 sink: i == dag.sink,
                 reply: req.reply.clone(),
                 consistency: req.consistency,
+                home: home.clone(),
                 started_us: req.started_us,
             };
             out.push((executor.clone(), schedule));

@@ -162,9 +162,6 @@ impl Handler<List> for Scheduler {
 impl Handler<CallDag> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallDag, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = supported(msg.consistency) {
-            return Box::pin(actix::fut::ready(Err(e)));
-        }
         let req = request(msg.call, msg.args, msg.consistency, msg.reply);
         self.call(PlanKey::Dag(msg.dag), req)
     }
@@ -173,9 +170,6 @@ impl Handler<CallDag> for Scheduler {
 impl Handler<CallFunction> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallFunction, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = supported(msg.consistency) {
-            return Box::pin(actix::fut::ready(Err(e)));
-        }
         let args = [(msg.function.clone(), msg.args)].into_iter().collect();
         let req = request(msg.call, args, msg.consistency, msg.reply);
         self.call(PlanKey::Function(msg.function), req)
@@ -219,16 +213,5 @@ impl Handler<HoldersOf> for Scheduler {
     type Result = MessageResult<HoldersOf>;
     fn handle(&mut self, msg: HoldersOf, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.core.holders_of(&msg.0))
-    }
-}
-
-/// Only last-writer-wins is enforced in this build: a call asking for a stronger mode is
-/// refused with a clear error rather than silently run with weaker guarantees.
-fn supported(mode: Consistency) -> Result<(), FunctionError> {
-    match mode {
-        Consistency::Lww => Ok(()),
-        other => Err(FunctionError::Invalid(format!(
-            "consistency mode `{other}` is not available yet in this build (only lww is)"
-        ))),
     }
 }

@@ -51,6 +51,8 @@ pub struct CacheSample {
     pub keys: u64,
     pub bytes: u64,
     pub capacity: u64,
+    /// Keys pinned by repeatable-read sessions now.
+    pub pinned: u64,
 }
 
 /// One executor node's Python pool.

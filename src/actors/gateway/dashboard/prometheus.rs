@@ -188,7 +188,7 @@ fn kvs_series(t: &mut Text, s: &Sample) {
 
 fn cache_series(t: &mut Text, s: &Sample) {
     type Get = fn(&CacheSample) -> u64;
-    let families: [(&str, &str, &str, Get); 6] = [
+    let families: [(&str, &str, &str, Get); 7] = [
         (
             m::CACHE_HITS,
             "counter",
@@ -209,6 +209,12 @@ fn cache_series(t: &mut Text, s: &Sample) {
         (m::CACHE_CAPACITY, "gauge", "Capacity in bytes.", |c| {
             c.capacity
         }),
+        (
+            m::CACHE_PINNED,
+            "gauge",
+            "Keys pinned by repeatable-read sessions.",
+            |c| c.pinned,
+        ),
     ];
     for (name, kind, help, get) in families {
         t.family(name, kind, help);

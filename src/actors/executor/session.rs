@@ -1,0 +1,428 @@
+//! One function's view of state under its call's consistency mode (DESIGN §6). Every read
+//! and write of a running function (`cb.get`, `cb.put`, referenced arguments, a stored
+//! result) goes through its [`Session`]; what the session saw travels to the downstream
+//! functions in the triggers ([`SessionMeta`]).
+//!
+//! # Last-writer-wins
+//! Reads come from the node's cache; writes are Lww values timestamped by the executor's
+//! clock (monotonic per writer).
+//!
+//! # Distributed-session repeatable read
+//! Every read of key `k` in one call returns the same version, on any node. The call's
+//! *home* is the node of its first source function (chosen by the scheduler, carried in
+//! every schedule). The first read of `k` pins what the home cache returns (or its absence)
+//! for the session ([`CacheHandle::session_read`]; first pin wins, so parallel branches
+//! agree). The triggers carry which keys are pinned with a fingerprint of the version; a
+//! downstream function on another node serves `k` from its own cache when that holds the
+//! same version, and otherwise fetches the pinned one from the home cache (never from the
+//! KVS). Writes go to the KVS as under LWW but do not change what later reads of the
+//! session return. The sink (or the function that fails the call) releases the pins; pins
+//! of a vanished call expire after `consistency.session_ttl_ms` unused, and a read after
+//! that fails (`session_expired`) instead of returning another version.
+//!
+//! # Distributed-session causal
+//! Values written in this mode are [`MultiKeyCausal`] lattices: a vector clock, the
+//! session's dependencies (key -> clock it read or wrote), the value. Every invocation
+//! writes as its own writer (a hash of call and function), with wall-clock microseconds as
+//! its clock entry, so concurrent writers never hide each other: concurrent versions are
+//! kept and a read returns all of them (Python sees a `cloudburst.Concurrent` tuple). A
+//! write supersedes exactly the versions its session read or wrote of that key (its clock
+//! is the session's clock of the key plus its own entry): a blind write is concurrent with
+//! the versions it never saw. Read a key before writing it to replace it.
+//! - *Session order*: the session's dependencies travel in the triggers; a read of `k`
+//!   whose cached version does not cover what the session already read or wrote of `k` is
+//!   re-read from the KVS (which has it: writes are acknowledged by every replica).
+//! - *Causal cut*: after reading a version, any of its dependencies the cache holds in an
+//!   older version is refreshed from the KVS before the read returns, and the dependencies
+//!   join the session's (so later reads of those keys cover them).
+//! - The sink's write (and every write) carries the session's dependencies.
+//!
+//! # Metadata bounds (garbage collection)
+//! Clocks and dependencies are compacted by a horizon `H` (`consistency.causal_horizon_ms`):
+//! at every write, clock entries older than `H` are folded into the clock's base watermark
+//! and dependencies whose clock is entirely older than `H` are dropped. So a key's clock
+//! holds at most the writers of the last `H`, and a dependency set at most the keys the
+//! session's causal past touched in the last `H`. Why it is safe: causal reads only use a
+//! cached value confirmed by the KVS within the lease `L` (`causal_lease_ms`, re-read
+//! otherwise), and a write older than `H >= L + request timeout` was acknowledged by every
+//! KVS replica before that confirmation: every cache that serves the key has seen it.
+//! The price: a version nobody observed for `H` counts as seen by any later write of the
+//! key, which then supersedes it (instead of being kept beside it). Clock entries are
+//! wall-clock times, so the rule assumes node clocks agree to well within `H - L - timeout`.
+
+use super::env::ExecEnv;
+use super::messages::{Schedule, SessionMeta};
+use super::values::{hash64, now_micros, to_lattice};
+use crate::actors::cache::SessionRead;
+use crate::actors::kvs::KvsError;
+use crate::actors::scheduler::messages::Consistency;
+use crate::ids::{CallId, Key, NodeRef, WriterId};
+use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock, BASE};
+use crate::net::{ActorRef, ServiceId};
+use crate::pyrt::PyValue;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Why a session read or write failed; `code` is the protocol's error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)
+    }
+}
+
+impl From<KvsError> for SessionError {
+    fn from(e: KvsError) -> Self {
+        SessionError {
+            code: "storage_error",
+            message: e.to_string(),
+        }
+    }
+}
+
+fn error(code: &'static str, message: String) -> SessionError {
+    SessionError { code, message }
+}
+
+/// A 64-bit identity of a stored version, the same on every node (0: missing).
+pub fn fingerprint(value: &Option<LatticeValue>) -> u64 {
+    let fp = match value {
+        None => return 0,
+        Some(LatticeValue::Lww(l)) => hash64(&[
+            &l.timestamp.time.to_le_bytes(),
+            &l.timestamp.writer.0.to_le_bytes(),
+            &l.value,
+        ]),
+        Some(other) => {
+            match bincode::serde::encode_to_vec(other, bincode::config::standard()) {
+                Ok(bytes) => hash64(&[&bytes]),
+                // Unencodable (cannot happen for stored values): never equal to another.
+                Err(_) => u64::MAX,
+            }
+        }
+    };
+    fp.max(1)
+}
+
+/// The vector clock of a stored value (empty for kinds without one).
+pub fn clock_of(value: &Option<LatticeValue>) -> VectorClock {
+    match value {
+        Some(LatticeValue::MultiKeyCausal(m)) => m.clock(),
+        Some(LatticeValue::SingleKeyCausal(s)) => s.clock(),
+        _ => VectorClock::new(),
+    }
+}
+
+/// Whether `have` includes every event of `need` newer than `need`'s base. A dependency's
+/// base stands for events older than the horizon, which the GC rule treats as seen by
+/// every cache that serves a causal read (see the module doc), so they are not checked.
+pub fn covers_recent(have: &VectorClock, need: &VectorClock) -> bool {
+    need.iter()
+        .filter(|(w, _)| *w != BASE)
+        .all(|(w, c)| have.includes(w, c))
+}
+
+/// The writer id of one invocation (never the reserved base writer).
+pub fn writer_of(call: CallId, function: &str) -> WriterId {
+    WriterId(hash64(&[&call.0.to_le_bytes(), function.as_bytes()]).max(1))
+}
+
+/// `deps` without the entries older than `floor` (µs), the others compacted.
+pub fn prune(deps: &Dependencies, floor: u64) -> Dependencies {
+    deps.iter()
+        .filter(|(_, c)| c.max_counter() > floor)
+        .map(|(k, c)| {
+            let mut c = c.clone();
+            c.fold_before(floor);
+            (k.clone(), c)
+        })
+        .collect()
+}
+
+/// The reads and writes of one running function.
+pub struct Session {
+    env: Arc<ExecEnv>,
+    mode: Consistency,
+    call: CallId,
+    writer: WriterId,
+    home: Option<NodeRef>,
+    meta: Mutex<SessionMeta>,
+}
+
+impl Session {
+    /// The session of the function `schedule` names, having seen `meta` upstream.
+    pub fn new(env: Arc<ExecEnv>, schedule: &Schedule, meta: SessionMeta) -> Self {
+        Session {
+            writer: writer_of(schedule.call, &schedule.function),
+            mode: schedule.consistency,
+            call: schedule.call,
+            home: schedule.home.clone(),
+            meta: Mutex::new(meta),
+            env,
+        }
+    }
+
+    /// The consistency mode.
+    pub fn mode(&self) -> Consistency {
+        self.mode
+    }
+
+    fn meta(&self) -> MutexGuard<'_, SessionMeta> {
+        self.meta.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What to pass downstream.
+    pub fn snapshot(&self) -> SessionMeta {
+        self.meta().clone()
+    }
+
+    /// Values of `keys`, in order, as the mode allows.
+    pub async fn get(&self, keys: &[Key]) -> Result<Vec<Option<LatticeValue>>, SessionError> {
+        match self.mode {
+            Consistency::Lww => Ok(self.env.cache.get(keys).await?),
+            Consistency::RepeatableRead => self.get_repeatable(keys).await,
+            Consistency::Causal => self.get_causal(keys).await,
+        }
+    }
+
+    /// Store `value` under `key` as the mode writes it.
+    pub async fn put(&self, key: Key, value: PyValue) -> Result<(), SessionError> {
+        match self.mode {
+            Consistency::Causal => self.put_causal(key, value).await,
+            Consistency::Lww | Consistency::RepeatableRead => {
+                let v = to_lattice(value, &self.env.clock);
+                Ok(self.env.cache.put(key, v).await?)
+            }
+        }
+    }
+
+    /// The call is over (its sink ran, or it failed): release its pins.
+    pub fn release(&self) {
+        release(&self.env, self.mode, self.call, self.home.as_ref());
+    }
+
+    fn home_cache(&self) -> Result<&NodeRef, SessionError> {
+        self.home.as_ref().ok_or_else(|| {
+            error(
+                "internal_error",
+                "a repeatable-read call without a home node".into(),
+            )
+        })
+    }
+
+    async fn get_repeatable(
+        &self,
+        keys: &[Key],
+    ) -> Result<Vec<Option<LatticeValue>>, SessionError> {
+        let home = self.home_cache()?.clone();
+        let cache = &self.env.cache;
+        if home == self.env.me.node {
+            let values = cache.session_read(self.call, keys).await?;
+            self.note_pins(keys, &values);
+            return Ok(values);
+        }
+        // Serve from this node's cache what it holds in the pinned version.
+        let mut out: Vec<Option<Option<LatticeValue>>> = {
+            let meta = self.meta();
+            keys.iter()
+                .map(|k| match meta.pinned.get(k) {
+                    Some(0) => Some(None),
+                    Some(&fp) => cache
+                        .peek(k)
+                        .filter(|v| fingerprint(&Some(v.clone())) == fp)
+                        .map(Some),
+                    None => None,
+                })
+                .collect()
+        };
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let wanted: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            let to = ActorRef::new(home, ServiceId::Cache, 0);
+            let read = SessionRead {
+                session: self.call,
+                keys: wanted,
+            };
+            let values = self
+                .env
+                .transport
+                .handle::<SessionRead>(to)
+                .send(read)
+                .await
+                .map_err(|e| {
+                    error(
+                        "unavailable",
+                        format!("cannot reach the session's home cache: {e}"),
+                    )
+                })?
+                .map_err(|e| error("storage_error", e))?;
+            if values.len() != missing.len() {
+                return Err(error(
+                    "internal_error",
+                    "the home cache answered another number of keys".into(),
+                ));
+            }
+            let meta = self.meta();
+            for (i, v) in missing.into_iter().zip(values) {
+                if let Some(&fp) = meta.pinned.get(&keys[i]) {
+                    if fingerprint(&v) != fp {
+                        return Err(error(
+                            "session_expired",
+                            format!(
+                                "the version of `{}` this call pinned is gone (the session expired)",
+                                keys[i]
+                            ),
+                        ));
+                    }
+                }
+                out[i] = Some(v);
+            }
+        }
+        let values: Vec<Option<LatticeValue>> = out.into_iter().map(Option::flatten).collect();
+        self.note_pins(keys, &values);
+        Ok(values)
+    }
+
+    fn note_pins(&self, keys: &[Key], values: &[Option<LatticeValue>]) {
+        let mut meta = self.meta();
+        for (k, v) in keys.iter().zip(values) {
+            meta.pinned
+                .entry(k.clone())
+                .or_insert_with(|| fingerprint(v));
+        }
+    }
+
+    fn floor(&self) -> u64 {
+        now_micros().saturating_sub(self.env.causal.horizon.as_micros() as u64)
+    }
+
+    async fn get_causal(&self, keys: &[Key]) -> Result<Vec<Option<LatticeValue>>, SessionError> {
+        let cache = &self.env.cache;
+        let mut values = cache.get_confirmed(keys, self.env.causal.lease).await?;
+        // Session order: cover what the session already saw of each key.
+        let behind: Vec<usize> = {
+            let meta = self.meta();
+            (0..keys.len())
+                .filter(|&i| {
+                    meta.deps
+                        .get(&keys[i])
+                        .is_some_and(|need| !covers_recent(&clock_of(&values[i]), need))
+                })
+                .collect()
+        };
+        if !behind.is_empty() {
+            let again: Vec<Key> = behind.iter().map(|&i| keys[i].clone()).collect();
+            let fresh = cache.refresh(&again).await?;
+            let meta = self.meta();
+            for (i, v) in behind.into_iter().zip(fresh) {
+                if meta
+                    .deps
+                    .get(&keys[i])
+                    .is_some_and(|need| !covers_recent(&clock_of(&v), need))
+                {
+                    return Err(error(
+                        "storage_error",
+                        format!(
+                            "the store does not have the version of `{}` this session depends on",
+                            keys[i]
+                        ),
+                    ));
+                }
+                values[i] = v;
+            }
+        }
+        // Causal cut: dependencies this cache holds in an older version are refreshed.
+        let floor = self.floor();
+        let mut stale: Vec<Key> = Vec::new();
+        let mut seen = Dependencies::new();
+        for (k, v) in keys.iter().zip(&values) {
+            if let Some(LatticeValue::MultiKeyCausal(m)) = v {
+                for (dk, dc) in prune(&m.dependencies(), floor).iter() {
+                    if cache
+                        .peek(dk)
+                        .is_some_and(|held| !covers_recent(&clock_of(&Some(held)), dc))
+                        && !stale.contains(dk)
+                    {
+                        stale.push(dk.clone());
+                    }
+                    seen.merge_entry(dk.clone(), dc.clone());
+                }
+            }
+            let clock = clock_of(v);
+            if !clock.is_empty() {
+                seen.merge_entry(k.clone(), clock);
+            }
+        }
+        if !stale.is_empty() {
+            cache.refresh(&stale).await?;
+        }
+        let mut meta = self.meta();
+        use crate::lattice::Lattice;
+        meta.deps.merge(seen);
+        meta.deps = prune(&meta.deps, floor);
+        Ok(values)
+    }
+
+    async fn put_causal(&self, key: Key, value: PyValue) -> Result<(), SessionError> {
+        let PyValue::Pickled(bytes) = value else {
+            return Err(error(
+                "invalid_request",
+                "causal mode stores single objects; put a set from a non-causal call".into(),
+            ));
+        };
+        let floor = self.floor();
+        let (clock, deps) = {
+            let meta = self.meta();
+            let mut clock = meta.deps.get(&key).cloned().unwrap_or_default();
+            clock.advance_to(self.writer, now_micros());
+            clock.fold_before(floor);
+            let deps: Dependencies = prune(&meta.deps, floor)
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .map(|(k, c)| (k.clone(), c.clone()))
+                .collect();
+            (clock, deps)
+        };
+        let v = LatticeValue::MultiKeyCausal(MultiKeyCausal::new(clock.clone(), deps, bytes));
+        self.env
+            .cache
+            .put(key.clone(), v)
+            .await
+            .map_err(|e| match e {
+                KvsError::KindMismatch { .. } => error(
+                    "invalid_request",
+                    format!(
+                        "`{key}` holds a non-causal value; causal calls write causal values: {e}"
+                    ),
+                ),
+                e => e.into(),
+            })?;
+        self.meta().deps.merge_entry(key, clock);
+        Ok(())
+    }
+}
+
+/// Release the pins of a repeatable-read call at its home (nothing for other modes).
+pub fn release(env: &ExecEnv, mode: Consistency, call: CallId, home: Option<&NodeRef>) {
+    if mode != Consistency::RepeatableRead {
+        return;
+    }
+    let Some(home) = home else { return };
+    if *home == env.me.node {
+        env.cache.release_session(call);
+        return;
+    }
+    let to = ActorRef::new(home.clone(), ServiceId::Cache, 0);
+    let msg = crate::actors::cache::ReleaseSession { session: call };
+    if let Err(e) = env
+        .transport
+        .handle::<crate::actors::cache::ReleaseSession>(to)
+        .tell(msg)
+    {
+        tracing::debug!(call = %call, cause = %e, "pins not released (they will expire)");
+    }
+}

@@ -75,6 +75,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Transport => crate::bench::transport::run(args),
         Workload::Kvs => crate::bench::kvs::run(args),
         Workload::Compose => crate::bench::compose::run(args),
+        Workload::Consistency => crate::bench::consistency::run(args),
         Workload::Python => crate::pyrt::bench::run(args),
         other => {
             return not_yet(&format!(

@@ -259,13 +259,23 @@ impl LocalClient {
         dag: &str,
         args: BTreeMap<String, Vec<Arg>>,
     ) -> Result<PyValue, LocalError> {
+        self.call_dag_in(dag, args, Consistency::Lww).await
+    }
+
+    /// [`Self::call_dag`] under the `consistency` mode.
+    pub async fn call_dag_in(
+        &self,
+        dag: &str,
+        args: BTreeMap<String, Vec<Arg>>,
+        consistency: Consistency,
+    ) -> Result<PyValue, LocalError> {
         let call = self.call_id();
         let rx = self.expect(call).await?;
         let msg = CallDag {
             call,
             dag: dag.into(),
             args,
-            consistency: Consistency::Lww,
+            consistency,
             reply: self.push_here(),
         };
         let accepted = self.call_dag.send(msg).await;

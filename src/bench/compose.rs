@@ -48,7 +48,7 @@ struct Results {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let iterations = args.iterations.unwrap_or(DEFAULT_ITERATIONS).max(1);
-    let pickles = pickle_with_executor_python()?;
+    let pickles = pickle_with_executor_python(SCRIPT)?;
     let results = actix::System::new().block_on(measure(iterations, pickles))?;
     println!(
         "compose: incr -> square, {} sequential calls after {WARMUP} warm-up, in-process API, {} workers",
@@ -68,10 +68,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pickle_with_executor_python() -> anyhow::Result<HashMap<String, Bytes>> {
+/// Run `script` with the executors' Python; it prints `name hex` lines (pickles).
+pub(crate) fn pickle_with_executor_python(script: &str) -> anyhow::Result<HashMap<String, Bytes>> {
     let python = interp::python_program();
     let out = std::process::Command::new(&python)
-        .args(["-c", SCRIPT])
+        .args(["-c", script])
         .output()
         .with_context(|| format!("running {}", python.display()))?;
     if !out.status.success() {
@@ -98,7 +99,7 @@ fn decode_hex(s: &str) -> anyhow::Result<Vec<u8>> {
         .collect()
 }
 
-fn get(p: &HashMap<String, Bytes>, name: &str) -> anyhow::Result<Bytes> {
+pub(crate) fn get(p: &HashMap<String, Bytes>, name: &str) -> anyhow::Result<Bytes> {
     p.get(name)
         .cloned()
         .ok_or_else(|| anyhow!("python did not pickle `{name}`"))

@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod compose;
+pub mod consistency;
 pub mod kvs;
 pub mod lattice;
 pub mod stats;

@@ -60,7 +60,54 @@ use crate::ids::{CallId, Key, NodeRef, WriterId};
 use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock, BASE};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Bytes of consistency metadata this process produced: session metadata sent in
+/// triggers, plus what stored values carry beyond the pickled value (an Lww timestamp; a
+/// causal value's clock and dependencies). Read by `cloudburst bench consistency`.
+static METADATA_BYTES: AtomicU64 = AtomicU64::new(0);
+/// Repeatable-read keys fetched from a home cache on another node.
+static REMOTE_PINNED_READS: AtomicU64 = AtomicU64::new(0);
+
+/// `(metadata bytes, remote pinned reads)` produced by this process so far.
+pub fn overhead_counters() -> (u64, u64) {
+    (
+        METADATA_BYTES.load(Ordering::Relaxed),
+        REMOTE_PINNED_READS.load(Ordering::Relaxed),
+    )
+}
+
+/// Bytes `v` encodes to on the wire (bincode), without building the encoding.
+fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match bincode::serde::encode_into_std_write(v, &mut c, bincode::config::standard()) {
+        Ok(_) => c.0,
+        Err(_) => 0,
+    }
+}
+
+/// Count the encoded size of session metadata about to be sent.
+pub fn count_sent(meta: &SessionMeta) {
+    if !meta.is_empty() {
+        METADATA_BYTES.fetch_add(encoded_len(meta) as u64, Ordering::Relaxed);
+    }
+}
+
+fn count_stored(value: &LatticeValue, payload: usize) {
+    let n = encoded_len(value).saturating_sub(payload);
+    METADATA_BYTES.fetch_add(n as u64, Ordering::Relaxed);
+}
 
 /// Why a session read or write failed; `code` is the protocol's error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +190,15 @@ pub fn prune(deps: &Dependencies, floor: u64) -> Dependencies {
         .collect()
 }
 
+fn payload_len(v: &PyValue) -> usize {
+    match v {
+        PyValue::Pickled(b) => b.len(),
+        PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+            items.iter().map(|b| b.len()).sum()
+        }
+    }
+}
+
 /// The reads and writes of one running function.
 pub struct Session {
     env: Arc<ExecEnv>,
@@ -194,7 +250,9 @@ impl Session {
         match self.mode {
             Consistency::Causal => self.put_causal(key, value).await,
             Consistency::Lww | Consistency::RepeatableRead => {
+                let payload = payload_len(&value);
                 let v = to_lattice(value, &self.env.clock);
+                count_stored(&v, payload);
                 Ok(self.env.cache.put(key, v).await?)
             }
         }
@@ -242,6 +300,7 @@ impl Session {
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| out[i].is_none()).collect();
         if !missing.is_empty() {
             let wanted: Vec<Key> = missing.iter().map(|&i| keys[i].clone()).collect();
+            REMOTE_PINNED_READS.fetch_add(wanted.len() as u64, Ordering::Relaxed);
             let to = ActorRef::new(home, ServiceId::Cache, 0);
             let read = SessionRead {
                 session: self.call,
@@ -387,7 +446,9 @@ impl Session {
                 .collect();
             (clock, deps)
         };
+        let payload = bytes.len();
         let v = LatticeValue::MultiKeyCausal(MultiKeyCausal::new(clock.clone(), deps, bytes));
+        count_stored(&v, payload);
         self.env
             .cache
             .put(key.clone(), v)

@@ -10,8 +10,9 @@
 //! - [`Max`]: the largest value seen; [`Priority`]: the entry with the lowest priority.
 //! - [`Map`]: key-wise merge of an inner lattice.
 //! - [`VectorClock`]: writer id ([`WriterId`](crate::ids::WriterId), a `u64`) -> counter,
-//!   pointwise max, with a causal [`VectorClock::compare`] and a base watermark (under the
-//!   reserved writer [`BASE`]) that old entries fold into.
+//!   pointwise max, with a causal [`VectorClock::compare`], a base watermark (under the
+//!   reserved writer [`BASE`]) that old entries fold into, and per writer a cloud of single
+//!   events above its prefix (dots seen out of order).
 //! - [`VersionSet`]: the maximal versions under the causal order (the shared core of the
 //!   causal lattices); [`SingleKeyCausal`] and [`MultiKeyCausal`] (with dependencies).
 //! - [`LatticeValue`]: the tagged enum the KVS stores, with [`LatticeKind`] as its tag.

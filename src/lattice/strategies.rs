@@ -31,6 +31,14 @@ pub fn based(base: u64, entries: &[(u64, u64)]) -> VectorClock {
     v
 }
 
+/// `v` with the single events `(writer, counter)` added (normalised).
+pub fn with_dots(mut v: VectorClock, dots: &[(u64, u64)]) -> VectorClock {
+    for &(w, c) in dots {
+        v.insert_dot(WriterId(w), c);
+    }
+    v
+}
+
 /// Dependencies from `(key, clock entries)` pairs.
 pub fn deps(entries: &[(&str, &[(u64, u64)])]) -> Dependencies {
     entries

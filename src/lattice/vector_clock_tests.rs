@@ -1,9 +1,10 @@
-//! Unit tests of [`VectorClock`]: the causal order, the base, the normal form (also after
-//! decoding) and an event-set model checked on random clocks.
+//! Unit tests of [`VectorClock`]: the causal order, the base, clouds of single events, the
+//! normal form (also after decoding) and an event-set model checked on random clocks.
 
 use super::*;
 use crate::lattice::laws::check_laws;
-use crate::lattice::strategies::{arb_vector_clock, based, clock, roundtrip};
+use crate::lattice::strategies::{arb_vector_clock, based, clock, roundtrip, with_dots};
+use crate::lattice::{Max, VersionSet};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
@@ -20,14 +21,24 @@ fn samples() -> Vec<VectorClock> {
         based(1, &[(B, 2)]),
         based(2, &[]),
         based(u64::MAX, &[]),
+        with_dots(clock(&[(A, 3)]), &[(A, 5)]),
+        with_dots(clock(&[(A, 3)]), &[(A, 4)]),
+        with_dots(based(1, &[]), &[(A, 3), (B, 9), (B, u64::MAX)]),
+        with_dots(VectorClock::new(), &[(A, 2)]),
     ]
 }
 
-fn decode(raw: &[(u64, u64)]) -> VectorClock {
-    let raw: BTreeMap<WriterId, u64> = raw.iter().map(|&(w, c)| (WriterId(w), c)).collect();
-    let bytes = bincode::serde::encode_to_vec(&raw, bincode::config::standard()).unwrap();
-    let (v, _): (VectorClock, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+/// Decode a wire form built by hand: counters (writer 0 is the base) and clouds.
+fn decode(counters: &[(u64, u64)], clouds: &[(u64, &[u64])]) -> VectorClock {
+    let counters: BTreeMap<WriterId, u64> =
+        counters.iter().map(|&(w, c)| (WriterId(w), c)).collect();
+    let clouds: BTreeMap<WriterId, Vec<u64>> = clouds
+        .iter()
+        .map(|&(w, c)| (WriterId(w), c.to_vec()))
+        .collect();
+    let config = bincode::config::standard();
+    let bytes = bincode::serde::encode_to_vec((&counters, &clouds), config).unwrap();
+    let (v, _): (VectorClock, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
     v
 }
 
@@ -150,27 +161,152 @@ fn increment_and_zero_entries() {
 
 #[test]
 fn decoding_normalises() {
-    assert_eq!(decode(&[(A, 0), (B, 3)]), clock(&[(B, 3)]));
-    assert_eq!(decode(&[(0, 10), (A, 3)]), based(10, &[]));
-    assert_eq!(decode(&[(0, 10), (A, 10), (B, 11)]), based(10, &[(B, 11)]));
-    assert_eq!(decode(&[(0, 0), (A, 3)]), clock(&[(A, 3)]));
+    assert_eq!(decode(&[(A, 0), (B, 3)], &[]), clock(&[(B, 3)]));
+    assert_eq!(decode(&[(0, 10), (A, 3)], &[]), based(10, &[]));
+    assert_eq!(
+        decode(&[(0, 10), (A, 10), (B, 11)], &[]),
+        based(10, &[(B, 11)])
+    );
+    assert_eq!(decode(&[(0, 0), (A, 3)], &[]), clock(&[(A, 3)]));
+    let n = with_dots(clock(&[(A, 3)]), &[(A, 5)]);
+    assert_eq!(decode(&[(A, 3)], &[(A, &[5, 2, 5, 0])]), n, "dup, within");
+    assert_eq!(decode(&[(A, 3)], &[(A, &[6, 5, 4])]), clock(&[(A, 6)]));
+    assert_eq!(
+        decode(&[], &[(A, &[1, 2, 3, 5])]),
+        n,
+        "a cloud from 1 folds"
+    );
+    assert_eq!(
+        decode(&[(0, 3)], &[(A, &[3, 5])]),
+        with_dots(based(3, &[]), &[(A, 5)])
+    );
+    assert_eq!(decode(&[(0, 3)], &[(A, &[4])]), based(3, &[(A, 4)]));
+    assert_eq!(
+        decode(&[], &[(0, &[1, 7])]),
+        VectorClock::new(),
+        "no base cloud"
+    );
+    assert_eq!(
+        decode(&[], &[(B, &[])]),
+        VectorClock::new(),
+        "no empty cloud"
+    );
+    let top = decode(&[(A, u64::MAX - 1)], &[(A, &[u64::MAX, u64::MAX])]);
+    assert_eq!(
+        top,
+        clock(&[(A, u64::MAX)]),
+        "folds at the top, no overflow"
+    );
+    let far = decode(&[], &[(A, &[u64::MAX, 1])]);
+    assert_eq!(
+        (far.get(WriterId(A)), far.cloud_len()),
+        (1, 1),
+        "no loop to MAX"
+    );
     for v in samples() {
         assert_eq!(roundtrip(&v), v);
     }
 }
 
+#[test]
+fn empty_clouds_cost_one_byte_on_the_wire() {
+    let config = bincode::config::standard();
+    let v = clock(&[(A, 3), (B, 4)]);
+    let plain: BTreeMap<WriterId, u64> = v.iter().collect();
+    let with = bincode::serde::encode_to_vec(&v, config).unwrap();
+    let without = bincode::serde::encode_to_vec(&plain, config).unwrap();
+    assert_eq!(with.len(), without.len() + 1);
+}
+
+#[test]
+fn a_cloud_holds_single_events_above_the_prefix() {
+    let n = WriterId(A);
+    let mut v = with_dots(clock(&[(A, 3)]), &[(A, 5)]);
+    assert_eq!((v.get(n), v.cloud_len(), v.max_dot(n)), (3, 1, 5));
+    assert!(v.contains(n, 3) && !v.contains(n, 4) && v.contains(n, 5) && !v.contains(n, 6));
+    assert!(v.covers(&clock(&[(A, 3)])));
+    assert!(v.covers(&with_dots(VectorClock::new(), &[(A, 5)])));
+    assert!(!v.covers(&with_dots(VectorClock::new(), &[(A, 4)])));
+    assert!(!v.covers(&clock(&[(A, 5)])), "a prefix of 5 claims event 4");
+    assert!(clock(&[(A, 5)]).dominates(&v));
+    assert!(!v.insert_dot(n, 5) && !v.insert_dot(n, 2) && !v.insert_dot(n, 0));
+    assert!(v.insert_dot(n, 4), "(N, 4) extends the prefix");
+    assert_eq!(v, clock(&[(A, 5)]), "and folds the cloud into it");
+    assert_eq!((v.cloud_len(), v.len()), (0, 1));
+    assert_eq!(
+        with_dots(VectorClock::new(), &[(B, 3), (B, 2), (B, 1)]),
+        clock(&[(B, 3)])
+    );
+}
+
+#[test]
+fn the_base_and_new_events_settle_clouds() {
+    let (a, b) = (WriterId(A), WriterId(B));
+    let mut v = with_dots(clock(&[(A, 1)]), &[(A, 4), (A, 6), (B, 9)]);
+    assert_eq!(
+        (v.max_counter(), v.max_dot(a), v.max_dot(b), v.len()),
+        (9, 6, 9, 4)
+    );
+    assert!(v.fold_before(3));
+    assert_eq!(
+        v,
+        with_dots(based(3, &[(A, 4)]), &[(A, 6), (B, 9)]),
+        "4 extends base 3"
+    );
+    assert!(v.fold_before(9));
+    assert_eq!(v, based(9, &[]));
+    let mut w = with_dots(clock(&[(A, 1)]), &[(A, 4)]);
+    assert_eq!(w.increment(a), 5, "above the cloud");
+    assert_eq!(w, clock(&[(A, 5)]), "claims 1..=5");
+    let mut w = with_dots(VectorClock::new(), &[(A, 40)]);
+    assert_eq!(w.advance_to(a, 30), 41);
+    assert_eq!(w.advance_to(a, 100), 100);
+    assert_eq!((w.cloud_len(), w.max_counter()), (0, 100));
+    let mut m = with_dots(clock(&[(A, 2)]), &[(A, 4)]);
+    assert!(m.merge(clock(&[(A, 3)])), "the prefix meets the cloud");
+    assert_eq!(m, clock(&[(A, 4)]));
+    assert!(!m.merge(with_dots(VectorClock::new(), &[(A, 4)])));
+}
+
+#[test]
+fn histories_with_gaps_are_concurrent_versions() {
+    let h = |dot| with_dots(clock(&[(A, 3)]), &[(A, dot)]);
+    let (h5, h4) = (h(5), h(4));
+    assert!(h5.concurrent_with(&h4), "{h5:?} vs {h4:?}");
+    let mut set = VersionSet::single(h5.clone(), Max::new(5u64));
+    assert!(set.insert(h4.clone(), Max::new(4)));
+    assert_eq!(set.len(), 2, "both kept: {set:?}");
+    let both = with_dots(h5.clone(), &[(A, 4), (A, 6)]);
+    assert_eq!(both, clock(&[(A, 6)]));
+    assert!(both.dominates(&h5) && both.dominates(&h4));
+    assert!(set.insert(both.clone(), Max::new(6)));
+    assert_eq!(set, VersionSet::single(both, Max::new(6)));
+}
+
 /// The events of `v` among writers 1..=3 and one writer (9) that no strategy clock
-/// names, with counters up to one above the strategy's: enough to tell clocks apart.
+/// names, with counters up to one above the strategy's largest dot: enough to tell clocks
+/// apart.
 fn events(v: &VectorClock) -> BTreeSet<(u64, u64)> {
     let all = [1, 2, 3, 9]
         .into_iter()
-        .flat_map(|w| (1..=5).map(move |c| (w, c)));
-    all.filter(|&(w, c)| v.includes(WriterId(w), c)).collect()
+        .flat_map(|w| (1..=7).map(move |c| (w, c)));
+    all.filter(|&(w, c)| v.contains(WriterId(w), c)).collect()
 }
 
-/// No zero counter, no writer entry at or below the base.
+/// No zero counter, no writer entry at or below the base, no cloud under the base writer,
+/// and every cloud event of a writer more than one above its prefix.
 fn is_normal(v: &VectorClock) -> bool {
+    let prefix = |w| v.get(w).max(v.base());
     v.iter().all(|(w, c)| c > 0 && (w == BASE || c > v.base()))
+        && v.dots()
+            .all(|(w, c)| w != BASE && c > prefix(w).saturating_add(1))
+}
+
+/// `v` with the events of `dots` added to the model and the clock.
+fn model_insert(v: &VectorClock, dots: &[(u64, u64)]) -> (VectorClock, BTreeSet<(u64, u64)>) {
+    let mut model = events(v);
+    model.extend(dots.iter().filter(|&&(_, c)| c > 0));
+    (with_dots(v.clone(), dots), model)
 }
 
 proptest! {
@@ -207,6 +343,30 @@ proptest! {
         prop_assert!(is_normal(&folded));
         let below: BTreeSet<_> = events(&based(t, &[]));
         prop_assert_eq!(events(&folded), &ea | &below);
-        prop_assert_eq!(a.iter().collect::<VectorClock>(), a.clone());
+        let mut rebuilt: VectorClock = a.iter().collect();
+        for (w, c) in a.dots() {
+            rebuilt.insert_dot(w, c);
+        }
+        prop_assert_eq!(rebuilt, a.clone());
+        prop_assert_eq!(a.max_counter(), ea.iter().map(|e| e.1).max().unwrap_or(0).max(a.base()));
+    }
+
+    /// Inserting single events adds exactly them, keeps the normal form, and reports
+    /// whether the set grew.
+    #[test]
+    fn dots_are_single_events(
+        a in arb_vector_clock(),
+        dots in prop::collection::vec((1u64..4, 0u64..8), 0..4),
+    ) {
+        let (inserted, model) = model_insert(&a, &dots);
+        prop_assert!(is_normal(&inserted));
+        prop_assert_eq!(events(&inserted), model);
+        let mut one = a.clone();
+        for &(w, c) in &dots {
+            let before = events(&one);
+            let changed = one.insert_dot(WriterId(w), c);
+            prop_assert_eq!(changed, !before.contains(&(w, c)) && c > 0);
+        }
+        prop_assert_eq!(roundtrip(&inserted), inserted);
     }
 }

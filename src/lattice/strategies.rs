@@ -91,12 +91,17 @@ pub fn arb_map() -> impl Strategy<Value = Map<u64, Max<i64>>> {
 }
 
 /// Clocks over writers `1..=3` with counters in `0..=4`, a third of them with a base in
-/// `1..=3` (normalised: zeros and entries at or below the base are dropped).
+/// `1..=3`, and half with single events ("dots") in `1..=6`, which leave a cloud in about a
+/// third of all clocks (normalised: zeros and entries at or below the base are dropped, dots
+/// that extend a prefix are folded into it).
 pub fn arb_vector_clock() -> impl Strategy<Value = VectorClock> {
     let base = prop_oneof![2 => Just(0u64), 1 => 1u64..4];
-    (base, prop::collection::vec((1u64..4, 0u64..5), 0..4)).prop_map(|(base, entries)| {
+    let entries = prop::collection::vec((1u64..4, 0u64..5), 0..4);
+    let dots = prop_oneof![1 => Just(vec![]), 1 => prop::collection::vec((1u64..4, 1u64..7), 1..4)];
+    (base, entries, dots).prop_map(|(base, entries, dots)| {
         let entries = entries.into_iter().map(|(w, c)| (WriterId(w), c));
-        entries.chain([(BASE, base)]).collect()
+        let v: VectorClock = entries.chain([(BASE, base)]).collect();
+        with_dots(v, &dots)
     })
 }
 

@@ -12,7 +12,8 @@ EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("[!_]*.py"))
 
 
 def test_every_example_is_listed():
-    assert {"quickstart.py", "dag.py", "counter.py", "model_serving.py", "messaging.py"} <= set(
+    assert {"quickstart.py", "dag.py", "counter.py", "model_serving.py", "messaging.py",
+            "consistency.py"} <= set(
         EXAMPLES
     )
 

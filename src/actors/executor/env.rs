@@ -45,6 +45,10 @@ pub struct ExecEnv {
     pub clock: Clock,
     /// The causal mode's lease and horizon.
     pub causal: CausalTiming,
+    /// This node's writer id in causal clocks.
+    pub causal_writer: crate::ids::WriterId,
+    /// The last dot this node gave each key it wrote causally (see `session.rs`).
+    causal_seqs: Mutex<HashMap<crate::ids::Key, u64>>,
     pub mailboxes: Mailboxes,
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
@@ -65,11 +69,13 @@ impl ExecEnv {
     ) -> Self {
         ExecEnv {
             clock: Clock::for_node(&me.node),
+            causal_writer: super::session::causal_writer(&me.node),
             me,
             transport,
             pool,
             cache,
             causal,
+            causal_seqs: Mutex::new(HashMap::new()),
             registry,
             mailboxes: Mailboxes::default(),
             default_timeout,
@@ -114,6 +120,31 @@ impl ExecEnv {
         Ok(spec)
     }
 }
+
+impl ExecEnv {
+    /// Whether this node has given `key` a causal dot since it started (else the next one
+    /// must be found above what the KVS holds).
+    pub fn knows_seq(&self, key: &crate::ids::Key) -> bool {
+        let seqs = self.causal_seqs.lock().unwrap_or_else(|p| p.into_inner());
+        seqs.contains_key(key)
+    }
+
+    /// The next dot of this node for `key`: above the last it gave and above `known`.
+    /// Past [`MAX_CAUSAL_KEYS`] keys the table is emptied (each key then costs one KVS
+    /// read at its next write).
+    pub fn next_seq(&self, key: &crate::ids::Key, known: u64) -> u64 {
+        let mut seqs = self.causal_seqs.lock().unwrap_or_else(|p| p.into_inner());
+        if seqs.len() >= MAX_CAUSAL_KEYS && !seqs.contains_key(key) {
+            seqs.clear();
+        }
+        let last = seqs.entry(key.clone()).or_insert(0);
+        *last = (*last).max(known).saturating_add(1);
+        *last
+    }
+}
+
+/// Keys whose last causal dot an executor remembers, at most.
+pub const MAX_CAUSAL_KEYS: usize = 1 << 20;
 
 /// A failure with no Python exception attached.
 pub fn failure(code: &str, message: String) -> CallFailure {

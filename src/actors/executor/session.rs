@@ -21,14 +21,17 @@
 //! that fails (`session_expired`) instead of returning another version.
 //!
 //! # Distributed-session causal
-//! Values written in this mode are [`MultiKeyCausal`] lattices: a vector clock, the
-//! session's dependencies (key -> clock it read or wrote), the value. Every invocation
-//! writes as its own writer (a hash of call and function), with wall-clock microseconds as
-//! its clock entry, so concurrent writers never hide each other: concurrent versions are
-//! kept and a read returns all of them (Python sees a `cloudburst.Concurrent` tuple). A
-//! write supersedes exactly the versions its session read or wrote of that key (its clock
-//! is the session's clock of the key plus its own entry): a blind write is concurrent with
-//! the versions it never saw. Read a key before writing it to replace it.
+//! Values written in this mode are [`MultiKeyCausal`] lattices: a clock, the session's
+//! dependencies (key -> clock it read or wrote), the value. A version's clock is its
+//! *history*: the set of writes of that key it has seen, plus its own. Each executor node
+//! numbers its writes of a key 1, 2, 3, ... (a *dot* `(node, n)`), so a history is a few
+//! counters per node, plus single dots where two concurrent sessions on one node wrote the
+//! same key (see `VectorClock`). A write's clock is the session's clock of the key plus its
+//! new dot: it supersedes exactly the versions the session read or wrote of that key. A
+//! blind write, or two sessions that did not see each other, leave concurrent versions:
+//! both are kept and a read returns all of them (Python sees a `cloudburst.Concurrent`
+//! tuple). Read a key before writing it to replace it. Every clock also carries the write
+//! time under a reserved writer ([`WRITE_TIME`]), for garbage collection.
 //! - *Session order*: the session's dependencies travel in the triggers; a read of `k`
 //!   whose cached version does not cover what the session already read or wrote of `k` is
 //!   re-read from the KVS (which has it: writes are acknowledged by every replica).
@@ -38,17 +41,16 @@
 //! - The sink's write (and every write) carries the session's dependencies.
 //!
 //! # Metadata bounds (garbage collection)
-//! Clocks and dependencies are compacted by a horizon `H` (`consistency.causal_horizon_ms`):
-//! at every write, clock entries older than `H` are folded into the clock's base watermark
-//! and dependencies whose clock is entirely older than `H` are dropped. So a key's clock
-//! holds at most the writers of the last `H`, and a dependency set at most the keys the
-//! session's causal past touched in the last `H`. Why it is safe: causal reads only use a
-//! cached value confirmed by the KVS within the lease `L` (`causal_lease_ms`, re-read
-//! otherwise), and a write older than `H >= L + request timeout` was acknowledged by every
-//! KVS replica before that confirmation: every cache that serves the key has seen it.
-//! The price: a version nobody observed for `H` counts as seen by any later write of the
-//! key, which then supersedes it (instead of being kept beside it). Clock entries are
-//! wall-clock times, so the rule assumes node clocks agree to well within `H - L - timeout`.
+//! A clock holds one counter per executor node that ever wrote the key (node ids, not
+//! incarnations: a restarted node continues its numbering from what the KVS holds), plus
+//! the dots of writes concurrent with others of the same node. Dependencies are dropped
+//! once older than a horizon `H` (`consistency.causal_horizon_ms`, judged by their write
+//! time), so a dependency set holds at most the keys the session's causal past wrote in the
+//! last `H`. Why dropping is safe: causal reads only use a cached value confirmed by the
+//! KVS within the lease `L` (`causal_lease_ms`, re-read otherwise), and a write older than
+//! `H >= L + request timeout` was acknowledged by every KVS replica before that
+//! confirmation: every cache that serves the key has seen it. The rule assumes node clocks
+//! agree to well within `H - L - timeout`.
 
 use super::env::ExecEnv;
 use super::messages::{Schedule, SessionMeta};
@@ -57,7 +59,7 @@ use crate::actors::cache::SessionRead;
 use crate::actors::kvs::KvsError;
 use crate::actors::scheduler::messages::Consistency;
 use crate::ids::{CallId, Key, NodeRef, WriterId};
-use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock, BASE};
+use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,29 +166,21 @@ pub fn clock_of(value: &Option<LatticeValue>) -> VectorClock {
     }
 }
 
-/// Whether `have` includes every event of `need` newer than `need`'s base. A dependency's
-/// base stands for events older than the horizon, which the GC rule treats as seen by
-/// every cache that serves a causal read (see the module doc), so they are not checked.
-pub fn covers_recent(have: &VectorClock, need: &VectorClock) -> bool {
-    need.iter()
-        .filter(|(w, _)| *w != BASE)
-        .all(|(w, c)| have.includes(w, c))
+/// The reserved writer whose counter in a causal clock is the latest write time (µs) in
+/// the history (a max register: never above a later write's).
+pub const WRITE_TIME: WriterId = WriterId(u64::MAX);
+
+/// The causal writer id of an executor node: stable across restarts (its id, not its
+/// generation), never one of the reserved writers.
+pub fn causal_writer(node: &NodeRef) -> WriterId {
+    WriterId(hash64(&[node.id.as_str().as_bytes()]).clamp(1, u64::MAX - 1))
 }
 
-/// The writer id of one invocation (never the reserved base writer).
-pub fn writer_of(call: CallId, function: &str) -> WriterId {
-    WriterId(hash64(&[&call.0.to_le_bytes(), function.as_bytes()]).max(1))
-}
-
-/// `deps` without the entries older than `floor` (µs), the others compacted.
+/// `deps` without the dependencies written before `floor` (µs).
 pub fn prune(deps: &Dependencies, floor: u64) -> Dependencies {
     deps.iter()
-        .filter(|(_, c)| c.max_counter() > floor)
-        .map(|(k, c)| {
-            let mut c = c.clone();
-            c.fold_before(floor);
-            (k.clone(), c)
-        })
+        .filter(|(_, c)| c.get(WRITE_TIME) > floor)
+        .map(|(k, c)| (k.clone(), c.clone()))
         .collect()
 }
 
@@ -204,7 +198,6 @@ pub struct Session {
     env: Arc<ExecEnv>,
     mode: Consistency,
     call: CallId,
-    writer: WriterId,
     home: Option<NodeRef>,
     meta: Mutex<SessionMeta>,
 }
@@ -213,7 +206,6 @@ impl Session {
     /// The session of the function `schedule` names, having seen `meta` upstream.
     pub fn new(env: Arc<ExecEnv>, schedule: &Schedule, meta: SessionMeta) -> Self {
         Session {
-            writer: writer_of(schedule.call, &schedule.function),
             mode: schedule.consistency,
             call: schedule.call,
             home: schedule.home.clone(),
@@ -369,7 +361,7 @@ impl Session {
                 .filter(|&i| {
                     meta.deps
                         .get(&keys[i])
-                        .is_some_and(|need| !covers_recent(&clock_of(&values[i]), need))
+                        .is_some_and(|need| !clock_of(&values[i]).covers(need))
                 })
                 .collect()
         };
@@ -381,7 +373,7 @@ impl Session {
                 if meta
                     .deps
                     .get(&keys[i])
-                    .is_some_and(|need| !covers_recent(&clock_of(&v), need))
+                    .is_some_and(|need| !clock_of(&v).covers(need))
                 {
                     return Err(error(
                         "storage_error",
@@ -403,7 +395,7 @@ impl Session {
                 for (dk, dc) in prune(&m.dependencies(), floor).iter() {
                     if cache
                         .peek(dk)
-                        .is_some_and(|held| !covers_recent(&clock_of(&Some(held)), dc))
+                        .is_some_and(|held| !clock_of(&Some(held)).covers(dc))
                         && !stale.contains(dk)
                     {
                         stale.push(dk.clone());
@@ -434,11 +426,24 @@ impl Session {
             ));
         };
         let floor = self.floor();
+        let me = self.env.causal_writer;
+        let seen = self.meta().deps.get(&key).cloned().unwrap_or_default();
+        // This node's next dot for the key: above any of its dots the session, the cache
+        // or (the first time since this node started) the KVS knows of.
+        let mut known = seen.max_dot(me);
+        if let Some(held) = self.env.cache.peek(&key) {
+            known = known.max(clock_of(&Some(held)).max_dot(me));
+        }
+        if !self.env.knows_seq(&key) {
+            let stored = self.env.cache.refresh(std::slice::from_ref(&key)).await?;
+            known = known.max(clock_of(&stored[0]).max_dot(me));
+        }
+        let seq = self.env.next_seq(&key, known);
         let (clock, deps) = {
             let meta = self.meta();
             let mut clock = meta.deps.get(&key).cloned().unwrap_or_default();
-            clock.advance_to(self.writer, now_micros());
-            clock.fold_before(floor);
+            clock.insert_dot(me, seq);
+            clock.advance_to(WRITE_TIME, now_micros());
             let deps: Dependencies = prune(&meta.deps, floor)
                 .iter()
                 .filter(|(k, _)| **k != key)
@@ -485,5 +490,64 @@ pub fn release(env: &ExecEnv, mode: Consistency, call: CallId, home: Option<&Nod
         .tell(msg)
     {
         tracing::debug!(call = %call, cause = %e, "pins not released (they will expire)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Generation, NodeId};
+    use crate::lattice::{Lww, Timestamp};
+    use bytes::Bytes;
+
+    fn lww(time: u64, v: &'static str) -> Option<LatticeValue> {
+        Some(LatticeValue::Lww(Lww::new(
+            Timestamp::new(time, WriterId(7)),
+            Bytes::from_static(v.as_bytes()),
+        )))
+    }
+
+    #[test]
+    fn fingerprints_name_versions() {
+        assert_eq!(fingerprint(&None), 0, "missing");
+        assert_eq!(fingerprint(&lww(1, "a")), fingerprint(&lww(1, "a")));
+        assert_ne!(fingerprint(&lww(1, "a")), fingerprint(&lww(2, "a")));
+        assert_ne!(fingerprint(&lww(1, "a")), 0);
+        let causal = |v: &'static str| {
+            let clock = VectorClock::from_iter([(WriterId(3), 1)]);
+            Some(LatticeValue::MultiKeyCausal(MultiKeyCausal::new(
+                clock,
+                Dependencies::new(),
+                Bytes::from_static(v.as_bytes()),
+            )))
+        };
+        assert_ne!(fingerprint(&causal("a")), fingerprint(&causal("b")));
+    }
+
+    #[test]
+    fn old_dependencies_are_dropped() {
+        let at = |t: u64| VectorClock::from_iter([(WriterId(3), 1), (WRITE_TIME, t)]);
+        let deps: Dependencies = [(Key::new("old"), at(100)), (Key::new("new"), at(300))]
+            .into_iter()
+            .collect();
+        let kept = prune(&deps, 200);
+        let keys: Vec<&str> = kept.keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, vec!["new"]);
+        assert_eq!(prune(&deps, 0).len(), 2);
+    }
+
+    #[test]
+    fn causal_writers_are_stable_and_never_reserved() {
+        let node = |g| NodeRef {
+            id: NodeId::new("n1"),
+            generation: Generation(g),
+        };
+        assert_eq!(
+            causal_writer(&node(1)),
+            causal_writer(&node(2)),
+            "restarts keep it"
+        );
+        let w = causal_writer(&node(1));
+        assert!(w != crate::lattice::BASE && w != WRITE_TIME);
     }
 }

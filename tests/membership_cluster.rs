@@ -12,6 +12,7 @@ use transport_support::*;
 
 /// From the test config: `dead_after_ms`.
 const DEAD_AFTER: Duration = Duration::from_millis(800);
+
 /// Heartbeat period, poll period and scheduling noise on a loaded 2-core machine.
 const SLACK: Duration = Duration::from_millis(1200);
 
@@ -74,7 +75,10 @@ fn killed_node_is_marked_dead_and_a_restart_rejoins_with_a_new_generation() {
         c.kill();
         until_state(t, &[&a, &b], &old, MemberState::Dead, DEAD_AFTER + SLACK).await;
         let took = killed.elapsed();
-        assert!(took >= DEAD_AFTER, "declared dead after only {took:?}");
+        // Not declared dead at once. Death is timed from the last heartbeat heard, which
+        // precedes the kill by a period or more on a loaded machine (790 ms was seen), so
+        // the bound is loose.
+        assert!(took >= DEAD_AFTER / 2, "declared dead after only {took:?}");
 
         let seed = a.addr.to_string();
         let c2 = NodeProc::spawn(

@@ -8,7 +8,8 @@
 //! rounds of 50 calls so that machine noise hits them alike. Reported per mode: median,
 //! p99 and mean latency, and the consistency metadata per call (session metadata sent in
 //! triggers plus what stored values carry beyond the pickled value) and repeatable-read
-//! keys fetched from the other node's cache per call.
+//! keys fetched from the other node's cache per call, and causal re-reads from the KVS per
+//! call.
 
 use super::compose::{get, pickle_with_executor_python, WARMUP};
 use super::stats::Summary;
@@ -60,6 +61,7 @@ struct ModeResult {
     mean_us: f64,
     metadata_bytes_per_call: f64,
     remote_pinned_reads_per_call: f64,
+    causal_rereads_per_call: f64,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -79,8 +81,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     );
     for m in &results.modes {
         println!(
-            "  {:<16} median {:>8.1} µs   p99 {:>8.1} µs   mean {:>8.1} µs   metadata {:>7.1} B/call   remote pinned reads {:.2}/call",
-            m.mode, m.median_us, m.p99_us, m.mean_us, m.metadata_bytes_per_call, m.remote_pinned_reads_per_call
+            "  {:<16} median {:>8.1} µs   p99 {:>8.1} µs   mean {:>8.1} µs   metadata {:>7.1} B/call   remote pinned reads {:.2}/call   causal re-reads {:.2}/call",
+            m.mode, m.median_us, m.p99_us, m.mean_us, m.metadata_bytes_per_call, m.remote_pinned_reads_per_call, m.causal_rereads_per_call
         );
     }
     if args.json {
@@ -139,21 +141,22 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
         }
     }
     let mut samples: HashMap<Consistency, Vec<Duration>> = HashMap::new();
-    let mut overhead: HashMap<Consistency, (u64, u64)> = HashMap::new();
+    let mut overhead: HashMap<Consistency, (u64, u64, u64)> = HashMap::new();
     let mut n = 0;
     for _ in 0..iterations.div_ceil(ROUND) {
         for mode in MODES {
-            let (bytes0, remote0) = overhead_counters();
+            let (bytes0, remote0, reread0) = overhead_counters();
             for _ in 0..ROUND {
                 n += 1;
                 let t = Instant::now();
                 one_call(mode, n).await?;
                 samples.entry(mode).or_default().push(t.elapsed());
             }
-            let (bytes1, remote1) = overhead_counters();
+            let (bytes1, remote1, reread1) = overhead_counters();
             let o = overhead.entry(mode).or_default();
             o.0 += bytes1.saturating_sub(bytes0);
             o.1 += remote1.saturating_sub(remote0);
+            o.2 += reread1.saturating_sub(reread0);
         }
     }
     b.stop().await;
@@ -162,7 +165,7 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
     for mode in MODES {
         let s = samples.get(&mode).map(Vec::as_slice).unwrap_or_default();
         let summary = Summary::of(s).ok_or_else(|| anyhow!("no samples"))?;
-        let (bytes, remote) = overhead.get(&mode).copied().unwrap_or_default();
+        let (bytes, remote, rereads) = overhead.get(&mode).copied().unwrap_or_default();
         let calls = s.len().max(1) as f64;
         modes.push(ModeResult {
             mode: mode.to_string(),
@@ -171,6 +174,7 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
             mean_us: summary.mean_us,
             metadata_bytes_per_call: bytes as f64 / calls,
             remote_pinned_reads_per_call: remote as f64 / calls,
+            causal_rereads_per_call: rereads as f64 / calls,
         });
     }
     Ok(Results {

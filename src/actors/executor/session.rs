@@ -72,12 +72,21 @@ static METADATA_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Repeatable-read keys fetched from a home cache on another node.
 static REMOTE_PINNED_READS: AtomicU64 = AtomicU64::new(0);
 
-/// `(metadata bytes, remote pinned reads)` produced by this process so far.
-pub fn overhead_counters() -> (u64, u64) {
+/// Causal: keys re-read from the KVS to satisfy the session order, the causal cut or a
+/// first write (not counting the lease refreshes inside the cache).
+static CAUSAL_REREADS: AtomicU64 = AtomicU64::new(0);
+
+/// `(metadata bytes, remote pinned reads, causal re-reads)` of this process so far.
+pub fn overhead_counters() -> (u64, u64, u64) {
     (
         METADATA_BYTES.load(Ordering::Relaxed),
         REMOTE_PINNED_READS.load(Ordering::Relaxed),
+        CAUSAL_REREADS.load(Ordering::Relaxed),
     )
+}
+
+fn count_rereads(n: usize) {
+    CAUSAL_REREADS.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// Bytes `v` encodes to on the wire (bincode), without building the encoding.
@@ -367,6 +376,7 @@ impl Session {
         };
         if !behind.is_empty() {
             let again: Vec<Key> = behind.iter().map(|&i| keys[i].clone()).collect();
+            count_rereads(again.len());
             let fresh = cache.refresh(&again).await?;
             let meta = self.meta();
             for (i, v) in behind.into_iter().zip(fresh) {
@@ -409,6 +419,7 @@ impl Session {
             }
         }
         if !stale.is_empty() {
+            count_rereads(stale.len());
             cache.refresh(&stale).await?;
         }
         let mut meta = self.meta();
@@ -435,6 +446,7 @@ impl Session {
             known = known.max(clock_of(&Some(held)).max_dot(me));
         }
         if !self.env.knows_seq(&key) {
+            count_rereads(1);
             let stored = self.env.cache.refresh(std::slice::from_ref(&key)).await?;
             known = known.max(clock_of(&stored[0]).max_dot(me));
         }

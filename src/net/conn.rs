@@ -141,13 +141,17 @@ pub(crate) async fn drive(
     if let Some(first) = outbound.as_mut().and_then(|o| o.first.take()) {
         ctx.push(first);
     }
+    // Created once: a fresh `cancelled()` per iteration would register and unregister a
+    // waiter (two lock round trips) for every frame.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let can_read = ctx.inflight.len() < MAX_INFLIGHT_PER_CONNECTION;
         let can_fill = ctx.out.len() < OUT_HIGH_WATER;
         let has_queue = outbound.is_some();
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return Ended::Shutdown,
+            _ = &mut shutdown => return Ended::Shutdown,
             frame = reader.next(), if can_read => match frame {
                 None => return Ended::Closed,
                 Some(Err(e)) => {

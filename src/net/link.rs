@@ -42,7 +42,7 @@ impl Link {
             pending: Pending::default(),
         });
         let task = run(shared.clone(), link.clone(), rx);
-        shared.tasks.spawn(task);
+        shared.spawn(task);
         link
     }
 

@@ -14,6 +14,7 @@
 //! - `registry`: local recipients and the type-erased decoders `register` installs.
 //! - `conn`: drives one authenticated connection (routing, batched writes, back-pressure).
 //! - `link`: outbound links per peer: bounded queue, pending requests, reconnect backoff.
+//! - `pending`: requests awaiting their response, and one deadline sweeper per link.
 //! - [`transport`]: `Transport`: listener, links, registry, `handle`, shutdown.
 //! - [`handle`]: `Handle` (local or remote) and `RemoteRecipient`.
 //! - [`ring`]: a deterministic consistent hash ring with virtual nodes.
@@ -36,6 +37,7 @@ pub mod wire;
 
 pub(crate) mod conn;
 mod link;
+mod pending;
 mod registry;
 
 pub use error::NetError;

@@ -9,6 +9,7 @@
 //! - [`error`]: `NetError`, shared by local and remote sends and carried on the wire.
 //! - [`wire`]: the `Envelope`, bincode payloads, length-delimited frames, decode limits.
 //! - [`frame`]: the hot path: envelopes encoded straight from messages, borrowed decoding.
+//! - `varint`: the bincode primitives of the envelope header, written and read by hand.
 //! - [`handshake`]: protocol version, identities, HMAC-SHA256 challenge-response secret proof.
 //! - [`metrics`]: transport counters and their snapshot.
 //! - `registry`: local recipients and the type-erased decoders `register` installs.
@@ -39,6 +40,7 @@ pub(crate) mod conn;
 mod link;
 mod pending;
 mod registry;
+mod varint;
 
 pub use error::NetError;
 pub use handle::{Handle, RemoteRecipient};

@@ -111,6 +111,35 @@ fn a_request_times_out_and_a_late_reply_is_ignored() {
 }
 
 #[test]
+fn requests_time_out_while_the_link_is_still_connecting() {
+    run(async {
+        // Accepts TCP connections (the kernel does) but never answers the handshake, and the
+        // connect timeout is far away: only the requests' own deadlines can end them.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let a = transport("a", |c| {
+            c.transport.connect_timeout_ms = 600_000;
+            c.transport.peer_queue_depth = 1;
+        })
+        .await;
+        let node = NodeRef {
+            id: NodeId::new("silent"),
+            generation: Generation(1),
+        };
+        a.connect_hint(&node.id, silent.local_addr().expect("addr"));
+        let h: Handle<Echo> = a.handle(ActorRef::new(node, ServiceId::Echo, 0));
+        // The first is taken by the link task, the second fills the queue, the third waits
+        // for queue space: all three end at their deadline.
+        let t = Duration::from_millis(50);
+        let sends = (0..3).map(|_| h.send_timeout(Echo { payload: vec![] }, t));
+        for r in futures::future::join_all(sends).await {
+            assert_eq!(r, Err(NetError::Timeout));
+        }
+        assert_eq!(a.metrics().timeouts, 3);
+        a.shutdown().await;
+    });
+}
+
+#[test]
 fn pending_requests_fail_at_once_when_the_connection_drops() {
     run(async {
         let (a, b) = pair(|_| {}).await;

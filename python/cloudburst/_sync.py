@@ -1,25 +1,37 @@
-"""The connection the synchronous client uses: a ``websockets.sync`` websocket shared by
+"""The connection the synchronous client uses: one websocket on a plain socket, shared by
 any number of threads, with no event loop and no thread of its own in the request path.
 
 Each calling thread sends its request itself. Responses are read leader/follower style:
-at most one waiting thread (the *reader*) calls ``recv`` at a time; every other waiter
+at most one waiting thread (the *reader*) reads the socket at a time; every other waiter
 sleeps on its own signal. The reader hands each response it receives for another request
 to that request's waiter and keeps reading until its own response arrives; then it passes
 the reader role to some other waiter (or leaves it free) and returns.
 
-``websockets.sync`` reads the socket in a background thread of its own and answers the
-server's pings there, so pongs go out even while no thread is waiting for a response. Its
-receive buffer is unbounded (``max_queue=None``): a buffer that filled up while nobody
-reads (answers to requests that timed out) would stop that thread, and with it the pongs.
+The websocket protocol is the sans-I/O one of ``websockets`` (framing, masking, close,
+answering pings); the socket I/O is done here, by the thread that needs it. (The
+``websockets.sync`` client reads in a background thread and hands every message over to
+the waiting thread: that hand-over was about half of a small request's round trip.)
+
+While no request waits, nobody reads; a small keep-alive thread takes the reader role
+every half heartbeat, reads what arrived (answering the server's pings) and gives the role
+back. It also closes a connection on which nothing at all arrived (not even the server's
+pings) for longer than the server's client timeout.
 """
 
 import itertools
 import logging
+import selectors
+import socket
+import ssl
 import threading
 import time
 
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidState
+from websockets.frames import Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 from . import protocol
 from ._core import CLIENT_NAME, CONNECT_TIMEOUT, connect_error
@@ -31,6 +43,14 @@ log = logging.getLogger("cloudburst")
 _WAITING = 0  # asleep until its response arrives or it is made the reader
 _READER = 1  # holds the reader role
 _DONE = 2  # its response is in ``result``
+
+#: Bytes asked of the socket per read.
+RECV_BYTES = 256 * 1024
+
+#: Until the server's ``hello`` says otherwise: how often the keep-alive thread looks
+#: (half the server's default heartbeat) and how long a silent connection lives.
+DEFAULT_KEEPALIVE = 2.5
+DEFAULT_SILENCE_LIMIT = 30.0
 
 
 class _Waiter:
@@ -63,40 +83,42 @@ class _Waiter:
 class SyncCore:
     """One open connection; create it with :meth:`open`. Thread-safe."""
 
-    def __init__(self, ws):
-        self._ws = ws
+    def __init__(self, sock, ws):
+        self._sock = sock
+        self._ws = ws  # the sans-I/O websocket protocol; guarded by ``_io``
+        self._io = threading.Lock()  # protocol state and writes to the socket
+        self._selector = selectors.DefaultSelector()  # used by the reader only
+        self._selector.register(sock, selectors.EVENT_READ)
+        self._message = []  # fragments of a message arriving in pieces (reader only)
         self._mutex = threading.Lock()  # guards everything below
         self._pending = {}  # request id -> _Waiter
-        self._reading = False  # whether some waiter holds the reader role
+        self._reading = False  # whether some thread holds the reader role
         self._closed = None  # the error requests fail with once closed
         self._ids = itertools.count(1)
+        self._last_heard = time.monotonic()
+        self._silence_limit = DEFAULT_SILENCE_LIMIT
+        self._stop = threading.Event()
         self.max_message_bytes = protocol.DEFAULT_SERVER_MAX_BYTES
         self.server = None
 
     @classmethod
     def open(cls, url, token=None):
-        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            ws = connect(
-                url,
-                additional_headers=headers,
-                max_size=protocol.MAX_MESSAGE_BYTES,
-                max_queue=None,
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT,
-                proxy=None,
-                legacy=True,
-            )
+            sock, ws = _connect(url, token)
         except Exception as e:
             err = connect_error(url, e)
             if err is None:
                 raise
             raise err from None
-        core = cls(ws)
-        core._hello(url)
+        core = cls(sock, ws)
+        keepalive = core._hello(url)
+        threading.Thread(
+            target=core._keep_alive, args=(keepalive,), name="cloudburst-keepalive", daemon=True
+        ).start()
         return core
 
     def _hello(self, url):
+        """Say hello; returns how often the keep-alive thread should look."""
         try:
             ok, body = self.request("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
         except CloudburstTimeout:
@@ -107,6 +129,13 @@ class SyncCore:
             raise protocol.error(body)
         self.max_message_bytes = body["max_message_bytes"]
         self.server = body.get("server")
+        heartbeat = body.get("heartbeat_ms")
+        timeout = body.get("client_timeout_ms")
+        if isinstance(timeout, int) and timeout > 0:
+            self._silence_limit = timeout / 1000
+        if isinstance(heartbeat, int) and heartbeat > 0:
+            return heartbeat / 2000
+        return DEFAULT_KEEPALIVE
 
     @property
     def closed(self):
@@ -129,11 +158,10 @@ class SyncCore:
             )
         waiter = self._register(request_id)
         try:
-            self._ws.send(frame)
-            done = self._await(waiter, deadline)
-        except ConnectionClosed as e:  # from send
-            self._connection_lost(e)  # fails every waiter, this one included
-            done = True
+            if self._send(frame):
+                done = self._await(waiter, deadline)
+            else:
+                done = True  # the connection closed: every waiter failed, this one included
         except BaseException:
             self._give_up(waiter)
             raise
@@ -148,6 +176,20 @@ class SyncCore:
                 raise self._closed
             self._pending[request_id] = waiter
         return waiter
+
+    def _send(self, frame):
+        """Send one binary message; False (after failing every waiter) if the connection
+        is closed or breaks."""
+        with self._io:
+            try:
+                self._ws.send_binary(frame)
+                for data in self._ws.data_to_send():
+                    self._sock.sendall(data)
+                return True
+            except (InvalidState, OSError) as e:
+                failure = e
+        self._connection_lost(failure)
+        return False
 
     def _await(self, waiter, deadline):
         """Wait for ``waiter``'s response, reading the socket whenever no other thread
@@ -172,17 +214,58 @@ class SyncCore:
             remaining = _remaining(deadline)
             if remaining == 0:
                 return self._give_up(waiter)
-            try:
-                frame = self._ws.recv(timeout=None if deadline is None else remaining)
-            except TimeoutError:
-                continue
-            except ConnectionClosed as e:
-                self._connection_lost(e)
-            else:
-                self._dispatch(frame)
+            self._read_some(remaining)
         with self._mutex:
             self._pass_reader_role()
         return True
+
+    def _read_some(self, timeout):
+        """As the reader: wait up to ``timeout`` seconds (``None``: as long as it takes)
+        for data, then read once and hand out what arrived. False if nothing arrived."""
+        try:
+            if timeout is not None and not self._readable(timeout):
+                return False
+            data = self._sock.recv(RECV_BYTES)
+        except (OSError, ValueError) as e:  # ValueError: closed under us by close()
+            self._connection_lost(e)
+            return True
+        with self._io:
+            if data:
+                self._ws.receive_data(data)
+            else:
+                self._ws.receive_eof()
+            events = self._ws.events_received()
+            try:
+                for out in self._ws.data_to_send():  # pongs, the answer to a close
+                    self._sock.sendall(out)
+            except OSError:
+                pass  # the read side reports the loss
+        self._last_heard = time.monotonic()
+        for event in events:
+            self._on_frame(event)
+        if self._ws.state is not State.OPEN:
+            self._connection_lost(None)
+        return True
+
+    def _readable(self, timeout):
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            return True
+        return bool(self._selector.select(timeout))
+
+    def _on_frame(self, frame):
+        """One websocket frame: messages (maybe in fragments) go to their waiters; control
+        frames were answered by the protocol already."""
+        if frame.opcode in (Opcode.BINARY, Opcode.TEXT):
+            self._message = [frame.opcode, frame.data]
+        elif frame.opcode == Opcode.CONT and self._message:
+            self._message.append(frame.data)
+        else:
+            return
+        if frame.fin:
+            opcode, *parts = self._message
+            self._message = []
+            if opcode == Opcode.BINARY:
+                self._dispatch(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def _dispatch(self, frame):
         """Hand one received frame to its waiter."""
@@ -220,10 +303,13 @@ class SyncCore:
     # -- closing ----------------------------------------------------------------------
 
     def _connection_lost(self, exc):
-        """The websocket closed: fail every waiting request with the reason."""
+        """The websocket closed or the socket failed: fail every waiting request with the
+        reason."""
         reason = "the server closed the connection"
-        if exc.rcvd is not None and exc.rcvd.reason:
-            reason = f"the server closed the connection: {exc.rcvd.reason}"
+        if self._ws.close_rcvd is not None and self._ws.close_rcvd.reason:
+            reason = f"the server closed the connection: {self._ws.close_rcvd.reason}"
+        elif isinstance(exc, OSError):
+            reason = f"connection failed: {exc}"
         self._fail_all(ConnectionClosedError("connection_closed", reason))
 
     def _fail_all(self, err):
@@ -235,14 +321,84 @@ class SyncCore:
             self._reading = False
             for waiter in pending.values():
                 waiter.finish(False, {"code": err.code, "message": err.message})
+        self._stop.set()
+
+    def _keep_alive(self, interval):
+        """While no request reads, read now and then (answering the server's pings); close
+        the connection when even the server's pings stopped arriving."""
+        while not self._stop.wait(interval):
+            if time.monotonic() - self._last_heard > self._silence_limit:
+                self._fail_all(ConnectionClosedError("connection_closed", "the server went silent"))
+                self._shut_socket()
+                return
+            with self._mutex:
+                if self._reading or self._closed is not None:
+                    continue
+                self._reading = True
+            try:
+                while self._closed is None and self._read_some(0):
+                    pass
+            finally:
+                with self._mutex:
+                    if self._reading:
+                        self._pass_reader_role()
 
     def close(self):
         """Close the websocket; requests still waiting fail with ``connection_closed``."""
         self._fail_all(ConnectionClosedError("connection_closed", "closed by the client"))
+        with self._io:
+            try:
+                self._ws.send_close()
+                for data in self._ws.data_to_send():
+                    self._sock.sendall(data)
+            except (InvalidState, OSError):
+                pass
+        self._shut_socket()
+
+    def _shut_socket(self):
         try:
-            self._ws.close()
-        except Exception:
+            self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
+        except OSError:
             pass
+        self._sock.close()
+        self._selector.close()
+
+
+def _connect(url, token):
+    """Open the socket and complete the websocket handshake: ``(socket, protocol)``."""
+    uri = parse_uri(url)
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    sock = socket.create_connection((uri.host, uri.port), timeout=CONNECT_TIMEOUT)
+    try:
+        if uri.secure:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        ws = ClientProtocol(uri, max_size=protocol.MAX_MESSAGE_BYTES)
+        handshake = ws.connect()
+        if token:
+            handshake.headers["Authorization"] = f"Bearer {token}"
+        ws.send_request(handshake)
+        for data in ws.data_to_send():
+            sock.sendall(data)
+        while True:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))
+            data = sock.recv(RECV_BYTES)
+            if data:
+                ws.receive_data(data)
+            else:
+                ws.receive_eof()
+            if ws.handshake_exc is not None:
+                raise ws.handshake_exc
+            events = ws.events_received()
+            if any(isinstance(e, Response) for e in events):
+                break
+            if not data:
+                raise ConnectionError("the server closed the connection during the handshake")
+        sock.settimeout(None)
+        return sock, ws
+    except BaseException:
+        sock.close()
+        raise
 
 
 def _remaining(deadline):

@@ -68,7 +68,15 @@ def error(body):
     return CloudburstError(code, message)
 
 
+#: Types whose pickle is the same from ``pickle`` as from ``cloudpickle`` (cloudpickle only
+#: changes how code, classes and modules are pickled), and much cheaper to make: a
+#: cloudpickle ``Pickler`` costs more to set up than a small argument costs to pickle.
+_PLAIN = (int, float, str, bytes, bool, type(None))
+
+
 def dumps(value):
+    if type(value) in _PLAIN:
+        return pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
     return cloudpickle.dumps(value)
 
 

@@ -127,6 +127,21 @@ def test_silent_client_is_pinged_then_disconnected(tmp_path):
         assert c.stop() == 0
 
 
+def test_an_idle_client_answers_pings_and_stays_connected(tmp_path):
+    """Nobody reads while no request waits: the client's keep-alive thread must answer
+    the server's pings, or the server closes the idle connection after its timeout."""
+    config = "[gateway]\nheartbeat_ms = 100\nclient_timeout_ms = 600\n"
+    c = start_cluster(config=config, tmp=tmp_path)
+    try:
+        cloud = cloudburst.CloudburstConnection(c.url)
+        cloud.put_object("idle", 1)
+        time.sleep(2.0)  # the scenario: idle for more than three client timeouts
+        assert cloud.get_object("idle") == 1
+        cloud.close()
+    finally:
+        assert c.stop() == 0
+
+
 def test_second_instance_on_the_same_port_fails_clearly(cluster, tmp_path):
     addr = cluster.url.removeprefix("ws://")
     second = LocalCluster("--client-listen", addr, tmp=tmp_path)

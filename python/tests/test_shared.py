@@ -31,3 +31,12 @@ def test_error_carries_code_and_message():
     e = cloudburst.CloudburstError("unknown_function", "no function named f")
     assert e.code == "unknown_function"
     assert "no function named f" in str(e)
+
+
+def test_plain_values_pickle_exactly_as_cloudpickle_does():
+    from cloudburst import protocol
+
+    values = [0, -1, 2**70, 1.5, float("inf"), "", "héllo", b"", b"\x00" * 300, True, None]
+    for v in values:
+        assert protocol.dumps(v) == cloudpickle.dumps(v), v
+    assert protocol.dumps([1, "a"]) == cloudpickle.dumps([1, "a"])

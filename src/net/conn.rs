@@ -13,6 +13,7 @@ use crate::net::error::NetError;
 use crate::net::frame::{decode_view, EnvelopeView, ReplyTo};
 use crate::net::handshake::Identity;
 use crate::net::metrics::{add, bump};
+use crate::net::pending::Pending;
 use crate::net::registry::Delivery;
 use crate::net::service::ActorRef;
 use crate::net::transport::Shared;
@@ -20,13 +21,10 @@ use crate::net::wire::{codec, push_frame, Kind};
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 /// Inbound messages being delivered per connection before reading pauses. Bounds the
@@ -40,55 +38,6 @@ pub const OUT_HIGH_WATER: usize = 1024 * 1024;
 
 /// Initial capacity of the write buffer (a typical batch of small frames).
 const OUT_INITIAL_CAPACITY: usize = 64 * 1024;
-
-/// A response as the waiting caller sees it: `ok` says whether the payload is the reply or a
-/// [`NetError`].
-pub(crate) type Response = Result<(bool, Bytes), NetError>;
-type ResponseSlot = oneshot::Sender<Response>;
-
-/// Requests sent on a link and not yet answered, by correlation id.
-#[derive(Default)]
-pub(crate) struct Pending {
-    next: AtomicU64,
-    waiting: Mutex<HashMap<u64, ResponseSlot>>,
-}
-
-impl Pending {
-    /// A fresh correlation id and the receiver its response will arrive on.
-    pub(crate) fn insert(&self) -> (u64, oneshot::Receiver<Response>) {
-        let corr = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.lock().insert(corr, tx);
-        (corr, rx)
-    }
-
-    /// Forget a request (timed out or never sent).
-    pub(crate) fn cancel(&self, corr: u64) {
-        self.lock().remove(&corr);
-    }
-
-    /// Hand a response to its caller; false if nobody waits for it (e.g. it timed out).
-    fn complete(&self, corr: u64, ok: bool, payload: Bytes) -> bool {
-        match self.lock().remove(&corr) {
-            Some(slot) => slot.send(Ok((ok, payload))).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Fail every waiting request with `err`; returns how many there were.
-    pub(crate) fn fail_all(&self, err: &NetError) -> usize {
-        let drained: Vec<ResponseSlot> = self.lock().drain().map(|(_, s)| s).collect();
-        let n = drained.len();
-        for slot in drained {
-            let _ = slot.send(Err(err.clone()));
-        }
-        n
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, ResponseSlot>> {
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// An authenticated connection, ready to be driven.
 pub(crate) struct Conn {
@@ -141,13 +90,17 @@ pub(crate) async fn drive(
     if let Some(first) = outbound.as_mut().and_then(|o| o.first.take()) {
         ctx.push(first);
     }
+    // Created once: a fresh `cancelled()` per iteration would register and unregister a
+    // waiter (two lock round trips) for every frame.
+    let shutdown = shared.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         let can_read = ctx.inflight.len() < MAX_INFLIGHT_PER_CONNECTION;
         let can_fill = ctx.out.len() < OUT_HIGH_WATER;
         let has_queue = outbound.is_some();
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return Ended::Shutdown,
+            _ = &mut shutdown => return Ended::Shutdown,
             frame = reader.next(), if can_read => match frame {
                 None => return Ended::Closed,
                 Some(Err(e)) => {

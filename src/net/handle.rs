@@ -11,7 +11,7 @@ use crate::net::wire::{decode_payload, Kind};
 use actix::Recipient;
 use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::error::TrySendError;
 
 /// A handle to one actor, local or remote. Obtain it from `Transport::handle`.
@@ -142,31 +142,43 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
         encode_frame(&self.shared.me, &self.target, M::TAG, kind, msg, max)
     }
 
-    /// Request/response: waits for queue space and for the reply, together bounded by `t`.
+    /// Request/response: waits for queue space and for the reply, together bounded by `t`
+    /// (the link's sweeper fails the request with `Timeout` at its deadline).
     /// If the caller drops this future early, the pending entry is removed (no leak).
     pub async fn send_timeout(&self, msg: M, t: Duration) -> Result<M::Result, NetError> {
         let link = self.link()?;
-        let (corr, rx) = link.pending.insert();
+        let (corr, mut rx) = link.pending.insert(Instant::now().checked_add(t));
         let mut guard = PendingGuard {
             pending: &link.pending,
             corr,
             armed: true,
         };
         let frame = self.frame(&msg, Kind::Request { corr })?;
-        let exchange = async {
-            link.tx.send(frame).await.map_err(|_| NetError::Shutdown)?;
-            rx.await.map_err(|_| NetError::ConnectionLost)?
+        let answer = match link.tx.try_send(frame) {
+            Ok(()) => rx.await,
+            Err(TrySendError::Closed(_)) => return Err(NetError::Shutdown),
+            // Wait for queue space, unless the deadline (or a connection failure) comes first.
+            Err(TrySendError::Full(frame)) => tokio::select! {
+                biased;
+                answer = &mut rx => answer,
+                sent = link.tx.send(frame) => match sent {
+                    Ok(()) => rx.await,
+                    Err(_) => return Err(NetError::Shutdown),
+                },
+            },
         };
-        let (ok, payload) = match tokio::time::timeout(t, exchange).await {
+        let (ok, payload) = match answer {
             Ok(Ok(r)) => {
                 guard.armed = false; // answered: the entry is already gone
                 r
             }
-            Ok(Err(e)) => return Err(e),
-            Err(_) => {
+            Ok(Err(NetError::Timeout)) => {
+                guard.armed = false; // the sweeper removed it
                 bump(&self.shared.metrics.timeouts);
                 return Err(NetError::Timeout);
             }
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(NetError::ConnectionLost),
         };
         if ok {
             decode_payload::<M::Result>(&payload)
@@ -192,7 +204,7 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
 /// Removes a request's pending entry when the request ends without its response (error,
 /// timeout, or the caller dropping the future).
 struct PendingGuard<'a> {
-    pending: &'a crate::net::conn::Pending,
+    pending: &'a crate::net::pending::Pending,
     corr: u64,
     armed: bool,
 }

@@ -9,10 +9,11 @@
 //! and its reply is ignored. `ConnectionLost` therefore means "may or may not have run".
 
 use crate::ids::NodeId;
-use crate::net::conn::{drive, Conn, Ended, Outbound, Pending};
+use crate::net::conn::{drive, Conn, Ended, Outbound};
 use crate::net::error::NetError;
 use crate::net::handshake::{self, HandshakeError, HANDSHAKE_MAX_FRAME};
 use crate::net::metrics::{add, bump};
+use crate::net::pending::{self, Pending};
 use crate::net::transport::Shared;
 use crate::net::wire::codec;
 use bytes::Bytes;
@@ -32,7 +33,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    /// Create the link to `node` at `addr` and start its task.
+    /// Create the link to `node` at `addr` and start its task and its deadline sweeper.
     pub(crate) fn start(shared: &Arc<Shared>, node: NodeId, addr: SocketAddr) -> Arc<Link> {
         let (tx, rx) = mpsc::channel(shared.cfg.peer_queue_depth);
         let link = Arc::new(Link {
@@ -42,7 +43,9 @@ impl Link {
             pending: Pending::default(),
         });
         let task = run(shared.clone(), link.clone(), rx);
-        shared.tasks.spawn(task);
+        shared.spawn(task);
+        let (link2, shutdown) = (link.clone(), shared.shutdown.clone());
+        shared.spawn(async move { pending::sweep(&link2.pending, &shutdown).await });
         link
     }
 
@@ -83,7 +86,11 @@ async fn run(shared: Arc<Shared>, link: Arc<Link>, mut rx: mpsc::Receiver<Bytes>
             f = rx.recv() => match f { Some(f) => f, None => break },
         };
         let addr = link.addr();
-        let conn = match connect(&shared, &link, addr).await {
+        let connected = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            c = connect(&shared, &link, addr) => c,
+        };
+        let conn = match connected {
             Ok(c) => c,
             Err(e) => {
                 bump(&shared.metrics.connect_failures);

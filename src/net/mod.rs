@@ -9,11 +9,13 @@
 //! - [`error`]: `NetError`, shared by local and remote sends and carried on the wire.
 //! - [`wire`]: the `Envelope`, bincode payloads, length-delimited frames, decode limits.
 //! - [`frame`]: the hot path: envelopes encoded straight from messages, borrowed decoding.
+//! - `varint`: the bincode primitives of the envelope header, written and read by hand.
 //! - [`handshake`]: protocol version, identities, HMAC-SHA256 challenge-response secret proof.
 //! - [`metrics`]: transport counters and their snapshot.
 //! - `registry`: local recipients and the type-erased decoders `register` installs.
 //! - `conn`: drives one authenticated connection (routing, batched writes, back-pressure).
 //! - `link`: outbound links per peer: bounded queue, pending requests, reconnect backoff.
+//! - `pending`: requests awaiting their response, and one deadline sweeper per link.
 //! - [`transport`]: `Transport`: listener, links, registry, `handle`, shutdown.
 //! - [`handle`]: `Handle` (local or remote) and `RemoteRecipient`.
 //! - [`ring`]: a deterministic consistent hash ring with virtual nodes.
@@ -36,7 +38,9 @@ pub mod wire;
 
 pub(crate) mod conn;
 mod link;
+mod pending;
 mod registry;
+mod varint;
 
 pub use error::NetError;
 pub use handle::{Handle, RemoteRecipient};

@@ -20,6 +20,29 @@ pub enum ServiceId {
 }
 
 impl ServiceId {
+    /// Every service in declaration order: the position is the index serde (and so the
+    /// wire) uses. New services go at the end.
+    pub const ALL: [ServiceId; 8] = [
+        ServiceId::Membership,
+        ServiceId::Echo,
+        ServiceId::KvsShard,
+        ServiceId::Cache,
+        ServiceId::Executor,
+        ServiceId::Scheduler,
+        ServiceId::Gateway,
+        ServiceId::Monitor,
+    ];
+
+    /// The wire index of this service.
+    pub fn index(self) -> u32 {
+        self as u32
+    }
+
+    /// The service with wire index `i`, if any.
+    pub fn from_index(i: u32) -> Option<ServiceId> {
+        Self::ALL.get(i as usize).copied()
+    }
+
     /// Lower-case name used in logs.
     pub fn name(self) -> &'static str {
         match self {

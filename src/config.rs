@@ -227,6 +227,11 @@ pub struct GatewayConfig {
     pub heartbeat_ms: u64,
     /// A client that sends nothing (not even a pong) for this long is disconnected.
     pub client_timeout_ms: u64,
+    /// Threads serving client websockets. Sessions mostly wait on the cluster, so one
+    /// thread serves thousands of clients; more help only when many clients send large
+    /// values at once (each thread decodes its sessions' messages), and cost thread
+    /// wake-ups on every call.
+    pub http_workers: usize,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -302,6 +307,7 @@ impl Default for GatewayConfig {
             max_message_bytes: 80 * MIB,
             heartbeat_ms: 5_000,
             client_timeout_ms: 30_000,
+            http_workers: 1,
         }
     }
 }
@@ -399,6 +405,9 @@ impl Config {
         }
         if t.reconnect_max_ms < t.reconnect_min_ms {
             return bad("transport.reconnect_max_ms must be >= transport.reconnect_min_ms".into());
+        }
+        if self.gateway.http_workers == 0 || self.gateway.http_workers > 64 {
+            return bad("gateway.http_workers must be between 1 and 64".into());
         }
         let c = &self.consistency;
         if c.session_ttl_ms == 0 || c.causal_lease_ms == 0 {

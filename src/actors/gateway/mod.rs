@@ -131,7 +131,7 @@ impl Gateway {
             clock: Mutex::new(LwwClock::new(WriterId(h.finish()))),
             spread: AtomicU64::new(0),
         });
-        let (server, client_addr) = server::start(state, g.client_listen)?;
+        let (server, client_addr) = server::start(state, g.client_listen, g.http_workers)?;
         tracing::info!(listen = %client_addr, "gateway listening for clients");
         Ok(Gateway {
             client_addr,

@@ -8,27 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
-/// HTTP worker threads (each a single-threaded runtime serving many sessions). Sessions
-/// mostly wait on the cluster, so a few threads suffice; more would compete with the
-/// executors' Python workers for the cores.
-pub const MAX_HTTP_WORKERS: usize = 2;
-
 /// Client connections per worker thread: bounds sockets and per-session buffers.
 pub const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
 
 /// Seconds a stopping server lets open sessions finish.
 const SHUTDOWN_GRACE_SECS: u64 = 1;
 
-/// Bind `listen` and serve clients. Returns the server handle and the bound address.
+/// Bind `listen` and serve clients on `workers` threads (each a single-threaded runtime
+/// serving many sessions; `gateway.http_workers`). Returns the server handle and the
+/// bound address.
 pub fn start(
     state: Arc<GatewayState>,
     listen: SocketAddr,
+    workers: usize,
 ) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let data = web::Data::from(state);
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(MAX_HTTP_WORKERS);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())

@@ -59,7 +59,7 @@ use crate::actors::cache::SessionRead;
 use crate::actors::kvs::KvsError;
 use crate::actors::scheduler::messages::Consistency;
 use crate::ids::{CallId, Key, NodeRef, WriterId};
-use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
+use crate::lattice::{Dependencies, Lattice, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -259,11 +259,6 @@ impl Session {
         }
     }
 
-    /// The call is over (its sink ran, or it failed): release its pins.
-    pub fn release(&self) {
-        release(&self.env, self.mode, self.call, self.home.as_ref());
-    }
-
     fn home_cache(&self) -> Result<&NodeRef, SessionError> {
         self.home.as_ref().ok_or_else(|| {
             error(
@@ -423,7 +418,6 @@ impl Session {
             cache.refresh(&stale).await?;
         }
         let mut meta = self.meta();
-        use crate::lattice::Lattice;
         meta.deps.merge(seen);
         meta.deps = prune(&meta.deps, floor);
         Ok(values)
@@ -453,7 +447,7 @@ impl Session {
         let seq = self.env.next_seq(&key, known);
         let (clock, deps) = {
             let meta = self.meta();
-            let mut clock = meta.deps.get(&key).cloned().unwrap_or_default();
+            let mut clock = seen;
             clock.insert_dot(me, seq);
             clock.advance_to(WRITE_TIME, now_micros());
             let deps: Dependencies = prune(&meta.deps, floor)

@@ -97,7 +97,7 @@ function render(s) {
   fill("shards", s.shards, (x) => [x.node, x.shard, x.keys ?? "–", bytes(x.bytes), x.ops_per_s, x.gets, x.puts,
     x.error ? pill("down", "down") : pill("up", "up")], (x) => ({ "data-keys": x.keys ?? "" }));
   fill("caches", s.caches, (c) => [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
-    c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions]);
+    c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
   fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
 }

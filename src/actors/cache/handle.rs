@@ -312,6 +312,12 @@ impl CacheHandle {
         self.inner.lock().peek(key).cloned()
     }
 
+    /// `f` of the held value of `key`, computed under the cache's lock without copying the
+    /// value (keep `f` short); `None` if the key is not held.
+    pub fn with_held<R>(&self, key: &Key, f: impl FnOnce(&LatticeValue) -> R) -> Option<R> {
+        self.inner.lock().peek(key).map(f)
+    }
+
     /// Drop the pins of `session`; returns how many keys it had pinned here.
     pub fn release_session(&self, session: CallId) -> usize {
         self.inner.lock().unpin_session(session)

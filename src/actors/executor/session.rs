@@ -59,7 +59,7 @@ use crate::actors::cache::SessionRead;
 use crate::actors::kvs::KvsError;
 use crate::actors::scheduler::messages::Consistency;
 use crate::ids::{CallId, Key, NodeRef, WriterId};
-use crate::lattice::{Dependencies, Lattice, LatticeValue, MultiKeyCausal, VectorClock};
+use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -148,6 +148,10 @@ fn error(code: &'static str, message: String) -> SessionError {
 
 /// A 64-bit identity of a stored version, the same on every node (0: missing).
 pub fn fingerprint(value: &Option<LatticeValue>) -> u64 {
+    fingerprint_of(value.as_ref())
+}
+
+fn fingerprint_of(value: Option<&LatticeValue>) -> u64 {
     let fp = match value {
         None => return 0,
         Some(LatticeValue::Lww(l)) => hash64(&[
@@ -168,9 +172,13 @@ pub fn fingerprint(value: &Option<LatticeValue>) -> u64 {
 
 /// The vector clock of a stored value (empty for kinds without one).
 pub fn clock_of(value: &Option<LatticeValue>) -> VectorClock {
+    value.as_ref().map(clock_of_value).unwrap_or_default()
+}
+
+fn clock_of_value(value: &LatticeValue) -> VectorClock {
     match value {
-        Some(LatticeValue::MultiKeyCausal(m)) => m.clock(),
-        Some(LatticeValue::SingleKeyCausal(s)) => s.clock(),
+        LatticeValue::MultiKeyCausal(m) => m.clock(),
+        LatticeValue::SingleKeyCausal(s) => s.clock(),
         _ => VectorClock::new(),
     }
 }
@@ -286,8 +294,8 @@ impl Session {
                 .map(|k| match meta.pinned.get(k) {
                     Some(0) => Some(None),
                     Some(&fp) => cache
-                        .peek(k)
-                        .filter(|v| fingerprint(&Some(v.clone())) == fp)
+                        .with_held(k, |v| (fingerprint_of(Some(v)) == fp).then(|| v.clone()))
+                        .flatten()
                         .map(Some),
                     None => None,
                 })
@@ -359,13 +367,14 @@ impl Session {
         let cache = &self.env.cache;
         let mut values = cache.get_confirmed(keys, self.env.causal.lease).await?;
         // Session order: cover what the session already saw of each key.
+        let mut clocks: Vec<VectorClock> = values.iter().map(clock_of).collect();
         let behind: Vec<usize> = {
             let meta = self.meta();
             (0..keys.len())
                 .filter(|&i| {
                     meta.deps
                         .get(&keys[i])
-                        .is_some_and(|need| !clock_of(&values[i]).covers(need))
+                        .is_some_and(|need| !clocks[i].covers(need))
                 })
                 .collect()
         };
@@ -375,10 +384,11 @@ impl Session {
             let fresh = cache.refresh(&again).await?;
             let meta = self.meta();
             for (i, v) in behind.into_iter().zip(fresh) {
+                let clock = clock_of(&v);
                 if meta
                     .deps
                     .get(&keys[i])
-                    .is_some_and(|need| !clock_of(&v).covers(need))
+                    .is_some_and(|need| !clock.covers(need))
                 {
                     return Err(error(
                         "storage_error",
@@ -389,37 +399,45 @@ impl Session {
                     ));
                 }
                 values[i] = v;
+                clocks[i] = clock;
             }
         }
-        // Causal cut: dependencies this cache holds in an older version are refreshed.
+        // Causal cut: dependencies this cache holds in an older version are refreshed; the
+        // dependencies (and what was read) join the session's.
         let floor = self.floor();
         let mut stale: Vec<Key> = Vec::new();
-        let mut seen = Dependencies::new();
-        for (k, v) in keys.iter().zip(&values) {
-            if let Some(LatticeValue::MultiKeyCausal(m)) = v {
-                for (dk, dc) in prune(&m.dependencies(), floor).iter() {
-                    if cache
-                        .peek(dk)
-                        .is_some_and(|held| !clock_of(&Some(held)).covers(dc))
-                        && !stale.contains(dk)
-                    {
-                        stale.push(dk.clone());
+        {
+            let mut meta = self.meta();
+            for ((k, v), clock) in keys.iter().zip(&values).zip(clocks) {
+                if let Some(LatticeValue::MultiKeyCausal(m)) = v {
+                    for (_, version) in m.versions().iter() {
+                        for (dk, dc) in version.dependencies.iter() {
+                            let recent = dc.get(WRITE_TIME) > floor;
+                            if !recent || meta.deps.get(dk).is_some_and(|c| c.covers(dc)) {
+                                continue; // expired, or already checked in this session
+                            }
+                            let held_behind = cache
+                                .with_held(dk, |held| !clock_of_value(held).covers(dc))
+                                .unwrap_or(false);
+                            if held_behind && !stale.contains(dk) {
+                                stale.push(dk.clone());
+                            }
+                            meta.deps.merge_entry(dk.clone(), dc.clone());
+                        }
                     }
-                    seen.merge_entry(dk.clone(), dc.clone());
+                }
+                if !clock.is_empty() {
+                    meta.deps.merge_entry(k.clone(), clock);
                 }
             }
-            let clock = clock_of(v);
-            if !clock.is_empty() {
-                seen.merge_entry(k.clone(), clock);
+            if meta.deps.iter().any(|(_, c)| c.get(WRITE_TIME) <= floor) {
+                meta.deps = prune(&meta.deps, floor);
             }
         }
         if !stale.is_empty() {
             count_rereads(stale.len());
             cache.refresh(&stale).await?;
         }
-        let mut meta = self.meta();
-        meta.deps.merge(seen);
-        meta.deps = prune(&meta.deps, floor);
         Ok(values)
     }
 
@@ -436,8 +454,12 @@ impl Session {
         // This node's next dot for the key: above any of its dots the session, the cache
         // or (the first time since this node started) the KVS knows of.
         let mut known = seen.max_dot(me);
-        if let Some(held) = self.env.cache.peek(&key) {
-            known = known.max(clock_of(&Some(held)).max_dot(me));
+        if let Some(held) = self
+            .env
+            .cache
+            .with_held(&key, |v| clock_of_value(v).max_dot(me))
+        {
+            known = known.max(held);
         }
         if !self.env.knows_seq(&key) {
             count_rereads(1);
@@ -450,9 +472,10 @@ impl Session {
             let mut clock = seen;
             clock.insert_dot(me, seq);
             clock.advance_to(WRITE_TIME, now_micros());
-            let deps: Dependencies = prune(&meta.deps, floor)
+            let deps: Dependencies = meta
+                .deps
                 .iter()
-                .filter(|(k, _)| **k != key)
+                .filter(|(k, c)| **k != key && c.get(WRITE_TIME) > floor)
                 .map(|(k, c)| (k.clone(), c.clone()))
                 .collect();
             (clock, deps)

@@ -124,9 +124,7 @@ pub async fn finish(
 ) {
     let value = outcome.as_ref().map_err(|_| Aborted);
     let meta = session.map(Session::snapshot).unwrap_or_default();
-    for _ in &s.downstream {
-        session::count_sent(&meta);
-    }
+    session::count_sent(&meta, s.downstream.len());
     let mut lost = None;
     for d in &s.downstream {
         let t = Trigger {

@@ -108,10 +108,11 @@ fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
     }
 }
 
-/// Count the encoded size of session metadata about to be sent.
-pub fn count_sent(meta: &SessionMeta) {
-    if !meta.is_empty() {
-        METADATA_BYTES.fetch_add(encoded_len(meta) as u64, Ordering::Relaxed);
+/// Count the encoded size of session metadata about to be sent `copies` times.
+pub fn count_sent(meta: &SessionMeta, copies: usize) {
+    if !meta.is_empty() && copies > 0 {
+        let n = encoded_len(meta) * copies;
+        METADATA_BYTES.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

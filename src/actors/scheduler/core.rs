@@ -219,12 +219,14 @@ impl SchedulerCore {
             .collect::<Result<Vec<_>, _>>()?;
         let dag_name = plan.is_dag.then(|| dag.name.clone());
         // Repeatable read pins at the node of the first function that runs (a source).
-        let home = (req.consistency == Consistency::RepeatableRead).then(|| {
-            let first = (0..dag.functions.len())
-                .find(|&i| dag.upstream[i].is_empty())
-                .unwrap_or(0);
-            placed[first].node.clone()
-        });
+        let home = (req.consistency == Consistency::RepeatableRead)
+            .then(|| {
+                let first = (0..dag.functions.len())
+                    .find(|&i| dag.upstream[i].is_empty())
+                    .unwrap_or(0);
+                placed.get(first).map(|e| e.node.clone())
+            })
+            .flatten();
         let mut out = Vec::with_capacity(dag.functions.len());
         for (i, executor) in placed.iter().enumerate() {
             let schedule = Schedule {

@@ -149,6 +149,19 @@ fn schedules_carry_edges_args_and_reply() {
     assert_eq!(out[1].1.args, vec![v]);
     assert_eq!(out[0].1.downstream[0].function, "z");
     assert_eq!((z.hash, z.dag.as_deref()), (2, Some("d")));
+    assert!(
+        out.iter().all(|(_, s)| s.home.is_none()),
+        "no home under LWW"
+    );
+    let mut rr = req.clone();
+    rr.consistency = Consistency::RepeatableRead;
+    let out = c.schedules(&plan, rr, now, &mut rng).expect("scheduled");
+    let homes: Vec<_> = out.iter().map(|(_, s)| s.home.clone()).collect();
+    assert_eq!(
+        homes,
+        vec![Some(node("a")); 3],
+        "one home, the first source's node"
+    );
     let mut bad = req;
     bad.args.insert("nope".into(), vec![]);
     let e = c.schedules(&plan, bad, now, &mut rng).unwrap_err();

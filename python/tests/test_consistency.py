@@ -321,7 +321,7 @@ def spread(histories):
 
 # ---- the checker's runs --------------------------------------------------------------
 
-CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "1000"))
+CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "2000"))
 
 
 def test_lww_shows_both_anomalies(two_nodes):

@@ -227,6 +227,10 @@ pub struct GatewayConfig {
     pub heartbeat_ms: u64,
     /// A client that sends nothing (not even a pong) for this long is disconnected.
     pub client_timeout_ms: u64,
+    /// Bytes of request messages one client connection may have running at once; beyond
+    /// it the gateway stops reading that connection until requests finish (a message
+    /// larger than this runs alone).
+    pub max_in_flight_bytes: usize,
     /// Threads serving client websockets. Sessions mostly wait on the cluster, so one
     /// thread serves thousands of clients; more help only when many clients send large
     /// values at once (each thread decodes its sessions' messages), and cost thread
@@ -307,6 +311,7 @@ impl Default for GatewayConfig {
             max_message_bytes: 80 * MIB,
             heartbeat_ms: 5_000,
             client_timeout_ms: 30_000,
+            max_in_flight_bytes: 256 * MIB,
             http_workers: 1,
         }
     }
@@ -405,6 +410,9 @@ impl Config {
         }
         if t.reconnect_max_ms < t.reconnect_min_ms {
             return bad("transport.reconnect_max_ms must be >= transport.reconnect_min_ms".into());
+        }
+        if !(1024..=1 << 40).contains(&self.gateway.max_in_flight_bytes) {
+            return bad("gateway.max_in_flight_bytes must be between 1 KiB and 1 TiB".into());
         }
         if self.gateway.http_workers == 0 || self.gateway.http_workers > 64 {
             return bad("gateway.http_workers must be between 1 and 64".into());

@@ -142,6 +142,39 @@ def test_an_idle_client_answers_pings_and_stays_connected(tmp_path):
         assert c.stop() == 0
 
 
+def test_large_puts_beyond_the_byte_budget_queue_and_all_complete(tmp_path):
+    """With a 1 MiB budget per connection, eight threads putting 600 kB values (and one
+    value larger than the whole budget) on one connection wait for each other: every put
+    completes and reads back intact."""
+    import concurrent.futures
+
+    c = start_cluster(config="[gateway]\nmax_in_flight_bytes = 1048576\n", tmp=tmp_path)
+    try:
+        cloud = cloudburst.CloudburstConnection(c.url)
+
+        def work(t):
+            out = []
+            for i in range(3):
+                value = bytes([t]) * 600_000 + bytes([i])
+                cloud.put_object(f"budget-{t}-{i}", value)
+                out.append(cloud.get_object(f"budget-{t}-{i}") == value)
+            return out
+
+        huge = os.urandom(3 * 1024 * 1024)  # alone exceeds the budget: runs alone
+        pool = concurrent.futures.ThreadPoolExecutor(9)
+        try:
+            done = list(pool.map(work, range(8), timeout=120))
+            assert done == [[True] * 3] * 8
+            put = pool.submit(cloud.put_object, "budget-huge", huge)
+            put.result(timeout=60)  # a budget smaller than one message must not hang it
+            assert cloud.get_object("budget-huge") == huge
+        finally:
+            cloud.close()  # fails anything still waiting, so the pool can shut down
+            pool.shutdown(wait=False)
+    finally:
+        assert c.stop() == 0
+
+
 def test_second_instance_on_the_same_port_fails_clearly(cluster, tmp_path):
     addr = cluster.url.removeprefix("ws://")
     second = LocalCluster("--client-listen", addr, tmp=tmp_path)

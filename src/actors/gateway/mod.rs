@@ -47,6 +47,8 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_message_bytes: usize,
+    /// Bytes of request messages one connection may have running (`gateway.max_in_flight_bytes`).
+    pub max_in_flight_bytes: usize,
     pub heartbeat: Duration,
     pub client_timeout: Duration,
     /// The client token, when auth is on.
@@ -122,6 +124,7 @@ impl Gateway {
             results,
             limits: Limits {
                 max_message_bytes: g.max_message_bytes,
+                max_in_flight_bytes: g.max_in_flight_bytes,
                 heartbeat: Duration::from_millis(g.heartbeat_ms),
                 client_timeout: Duration::from_millis(g.client_timeout_ms),
                 token: g.token.clone(),

@@ -2,10 +2,11 @@
 //! connection shared by many threads pipelines its requests), writes each response when it
 //! is ready, pings the client and closes it when it goes silent.
 //!
-//! Back-pressure: at most [`MAX_IN_FLIGHT`] requests run per session; beyond that the
-//! session stops reading until one finishes (still pinging the client, so one that went
-//! away is noticed). Every task ends with the session; a response the client does not
-//! read within the client timeout is dropped.
+//! Back-pressure: at most [`MAX_IN_FLIGHT`] requests, holding at most
+//! `gateway.max_in_flight_bytes` of request messages (a larger message runs alone), run per
+//! session; beyond that the session stops reading until enough finish (still pinging the
+//! client, so one that went away is noticed). Every task ends with the
+//! session; a response the client does not read within the client timeout is dropped.
 
 use super::ops;
 use super::protocol::{self, GatewayError};
@@ -20,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 /// message limit) and, for calls, a result slot; this bounds a connection's memory while
 /// leaving room for many client threads sharing it.
 pub const MAX_IN_FLIGHT: usize = 256;
+
+/// The unit of the per-connection byte budget (`gateway.max_in_flight_bytes`): large puts
+/// from many threads of one client queue behind each other instead of holding up to
+/// [`MAX_IN_FLIGHT`] times the message limit.
+const KIB: usize = 1024;
 
 /// Longest close reason sent: a close frame holds 125 bytes, two of them the code.
 const MAX_CLOSE_REASON: usize = 123;
@@ -43,6 +49,8 @@ pub async fn run(
 ) {
     let cancel = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let budget_kib = (state.limits.max_in_flight_bytes / KIB).max(1);
+    let byte_permits = Arc::new(Semaphore::new(budget_kib));
     let mut heartbeat = tokio::time::interval(state.limits.heartbeat);
     let mut last_heard = Instant::now();
     tracing::debug!(client = %peer, "client session opened");
@@ -63,16 +71,19 @@ pub async fn run(
         match msg {
             None => break End::Gone,
             Some(Ok(AggregatedMessage::Binary(frame))) => {
-                let permit = match permits.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    // At the limit: stop reading until a request finishes, but keep pinging
-                    // so a client that went away is noticed (and its tasks cancelled).
-                    Err(_) => match wait_for_permit(&permits, &mut session, &mut heartbeat, &state)
-                        .await
-                    {
-                        Some(p) => p,
-                        None => break End::Gone,
-                    },
+                // At a limit: stop reading until requests finish, but keep pinging so a
+                // client that went away is noticed (and its tasks cancelled).
+                let Some(permit) = acquire(&permits, 1, &mut session, &mut heartbeat, &state).await
+                else {
+                    break End::Gone;
+                };
+                // A message larger than the whole budget takes all of it (it runs alone).
+                let kib = frame.len().div_ceil(KIB).clamp(1, budget_kib);
+                let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+                let Some(bytes_permit) =
+                    acquire(&byte_permits, kib, &mut session, &mut heartbeat, &state).await
+                else {
+                    break End::Gone;
                 };
                 let (state, mut out, cancel) = (state.clone(), session.clone(), cancel.clone());
                 actix_web::rt::spawn(async move {
@@ -83,7 +94,7 @@ pub async fn run(
                     // A client that stops reading must not hold this task forever.
                     let limit = state.limits.client_timeout;
                     let _ = tokio::time::timeout(limit, out.binary(response)).await;
-                    drop(permit);
+                    drop((permit, bytes_permit));
                 });
             }
             Some(Ok(AggregatedMessage::Text(_))) => {
@@ -123,17 +134,21 @@ async fn ping(session: &mut Session, limit: std::time::Duration) -> bool {
     )
 }
 
-/// Wait for a free request slot while still pinging on every heartbeat; `None` when the
-/// client is gone.
-async fn wait_for_permit(
+/// Take `n` permits: at once if free, else waiting while still pinging on every
+/// heartbeat; `None` when the client is gone.
+async fn acquire(
     permits: &Arc<Semaphore>,
+    n: u32,
     session: &mut Session,
     heartbeat: &mut tokio::time::Interval,
     state: &GatewayState,
 ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    if let Ok(p) = permits.clone().try_acquire_many_owned(n) {
+        return Some(p);
+    }
     loop {
         tokio::select! {
-            p = permits.clone().acquire_owned() => return p.ok(),
+            p = permits.clone().acquire_many_owned(n) => return p.ok(),
             _ = heartbeat.tick() => {
                 if !ping(session, state.limits.heartbeat).await {
                     return None;

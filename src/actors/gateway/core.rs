@@ -171,13 +171,16 @@ pub fn client_key(key: String, write: bool) -> Result<Key, GatewayError> {
 }
 
 /// The lattice a client value is stored as: a set as SetUnion, anything else as Lww.
-pub fn to_lattice(value: WireValue, at: Timestamp) -> LatticeValue {
+/// Concurrent versions are what reads of causal keys return; they cannot be put.
+pub fn to_lattice(value: WireValue, at: Timestamp) -> Result<LatticeValue, GatewayError> {
     match value {
-        WireValue::Value(b) => LatticeValue::Lww(Lww::new(at, b)),
-        // `Concurrent` is refused before this (read-only); as a set it would lose nothing.
-        WireValue::Set(items) | WireValue::Concurrent(items) => {
-            LatticeValue::SetUnion(items.into_iter().collect::<SetUnion<_>>())
-        }
+        WireValue::Value(b) => Ok(LatticeValue::Lww(Lww::new(at, b))),
+        WireValue::Set(items) => Ok(LatticeValue::SetUnion(
+            items.into_iter().collect::<SetUnion<_>>(),
+        )),
+        WireValue::Concurrent(_) => Err(GatewayError::Invalid(
+            "concurrent versions are read-only: put one value".into(),
+        )),
     }
 }
 

@@ -142,14 +142,16 @@ fn values_round_trip_through_lattices() {
     let key = Key::new("k");
     let v = WireValue::Value(Bytes::from_static(b"p"));
     assert_eq!(
-        from_lattice(&key, to_lattice(v.clone(), ts)).unwrap(),
+        from_lattice(&key, to_lattice(v.clone(), ts).unwrap()).unwrap(),
         Some(v)
     );
     let s = WireValue::Set(vec![Bytes::from_static(b"a")]);
     assert_eq!(
-        from_lattice(&key, to_lattice(s.clone(), ts)).unwrap(),
+        from_lattice(&key, to_lattice(s.clone(), ts).unwrap()).unwrap(),
         Some(s)
     );
+    let both = WireValue::Concurrent(vec![Bytes::from_static(b"a")]);
+    assert_eq!(to_lattice(both, ts).unwrap_err().code(), "invalid_request");
     let max = LatticeValue::Max(crate::lattice::Max::new(3));
     assert_eq!(
         from_lattice(&key, max).unwrap_err().code(),

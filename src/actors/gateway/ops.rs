@@ -3,7 +3,7 @@
 
 use super::core::{self, client_key, function_error, Outcome};
 use super::protocol::{
-    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing, WireValue,
+    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
     PROTOCOL_VERSION,
 };
 use super::router::lock;
@@ -29,11 +29,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
         Request::Ping {} => Ok(Reply::Done(())),
         Request::PutObject { key, value } => {
             let key = client_key(key, true).map_err(|e| e.body())?;
-            if matches!(value, WireValue::Concurrent(_)) {
-                let why = "concurrent versions are read-only: put one value".to_string();
-                return Err(GatewayError::Invalid(why).body());
-            }
-            let lattice = core::to_lattice(value, state.timestamp());
+            let lattice = core::to_lattice(value, state.timestamp()).map_err(|e| e.body())?;
             state.kvs.put(key, lattice).await.map_err(storage)?;
             Ok(Reply::Done(()))
         }

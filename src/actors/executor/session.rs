@@ -62,6 +62,7 @@ use crate::ids::{CallId, Key, NodeRef, WriterId};
 use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;
+use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -89,22 +90,29 @@ fn count_rereads(n: usize) {
     CAUSAL_REREADS.fetch_add(n as u64, Ordering::Relaxed);
 }
 
-/// Bytes `v` encodes to on the wire (bincode), without building the encoding.
-fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
+/// Feed `v`'s bincode encoding (the wire form) to `out` piece by piece, without building
+/// it; false if it cannot be encoded.
+fn encode_into<T: serde::Serialize>(v: &T, out: impl FnMut(&[u8])) -> bool {
+    struct Sink<F>(F);
+    impl<F: FnMut(&[u8])> std::io::Write for Sink<F> {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
+            (self.0)(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let mut c = Count(0);
-    match bincode::serde::encode_into_std_write(v, &mut c, bincode::config::standard()) {
-        Ok(_) => c.0,
-        Err(_) => 0,
+    bincode::serde::encode_into_std_write(v, &mut Sink(out), bincode::config::standard()).is_ok()
+}
+
+/// Bytes `v` encodes to on the wire.
+fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+    let mut n = 0;
+    if encode_into(v, |b| n += b.len()) {
+        n
+    } else {
+        0
     }
 }
 
@@ -148,11 +156,7 @@ fn error(code: &'static str, message: String) -> SessionError {
 }
 
 /// A 64-bit identity of a stored version, the same on every node (0: missing).
-pub fn fingerprint(value: &Option<LatticeValue>) -> u64 {
-    fingerprint_of(value.as_ref())
-}
-
-fn fingerprint_of(value: Option<&LatticeValue>) -> u64 {
+pub fn fingerprint(value: Option<&LatticeValue>) -> u64 {
     let fp = match value {
         None => return 0,
         Some(LatticeValue::Lww(l)) => hash64(&[
@@ -161,25 +165,25 @@ fn fingerprint_of(value: Option<&LatticeValue>) -> u64 {
             &l.value,
         ]),
         Some(other) => {
-            match bincode::serde::encode_to_vec(other, bincode::config::standard()) {
-                Ok(bytes) => hash64(&[&bytes]),
+            let mut h = Sha256::new();
+            if !encode_into(other, |b| h.update(b)) {
                 // Unencodable (cannot happen for stored values): never equal to another.
-                Err(_) => u64::MAX,
+                return u64::MAX;
             }
+            let d = h.finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&d[..8]);
+            u64::from_le_bytes(first)
         }
     };
     fp.max(1)
 }
 
-/// The vector clock of a stored value (empty for kinds without one).
-pub fn clock_of(value: &Option<LatticeValue>) -> VectorClock {
-    value.as_ref().map(clock_of_value).unwrap_or_default()
-}
-
-fn clock_of_value(value: &LatticeValue) -> VectorClock {
+/// The vector clock of a stored value (empty when missing or of a kind without one).
+pub fn clock_of(value: Option<&LatticeValue>) -> VectorClock {
     match value {
-        LatticeValue::MultiKeyCausal(m) => m.clock(),
-        LatticeValue::SingleKeyCausal(s) => s.clock(),
+        Some(LatticeValue::MultiKeyCausal(m)) => m.clock(),
+        Some(LatticeValue::SingleKeyCausal(s)) => s.clock(),
         _ => VectorClock::new(),
     }
 }
@@ -295,7 +299,7 @@ impl Session {
                 .map(|k| match meta.pinned.get(k) {
                     Some(0) => Some(None),
                     Some(&fp) => cache
-                        .with_held(k, |v| (fingerprint_of(Some(v)) == fp).then(|| v.clone()))
+                        .with_held(k, |v| (fingerprint(Some(v)) == fp).then(|| v.clone()))
                         .flatten()
                         .map(Some),
                     None => None,
@@ -333,7 +337,7 @@ impl Session {
             let meta = self.meta();
             for (i, v) in missing.into_iter().zip(values) {
                 if let Some(&fp) = meta.pinned.get(&keys[i]) {
-                    if fingerprint(&v) != fp {
+                    if fingerprint(v.as_ref()) != fp {
                         return Err(error(
                             "session_expired",
                             format!(
@@ -356,7 +360,7 @@ impl Session {
         for (k, v) in keys.iter().zip(values) {
             meta.pinned
                 .entry(k.clone())
-                .or_insert_with(|| fingerprint(v));
+                .or_insert_with(|| fingerprint(v.as_ref()));
         }
     }
 
@@ -368,7 +372,7 @@ impl Session {
         let cache = &self.env.cache;
         let mut values = cache.get_confirmed(keys, self.env.causal.lease).await?;
         // Session order: cover what the session already saw of each key.
-        let mut clocks: Vec<VectorClock> = values.iter().map(clock_of).collect();
+        let mut clocks: Vec<VectorClock> = values.iter().map(|v| clock_of(v.as_ref())).collect();
         let behind: Vec<usize> = {
             let meta = self.meta();
             (0..keys.len())
@@ -385,7 +389,7 @@ impl Session {
             let fresh = cache.refresh(&again).await?;
             let meta = self.meta();
             for (i, v) in behind.into_iter().zip(fresh) {
-                let clock = clock_of(&v);
+                let clock = clock_of(v.as_ref());
                 if meta
                     .deps
                     .get(&keys[i])
@@ -418,7 +422,7 @@ impl Session {
                                 continue; // expired, or already checked in this session
                             }
                             let held_behind = cache
-                                .with_held(dk, |held| !clock_of_value(held).covers(dc))
+                                .with_held(dk, |held| !clock_of(Some(held)).covers(dc))
                                 .unwrap_or(false);
                             if held_behind && !stale.contains(dk) {
                                 stale.push(dk.clone());
@@ -458,14 +462,14 @@ impl Session {
         if let Some(held) = self
             .env
             .cache
-            .with_held(&key, |v| clock_of_value(v).max_dot(me))
+            .with_held(&key, |v| clock_of(Some(v)).max_dot(me))
         {
             known = known.max(held);
         }
         if !self.env.knows_seq(&key) {
             count_rereads(1);
             let stored = self.env.cache.refresh(std::slice::from_ref(&key)).await?;
-            known = known.max(clock_of(&stored[0]).max_dot(me));
+            known = known.max(clock_of(stored[0].as_ref()).max_dot(me));
         }
         let seq = self.env.next_seq(&key, known);
         let (clock, deps) = {
@@ -539,10 +543,16 @@ mod tests {
 
     #[test]
     fn fingerprints_name_versions() {
-        assert_eq!(fingerprint(&None), 0, "missing");
-        assert_eq!(fingerprint(&lww(1, "a")), fingerprint(&lww(1, "a")));
-        assert_ne!(fingerprint(&lww(1, "a")), fingerprint(&lww(2, "a")));
-        assert_ne!(fingerprint(&lww(1, "a")), 0);
+        assert_eq!(fingerprint(None), 0, "missing");
+        assert_eq!(
+            fingerprint(lww(1, "a").as_ref()),
+            fingerprint(lww(1, "a").as_ref())
+        );
+        assert_ne!(
+            fingerprint(lww(1, "a").as_ref()),
+            fingerprint(lww(2, "a").as_ref())
+        );
+        assert_ne!(fingerprint(lww(1, "a").as_ref()), 0);
         let causal = |v: &'static str| {
             let clock = VectorClock::from_iter([(WriterId(3), 1)]);
             Some(LatticeValue::MultiKeyCausal(MultiKeyCausal::new(
@@ -551,7 +561,14 @@ mod tests {
                 Bytes::from_static(v.as_bytes()),
             )))
         };
-        assert_ne!(fingerprint(&causal("a")), fingerprint(&causal("b")));
+        assert_ne!(
+            fingerprint(causal("a").as_ref()),
+            fingerprint(causal("b").as_ref())
+        );
+        assert_eq!(
+            fingerprint(causal("a").as_ref()),
+            fingerprint(causal("a").as_ref())
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::handle::{CacheHandle, Inner};
 use super::messages::{CacheKeysReport, GetCacheStats, ReleaseSession, SessionRead};
 use super::{MAILBOX_CAPACITY, MAX_REPORT_KEYS, MAX_REPORT_KEY_BYTES};
 use crate::actors::kvs::{KeyUpdates, KvsClient};
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use actix::prelude::*;
@@ -132,11 +132,7 @@ impl Handler<ViewChanged> for CacheActor {
     type Result = ();
 
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
-        self.schedulers = msg
-            .view
-            .live_with_role(Role::Scheduler)
-            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Scheduler, 0))
-            .collect();
+        self.schedulers = msg.view.live_schedulers();
     }
 }
 

@@ -26,7 +26,7 @@ use self::env::{failure, ExecEnv};
 use self::messages::{Deliver, Schedule, Trigger};
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::scheduler::messages::ExecutorStatus;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, ServiceId, Transport};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
@@ -225,11 +225,7 @@ impl Handler<Deliver> for Executor {
 impl Handler<ViewChanged> for Executor {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
-        self.schedulers = msg
-            .view
-            .live_with_role(Role::Scheduler)
-            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Scheduler, 0))
-            .collect();
+        self.schedulers = msg.view.live_schedulers();
         self.report();
     }
 }

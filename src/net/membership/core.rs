@@ -83,6 +83,13 @@ impl View {
         self.live().filter(move |m| m.roles.contains(&role))
     }
 
+    /// The live schedulers, as the address status and cache reports go to.
+    pub fn live_schedulers(&self) -> Vec<crate::net::ActorRef> {
+        self.live_with_role(Role::Scheduler)
+            .map(|m| crate::net::ActorRef::new(m.node.clone(), crate::net::ServiceId::Scheduler, 0))
+            .collect()
+    }
+
     /// `(node, state)` pairs: what tests compare between nodes.
     pub fn summary(&self) -> Vec<(NodeRef, MemberState)> {
         self.members

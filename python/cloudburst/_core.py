@@ -76,13 +76,7 @@ class Core:
         if self._closed is not None:
             raise self._closed
         request_id = next(self._ids)
-        frame = protocol.encode(request_id, op, fields)
-        if len(frame) > self.max_message_bytes:
-            raise CloudburstError(
-                "message_too_large",
-                f"{op} request of {len(frame)} bytes is over the server's limit of "
-                f"{self.max_message_bytes} bytes",
-            )
+        frame = protocol.encode(request_id, op, fields, self.max_message_bytes)
         self._pending[request_id] = callback
         if self._closed is not None:
             self._pending.pop(request_id, None)

@@ -149,13 +149,7 @@ class SyncCore:
         :class:`ConnectionClosedError` if the connection is closed before sending."""
         deadline = None if timeout is None else time.monotonic() + timeout
         request_id = next(self._ids)
-        frame = protocol.encode(request_id, op, fields)
-        if len(frame) > self.max_message_bytes:
-            raise CloudburstError(
-                "message_too_large",
-                f"{op} request of {len(frame)} bytes is over the server's limit of "
-                f"{self.max_message_bytes} bytes",
-            )
+        frame = protocol.encode(request_id, op, fields, self.max_message_bytes)
         waiter = self._register(request_id)
         try:
             if self._send(frame):

@@ -36,11 +36,19 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 DEFAULT_SERVER_MAX_BYTES = 80 * 1024 * 1024
 
 
-def encode(request_id, op, fields):
-    """One request frame."""
+def encode(request_id, op, fields, max_bytes=None):
+    """One request frame; ``message_too_large`` if it is over ``max_bytes`` (the server's
+    limit), so the request is refused before it is sent."""
     frame = {"v": PROTOCOL_VERSION, "id": request_id, "op": op}
     frame.update(fields)
-    return msgpack.packb(frame, use_bin_type=True)
+    packed = msgpack.packb(frame, use_bin_type=True)
+    if max_bytes is not None and len(packed) > max_bytes:
+        raise CloudburstError(
+            "message_too_large",
+            f"{op} request of {len(packed)} bytes is over the server's limit of "
+            f"{max_bytes} bytes",
+        )
+    return packed
 
 
 def decode(frame):

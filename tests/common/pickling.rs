@@ -5,6 +5,7 @@ use bytes::Bytes;
 use cloudburst::pyrt::{interp, PyValue};
 use pyo3::prelude::*;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// The project venv's python (scripts/setup.sh creates it).
 pub fn venv_python() -> String {
@@ -29,6 +30,17 @@ pub fn pickle_all(program: &str) -> HashMap<String, Bytes> {
         .collect()
 }
 
+/// The pickle of function `name` of `program`, pickling the whole program once per test
+/// process into `cache`.
+pub fn pickled_in(
+    cache: &'static OnceLock<HashMap<String, Bytes>>,
+    program: &str,
+    name: &str,
+) -> Bytes {
+    let all = cache.get_or_init(|| pickle_all(program));
+    all.get(name).cloned().expect("a known test function")
+}
+
 fn decode_hex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -49,5 +61,36 @@ pub fn value(expr: &str) -> PyValue {
             .extract()
             .expect("bytes");
         PyValue::Pickled(Bytes::from(b))
+    })
+}
+
+/// `repr()` of an unpickled value (sets and concurrent versions as sorted lists of reprs,
+/// so they compare stably).
+#[allow(dead_code)] // not every test crate including this module uses it
+pub fn repr(v: &PyValue) -> String {
+    interp::initialize().expect("embedded python");
+    Python::attach(|py| {
+        let pickle = py.import("pickle").expect("pickle");
+        let load = |b: &Bytes| {
+            pickle
+                .call_method1("loads", (b.as_ref(),))
+                .expect("unpickles")
+        };
+        match v {
+            PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
+            PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+                let mut r: Vec<String> = items
+                    .iter()
+                    .map(|b| load(b).repr().expect("repr").to_string())
+                    .collect();
+                r.sort();
+                let kind = if matches!(v, PyValue::Concurrent(_)) {
+                    "concurrent"
+                } else {
+                    "set"
+                };
+                format!("{kind}{r:?}")
+            }
+        }
     })
 }

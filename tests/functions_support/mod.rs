@@ -11,8 +11,7 @@ use bytes::Bytes;
 use cloudburst::actors::scheduler::messages::Arg;
 use cloudburst::config::{parse_roles, Config};
 use cloudburst::local::{LocalClient, LocalCluster};
-use cloudburst::pyrt::{interp, FunctionKind, PyValue};
-use pyo3::prelude::*;
+use cloudburst::pyrt::FunctionKind;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::OnceLock;
@@ -108,8 +107,7 @@ for name, f in out.items():
 /// cloudpickle bytes of a test function (see `FUNCTIONS`).
 pub fn pickled(name: &str) -> Bytes {
     static ALL: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
-    let all = ALL.get_or_init(|| pickling::pickle_all(FUNCTIONS));
-    all.get(name).cloned().expect("a known test function")
+    pickling::pickled_in(&ALL, FUNCTIONS, name)
 }
 
 pub use pickling::value;
@@ -119,23 +117,8 @@ pub fn arg(expr: &str) -> Arg {
     Arg::Value(value(expr))
 }
 
-/// `repr()` of an unpickled value.
-pub fn repr(v: &PyValue) -> String {
-    interp::initialize().expect("embedded python");
-    Python::attach(|py| {
-        let pickle = py.import("pickle").expect("pickle");
-        match v {
-            PyValue::Pickled(b) => pickle
-                .call_method1("loads", (b.as_ref(),))
-                .expect("unpickles")
-                .repr()
-                .expect("repr")
-                .to_string(),
-            PyValue::PickledSet(items) => format!("set of {}", items.len()),
-            PyValue::Concurrent(items) => format!("{} concurrent", items.len()),
-        }
-    })
-}
+#[allow(unused_imports)] // not every test crate including this module uses it
+pub use pickling::repr;
 
 /// Arguments for one function of a DAG.
 pub fn args_for(function: &str, args: Vec<Arg>) -> BTreeMap<String, Vec<Arg>> {

@@ -9,10 +9,9 @@ mod pickling;
 use bytes::Bytes;
 use cloudburst::ids::Key;
 use cloudburst::pyrt::{
-    interp, FunctionKind, FunctionSpec, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
+    FunctionKind, FunctionSpec, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
 };
 use futures::future::BoxFuture;
-use pyo3::prelude::*;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -111,8 +110,7 @@ for name, f in out.items():
 /// cloudpickle bytes of a test function (see `FUNCTIONS`).
 pub fn pickled(name: &str) -> Bytes {
     static ALL: OnceLock<HashMap<String, Bytes>> = OnceLock::new();
-    let all = ALL.get_or_init(|| pickling::pickle_all(FUNCTIONS));
-    all.get(name).cloned().expect("a known test function")
+    pickling::pickled_in(&ALL, FUNCTIONS, name)
 }
 
 pub fn function(name: &str, kind: FunctionKind) -> Arc<FunctionSpec> {
@@ -139,34 +137,8 @@ pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall
 
 pub use pickling::value;
 
-/// `repr()` of an unpickled value (sets as sorted lists, so they compare stably).
-pub fn repr(v: &PyValue) -> String {
-    interp::initialize().expect("embedded python");
-    Python::attach(|py| {
-        let pickle = py.import("pickle").expect("pickle");
-        let load = |b: &Bytes| {
-            pickle
-                .call_method1("loads", (b.as_ref(),))
-                .expect("unpickles")
-        };
-        match v {
-            PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
-            PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
-                let mut r: Vec<String> = items
-                    .iter()
-                    .map(|b| load(b).repr().expect("repr").to_string())
-                    .collect();
-                r.sort();
-                let kind = if matches!(v, PyValue::Concurrent(_)) {
-                    "concurrent"
-                } else {
-                    "set"
-                };
-                format!("{kind}{r:?}")
-            }
-        }
-    })
-}
+#[allow(unused_imports)] // not every test crate including this module uses it
+pub use pickling::repr;
 
 /// Everything logged by this test binary (tracing), for checking forwarded `print` output.
 pub fn log_text() -> String {

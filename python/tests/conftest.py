@@ -4,9 +4,11 @@ waited for through its readiness line."""
 
 import os
 import pathlib
+import queue
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -77,6 +79,53 @@ class LocalCluster:
                 self.proc.kill()
                 return self.proc.wait()
         return self.proc.returncode
+
+
+class Proc:
+    """A `cloudburst` child process (any mode) whose stdout lines are read by a thread and
+    whose stderr goes to the file `log`; `env` adds environment variables."""
+
+    def __init__(self, args, log, env=None):
+        self.log = log
+        self.proc = subprocess.Popen(
+            [binary(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=open(log, "w"), text=True,
+            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+        self.lines = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def wait_for(self, patterns, seconds=READY_TIMEOUT):
+        """First match of every pattern among stdout lines; `None` entries if it exited."""
+        found = {name: None for name in patterns}
+        deadline = time.monotonic() + seconds
+        while any(v is None for v in found.values()):
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"not ready in {seconds}s; log:\n{self.log_text()}")
+            if line is None:
+                return found
+            for name, pat in patterns.items():
+                m = pat.search(line)
+                if m and found[name] is None:
+                    found[name] = m.group(1)
+        return found
+
+    def log_text(self):
+        return pathlib.Path(self.log).read_text(errors="replace")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def start_cluster(*args, config=None, tmp=None):

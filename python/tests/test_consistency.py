@@ -5,11 +5,9 @@ tests. The same workload under LWW must show anomalies — proof that the checke
 
 import collections
 import os
-import pathlib
 import random
 import re
 import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -19,9 +17,9 @@ import pytest
 import cloudburst
 from cloudburst import CAUSAL, NORMAL, REPEATABLE_READ, CloudburstConnection, Concurrent
 
-from conftest import READY_TIMEOUT, binary
+from conftest import Proc
 
-NODE_READY = re.compile(r"^cloudburst node (\S+) listening on (\S+) generation (\d+)$")
+NODE_READY = re.compile(r"^cloudburst node \S+ listening on (\S+) generation \d+$")
 SECRET = "consistency-test-secret"
 KEYS = ("k0", "k1", "k2")
 
@@ -32,40 +30,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Node:
-    """One `cloudburst node` process."""
-
-    def __init__(self, *args):
-        env = dict(os.environ, NO_COLOR="1", RUST_LOG=os.environ.get("RUST_LOG", "warn"),
-                   CLOUDBURST_CLUSTER_SECRET=SECRET)
-        self.proc = subprocess.Popen(
-            [binary(), "node", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, text=True, env=env)
-        self.stderr = []
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
-        found = {}
-
-        def read():
-            for line in self.proc.stdout:
-                m = NODE_READY.match(line.strip())
-                if m:
-                    found["addr"] = m.group(2)
-                    return
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(READY_TIMEOUT)
-        self.addr = found.get("addr")
-        assert self.addr, "node did not start: " + "".join(self.stderr[-20:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def start_node(log, *args):
+    """One `cloudburst node` process, once it listens; its peer address is `.addr`."""
+    node = Proc(["node", *args], log, env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+    node.addr = node.wait_for({"addr": NODE_READY})["addr"]
+    if node.addr is None:
+        node.stop()
+        raise AssertionError("node did not start: " + node.log_text())
+    return node
 
 
 def retry(fn, limit=30.0):
@@ -227,15 +199,16 @@ def causal_anomalies(histories, writes):
 # ---- fixtures ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def two_nodes():
+def two_nodes(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("consistency")
     client_port, dash_port = free_port(), free_port()
-    a = Node("--roles", "kvs,scheduler,executor,gateway", "--listen", "127.0.0.1:0",
-             "--client-listen", "127.0.0.1:%d" % client_port,
-             "--dashboard-listen", "127.0.0.1:%d" % dash_port, "--workers", "2")
+    a = start_node(logs / "a.log", "--roles", "kvs,scheduler,executor,gateway",
+                   "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:%d" % client_port,
+                   "--dashboard-listen", "127.0.0.1:%d" % dash_port, "--workers", "2")
     b = None
     try:
-        b = Node("--roles", "executor", "--listen", "127.0.0.1:0", "--join", a.addr,
-                 "--workers", "2")
+        b = start_node(logs / "b.log", "--roles", "executor", "--listen", "127.0.0.1:0",
+                       "--join", a.addr, "--workers", "2")
         url = "ws://127.0.0.1:%d" % client_port
         cloud = retry(lambda: CloudburstConnection(url))
         retry(lambda: cloud.register(whoami, "cc_whoami"))

@@ -11,11 +11,7 @@ Two clusters:
 
 import os
 import pathlib
-import queue
 import re
-import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -23,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dashboard_browser
+from conftest import Proc
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("CLOUDBURST_BIN", ROOT / "target" / "debug" / "cloudburst"))
@@ -35,51 +32,6 @@ CALLS = 5
 DASHBOARD_LINE = re.compile(r"dashboard\S* .*?(http://\S+?)/?$")
 CLIENT_URL = re.compile(r"(ws://\S+)")
 NODE_LINE = re.compile(r"^cloudburst node (\S+) listening on ")
-
-
-class Proc:
-    """A `cloudburst` child process whose stdout lines are read by a thread."""
-
-    def __init__(self, args, log):
-        self.log = log
-        self.proc = subprocess.Popen(
-            [str(BINARY), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=open(log, "w"), text=True, env={**os.environ, "NO_COLOR": "1"})
-        self.lines = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def wait_for(self, patterns, seconds=READY_SECONDS):
-        """First match of every pattern among stdout lines; `None` entries if it exited."""
-        found = {name: None for name in patterns}
-        deadline = time.monotonic() + seconds
-        while any(v is None for v in found.values()):
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"not ready in {seconds}s; log:\n{self.log_text()}")
-            if line is None:
-                return found
-            for name, pat in patterns.items():
-                m = pat.search(line)
-                if m and found[name] is None:
-                    found[name] = m.group(1)
-        return found
-
-    def log_text(self):
-        return pathlib.Path(self.log).read_text(errors="replace")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def http_get(url, token=None):

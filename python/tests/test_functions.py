@@ -9,7 +9,7 @@ import time
 import pytest
 
 import cloudburst
-from cloudburst import CloudburstError, CloudburstReference
+from cloudburst import CloudburstReference
 
 pytestmark = pytest.mark.usefixtures("functions")
 

@@ -123,7 +123,10 @@ pub async fn finish(
     session: Option<&Session>,
 ) {
     let value = outcome.as_ref().map_err(|_| Aborted);
-    let meta = session.map(Session::snapshot).unwrap_or_default();
+    let meta = match session {
+        Some(session) if !s.downstream.is_empty() => session.snapshot(),
+        _ => SessionMeta::default(),
+    };
     session::count_sent(&meta, s.downstream.len());
     let mut lost = None;
     for d in &s.downstream {

@@ -155,14 +155,16 @@ fn error(code: &'static str, message: String) -> SessionError {
     SessionError { code, message }
 }
 
-/// A 64-bit identity of a stored version, the same on every node (0: missing).
+/// A 64-bit identity of a stored version, the same on every node (0: missing). An Lww
+/// version is named by its timestamp (writers never reuse one) and length, so a large value
+/// is not hashed on every repeatable read; other kinds have no version id and are hashed.
 pub fn fingerprint(value: Option<&LatticeValue>) -> u64 {
     let fp = match value {
         None => return 0,
         Some(LatticeValue::Lww(l)) => hash64(&[
             &l.timestamp.time.to_le_bytes(),
             &l.timestamp.writer.0.to_le_bytes(),
-            &l.value,
+            &(l.value.len() as u64).to_le_bytes(),
         ]),
         Some(other) => {
             let mut h = Sha256::new();

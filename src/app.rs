@@ -4,6 +4,7 @@
 
 use crate::cli::{BenchArgs, Cli, Command, Workload};
 use crate::config::{Config, ConfigError};
+use crate::node::{self, Mode, NodeError};
 use std::process::ExitCode;
 
 /// Exit code for bad flags or configuration (the same code clap uses for usage errors).
@@ -23,16 +24,12 @@ pub fn init_tracing() {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Local(args) => with_config(
-            args.to_config(),
-            args.common.dump_config,
-            crate::local_cmd::run,
-        ),
-        Command::Node(args) => with_config(
-            args.to_config(),
-            args.common.dump_config,
-            crate::net::node::run,
-        ),
+        Command::Local(args) => with_config(args.to_config(), args.common.dump_config, |c| {
+            node_exit(node::run(c, Mode::Local))
+        }),
+        Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |c| {
+            node_exit(node::run(c, Mode::Node))
+        }),
         Command::Bench(args) => bench(&args),
         Command::Worker(args) => match crate::pyrt::worker::run(&args.socket, args.max_frame_bytes)
         {
@@ -61,6 +58,18 @@ fn with_config(
             ExitCode::SUCCESS
         }
         Ok(c) => go(c),
+    }
+}
+
+/// The exit code of a node that ran (`node`, `local`), saying why in one line if it failed.
+fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
+    let Err(e) = outcome else {
+        return ExitCode::SUCCESS;
+    };
+    eprintln!("error: {e}");
+    match e {
+        NodeError::NoSecret => ExitCode::from(EXIT_USAGE),
+        NodeError::Start { .. } | NodeError::NotReady(_) => ExitCode::from(EXIT_FAILURE),
     }
 }
 

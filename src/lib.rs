@@ -5,12 +5,12 @@
 //! modes. See `README.md` for how to run it and `../shared/DESIGN.md` for the architecture.
 //!
 //! # Layout
-//! - [`app`]: what each subcommand does once parsed (exit codes, dispatch).
+//! - [`app`]: what each subcommand does once parsed (dispatch; every exit code is decided
+//!   here).
 //! - [`cli`]: the command line (clap): `local`, `node`, `bench`.
 //! - [`config`]: the effective configuration, its defaults, TOML file and validation.
 //! - [`ids`]: newtype identifiers (`NodeId`, `Generation`, `Key`, `CallId`, `WriterId`).
 //! - [`lattice`]: the lattice types, the stored `LatticeValue` enum and the law checker.
-//! - [`local_cmd`]: `cloudburst local`: the whole cluster in one process.
 //! - [`metrics`]: process-wide call counters and latency histograms (for `/metrics` and the
 //!   dashboard).
 //! - [`net`]: the peer transport (frames, envelopes, handshake, remote handles), membership
@@ -19,7 +19,9 @@
 //!   pure cores).
 //! - [`local`]: an in-process cluster and a Rust client of the function plane (tests,
 //!   benchmarks).
-//! - [`roles`]: starting and stopping the roles a node plays (shared by `node` and `local`).
+//! - [`node`]: a node above the transport: starting its roles (and stopping what started
+//!   when one fails), the one serve loop of `cloudburst node` and `cloudburst local`, the
+//!   readiness lines.
 //! - [`mod@bench`]: the `cloudburst bench` workloads.
 //! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
 //!   `cloudburst worker` mode), timeouts by killing, the user library's way into Rust.
@@ -32,8 +34,7 @@ pub mod config;
 pub mod ids;
 pub mod lattice;
 pub mod local;
-pub mod local_cmd;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod pyrt;
-pub mod roles;

@@ -9,7 +9,7 @@ use cloudburst::actors::cache::{ReleaseSession, SessionRead};
 use cloudburst::ids::{CallId, Key};
 use cloudburst::local::LocalCluster;
 use cloudburst::net::{ActorRef, ServiceId};
-use cloudburst::roles::NodeRoles;
+use cloudburst::node::NodeRoles;
 use functions_support::*;
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@ use cloudburst::actors::scheduler::messages::Arg;
 use cloudburst::actors::scheduler::HoldersOf;
 use cloudburst::ids::Key;
 use cloudburst::local::LocalCluster;
-use cloudburst::roles::NodeRoles;
+use cloudburst::node::NodeRoles;
 use functions_support::*;
 use std::collections::BTreeSet;
 

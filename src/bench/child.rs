@@ -73,8 +73,7 @@ pub fn spawn_node(args: &[&str], secret: &str) -> anyhow::Result<ChildNode> {
     Ok(guard)
 }
 
-/// `cloudburst node <id> listening on <addr> generation <n>` (see `net::node::ready_line`).
+/// `cloudburst node <id> listening on <addr> generation <n>` (see `node::node_line`).
 pub fn parse_ready(line: &str) -> anyhow::Result<(NodeRef, SocketAddr)> {
-    crate::net::node::parse_ready_line(line)
-        .ok_or_else(|| anyhow!("unexpected readiness line: {line}"))
+    crate::node::parse_node_line(line).ok_or_else(|| anyhow!("unexpected readiness line: {line}"))
 }

@@ -21,7 +21,6 @@
 //! - [`ring`]: a deterministic consistent hash ring with virtual nodes.
 //! - [`membership`]: the cluster view, heartbeats, failure detection, join and leave.
 //! - [`echo`]: the Echo service every node runs (tests, benchmark, pairwise ping).
-//! - [`node`]: what `cloudburst node` runs.
 
 pub mod echo;
 pub mod error;
@@ -30,7 +29,6 @@ pub mod handle;
 pub mod handshake;
 pub mod membership;
 pub mod metrics;
-pub mod node;
 pub mod ring;
 pub mod service;
 pub mod transport;

@@ -104,7 +104,7 @@ fn parse_dashboard(line: &str) -> SocketAddr {
 }
 
 fn parse_ready(line: &str) -> (NodeRef, SocketAddr) {
-    cloudburst::net::node::parse_ready_line(line)
+    cloudburst::node::parse_node_line(line)
         .unwrap_or_else(|| panic!("unexpected readiness line: {line}"))
 }
 

@@ -146,7 +146,7 @@ impl Drop for NodeProc {
 
 /// `cloudburst node <id> listening on <addr> generation <n>`
 fn parse_ready(line: &str) -> (NodeRef, SocketAddr) {
-    cloudburst::net::node::parse_ready_line(line)
+    cloudburst::node::parse_node_line(line)
         .unwrap_or_else(|| panic!("unexpected readiness line: {line}"))
 }
 

@@ -1,0 +1,80 @@
+//! A node of the cluster, above the transport: the roles it plays and the two commands
+//! that run one. `net` knows nothing of this layer; the exit code of a failure is decided
+//! by `app`, never here.
+//!
+//! - [`roles`]: starting the roles of a node (stopping what started when a later role
+//!   fails), waiting until they can serve, stopping them.
+//! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
+//! - [`ready`]: the readiness lines on stdout and their parser.
+//! - `serve`: the one serve loop: start, readiness line, signal, stop.
+//!
+//! `cloudburst node` ([`Mode::Node`]) plays the configured roles and needs a cluster
+//! secret. `cloudburst local` ([`Mode::Local`]) is the whole cluster in one process, bound
+//! to 127.0.0.1 unless told otherwise; it makes up a secret when none is set, and prints
+//! its readiness line only once a client's first request can be served. Both stop cleanly
+//! on Ctrl-C or SIGTERM; a port already in use fails the start with the address in the
+//! message.
+
+mod dashboard;
+pub mod ready;
+pub mod roles;
+mod serve;
+
+pub use ready::{local_line, node_line, parse_node_line};
+pub use roles::{playable, NodeRoles, NotReady, RoleError, DRAIN_LIMIT, NOT_YET};
+pub use serve::wait_for_signal;
+
+use crate::config::Config;
+use std::fmt;
+
+/// Bytes of randomness in the cluster secret `local` makes up when none is configured (the
+/// peer listener is still reachable on loopback, so it must not be guessable).
+const GENERATED_SECRET_BYTES: usize = 32;
+
+/// Which command runs the node: they differ in the secret they need, what "ready" means
+/// and the readiness line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `cloudburst node`: one node of a real cluster.
+    Node,
+    /// `cloudburst local`: the whole cluster in one process.
+    Local,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Node => "node",
+            Mode::Local => "local cluster",
+        })
+    }
+}
+
+/// Why a node did not run (whatever had started was stopped first).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A usage error: the configuration lacks what this mode needs.
+    #[error("a node needs a cluster secret (--cluster-secret or CLOUDBURST_CLUSTER_SECRET)")]
+    NoSecret,
+    #[error("cannot start the {mode}: {source}")]
+    Start { mode: Mode, source: RoleError },
+    #[error("the local cluster is not ready: {0}")]
+    NotReady(#[from] NotReady),
+}
+
+/// Run `cfg` as `mode` until SIGTERM or Ctrl-C.
+pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
+    if cfg.node.cluster_secret.is_empty() {
+        match mode {
+            Mode::Node => return Err(NodeError::NoSecret),
+            Mode::Local => cfg.node.cluster_secret = random_secret(),
+        }
+    }
+    actix::System::new().block_on(serve::serve(cfg, mode))
+}
+
+fn random_secret() -> String {
+    (0..GENERATED_SECRET_BYTES)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}

@@ -1,0 +1,229 @@
+//! Starting and stopping the roles a node plays. `cloudburst node` (any subset of roles),
+//! `cloudburst local` (every role this build can play, in one process) and the in-process
+//! harness all go through [`NodeRoles::start`].
+//!
+//! Every node runs the transport, membership, the Echo service and the KVS routing
+//! watcher; each role adds its actors. A role added here is removed from [`NOT_YET`].
+//! When a role fails to start, whatever already started is stopped before the error is
+//! returned (listeners closed, Python workers killed and reaped), so a failed start leaves
+//! nothing behind in a process that goes on.
+
+use super::dashboard;
+use crate::actors::cache::{CacheHandle, StateAccess};
+use crate::actors::executor::{Executor, ExecutorHandle};
+use crate::actors::gateway::dashboard::DashboardServer;
+use crate::actors::gateway::Gateway;
+use crate::actors::kvs::KvsTier;
+use crate::actors::scheduler::{GetExecutors, Scheduler};
+use crate::config::{Config, Role};
+use crate::net::echo::EchoService;
+use crate::net::membership::{LeaveCluster, Membership};
+use crate::net::{NetError, Transport};
+use crate::pyrt::PyRuntimeError;
+use actix::Addr;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Roles this build cannot play yet: a node asked to play them says so plainly, and
+/// `cloudburst local` does not ask for them.
+pub const NOT_YET: &[Role] = &[Role::Monitor];
+
+/// How long a leaving KVS node may spend handing its keys to the remaining owners.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How often [`NodeRoles::wait_ready`] looks again while it waits.
+const READY_POLL: Duration = Duration::from_millis(5);
+
+/// The roles this build can play: every role but those in [`NOT_YET`].
+pub fn playable() -> BTreeSet<Role> {
+    Role::ALL
+        .into_iter()
+        .filter(|r| !NOT_YET.contains(r))
+        .collect()
+}
+
+/// Why a node's roles could not start (whatever had started is stopped by then).
+#[derive(Debug, thiserror::Error)]
+pub enum RoleError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("executor: {0}")]
+    Python(#[from] PyRuntimeError),
+    #[error("gateway: {0}")]
+    Gateway(std::io::Error),
+    #[error("dashboard cannot listen on {addr}: {source}")]
+    Dashboard {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Why a started node is not ready to serve clients.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("the local KVS shards did not join the routing table within {0:?}")]
+    KvsUnrouted(Duration),
+    #[error("the scheduler knew {known} of {wanted} executors after {limit:?}")]
+    ExecutorsUnknown {
+        known: usize,
+        wanted: usize,
+        limit: Duration,
+    },
+}
+
+/// The running parts of one node.
+pub struct NodeRoles {
+    pub transport: Transport,
+    pub membership: Addr<Membership>,
+    pub kvs: KvsTier,
+    /// This node's cache, when it plays the `executor` role (executors read through it).
+    pub cache: Option<CacheHandle>,
+    /// The client websocket gateway, on nodes playing `gateway`.
+    pub gateway: Option<Gateway>,
+    /// The dashboard server, on nodes playing `gateway`.
+    pub dashboard: Option<DashboardServer>,
+    /// The scheduler, when the node plays `scheduler`.
+    pub scheduler: Option<Addr<Scheduler>>,
+    /// The executor, when the node plays `executor`.
+    pub executor: Option<ExecutorHandle>,
+}
+
+impl NodeRoles {
+    /// Start the transport, membership and every role in `cfg.node.roles`; on failure,
+    /// stop what started and return why. Must run inside an actix `System`.
+    pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
+        let transport = Transport::start(cfg, None).await?;
+        let membership = Membership::start(transport.clone(), cfg);
+        EchoService::start(transport.clone(), Some(membership.clone().recipient()));
+        let kvs = KvsTier::start(&transport, &membership, cfg);
+        let mut node = NodeRoles {
+            transport,
+            membership,
+            kvs,
+            cache: None,
+            gateway: None,
+            dashboard: None,
+            scheduler: None,
+            executor: None,
+        };
+        match node.start_roles(cfg).await {
+            Ok(()) => Ok(node),
+            Err(e) => {
+                tracing::warn!(cause = %e, "a role failed to start; stopping what started");
+                node.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The roles on top of the transport, membership and KVS tier, in dependency order.
+    async fn start_roles(&mut self, cfg: &Config) -> Result<(), RoleError> {
+        let roles = &cfg.node.roles;
+        let (t, m) = (&self.transport, &self.membership);
+        if roles.contains(&Role::Executor) {
+            self.cache = Some(CacheHandle::start(t, m, self.kvs.client.clone(), cfg));
+        }
+        if roles.contains(&Role::Scheduler) {
+            self.scheduler = Some(Scheduler::start(t, m, self.kvs.client.clone(), cfg));
+        }
+        if let Some(cache) = &self.cache {
+            // Executors read and write state through this node's cache, and load function
+            // bodies from the KVS itself.
+            let registry: Arc<dyn StateAccess> = Arc::new(self.kvs.client.clone());
+            let e = Executor::start(t, m, cache.clone(), registry, cfg).await?;
+            self.executor = Some(e);
+        }
+        if roles.contains(&Role::Gateway) {
+            let g =
+                Gateway::start(t, m, self.kvs.client.clone(), cfg).map_err(RoleError::Gateway)?;
+            self.gateway = Some(g);
+            let pool = self.executor.as_ref().map(|e| e.pool.clone());
+            self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs, pool)?);
+        }
+        let pending: Vec<&str> = roles
+            .iter()
+            .filter(|r| NOT_YET.contains(r))
+            .map(|r| r.name())
+            .collect();
+        if !pending.is_empty() {
+            tracing::warn!(
+                roles = %pending.join(","),
+                "roles not available yet in this build; this node does not play them"
+            );
+        }
+        Ok(())
+    }
+
+    /// Wait (bounded) until the KVS routing table knows a KVS node and, on a node playing
+    /// `scheduler`, until the scheduler knows at least `executors` executors: then a client
+    /// request finds the shards and a registration is not refused with `no_executors`.
+    pub async fn wait_ready(
+        &self,
+        executors: usize,
+        routing_limit: Duration,
+        executors_limit: Duration,
+    ) -> Result<(), NotReady> {
+        let deadline = tokio::time::Instant::now() + routing_limit;
+        while self.kvs.client.routing().nodes().next().is_none() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(NotReady::KvsUnrouted(routing_limit));
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        let Some(scheduler) = &self.scheduler else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + executors_limit;
+        loop {
+            let known = scheduler.send(GetExecutors).await.map_or(0, |e| e.len());
+            if known >= executors {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(NotReady::ExecutorsUnknown {
+                    known,
+                    wanted: executors,
+                    limit: executors_limit,
+                });
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+
+    /// Hand this node's keys to the remaining owners, tell the peers this node leaves, then
+    /// stop everything that started. Returns how many peers acknowledged the goodbye.
+    pub async fn stop(self) -> usize {
+        if let Some(g) = &self.gateway {
+            g.stop().await;
+        }
+        if let Some(d) = self.dashboard {
+            d.stop().await;
+        }
+        if !self.kvs.shards.is_empty() && !self.kvs.drain(DRAIN_LIMIT).await {
+            tracing::warn!(
+                "not every key was handed off before leaving; replicas (if any) keep them"
+            );
+        }
+        let acks = self.membership.send(LeaveCluster).await.unwrap_or(0);
+        if let Some(e) = &self.executor {
+            e.stop(&self.transport).await;
+        }
+        self.transport.shutdown().await;
+        self.kvs.stop();
+        acks
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playable_roles_leave_out_those_not_available_yet() {
+        let p = playable();
+        assert!(NOT_YET.iter().all(|r| !p.contains(r)));
+        assert_eq!(p.len() + NOT_YET.len(), Role::ALL.len());
+    }
+}

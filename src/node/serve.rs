@@ -1,0 +1,81 @@
+//! The one serve loop of `cloudburst node` and `cloudburst local`: start the roles, wait
+//! until they can serve, print the readiness line, wait for SIGTERM or Ctrl-C, stop. A
+//! failure at any step stops what started and comes back as a [`NodeError`]; what the
+//! process exits with is the caller's business.
+
+use super::ready::{local_line, node_line};
+use super::roles::NodeRoles;
+use super::{Mode, NodeError};
+use crate::config::Config;
+use std::io::Write;
+use std::time::Duration;
+
+/// How long start-up may take for the KVS routing to include this node's shards.
+const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
+/// How long start-up may take for the scheduler to learn of the local executor (its
+/// Python workers start first; a loaded machine is slow).
+const EXECUTOR_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Serve `cfg` as `mode` until a signal. Must run inside an actix `System`.
+pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
+    let roles = NodeRoles::start(&cfg)
+        .await
+        .map_err(|source| NodeError::Start { mode, source })?;
+    let line = match ready(&roles, mode).await {
+        Ok(line) => line,
+        Err(e) => {
+            roles.stop().await;
+            return Err(e);
+        }
+    };
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping the {mode}");
+    let acks = roles.stop().await;
+    tracing::info!(acknowledged_by = acks, "left the cluster; shut down");
+    Ok(())
+}
+
+/// Wait until `roles` can serve what `mode` promises, then say so in its readiness line.
+async fn ready(roles: &NodeRoles, mode: Mode) -> Result<String, NodeError> {
+    match mode {
+        // A node is ready once it listens: its peers and clients wait for what they need.
+        Mode::Node => Ok(node_line(
+            roles.transport.local_node(),
+            roles.transport.local_addr(),
+        )),
+        // The first client request after `local`'s line must find the KVS and an executor.
+        Mode::Local => {
+            roles
+                .wait_ready(1, ROUTING_DEADLINE, EXECUTOR_DEADLINE)
+                .await?;
+            let url = roles.gateway.as_ref().map(|g| g.client_url());
+            Ok(local_line(url.as_deref()))
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (SIGINT), naming which.
+pub async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+            },
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot listen for SIGTERM; Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// Exit code for bad flags or configuration (the same code clap uses for usage errors).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit code for a failure at run time, or a feature that is not available yet.
+/// Exit code for a failure at run time.
 pub const EXIT_FAILURE: u8 = 1;
 
 /// Log to stderr; `RUST_LOG` picks levels (default `info`).
@@ -20,6 +20,30 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The command line could not be parsed: help and version requests are printed as clap
+/// renders them; a usage error is one line with a hint, and exit code 2.
+pub fn parse_failed(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let whole = matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    );
+    if whole {
+        let _ = e.print();
+        return match e.use_stderr() {
+            true => ExitCode::from(EXIT_USAGE),
+            false => ExitCode::SUCCESS,
+        };
+    }
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    eprintln!("{}", crate::cli::error_line(&e, &args));
+    ExitCode::from(EXIT_USAGE)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -73,11 +97,6 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
     }
 }
 
-fn not_yet(what: &str) -> ExitCode {
-    eprintln!("error: {what} is not available yet in this build");
-    ExitCode::from(EXIT_FAILURE)
-}
-
 fn bench(args: &BenchArgs) -> ExitCode {
     let outcome = match args.workload {
         Workload::Lattice => crate::bench::lattice::run(args),
@@ -85,15 +104,8 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Kvs => crate::bench::kvs::run(args),
         Workload::Compose => crate::bench::compose::run(args),
         Workload::Consistency => crate::bench::consistency::run(args),
+        Workload::Client => crate::bench::client::run(args),
         Workload::Python => crate::pyrt::bench::run(args),
-        other => {
-            return not_yet(&format!(
-                "`cloudburst bench {}`",
-                clap::ValueEnum::to_possible_value(&other)
-                    .map(|v| v.get_name().to_string())
-                    .unwrap_or_default()
-            ))
-        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a whole cluster in one process on this machine (KVS, scheduler, executors with
-    /// their cache, gateway, monitor, dashboard).
+    /// their cache, gateway, dashboard).
     Local(LocalArgs),
     /// Run one node of a real cluster, playing any subset of roles.
     Node(NodeArgs),
@@ -151,6 +151,30 @@ pub struct BenchArgs {
     pub iterations: Option<usize>,
 }
 
+/// A command-line error in one line with a hint: clap's message, its details (a tip, the
+/// possible values) if it has any, and where the full usage is (`--help` of the subcommand
+/// named in `args`, the command line that failed to parse).
+pub fn error_line(e: &clap::Error, args: &[String]) -> String {
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().unwrap_or_default();
+    let mut line = format!("error: {}", first.trim_start_matches("error: "));
+    // clap's usage and "try --help" lines are replaced by the hint below.
+    for detail in lines.take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more")) {
+        line.push_str(&format!("; {}", detail.trim_start_matches("tip: ")));
+    }
+    let cli = <Cli as clap::CommandFactory>::command();
+    let sub = args
+        .iter()
+        .skip(1)
+        .find(|a| cli.get_subcommands().any(|s| s.get_name() == a.as_str()));
+    match sub {
+        Some(sub) => line.push_str(&format!(" (see 'cloudburst {sub} --help')")),
+        None => line.push_str(" (see 'cloudburst --help')"),
+    }
+    line
+}
+
 impl CommonArgs {
     /// Defaults, then the file, then flags/environment; validated.
     pub fn to_config(&self) -> Result<Config, ConfigError> {
@@ -209,7 +233,8 @@ impl NodeArgs {
 impl LocalArgs {
     pub fn to_config(&self) -> Result<Config, ConfigError> {
         let mut c = self.common.to_config()?;
-        c.node.roles = Role::ALL.into_iter().collect();
+        // Every role this build can play: asking for one it cannot would only warn.
+        c.node.roles = crate::node::playable();
         c.node.join = None;
         c.validate()?;
         Ok(c)
@@ -248,6 +273,39 @@ mod tests {
         assert_eq!(c.node.roles.len(), 2);
         assert_eq!(c.node.listen.port(), 7100);
         assert_eq!(c.kvs.replication, 2);
+    }
+
+    #[test]
+    fn local_asks_only_for_roles_this_build_can_play() {
+        let cli = Cli::try_parse_from(["cloudburst", "local"]).expect("parses");
+        let Command::Local(args) = cli.command else {
+            panic!("expected local")
+        };
+        let roles = args.to_config().expect("valid").node.roles;
+        assert_eq!(roles, crate::node::playable());
+        assert!(roles.contains(&Role::Gateway) && !roles.contains(&Role::Monitor));
+    }
+
+    #[test]
+    fn a_bad_flag_is_one_line_with_a_hint() {
+        let line = |args: &[&str]| {
+            let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+            error_line(&Cli::try_parse_from(&args).unwrap_err(), &args)
+        };
+        assert_eq!(
+            line(&["cloudburst", "local", "--bogus"]),
+            "error: unexpected argument '--bogus' found (see 'cloudburst local --help')"
+        );
+        let l = line(&["cloudburst", "node", "--lisen", "x"]);
+        assert!(!l.contains('\n'), "{l}");
+        assert!(l.contains("'--listen'"), "clap's suggestion is kept: {l}");
+        assert!(l.ends_with("(see 'cloudburst node --help')"), "{l}");
+        let l = line(&["cloudburst", "bench", "nope"]);
+        assert!(l.starts_with("error: invalid value 'nope'"), "{l}");
+        assert!(l.contains("[possible values: lattice,"), "{l}");
+        assert!(l.ends_with("(see 'cloudburst bench --help')"), "{l}");
+        let l = line(&["cloudburst", "nope"]);
+        assert!(l.ends_with("(see 'cloudburst --help')"), "{l}");
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Default for ConsistencyConfig {
 pub struct NodeConfig {
     /// Stable node name; empty means "use the advertised peer address".
     pub id: String,
-    /// Roles this node plays (ignored by `local`, which plays all of them).
+    /// Roles this node plays (ignored by `local`, which plays every role this build can).
     pub roles: BTreeSet<Role>,
     /// Peer listener (node-to-node transport).
     pub listen: SocketAddr,
@@ -239,6 +239,10 @@ pub struct GatewayConfig {
 }
 
 const MIB: usize = 1024 * 1024;
+
+/// What `--dump-config` prints in place of a secret. Fed back as a config file it would be
+/// taken for the secret itself, so [`Config::validate`] refuses it.
+pub const REDACTED: &str = "<redacted>";
 
 impl Default for NodeConfig {
     fn default() -> Self {
@@ -472,6 +476,24 @@ impl Config {
                 return bad("gateway.token must not be empty when set".into());
             }
         }
+        for (name, value, env) in [
+            (
+                "node.cluster_secret",
+                Some(&self.node.cluster_secret),
+                "CLOUDBURST_CLUSTER_SECRET",
+            ),
+            (
+                "gateway.token",
+                self.gateway.token.as_ref(),
+                "CLOUDBURST_TOKEN",
+            ),
+        ] {
+            if value.is_some_and(|v| v == REDACTED) {
+                return bad(format!(
+                    "{name} is \"{REDACTED}\", the placeholder --dump-config prints: set the real value (or {env}) or remove the line"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -479,10 +501,10 @@ impl Config {
     pub fn dump(&self) -> String {
         let mut shown = self.clone();
         if !shown.node.cluster_secret.is_empty() {
-            shown.node.cluster_secret = "<redacted>".into();
+            shown.node.cluster_secret = REDACTED.into();
         }
         if shown.gateway.token.is_some() {
-            shown.gateway.token = Some("<redacted>".into());
+            shown.gateway.token = Some(REDACTED.into());
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -516,6 +538,25 @@ mod tests {
         assert!(!text.contains("hunter2") && !text.contains("\"tok\""));
         let back = Config::from_toml(&text).expect("dump parses");
         assert_eq!(back.kvs, c.kvs);
+    }
+
+    #[test]
+    fn a_dumped_config_fed_back_is_refused_until_its_secrets_are_set() {
+        let mut c = Config::default();
+        c.node.cluster_secret = "hunter2".into();
+        c.gateway.token = Some("tok".into());
+        let mut back = Config::from_toml(&c.dump()).expect("dump parses");
+        let err = back.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("node.cluster_secret") && err.contains("--dump-config"),
+            "{err}"
+        );
+        back.node.cluster_secret = "hunter2".into(); // as a flag or variable would set it
+        let err = back.validate().unwrap_err().to_string();
+        assert!(err.contains("gateway.token"), "{err}");
+        back.gateway.token = Some("tok".into());
+        back.validate()
+            .expect("valid once the real secrets are set");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     cloudburst::app::init_tracing();
-    let cli = cloudburst::cli::Cli::parse();
-    cloudburst::app::run(cli)
+    match cloudburst::cli::Cli::try_parse() {
+        Ok(cli) => cloudburst::app::run(cli),
+        Err(e) => cloudburst::app::parse_failed(e),
+    }
 }

@@ -2,6 +2,7 @@
 //! with `--json` the last line printed is one JSON object.
 
 pub mod child;
+pub mod client;
 pub mod compose;
 pub mod consistency;
 pub mod kvs;

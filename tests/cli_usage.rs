@@ -1,0 +1,82 @@
+//! What a newcomer sees from the `cloudburst` binary when a command line or config file is
+//! wrong: one line naming the problem with a hint, and exit code 2.
+
+use std::process::{Command, Output};
+
+fn cloudburst(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloudburst"))
+        .args(args)
+        .env_remove("CLOUDBURST_CLUSTER_SECRET")
+        .env_remove("CLOUDBURST_TOKEN")
+        .envs(env.iter().copied())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cloudburst")
+}
+
+/// Exit code 2 and exactly one line on stderr, returned.
+fn usage_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+    assert!(out.stdout.is_empty());
+    stderr.trim_end().to_string()
+}
+
+#[test]
+fn a_bad_flag_is_one_line_with_a_hint() {
+    let line = usage_error(&cloudburst(&["local", "--bogus"], &[]));
+    assert_eq!(
+        line,
+        "error: unexpected argument '--bogus' found (see 'cloudburst local --help')"
+    );
+    let line = usage_error(&cloudburst(&["node", "--roles", "kvs,cook"], &[]));
+    assert!(line.contains("unknown role `cook`"), "{line}");
+}
+
+#[test]
+fn help_still_prints_in_full() {
+    let out = cloudburst(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Usage: cloudburst <COMMAND>"), "{text}");
+}
+
+#[test]
+fn a_dumped_config_with_a_redacted_secret_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("dumped.toml");
+    let env = [("CLOUDBURST_CLUSTER_SECRET", "s3cret")];
+    let out = cloudburst(&["node", "--dump-config"], &env);
+    assert!(out.status.success());
+    let dumped = String::from_utf8_lossy(&out.stdout);
+    assert!(dumped.contains("cluster_secret = \"<redacted>\"") && !dumped.contains("s3cret"));
+    std::fs::write(&file, dumped.as_bytes()).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let line = usage_error(&cloudburst(
+        &["node", "--config", path, "--dump-config"],
+        &[],
+    ));
+    assert!(
+        line.contains("node.cluster_secret") && line.contains("--dump-config"),
+        "{line}"
+    );
+    // The real secret given beside the file wins over the placeholder.
+    let out = cloudburst(&["node", "--config", path, "--dump-config"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn local_asks_for_no_role_it_cannot_play() {
+    let out = cloudburst(&["local", "--dump-config"], &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"gateway\"") && !text.contains("\"monitor\""),
+        "{text}"
+    );
+}

@@ -11,15 +11,7 @@ use cloudburst::local::LocalCluster;
 use cloudburst::net::{ActorRef, ServiceId};
 use cloudburst::node::NodeRoles;
 use functions_support::*;
-use std::time::{Duration, Instant};
-
-async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn pins_hold_across_nodes_and_are_released_or_expire() {
@@ -53,7 +45,7 @@ fn pins_hold_across_nodes_and_are_released_or_expire() {
             .await
             .expect("second put");
         // a's cache now holds the new version (its own read-through was updated by push)...
-        wait_until("a's cache sees the new version", READY, || {
+        until(READY, "a's cache to see the new version", || {
             home.peek(&Key::new("k")) != first[0]
         })
         .await;
@@ -77,10 +69,13 @@ fn pins_hold_across_nodes_and_are_released_or_expire() {
             .handle::<ReleaseSession>(home_ref.clone())
             .tell(ReleaseSession { session: CallId(1) })
             .expect("sent");
-        wait_until("session 1 released", READY, || home.stats().pinned == 1).await;
+        until(READY, "session 1 to be released", || {
+            home.stats().pinned == 1
+        })
+        .await;
 
         // Session 2's caller vanished (no release): its pins expire after the TTL.
-        wait_until("session 2 expired", Duration::from_secs(10), || {
+        until(Duration::from_secs(10), "session 2 to expire", || {
             home.stats().pinned == 0
         })
         .await;

@@ -9,7 +9,7 @@ use cloudburst::ids::Key;
 use cloudburst::local::LocalError;
 use cloudburst::pyrt::FunctionKind;
 use functions_support::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn refused(r: Result<(), LocalError>) -> FunctionError {
     match r {
@@ -197,15 +197,13 @@ fn references_are_resolved_and_results_can_be_stored() {
             .call_dag_stored("pipeline", args_for("incr", vec![arg("2")]), key.clone())
             .await
             .expect("accepted");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(v) = client.get_object(key.as_str()).await.expect("get") {
-                assert_eq!(repr(&v), "9");
-                break;
-            }
-            assert!(Instant::now() < deadline, "result never stored");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let stored = eventually(
+            Duration::from_secs(10),
+            "the result to be stored",
+            || async { client.get_object(key.as_str()).await.expect("get") },
+        )
+        .await;
+        assert_eq!(repr(&stored), "9");
         cluster.stop().await;
     });
 }

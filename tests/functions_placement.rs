@@ -14,6 +14,7 @@ use cloudburst::local::LocalCluster;
 use cloudburst::node::NodeRoles;
 use functions_support::*;
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 #[test]
 fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
@@ -54,22 +55,24 @@ fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
         assert!(held[0].is_some(), "b's cache read the key");
         // Wait until the scheduler has B's report (never A's: A's cache holds nothing)...
         let scheduler = a.roles.scheduler.clone().expect("a schedules");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let holders = scheduler
-                .send(HoldersOf(Key::new("hot")))
-                .await
-                .expect("ask");
-            if holders == vec![b_node.id.clone()] {
-                break;
-            }
-            assert!(holders.is_empty(), "only b holds the key: {holders:?}");
-            assert!(
-                std::time::Instant::now() < deadline,
-                "b's cache never reported the key"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let wanted = vec![b_node.id.clone()];
+        eventually(
+            Duration::from_secs(10),
+            "b's cache to report the key",
+            || {
+                let (scheduler, wanted) = (scheduler.clone(), wanted.clone());
+                async move {
+                    let holders = scheduler
+                        .send(HoldersOf(Key::new("hot")))
+                        .await
+                        .expect("ask");
+                    let only_b = holders.is_empty() || holders == wanted;
+                    assert!(only_b, "only b holds the key: {holders:?}");
+                    (holders == wanted).then_some(())
+                }
+            },
+        )
+        .await;
         // ...then every call referencing the key runs on B.
         for _ in 0..20 {
             let id = repr(

@@ -21,7 +21,7 @@ async fn a_full_queue_is_overloaded() {
                 .await
         }
     });
-    assert!(eventually(T, || pool.utilisation() == 1.0).await);
+    until(T, "the one worker to be busy", || pool.utilisation() == 1.0).await;
     let queued = tokio::spawn({
         let pool = pool.clone();
         async move {
@@ -32,7 +32,7 @@ async fn a_full_queue_is_overloaded() {
             .await
         }
     });
-    assert!(eventually(T, || pool.queued() == 1).await);
+    until(T, "one call to be queued", || pool.queued() == 1).await;
     let err = pool
         .call(
             call("add", vec![Some(value("1")), Some(value("1"))], T),
@@ -144,8 +144,10 @@ async fn a_missing_python_fails_start_with_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("exit status: 1"), "{text}");
     let logged = "/nonexistent/venv/bin/python3";
-    assert!(
-        eventually(Duration::from_secs(5), || log_text().contains(logged)).await,
-        "the worker's reason is not in the log"
-    );
+    until(
+        Duration::from_secs(5),
+        "the worker's reason in the log",
+        || log_text().contains(logged),
+    )
+    .await;
 }

@@ -222,10 +222,12 @@ async fn print_output_reaches_the_log_and_the_worker_keeps_working() {
         .expect("prints");
     assert_eq!(repr(&out), "1");
     let expected = format!("user says {marker}");
-    assert!(
-        eventually(Duration::from_secs(5), || log_text().contains(&expected)).await,
-        "print output not in the log"
-    );
+    until(
+        Duration::from_secs(5),
+        "the print output in the log",
+        || log_text().contains(&expected),
+    )
+    .await;
     let line = log_text()
         .lines()
         .find(|l| l.contains(&expected))

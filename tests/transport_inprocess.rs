@@ -10,9 +10,10 @@ use cloudburst::net::echo::{Echo, EchoService, Note};
 use cloudburst::net::{ActorRef, Handle, NetError, RemoteMessage, ServiceId, Transport};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use transport_support::{run, CONFIG, SECRET};
+use tokio::sync::mpsc;
+use transport_support::{run, until, CONFIG, SECRET};
 
-/// A request its handler answers only after `ms` milliseconds.
+/// A request its handler answers only after `ms` milliseconds (and says it got it).
 #[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "u64")]
 struct Slow {
@@ -23,7 +24,10 @@ impl RemoteMessage for Slow {
     const SERVICE: ServiceId = ServiceId::Executor;
 }
 
-struct Sleeper;
+/// Tells `got` of every request it receives before it sleeps on it.
+struct Sleeper {
+    got: mpsc::UnboundedSender<u64>,
+}
 
 impl Actor for Sleeper {
     type Context = Context<Self>;
@@ -32,6 +36,7 @@ impl Actor for Sleeper {
 impl Handler<Slow> for Sleeper {
     type Result = ResponseFuture<u64>;
     fn handle(&mut self, msg: Slow, _: &mut Context<Self>) -> Self::Result {
+        let _ = self.got.send(msg.ms);
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(msg.ms)).await;
             msg.ms
@@ -49,14 +54,16 @@ async fn transport(name: &str, tweak: impl FnOnce(&mut Config)) -> Transport {
         .expect("start")
 }
 
-/// `a` knows `b`; `b` runs Echo and a Sleeper.
-async fn pair(tweak: impl Fn(&mut Config)) -> (Transport, Transport) {
+/// `a` knows `b`; `b` runs Echo and a Sleeper, which reports each `Slow` it receives on
+/// the returned channel.
+async fn pair(tweak: impl Fn(&mut Config)) -> (Transport, Transport, mpsc::UnboundedReceiver<u64>) {
     let a = transport("a", &tweak).await;
     let b = transport("b", &tweak).await;
     EchoService::start(b.clone(), None);
-    b.register::<Slow>(0, Sleeper.start().recipient());
+    let (got, received) = mpsc::unbounded_channel();
+    b.register::<Slow>(0, Sleeper { got }.start().recipient());
     a.connect_hint(&b.local_node().id, b.local_addr());
-    (a, b)
+    (a, b, received)
 }
 
 fn on(t: &Transport, service: ServiceId) -> ActorRef {
@@ -66,7 +73,7 @@ fn on(t: &Transport, service: ServiceId) -> ActorRef {
 #[test]
 fn local_targets_skip_the_wire_and_remote_ones_use_it() {
     run(async {
-        let (a, b) = pair(|_| {}).await;
+        let (a, b, _) = pair(|_| {}).await;
         let local: Handle<Echo> = b.handle(on(&b, ServiceId::Echo));
         assert!(local.is_local());
         let reply = local
@@ -93,8 +100,9 @@ fn local_targets_skip_the_wire_and_remote_ones_use_it() {
 #[test]
 fn a_request_times_out_and_a_late_reply_is_ignored() {
     run(async {
-        let (a, b) = pair(|_| {}).await;
+        let (a, b, _) = pair(|_| {}).await;
         let h: Handle<Slow> = a.handle(on(&b, ServiceId::Executor));
+        let frames_before = a.metrics().frames_in;
         let start = Instant::now();
         let r = h
             .send_timeout(Slow { ms: 300 }, Duration::from_millis(50))
@@ -102,9 +110,19 @@ fn a_request_times_out_and_a_late_reply_is_ignored() {
         assert_eq!(r, Err(NetError::Timeout));
         assert!(start.elapsed() < Duration::from_millis(250));
         assert_eq!(a.metrics().timeouts, 1);
-        // The late reply arrives and is dropped; the link still works.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            a.metrics().frames_in,
+            frames_before,
+            "no reply before the timeout"
+        );
+        // The late reply arrives (the only frame `b` sends) and is dropped; the link still
+        // works, and the next reply is the next request's.
+        until(Duration::from_secs(5), "the late reply to arrive", || {
+            a.metrics().frames_in > frames_before
+        })
+        .await;
         assert_eq!(h.send(Slow { ms: 1 }).await, Ok(1));
+        assert_eq!(a.metrics().bad_frames, 0);
         a.shutdown().await;
         b.shutdown().await;
     });
@@ -142,10 +160,11 @@ fn requests_time_out_while_the_link_is_still_connecting() {
 #[test]
 fn pending_requests_fail_at_once_when_the_connection_drops() {
     run(async {
-        let (a, b) = pair(|_| {}).await;
+        let (a, b, mut received) = pair(|_| {}).await;
         let h: Handle<Slow> = a.handle(on(&b, ServiceId::Executor));
         let waiting = actix::spawn(async move { h.send(Slow { ms: 10_000 }).await });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // `b` holds the request (unanswered) when its connection goes.
+        assert_eq!(received.recv().await, Some(10_000));
         let start = Instant::now();
         b.shutdown().await;
         let r = waiting.await.expect("task");
@@ -167,7 +186,7 @@ fn pending_requests_fail_at_once_when_the_connection_drops() {
 #[test]
 fn tell_reports_queue_full_instead_of_buffering() {
     run(async {
-        let (a, b) = pair(|c| c.transport.peer_queue_depth = 4).await;
+        let (a, b, _) = pair(|c| c.transport.peer_queue_depth = 4).await;
         let h: Handle<Note> = a.handle(on(&b, ServiceId::Echo));
         // No await in the loop: the link task cannot drain the queue meanwhile.
         let outcomes: Vec<_> = (0..50).map(|seq| h.tell(Note { seq })).collect();
@@ -186,7 +205,7 @@ fn tell_reports_queue_full_instead_of_buffering() {
 #[test]
 fn addressing_errors_are_typed() {
     run(async {
-        let (a, b) = pair(|_| {}).await;
+        let (a, b, _) = pair(|_| {}).await;
         let old = NodeRef {
             generation: Generation(1),
             ..b.local_node().clone()

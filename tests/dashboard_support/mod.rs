@@ -3,6 +3,11 @@
 //! Python browser check (`python/tests/dashboard_browser.py`, headless Chromium).
 #![allow(dead_code)]
 
+// Its test crate loads `transport_support` too, which has its own copy: deliberate.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/wait.rs"]
+mod wait;
+
 use cloudburst::ids::NodeRef;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -272,17 +277,11 @@ impl BrowserCheck {
 
     /// Wait (bounded) for the check to exit; panics with its output unless it passed.
     pub fn finish(mut self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let status = loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                break status;
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("browser check still running after {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        // On a timeout the panic drops `self`, which kills the check.
+        let child = &mut self.child;
+        let status = wait::blocking(limit, "the browser check to exit", || {
+            child.try_wait().ok().flatten()
+        });
         // The reader thread ends (closing the channel) at the child's end of output.
         loop {
             match self.lines.recv_timeout(Duration::from_secs(5)) {

@@ -6,6 +6,10 @@
 
 #[path = "../common/pickling.rs"]
 mod pickling;
+#[path = "../common/wait.rs"]
+mod wait;
+#[allow(unused_imports)] // not every test crate including this module uses each
+pub use wait::{eventually, until};
 
 use bytes::Bytes;
 use cloudburst::actors::scheduler::messages::Arg;

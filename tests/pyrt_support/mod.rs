@@ -5,6 +5,10 @@
 
 #[path = "../common/pickling.rs"]
 mod pickling;
+#[path = "../common/wait.rs"]
+mod wait;
+#[allow(unused_imports)] // not every test crate including this module uses each
+pub use wait::until;
 
 use bytes::Bytes;
 use cloudburst::ids::Key;
@@ -15,7 +19,7 @@ use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[allow(unused_imports)] // not every test crate that includes this module uses it
 pub use pickling::venv_python;
@@ -178,18 +182,6 @@ pub async fn pool(workers: usize) -> PythonPool {
 pub async fn pool_with(cfg: PoolConfig) -> PythonPool {
     log_buffer();
     PythonPool::start(cfg).await.expect("pool starts")
-}
-
-/// Poll `cond` until it holds or `limit` passes.
-pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    cond()
 }
 
 /// An in-memory user library recording what functions did.

@@ -1,7 +1,12 @@
 //! Shared helpers for the transport and membership integration tests: start real
 //! `cloudburst node` processes on 127.0.0.1:0, wait for their readiness line, kill them on
-//! drop; an in-process client transport; polling with a deadline (never a blind sleep).
+//! drop; an in-process client transport; waiting with a deadline (`common/wait.rs`).
 #![allow(dead_code)]
+
+#[path = "../common/wait.rs"]
+mod wait;
+#[allow(unused_imports)] // not every test crate including this module uses each
+pub use wait::{eventually, until};
 
 use cloudburst::config::Config;
 use cloudburst::ids::{NodeId, NodeRef};
@@ -13,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const SECRET: &str = "test-cluster-secret";
 
@@ -117,14 +122,12 @@ impl NodeProc {
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "node did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = &mut self.child;
+        wait::blocking(
+            Duration::from_secs(5),
+            "the node to exit after SIGTERM",
+            || child.try_wait().ok().flatten(),
+        )
     }
 
     pub fn log_text(&self) -> String {
@@ -181,25 +184,6 @@ pub async fn ask<M: RemoteMessage>(
 /// The view of `node`.
 pub async fn view_of(t: &Transport, node: &NodeRef) -> Result<View, NetError> {
     ask(t, node, GetView).await
-}
-
-/// Poll `check` every 50 ms until it returns `Some`, or panic after `limit` with `what`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The nodes' ids and generations, all alive, as a view summary lists them.

@@ -157,3 +157,36 @@ fn a_failed_start_in_process_closes_its_listeners_and_reaps_its_workers() {
     let workers = children_with(std::process::id(), " worker --socket ");
     assert_eq!(workers, Vec::<u32>::new(), "python workers left running");
 }
+
+#[test]
+fn sigterm_right_after_the_readiness_line_stops_the_node_cleanly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cloudburst"))
+        .args(["node", "--roles", "kvs", "--listen", "127.0.0.1:0"])
+        .env("CLOUDBURST_CLUSTER_SECRET", "node-start-secret")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn cloudburst node");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(START_LIMIT).expect("readiness line");
+    assert!(cloudburst::node::parse_node_line(&line).is_some(), "{line}");
+    // At once: the node must already listen for the signal when it says it is ready.
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) with a valid signal on our own child; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = rx.recv_timeout(START_LIMIT).expect("exits").expect("status");
+    assert_eq!(status.code(), Some(0), "{status}");
+}

@@ -22,7 +22,7 @@ mod serve;
 
 pub use ready::{local_line, node_line, parse_node_line};
 pub use roles::{playable, NodeRoles, NotReady, RoleError, DRAIN_LIMIT, NOT_YET};
-pub use serve::wait_for_signal;
+pub use serve::Signals;
 
 use crate::config::Config;
 use std::fmt;

@@ -9,6 +9,7 @@ use super::{Mode, NodeError};
 use crate::config::Config;
 use std::io::Write;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// How long start-up may take for the KVS routing to include this node's shards.
 const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
@@ -28,9 +29,10 @@ pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
             return Err(e);
         }
     };
+    let mut signals = Signals::install();
     println!("{line}");
     let _ = std::io::stdout().flush();
-    let signal = wait_for_signal().await;
+    let signal = signals.recv().await;
     tracing::info!(signal, "stopping the {mode}");
     let acks = roles.stop().await;
     tracing::info!(acknowledged_by = acks, "left the cluster; shut down");
@@ -56,26 +58,44 @@ async fn ready(roles: &NodeRoles, mode: Mode) -> Result<String, NodeError> {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), naming which.
-pub async fn wait_for_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-            },
+/// Listeners for SIGTERM and Ctrl-C (SIGINT). Installed before the readiness line: a signal
+/// sent as soon as the line is read must stop the node cleanly, not kill it (the default
+/// action) before a listener exists.
+pub struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl Signals {
+    /// Take over SIGTERM and SIGINT from now on (a listener that cannot be installed is
+    /// logged; that signal keeps its default action).
+    pub fn install() -> Signals {
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(cause = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+                tracing::warn!(cause = %e, signal = name, "cannot listen for this signal");
+                None
             }
+        };
+        Signals {
+            term: listen(SignalKind::terminate(), "SIGTERM"),
+            int: listen(SignalKind::interrupt(), "SIGINT"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+
+    /// Resolves on the first SIGTERM or SIGINT, naming which.
+    pub async fn recv(&mut self) -> &'static str {
+        async fn next(s: &mut Option<Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.term) => "SIGTERM",
+            _ = next(&mut self.int) => "SIGINT",
+        }
     }
 }

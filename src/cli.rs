@@ -129,7 +129,7 @@ pub enum Workload {
     Kvs,
     /// The DAG incr -> square through the in-process API.
     Compose,
-    /// The Python client against a local cluster.
+    /// The Python client against `cloudburst local` (python/benchmarks/bench_client.py).
     Client,
     /// The same DAG workload under each consistency mode.
     Consistency,

@@ -476,7 +476,12 @@ impl Config {
                 return bad("gateway.token must not be empty when set".into());
             }
         }
-        for (name, value, env) in [
+        self.refuse_redacted()
+    }
+
+    /// A secret still set to the `--dump-config` placeholder was fed back from a dump.
+    fn refuse_redacted(&self) -> Result<(), ConfigError> {
+        let secrets = [
             (
                 "node.cluster_secret",
                 Some(&self.node.cluster_secret),
@@ -487,14 +492,13 @@ impl Config {
                 self.gateway.token.as_ref(),
                 "CLOUDBURST_TOKEN",
             ),
-        ] {
-            if value.is_some_and(|v| v == REDACTED) {
-                return bad(format!(
-                    "{name} is \"{REDACTED}\", the placeholder --dump-config prints: set the real value (or {env}) or remove the line"
-                ));
-            }
+        ];
+        match secrets.into_iter().find(|(_, v, _)| v.is_some_and(|v| v == REDACTED)) {
+            Some((name, _, env)) => Err(ConfigError::Invalid(format!(
+                "{name} is \"{REDACTED}\", the placeholder --dump-config prints: set the real value (or {env}) or remove the line"
+            ))),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The effective configuration as TOML, with secrets redacted.

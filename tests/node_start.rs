@@ -173,7 +173,10 @@ fn sigterm_right_after_the_readiness_line_stops_the_node_cleanly() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
@@ -187,6 +190,9 @@ fn sigterm_right_after_the_readiness_line_stops_the_node_cleanly() {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = rx.recv_timeout(START_LIMIT).expect("exits").expect("status");
+    let status = rx
+        .recv_timeout(START_LIMIT)
+        .expect("exits")
+        .expect("status");
     assert_eq!(status.code(), Some(0), "{status}");
 }

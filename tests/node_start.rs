@@ -6,7 +6,7 @@ use cloudburst::config::{parse_roles, Config};
 use cloudburst::node::{NodeRoles, RoleError};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// Bound of one failing start (Python workers start first; a loaded machine is slow).
@@ -60,6 +60,16 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// The child's exit status and remaining output, once it exits within [`START_LIMIT`].
+fn exited(child: Child) -> Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx.recv_timeout(START_LIMIT).expect("the node exits");
+    out.expect("output")
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .expect("read dir")
@@ -93,14 +103,7 @@ fn a_node_whose_client_port_is_taken_exits_in_one_line_and_leaves_nothing_behind
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn cloudburst node");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(START_LIMIT)
-        .expect("the node exits")
-        .expect("output");
+    let out = exited(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
@@ -186,13 +189,6 @@ fn sigterm_right_after_the_readiness_line_stops_the_node_cleanly() {
     let pid = i32::try_from(child.id()).expect("pid");
     // SAFETY: kill(2) with a valid signal on our own child; no memory is involved.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = rx
-        .recv_timeout(START_LIMIT)
-        .expect("exits")
-        .expect("status");
+    let status = exited(child).status;
     assert_eq!(status.code(), Some(0), "{status}");
 }

@@ -1,84 +1,40 @@
 """Fixtures: a real `cloudburst local` (the binary named by $CLOUDBURST_BIN, default
 target/debug/cloudburst) on free loopback ports, started once per test session and
-waited for through its readiness line."""
+waited for through its readiness line. Every `cloudburst` process of these tests is a
+`Proc`, and its Python workers import the client package of this tree."""
 
 import os
 import pathlib
 import queue
+import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+PACKAGE_DIR = ROOT / "python"
 # Test the package in this tree, not a copy installed earlier.
-sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(PACKAGE_DIR))
 
 import cloudburst  # noqa: E402
 
 READY_TIMEOUT = 60.0  # a loaded CI machine starts the Python workers slowly
-READY_PREFIX = "cloudburst local ready: client "
+LOCAL_READY = re.compile(r"^cloudburst local ready: client (\S+)$")
 
 
 def binary():
     return os.environ.get("CLOUDBURST_BIN") or str(ROOT / "target" / "debug" / "cloudburst")
 
 
-class LocalCluster:
-    """One `cloudburst local` process; `url` once ready."""
-
-    def __init__(self, *args, config=None, tmp=None):
-        cmd = [binary(), "local", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
-        if "--client-listen" not in args:
-            cmd += ["--client-listen", "127.0.0.1:0"]
-        if config is not None:
-            path = pathlib.Path(tmp) / "cloudburst.toml"
-            path.write_text(config)
-            cmd += ["--config", str(path)]
-        env = dict(os.environ, NO_COLOR="1", RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        self.proc = subprocess.Popen(
-            cmd + list(args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        self.url = None
-        self.stderr = []
-        threading.Thread(target=self._drain_stderr, daemon=True).start()
-
-    def _drain_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def wait_ready(self):
-        """Wait for the readiness line (bounded); returns False if the process exited."""
-        found = {}
-
-        def read():
-            for line in self.proc.stdout:
-                if line.startswith(READY_PREFIX):
-                    found["url"] = line[len(READY_PREFIX):].strip()
-                    return
-
-        t = threading.Thread(target=read, daemon=True)
-        t.start()
-        t.join(READY_TIMEOUT)
-        self.url = found.get("url")
-        return self.url is not None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait()
-        return self.proc.returncode
+def child_env(extra=None):
+    """The environment of a `cloudburst` child: no colours, and this tree's client package
+    first on its workers' Python path (functions pickled by the tests refer to it)."""
+    path = os.pathsep.join(p for p in (str(PACKAGE_DIR), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "NO_COLOR": "1", "PYTHONPATH": path, **(extra or {})}
 
 
 class Proc:
@@ -87,10 +43,10 @@ class Proc:
 
     def __init__(self, args, log, env=None):
         self.log = log
-        self.proc = subprocess.Popen(
-            [binary(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=open(log, "w"), text=True,
-            env={**os.environ, "NO_COLOR": "1", **(env or {})})
+        with open(log, "w") as err:
+            self.proc = subprocess.Popen(
+                [binary(), *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=err, text=True, env=child_env(env))
         self.lines = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -100,7 +56,8 @@ class Proc:
         self.lines.put(None)
 
     def wait_for(self, patterns, seconds=READY_TIMEOUT):
-        """First match of every pattern among stdout lines; `None` entries if it exited."""
+        """First match (group 1) of every compiled pattern among stdout lines; `None`
+        entries if the process exited first. Fails after `seconds`."""
         found = {name: None for name in patterns}
         deadline = time.monotonic() + seconds
         while any(v is None for v in found.values()):
@@ -120,19 +77,46 @@ class Proc:
         return pathlib.Path(self.log).read_text(errors="replace")
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        """Stop the process (SIGTERM, then SIGKILL after 10 s); its exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                return self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
 
 
-def start_cluster(*args, config=None, tmp=None):
-    c = LocalCluster(*args, config=config, tmp=tmp)
+class LocalCluster(Proc):
+    """One `cloudburst local` on free loopback ports; `url` once ready. Its log is a new
+    file in the directory `tmp`."""
+
+    def __init__(self, *args, tmp, config=None):
+        cmd = ["local", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
+        if "--client-listen" not in args:
+            cmd += ["--client-listen", "127.0.0.1:0"]
+        if config is not None:
+            fd, path = tempfile.mkstemp(dir=tmp, prefix="cloudburst-", suffix=".toml")
+            with os.fdopen(fd, "w") as f:
+                f.write(config)
+            cmd += ["--config", path]
+        fd, log = tempfile.mkstemp(dir=tmp, prefix="local-", suffix=".log")
+        os.close(fd)
+        super().__init__(cmd + list(args), log,
+                         env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+        self.url = None
+
+    def wait_ready(self):
+        """Wait for the readiness line; False if the process exited first."""
+        self.url = self.wait_for({"url": LOCAL_READY})["url"]
+        return self.url is not None
+
+
+def start_cluster(*args, tmp, config=None):
+    c = LocalCluster(*args, tmp=tmp, config=config)
     if not c.wait_ready():
         code = c.stop()
-        raise RuntimeError(f"cloudburst local did not start (exit {code}): {''.join(c.stderr)}")
+        raise RuntimeError(f"cloudburst local did not start (exit {code}): {c.log_text()}")
     return c
 
 
@@ -153,18 +137,3 @@ def cloud(url):
     conn = cloudburst.CloudburstConnection(url)
     yield conn
     conn.close()
-
-
-@pytest.fixture(scope="session")
-def functions(url):
-    """Skips function-plane tests when this build has no scheduler to answer them."""
-    conn = cloudburst.CloudburstConnection(url)
-    try:
-        conn.register(lambda cb, x: x, "probe")
-    except cloudburst.CloudburstError as e:
-        if e.code == "unavailable":
-            pytest.skip(f"no scheduler in this build: {e.message}")
-        raise
-    finally:
-        conn.close()
-    return True

@@ -18,6 +18,8 @@ import tempfile
 import time
 import urllib.parse
 
+from waiting import NotYet, wait_until
+
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = "/usr/bin/chromium"
 # Flags for a sandbox-less, offline machine: no GPU, no network side-channels, fresh profile.
@@ -33,7 +35,8 @@ CHROMIUM_FLAGS = [
     "--disable-dev-shm-usage",
     "--window-size=1400,1500",
 ]
-POLL_SECONDS = 0.2
+# Seconds between two reads of the page (each runs a script in the browser).
+PAGE_POLL_SECONDS = 0.2
 
 # Read the page: every table's text plus per-row data attributes, and the reload marker.
 READ_PAGE_JS = """
@@ -91,15 +94,18 @@ def unmet(state, texts, functions, kvs_keys):
     return missing
 
 
-def wait_until(driver, deadline, what, check):
-    while True:
+def page_shows(driver, what, deadline, check):
+    """Wait until `check(state)` finds nothing missing on the page; the page's state."""
+
+    def read():
         state = driver.execute_script(READ_PAGE_JS)
         missing = check(state)
-        if not missing:
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: still missing {missing}; status {state['status']!r}")
-        time.sleep(POLL_SECONDS)
+        if missing:
+            raise NotYet(f"still missing {missing}; status {state['status']!r}")
+        return state
+
+    remaining = max(0.0, deadline - time.monotonic())
+    return wait_until(read, what, remaining, interval=PAGE_POLL_SECONDS)
 
 
 def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
@@ -109,13 +115,13 @@ def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
     try:
         deadline = time.monotonic() + timeout
         driver.get(page_url(url, token))
-        wait_until(driver, deadline, "first live snapshot",
+        page_shows(driver, "first live snapshot", deadline,
                    lambda s: [] if s["status"] == "live" else ["live status"])
         driver.execute_script("window.__cloudburstMarker = 'loaded-once';")
         print("page ready", flush=True)
         if on_ready:
             on_ready()
-        state = wait_until(driver, deadline, "live update",
+        state = page_shows(driver, "live update", deadline,
                            lambda s: unmet(s, texts, functions, kvs_keys))
         if state["marker"] != "loaded-once":
             raise AssertionError("the page was reloaded; updates must arrive live")

@@ -9,7 +9,6 @@ import random
 import re
 import socket
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -18,6 +17,7 @@ import cloudburst
 from cloudburst import CAUSAL, NORMAL, REPEATABLE_READ, CloudburstConnection, Concurrent
 
 from conftest import Proc
+from waiting import NotYet, wait_until
 
 NODE_READY = re.compile(r"^cloudburst node \S+ listening on (\S+) generation \d+$")
 SECRET = "consistency-test-secret"
@@ -42,15 +42,16 @@ def start_node(log, *args):
 
 def retry(fn, limit=30.0):
     """Call `fn` until it stops raising a retryable error (the cluster is still forming)."""
-    deadline = time.monotonic() + limit
-    while True:
+
+    def attempt():
         try:
             return fn()
         except cloudburst.CloudburstError as e:
-            if time.monotonic() > deadline or e.code not in (
-                    "no_executors", "unavailable", "storage_error", "timeout"):
-                raise
-            time.sleep(0.2)
+            if e.code in ("no_executors", "unavailable", "storage_error", "timeout"):
+                raise NotYet(str(e)) from e
+            raise
+
+    return wait_until(attempt, "the cluster forming", limit)
 
 
 # ---- the workload's functions (pickled by value by the client) -------------------------
@@ -212,11 +213,14 @@ def two_nodes(tmp_path_factory):
         url = "ws://127.0.0.1:%d" % client_port
         cloud = retry(lambda: CloudburstConnection(url))
         retry(lambda: cloud.register(whoami, "cc_whoami"))
-        deadline = time.monotonic() + 60
         nodes = set()
-        while len(nodes) < 2:
-            assert time.monotonic() < deadline, "the second executor never took calls"
+
+        def both_executors_answer():
             nodes.add(retry(lambda: cloud.exec_func("cc_whoami", [], direct_response=True)))
+            if len(nodes) < 2:
+                raise NotYet(f"only {nodes} took calls")
+
+        wait_until(both_executors_answer, "the second executor taking calls", 60)
         for name in ("s0", "s1", "s2", "s3", "s4"):
             cloud.register(make_step(name), name)
         cloud.register(writer, "cc_writer")
@@ -451,11 +455,11 @@ def pinned_keys(dashboard):
 def test_pins_are_released_when_calls_complete(two_nodes):
     cloud = two_nodes["cloud"]
     run_workload(two_nodes["url"], REPEATABLE_READ, "rr2/", 100, clients=2, writers=1)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def released():
         pins = pinned_keys(two_nodes["dashboard"])
-        if len(pins) == 2 and not any(pins.values()):
-            break
-        assert time.monotonic() < deadline, "pins left behind: %r" % pins
-        time.sleep(0.5)
+        if len(pins) != 2 or any(pins.values()):
+            raise NotYet("pins left behind: %r" % pins)
+
+    wait_until(released, "pins released", 30, interval=0.5)
     assert cloud.get_object("rr2/k0") is not None or cloud.get_object("rr2/k1") is not None

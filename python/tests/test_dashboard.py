@@ -5,11 +5,9 @@ Two clusters:
 - `gateway_node`: `cloudburst node --roles kvs,gateway` (works today): auth, parsing,
   the page showing the node and its shards.
 - `local_cluster`: `cloudburst local` + the Python client: function calls show on the page
-  without a reload and /metrics counts equal the calls. Skipped (with the reason) while this
-  build has no `cloudburst local` or no `CloudburstConnection`.
+  without a reload and /metrics counts equal the calls.
 """
 
-import os
 import pathlib
 import re
 import urllib.error
@@ -19,10 +17,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dashboard_browser
-from conftest import Proc
+from cloudburst import CloudburstConnection
+from conftest import Proc, binary
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BINARY = pathlib.Path(os.environ.get("CLOUDBURST_BIN", ROOT / "target" / "debug" / "cloudburst"))
+BINARY = pathlib.Path(binary())
 ARTIFACTS = ROOT / "test-artifacts"
 TOKEN = "py-dash-token"
 SECRET = "py-dash-secret"
@@ -111,22 +110,14 @@ def test_page_shows_the_node_its_roles_and_shards(gateway_node):
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
-    try:
-        from cloudburst import CloudburstConnection
-    except ImportError:
-        pytest.skip("the Python client has no CloudburstConnection in this build")
     log = tmp_path_factory.mktemp("local") / "local.log"
     p = Proc(["local", "--token", TOKEN, "--listen", "127.0.0.1:0",
               "--client-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"], log)
     try:
         found = p.wait_for({"dashboard": DASHBOARD_LINE, "client": CLIENT_URL})
-        if not all(found.values()):
-            if "not available yet" in p.log_text():
-                pytest.skip("`cloudburst local` is not available in this build")
-            raise AssertionError(f"cloudburst local did not start; log:\n{p.log_text()}")
-        cloud = CloudburstConnection(found["client"], token=TOKEN)
-        yield found["dashboard"] + "/", cloud
-        getattr(cloud, "close", lambda: None)()
+        assert all(found.values()), f"cloudburst local did not start; log:\n{p.log_text()}"
+        with CloudburstConnection(found["client"], token=TOKEN) as cloud:
+            yield found["dashboard"] + "/", cloud
     finally:
         p.stop()
 

@@ -18,7 +18,6 @@ def test_every_example_is_listed():
     )
 
 
-@pytest.mark.usefixtures("functions")
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_runs(example, url):
     env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"}

@@ -1,5 +1,5 @@
-"""Functions and DAGs through the gateway. Skipped (by the `functions` fixture) in a build
-without a scheduler; every assertion here follows scheduler/messages.rs."""
+"""Functions and DAGs through the gateway; every assertion here follows
+scheduler/messages.rs."""
 
 import asyncio
 import os
@@ -10,9 +10,6 @@ import pytest
 
 import cloudburst
 from cloudburst import CloudburstReference
-
-pytestmark = pytest.mark.usefixtures("functions")
-
 
 def incr(cb, x):
     return x + 1

@@ -9,23 +9,33 @@ connection line::
     square(3).get()   # 9
 
 :class:`CloudburstConnection` is thread-safe; :class:`AsyncCloudburstConnection` is the
-asyncio variant. The wire protocol is documented in docs/protocol.md.
+asyncio variant. Both raise the errors of :mod:`cloudburst.errors` (one class per family,
+the exact reason in ``.code``), as do ``cb.get``/``cb.put`` inside functions. The wire
+protocol is documented in docs/protocol.md.
 """
 
 from .aio import AsyncCloudburstConnection, AsyncCloudburstFunction, AsyncCloudburstFuture
 from .client import CloudburstConnection, CloudburstFunction, CloudburstFuture
+from .errors import (
+    AuthError,
+    CloudburstError,
+    CloudburstTimeout,
+    ConnectionClosedError,
+    FunctionError,
+    InternalError,
+    InvalidRequestError,
+    NotFoundError,
+    SessionError,
+    UnavailableError,
+)
 from .shared import (
     CAUSAL,
     CONSISTENCY_MODES,
     LWW,
     NORMAL,
     REPEATABLE_READ,
-    CloudburstError,
-    Concurrent,
     CloudburstReference,
-    CloudburstTimeout,
-    ConnectionClosedError,
-    FunctionError,
+    Concurrent,
     client_environment,
 )
 
@@ -33,19 +43,25 @@ __all__ = [
     "AsyncCloudburstConnection",
     "AsyncCloudburstFunction",
     "AsyncCloudburstFuture",
+    "AuthError",
     "CAUSAL",
     "CONSISTENCY_MODES",
     "CloudburstConnection",
     "CloudburstError",
-    "Concurrent",
     "CloudburstFunction",
     "CloudburstFuture",
     "CloudburstReference",
     "CloudburstTimeout",
+    "Concurrent",
     "ConnectionClosedError",
     "FunctionError",
+    "InternalError",
+    "InvalidRequestError",
     "LWW",
     "NORMAL",
+    "NotFoundError",
     "REPEATABLE_READ",
+    "SessionError",
+    "UnavailableError",
     "client_environment",
 ]

@@ -1,21 +1,22 @@
-"""The connection core both clients share: one websocket owned by one asyncio event loop,
-a reader task that hands each response to the callback registered under its request id,
-and a writer task that sends queued frames in order.
-
-The asyncio client uses it; the synchronous client has its own loop-free connection
-(``_sync.py``). Requests may be submitted from any thread (``threadsafe=True`` hops onto
-the loop); the callback always runs on the loop thread.
+"""The asyncio client's transport: one websocket owned by one asyncio event loop, a reader
+task that hands each response to the future waiting under its request id, and a writer
+task that sends queued frames in order. (The synchronous client has its own loop-free
+transport, ``_sync.py``.) Use it from the loop it was opened on.
 """
+
+from __future__ import annotations
 
 import asyncio
 import itertools
 import logging
+from typing import Any
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import protocol
-from .shared import CloudburstError, ConnectionClosedError
+from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
+from .protocol import Fields
 
 log = logging.getLogger("cloudburst")
 
@@ -24,24 +25,27 @@ CONNECT_TIMEOUT = 10.0
 
 CLIENT_NAME = "cloudburst-python/0.1.0"
 
+#: A response as the reader hands it over: ``(ok, result or error body)``.
+Answer = tuple[bool, Any]
+
 
 class Core:
     """One open connection. Create it with :meth:`open` on the loop that will own it."""
 
-    def __init__(self, ws, loop):
+    def __init__(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         self._ws = ws
         self._loop = loop
-        self._pending = {}
+        self._pending: dict[int, asyncio.Future[Answer]] = {}
         self._ids = itertools.count(1)
-        self._queue = asyncio.Queue()
-        self._closed = None
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._closed: CloudburstError | None = None
         self.max_message_bytes = protocol.DEFAULT_SERVER_MAX_BYTES
-        self.server = None
+        self.server: str | None = None
         self._reader = loop.create_task(self._read())
         self._writer = loop.create_task(self._write())
 
     @classmethod
-    async def open(cls, url, token=None):
+    async def open(cls, url: str, token: str | None = None) -> Core:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await connect(
@@ -52,50 +56,45 @@ class Core:
                 open_timeout=CONNECT_TIMEOUT,
                 proxy=None,
             )
-        except (InvalidStatus, InvalidURI, OSError, asyncio.TimeoutError) as e:
-            raise connect_error(url, e) from None
+        except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as e:
+            raise connect_error(url, e) or e from None
         core = cls(ws, asyncio.get_running_loop())
-        fut = core._loop.create_future()
-        core.submit("hello", {"client": CLIENT_NAME}, _setter(fut), threadsafe=False)
         try:
-            ok, body = await asyncio.wait_for(fut, CONNECT_TIMEOUT)
-        except asyncio.TimeoutError:
+            hello = await core.request("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
+        except CloudburstTimeout:
             await core.close()
-            raise CloudburstError("connection_failed", f"{url} did not answer hello") from None
-        if not ok:
+            raise error_for("connection_failed", f"{url} did not answer hello") from None
+        except CloudburstError:
             await core.close()
-            raise protocol.error(body)
-        core.max_message_bytes = body["max_message_bytes"]
-        core.server = body.get("server")
+            raise
+        core.max_message_bytes = hello["max_message_bytes"]
+        core.server = hello.get("server")
         return core
 
-    def submit(self, op, fields, callback, threadsafe):
-        """Send one request; ``callback(ok, body)`` runs on the loop with its response.
-        Returns the request id (for :meth:`forget`). Raises if the connection is closed or
-        the request is larger than the server accepts."""
+    async def request(self, op: str, fields: Fields, timeout: float | None = None) -> Any:
+        """Send one request and return its ``ok`` result (the ``Transport`` interface)."""
         if self._closed is not None:
             raise self._closed
         request_id = next(self._ids)
         frame = protocol.encode(request_id, op, fields, self.max_message_bytes)
-        self._pending[request_id] = callback
-        if self._closed is not None:
+        answer = self._loop.create_future()
+        self._pending[request_id] = answer
+        self._queue.put_nowait(frame)
+        try:
+            ok, body = await asyncio.wait_for(answer, timeout)
+        except asyncio.TimeoutError:
+            raise CloudburstTimeout("timeout", f"no answer to {op} in {timeout} s") from None
+        finally:
             self._pending.pop(request_id, None)
-            raise self._closed
-        if threadsafe:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, frame)
-        else:
-            self._queue.put_nowait(frame)
-        return request_id
-
-    def forget(self, request_id):
-        """Drop the callback of a request the caller stopped waiting for."""
-        self._pending.pop(request_id, None)
+        if not ok:
+            raise protocol.error(body)
+        return body
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed is not None
 
-    async def close(self):
+    async def close(self) -> None:
         """Close the websocket; requests still waiting fail with ``connection_closed``."""
         if self._closed is None:
             self._fail_all(ConnectionClosedError("connection_closed", "closed by the client"))
@@ -106,7 +105,7 @@ class Core:
             self._reader.cancel()
             self._writer.cancel()
 
-    async def _read(self):
+    async def _read(self) -> None:
         reason = "the server closed the connection"
         try:
             async for frame in self._ws:
@@ -117,9 +116,9 @@ class Core:
                 except Exception as e:  # a bad frame must not stop the reader
                     log.warning("cloudburst: undecodable frame from the server: %s", e)
                     continue
-                callback = self._pending.pop(request_id, None)
-                if callback is not None:
-                    callback(ok, body)
+                answer = self._pending.pop(request_id, None) if request_id is not None else None
+                if answer is not None and not answer.done():
+                    answer.set_result((ok, body))
                 elif request_id is None and not ok:
                     log.warning("cloudburst: server error without request id: %s", body)
         except ConnectionClosed as e:
@@ -134,7 +133,7 @@ class Core:
             reason = f"the server closed the connection: {rcvd.reason}"
         self._fail_all(ConnectionClosedError("connection_closed", reason))
 
-    async def _write(self):
+    async def _write(self) -> None:
         while True:
             frame = await self._queue.get()
             if frame is None:
@@ -144,32 +143,25 @@ class Core:
             except ConnectionClosed:
                 return
 
-    def _fail_all(self, err):
+    def _fail_all(self, err: CloudburstError) -> None:
         if self._closed is None:
             self._closed = err
         pending, self._pending = self._pending, {}
-        for callback in pending.values():
-            callback(False, {"code": err.code, "message": err.message})
+        for answer in pending.values():
+            if not answer.done():
+                answer.set_result((False, protocol.error_body(err)))
 
 
-def connect_error(url, exc):
-    """The :class:`CloudburstError` for a failure to open a websocket to ``url`` (both
-    clients), or ``None`` if ``exc`` is not such a failure."""
+def connect_error(url: str, exc: BaseException) -> CloudburstError | None:
+    """The error for a failure to open a websocket to ``url`` (both clients), or ``None``
+    if ``exc`` is not such a failure."""
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status == 401:
-            return CloudburstError("unauthorized", f"{url} refused the client token")
-        return CloudburstError("connection_failed", f"{url} answered HTTP {status}")
+            return error_for("unauthorized", f"{url} refused the client token")
+        return error_for("connection_failed", f"{url} answered HTTP {status}")
     if isinstance(exc, InvalidURI):
-        return CloudburstError("connection_failed", f"bad URL {url!r}: {exc}")
-    if isinstance(exc, (OSError, TimeoutError)):
-        return CloudburstError("connection_failed", f"cannot connect to {url}: {exc}")
+        return error_for("invalid_request", f"bad URL {url!r}: {exc}")
+    if isinstance(exc, (OSError, TimeoutError, InvalidHandshake)):
+        return error_for("connection_failed", f"cannot connect to {url}: {exc}")
     return None
-
-
-def _setter(fut):
-    def done(ok, body):
-        if not fut.done():
-            fut.set_result((ok, body))
-
-    return done

@@ -16,7 +16,13 @@ While no request waits, nobody reads; a small keep-alive thread takes the reader
 every half heartbeat, reads what arrived (answering the server's pings) and gives the role
 back. It also closes a connection on which nothing at all arrived (not even the server's
 pings) for longer than the server's client timeout.
+
+As the method layer's transport (``_api.Transport``), :meth:`SyncCore.request` is a
+coroutine only in form: it does the blocking round trip on the calling thread and never
+suspends, so ``_api.run_blocking`` finishes it in one step.
 """
+
+from __future__ import annotations
 
 import itertools
 import logging
@@ -25,17 +31,19 @@ import socket
 import ssl
 import threading
 import time
+from typing import Any
 
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from . import protocol
-from ._core import CLIENT_NAME, CONNECT_TIMEOUT, connect_error
-from .shared import CloudburstError, CloudburstTimeout, ConnectionClosedError
+from ._core import CLIENT_NAME, CONNECT_TIMEOUT, Answer, connect_error
+from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
+from .protocol import Fields
 
 log = logging.getLogger("cloudburst")
 
@@ -59,20 +67,20 @@ class _Waiter:
 
     __slots__ = ("request_id", "state", "result", "wake")
 
-    def __init__(self, request_id):
+    def __init__(self, request_id: int) -> None:
         self.request_id = request_id
         self.state = _WAITING
-        self.result = None
+        self.result: Answer = (False, None)
         self.wake = threading.Lock()
         self.wake.acquire()
 
-    def finish(self, ok, body):
+    def finish(self, ok: bool, body: Any) -> None:
         """Record the response, waking the waiter if it sleeps. The caller holds the
         connection's mutex."""
         self.result = (ok, body)
         self.promote(_DONE)
 
-    def promote(self, state):
+    def promote(self, state: int) -> None:
         """Move on to ``state``; a sleeping waiter is woken (only it sleeps, and only
         once: the reader is awake and reads ``state`` itself after each frame)."""
         if self.state == _WAITING:
@@ -83,33 +91,30 @@ class _Waiter:
 class SyncCore:
     """One open connection; create it with :meth:`open`. Thread-safe."""
 
-    def __init__(self, sock, ws):
+    def __init__(self, sock: socket.socket, ws: ClientProtocol) -> None:
         self._sock = sock
         self._ws = ws  # the sans-I/O websocket protocol; guarded by ``_io``
         self._io = threading.Lock()  # protocol state and writes to the socket
         self._selector = selectors.DefaultSelector()  # used by the reader only
         self._selector.register(sock, selectors.EVENT_READ)
-        self._message = []  # fragments of a message arriving in pieces (reader only)
+        self._message: list[Any] = []  # fragments of a message arriving in pieces (reader only)
         self._mutex = threading.Lock()  # guards everything below
-        self._pending = {}  # request id -> _Waiter
+        self._pending: dict[int, _Waiter] = {}
         self._reading = False  # whether some thread holds the reader role
-        self._closed = None  # the error requests fail with once closed
+        self._closed: CloudburstError | None = None  # what requests fail with once closed
         self._ids = itertools.count(1)
         self._last_heard = time.monotonic()
         self._silence_limit = DEFAULT_SILENCE_LIMIT
         self._stop = threading.Event()
         self.max_message_bytes = protocol.DEFAULT_SERVER_MAX_BYTES
-        self.server = None
+        self.server: str | None = None
 
     @classmethod
-    def open(cls, url, token=None):
+    def open(cls, url: str, token: str | None = None) -> SyncCore:
         try:
             sock, ws = _connect(url, token)
         except Exception as e:
-            err = connect_error(url, e)
-            if err is None:
-                raise
-            raise err from None
+            raise connect_error(url, e) or e from None
         core = cls(sock, ws)
         keepalive = core._hello(url)
         threading.Thread(
@@ -117,15 +122,15 @@ class SyncCore:
         ).start()
         return core
 
-    def _hello(self, url):
+    def _hello(self, url: str) -> float:
         """Say hello; returns how often the keep-alive thread should look."""
         try:
-            ok, body = self.request("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
+            ok, body = self.round_trip("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
         except CloudburstTimeout:
-            self.close()
-            raise CloudburstError("connection_failed", f"{url} did not answer hello") from None
+            self.close_now()
+            raise error_for("connection_failed", f"{url} did not answer hello") from None
         if not ok:
-            self.close()
+            self.close_now()
             raise protocol.error(body)
         self.max_message_bytes = body["max_message_bytes"]
         self.server = body.get("server")
@@ -138,12 +143,19 @@ class SyncCore:
         return DEFAULT_KEEPALIVE
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed is not None
 
     # -- requests ---------------------------------------------------------------------
 
-    def request(self, op, fields, timeout=None):
+    async def request(self, op: str, fields: Fields, timeout: float | None = None) -> Any:
+        """The ``Transport`` interface: :meth:`round_trip`, its error raised."""
+        ok, body = self.round_trip(op, fields, timeout)
+        if not ok:
+            raise protocol.error(body)
+        return body
+
+    def round_trip(self, op: str, fields: Fields, timeout: float | None = None) -> Answer:
         """Send one request and wait for its response: ``(ok, body)``. Raises
         :class:`CloudburstTimeout` after ``timeout`` seconds (``None``: no limit), and
         :class:`ConnectionClosedError` if the connection is closed before sending."""
@@ -163,7 +175,7 @@ class SyncCore:
             return waiter.result
         raise CloudburstTimeout("timeout", f"no answer to {op} in {timeout} s")
 
-    def _register(self, request_id):
+    def _register(self, request_id: int) -> _Waiter:
         waiter = _Waiter(request_id)
         with self._mutex:
             if self._closed is not None:
@@ -171,7 +183,7 @@ class SyncCore:
             self._pending[request_id] = waiter
         return waiter
 
-    def _send(self, frame):
+    def _send(self, frame: bytes) -> bool:
         """Send one binary message; False (after failing every waiter) if the connection
         is closed or breaks."""
         with self._io:
@@ -185,7 +197,7 @@ class SyncCore:
         self._connection_lost(failure)
         return False
 
-    def _await(self, waiter, deadline):
+    def _await(self, waiter: _Waiter, deadline: float | None) -> bool:
         """Wait for ``waiter``'s response, reading the socket whenever no other thread
         does. True once it arrived; False at the deadline (the request is forgotten)."""
         while True:
@@ -201,7 +213,7 @@ class SyncCore:
             if not waiter.wake.acquire(timeout=-1 if remaining is None else remaining):
                 return self._give_up(waiter)
 
-    def _read_until_done(self, waiter, deadline):
+    def _read_until_done(self, waiter: _Waiter, deadline: float | None) -> bool:
         """As the reader: hand out responses until ``waiter``'s own arrives, then pass the
         reader role on. False at the deadline."""
         while waiter.state != _DONE:
@@ -213,7 +225,7 @@ class SyncCore:
             self._pass_reader_role()
         return True
 
-    def _read_some(self, timeout):
+    def _read_some(self, timeout: float | None) -> bool:
         """As the reader: wait up to ``timeout`` seconds (``None``: as long as it takes)
         for data, then read once and hand out what arrived. False if nothing arrived."""
         try:
@@ -236,17 +248,18 @@ class SyncCore:
                 pass  # the read side reports the loss
         self._last_heard = time.monotonic()
         for event in events:
-            self._on_frame(event)
+            if isinstance(event, Frame):  # the handshake's Response came before
+                self._on_frame(event)
         if self._ws.state is not State.OPEN:
             self._connection_lost(None)
         return True
 
-    def _readable(self, timeout):
+    def _readable(self, timeout: float) -> bool:
         if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
             return True
         return bool(self._selector.select(timeout))
 
-    def _on_frame(self, frame):
+    def _on_frame(self, frame: Frame) -> None:
         """One websocket frame: messages (maybe in fragments) go to their waiters; control
         frames were answered by the protocol already."""
         if frame.opcode in (Opcode.BINARY, Opcode.TEXT):
@@ -261,23 +274,23 @@ class SyncCore:
             if opcode == Opcode.BINARY:
                 self._dispatch(parts[0] if len(parts) == 1 else b"".join(parts))
 
-    def _dispatch(self, frame):
+    def _dispatch(self, frame: bytes) -> None:
         """Hand one received frame to its waiter."""
-        if isinstance(frame, str):
-            return
         try:
             request_id, ok, body = protocol.decode(frame)
         except Exception as e:  # a bad frame must not stop the reader
             log.warning("cloudburst: undecodable frame from the server: %s", e)
             return
+        if request_id is None:
+            if not ok:
+                log.warning("cloudburst: server error without request id: %s", body)
+            return
         with self._mutex:
             waiter = self._pending.pop(request_id, None)
             if waiter is not None:
                 waiter.finish(ok, body)
-        if waiter is None and request_id is None and not ok:
-            log.warning("cloudburst: server error without request id: %s", body)
 
-    def _give_up(self, waiter):
+    def _give_up(self, waiter: _Waiter) -> bool:
         """At the deadline: forget the request, passing the reader role on if held. True
         if the response arrived after all."""
         with self._mutex:
@@ -286,7 +299,7 @@ class SyncCore:
                 self._pass_reader_role()
             return waiter.state == _DONE
 
-    def _pass_reader_role(self):
+    def _pass_reader_role(self) -> None:
         """Make some sleeping waiter the reader, or leave the role free. Holds the mutex."""
         for other in self._pending.values():
             if other.state == _WAITING:
@@ -296,7 +309,7 @@ class SyncCore:
 
     # -- closing ----------------------------------------------------------------------
 
-    def _connection_lost(self, exc):
+    def _connection_lost(self, exc: BaseException | None) -> None:
         """The websocket closed or the socket failed: fail every waiting request with the
         reason."""
         reason = "the server closed the connection"
@@ -306,7 +319,7 @@ class SyncCore:
             reason = f"connection failed: {exc}"
         self._fail_all(ConnectionClosedError("connection_closed", reason))
 
-    def _fail_all(self, err):
+    def _fail_all(self, err: CloudburstError) -> None:
         with self._mutex:
             if self._closed is None:
                 self._closed = err
@@ -314,10 +327,10 @@ class SyncCore:
             pending, self._pending = self._pending, {}
             self._reading = False
             for waiter in pending.values():
-                waiter.finish(False, {"code": err.code, "message": err.message})
+                waiter.finish(False, protocol.error_body(err))
         self._stop.set()
 
-    def _keep_alive(self, interval):
+    def _keep_alive(self, interval: float) -> None:
         """While no request reads, read now and then (answering the server's pings); close
         the connection when even the server's pings stopped arriving."""
         while not self._stop.wait(interval):
@@ -337,7 +350,11 @@ class SyncCore:
                     if self._reading:
                         self._pass_reader_role()
 
-    def close(self):
+    async def close(self) -> None:
+        """The ``Transport`` interface: :meth:`close_now`."""
+        self.close_now()
+
+    def close_now(self) -> None:
         """Close the websocket; requests still waiting fail with ``connection_closed``."""
         self._fail_all(ConnectionClosedError("connection_closed", "closed by the client"))
         with self._io:
@@ -349,7 +366,7 @@ class SyncCore:
                 pass
         self._shut_socket()
 
-    def _shut_socket(self):
+    def _shut_socket(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in recv
         except OSError:
@@ -358,7 +375,7 @@ class SyncCore:
         self._selector.close()
 
 
-def _connect(url, token):
+def _connect(url: str, token: str | None) -> tuple[socket.socket, ClientProtocol]:
     """Open the socket and complete the websocket handshake: ``(socket, protocol)``."""
     uri = parse_uri(url)
     deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -395,7 +412,7 @@ def _connect(url, token):
         raise
 
 
-def _remaining(deadline):
+def _remaining(deadline: float | None) -> float | None:
     """Seconds left until ``deadline`` (``None``: no deadline, wait as long as needed)."""
     if deadline is None:
         return None

@@ -4,149 +4,63 @@ coroutines. Use it from one event loop (the one it was opened on)::
     cloud = await AsyncCloudburstConnection.connect("ws://127.0.0.1:6200")
     square = await cloud.register(lambda cb, x: x * x, "square")
     print(await (await square(3)).get())
+
+Its methods are the method layer's (``_api.Methods``) as they are; this module adds only
+the handles it gives out and the way to open a connection.
 """
 
-import asyncio
+from __future__ import annotations
 
-from . import protocol
+from types import TracebackType
+from typing import Any
+
+from ._api import Handle, Methods, Outcome
 from ._core import Core
-from .shared import NORMAL, CloudburstError, CloudburstTimeout, ConnectionClosedError
-
-TIMEOUT_GRACE = 1.0
 
 
-class AsyncCloudburstFuture:
+class AsyncCloudburstFuture(Outcome):
     """The eventual result of a call; ``await future.get()``."""
 
-    def __init__(self, conn, call, key):
-        self._conn = conn
-        self.call_id = call
-        self.obj_id = key
-        self._done = False
-        self._value = None
-        self._error = None
+    __slots__ = ()
 
-    async def get(self, timeout=None):
-        if not self._done:
-            fields = {"call": self.call_id, "key": self.obj_id}
-            ms = protocol.timeout_ms(timeout)
-            if ms is not None:
-                fields["timeout_ms"] = ms
-            wait = None if timeout is None else timeout + TIMEOUT_GRACE
-            try:
-                body = await self._conn._request("await", fields, wait)
-                self._value = protocol.unpack_value(body)
-            except (CloudburstTimeout, ConnectionClosedError):
-                raise  # not an outcome of the call: a later get() may still succeed
-            except CloudburstError as e:
-                # The call failed: the server hands a failure out once, so remember it.
-                self._error = e
-            self._done = True
-        if self._error is not None:
-            raise self._error
-        return self._value
+    async def get(self, timeout: float | None = None) -> Any:
+        """The call's result; raises the function's error, or :class:`CloudburstTimeout`
+        after ``timeout`` seconds (``None``: wait as long as it takes)."""
+        return await self.result(timeout)
 
 
-class AsyncCloudburstFunction:
+class AsyncCloudburstFunction(Handle["AsyncCloudburstConnection"]):
     """A registered function: ``await fn(*args)`` returns an :class:`AsyncCloudburstFuture`."""
 
-    def __init__(self, name, conn):
-        self.name = name
-        self._conn = conn
-
-    async def __call__(self, *args):
-        return await self._conn.exec_func(self.name, list(args))
+    async def __call__(self, *args: Any) -> AsyncCloudburstFuture:
+        future: AsyncCloudburstFuture = await self._conn.exec_func(self.name, list(args))
+        return future
 
 
-class AsyncCloudburstConnection:
+class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburstFuture]):
     """Open with ``await AsyncCloudburstConnection.connect(url, token=None)``."""
 
-    def __init__(self, core, url):
-        self._core = core
-        self.url = url
+    _transport: Core
 
     @classmethod
-    async def connect(cls, url="ws://127.0.0.1:6200", token=None):
+    async def connect(
+        cls, url: str = "ws://127.0.0.1:6200", token: str | None = None
+    ) -> AsyncCloudburstConnection:
         return cls(await Core.open(url, token), url)
 
-    async def _request(self, op, fields, timeout=None):
-        fut = asyncio.get_running_loop().create_future()
-
-        def done(ok, body):
-            if not fut.done():
-                fut.set_result((ok, body))
-
-        request_id = self._core.submit(op, fields, done, threadsafe=False)
-        try:
-            ok, body = await asyncio.wait_for(fut, timeout)
-        except asyncio.TimeoutError:
-            self._core.forget(request_id)
-            raise CloudburstTimeout("timeout", f"no answer to {op} in {timeout} s") from None
-        if not ok:
-            raise protocol.error(body)
-        return body
-
-    async def _call(self, op, fields, direct):
-        reply = await self._request(op, fields)
-        if direct:
-            return protocol.unpack_value(reply)
-        return AsyncCloudburstFuture(self, reply["call"], reply["key"])
-
-    async def register(self, function, name, timeout=None):
-        fields = protocol.register_fields(function, name, timeout)
-        await self._request("register_function", fields)
+    def _function(self, name: str) -> AsyncCloudburstFunction:
         return AsyncCloudburstFunction(name, self)
 
-    async def register_dag(self, name, functions, connections):
-        fields = {
-            "name": name,
-            "functions": list(functions),
-            "connections": [list(c) for c in connections],
-        }
-        await self._request("register_dag", fields)
-        return True
+    def _future(self, call: int, key: str) -> AsyncCloudburstFuture:
+        return AsyncCloudburstFuture(self._transport, call, key)
 
-    async def call_dag(
-        self, name, arg_map, direct_response=False, consistency=NORMAL, output_key=None
-    ):
-        fields = {"dag": name, "args": protocol.dag_args(arg_map)}
-        fields.update(protocol.call_fields(direct_response, consistency, output_key))
-        return await self._call("call_dag", fields, direct_response)
-
-    async def exec_func(self, name, args, direct_response=False, consistency=NORMAL):
-        fields = {"function": name, "args": protocol.pack_args(args)}
-        fields.update(protocol.call_fields(direct_response, consistency, None))
-        return await self._call("call_function", fields, direct_response)
-
-    async def get_function(self, name):
-        names = await self.list(name)
-        return AsyncCloudburstFunction(name, self) if name in names else None
-
-    async def delete_dag(self, name):
-        await self._request("delete_dag", {"name": name})
-        return True
-
-    async def list(self, prefix=None):
-        return await self._request("list", {"what": "functions", "prefix": prefix or ""})
-
-    async def list_dags(self, prefix=None):
-        return await self._request("list", {"what": "dags", "prefix": prefix or ""})
-
-    async def put_object(self, key, value):
-        await self._request("put_object", {"key": key, "value": protocol.pack_value(value)})
-        return True
-
-    async def get_object(self, key):
-        return protocol.unpack_value(await self._request("get_object", {"key": key}))
-
-    async def ping(self):
-        await self._request("ping", {})
-
-    async def close(self):
-        await self._core.close()
-
-    async def __aenter__(self):
+    async def __aenter__(self) -> AsyncCloudburstConnection:
         return self
 
-    async def __aexit__(self, *exc):
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()

@@ -7,24 +7,23 @@ Every message is one binary websocket message holding a MessagePack map. Request
 "exception_type", "traceback"}}``.
 """
 
+from __future__ import annotations
+
 import os
 import pickle
 import sys
 import sysconfig
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import cloudpickle
 import msgpack
 
-from .shared import (
-    CONSISTENCY_MODES,
-    CloudburstError,
-    Concurrent,
-    CloudburstReference,
-    CloudburstTimeout,
-    ConnectionClosedError,
-    FunctionError,
-    client_environment,
-)
+from .errors import CloudburstError, InvalidRequestError, error_for
+from .shared import CONSISTENCY_MODES, CloudburstReference, Concurrent, client_environment
+
+#: The fields of a request (besides ``v``, ``id`` and ``op``), or the map of a response.
+Fields = dict[str, Any]
 
 PROTOCOL_VERSION = 1
 
@@ -36,14 +35,14 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 DEFAULT_SERVER_MAX_BYTES = 80 * 1024 * 1024
 
 
-def encode(request_id, op, fields, max_bytes=None):
+def encode(request_id: int, op: str, fields: Fields, max_bytes: int | None = None) -> bytes:
     """One request frame; ``message_too_large`` if it is over ``max_bytes`` (the server's
     limit), so the request is refused before it is sent."""
     frame = {"v": PROTOCOL_VERSION, "id": request_id, "op": op}
     frame.update(fields)
-    packed = msgpack.packb(frame, use_bin_type=True)
+    packed: bytes = msgpack.packb(frame, use_bin_type=True)
     if max_bytes is not None and len(packed) > max_bytes:
-        raise CloudburstError(
+        raise InvalidRequestError(
             "message_too_large",
             f"{op} request of {len(packed)} bytes is over the server's limit of "
             f"{max_bytes} bytes",
@@ -51,29 +50,33 @@ def encode(request_id, op, fields, max_bytes=None):
     return packed
 
 
-def decode(frame):
+def decode(frame: bytes) -> tuple[int | None, bool, Any]:
     """``(id, ok, result_or_error_body)`` of one response frame."""
     msg = msgpack.unpackb(frame, raw=False)
     if not isinstance(msg, dict):
-        raise CloudburstError("malformed_frame", "the server sent a message that is not a map")
+        raise InvalidRequestError(
+            "malformed_frame", "the server sent a message that is not a map"
+        )
     if "err" in msg:
         return msg.get("id"), False, msg["err"]
     return msg.get("id"), True, msg.get("ok")
 
 
-def error(body):
-    """The exception for an ``err`` body."""
+def error(body: Any) -> CloudburstError:
+    """The exception for an ``err`` body (its class follows the code: see ``errors``)."""
     if not isinstance(body, dict):
-        return CloudburstError("malformed_frame", repr(body))
-    code = body.get("code") or "error"
-    message = body.get("message") or ""
-    if code == "function_error" or body.get("traceback"):
-        return FunctionError(code, message, body.get("exception_type"), body.get("traceback"))
-    if code == "timeout":
-        return CloudburstTimeout(code, message)
-    if code == "connection_closed":
-        return ConnectionClosedError(code, message)
-    return CloudburstError(code, message)
+        return InvalidRequestError("malformed_frame", repr(body))
+    return error_for(
+        str(body.get("code") or "error"),
+        str(body.get("message") or ""),
+        body.get("exception_type"),
+        body.get("traceback"),
+    )
+
+
+def error_body(err: CloudburstError) -> Fields:
+    """The ``err`` body of ``err``: what a request that failed on the client side answers."""
+    return {"code": err.code, "message": err.message}
 
 
 #: Types whose pickle is the same from ``pickle`` as from ``cloudpickle`` (cloudpickle only
@@ -82,13 +85,13 @@ def error(body):
 _PLAIN = (int, float, str, bytes, bool, type(None))
 
 
-def dumps(value):
+def dumps(value: Any) -> bytes:
     if type(value) in _PLAIN:
         return pickle.dumps(value, protocol=cloudpickle.DEFAULT_PROTOCOL)
-    return cloudpickle.dumps(value)
+    return cloudpickle.dumps(value)  # type: ignore[no-any-return]
 
 
-def _installed(module):
+def _installed(module: Any) -> bool:
     """Whether a module comes from the standard library or an installed package (then the
     executors can import it too) rather than from the user's own files."""
     path = getattr(module, "__file__", None)
@@ -99,7 +102,7 @@ def _installed(module):
     return any(path.startswith(os.path.realpath(r) + os.sep) for r in roots)
 
 
-def dumps_code(obj, module_name):
+def dumps_code(obj: Any, module_name: str | None) -> bytes:
     """Pickle a function (or a (Class, init_args) pair) for the executors. cloudpickle ships
     functions of ``__main__`` by value but pickles functions of an importable module by
     reference, which fails on executors that do not have the user's module (a test file, a
@@ -109,13 +112,13 @@ def dumps_code(obj, module_name):
     if by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps(obj)
+        return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
     finally:
         if by_value:
             cloudpickle.unregister_pickle_by_value(module)
 
 
-def pack_value(value):
+def pack_value(value: Any) -> Fields:
     """A Python value as stored: a set's elements pickled one by one (a SetUnion lattice),
     anything else pickled whole (a last-writer-wins value)."""
     if isinstance(value, (set, frozenset)):
@@ -123,7 +126,7 @@ def pack_value(value):
     return {"value": dumps(value)}
 
 
-def unpack_value(wire):
+def unpack_value(wire: Mapping[str, Any] | None) -> Any:
     """The Python value of a stored or returned value (``None`` stays ``None``)."""
     if wire is None:
         return None
@@ -134,8 +137,9 @@ def unpack_value(wire):
     return pickle.loads(wire["value"])
 
 
-def pack_args(args):
-    """Call arguments: references by key, anything else pickled."""
+def pack_args(args: Any) -> list[Fields]:
+    """Call arguments: references by key, anything else pickled. A single argument that is
+    not a list or tuple counts as a list of one."""
     if not isinstance(args, (list, tuple)):
         args = [args]
     return [
@@ -144,7 +148,9 @@ def pack_args(args):
     ]
 
 
-def register_fields(function, name, timeout=None):
+def register_fields(
+    function: Callable[..., Any] | tuple[type, Any], name: str, timeout: float | None = None
+) -> Fields:
     """Fields of ``register_function`` for a callable or a ``(Class, init_args)`` pair."""
     if not isinstance(name, str) or not name:
         raise TypeError("a function needs a non-empty str name")
@@ -166,22 +172,40 @@ def register_fields(function, name, timeout=None):
     return fields
 
 
-def call_fields(direct, consistency, output_key):
+def dag_fields(name: str, functions: Iterable[str], connections: Iterable[Iterable[str]]) -> Fields:
+    """Fields of ``register_dag``: the functions and the ``(from, to)`` edges."""
+    return {
+        "name": name,
+        "functions": list(functions),
+        "connections": [list(c) for c in connections],
+    }
+
+
+def call_fields(direct: bool, consistency: str, output_key: str | None) -> Fields:
     if consistency not in CONSISTENCY_MODES:
         raise ValueError(f"consistency must be one of {CONSISTENCY_MODES}, got {consistency!r}")
-    fields = {"consistency": consistency, "direct": bool(direct)}
+    fields: Fields = {"consistency": consistency, "direct": bool(direct)}
     if output_key is not None:
         fields["output_key"] = output_key
     return fields
 
 
-def dag_args(arg_map):
+def dag_args(arg_map: Mapping[str, Any]) -> Fields:
     if not isinstance(arg_map, dict):
         raise TypeError("call_dag's arg_map maps function names to argument lists")
     return {name: pack_args(args) for name, args in arg_map.items()}
 
 
-def timeout_ms(timeout):
+def await_fields(call: int, key: str, timeout: float | None) -> Fields:
+    """Fields of ``await`` for the result of ``call`` stored under ``key``."""
+    fields: Fields = {"call": call, "key": key}
+    ms = timeout_ms(timeout)
+    if ms is not None:
+        fields["timeout_ms"] = ms
+    return fields
+
+
+def timeout_ms(timeout: float | None) -> int | None:
     if timeout is None:
         return None
     if timeout < 0:

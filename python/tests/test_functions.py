@@ -64,9 +64,18 @@ def test_consistency_modes(fns):
         fns.call_dag("incr_square", {"incr": [0]}, consistency="strong")
 
 
-def test_output_key_stores_the_result(fns):
+def test_output_key_stores_the_result(url, fns):
     fns.call_dag("incr_square", {"incr": [3]}, output_key="dag-out").get(timeout=10)
     assert fns.get_object("dag-out") == 16
+    assert fns.exec_func("incr", [4], output_key="fn-out").get(timeout=10) == 5
+    assert fns.get_object("fn-out") == 5
+
+    async def from_asyncio():
+        async with await cloudburst.AsyncCloudburstConnection.connect(url) as cloud:
+            await cloud.exec_func("incr", [6], direct_response=True, output_key="fn-out-aio")
+            return await cloud.get_object("fn-out-aio")
+
+    assert asyncio.run(from_asyncio()) == 7
 
 
 def test_references_are_resolved_server_side(fns):
@@ -81,29 +90,31 @@ def test_list_and_delete(fns):
     fns.register_dag("to_delete", ["incr"], [])
     assert "to_delete" in fns.list_dags()
     assert fns.delete_dag("to_delete")
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.NotFoundError) as e:
         fns.delete_dag("to_delete")
     assert e.value.code == "unknown_dag"
 
 
 def test_unknown_function_and_dag(fns):
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.NotFoundError) as e:
         fns.exec_func("no_such_function", [1]).get(timeout=10)
     assert e.value.code == "unknown_function"
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.NotFoundError) as e:
         fns.call_dag("no_such_dag", {"x": [1]}, direct_response=True)
     assert e.value.code == "unknown_dag"
 
 
 def test_bad_dags_are_refused(fns):
-    for functions, connections in [
-        (["incr", "missing"], [("incr", "missing")]),
-        (["incr", "square"], [("incr", "square"), ("square", "incr")]),
-        (["incr", "square"], []),
+    for functions, connections, error, code in [
+        (["incr", "missing"], [("incr", "missing")], cloudburst.NotFoundError,
+         "unknown_function"),
+        (["incr", "square"], [("incr", "square"), ("square", "incr")],
+         cloudburst.InvalidRequestError, "bad_dag"),
+        (["incr", "square"], [], cloudburst.InvalidRequestError, "bad_dag"),
     ]:
-        with pytest.raises(cloudburst.CloudburstError) as e:
+        with pytest.raises(error) as e:
             fns.register_dag("bad", functions, connections)
-        assert e.value.code in ("bad_dag", "unknown_function"), e.value
+        assert e.value.code == code, e.value
 
 
 def test_exception_carries_type_and_traceback(cloud):
@@ -115,14 +126,16 @@ def test_exception_carries_type_and_traceback(cloud):
     with pytest.raises(cloudburst.FunctionError) as e:
         future.get(timeout=10)
     # Asking the same failed future again raises the same error (it does not hang).
-    with pytest.raises(cloudburst.FunctionError):
+    with pytest.raises(cloudburst.FunctionError) as again:
         future.get(timeout=10)
+    assert again.value is e.value
     assert e.value.code == "function_error"
     assert e.value.exception_type == "ValueError"
     assert "bad input 5" in str(e.value)
     assert "Traceback" in e.value.traceback and "boom" in e.value.traceback
-    with pytest.raises(cloudburst.FunctionError):
+    with pytest.raises(cloudburst.FunctionError) as e:
         cloud.exec_func("boom", [1], direct_response=True)
+    assert e.value.code == "function_error"
 
 
 def test_function_timeout_and_future_timeout(cloud):
@@ -131,12 +144,13 @@ def test_function_timeout_and_future_timeout(cloud):
         return s
 
     f = cloud.register(slow, "slow", timeout=0.5)
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.CloudburstTimeout) as e:
         f(5).get(timeout=15)
     assert e.value.code == "timeout"
     fut = f(0.3)
-    with pytest.raises(cloudburst.CloudburstTimeout):
+    with pytest.raises(cloudburst.CloudburstTimeout) as e:
         fut.get(timeout=0.01)
+    assert e.value.code == "timeout"
     assert fut.get(timeout=10) == 0.3  # still arrives afterwards
 
 

@@ -33,20 +33,20 @@ def test_sets_merge_by_union(cloud):
 
 def test_set_then_plain_value_is_a_kind_mismatch(cloud):
     cloud.put_object("kinds", {1})
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.InvalidRequestError) as e:
         cloud.put_object("kinds", 5)
     assert e.value.code == "kind_mismatch"
 
 
 def test_reserved_keys_cannot_be_written(cloud):
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.InvalidRequestError) as e:
         cloud.put_object("__cloudburst/functions/x", 1)
     assert e.value.code == "invalid_request"
     assert "reserved" in e.value.message
 
 
 def test_empty_key_is_refused(cloud):
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.InvalidRequestError) as e:
         cloud.get_object("")
     assert e.value.code == "invalid_request"
 
@@ -58,8 +58,8 @@ def test_large_value_64_mb_end_to_end(cloud):
 
 
 def test_value_over_the_server_limit_is_refused_before_sending(cloud):
-    too_big = b"x" * (cloud._core.max_message_bytes + 1)
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    too_big = b"x" * (cloud.max_message_bytes + 1)
+    with pytest.raises(cloudburst.InvalidRequestError) as e:
         cloud.put_object("too-big", too_big)
     assert e.value.code == "message_too_large"
     assert cloud.get_object("too-big") is None  # and the connection still works
@@ -98,6 +98,6 @@ def test_closed_connection_raises(url):
 
 
 def test_bad_url_fails_clearly():
-    with pytest.raises(cloudburst.CloudburstError) as e:
+    with pytest.raises(cloudburst.UnavailableError) as e:
         cloudburst.CloudburstConnection("ws://127.0.0.1:1")
     assert e.value.code == "connection_failed"

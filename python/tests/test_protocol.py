@@ -72,10 +72,10 @@ def test_pipelined_requests_each_get_one_answer(url):
 def test_token_is_required_when_configured(tmp_path):
     c = start_cluster("--token", "s3cret", tmp=tmp_path)
     try:
-        with pytest.raises(cloudburst.CloudburstError) as e:
+        with pytest.raises(cloudburst.AuthError) as e:
             cloudburst.CloudburstConnection(c.url)
         assert e.value.code == "unauthorized"
-        with pytest.raises(cloudburst.CloudburstError) as e:
+        with pytest.raises(cloudburst.AuthError) as e:
             cloudburst.CloudburstConnection(c.url, token="wrong")
         assert e.value.code == "unauthorized"
         with cloudburst.CloudburstConnection(c.url, token="s3cret") as conn:

@@ -1,11 +1,12 @@
 //! The user library from inside real Python workers: get/put/send/recv/getid reach the
-//! executor's `UserLibrary`, sets are stored as sets, and errors raise in Python.
+//! executor's `UserLibrary`, sets are stored as sets, and errors raise in Python as the
+//! client package's classes.
 
 mod pyrt_support;
 
 use bytes::Bytes;
 use cloudburst::ids::Key;
-use cloudburst::pyrt::{PyValue, UserLibrary};
+use cloudburst::pyrt::{LibError, PyValue, UserLibrary};
 use pyrt_support::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,14 +53,21 @@ async fn get_put_send_recv_getid_reach_the_library() {
 async fn library_errors_raise_inside_the_function() {
     let pool = pool(1).await;
     let lib: Arc<dyn UserLibrary> = Arc::new(MemLibrary {
-        refuse: Some("no access to forbidden".into()),
+        refuse: Some(LibError::new(
+            "session_expired",
+            "the pinned version is gone",
+        )),
         ..MemLibrary::default()
     });
     let out = pool
         .call(call("lib_error", vec![], T), lib)
         .await
         .expect("caught inside");
-    assert_eq!(repr(&out), "'CloudburstError: no access to forbidden'");
+    // The client package's class for the code, retryable as the client sees it.
+    assert_eq!(
+        repr(&out),
+        "('SessionError', 'session_expired', True, True, 'session_expired: the pinned version is gone')"
+    );
     pool.shutdown().await;
 }
 

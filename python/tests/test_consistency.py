@@ -436,6 +436,8 @@ def test_concurrent_causal_writes_are_kept_and_visible(two_nodes):
     with pytest.raises(cloudburst.FunctionError) as e:
         cloud.exec_func("c_blind", ["plain", 2], consistency=CAUSAL, direct_response=True)
     assert e.value.code == "function_error" and "non-causal" in str(e.value)
+    # The refusal reached the function as the client package's class, with its code.
+    assert e.value.exception_type == "InvalidRequestError", e.value
 
 
 def pinned_keys(dashboard):

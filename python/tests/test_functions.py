@@ -138,6 +138,28 @@ def test_exception_carries_type_and_traceback(cloud):
     assert e.value.code == "function_error"
 
 
+def library_errors(cb):
+    """What `cb.send` to a bad address raises inside a function."""
+    try:
+        cb.send("not-an-executor-id", b"x")
+    except cloudburst.CloudburstError as e:
+        return (type(e).__module__, type(e).__name__, e.code,
+                isinstance(e, cloudburst.InvalidRequestError), e.retryable)
+    return None
+
+
+def test_library_errors_inside_functions_are_the_client_classes(cloud):
+    cloud.register(library_errors, "library_errors")
+    got = cloud.exec_func("library_errors", [], direct_response=True)
+    assert got == ("cloudburst.errors", "InvalidRequestError", "invalid_request", True, False)
+    # Uncaught, it fails the call as the function's error, naming the class.
+    cloud.register(lambda cb: cb.send("nowhere", b"x"), "library_error_uncaught")
+    with pytest.raises(cloudburst.FunctionError) as e:
+        cloud.exec_func("library_error_uncaught", [], direct_response=True)
+    assert e.value.code == "function_error"
+    assert e.value.exception_type == "InvalidRequestError"
+
+
 def test_function_timeout_and_future_timeout(cloud):
     def slow(cb, s):
         time.sleep(s)

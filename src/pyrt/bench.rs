@@ -8,7 +8,9 @@
 //!   speedup = 2 × t(one) / t(two) per round, ideal 2.0.
 
 use super::interp::{self, CallRef, Glue};
-use super::{FunctionKind, FunctionSpec, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary};
+use super::{
+    FunctionKind, FunctionSpec, LibError, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
+};
 use crate::bench::stats::Summary;
 use crate::cli::BenchArgs;
 use crate::ids::Key;
@@ -33,14 +35,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 struct NoLibrary;
 
 impl UserLibrary for NoLibrary {
-    fn get(&self, _: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
-        Box::pin(async { Err("no library in this benchmark".to_string()) })
+    fn get(&self, _: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, LibError>> {
+        Box::pin(async { Err(no_library()) })
     }
-    fn put(&self, _: Key, _: PyValue) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(async { Err("no library in this benchmark".to_string()) })
+    fn put(&self, _: Key, _: PyValue) -> BoxFuture<'static, Result<(), LibError>> {
+        Box::pin(async { Err(no_library()) })
     }
-    fn send(&self, _: String, _: Bytes) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(async { Err("no library in this benchmark".to_string()) })
+    fn send(&self, _: String, _: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
+        Box::pin(async { Err(no_library()) })
     }
     fn recv(&self) -> Vec<(String, Bytes)> {
         Vec::new()
@@ -48,6 +50,10 @@ impl UserLibrary for NoLibrary {
     fn id(&self) -> String {
         "bench".into()
     }
+}
+
+fn no_library() -> LibError {
+    LibError::new("unavailable", "no library in this benchmark")
 }
 
 /// Run the benchmark and print the figures (`--json`: last line one JSON object).

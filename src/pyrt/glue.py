@@ -3,7 +3,8 @@
 Unpickles functions (cached per process by (name, hash)), unpickles arguments, calls the
 function with the user-library object, formats exceptions and pickles the result. The
 user-library object forwards to a Rust `link` whose methods release the GIL while they wait
-on the supervisor.
+on the supervisor; a failed request raises the client package's error class for its code
+(`cloudburst.errors`, the same classes the client raises).
 
 Values cross the boundary as: None, bytes (one pickled object), list[bytes] (a set, one
 pickle per element) or tuple[bytes] (concurrent versions of a causal key, read only).
@@ -29,12 +30,24 @@ except ImportError:  # executors without the client package installed
             # Unpickles as a plain tuple where this module does not exist (the client).
             return (tuple, (tuple(self),))
 
+try:
+    # The client package's error classes, so a function catches `cloudburst.SessionError`
+    # around `cb.get` as a client does around its calls.
+    from cloudburst.errors import error_for
+except ImportError:  # no client package (or one older than its errors module)
+    # The same classes: the worker loaded the package's errors.py under this name.
+    from cloudburst_errors import error_for
+
 # (name, hash) -> callable taking (cb, *args): a function, or a class instance's `run`.
 _functions = {}
 
 
-class CloudburstError(Exception):
-    """A user-library operation failed (raised inside the user's function)."""
+def _library_error(e):
+    """The client package's error for a failed library request: the link raises
+    `RuntimeError(code, message)`."""
+    if len(e.args) == 2:
+        return error_for(*e.args)
+    return error_for("internal_error", str(e))
 
 
 def environment():
@@ -87,14 +100,14 @@ class Cloudburst:
                 return [_loads(v) for v in self._link.get([str(k) for k in key])]
             return _loads(self._link.get([str(key)])[0])
         except RuntimeError as e:
-            raise CloudburstError(str(e)) from None
+            raise _library_error(e) from None
 
     def put(self, key, value):
         """Store a value (a set is stored as a set lattice)."""
         try:
             self._link.put(str(key), _encode(value))
         except RuntimeError as e:
-            raise CloudburstError(str(e)) from None
+            raise _library_error(e) from None
 
     def getid(self):
         """This executor's address, for others to `send` to."""
@@ -105,7 +118,7 @@ class Cloudburst:
         try:
             self._link.send(str(dest), bytes(payload))
         except RuntimeError as e:
-            raise CloudburstError(str(e)) from None
+            raise _library_error(e) from None
 
     def recv(self):
         """Messages waiting for this executor: [(sender_id, bytes)]."""

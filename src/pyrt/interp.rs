@@ -25,6 +25,10 @@ pub const BUILD_PYTHON: &str = env!("CLOUDBURST_BUILD_PYTHON");
 /// The glue module's source, compiled once per process.
 const GLUE_SOURCE: &str = include_str!("glue.py");
 
+/// The client package's error classes, loaded as the module `cloudburst_errors` for the glue
+/// to raise where the worker's Python has no `cloudburst` package (one source for both).
+const ERRORS_SOURCE: &str = include_str!("../../python/cloudburst/errors.py");
+
 /// Why the interpreter could not be initialised or the glue loaded.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InterpError {
@@ -119,9 +123,11 @@ pub struct RunOutcome {
 }
 
 impl Glue {
-    /// Compile the glue (imports cloudpickle).
+    /// Compile the glue (imports cloudpickle) and the error classes it falls back on.
     pub fn load(py: Python<'_>) -> Result<Glue, InterpError> {
         let load = || -> PyResult<Glue> {
+            let errors = CString::new(ERRORS_SOURCE)?;
+            PyModule::from_code(py, &errors, c"cloudburst_errors.py", c"cloudburst_errors")?;
             let code = CString::new(GLUE_SOURCE)?;
             let module = PyModule::from_code(py, &code, c"cloudburst_glue.py", c"cloudburst_glue")?;
             Ok(Glue {

@@ -90,19 +90,42 @@ pub struct PyCall {
 }
 
 /// What a running function may do; implemented by the executor over its cache (one object
-/// per call, so it can carry session state). Errors surface in Python as a
-/// `CloudburstError` exception raised inside the function.
+/// per call, so it can carry session state). Errors surface in Python as the client
+/// package's exception class for their code (`cloudburst.errors`), raised inside the
+/// function.
 pub trait UserLibrary: Send + Sync + 'static {
     /// `cb.get(key)` / `cb.get([k1, k2])`: values in key order, `None` where missing.
-    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>>;
+    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, LibError>>;
     /// `cb.put(key, value)`.
-    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>>;
+    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), LibError>>;
     /// `cb.send(dest_id, bytes)`: a direct message to another executor.
-    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>>;
+    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>>;
     /// `cb.recv()`: messages waiting for this executor (non-blocking).
     fn recv(&self) -> Vec<(String, Bytes)>;
     /// `cb.getid()`: this executor's address.
     fn id(&self) -> String;
+}
+
+/// Why a user-library request failed: the stable error code the client protocol uses for it
+/// (`session_expired`, `invalid_request`, ...), which picks the exception class raised in the
+/// function, and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[error("{code}: {message}")]
+pub struct LibError {
+    /// The error code, as the client protocol spells it.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl LibError {
+    /// An error with `code` (a client protocol error code) and `message`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        LibError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// The Python a pool's workers run, read from a worker at start. An executor refuses

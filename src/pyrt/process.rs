@@ -5,7 +5,9 @@ use super::wire::{
     decode, encode, FrameError, FromWorker, LibReply, LibRequest, ToWorker, ToWorkerRef,
     WireCallRef, PROTOCOL_VERSION,
 };
-use super::{CallError, PoolConfig, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
+use super::{
+    CallError, LibError, PoolConfig, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary,
+};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use std::collections::HashSet;
@@ -170,7 +172,7 @@ impl Worker {
                     let reply = serve_lib(req, lib).await;
                     let frame = self
                         .encode_checked(&ToWorker::LibReply(reply))
-                        .or_else(|e| encode(&ToWorker::LibReply(LibReply::Error(e.to_string()))))
+                        .or_else(|e| encode(&ToWorker::LibReply(LibReply::Error(unsendable(e)))))
                         .map_err(|e| Broken(e.to_string()))?;
                     self.send(frame).await?;
                 }
@@ -241,8 +243,18 @@ impl Worker {
     }
 }
 
+/// The error a function sees when the library's answer cannot be sent to its worker.
+fn unsendable(e: CallError) -> LibError {
+    let code = match e {
+        CallError::TooLarge { .. } => "too_large",
+        CallError::Pickle(_) => "pickle_error",
+        _ => "internal_error",
+    };
+    LibError::new(code, e.to_string())
+}
+
 async fn serve_lib(req: LibRequest, lib: &dyn UserLibrary) -> LibReply {
-    let done = |r: Result<(), String>| r.map_or_else(LibReply::Error, |()| LibReply::Done);
+    let done = |r: Result<(), LibError>| r.map_or_else(LibReply::Error, |()| LibReply::Done);
     match req {
         LibRequest::Get(keys) => lib
             .get(keys)

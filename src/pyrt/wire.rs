@@ -5,14 +5,14 @@
 //! The protocol is strictly request/response and one call at a time per worker:
 //! `Call`, then any number of `Lib` / `LibReply` pairs, then `Done`.
 
-use super::{CallError, FunctionKind, PyEnvironment, PyValue};
+use super::{CallError, FunctionKind, LibError, PyEnvironment, PyValue};
 use crate::ids::Key;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -84,7 +84,7 @@ pub enum LibReply {
     Done,
     Messages(Vec<(String, Bytes)>),
     Id(String),
-    Error(String),
+    Error(LibError),
 }
 
 /// Why a frame could not be read or written.
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_both_ways() {
-        let big = ToWorker::LibReply(LibReply::Error("x".repeat(10)));
+        let big = ToWorker::LibReply(LibReply::Error(LibError::new("x", "x".repeat(10))));
         assert!(matches!(
             encode_frame(&big, 4),
             Err(FrameError::TooLarge { max: 4, .. })

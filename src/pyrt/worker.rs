@@ -155,8 +155,8 @@ fn send_done(chan: &SharedChannel, done: FromWorker) -> Result<(), FrameError> {
 }
 
 /// The user library's way out of Python: each method sends one request to the supervisor
-/// and waits for its reply with the GIL released. Errors raise `RuntimeError` (the glue
-/// turns them into `CloudburstError`).
+/// and waits for its reply with the GIL released. Errors raise `RuntimeError(code,
+/// message)`; the glue turns it into the client package's class for `code`.
 #[pyclass(frozen, module = "cloudburst_worker")]
 pub struct Link {
     chan: SharedChannel,
@@ -221,16 +221,29 @@ impl Link {
             ch.recv()
         });
         match reply {
-            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(PyRuntimeErr::new_err(e)),
+            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(lib_error(&e.code, e.message)),
             Ok(ToWorker::LibReply(r)) => Ok(r),
-            Ok(ToWorker::Call(_)) => Err(PyRuntimeErr::new_err(
-                "cloudburst: protocol violation (a call arrived during a library request)",
+            Ok(ToWorker::Call(_)) => Err(lib_error(
+                "internal_error",
+                "protocol violation (a call arrived during a library request)".into(),
             )),
-            Err(e) => Err(PyRuntimeErr::new_err(format!("cloudburst: {e}"))),
+            Err(FrameError::TooLarge { bytes, max }) => Err(lib_error(
+                "too_large",
+                format!("the request of {bytes} bytes exceeds the limit of {max} bytes"),
+            )),
+            Err(e) => Err(lib_error("internal_error", format!("cloudburst: {e}"))),
         }
     }
 }
 
+/// The exception of a failed library request, as the glue expects it.
+fn lib_error(code: &str, message: String) -> PyErr {
+    PyRuntimeErr::new_err((code.to_string(), message))
+}
+
 fn unexpected() -> PyErr {
-    PyRuntimeErr::new_err("cloudburst: unexpected reply kind from the executor")
+    lib_error(
+        "internal_error",
+        "unexpected reply kind from the executor".into(),
+    )
 }

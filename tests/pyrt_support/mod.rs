@@ -13,7 +13,7 @@ pub use wait::until;
 use bytes::Bytes;
 use cloudburst::ids::Key;
 use cloudburst::pyrt::{
-    FunctionKind, FunctionSpec, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
+    FunctionKind, FunctionSpec, LibError, PoolConfig, PyCall, PyValue, PythonPool, UserLibrary,
 };
 use futures::future::BoxFuture;
 use std::collections::HashMap;
@@ -61,10 +61,13 @@ def library(cb, k):
     return (before, many, cb.getid(), cb.recv())
 
 def lib_error(cb):
+    import sys
     try:
         cb.get("forbidden")
     except Exception as e:
-        return type(e).__name__ + ": " + str(e)
+        errors = sys.modules[type(e).__module__]  # the package's errors, or the worker's copy
+        family = isinstance(e, errors.CloudburstError)
+        return (type(e).__name__, e.code, e.retryable, family, str(e))
 
 def gil_probe(cb):
     import threading
@@ -190,13 +193,13 @@ pub struct MemLibrary {
     pub store: Mutex<HashMap<Key, PyValue>>,
     pub sent: Mutex<Vec<(String, Bytes)>>,
     pub inbox: Mutex<Vec<(String, Bytes)>>,
-    pub refuse: Option<String>,
+    pub refuse: Option<LibError>,
     /// How long each `get` takes.
     pub get_delay: Option<Duration>,
 }
 
 impl UserLibrary for MemLibrary {
-    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
+    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, LibError>> {
         let r = match &self.refuse {
             Some(why) => Err(why.clone()),
             None => {
@@ -212,11 +215,11 @@ impl UserLibrary for MemLibrary {
             r
         })
     }
-    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
+    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), LibError>> {
         self.store.lock().expect("lock").insert(key, value);
         Box::pin(async { Ok(()) })
     }
-    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         self.sent.lock().expect("lock").push((dest, payload));
         Box::pin(async { Ok(()) })
     }

@@ -5,11 +5,11 @@
 use super::env::ExecEnv;
 use super::mailbox::InvocationId;
 use super::messages::Deliver;
-use super::session::Session;
+use super::session::{Session, SessionError};
 use super::values::to_python;
 use crate::ids::Key;
 use crate::net::{ActorRef, ServiceId};
-use crate::pyrt::{PyValue, UserLibrary};
+use crate::pyrt::{LibError, PyValue, UserLibrary};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::sync::Arc;
@@ -29,25 +29,30 @@ impl Invocation {
 }
 
 impl UserLibrary for Invocation {
-    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, String>> {
+    fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, LibError>> {
         let session = self.session.clone();
         Box::pin(async move {
-            let values = session.get(&keys).await.map_err(|e| e.to_string())?;
+            let values = session.get(&keys).await.map_err(session_error)?;
             keys.iter()
                 .zip(values)
-                .map(|(k, v)| to_python(k.as_str(), v))
+                .map(|(k, v)| {
+                    to_python(k.as_str(), v).map_err(|e| LibError::new("unsupported_value", e))
+                })
                 .collect()
         })
     }
 
-    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), String>> {
+    fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), LibError>> {
         let session = self.session.clone();
-        Box::pin(async move { session.put(key, value).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { session.put(key, value).await.map_err(session_error) })
     }
 
-    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), String>> {
+    fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         let sent = match InvocationId::parse(&dest) {
-            None => Err(format!("`{dest}` is not an id returned by getid()")),
+            None => Err(LibError::new(
+                "invalid_request",
+                format!("`{dest}` is not an id returned by getid()"),
+            )),
             Some(to) => {
                 let target = ActorRef::new(to.node, ServiceId::Executor, 0);
                 let msg = Deliver {
@@ -59,7 +64,7 @@ impl UserLibrary for Invocation {
                     .transport
                     .handle::<Deliver>(target)
                     .tell(msg)
-                    .map_err(|e| format!("cannot send: {e}"))
+                    .map_err(|e| LibError::new("unavailable", format!("cannot send: {e}")))
             }
         };
         Box::pin(async move { sent })
@@ -72,4 +77,9 @@ impl UserLibrary for Invocation {
     fn id(&self) -> String {
         self.id.clone()
     }
+}
+
+/// A session's error as the function sees it: its code kept.
+fn session_error(e: SessionError) -> LibError {
+    LibError::new(e.code, e.message)
 }

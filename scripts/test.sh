@@ -14,6 +14,8 @@ echo "== cargo build"
 cargo build --bins
 echo "== cargo test"
 cargo test --all-targets
+echo "== mypy (the Python client's type hints)"
+.venv/bin/python3 -m mypy --config-file python/pyproject.toml python/cloudburst
 echo "== pytest"
 # The pytest fixture starts `cloudburst local` from this binary (built above).
 CLOUDBURST_BIN="$PWD/target/debug/cloudburst" .venv/bin/python3 -m pytest python/tests -q

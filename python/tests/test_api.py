@@ -43,7 +43,8 @@ def test_run_blocking_returns_raises_and_refuses_to_suspend():
         await asyncio.sleep(0)
 
     assert _api.run_blocking(value()) == 7
-    with pytest.raises(cloudburst.NotFoundError):
+    with pytest.raises(cloudburst.NotFoundError) as e:
         _api.run_blocking(fails())
+    assert e.value.code == "unknown_dag"
     with pytest.raises(RuntimeError, match="suspends"):
         _api.run_blocking(suspends())

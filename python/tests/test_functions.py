@@ -218,5 +218,14 @@ def test_asyncio_calls(url, fns):
             assert values == [i * i for i in range(10)]
             direct = await cloud.call_dag("incr_square", {"incr": [4]}, direct_response=True)
             assert direct == 25
+            with pytest.raises(cloudburst.NotFoundError) as e:
+                await cloud.exec_func("no_such_function", [1], direct_response=True)
+            assert e.value.code == "unknown_function"
+            nap = await cloud.register(lambda cb, s: time.sleep(s) or s, "aio_nap")
+            fut = await nap(0.3)
+            with pytest.raises(cloudburst.CloudburstTimeout) as e:
+                await fut.get(timeout=0.01)
+            assert e.value.code == "timeout"
+            assert await fut.get(timeout=10) == 0.3  # still arrives afterwards
 
     asyncio.run(main())

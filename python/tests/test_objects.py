@@ -85,6 +85,15 @@ def test_asyncio_client(url):
             assert got == [{"x": 1}] * 20
             assert await cloud.get_object("async-missing") is None
             await cloud.ping()
+            with pytest.raises(cloudburst.InvalidRequestError) as e:
+                await cloud.get_object("")
+            assert e.value.code == "invalid_request"
+        with pytest.raises(cloudburst.ConnectionClosedError) as e:
+            await cloud.ping()
+        assert e.value.code == "connection_closed"
+        with pytest.raises(cloudburst.UnavailableError) as e:
+            await cloudburst.AsyncCloudburstConnection.connect("ws://127.0.0.1:1")
+        assert e.value.code == "connection_failed"
 
     asyncio.run(main())
 

@@ -16,10 +16,6 @@ While no request waits, nobody reads; a small keep-alive thread takes the reader
 every half heartbeat, reads what arrived (answering the server's pings) and gives the role
 back. It also closes a connection on which nothing at all arrived (not even the server's
 pings) for longer than the server's client timeout.
-
-As the method layer's transport (``_api.Transport``), :meth:`SyncCore.request` is a
-coroutine only in form: it does the blocking round trip on the calling thread and never
-suspends, so ``_api.run_blocking`` finishes it in one step.
 """
 
 from __future__ import annotations
@@ -125,12 +121,12 @@ class SyncCore:
     def _hello(self, url: str) -> float:
         """Say hello; returns how often the keep-alive thread should look."""
         try:
-            ok, body = self.round_trip("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
+            ok, body = self.request("hello", {"client": CLIENT_NAME}, CONNECT_TIMEOUT)
         except CloudburstTimeout:
-            self.close_now()
+            self.close()
             raise error_for("connection_failed", f"{url} did not answer hello") from None
         if not ok:
-            self.close_now()
+            self.close()
             raise protocol.error(body)
         self.max_message_bytes = body["max_message_bytes"]
         self.server = body.get("server")
@@ -148,14 +144,7 @@ class SyncCore:
 
     # -- requests ---------------------------------------------------------------------
 
-    async def request(self, op: str, fields: Fields, timeout: float | None = None) -> Any:
-        """The ``Transport`` interface: :meth:`round_trip`, its error raised."""
-        ok, body = self.round_trip(op, fields, timeout)
-        if not ok:
-            raise protocol.error(body)
-        return body
-
-    def round_trip(self, op: str, fields: Fields, timeout: float | None = None) -> Answer:
+    def request(self, op: str, fields: Fields, timeout: float | None = None) -> Answer:
         """Send one request and wait for its response: ``(ok, body)``. Raises
         :class:`CloudburstTimeout` after ``timeout`` seconds (``None``: no limit), and
         :class:`ConnectionClosedError` if the connection is closed before sending."""
@@ -350,11 +339,7 @@ class SyncCore:
                     if self._reading:
                         self._pass_reader_role()
 
-    async def close(self) -> None:
-        """The ``Transport`` interface: :meth:`close_now`."""
-        self.close_now()
-
-    def close_now(self) -> None:
+    def close(self) -> None:
         """Close the websocket; requests still waiting fail with ``connection_closed``."""
         self._fail_all(ConnectionClosedError("connection_closed", "closed by the client"))
         with self._io:

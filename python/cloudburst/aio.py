@@ -5,28 +5,29 @@ coroutines. Use it from one event loop (the one it was opened on)::
     square = await cloud.register(lambda cb, x: x * x, "square")
     print(await (await square(3)).get())
 
-Its methods are the method layer's (``_api.Methods``) as they are; this module adds only
-the handles it gives out and the way to open a connection.
+Its methods are the method layer's (``_api.Methods``); this module adds how a request
+runs (through the event loop), the handles it gives out and the way to open a connection.
 """
 
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from ._api import Handle, Methods, Outcome
+from ._api import Awaiting, Handle, Methods, Outcome, Request
 from ._core import Core
+from .errors import CloudburstError
+
+T = TypeVar("T")
 
 
-class AsyncCloudburstFuture(Outcome):
-    """The eventual result of a call; ``await future.get()``."""
+class AsyncCloudburstFuture(Outcome["AsyncCloudburstConnection"], Awaiting):
+    """The eventual result of a call; ``await future.get(timeout=None)``."""
 
     __slots__ = ()
 
-    async def get(self, timeout: float | None = None) -> Any:
-        """The call's result; raises the function's error, or :class:`CloudburstTimeout`
-        after ``timeout`` seconds (``None``: wait as long as it takes)."""
-        return await self.result(timeout)
+    async def _run(self, request: Request[T]) -> T:
+        return await self._conn._run(request)
 
 
 class AsyncCloudburstFunction(Handle["AsyncCloudburstConnection"]):
@@ -37,10 +38,12 @@ class AsyncCloudburstFunction(Handle["AsyncCloudburstConnection"]):
         return future
 
 
-class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburstFuture]):
+class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburstFuture], Awaiting):
     """Open with ``await AsyncCloudburstConnection.connect(url, token=None)``."""
 
-    _transport: Core
+    def __init__(self, core: Core, url: str) -> None:
+        super().__init__(url, core)
+        self._core = core
 
     @classmethod
     async def connect(
@@ -48,11 +51,25 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
     ) -> AsyncCloudburstConnection:
         return cls(await Core.open(url, token), url)
 
+    async def _run(self, request: Request[T]) -> T:
+        """Send the request through the event loop and wait for its answer."""
+        if request.op is None:
+            return request.finish(None)
+        try:
+            body = await self._core.request(request.op, request.fields, request.timeout)
+        except CloudburstError as e:
+            return request.fail(e)
+        return request.finish(body)
+
     def _function(self, name: str) -> AsyncCloudburstFunction:
         return AsyncCloudburstFunction(name, self)
 
     def _future(self, call: int, key: str) -> AsyncCloudburstFuture:
-        return AsyncCloudburstFuture(self._transport, call, key)
+        return AsyncCloudburstFuture(self, call, key)
+
+    async def close(self) -> None:
+        """Close the connection; calls still waiting fail with ``connection_closed``."""
+        await self._core.close()
 
     async def __aenter__(self) -> AsyncCloudburstConnection:
         return self

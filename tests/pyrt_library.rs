@@ -72,6 +72,20 @@ async fn library_errors_raise_inside_the_function() {
 }
 
 #[tokio::test]
+async fn workers_without_the_client_package_have_its_error_classes() {
+    let pool = pool(1).await;
+    let out = pool
+        .call(call("errors_fallback", vec![], T), lib())
+        .await
+        .expect("the embedded errors module imports");
+    assert_eq!(
+        repr(&out),
+        "('SessionError', 'session_expired', True, 'CloudburstError')"
+    );
+    pool.shutdown().await;
+}
+
+#[tokio::test]
 async fn library_calls_release_the_gil_while_they_wait() {
     let pool = pool(1).await;
     let lib: Arc<dyn UserLibrary> = Arc::new(MemLibrary {

@@ -69,6 +69,13 @@ def lib_error(cb):
         family = isinstance(e, errors.CloudburstError)
         return (type(e).__name__, e.code, e.retryable, family, str(e))
 
+def errors_fallback(cb):
+    # The copy of the client's errors.py every worker loads, for a Python without the
+    # client package: importable, and the same families.
+    import cloudburst_errors as e
+    err = e.error_for("session_expired", "gone")
+    return (type(err).__name__, err.code, err.retryable, type(e.error_for("new", "")).__name__)
+
 def gil_probe(cb):
     import threading
     count, stop = [0], [False]
@@ -107,7 +114,7 @@ def env(cb):
 
 out = {
     "add": add, "probe": probe, "raises": raises, "spin": spin, "library": library,
-    "lib_error": lib_error, "gil_probe": gil_probe, "cpu": cpu, "printer": printer, "exits": exits, "env": env,
+    "lib_error": lib_error, "errors_fallback": errors_fallback, "gil_probe": gil_probe, "cpu": cpu, "printer": printer, "exits": exits, "env": env,
     "counter": (Counter, (10,)),
 }
 for name, f in out.items():

@@ -37,11 +37,7 @@ pub struct Generation(pub u64);
 impl Generation {
     /// A generation for a node starting now.
     pub fn now() -> Self {
-        let micros = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(1);
-        Generation(micros)
+        Generation(crate::clock::now_micros().max(1))
     }
 }
 
@@ -113,6 +109,21 @@ impl fmt::Display for WriterId {
     }
 }
 
+/// A stable 64-bit hash of some byte strings (SHA-256, first 8 bytes), for ids derived from
+/// content: the same parts give the same hash on every node and in every build.
+pub fn hash64(parts: &[&[u8]]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(first)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +143,11 @@ mod tests {
             generation: Generation(7),
         };
         assert_eq!(r.to_string(), "127.0.0.1:6100@g7");
+    }
+
+    #[test]
+    fn hash64_separates_its_parts() {
+        assert_ne!(hash64(&[b"ab", b"c"]), hash64(&[b"a", b"bc"]));
+        assert_eq!(hash64(&[b"ab"]), hash64(&[b"ab"]));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`app`]: what each subcommand does once parsed (dispatch; every exit code is decided
 //!   here).
 //! - [`cli`]: the command line (clap): `local`, `node`, `bench`.
+//! - [`clock`]: wall-clock microseconds and the one Lww write clock of each node.
 //! - [`config`]: the effective configuration, its defaults, TOML file and validation.
 //! - [`ids`]: newtype identifiers (`NodeId`, `Generation`, `Key`, `CallId`, `WriterId`).
 //! - [`lattice`]: the lattice types, the stored `LatticeValue` enum and the law checker.
@@ -30,6 +31,7 @@ pub mod actors;
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod lattice;

@@ -6,11 +6,12 @@
 //! [`CallFinished`] at [`PROBE_INSTANCE`] (the real gateway uses instance 0). More nodes
 //! join with [`LocalCluster::join_config`] + [`NodeRoles::start`].
 
-use crate::actors::executor::values::{to_lattice, to_python, Clock};
+use crate::actors::executor::values::{to_lattice, to_python};
 use crate::actors::gateway::messages::{CallFailure, CallFinished};
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::actors::scheduler::messages::*;
 use crate::actors::scheduler::GetExecutors;
+use crate::clock::{node_clock, LwwClock};
 use crate::config::Config;
 use crate::ids::{CallId, Key};
 use crate::net::{ActorRef, Handle, NetError, RemoteMessage, ServiceId};
@@ -132,7 +133,7 @@ impl LocalCluster {
             probe_ref: ActorRef::new(me.clone(), ServiceId::Gateway, PROBE_INSTANCE),
             kvs: self.roles.kvs.client.clone(),
             transport: t.clone(),
-            clock: Arc::new(Clock::for_node(&me)),
+            clock: node_clock(&me),
             next_call: Arc::new(AtomicU64::new(rand::random::<u64>() >> 1)),
             call_timeout: CALL_TIMEOUT,
         })
@@ -157,7 +158,7 @@ pub struct LocalClient {
     probe_ref: ActorRef,
     kvs: KvsClient,
     transport: crate::net::Transport,
-    clock: Arc<Clock>,
+    clock: Arc<LwwClock>,
     next_call: Arc<AtomicU64>,
     /// How long a call waits for its result.
     pub call_timeout: Duration,

@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Counter of function calls, labels `function`, `status`.
 pub const FUNCTION_CALLS: &str = "cloudburst_function_calls_total";
@@ -240,10 +240,7 @@ fn micros(d: Duration) -> u64 {
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64)
-        .unwrap_or(0)
+    crate::clock::now_micros() / 1000
 }
 
 /// The process-wide registry.

@@ -2,10 +2,10 @@
 //! write clock, and the functions loaded from the registry (cached by name + content hash).
 
 use super::mailbox::Mailboxes;
-use super::values::Clock;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::gateway::messages::CallFailure;
 use crate::actors::scheduler::registry::{function_hash, load_function};
+use crate::clock::{node_clock, LwwClock};
 use crate::net::{ActorRef, Transport};
 use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
@@ -42,7 +42,8 @@ pub struct ExecEnv {
     pub pool: PythonPool,
     /// This node's cache: every read and write of state (through a session).
     pub cache: CacheHandle,
-    pub clock: Clock,
+    /// This node's Lww write clock (shared by every writer of the node).
+    pub clock: Arc<LwwClock>,
     /// The causal mode's lease and horizon.
     pub causal: CausalTiming,
     /// This node's writer id in causal clocks.
@@ -68,7 +69,7 @@ impl ExecEnv {
         causal: CausalTiming,
     ) -> Self {
         ExecEnv {
-            clock: Clock::for_node(&me.node),
+            clock: node_clock(&me.node),
             causal_writer: super::session::causal_writer(&me.node),
             me,
             transport,

@@ -54,11 +54,12 @@
 
 use super::env::ExecEnv;
 use super::messages::{Schedule, SessionMeta};
-use super::values::{hash64, now_micros, to_lattice};
+use super::values::to_lattice;
 use crate::actors::cache::SessionRead;
 use crate::actors::kvs::KvsError;
 use crate::actors::scheduler::messages::Consistency;
-use crate::ids::{CallId, Key, NodeRef, WriterId};
+use crate::clock::now_micros;
+use crate::ids::{hash64, CallId, Key, NodeRef, WriterId};
 use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::pyrt::PyValue;

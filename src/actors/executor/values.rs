@@ -1,14 +1,12 @@
 //! Python values in the KVS, no I/O: `PyValue::Pickled` is stored as an Lww register,
-//! `PyValue::PickledSet` as a SetUnion; and the per-writer clock that timestamps Lww writes.
+//! `PyValue::PickledSet` as a SetUnion.
 
-use crate::ids::{NodeRef, WriterId};
-use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
+use crate::clock::LwwClock;
+use crate::lattice::{LatticeValue, Lww, SetUnion};
 use crate::pyrt::PyValue;
-use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A Python value as the KVS stores it, timestamped by `clock` when it is an Lww write.
-pub fn to_lattice(value: PyValue, clock: &Clock) -> LatticeValue {
+pub fn to_lattice(value: PyValue, clock: &LwwClock) -> LatticeValue {
     match value {
         PyValue::Pickled(b) => LatticeValue::Lww(Lww::new(clock.next(), b)),
         // Concurrent values are only ever read; stored back they would be a set.
@@ -52,82 +50,16 @@ fn set_items(s: &SetUnion<bytes::Bytes>) -> Vec<bytes::Bytes> {
     s.iter().cloned().collect()
 }
 
-/// Lww timestamps of one writer: wall-clock microseconds, strictly increasing even if the
-/// clock stalls or steps back, so two writes by one writer never tie.
-#[derive(Debug)]
-pub struct Clock {
-    writer: WriterId,
-    last: AtomicU64,
-}
-
-impl Clock {
-    /// A clock for `writer`.
-    pub fn new(writer: WriterId) -> Self {
-        Clock {
-            writer,
-            last: AtomicU64::new(0),
-        }
-    }
-
-    /// A clock whose writer id is derived from `node` (id and generation).
-    pub fn for_node(node: &NodeRef) -> Self {
-        Clock::new(writer_of(node))
-    }
-
-    /// The next timestamp: `max(now, last + 1)`.
-    pub fn next(&self) -> Timestamp {
-        let now = now_micros();
-        let mut last = self.last.load(Ordering::Relaxed);
-        loop {
-            let t = now.max(last + 1);
-            match self
-                .last
-                .compare_exchange_weak(last, t, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => return Timestamp::new(t, self.writer),
-                Err(seen) => last = seen,
-            }
-        }
-    }
-}
-
-/// Microseconds since the Unix epoch (0 if the clock is before it).
-pub fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// A writer id for one incarnation of a node (a restarted node writes as a new writer).
-pub fn writer_of(node: &NodeRef) -> WriterId {
-    WriterId(hash64(&[
-        node.id.as_str().as_bytes(),
-        &node.generation.0.to_le_bytes(),
-    ]))
-}
-
-/// A stable 64-bit hash of some byte strings (SHA-256, first 8 bytes).
-pub fn hash64(parts: &[&[u8]]) -> u64 {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    let d = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&d[..8]);
-    u64::from_le_bytes(first)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::writer_clock;
+    use crate::ids::WriterId;
     use bytes::Bytes;
 
     #[test]
     fn values_round_trip_and_kinds() {
-        let clock = Clock::new(WriterId(3));
+        let clock = writer_clock(WriterId(3));
         let one = PyValue::Pickled(Bytes::from_static(b"p1"));
         let lv = to_lattice(one.clone(), &clock);
         assert!(matches!(&lv, LatticeValue::Lww(l) if l.timestamp.writer == WriterId(3)));
@@ -140,17 +72,5 @@ mod tests {
         let max = LatticeValue::bottom(crate::lattice::LatticeKind::Max);
         let e = to_python("k", Some(max)).unwrap_err();
         assert!(e.contains("max"), "{e}");
-    }
-
-    #[test]
-    fn clock_is_strictly_increasing() {
-        let c = Clock::new(WriterId(1));
-        let mut last = c.next();
-        for _ in 0..1000 {
-            let t = c.next();
-            assert!(t > last);
-            last = t;
-        }
-        assert_ne!(hash64(&[b"ab", b"c"]), hash64(&[b"a", b"bc"]));
     }
 }

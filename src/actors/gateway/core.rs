@@ -1,5 +1,5 @@
 //! The gateway's logic, with no I/O: routing call results to whoever waits for them,
-//! Lww timestamps for `put_object`, the choice of scheduler, and conversions between the
+//! the choice of scheduler, and conversions between the
 //! client protocol's types and the cluster's.
 
 use super::messages::CallFailure;
@@ -7,7 +7,7 @@ use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireVal
 use crate::actors::kvs::core::MAX_KEY_BYTES;
 use crate::actors::scheduler::messages::{Arg, Consistency, FunctionError};
 use crate::config::Role;
-use crate::ids::{CallId, Key, NodeId, WriterId};
+use crate::ids::{CallId, Key, NodeId};
 use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
 use crate::net::{ActorRef, ServiceId, View};
 use crate::pyrt::PyValue;
@@ -117,26 +117,6 @@ fn outcome_size(o: &Outcome) -> usize {
         Ok(PyValue::Pickled(b)) => b.len(),
         Ok(PyValue::PickledSet(v) | PyValue::Concurrent(v)) => v.iter().map(|b| b.len()).sum(),
         Err(f) => f.message.len() + f.traceback.as_ref().map_or(0, String::len),
-    }
-}
-
-/// Lww timestamps for one writer: wall-clock microseconds, strictly increasing even if
-/// the clock stalls or steps back.
-#[derive(Debug)]
-pub struct LwwClock {
-    writer: WriterId,
-    last: u64,
-}
-
-impl LwwClock {
-    pub fn new(writer: WriterId) -> Self {
-        LwwClock { writer, last: 0 }
-    }
-
-    /// The next timestamp, given the current wall clock in microseconds.
-    pub fn next(&mut self, now_us: u64) -> Timestamp {
-        self.last = now_us.max(self.last + 1);
-        Timestamp::new(self.last, self.writer)
     }
 }
 

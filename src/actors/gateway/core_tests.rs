@@ -1,8 +1,8 @@
-//! Unit tests of the gateway core: result routing, the stash, timestamps, scheduler choice
+//! Unit tests of the gateway core: result routing, the stash, scheduler choice
 //! and conversions.
 
 use super::*;
-use crate::ids::{Generation, NodeRef};
+use crate::ids::{Generation, NodeRef, WriterId};
 use crate::net::{Member, MemberState};
 use bytes::Bytes;
 use std::collections::BTreeSet;
@@ -70,17 +70,6 @@ fn the_stash_is_bounded_in_bytes_but_keeps_the_newest() {
     core.finish(CallId(2), Ok(PyValue::Pickled(big)));
     assert_eq!(core.stashed(), 1);
     assert!(core.wait(CallId(2)).is_ok());
-}
-
-#[test]
-fn clock_is_strictly_monotonic() {
-    let mut c = LwwClock::new(WriterId(7));
-    let a = c.next(100);
-    let b = c.next(100);
-    let d = c.next(50);
-    assert!(a < b && b < d);
-    assert_eq!(a.writer, WriterId(7));
-    assert_eq!(c.next(1_000).time, 1_000);
 }
 
 fn member(id: &str, roles: &[Role], state: MemberState) -> Member {

@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`protocol`]: the wire types, decoding in two steps, error codes.
-//! - [`core`]: result routing, Lww timestamps, scheduler choice, conversions (no I/O).
+//! - [`core`]: result routing, scheduler choice, conversions (no I/O).
 //! - [`ops`]: carrying out one request.
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
 //! - [`server`]: the HTTP listener, token check, upgrade.
@@ -27,17 +27,16 @@ pub mod router;
 pub mod server;
 pub mod session;
 
-use self::core::{LwwClock, ResultsCore};
+use self::core::ResultsCore;
 use self::messages::CallFinished;
 use self::router::{ResultRouter, Results, ViewWatcher};
 use crate::actors::kvs::KvsClient;
+use crate::clock::{node_clock, LwwClock};
 use crate::config::Config;
-use crate::ids::WriterId;
 use crate::lattice::Timestamp;
 use crate::net::membership::{Membership, Subscribe};
 use crate::net::{ActorRef, ServiceId, Transport, View};
 use actix::prelude::*;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -64,7 +63,8 @@ pub struct GatewayState {
     /// Where sink executors push results: this gateway's router.
     pub me: ActorRef,
     view: Arc<RwLock<View>>,
-    clock: Mutex<LwwClock>,
+    /// This node's Lww write clock (shared by every writer of the node).
+    clock: Arc<LwwClock>,
     spread: AtomicU64,
 }
 
@@ -78,14 +78,7 @@ impl GatewayState {
 
     /// A fresh Lww timestamp for a client write.
     pub fn timestamp(&self) -> Timestamp {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
-        self.clock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next(now)
+        self.clock.next()
     }
 }
 
@@ -115,8 +108,7 @@ impl Gateway {
         let watcher = ViewWatcher { view: view.clone() }.start();
         membership.do_send(Subscribe(watcher.recipient()));
         let me = transport.local_node().clone();
-        let mut h = std::hash::DefaultHasher::new();
-        me.hash(&mut h);
+        let clock = node_clock(&me);
         let g = &cfg.gateway;
         let state = Arc::new(GatewayState {
             kvs,
@@ -131,7 +123,7 @@ impl Gateway {
             },
             me: ActorRef::new(me, ServiceId::Gateway, 0),
             view,
-            clock: Mutex::new(LwwClock::new(WriterId(h.finish()))),
+            clock,
             spread: AtomicU64::new(0),
         });
         let (server, client_addr) = server::start(state, g.client_listen, g.http_workers)?;

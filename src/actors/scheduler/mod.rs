@@ -25,8 +25,8 @@ use self::dag::{plan, DagPlan};
 use self::messages::{CallAccepted, FunctionError, Reply};
 use crate::actors::cache::messages::CacheKeysReport;
 use crate::actors::executor::messages::Schedule;
-use crate::actors::executor::values::{now_micros, Clock};
 use crate::actors::kvs::KvsClient;
+use crate::clock::{node_clock, now_micros, LwwClock};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe};
 use crate::net::Transport;
@@ -69,7 +69,7 @@ pub struct HoldersOf(pub crate::ids::Key);
 pub struct Scheduler {
     core: SchedulerCore,
     kvs: KvsClient,
-    clock: Arc<Clock>,
+    clock: Arc<LwwClock>,
     transport: Transport,
     plans: HashMap<PlanKey, (Instant, Arc<CallPlan>)>,
     rng: StdRng,
@@ -86,7 +86,7 @@ impl Scheduler {
         let addr = Scheduler {
             core: SchedulerCore::new(cfg.executor.utilisation_threshold, EXECUTOR_STALE_AFTER),
             kvs,
-            clock: Arc::new(Clock::for_node(transport.local_node())),
+            clock: node_clock(transport.local_node()),
             transport: transport.clone(),
             plans: HashMap::new(),
             rng: StdRng::from_entropy(),

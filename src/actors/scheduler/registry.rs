@@ -8,9 +8,9 @@
 use super::messages::{DagSpec, FunctionError, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX};
 use super::messages::{Listing, RESULT_PREFIX};
 use crate::actors::cache::StateAccess;
-use crate::actors::executor::values::{hash64, Clock};
 use crate::actors::kvs::{KvsClient, KvsError};
-use crate::ids::{CallId, Key};
+use crate::clock::LwwClock;
+use crate::ids::{hash64, CallId, Key};
 use crate::lattice::{LatticeValue, Lww};
 use crate::pyrt::FunctionKind;
 use bytes::Bytes;
@@ -82,7 +82,7 @@ async fn load<T: DeserializeOwned>(
 
 async fn store(
     state: &dyn StateAccess,
-    clock: &Clock,
+    clock: &LwwClock,
     key: Key,
     payload: Bytes,
 ) -> Result<(), FunctionError> {
@@ -109,7 +109,7 @@ pub async fn load_dag(
 /// Store (or replace) a function.
 pub async fn store_function(
     state: &dyn StateAccess,
-    clock: &Clock,
+    clock: &LwwClock,
     record: &FunctionRecord,
 ) -> Result<(), FunctionError> {
     store(state, clock, function_key(&record.name), encode(record)?).await
@@ -118,7 +118,7 @@ pub async fn store_function(
 /// Store (or replace) a DAG.
 pub async fn store_dag(
     state: &dyn StateAccess,
-    clock: &Clock,
+    clock: &LwwClock,
     spec: &DagSpec,
 ) -> Result<(), FunctionError> {
     store(state, clock, dag_key(&spec.name), encode(spec)?).await
@@ -127,7 +127,7 @@ pub async fn store_dag(
 /// Delete a DAG (a tombstone); `UnknownDag` if there is none.
 pub async fn delete_dag(
     state: &dyn StateAccess,
-    clock: &Clock,
+    clock: &LwwClock,
     name: &str,
 ) -> Result<(), FunctionError> {
     if load_dag(state, name).await?.is_none() {
@@ -140,7 +140,7 @@ pub async fn delete_dag(
 /// then fail at call time with `unknown_function`.
 pub async fn delete_function(
     state: &dyn StateAccess,
-    clock: &Clock,
+    clock: &LwwClock,
     name: &str,
 ) -> Result<(), FunctionError> {
     if load_function(state, name).await?.is_none() {

@@ -18,6 +18,9 @@
 //!   and the consistent hash ring.
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
 //!   pure cores).
+//! - [`protocol`]: the contract between the function plane's actors: calls, schedules,
+//!   triggers, results, registry records and keys, shared limits, value conversions, and
+//!   the one table of every wire tag.
 //! - [`local`]: an in-process cluster and a Rust client of the function plane (tests,
 //!   benchmarks).
 //! - [`node`]: a node above the transport: starting its roles (and stopping what started
@@ -39,4 +42,5 @@ pub mod local;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod protocol;
 pub mod pyrt;

@@ -6,16 +6,18 @@
 //! [`CallFinished`] at [`PROBE_INSTANCE`] (the real gateway uses instance 0). More nodes
 //! join with [`LocalCluster::join_config`] + [`NodeRoles::start`].
 
-use crate::actors::executor::values::{to_lattice, to_python};
-use crate::actors::gateway::messages::{CallFailure, CallFinished};
 use crate::actors::kvs::{KvsClient, KvsError};
-use crate::actors::scheduler::messages::*;
 use crate::actors::scheduler::GetExecutors;
 use crate::clock::{node_clock, LwwClock};
 use crate::config::Config;
 use crate::ids::{CallId, Key};
 use crate::net::{ActorRef, Handle, NetError, RemoteMessage, ServiceId};
 use crate::node::{NodeRoles, RoleError};
+use crate::protocol::{
+    to_lattice, to_python, Arg, CallAccepted, CallDag, CallFailure, CallFinished, CallFunction,
+    Consistency, DagSpec, DeleteDag, FunctionError, FunctionRecord, List, Listing, RegisterDag,
+    RegisterFunction, Reply,
+};
 use crate::pyrt::{FunctionKind, PyValue};
 use actix::prelude::*;
 use bytes::Bytes;

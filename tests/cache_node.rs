@@ -7,13 +7,14 @@ mod transport_support;
 
 use actix::prelude::*;
 use bytes::Bytes;
-use cloudburst::actors::cache::{CacheHandle, CacheKeysReport, GetCacheStats, StateAccess};
+use cloudburst::actors::cache::{CacheHandle, GetCacheStats, StateAccess};
 use cloudburst::actors::kvs::{KvsClient, KvsTier, RoutingTable};
 use cloudburst::config::{Config, Role};
 use cloudburst::ids::{Key, WriterId};
 use cloudburst::lattice::{LatticeValue, Lww, Timestamp};
 use cloudburst::net::membership::{GetView, Membership};
 use cloudburst::net::{MemberState, Transport};
+use cloudburst::protocol::CacheKeysReport;
 use std::slice::from_ref;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

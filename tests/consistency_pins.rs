@@ -5,11 +5,11 @@
 
 mod functions_support;
 
-use cloudburst::actors::cache::{ReleaseSession, SessionRead};
 use cloudburst::ids::{CallId, Key};
 use cloudburst::local::LocalCluster;
 use cloudburst::net::{ActorRef, ServiceId};
 use cloudburst::node::NodeRoles;
+use cloudburst::protocol::{ReleaseSession, SessionRead};
 use functions_support::*;
 use std::time::Duration;
 

@@ -4,9 +4,9 @@
 
 mod functions_support;
 
-use cloudburst::actors::scheduler::messages::{Arg, FunctionError, Listing};
 use cloudburst::ids::Key;
 use cloudburst::local::LocalError;
+use cloudburst::protocol::{Arg, FunctionError, Listing};
 use cloudburst::pyrt::FunctionKind;
 use functions_support::*;
 use std::time::Duration;

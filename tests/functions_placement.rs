@@ -7,11 +7,11 @@
 
 mod functions_support;
 
-use cloudburst::actors::scheduler::messages::Arg;
 use cloudburst::actors::scheduler::HoldersOf;
 use cloudburst::ids::Key;
 use cloudburst::local::LocalCluster;
 use cloudburst::node::NodeRoles;
+use cloudburst::protocol::Arg;
 use functions_support::*;
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -7,11 +7,11 @@
 //! the client's `CallDag` to the pushed `CallFinished`; then the same for a one-function
 //! call of `square`. Median and p99 in µs.
 
-use crate::actors::scheduler::messages::Arg;
 use crate::bench::stats::Summary;
 use crate::cli::BenchArgs;
 use crate::config::{parse_roles, Config};
 use crate::local::{LocalClient, LocalCluster};
+use crate::protocol::Arg;
 use crate::pyrt::{interp, FunctionKind, PyValue};
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;

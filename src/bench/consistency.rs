@@ -14,11 +14,11 @@
 use super::compose::{get, pickle_with_executor_python, WARMUP};
 use super::stats::Summary;
 use crate::actors::executor::session::overhead_counters;
-use crate::actors::scheduler::messages::{Arg, Consistency};
 use crate::cli::BenchArgs;
 use crate::config::{parse_roles, Config};
 use crate::local::LocalCluster;
 use crate::node::NodeRoles;
+use crate::protocol::{Arg, Consistency};
 use crate::pyrt::{FunctionKind, PyValue};
 use anyhow::anyhow;
 use bytes::Bytes;

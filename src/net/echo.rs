@@ -5,7 +5,7 @@
 use crate::ids::NodeRef;
 use crate::net::membership::GetView;
 use crate::net::metrics::NetMetricsSnapshot;
-use crate::net::service::{ActorRef, RemoteMessage, ServiceId};
+use crate::net::service::{ActorRef, ServiceId};
 use crate::net::transport::Transport;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -25,11 +25,6 @@ pub struct Echo {
     pub payload: Vec<u8>,
 }
 
-impl RemoteMessage for Echo {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 0;
-}
-
 /// One-way: recorded, so a test can check one-way delivery with [`NoteCount`].
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
@@ -37,20 +32,10 @@ pub struct Note {
     pub seq: u64,
 }
 
-impl RemoteMessage for Note {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 1;
-}
-
 /// Request: how many [`Note`]s arrived, and the last sequence number.
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
 #[rtype(result = "NoteStats")]
 pub struct NoteCount;
-
-impl RemoteMessage for NoteCount {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 2;
-}
 
 /// Reply to [`NoteCount`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,20 +49,10 @@ pub struct NoteStats {
 #[rtype(result = "NetMetricsSnapshot")]
 pub struct Stats;
 
-impl RemoteMessage for Stats {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 3;
-}
-
 /// Request: ping every other live member of this node's view; one report per member.
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
 #[rtype(result = "Vec<PingReport>")]
 pub struct PingAll;
-
-impl RemoteMessage for PingAll {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 4;
-}
 
 /// Request: send one [`Note`] (one-way) to every other live member; replies how many
 /// were queued.
@@ -85,11 +60,6 @@ impl RemoteMessage for PingAll {
 #[rtype(result = "u64")]
 pub struct NoteAll {
     pub seq: u64,
-}
-
-impl RemoteMessage for NoteAll {
-    const SERVICE: ServiceId = ServiceId::Echo;
-    const TAG: u16 = 5;
 }
 
 /// Outcome of pinging one member.

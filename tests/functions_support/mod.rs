@@ -12,9 +12,9 @@ mod wait;
 pub use wait::{eventually, until};
 
 use bytes::Bytes;
-use cloudburst::actors::scheduler::messages::Arg;
 use cloudburst::config::{parse_roles, Config};
 use cloudburst::local::{LocalClient, LocalCluster};
+use cloudburst::protocol::Arg;
 use cloudburst::pyrt::FunctionKind;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

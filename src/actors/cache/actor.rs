@@ -1,16 +1,17 @@
 //! The cache actor: thin glue around the shared [`super::core::CacheCore`]. It receives the
-//! KVS shards' [`KeyUpdates`] pushes, answers [`GetCacheStats`], follows the membership view
-//! to know the live schedulers, and every `report_interval` tells each of them which keys
-//! this node holds ([`CacheKeysReport`]). Reads and writes do not pass through it: they go
-//! through [`CacheHandle`] directly.
+//! KVS shards' [`KeyUpdates`] pushes, answers [`GetCacheStats`] and repeatable-read session
+//! requests, follows the membership view to know the live schedulers, and every
+//! `report_interval` tells each of them which keys this node holds ([`CacheKeysReport`]).
+//! Reads and writes do not pass through it: they go through [`CacheHandle`] directly.
 
 use super::handle::{CacheHandle, Inner};
-use super::messages::{CacheKeysReport, GetCacheStats, ReleaseSession, SessionRead};
+use super::messages::GetCacheStats;
 use super::{MAILBOX_CAPACITY, MAX_REPORT_KEYS, MAX_REPORT_KEY_BYTES};
 use crate::actors::kvs::{KeyUpdates, KvsClient};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::{CacheKeysReport, ReleaseSession, SessionRead};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;

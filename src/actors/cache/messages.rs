@@ -1,23 +1,7 @@
-//! Messages of the cache boundary that other actors depend on.
+//! The cache's own messages: its counters, for the dashboard. What executors and
+//! schedulers exchange with caches is in [`crate::protocol`].
 
-use crate::ids::{CallId, Key, NodeRef};
-use crate::lattice::LatticeValue;
-use crate::net::{RemoteMessage, ServiceId};
 use serde::{Deserialize, Serialize};
-
-/// Sent periodically by each executor node's cache to the schedulers: which keys it holds
-/// (the scheduler places calls where their referenced keys are cached).
-#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
-#[rtype(result = "()")]
-pub struct CacheKeysReport {
-    pub node: NodeRef,
-    pub keys: Vec<Key>,
-}
-
-impl RemoteMessage for CacheKeysReport {
-    const SERVICE: ServiceId = ServiceId::Scheduler;
-    const TAG: u16 = 10;
-}
 
 /// Counters and sizes of one node's cache (cumulative since start; the dashboard derives
 /// rates and the hit ratio).
@@ -51,36 +35,3 @@ pub struct CacheStats {
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "CacheStats")]
 pub struct GetCacheStats;
-
-impl RemoteMessage for GetCacheStats {
-    const SERVICE: ServiceId = ServiceId::Cache;
-    const TAG: u16 = 1;
-}
-
-/// Repeatable read: the values `session` pinned in this cache for `keys` (in order), pinning
-/// what a read returns now for keys not pinned yet (first pin wins; absence is pinned too).
-/// Sent to the session's home cache by executors on other nodes; `Err` carries a
-/// [`KvsError`](crate::actors::kvs::KvsError) message.
-#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
-#[rtype(result = "Result<Vec<Option<LatticeValue>>, String>")]
-pub struct SessionRead {
-    pub session: CallId,
-    pub keys: Vec<Key>,
-}
-
-/// Repeatable read: the call `session` completed (or failed): drop its pins (one-way).
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, actix::Message)]
-#[rtype(result = "()")]
-pub struct ReleaseSession {
-    pub session: CallId,
-}
-
-impl RemoteMessage for SessionRead {
-    const SERVICE: ServiceId = ServiceId::Cache;
-    const TAG: u16 = 2;
-}
-
-impl RemoteMessage for ReleaseSession {
-    const SERVICE: ServiceId = ServiceId::Cache;
-    const TAG: u16 = 3;
-}

@@ -9,7 +9,7 @@
 //! - `handle.rs`: [`CacheHandle`]: hits from memory, read-through, write-through (and the
 //!   acknowledgement policy), subscription release.
 //! - `actor.rs`: [`CacheActor`]: update pushes, stats requests, reports to schedulers.
-//! - `messages.rs`: [`CacheKeysReport`], [`CacheStats`], [`GetCacheStats`].
+//! - `messages.rs`: [`CacheStats`], [`GetCacheStats`].
 
 pub mod actor;
 pub mod core;
@@ -18,16 +18,16 @@ pub mod messages;
 
 pub use self::actor::CacheActor;
 pub use self::handle::CacheHandle;
-pub use self::messages::{CacheKeysReport, CacheStats, GetCacheStats, ReleaseSession, SessionRead};
+pub use self::messages::{CacheStats, GetCacheStats};
 
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::ids::Key;
 use crate::lattice::LatticeValue;
 use futures::future::BoxFuture;
 
-/// Most keys one [`CacheKeysReport`] carries: the most recently used ones. Keys beyond it
-/// are left out of that report (the scheduler just sees no locality for them), so a huge
-/// cache never sends a huge frame every interval.
+/// Most keys one [`CacheKeysReport`](crate::protocol::CacheKeysReport) carries: the most
+/// recently used ones. Keys beyond it are left out of that report (the scheduler just sees
+/// no locality for them), so a huge cache never sends a huge frame every interval.
 pub const MAX_REPORT_KEYS: usize = 10_000;
 /// Most bytes of key text one report carries (keys may be up to 4 KiB each), so a report
 /// stays well inside one peer frame; beyond it, as for [`MAX_REPORT_KEYS`].

@@ -3,9 +3,8 @@
 //! order; an aborted upstream aborts it instead. Waiting entries are bounded in number and
 //! expire (a failed or lost upstream must not pin memory).
 
-use super::messages::{Aborted, Schedule, SessionMeta, Trigger};
-use crate::actors::scheduler::dag::MAX_DAG_FUNCTIONS;
 use crate::ids::CallId;
+use crate::protocol::{Aborted, Schedule, SessionMeta, Trigger, MAX_DAG_FUNCTIONS};
 use crate::pyrt::PyValue;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

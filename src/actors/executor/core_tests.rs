@@ -2,7 +2,7 @@
 //! aborts, bounds and expiry.
 
 use super::*;
-use crate::actors::scheduler::messages::{Consistency, Reply};
+use crate::protocol::{Consistency, Reply};
 use bytes::Bytes;
 
 fn schedule(function: &str, upstream: &[&str]) -> Schedule {

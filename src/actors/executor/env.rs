@@ -3,10 +3,10 @@
 
 use super::mailbox::Mailboxes;
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::actors::gateway::messages::CallFailure;
-use crate::actors::scheduler::registry::{function_hash, load_function};
 use crate::clock::{node_clock, LwwClock};
 use crate::net::{ActorRef, Transport};
+use crate::protocol::records::{function_hash, function_key, read_entry};
+use crate::protocol::{CallFailure, FunctionError, FunctionRecord};
 use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -96,7 +96,8 @@ impl ExecEnv {
         if let Some(f) = self.cached(name, hash) {
             return Ok(f);
         }
-        let record = load_function(&*self.registry, name)
+        let record = self
+            .load(name)
             .await
             .map_err(|e| failure(e.code(), e.to_string()))?
             .ok_or_else(|| failure("unknown_function", format!("no function named `{name}`")))?;
@@ -123,6 +124,17 @@ impl ExecEnv {
 }
 
 impl ExecEnv {
+    /// The registration of function `name`, if any.
+    async fn load(&self, name: &str) -> Result<Option<FunctionRecord>, FunctionError> {
+        let key = function_key(name);
+        let mut got = self
+            .registry
+            .get(vec![key.clone()])
+            .await
+            .map_err(|e| FunctionError::Storage(e.to_string()))?;
+        read_entry(&key, got.pop().flatten())
+    }
+
     /// Whether this node has given `key` a causal dot since it started (else the next one
     /// must be found above what the KVS holds).
     pub fn knows_seq(&self, key: &crate::ids::Key) -> bool {

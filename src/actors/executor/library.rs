@@ -4,11 +4,10 @@
 
 use super::env::ExecEnv;
 use super::mailbox::InvocationId;
-use super::messages::Deliver;
 use super::session::{Session, SessionError};
-use super::values::to_python;
 use crate::ids::Key;
 use crate::net::{ActorRef, ServiceId};
+use crate::protocol::{to_python, Deliver};
 use crate::pyrt::{LibError, PyValue, UserLibrary};
 use bytes::Bytes;
 use futures::future::BoxFuture;

@@ -4,31 +4,26 @@
 //! (load, Python version) to every scheduler.
 //!
 //! - `core.rs`: schedules and triggers waiting for each other (no I/O).
-//! - `messages.rs`: `Schedule`, `Trigger`, `Deliver`.
 //! - `run.rs`: running a ready function and delivering its outcome.
 //! - `env.rs`: what running calls share; functions loaded by name + content hash.
 //! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
-//! - `values.rs`: Python values ↔ lattices, the Lww write clock.
 
 pub mod core;
 pub mod env;
 pub mod library;
 pub mod mailbox;
-pub mod messages;
 pub mod run;
 pub mod session;
-pub mod values;
 
 use self::core::{ExecutorCore, Step};
 use self::env::{failure, ExecEnv};
-use self::messages::{Deliver, Schedule, Trigger};
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::actors::scheduler::messages::ExecutorStatus;
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, ServiceId, Transport};
+use crate::protocol::{Deliver, ExecutorStatus, Schedule, Trigger};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
 use std::sync::Arc;

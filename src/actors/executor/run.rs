@@ -7,12 +7,13 @@ use super::core::Ready;
 use super::env::{failure, ExecEnv};
 use super::library::Invocation;
 use super::mailbox::InvocationId;
-use super::messages::{Aborted, Schedule, SessionMeta, Trigger};
 use super::session::{self, Session};
-use crate::actors::gateway::messages::{CallFailure, CallFinished};
-use crate::actors::scheduler::messages::{Arg, Consistency, RESULT_PREFIX};
 use crate::clock::now_micros;
 use crate::ids::Key;
+use crate::protocol::{
+    to_lattice, to_python, Aborted, Arg, CallFailure, CallFinished, Consistency, Schedule,
+    SessionMeta, Trigger, RESULT_PREFIX,
+};
 use crate::pyrt::{CallError, PyCall, PyValue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,10 +97,7 @@ async fn resolve(
             .map_err(|e| failure(e.code, format!("reading a referenced key: {e}")))?;
         let mut out = Vec::with_capacity(values.len());
         for (k, v) in refs.iter().zip(values) {
-            out.push(
-                super::values::to_python(k.as_str(), v)
-                    .map_err(|m| failure("invalid_request", m))?,
-            );
+            out.push(to_python(k.as_str(), v).map_err(|m| failure("invalid_request", m))?);
         }
         out.into_iter()
     };
@@ -238,7 +236,7 @@ async fn store_result(
                 .map_err(|e| e.to_string())
         }
         _ => {
-            let v = super::values::to_lattice(value, &env.clock);
+            let v = to_lattice(value, &env.clock);
             env.cache
                 .put(key.clone(), v)
                 .await

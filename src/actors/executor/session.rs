@@ -53,15 +53,14 @@
 //! agree to well within `H - L - timeout`.
 
 use super::env::ExecEnv;
-use super::messages::{Schedule, SessionMeta};
-use super::values::to_lattice;
-use crate::actors::cache::SessionRead;
 use crate::actors::kvs::KvsError;
-use crate::actors::scheduler::messages::Consistency;
 use crate::clock::now_micros;
 use crate::ids::{hash64, CallId, Key, NodeRef, WriterId};
 use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
+use crate::protocol::{
+    to_lattice, Consistency, ReleaseSession, Schedule, SessionMeta, SessionRead,
+};
 use crate::pyrt::PyValue;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -520,12 +519,8 @@ pub fn release(env: &ExecEnv, mode: Consistency, call: CallId, home: Option<&Nod
         return;
     }
     let to = ActorRef::new(home.clone(), ServiceId::Cache, 0);
-    let msg = crate::actors::cache::ReleaseSession { session: call };
-    if let Err(e) = env
-        .transport
-        .handle::<crate::actors::cache::ReleaseSession>(to)
-        .tell(msg)
-    {
+    let msg = ReleaseSession { session: call };
+    if let Err(e) = env.transport.handle::<ReleaseSession>(to).tell(msg) {
         tracing::debug!(call = %call, cause = %e, "pins not released (they will expire)");
     }
 }

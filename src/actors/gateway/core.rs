@@ -2,21 +2,17 @@
 //! the choice of scheduler, and conversions between the
 //! client protocol's types and the cluster's.
 
-use super::messages::CallFailure;
 use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireValue};
-use crate::actors::kvs::core::MAX_KEY_BYTES;
-use crate::actors::scheduler::messages::{Arg, Consistency, FunctionError};
 use crate::config::Role;
 use crate::ids::{CallId, Key, NodeId};
 use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
 use crate::net::{ActorRef, ServiceId, View};
+use crate::protocol::{
+    to_python, Arg, CallFailure, Consistency, FunctionError, MAX_KEY_BYTES, RESERVED_PREFIX,
+};
 use crate::pyrt::PyValue;
 use std::collections::{HashMap, VecDeque};
 use tokio::sync::oneshot;
-
-/// Keys under this prefix belong to the platform (functions, DAGs, results): clients may
-/// read them but not write them.
-pub const RESERVED_PREFIX: &str = "__cloudburst/";
 
 /// Finished calls nobody waits for yet (a future not awaited yet) are kept for a later
 /// `await`, up to this many. Older ones are dropped; their values remain in the KVS.
@@ -168,7 +164,7 @@ pub fn to_lattice(value: WireValue, at: Timestamp) -> Result<LatticeValue, Gatew
 /// causal values (written by causal calls) one value or several concurrent ones.
 pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<Option<WireValue>, GatewayError> {
     let kind = value.kind();
-    match crate::actors::executor::values::to_python(key.as_str(), Some(value)) {
+    match to_python(key.as_str(), Some(value)) {
         Ok(v) => Ok(v.map(wire_value)),
         Err(_) => Err(GatewayError::UnsupportedValue {
             key: key.to_string(),
@@ -223,14 +219,6 @@ pub fn failure(f: CallFailure) -> ErrorBody {
         exception_type: f.exception_type,
         traceback: f.traceback,
     }
-}
-
-/// The KVS key a call's result is stored under, unless the client named one.
-pub fn result_key(call: CallId) -> Key {
-    Key::new(format!(
-        "{}{call}",
-        crate::actors::scheduler::messages::RESULT_PREFIX
-    ))
 }
 
 #[cfg(test)]

@@ -164,9 +164,3 @@ fn args_map_values_and_references() {
     );
     assert!(to_args(vec![WireArg::Ref(String::new())]).is_err());
 }
-
-#[test]
-fn result_keys_live_under_the_results_prefix() {
-    let k = result_key(CallId(0xab));
-    assert_eq!(k.as_str(), "__cloudburst/results/call-00000000000000ab");
-}

@@ -3,7 +3,7 @@
 //!
 //! A client connects over a websocket and sends MessagePack requests. Object ops go
 //! straight to the KVS; registrations and calls go to a scheduler (this node's if it plays
-//! the role). A call's sink executor sends [`CallFinished`](messages::CallFinished) to
+//! the role). A call's sink executor sends [`CallFinished`] to
 //! this gateway's [`router::ResultRouter`], which hands it to the waiting request: the
 //! direct-response call itself, or a later `await` of the future (which first looks in the
 //! KVS). Nothing polls.
@@ -15,12 +15,10 @@
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
 //! - [`server`]: the HTTP listener, token check, upgrade.
 //! - [`router`]: the actors receiving results and membership views.
-//! - [`messages`]: what the cluster sends to the gateway.
 //! - [`dashboard`]: the dashboard, `/metrics` and their sampler.
 
 pub mod core;
 pub mod dashboard;
-pub mod messages;
 pub mod ops;
 pub mod protocol;
 pub mod router;
@@ -28,7 +26,6 @@ pub mod server;
 pub mod session;
 
 use self::core::ResultsCore;
-use self::messages::CallFinished;
 use self::router::{ResultRouter, Results, ViewWatcher};
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, LwwClock};
@@ -36,6 +33,7 @@ use crate::config::Config;
 use crate::lattice::Timestamp;
 use crate::net::membership::{Membership, Subscribe};
 use crate::net::{ActorRef, ServiceId, Transport, View};
+use crate::protocol::CallFinished;
 use actix::prelude::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,12 +9,13 @@ use super::protocol::{
 use super::router::lock;
 use super::GatewayState;
 use crate::actors::kvs::KvsError;
-use crate::actors::scheduler::messages::{
+use crate::ids::{CallId, Key};
+use crate::net::{NetError, RemoteMessage};
+use crate::protocol::records::result_key;
+use crate::protocol::{
     Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, FunctionError, FunctionRecord,
     List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
 };
-use crate::ids::{CallId, Key};
-use crate::net::{NetError, RemoteMessage};
 use crate::pyrt::FunctionKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -166,7 +167,7 @@ fn reply_to(
         Some(k) => Some(client_key(k, true).map_err(|e| e.body())?),
         None => None,
     };
-    let key = named.clone().unwrap_or_else(|| core::result_key(call));
+    let key = named.clone().unwrap_or_else(|| result_key(call));
     let store_at = if direct { named } else { Some(key.clone()) };
     let reply = ReplyTo {
         push_to: Some(state.me.clone()),
@@ -236,7 +237,7 @@ async fn await_result(
         Ok(outcome) => return outcome_reply(outcome),
         Err(rx) => rx,
     };
-    if key == core::result_key(call) {
+    if key == result_key(call) {
         if let Some(value) = state.kvs.get(&key).await.map_err(storage)? {
             let value = core::from_lattice(&key, value).map_err(|e| e.body())?;
             return Ok(Reply::Value(value));

@@ -4,9 +4,9 @@
 //! from.
 
 use super::core::ResultsCore;
-use super::messages::CallFinished;
 use crate::net::membership::ViewChanged;
 use crate::net::View;
+use crate::protocol::CallFinished;
 use actix::prelude::*;
 use std::sync::{Arc, Mutex, RwLock};
 

@@ -14,6 +14,7 @@
 use super::messages::{KvsError, ShardStats};
 use crate::ids::Key;
 use crate::lattice::{LatticeKind, LatticeValue};
+use crate::protocol::MAX_KEY_BYTES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// What a routing change asks this shard to send, and what it may drop afterwards.
@@ -35,9 +36,6 @@ pub enum Origin {
     /// Another replica (gossip, hand-off): merge only.
     Replica,
 }
-
-/// Longest key accepted, in bytes: keys travel in every request and sit in every index.
-pub const MAX_KEY_BYTES: usize = 4096;
 
 /// A key must be non-empty and at most [`MAX_KEY_BYTES`] long.
 pub fn validate_key(key: &Key) -> Result<(), KvsError> {

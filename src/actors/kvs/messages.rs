@@ -106,20 +106,10 @@ pub struct ShardStats {
     pub hot_keys: Vec<(String, u64)>,
 }
 
-impl crate::net::RemoteMessage for KvsRequest {
-    const SERVICE: crate::net::ServiceId = crate::net::ServiceId::KvsShard;
-    const TAG: u16 = 0;
-}
-
 /// Pushed by a shard to a subscriber (an executor node's cache) when subscribed keys change:
 /// their new merged values. One-way.
 #[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "()")]
 pub struct KeyUpdates {
     pub entries: Vec<(Key, LatticeValue)>,
-}
-
-impl crate::net::RemoteMessage for KeyUpdates {
-    const SERVICE: crate::net::ServiceId = crate::net::ServiceId::Cache;
-    const TAG: u16 = 0;
 }

@@ -8,10 +8,11 @@
 //! at random by the injected RNG.
 
 use super::dag::DagPlan;
-use super::messages::{Arg, Consistency, ExecutorStatus, FunctionError, Reply};
-use crate::actors::executor::messages::{Downstream, Schedule};
 use crate::ids::{CallId, Key, NodeId, NodeRef};
 use crate::net::ActorRef;
+use crate::protocol::{
+    Arg, Consistency, Downstream, ExecutorStatus, FunctionError, Reply, Schedule,
+};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};

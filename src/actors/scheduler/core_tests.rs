@@ -2,9 +2,9 @@
 
 use super::*;
 use crate::actors::scheduler::dag::plan;
-use crate::actors::scheduler::messages::DagSpec;
 use crate::ids::Generation;
 use crate::net::ServiceId;
+use crate::protocol::DagSpec;
 use crate::pyrt::PyValue;
 use rand::rngs::StdRng;
 use rand::SeedableRng;

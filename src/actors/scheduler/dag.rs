@@ -6,11 +6,10 @@
 //! one sink (a function with no downstream): the sink's result is the call's result.
 //! Whether the functions are registered is checked by the caller (it needs the KVS).
 
-use super::messages::{DagSpec, FunctionError};
+use crate::protocol::MAX_DAG_FUNCTIONS;
+use crate::protocol::{DagSpec, FunctionError};
 use std::collections::{HashMap, VecDeque};
 
-/// Most functions one DAG may have: bounds the work and the schedule messages of one call.
-pub const MAX_DAG_FUNCTIONS: usize = 256;
 /// Longest function or DAG name. Names travel in every schedule and trigger.
 pub const MAX_NAME_LEN: usize = 200;
 

@@ -3,15 +3,17 @@
 
 use super::core::CallPlan;
 use super::dag::{plan, validate_name};
-use super::messages::*;
 use super::{
     function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
     MAILBOX_CAPACITY,
 };
-use crate::actors::cache::messages::CacheKeysReport;
 use crate::config::Role;
 use crate::net::membership::ViewChanged;
 use crate::net::Transport;
+use crate::protocol::{
+    CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
+    ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag, RegisterFunction,
+};
 use actix::prelude::*;
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,14 +1,13 @@
 //! The scheduler: function and DAG registry (persisted in the KVS) and call placement.
 //!
 //! One actor per scheduler node (`ServiceId::Scheduler`, instance 0). It handles the
-//! function plane's messages ([`messages`]); a call is placed function by function
+//! function plane's requests ([`crate::protocol::requests`]); a call is placed function by function
 //! ([`core`]) and each chosen executor gets its part of the schedule; sources run on
 //! arrival, results then flow executor to executor, never back through here.
 //!
 //! Registry entries are cached in memory for [`REGISTRY_TTL`]: this scheduler sees its own
 //! (re-)registrations and deletions at once, others' within the TTL.
 //!
-//! - `messages.rs`: the public API (+ `ExecutorStatus`, `DeleteFunction`).
 //! - `core.rs`: executors, version check, placement, schedules (no I/O).
 //! - `dag.rs`: DAG and name validation (no I/O).
 //! - `registry.rs`: functions and DAGs in the KVS.
@@ -17,19 +16,19 @@
 pub mod core;
 pub mod dag;
 mod handlers;
-pub mod messages;
 pub mod registry;
 
 use self::core::{CallPlan, CallRequest, FunctionMeta, SchedulerCore};
 use self::dag::{plan, DagPlan};
-use self::messages::{CallAccepted, FunctionError, Reply};
-use crate::actors::cache::messages::CacheKeysReport;
-use crate::actors::executor::messages::Schedule;
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, now_micros, LwwClock};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe};
 use crate::net::Transport;
+use crate::protocol::records::function_hash;
+use crate::protocol::{
+    Arg, CacheKeysReport, CallAccepted, Consistency, FunctionError, Reply, Schedule,
+};
 use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -57,7 +56,7 @@ enum PlanKey {
 /// Local query: the executors this scheduler can place on now (tests, the harness, the
 /// dashboard).
 #[derive(Debug, Clone, Copy, actix::Message)]
-#[rtype(result = "Vec<messages::ExecutorStatus>")]
+#[rtype(result = "Vec<crate::protocol::ExecutorStatus>")]
 pub struct GetExecutors;
 
 /// Local: which nodes' caches hold a key, as their last reports say (tests, dashboard).
@@ -165,7 +164,7 @@ fn reply_or_default(call: crate::ids::CallId, reply: Reply) -> Reply {
     if reply.push_to.is_none() && reply.store_at.is_none() {
         Reply {
             push_to: None,
-            store_at: Some(registry::result_key(call)),
+            store_at: Some(crate::protocol::records::result_key(call)),
         }
     } else {
         reply
@@ -174,8 +173,8 @@ fn reply_or_default(call: crate::ids::CallId, reply: Reply) -> Reply {
 
 fn request(
     call: crate::ids::CallId,
-    args: std::collections::BTreeMap<String, Vec<messages::Arg>>,
-    consistency: messages::Consistency,
+    args: std::collections::BTreeMap<String, Vec<Arg>>,
+    consistency: Consistency,
     reply: Reply,
 ) -> CallRequest {
     CallRequest {
@@ -200,7 +199,7 @@ async fn function_metas(
         .map(|(name, r)| {
             let record = r?.ok_or_else(|| FunctionError::UnknownFunction(name.clone()))?;
             Ok(FunctionMeta {
-                hash: registry::function_hash(&record),
+                hash: function_hash(&record),
                 timeout_ms: record.timeout_ms,
             })
         })

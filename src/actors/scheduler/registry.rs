@@ -1,66 +1,21 @@
-//! The function and DAG registry in the KVS: [`FunctionRecord`]s and [`DagSpec`]s are
-//! bincode-encoded inside Lww values under [`FUNCTION_PREFIX`] and [`DAG_PREFIX`]. Any
-//! scheduler or executor reads them through a [`StateAccess`].
-//!
-//! Lattices cannot forget a key, so a delete writes a newer Lww value with an empty payload
-//! (a tombstone); reads and listings treat it as absent.
+//! The function and DAG registry in the KVS: the scheduler stores, deletes and lists
+//! [`FunctionRecord`]s and [`DagSpec`]s (their format and keys are
+//! [`crate::protocol::records`]); any scheduler reads them through a [`StateAccess`].
 
-use super::messages::{DagSpec, FunctionError, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX};
-use super::messages::{Listing, RESULT_PREFIX};
 use crate::actors::cache::StateAccess;
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::clock::LwwClock;
-use crate::ids::{hash64, CallId, Key};
+use crate::ids::Key;
 use crate::lattice::{LatticeValue, Lww};
-use crate::pyrt::FunctionKind;
+use crate::protocol::records::{dag_key, encode_entry, function_key, is_live, read_entry};
+use crate::protocol::{
+    DagSpec, FunctionError, FunctionRecord, Listing, DAG_PREFIX, FUNCTION_PREFIX,
+};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-/// Largest registry entry decoded (memory a corrupt entry could make a decoder claim). The
-/// KVS refuses larger values anyway (`kvs.max_value_bytes`).
-pub const MAX_ENTRY_BYTES: usize = 256 << 20;
-
-/// KVS key of function `name`.
-pub fn function_key(name: &str) -> Key {
-    Key::new(format!("{FUNCTION_PREFIX}{name}"))
-}
-
-/// KVS key of DAG `name`.
-pub fn dag_key(name: &str) -> Key {
-    Key::new(format!("{DAG_PREFIX}{name}"))
-}
-
-/// Default KVS key a call's result is stored under for futures.
-pub fn result_key(call: CallId) -> Key {
-    Key::new(format!("{RESULT_PREFIX}{call}"))
-}
-
-/// Content hash of a function: changes whenever its name, kind or body does. Workers cache
-/// unpickled functions by `(name, hash)`, so a re-registered body is never served stale.
-pub fn function_hash(record: &FunctionRecord) -> u64 {
-    let kind: &[u8] = match record.kind {
-        FunctionKind::Plain => b"plain",
-        FunctionKind::Class => b"class",
-    };
-    hash64(&[record.name.as_bytes(), kind, &record.body])
-}
 
 fn storage(e: KvsError) -> FunctionError {
     FunctionError::Storage(e.to_string())
-}
-
-fn encode<T: Serialize>(v: &T) -> Result<Bytes, FunctionError> {
-    bincode::serde::encode_to_vec(v, bincode::config::standard())
-        .map(Bytes::from)
-        .map_err(|e| FunctionError::Storage(format!("cannot encode registry entry: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(key: &Key, b: &[u8]) -> Result<T, FunctionError> {
-    let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BYTES>();
-    bincode::serde::decode_from_slice::<T, _>(b, cfg)
-        .map(|(v, _)| v)
-        .map_err(|e| FunctionError::Storage(format!("corrupt registry entry `{key}`: {e}")))
 }
 
 /// Read one entry; `None` when missing or deleted.
@@ -69,15 +24,7 @@ async fn load<T: DeserializeOwned>(
     key: Key,
 ) -> Result<Option<T>, FunctionError> {
     let mut got = state.get(vec![key.clone()]).await.map_err(storage)?;
-    match got.pop().flatten() {
-        None => Ok(None),
-        Some(LatticeValue::Lww(l)) if l.value.is_empty() => Ok(None),
-        Some(LatticeValue::Lww(l)) => decode(&key, &l.value).map(Some),
-        Some(other) => Err(FunctionError::Storage(format!(
-            "registry entry `{key}` holds a {} lattice, not lww",
-            other.kind()
-        ))),
-    }
+    read_entry(&key, got.pop().flatten())
 }
 
 async fn store(
@@ -112,7 +59,13 @@ pub async fn store_function(
     clock: &LwwClock,
     record: &FunctionRecord,
 ) -> Result<(), FunctionError> {
-    store(state, clock, function_key(&record.name), encode(record)?).await
+    store(
+        state,
+        clock,
+        function_key(&record.name),
+        encode_entry(record)?,
+    )
+    .await
 }
 
 /// Store (or replace) a DAG.
@@ -121,7 +74,7 @@ pub async fn store_dag(
     clock: &LwwClock,
     spec: &DagSpec,
 ) -> Result<(), FunctionError> {
-    store(state, clock, dag_key(&spec.name), encode(spec)?).await
+    store(state, clock, dag_key(&spec.name), encode_entry(spec)?).await
 }
 
 /// Delete a DAG (a tombstone); `UnknownDag` if there is none.
@@ -167,37 +120,7 @@ pub async fn list(
     Ok(keys
         .iter()
         .zip(values)
-        .filter(|(_, v)| matches!(v, Some(LatticeValue::Lww(l)) if !l.value.is_empty()))
+        .filter(|(_, v)| is_live(v.as_ref()))
         .filter_map(|(k, _)| k.as_str().strip_prefix(base).map(str::to_string))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(body: &'static [u8]) -> FunctionRecord {
-        FunctionRecord {
-            name: "f".into(),
-            kind: FunctionKind::Plain,
-            body: Bytes::from_static(body),
-            python: "3.11".into(),
-            cloudpickle: "3.0.0".into(),
-            timeout_ms: Some(5),
-        }
-    }
-
-    #[test]
-    fn entries_round_trip_and_hash_follows_the_body() {
-        let r = record(b"body");
-        let key = function_key("f");
-        assert_eq!(key.as_str(), "__cloudburst/functions/f");
-        let back: FunctionRecord = decode(&key, &encode(&r).expect("encodes")).expect("decodes");
-        assert_eq!(back, r);
-        assert_ne!(function_hash(&r), function_hash(&record(b"other")));
-        let mut class = r.clone();
-        class.kind = FunctionKind::Class;
-        assert_ne!(function_hash(&r), function_hash(&class));
-        assert!(decode::<FunctionRecord>(&key, b"\xff\xff\xff").is_err());
-    }
 }

@@ -3,7 +3,6 @@
 
 use super::core::{Member, View};
 use crate::ids::NodeRef;
-use crate::net::service::{RemoteMessage, ServiceId};
 use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 
@@ -14,22 +13,12 @@ pub struct Join {
     pub member: Member,
 }
 
-impl RemoteMessage for Join {
-    const SERVICE: ServiceId = ServiceId::Membership;
-    const TAG: u16 = 0;
-}
-
 /// Heartbeat, sent one-way every `heartbeat_ms`, carrying the sender's view.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct Gossip {
     pub from: Member,
     pub members: Vec<Member>,
-}
-
-impl RemoteMessage for Gossip {
-    const SERVICE: ServiceId = ServiceId::Membership;
-    const TAG: u16 = 1;
 }
 
 /// Graceful goodbye from `node` (this incarnation).
@@ -39,20 +28,10 @@ pub struct Leave {
     pub node: NodeRef,
 }
 
-impl RemoteMessage for Leave {
-    const SERVICE: ServiceId = ServiceId::Membership;
-    const TAG: u16 = 2;
-}
-
 /// The current view (for tests, the dashboard, other services).
 #[derive(Debug, Clone, Copy, Message, Serialize, Deserialize)]
 #[rtype(result = "View")]
 pub struct GetView;
-
-impl RemoteMessage for GetView {
-    const SERVICE: ServiceId = ServiceId::Membership;
-    const TAG: u16 = 3;
-}
 
 /// Sent to subscribers whenever the view changes (a member appears, changes state or
 /// generation, or is forgotten) — not on every heartbeat. The current view is sent at once

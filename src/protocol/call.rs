@@ -1,14 +1,56 @@
-//! The executor's messages: its part of a DAG schedule (from a scheduler), triggers carrying
-//! upstream results (from other executors, directly), and user-library `send`s.
+//! One call's way through the cluster: what a scheduler sends each executor
+//! ([`Schedule`]), what executors send each other ([`Trigger`], [`Deliver`]), and how the
+//! outcome reaches the caller ([`Reply`], [`CallFinished`], [`CallFailure`]).
 
-use crate::actors::scheduler::messages::{Arg, Consistency, Reply};
 use crate::ids::{CallId, Key, NodeRef};
 use crate::lattice::{Dependencies, Lattice};
-use crate::net::{ActorRef, RemoteMessage, ServiceId};
+use crate::net::ActorRef;
 use crate::pyrt::PyValue;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// An argument as it travels: a pickled Python value, or a KVS key resolved (through the
+/// executor's cache) right before the call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arg {
+    Value(PyValue),
+    Reference(Key),
+}
+
+/// Consistency mode of one call. Under LWW reads see whatever the node's cache holds;
+/// repeatable read makes every read of one key in one call return the same version, on any
+/// node; causal makes reads respect what earlier functions of the call read and wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Consistency {
+    /// Last-writer-wins (the default; the client's `NORMAL`).
+    #[default]
+    Lww,
+    /// Distributed-session repeatable read.
+    RepeatableRead,
+    /// Distributed-session causal consistency.
+    Causal,
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Consistency::Lww => "lww",
+            Consistency::RepeatableRead => "repeatable_read",
+            Consistency::Causal => "causal",
+        })
+    }
+}
+
+/// Where a call's result goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// Push the result here (a gateway), as [`CallFinished`].
+    pub push_to: Option<ActorRef>,
+    /// Also store the result (pickled, Lww) under this key; futures read it.
+    pub store_at: Option<Key>,
+}
 
 /// A downstream function of a schedule and the executor it was placed on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,7 +59,7 @@ pub struct Downstream {
     pub executor: ActorRef,
 }
 
-/// One function of one call, placed on this executor (one-way from the scheduler). A
+/// One function of one call, placed on an executor (one-way from the scheduler). A
 /// function with no upstream runs as soon as its schedule arrives; the others when every
 /// upstream's [`Trigger`] has arrived too (in either order).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
@@ -63,12 +105,13 @@ pub struct Trigger {
     pub session: SessionMeta,
 }
 
-/// Session metadata that flows with the triggers (DESIGN §6); empty under LWW.
+/// What one call's session has seen, carried downstream with the triggers so that functions
+/// on other nodes keep the call's consistency mode; empty under LWW.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionMeta {
-    /// Repeatable read: keys the session has pinned at its home cache, each with the
-    /// [fingerprint](crate::actors::executor::session::fingerprint) of the pinned value, so
-    /// a cache already holding that version serves it without asking the home cache.
+    /// Repeatable read: keys the session has pinned at its home cache, each with a 64-bit
+    /// id of the pinned version (0: pinned as missing), so a cache already holding that
+    /// version serves it without asking the home cache.
     pub pinned: BTreeMap<Key, u64>,
     /// Causal: per key, the clock of what the session read or wrote of it (and the
     /// dependencies of what it read); later reads must cover it.
@@ -100,17 +143,23 @@ pub struct Deliver {
     pub payload: Bytes,
 }
 
-macro_rules! remote {
-    ($($t:ty => $tag:expr),* $(,)?) => {$(
-        impl RemoteMessage for $t {
-            const SERVICE: ServiceId = ServiceId::Executor;
-            const TAG: u16 = $tag;
-        }
-    )*};
+/// Why a call failed, as the caller sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallFailure {
+    /// Stable error code: `function_error` (the function raised), `timeout`,
+    /// `worker_crashed`, `unknown_function`, ... (see docs/protocol.md).
+    pub code: String,
+    pub message: String,
+    /// For `function_error`: the exception type and the traceback.
+    pub exception_type: Option<String>,
+    pub traceback: Option<String>,
 }
 
-remote! {
-    Schedule => 0,
-    Trigger => 1,
-    Deliver => 2,
+/// A call finished (sent one-way by the DAG's sink executor, or the executor whose function
+/// failed, to the caller's gateway).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct CallFinished {
+    pub call: CallId,
+    pub outcome: Result<PyValue, CallFailure>,
 }

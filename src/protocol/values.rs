@@ -1,4 +1,5 @@
-//! Python values in the KVS, no I/O: `PyValue::Pickled` is stored as an Lww register,
+//! Python values in the KVS, no I/O (the gateway, the executors and the harness store and
+//! read them the same way): `PyValue::Pickled` is stored as an Lww register,
 //! `PyValue::PickledSet` as a SetUnion.
 
 use crate::clock::LwwClock;

@@ -1,0 +1,38 @@
+//! The contract between the actors of the function plane (gateway, scheduler, executor,
+//! and the node's cache they share): the messages they exchange, the records they keep in
+//! the KVS, the limits and value conversions they must agree on, and the table of every
+//! wire tag in the crate. Each actor depends on this module and on the lower tiers (the
+//! cache, the KVS client), never on a sibling actor.
+//!
+//! - [`call`]: one call's way through the cluster: arguments, consistency, where the result
+//!   goes, schedules, triggers, session metadata, `send`s, results and failures.
+//! - [`requests`]: what a scheduler is asked (registrations, listings, calls) and the
+//!   reports executors and caches send it.
+//! - [`records`]: function and DAG records in the KVS, their key prefixes, content hashes.
+//! - [`cache`]: what executors ask a node's cache about a call's session.
+//! - [`values`]: Python values as stored lattices and back.
+//! - [`limits`]: bounds several actors enforce.
+//! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
+
+pub mod cache;
+pub mod call;
+pub mod limits;
+pub mod records;
+pub mod requests;
+pub mod tags;
+pub mod values;
+
+pub use cache::{ReleaseSession, SessionRead};
+pub use call::{
+    Aborted, Arg, CallFailure, CallFinished, Consistency, Deliver, Downstream, Reply, Schedule,
+    SessionMeta, Trigger,
+};
+pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
+pub use records::{
+    DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
+};
+pub use requests::{
+    CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
+    ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
+};
+pub use values::{to_lattice, to_python};

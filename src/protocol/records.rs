@@ -1,0 +1,186 @@
+//! Function and DAG records as the KVS stores them, no I/O: bincode inside Lww values under
+//! [`FUNCTION_PREFIX`] and [`DAG_PREFIX`]; call results for futures under [`RESULT_PREFIX`].
+//! Schedulers write the registry; executors read function bodies from it.
+//!
+//! Lattices cannot forget a key, so a delete writes a newer Lww value with an empty payload
+//! (a tombstone); [`read_entry`] treats it as absent.
+
+use super::requests::FunctionError;
+use crate::ids::{hash64, CallId, Key};
+use crate::lattice::LatticeValue;
+use crate::pyrt::FunctionKind;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// `__cloudburst/` followed by `$tail`, as a literal.
+macro_rules! reserved {
+    ($tail:literal) => {
+        concat!("__cloudburst/", $tail)
+    };
+}
+
+/// Keys under this prefix belong to the platform (functions, DAGs, results): clients may
+/// read them but not write them.
+pub const RESERVED_PREFIX: &str = reserved!("");
+/// KVS key prefix of registered functions (`__cloudburst/functions/<name>`).
+pub const FUNCTION_PREFIX: &str = reserved!("functions/");
+/// KVS key prefix of registered DAGs.
+pub const DAG_PREFIX: &str = reserved!("dags/");
+/// KVS key prefix of call results stored for futures (`__cloudburst/results/<call>`).
+pub const RESULT_PREFIX: &str = reserved!("results/");
+
+/// Largest registry entry decoded (memory a corrupt entry could make a decoder claim). The
+/// KVS refuses larger values anyway (`kvs.max_value_bytes`).
+pub const MAX_ENTRY_BYTES: usize = 256 << 20;
+
+/// A registered function as stored in the KVS (bincode inside an Lww value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    pub name: String,
+    pub kind: FunctionKind,
+    /// cloudpickle bytes from the client.
+    pub body: Bytes,
+    /// Client's Python `major.minor` and cloudpickle version (checked at registration).
+    pub python: String,
+    pub cloudpickle: String,
+    /// Per-function timeout; `None` means the executor's default.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A registered DAG: its functions and edges `(from, to)`. A function with several
+/// upstreams receives their results as arguments in the order of this edge list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DagSpec {
+    pub name: String,
+    pub functions: Vec<String>,
+    pub connections: Vec<(String, String)>,
+}
+
+/// KVS key of function `name`.
+pub fn function_key(name: &str) -> Key {
+    Key::new(format!("{FUNCTION_PREFIX}{name}"))
+}
+
+/// KVS key of DAG `name`.
+pub fn dag_key(name: &str) -> Key {
+    Key::new(format!("{DAG_PREFIX}{name}"))
+}
+
+/// Default KVS key a call's result is stored under for futures.
+pub fn result_key(call: CallId) -> Key {
+    Key::new(format!("{RESULT_PREFIX}{call}"))
+}
+
+/// Content hash of a function: changes whenever its name, kind or body does. Workers cache
+/// unpickled functions by `(name, hash)`, so a re-registered body is never served stale.
+pub fn function_hash(record: &FunctionRecord) -> u64 {
+    let kind: &[u8] = match record.kind {
+        FunctionKind::Plain => b"plain",
+        FunctionKind::Class => b"class",
+    };
+    hash64(&[record.name.as_bytes(), kind, &record.body])
+}
+
+/// The payload of a registry entry.
+pub fn encode_entry<T: Serialize>(v: &T) -> Result<Bytes, FunctionError> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard())
+        .map(Bytes::from)
+        .map_err(|e| FunctionError::Storage(format!("cannot encode registry entry: {e}")))
+}
+
+/// Decode the payload of the entry stored under `key`.
+pub fn decode_entry<T: DeserializeOwned>(key: &Key, b: &[u8]) -> Result<T, FunctionError> {
+    let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BYTES>();
+    bincode::serde::decode_from_slice::<T, _>(b, cfg)
+        .map(|(v, _)| v)
+        .map_err(|e| FunctionError::Storage(format!("corrupt registry entry `{key}`: {e}")))
+}
+
+/// The entry a read of `key` returned: `None` when missing or deleted (a tombstone).
+pub fn read_entry<T: DeserializeOwned>(
+    key: &Key,
+    value: Option<LatticeValue>,
+) -> Result<Option<T>, FunctionError> {
+    match value {
+        None => Ok(None),
+        Some(LatticeValue::Lww(l)) if l.value.is_empty() => Ok(None),
+        Some(LatticeValue::Lww(l)) => decode_entry(key, &l.value).map(Some),
+        Some(other) => Err(FunctionError::Storage(format!(
+            "registry entry `{key}` holds a {} lattice, not lww",
+            other.kind()
+        ))),
+    }
+}
+
+/// Whether a stored value is a live entry (not a tombstone).
+pub fn is_live(value: Option<&LatticeValue>) -> bool {
+    matches!(value, Some(LatticeValue::Lww(l)) if !l.value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::WriterId;
+    use crate::lattice::{Lww, Timestamp};
+
+    fn record(body: &'static [u8]) -> FunctionRecord {
+        FunctionRecord {
+            name: "f".into(),
+            kind: FunctionKind::Plain,
+            body: Bytes::from_static(body),
+            python: "3.11".into(),
+            cloudpickle: "3.0.0".into(),
+            timeout_ms: Some(5),
+        }
+    }
+
+    fn lww(payload: Bytes) -> Option<LatticeValue> {
+        Some(LatticeValue::Lww(Lww::new(
+            Timestamp::new(1, WriterId(1)),
+            payload,
+        )))
+    }
+
+    #[test]
+    fn entries_round_trip_and_hash_follows_the_body() {
+        let r = record(b"body");
+        let key = function_key("f");
+        assert_eq!(key.as_str(), "__cloudburst/functions/f");
+        let bytes = encode_entry(&r).expect("encodes");
+        let back: FunctionRecord = decode_entry(&key, &bytes).expect("decodes");
+        assert_eq!(back, r);
+        assert_eq!(
+            read_entry::<FunctionRecord>(&key, lww(bytes)),
+            Ok(Some(r.clone()))
+        );
+        assert_ne!(function_hash(&r), function_hash(&record(b"other")));
+        let mut class = r.clone();
+        class.kind = FunctionKind::Class;
+        assert_ne!(function_hash(&r), function_hash(&class));
+        assert!(decode_entry::<FunctionRecord>(&key, b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn tombstones_and_missing_read_as_absent_and_other_kinds_are_refused() {
+        let key = dag_key("d");
+        assert_eq!(read_entry::<DagSpec>(&key, None), Ok(None));
+        assert_eq!(read_entry::<DagSpec>(&key, lww(Bytes::new())), Ok(None));
+        assert!(!is_live(lww(Bytes::new()).as_ref()) && is_live(lww(Bytes::from("x")).as_ref()));
+        let max = LatticeValue::bottom(crate::lattice::LatticeKind::Max);
+        assert!(matches!(
+            read_entry::<DagSpec>(&key, Some(max)),
+            Err(FunctionError::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn platform_keys_are_reserved() {
+        for p in [FUNCTION_PREFIX, DAG_PREFIX, RESULT_PREFIX] {
+            assert!(p.starts_with(RESERVED_PREFIX) && p.len() > RESERVED_PREFIX.len());
+        }
+        assert_eq!(RESERVED_PREFIX, "__cloudburst/");
+        let k = result_key(CallId(0xab));
+        assert_eq!(k.as_str(), "__cloudburst/results/call-00000000000000ab");
+    }
+}

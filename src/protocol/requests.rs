@@ -1,0 +1,154 @@
+//! What a scheduler is asked: registrations, listings and calls (from gateways and the
+//! in-process harness; any scheduler will do, the registry lives in the KVS), and the
+//! reports executors and caches send it for placement. Results do not come back this way:
+//! they reach the caller as [`CallFinished`](super::CallFinished).
+
+use super::call::{Arg, Consistency, Reply};
+use super::records::{DagSpec, FunctionRecord};
+use crate::ids::{CallId, Key, NodeRef};
+use crate::net::ActorRef;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Why a registration or call was refused or failed. `code()` is the stable error code the
+/// client protocol carries.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum FunctionError {
+    #[error("no function named `{0}`")]
+    UnknownFunction(String),
+    #[error("no DAG named `{0}`")]
+    UnknownDag(String),
+    #[error("invalid DAG: {0}")]
+    BadDag(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("client runs Python {client_python} with cloudpickle {client_cloudpickle}, executors run Python {server_python} with cloudpickle {server_cloudpickle}: a function pickled on another version could crash the interpreter")]
+    VersionMismatch {
+        client_python: String,
+        client_cloudpickle: String,
+        server_python: String,
+        server_cloudpickle: String,
+    },
+    #[error("no executor is available")]
+    NoExecutors,
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The call could not be handed to an executor (its queue is full or it is
+    /// unreachable); retrying later may succeed.
+    #[error("executor unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl FunctionError {
+    /// Stable, protocol-level error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FunctionError::UnknownFunction(_) => "unknown_function",
+            FunctionError::UnknownDag(_) => "unknown_dag",
+            FunctionError::BadDag(_) => "bad_dag",
+            FunctionError::Invalid(_) => "invalid_request",
+            FunctionError::VersionMismatch { .. } => "version_mismatch",
+            FunctionError::NoExecutors => "no_executors",
+            FunctionError::Storage(_) => "storage_error",
+            FunctionError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Register (or replace) a function.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), FunctionError>")]
+pub struct RegisterFunction {
+    pub record: FunctionRecord,
+}
+
+/// Register (or replace) a DAG; every function must exist, the graph must be acyclic and
+/// connected.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), FunctionError>")]
+pub struct RegisterDag {
+    pub spec: DagSpec,
+}
+
+/// Delete a DAG (`UnknownDag` if there is none).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), FunctionError>")]
+pub struct DeleteDag {
+    pub name: String,
+}
+
+/// Delete a function (`UnknownFunction` if there is none).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(), FunctionError>")]
+pub struct DeleteFunction {
+    pub name: String,
+}
+
+/// Names of registered functions (or DAGs) starting with `prefix`.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<Vec<String>, FunctionError>")]
+pub struct List {
+    pub what: Listing,
+    pub prefix: String,
+}
+
+/// What a [`List`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Listing {
+    Functions,
+    Dags,
+}
+
+/// Call a DAG: `args` maps source functions to their arguments.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<CallAccepted, FunctionError>")]
+pub struct CallDag {
+    pub call: CallId,
+    pub dag: String,
+    pub args: BTreeMap<String, Vec<Arg>>,
+    pub consistency: Consistency,
+    pub reply: Reply,
+}
+
+/// Call one function (a one-node DAG).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<CallAccepted, FunctionError>")]
+pub struct CallFunction {
+    pub call: CallId,
+    pub function: String,
+    pub args: Vec<Arg>,
+    pub consistency: Consistency,
+    pub reply: Reply,
+}
+
+/// The call was scheduled; its result will be pushed and/or stored as asked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAccepted {
+    pub call: CallId,
+}
+
+/// Sent periodically (and on every membership change) by each executor to every scheduler:
+/// its load and the Python it runs. Placement skips executors it has no fresh status of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct ExecutorStatus {
+    /// The executor actor (its node and instance).
+    pub executor: ActorRef,
+    /// Busy workers / workers, `0.0..=1.0`.
+    pub utilisation: f64,
+    /// Calls waiting for a worker.
+    pub queued: u32,
+    pub workers: u32,
+    /// The executor's Python `major.minor` and cloudpickle version.
+    pub python: String,
+    pub cloudpickle: String,
+}
+
+/// Sent periodically by each executor node's cache to the schedulers: which keys it holds
+/// (the scheduler places calls where their referenced keys are cached).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct CacheKeysReport {
+    pub node: NodeRef,
+    pub keys: Vec<Key>,
+}

@@ -1,0 +1,119 @@
+//! Every `(service, tag)` pair of the crate, in one table: the [`RemoteMessage`] impls are
+//! generated from it, so a message's wire address is declared nowhere else. The transport
+//! routes an inbound frame by its pair, so a pair must name exactly one type; the test below
+//! checks the table, and `Transport::register` refuses a second type for a registered pair.
+//!
+//! Tags are part of the peer wire format: a new message takes a new tag, and a tag is not
+//! reused for another type while nodes of an older build may still be running.
+
+use crate::net::{RemoteMessage, ServiceId};
+
+/// Generates one `RemoteMessage` impl per row, and [`TAGS`] listing the rows.
+macro_rules! wire_tags {
+    ($($service:ident { $($tag:literal => $ty:ty,)* })*) => {
+        $($(
+            impl RemoteMessage for $ty {
+                const SERVICE: ServiceId = ServiceId::$service;
+                const TAG: u16 = $tag;
+            }
+        )*)*
+
+        /// Every row of the table: service, tag, and the type's path as written.
+        pub const TAGS: &[(ServiceId, u16, &str)] =
+            &[$($((ServiceId::$service, $tag, stringify!($ty)),)*)*];
+    };
+}
+
+wire_tags! {
+    Membership {
+        0 => crate::net::membership::Join,
+        1 => crate::net::membership::Gossip,
+        2 => crate::net::membership::Leave,
+        3 => crate::net::membership::GetView,
+    }
+    Echo {
+        0 => crate::net::echo::Echo,
+        1 => crate::net::echo::Note,
+        2 => crate::net::echo::NoteCount,
+        3 => crate::net::echo::Stats,
+        4 => crate::net::echo::PingAll,
+        5 => crate::net::echo::NoteAll,
+    }
+    KvsShard {
+        0 => crate::actors::kvs::KvsRequest,
+    }
+    Cache {
+        0 => crate::actors::kvs::KeyUpdates,
+        1 => crate::actors::cache::GetCacheStats,
+        2 => super::SessionRead,
+        3 => super::ReleaseSession,
+    }
+    Executor {
+        0 => super::Schedule,
+        1 => super::Trigger,
+        2 => super::Deliver,
+    }
+    Scheduler {
+        0 => super::RegisterFunction,
+        1 => super::RegisterDag,
+        2 => super::DeleteDag,
+        3 => super::List,
+        4 => super::CallDag,
+        5 => super::CallFunction,
+        6 => super::DeleteFunction,
+        10 => super::CacheKeysReport,
+        11 => super::ExecutorStatus,
+    }
+    Gateway {
+        0 => super::CallFinished,
+    }
+}
+
+/// The pairs of `table` that name more than one type, each with the types.
+pub fn duplicates(table: &[(ServiceId, u16, &str)]) -> Vec<String> {
+    let mut seen: std::collections::BTreeMap<(ServiceId, u16), Vec<&str>> = Default::default();
+    for &(service, tag, ty) in table {
+        seen.entry((service, tag)).or_default().push(ty);
+    }
+    seen.into_iter()
+        .filter(|(_, types)| types.len() > 1)
+        .map(|((service, tag), types)| format!("{service} tag {tag}: {}", types.join(", ")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pair_names_one_type() {
+        assert_eq!(duplicates(TAGS), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_duplicate_pair_is_caught() {
+        let mut table = TAGS.to_vec();
+        table.push((ServiceId::Scheduler, 10, "NewReport"));
+        let found = duplicates(&table);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("CacheKeysReport") && found[0].contains("NewReport"));
+    }
+
+    #[test]
+    fn the_impls_carry_the_table() {
+        use crate::protocol::{CacheKeysReport, Trigger};
+        assert_eq!(
+            (CacheKeysReport::SERVICE, CacheKeysReport::TAG),
+            (ServiceId::Scheduler, 10)
+        );
+        assert_eq!((Trigger::SERVICE, Trigger::TAG), (ServiceId::Executor, 1));
+        assert!(TAGS.contains(&(ServiceId::Gateway, 0, "super::CallFinished")));
+        for service in ServiceId::ALL {
+            let rows = TAGS.iter().filter(|r| r.0 == service).count();
+            assert!(
+                rows > 0 || service == ServiceId::Monitor,
+                "{service} has no messages"
+            );
+        }
+    }
+}

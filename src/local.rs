@@ -72,7 +72,7 @@ impl LocalCluster {
         let probe = ResultProbe::default().start();
         roles
             .transport
-            .register::<CallFinished>(PROBE_INSTANCE, probe.clone().recipient());
+            .register::<CallFinished>(PROBE_INSTANCE, probe.clone().recipient())?;
         Ok(LocalCluster { roles, probe })
     }
 

@@ -69,9 +69,9 @@ fn hit_and_miss_latency() {
         cfg.node.cluster_secret = SECRET.into();
         cfg.node.roles = [Role::Executor].into_iter().collect();
         let t = Transport::start(&cfg, None).await.expect("transport");
-        let m = Membership::start(t.clone(), &cfg);
-        let tier = KvsTier::start(&t, &m, &cfg);
-        let cache = CacheHandle::start(&t, &m, tier.client.clone(), &cfg);
+        let m = Membership::start(t.clone(), &cfg).expect("membership");
+        let tier = KvsTier::start(&t, &m, &cfg).expect("kvs tier");
+        let cache = CacheHandle::start(&t, &m, tier.client.clone(), &cfg).expect("cache");
         let routing = tier.routing.clone();
         eventually(Duration::from_secs(10), "kvs routing", || {
             let r = routing.clone();

@@ -80,10 +80,13 @@ async fn exec_node(seed: &NodeProc, capacity: usize) -> ExecNode {
     let transport = Transport::start(&cfg, None).await.expect("transport");
     let reports = Arc::new(Mutex::new(Vec::new()));
     let probe = Probe(reports.clone()).start();
-    transport.register::<CacheKeysReport>(0, probe.recipient());
-    let membership = Membership::start(transport.clone(), &cfg);
-    let kvs = KvsTier::start(&transport, &membership, &cfg);
-    let cache = CacheHandle::start(&transport, &membership, kvs.client.clone(), &cfg);
+    transport
+        .register::<CacheKeysReport>(0, probe.recipient())
+        .expect("probe");
+    let membership = Membership::start(transport.clone(), &cfg).expect("membership");
+    let kvs = KvsTier::start(&transport, &membership, &cfg).expect("kvs tier");
+    let cache =
+        CacheHandle::start(&transport, &membership, kvs.client.clone(), &cfg).expect("cache");
     // Ready when this node routes to the KVS node and the KVS node sees this node alive
     // (so it can push to the cache).
     let me = transport.local_node().clone();

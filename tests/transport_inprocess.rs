@@ -59,9 +59,10 @@ async fn transport(name: &str, tweak: impl FnOnce(&mut Config)) -> Transport {
 async fn pair(tweak: impl Fn(&mut Config)) -> (Transport, Transport, mpsc::UnboundedReceiver<u64>) {
     let a = transport("a", &tweak).await;
     let b = transport("b", &tweak).await;
-    EchoService::start(b.clone(), None);
+    EchoService::start(b.clone(), None).expect("echo");
     let (got, received) = mpsc::unbounded_channel();
-    b.register::<Slow>(0, Sleeper { got }.start().recipient());
+    b.register::<Slow>(0, Sleeper { got }.start().recipient())
+        .expect("slow");
     a.connect_hint(&b.local_node().id, b.local_addr());
     (a, b, received)
 }

@@ -7,6 +7,7 @@ use crate::net::membership::GetView;
 use crate::net::metrics::NetMetricsSnapshot;
 use crate::net::service::{ActorRef, ServiceId};
 use crate::net::transport::Transport;
+use crate::net::NetError;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -81,7 +82,10 @@ pub struct EchoService {
 impl EchoService {
     /// Start it and register its messages on `transport` (instance 0). `view` is where
     /// `PingAll` gets the member list (none: nobody to ping).
-    pub fn start(transport: Transport, view: Option<Recipient<GetView>>) -> Addr<EchoService> {
+    pub fn start(
+        transport: Transport,
+        view: Option<Recipient<GetView>>,
+    ) -> Result<Addr<EchoService>, NetError> {
         let addr = EchoService {
             transport: transport.clone(),
             view,
@@ -91,13 +95,13 @@ impl EchoService {
             },
         }
         .start();
-        transport.register::<Echo>(0, addr.clone().recipient());
-        transport.register::<Note>(0, addr.clone().recipient());
-        transport.register::<NoteCount>(0, addr.clone().recipient());
-        transport.register::<Stats>(0, addr.clone().recipient());
-        transport.register::<PingAll>(0, addr.clone().recipient());
-        transport.register::<NoteAll>(0, addr.clone().recipient());
-        addr
+        transport.register::<Echo>(0, addr.clone().recipient())?;
+        transport.register::<Note>(0, addr.clone().recipient())?;
+        transport.register::<NoteCount>(0, addr.clone().recipient())?;
+        transport.register::<Stats>(0, addr.clone().recipient())?;
+        transport.register::<PingAll>(0, addr.clone().recipient())?;
+        transport.register::<NoteAll>(0, addr.clone().recipient())?;
+        Ok(addr)
     }
 }
 

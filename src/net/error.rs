@@ -52,6 +52,14 @@ pub enum NetError {
     /// The transport is shutting down.
     #[error("transport shut down")]
     Shutdown,
+    /// A message type was registered for a `(service, tag)` pair another type holds.
+    #[error("{service} message tag {tag} already names `{held}`; `{offered}` cannot take it")]
+    TagTaken {
+        service: ServiceId,
+        tag: u16,
+        held: String,
+        offered: String,
+    },
 }
 
 impl NetError {

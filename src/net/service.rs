@@ -67,7 +67,8 @@ impl fmt::Display for ServiceId {
 /// A message that may cross nodes. Its actix result is its reply.
 ///
 /// A service may accept several message types: each has its own [`RemoteMessage::TAG`],
-/// and every `(SERVICE, TAG)` pair must name exactly one type. The reply type's bounds are
+/// and every `(SERVICE, TAG)` pair must name exactly one type (the crate declares every
+/// pair in one table; `Transport::register` refuses a second type for a registered pair). The reply type's bounds are
 /// written as associated-type bounds so they are implied wherever `M: RemoteMessage` is.
 pub trait RemoteMessage:
     actix::Message<Result: Serialize + DeserializeOwned + Send + 'static>

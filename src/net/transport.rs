@@ -151,9 +151,15 @@ impl Transport {
         Duration::from_millis(self.shared.cfg.request_timeout_ms)
     }
 
-    /// Deliver inbound `M` for `(M::SERVICE, instance)` to this local recipient.
-    pub fn register<M: RemoteMessage>(&self, instance: u32, r: Recipient<M>) {
-        self.shared.registry.register(instance, r);
+    /// Deliver inbound `M` for `(M::SERVICE, instance)` to this local recipient (replacing
+    /// the previous recipient of `M` there). Refused with [`NetError::TagTaken`] when another
+    /// message type is registered for `(M::SERVICE, M::TAG)`.
+    pub fn register<M: RemoteMessage>(
+        &self,
+        instance: u32,
+        r: Recipient<M>,
+    ) -> Result<(), NetError> {
+        self.shared.registry.register(instance, r)
     }
 
     /// Stop delivering `M` for `(M::SERVICE, instance)`; senders then get `NoSuchActor`.

@@ -10,7 +10,7 @@
 
 use super::dashboard;
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::actors::executor::{Executor, ExecutorHandle};
+use crate::actors::executor::{Executor, ExecutorHandle, StartError as ExecutorStartError};
 use crate::actors::gateway::dashboard::DashboardServer;
 use crate::actors::gateway::Gateway;
 use crate::actors::kvs::KvsTier;
@@ -19,7 +19,6 @@ use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
 use crate::net::membership::{LeaveCluster, Membership};
 use crate::net::{NetError, Transport};
-use crate::pyrt::PyRuntimeError;
 use actix::Addr;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -50,7 +49,7 @@ pub enum RoleError {
     #[error(transparent)]
     Net(#[from] NetError),
     #[error("executor: {0}")]
-    Python(#[from] PyRuntimeError),
+    Executor(#[from] ExecutorStartError),
     #[error("gateway: {0}")]
     Gateway(std::io::Error),
     #[error("dashboard cannot listen on {addr}: {source}")]
@@ -95,9 +94,13 @@ impl NodeRoles {
     /// stop what started and return why. Must run inside an actix `System`.
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
         let transport = Transport::start(cfg, None).await?;
-        let membership = Membership::start(transport.clone(), cfg);
-        EchoService::start(transport.clone(), Some(membership.clone().recipient()));
-        let kvs = KvsTier::start(&transport, &membership, cfg);
+        let (membership, kvs) = match Self::start_base(&transport, cfg) {
+            Ok(base) => base,
+            Err(e) => {
+                transport.shutdown().await;
+                return Err(e.into());
+            }
+        };
         let mut node = NodeRoles {
             transport,
             membership,
@@ -118,15 +121,26 @@ impl NodeRoles {
         }
     }
 
+    /// What every node runs on top of the transport: membership, Echo, the KVS tier.
+    fn start_base(
+        transport: &Transport,
+        cfg: &Config,
+    ) -> Result<(Addr<Membership>, KvsTier), NetError> {
+        let membership = Membership::start(transport.clone(), cfg)?;
+        EchoService::start(transport.clone(), Some(membership.clone().recipient()))?;
+        let kvs = KvsTier::start(transport, &membership, cfg)?;
+        Ok((membership, kvs))
+    }
+
     /// The roles on top of the transport, membership and KVS tier, in dependency order.
     async fn start_roles(&mut self, cfg: &Config) -> Result<(), RoleError> {
         let roles = &cfg.node.roles;
         let (t, m) = (&self.transport, &self.membership);
         if roles.contains(&Role::Executor) {
-            self.cache = Some(CacheHandle::start(t, m, self.kvs.client.clone(), cfg));
+            self.cache = Some(CacheHandle::start(t, m, self.kvs.client.clone(), cfg)?);
         }
         if roles.contains(&Role::Scheduler) {
-            self.scheduler = Some(Scheduler::start(t, m, self.kvs.client.clone(), cfg));
+            self.scheduler = Some(Scheduler::start(t, m, self.kvs.client.clone(), cfg)?);
         }
         if let Some(cache) = &self.cache {
             // Executors read and write state through this node's cache, and load function

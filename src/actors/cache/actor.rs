@@ -36,7 +36,7 @@ impl CacheHandle {
         membership: &Addr<Membership>,
         kvs: KvsClient,
         cfg: &Config,
-    ) -> CacheHandle {
+    ) -> Result<CacheHandle, NetError> {
         let me = ActorRef::new(transport.local_node().clone(), ServiceId::Cache, 0);
         let inner = Arc::new(Inner::new(
             cfg.executor.cache_capacity_bytes,
@@ -52,16 +52,16 @@ impl CacheHandle {
             session_ttl: Duration::from_millis(cfg.consistency.session_ttl_ms),
         }
         .start();
-        transport.register::<KeyUpdates>(0, actor.clone().recipient());
-        transport.register::<GetCacheStats>(0, actor.clone().recipient());
-        transport.register::<SessionRead>(0, actor.clone().recipient());
-        transport.register::<ReleaseSession>(0, actor.clone().recipient());
+        transport.register::<KeyUpdates>(0, actor.clone().recipient())?;
+        transport.register::<GetCacheStats>(0, actor.clone().recipient())?;
+        transport.register::<SessionRead>(0, actor.clone().recipient())?;
+        transport.register::<ReleaseSession>(0, actor.clone().recipient())?;
         membership.do_send(Subscribe(actor.recipient()));
         tracing::info!(
             capacity = cfg.executor.cache_capacity_bytes,
             "cache started"
         );
-        CacheHandle { inner }
+        Ok(CacheHandle { inner })
     }
 }
 

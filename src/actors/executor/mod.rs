@@ -22,7 +22,7 @@ use self::env::{failure, ExecEnv};
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
-use crate::net::{ActorRef, ServiceId, Transport};
+use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{Deliver, ExecutorStatus, Schedule, Trigger};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
@@ -40,6 +40,15 @@ pub const MAX_WAITING: usize = 65_536;
 /// A schedule or trigger waiting this long is dropped (its call failed or was lost
 /// upstream). Longer than any sane function timeout chain.
 pub const WAITING_EXPIRY: Duration = Duration::from_secs(600);
+
+/// Why an executor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Python(#[from] PyRuntimeError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
 
 /// The executor actor.
 pub struct Executor {
@@ -77,7 +86,7 @@ impl Executor {
         cache: CacheHandle,
         registry: Arc<dyn StateAccess>,
         cfg: &Config,
-    ) -> Result<ExecutorHandle, PyRuntimeError> {
+    ) -> Result<ExecutorHandle, StartError> {
         let exe = match &cfg.executor.worker_exe {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
@@ -100,9 +109,10 @@ impl Executor {
             schedulers: Vec::new(),
         }
         .start();
-        transport.register::<Schedule>(0, addr.clone().recipient());
-        transport.register::<Trigger>(0, addr.clone().recipient());
-        transport.register::<Deliver>(0, addr.clone().recipient());
+        if let Err(e) = register(transport, &addr) {
+            pool.shutdown().await;
+            return Err(e.into());
+        }
         membership.do_send(Subscribe(addr.clone().recipient()));
         tracing::info!(executor = %me, workers = pool.workers(),
             python = %pool.environment().python, "executor started");
@@ -156,6 +166,13 @@ impl Executor {
             Step::Full => tracing::warn!("too many waiting triggers; trigger dropped"),
         }
     }
+}
+
+/// Deliver the executor's wire messages to `addr`.
+fn register(t: &Transport, addr: &Addr<Executor>) -> Result<(), NetError> {
+    t.register::<Schedule>(0, addr.clone().recipient())?;
+    t.register::<Trigger>(0, addr.clone().recipient())?;
+    t.register::<Deliver>(0, addr.clone().recipient())
 }
 
 impl Actor for Executor {

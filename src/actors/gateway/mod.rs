@@ -101,7 +101,9 @@ impl Gateway {
             results: results.clone(),
         }
         .start();
-        transport.register::<CallFinished>(0, router.recipient());
+        transport
+            .register::<CallFinished>(0, router.recipient())
+            .map_err(std::io::Error::other)?;
         let view = Arc::new(RwLock::new(View::default()));
         let watcher = ViewWatcher { view: view.clone() }.start();
         membership.do_send(Subscribe(watcher.recipient()));

@@ -9,7 +9,7 @@ use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged};
 use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
-use crate::net::Transport;
+use crate::net::{NetError, Transport};
 use actix::prelude::*;
 use std::time::Duration;
 
@@ -22,8 +22,13 @@ pub struct KvsTier {
 }
 
 impl KvsTier {
-    /// Start the shards (if this node plays `kvs`) and the routing watcher.
-    pub fn start(transport: &Transport, membership: &Addr<Membership>, cfg: &Config) -> KvsTier {
+    /// Start the shards (if this node plays `kvs`) and the routing watcher. When a shard
+    /// cannot register, the shards started so far are stopped.
+    pub fn start(
+        transport: &Transport,
+        membership: &Addr<Membership>,
+        cfg: &Config,
+    ) -> Result<KvsTier, NetError> {
         let routing =
             RoutingTable::new(Routing::new([], cfg.kvs.virtual_nodes, cfg.kvs.replication));
         let mut shards = Vec::new();
@@ -41,9 +46,14 @@ impl KvsTier {
                 let addr = KvsShard::start_in_arbiter(&arbiter.handle(), move |_| {
                     KvsShard::new(me, max, t, r, every)
                 });
-                transport.register::<KvsRequest>(i, addr.clone().recipient());
-                shards.push(addr);
                 arbiters.push(arbiter);
+                if let Err(e) = transport.register::<KvsRequest>(i, addr.clone().recipient()) {
+                    for a in &arbiters {
+                        a.stop();
+                    }
+                    return Err(e);
+                }
+                shards.push(addr);
             }
         }
         let watcher = RoutingWatcher {
@@ -54,12 +64,12 @@ impl KvsTier {
         }
         .start();
         membership.do_send(Subscribe(watcher.recipient()));
-        KvsTier {
+        Ok(KvsTier {
             client: KvsClient::new(transport.clone(), routing.clone()),
             routing,
             shards,
             arbiters,
-        }
+        })
     }
 
     /// Hand every key of this node's shards to the owners that remain without it (before a

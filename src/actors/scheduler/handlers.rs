@@ -9,7 +9,7 @@ use super::{
 };
 use crate::config::Role;
 use crate::net::membership::ViewChanged;
-use crate::net::Transport;
+use crate::net::{NetError, Transport};
 use crate::protocol::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
     ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag, RegisterFunction,
@@ -22,15 +22,16 @@ use std::time::Instant;
 type Reply<T> = ResponseActFuture<Scheduler, Result<T, FunctionError>>;
 
 /// Deliver the scheduler's wire messages to `addr`.
-pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) {
-    t.register::<RegisterFunction>(0, addr.clone().recipient());
-    t.register::<RegisterDag>(0, addr.clone().recipient());
-    t.register::<DeleteDag>(0, addr.clone().recipient());
-    t.register::<DeleteFunction>(0, addr.clone().recipient());
-    t.register::<List>(0, addr.clone().recipient());
-    t.register::<CallDag>(0, addr.clone().recipient());
-    t.register::<CallFunction>(0, addr.clone().recipient());
-    t.register::<ExecutorStatus>(0, addr.clone().recipient());
+pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetError> {
+    t.register::<RegisterFunction>(0, addr.clone().recipient())?;
+    t.register::<RegisterDag>(0, addr.clone().recipient())?;
+    t.register::<DeleteDag>(0, addr.clone().recipient())?;
+    t.register::<DeleteFunction>(0, addr.clone().recipient())?;
+    t.register::<List>(0, addr.clone().recipient())?;
+    t.register::<CallDag>(0, addr.clone().recipient())?;
+    t.register::<CallFunction>(0, addr.clone().recipient())?;
+    t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
+    t.register::<CacheKeysReport>(0, addr.clone().recipient())
 }
 
 fn done<T: 'static>(r: Result<T, FunctionError>) -> Reply<T> {

@@ -24,11 +24,9 @@ use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, now_micros, LwwClock};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe};
-use crate::net::Transport;
+use crate::net::{NetError, Transport};
 use crate::protocol::records::function_hash;
-use crate::protocol::{
-    Arg, CacheKeysReport, CallAccepted, Consistency, FunctionError, Reply, Schedule,
-};
+use crate::protocol::{Arg, CallAccepted, Consistency, FunctionError, Reply, Schedule};
 use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -81,7 +79,7 @@ impl Scheduler {
         membership: &Addr<Membership>,
         kvs: KvsClient,
         cfg: &Config,
-    ) -> Addr<Scheduler> {
+    ) -> Result<Addr<Scheduler>, NetError> {
         let addr = Scheduler {
             core: SchedulerCore::new(cfg.executor.utilisation_threshold, EXECUTOR_STALE_AFTER),
             kvs,
@@ -91,10 +89,9 @@ impl Scheduler {
             rng: StdRng::from_entropy(),
         }
         .start();
-        handlers::register(transport, &addr);
-        transport.register::<CacheKeysReport>(0, addr.clone().recipient());
+        handlers::register(transport, &addr)?;
         membership.do_send(Subscribe(addr.clone().recipient()));
-        addr
+        Ok(addr)
     }
 
     fn cached(&self, key: &PlanKey) -> Option<Arc<CallPlan>> {

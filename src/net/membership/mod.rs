@@ -52,7 +52,7 @@ pub struct Membership {
 
 impl Membership {
     /// Start the actor for this node and register its wire messages on the transport.
-    pub fn start(transport: Transport, cfg: &Config) -> Addr<Membership> {
+    pub fn start(transport: Transport, cfg: &Config) -> Result<Addr<Membership>, NetError> {
         let me = Member {
             node: transport.local_node().clone(),
             addr: transport.local_addr(),
@@ -77,11 +77,11 @@ impl Membership {
             ticks: 0,
         };
         let addr = actor.start();
-        transport.register::<Join>(0, addr.clone().recipient());
-        transport.register::<Gossip>(0, addr.clone().recipient());
-        transport.register::<Leave>(0, addr.clone().recipient());
-        transport.register::<GetView>(0, addr.clone().recipient());
-        addr
+        transport.register::<Join>(0, addr.clone().recipient())?;
+        transport.register::<Gossip>(0, addr.clone().recipient())?;
+        transport.register::<Leave>(0, addr.clone().recipient())?;
+        transport.register::<GetView>(0, addr.clone().recipient())?;
+        Ok(addr)
     }
 
     fn peer(node: &NodeRef) -> ActorRef {

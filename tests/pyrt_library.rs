@@ -6,6 +6,7 @@ mod pyrt_support;
 
 use bytes::Bytes;
 use cloudburst::ids::Key;
+use cloudburst::protocol::ErrorCode;
 use cloudburst::pyrt::{LibError, PyValue, UserLibrary};
 use pyrt_support::*;
 use std::sync::Arc;
@@ -54,7 +55,7 @@ async fn library_errors_raise_inside_the_function() {
     let pool = pool(1).await;
     let lib: Arc<dyn UserLibrary> = Arc::new(MemLibrary {
         refuse: Some(LibError::new(
-            "session_expired",
+            ErrorCode::SessionExpired,
             "the pinned version is gone",
         )),
         ..MemLibrary::default()

@@ -2,6 +2,7 @@
 //! ([`Schedule`]), what executors send each other ([`Trigger`], [`Deliver`]), and how the
 //! outcome reaches the caller ([`Reply`], [`CallFinished`], [`CallFailure`]).
 
+use super::error::ErrorCode;
 use crate::ids::{CallId, Key, NodeRef};
 use crate::lattice::{Dependencies, Lattice};
 use crate::net::ActorRef;
@@ -146,13 +147,23 @@ pub struct Deliver {
 /// Why a call failed, as the caller sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallFailure {
-    /// Stable error code: `function_error` (the function raised), `timeout`,
-    /// `worker_crashed`, `unknown_function`, ... (see docs/protocol.md).
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     /// For `function_error`: the exception type and the traceback.
     pub exception_type: Option<String>,
     pub traceback: Option<String>,
+}
+
+impl CallFailure {
+    /// A failure with no Python exception attached.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        CallFailure {
+            code,
+            message: message.into(),
+            exception_type: None,
+            traceback: None,
+        }
+    }
 }
 
 /// A call finished (sent one-way by the DAG's sink executor, or the executor whose function

@@ -1,7 +1,7 @@
 //! The contract between the actors of the function plane (gateway, scheduler, executor,
 //! and the node's cache they share): the messages they exchange, the records they keep in
-//! the KVS, the limits and value conversions they must agree on, and the table of every
-//! wire tag in the crate. Each actor depends on this module and on the lower tiers (the
+//! the KVS, the limits and value conversions they must agree on, the error codes clients
+//! see, and the table of every wire tag in the crate. Each actor depends on this module and on the lower tiers (the
 //! cache, the KVS client), never on a sibling actor.
 //!
 //! - [`call`]: one call's way through the cluster: arguments, consistency, where the result
@@ -12,10 +12,12 @@
 //! - [`cache`]: what executors ask a node's cache about a call's session.
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
+//! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
 
 pub mod cache;
 pub mod call;
+pub mod error;
 pub mod limits;
 pub mod records;
 pub mod requests;
@@ -27,6 +29,7 @@ pub use call::{
     Aborted, Arg, CallFailure, CallFinished, Consistency, Deliver, Downstream, Reply, Schedule,
     SessionMeta, Trigger,
 };
+pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,

@@ -4,14 +4,15 @@
 //! they reach the caller as [`CallFinished`](super::CallFinished).
 
 use super::call::{Arg, Consistency, Reply};
+use super::error::ErrorCode;
 use super::records::{DagSpec, FunctionRecord};
 use crate::ids::{CallId, Key, NodeRef};
 use crate::net::ActorRef;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Why a registration or call was refused or failed. `code()` is the stable error code the
-/// client protocol carries.
+/// Why a scheduler refused a registration or call. [`FunctionError::code`] is what the
+/// client sees.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum FunctionError {
     #[error("no function named `{0}`")]
@@ -40,17 +41,17 @@ pub enum FunctionError {
 }
 
 impl FunctionError {
-    /// Stable, protocol-level error code.
-    pub fn code(&self) -> &'static str {
+    /// The error code the client sees.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FunctionError::UnknownFunction(_) => "unknown_function",
-            FunctionError::UnknownDag(_) => "unknown_dag",
-            FunctionError::BadDag(_) => "bad_dag",
-            FunctionError::Invalid(_) => "invalid_request",
-            FunctionError::VersionMismatch { .. } => "version_mismatch",
-            FunctionError::NoExecutors => "no_executors",
-            FunctionError::Storage(_) => "storage_error",
-            FunctionError::Unavailable(_) => "unavailable",
+            FunctionError::UnknownFunction(_) => ErrorCode::UnknownFunction,
+            FunctionError::UnknownDag(_) => ErrorCode::UnknownDag,
+            FunctionError::BadDag(_) => ErrorCode::BadDag,
+            FunctionError::Invalid(_) => ErrorCode::InvalidRequest,
+            FunctionError::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+            FunctionError::NoExecutors => ErrorCode::NoExecutors,
+            FunctionError::Storage(_) => ErrorCode::StorageError,
+            FunctionError::Unavailable(_) => ErrorCode::Unavailable,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::{
 use crate::bench::stats::Summary;
 use crate::cli::BenchArgs;
 use crate::ids::Key;
+use crate::protocol::ErrorCode;
 use anyhow::Context;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -53,7 +54,7 @@ impl UserLibrary for NoLibrary {
 }
 
 fn no_library() -> LibError {
-    LibError::new("unavailable", "no library in this benchmark")
+    LibError::new(ErrorCode::Unavailable, "no library in this benchmark")
 }
 
 /// Run the benchmark and print the figures (`--json`: last line one JSON object).

@@ -33,6 +33,7 @@ pub mod worker;
 pub use pool::{PoolConfig, PythonPool};
 
 use crate::ids::Key;
+use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -112,17 +113,17 @@ pub trait UserLibrary: Send + Sync + 'static {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{code}: {message}")]
 pub struct LibError {
-    /// The error code, as the client protocol spells it.
-    pub code: String,
+    /// The error code.
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
 }
 
 impl LibError {
-    /// An error with `code` (a client protocol error code) and `message`.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         LibError {
-            code: code.into(),
+            code,
             message: message.into(),
         }
     }
@@ -194,6 +195,20 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The error code the caller sees.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CallError::Exception { .. } => ErrorCode::FunctionError,
+            CallError::Timeout { .. } => ErrorCode::Timeout,
+            CallError::WorkerCrashed(_) => ErrorCode::WorkerCrashed,
+            CallError::Pickle(_) => ErrorCode::PickleError,
+            CallError::TooLarge { .. } => ErrorCode::TooLarge,
+            CallError::Overloaded => ErrorCode::Overloaded,
+            CallError::Unavailable { .. } => ErrorCode::Unavailable,
+            CallError::ShutDown => ErrorCode::ShutDown,
+        }
+    }
+
     /// Whether the call never ran and may be placed on another executor as it is
     /// (`Overloaded`, `Unavailable`, `ShutDown`). The others ran, or may have run, user code.
     pub fn never_ran(&self) -> bool {

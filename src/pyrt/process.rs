@@ -8,6 +8,7 @@ use super::wire::{
 use super::{
     CallError, LibError, PoolConfig, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary,
 };
+use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use std::collections::HashSet;
@@ -246,9 +247,8 @@ impl Worker {
 /// The error a function sees when the library's answer cannot be sent to its worker.
 fn unsendable(e: CallError) -> LibError {
     let code = match e {
-        CallError::TooLarge { .. } => "too_large",
-        CallError::Pickle(_) => "pickle_error",
-        _ => "internal_error",
+        CallError::TooLarge { .. } | CallError::Pickle(_) => e.code(),
+        _ => ErrorCode::InternalError,
     };
     LibError::new(code, e.to_string())
 }

@@ -221,7 +221,10 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_both_ways() {
-        let big = ToWorker::LibReply(LibReply::Error(LibError::new("x", "x".repeat(10))));
+        let big = ToWorker::LibReply(LibReply::Error(LibError::new(
+            crate::protocol::ErrorCode::InternalError,
+            "x".repeat(10),
+        )));
         assert!(matches!(
             encode_frame(&big, 4),
             Err(FrameError::TooLarge { max: 4, .. })

@@ -13,6 +13,7 @@ use super::wire::{
     PROTOCOL_VERSION,
 };
 use crate::ids::Key;
+use crate::protocol::ErrorCode;
 use pyo3::exceptions::PyRuntimeError as PyRuntimeErr;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
@@ -221,29 +222,32 @@ impl Link {
             ch.recv()
         });
         match reply {
-            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(lib_error(&e.code, e.message)),
+            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(lib_error(e.code, e.message)),
             Ok(ToWorker::LibReply(r)) => Ok(r),
             Ok(ToWorker::Call(_)) => Err(lib_error(
-                "internal_error",
+                ErrorCode::InternalError,
                 "protocol violation (a call arrived during a library request)".into(),
             )),
             Err(FrameError::TooLarge { bytes, max }) => Err(lib_error(
-                "too_large",
+                ErrorCode::TooLarge,
                 format!("the request of {bytes} bytes exceeds the limit of {max} bytes"),
             )),
-            Err(e) => Err(lib_error("internal_error", format!("cloudburst: {e}"))),
+            Err(e) => Err(lib_error(
+                ErrorCode::InternalError,
+                format!("cloudburst: {e}"),
+            )),
         }
     }
 }
 
 /// The exception of a failed library request, as the glue expects it.
-fn lib_error(code: &str, message: String) -> PyErr {
-    PyRuntimeErr::new_err((code.to_string(), message))
+fn lib_error(code: ErrorCode, message: String) -> PyErr {
+    PyRuntimeErr::new_err((code.as_str(), message))
 }
 
 fn unexpected() -> PyErr {
     lib_error(
-        "internal_error",
+        ErrorCode::InternalError,
         "unexpected reply kind from the executor".into(),
     )
 }

@@ -6,7 +6,7 @@ use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::clock::{node_clock, LwwClock};
 use crate::net::{ActorRef, Transport};
 use crate::protocol::records::{function_hash, function_key, read_entry};
-use crate::protocol::{CallFailure, FunctionError, FunctionRecord};
+use crate::protocol::{CallFailure, ErrorCode, FunctionError, FunctionRecord};
 use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -99,12 +99,17 @@ impl ExecEnv {
         let record = self
             .load(name)
             .await
-            .map_err(|e| failure(e.code(), e.to_string()))?
-            .ok_or_else(|| failure("unknown_function", format!("no function named `{name}`")))?;
+            .map_err(|e| CallFailure::new(e.code(), e.to_string()))?
+            .ok_or_else(|| {
+                CallFailure::new(
+                    ErrorCode::UnknownFunction,
+                    format!("no function named `{name}`"),
+                )
+            })?;
         let found = function_hash(&record);
         if found != hash {
-            return Err(failure(
-                "stale_function",
+            return Err(CallFailure::new(
+                ErrorCode::StaleFunction,
                 format!("function `{name}` was re-registered after this call was scheduled"),
             ));
         }
@@ -158,13 +163,3 @@ impl ExecEnv {
 
 /// Keys whose last causal dot an executor remembers, at most.
 pub const MAX_CAUSAL_KEYS: usize = 1 << 20;
-
-/// A failure with no Python exception attached.
-pub fn failure(code: &str, message: String) -> CallFailure {
-    CallFailure {
-        code: code.to_string(),
-        message,
-        exception_type: None,
-        traceback: None,
-    }
-}

@@ -7,7 +7,7 @@ use super::mailbox::InvocationId;
 use super::session::{Session, SessionError};
 use crate::ids::Key;
 use crate::net::{ActorRef, ServiceId};
-use crate::protocol::{to_python, Deliver};
+use crate::protocol::{to_python, Deliver, ErrorCode};
 use crate::pyrt::{LibError, PyValue, UserLibrary};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -35,7 +35,8 @@ impl UserLibrary for Invocation {
             keys.iter()
                 .zip(values)
                 .map(|(k, v)| {
-                    to_python(k.as_str(), v).map_err(|e| LibError::new("unsupported_value", e))
+                    to_python(k.as_str(), v)
+                        .map_err(|e| LibError::new(ErrorCode::UnsupportedValue, e))
                 })
                 .collect()
         })
@@ -49,7 +50,7 @@ impl UserLibrary for Invocation {
     fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         let sent = match InvocationId::parse(&dest) {
             None => Err(LibError::new(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 format!("`{dest}` is not an id returned by getid()"),
             )),
             Some(to) => {
@@ -63,7 +64,7 @@ impl UserLibrary for Invocation {
                     .transport
                     .handle::<Deliver>(target)
                     .tell(msg)
-                    .map_err(|e| LibError::new("unavailable", format!("cannot send: {e}")))
+                    .map_err(|e| LibError::new(ErrorCode::Unavailable, format!("cannot send: {e}")))
             }
         };
         Box::pin(async move { sent })

@@ -18,12 +18,12 @@ pub mod run;
 pub mod session;
 
 use self::core::{ExecutorCore, Step};
-use self::env::{failure, ExecEnv};
+use self::env::ExecEnv;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::{Deliver, ExecutorStatus, Schedule, Trigger};
+use crate::protocol::{CallFailure, Deliver, ErrorCode, ExecutorStatus, Schedule, Trigger};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
 use std::sync::Arc;
@@ -156,9 +156,9 @@ impl Executor {
                 tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
                 let env = self.env.clone();
                 actix::spawn(async move {
-                    let f = failure(
-                        "overloaded",
-                        "the executor has too many waiting schedules".into(),
+                    let f = CallFailure::new(
+                        ErrorCode::Overloaded,
+                        "the executor has too many waiting schedules",
                     );
                     run::finish(&env, &s, Err(f), None).await;
                 });
@@ -193,8 +193,8 @@ impl Actor for Executor {
                 // caller waiting.
                 let env = act.env.clone();
                 actix::spawn(async move {
-                    let f = failure(
-                        "timeout",
+                    let f = CallFailure::new(
+                        ErrorCode::Timeout,
                         format!("`{}` waited too long for its upstream results", s.function),
                     );
                     run::finish(&env, &s, Err(f), None).await;

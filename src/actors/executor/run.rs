@@ -4,15 +4,15 @@
 //! aborts the downstream functions.
 
 use super::core::Ready;
-use super::env::{failure, ExecEnv};
+use super::env::ExecEnv;
 use super::library::Invocation;
 use super::mailbox::InvocationId;
 use super::session::{self, Session};
 use crate::clock::now_micros;
 use crate::ids::Key;
 use crate::protocol::{
-    to_lattice, to_python, Aborted, Arg, CallFailure, CallFinished, Consistency, Schedule,
-    SessionMeta, Trigger, RESULT_PREFIX,
+    to_lattice, to_python, Aborted, Arg, CallFailure, CallFinished, Consistency, ErrorCode,
+    Schedule, SessionMeta, Trigger, RESULT_PREFIX,
 };
 use crate::pyrt::{CallError, PyCall, PyValue};
 use std::sync::Arc;
@@ -94,10 +94,13 @@ async fn resolve(
         let values = session
             .get(&refs)
             .await
-            .map_err(|e| failure(e.code, format!("reading a referenced key: {e}")))?;
+            .map_err(|e| CallFailure::new(e.code, format!("reading a referenced key: {e}")))?;
         let mut out = Vec::with_capacity(values.len());
         for (k, v) in refs.iter().zip(values) {
-            out.push(to_python(k.as_str(), v).map_err(|m| failure("invalid_request", m))?);
+            out.push(
+                to_python(k.as_str(), v)
+                    .map_err(|m| CallFailure::new(ErrorCode::InvalidRequest, m))?,
+            );
         }
         out.into_iter()
     };
@@ -145,7 +148,7 @@ pub async fn finish(
     }
     // A successful result that cannot flow on fails the call now (the caller would wait).
     let outcome = match (outcome, lost) {
-        (Ok(_), Some(why)) => Err(failure("unavailable", why)),
+        (Ok(_), Some(why)) => Err(CallFailure::new(ErrorCode::Unavailable, why)),
         (outcome, _) => outcome,
     };
     match outcome {
@@ -248,28 +251,19 @@ async fn store_result(
     }
 }
 
-/// How a pool error reaches the caller (stable codes, see docs/protocol.md).
+/// How a pool error reaches the caller: a raised exception keeps its type and traceback.
 pub fn call_failure(e: &CallError) -> CallFailure {
-    let code = match e {
+    match e {
         CallError::Exception {
             type_name,
             message,
             traceback,
-        } => {
-            return CallFailure {
-                code: "function_error".into(),
-                message: message.clone(),
-                exception_type: Some(type_name.clone()),
-                traceback: Some(traceback.clone()),
-            }
-        }
-        CallError::Timeout { .. } => "timeout",
-        CallError::WorkerCrashed(_) => "worker_crashed",
-        CallError::Pickle(_) => "pickle_error",
-        CallError::TooLarge { .. } => "too_large",
-        CallError::Overloaded => "overloaded",
-        CallError::Unavailable { .. } => "unavailable",
-        CallError::ShutDown => "shut_down",
-    };
-    failure(code, e.to_string())
+        } => CallFailure {
+            code: e.code(),
+            message: message.clone(),
+            exception_type: Some(type_name.clone()),
+            traceback: Some(traceback.clone()),
+        },
+        _ => CallFailure::new(e.code(), e.to_string()),
+    }
 }

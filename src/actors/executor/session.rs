@@ -59,7 +59,7 @@ use crate::ids::{hash64, CallId, Key, NodeRef, WriterId};
 use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::protocol::{
-    to_lattice, Consistency, ReleaseSession, Schedule, SessionMeta, SessionRead,
+    to_lattice, Consistency, ErrorCode, ReleaseSession, Schedule, SessionMeta, SessionRead,
 };
 use crate::pyrt::PyValue;
 use sha2::{Digest, Sha256};
@@ -129,10 +129,10 @@ fn count_stored(value: &LatticeValue, payload: usize) {
     METADATA_BYTES.fetch_add(n as u64, Ordering::Relaxed);
 }
 
-/// Why a session read or write failed; `code` is the protocol's error code.
+/// Why a session read or write failed; `code` is what the caller (or the function) sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -145,13 +145,13 @@ impl std::fmt::Display for SessionError {
 impl From<KvsError> for SessionError {
     fn from(e: KvsError) -> Self {
         SessionError {
-            code: "storage_error",
+            code: ErrorCode::StorageError,
             message: e.to_string(),
         }
     }
 }
 
-fn error(code: &'static str, message: String) -> SessionError {
+fn error(code: ErrorCode, message: String) -> SessionError {
     SessionError { code, message }
 }
 
@@ -277,7 +277,7 @@ impl Session {
     fn home_cache(&self) -> Result<&NodeRef, SessionError> {
         self.home.as_ref().ok_or_else(|| {
             error(
-                "internal_error",
+                ErrorCode::InternalError,
                 "a repeatable-read call without a home node".into(),
             )
         })
@@ -325,14 +325,14 @@ impl Session {
                 .await
                 .map_err(|e| {
                     error(
-                        "unavailable",
+                        ErrorCode::Unavailable,
                         format!("cannot reach the session's home cache: {e}"),
                     )
                 })?
-                .map_err(|e| error("storage_error", e))?;
+                .map_err(|e| error(ErrorCode::StorageError, e))?;
             if values.len() != missing.len() {
                 return Err(error(
-                    "internal_error",
+                    ErrorCode::InternalError,
                     "the home cache answered another number of keys".into(),
                 ));
             }
@@ -340,8 +340,7 @@ impl Session {
             for (i, v) in missing.into_iter().zip(values) {
                 if let Some(&fp) = meta.pinned.get(&keys[i]) {
                     if fingerprint(v.as_ref()) != fp {
-                        return Err(error(
-                            "session_expired",
+                        return Err(error(ErrorCode::SessionExpired,
                             format!(
                                 "the version of `{}` this call pinned is gone (the session expired)",
                                 keys[i]
@@ -398,7 +397,7 @@ impl Session {
                     .is_some_and(|need| !clock.covers(need))
                 {
                     return Err(error(
-                        "storage_error",
+                        ErrorCode::StorageError,
                         format!(
                             "the store does not have the version of `{}` this session depends on",
                             keys[i]
@@ -451,7 +450,7 @@ impl Session {
     async fn put_causal(&self, key: Key, value: PyValue) -> Result<(), SessionError> {
         let PyValue::Pickled(bytes) = value else {
             return Err(error(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "causal mode stores single objects; put a set from a non-causal call".into(),
             ));
         };
@@ -496,7 +495,7 @@ impl Session {
             .await
             .map_err(|e| match e {
                 KvsError::KindMismatch { .. } => error(
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!(
                         "`{key}` holds a non-causal value; causal calls write causal values: {e}"
                     ),

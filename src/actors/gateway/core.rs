@@ -204,7 +204,7 @@ pub fn consistency(c: WireConsistency) -> Consistency {
 /// A scheduler's refusal as the client sees it.
 pub fn function_error(e: &FunctionError) -> ErrorBody {
     ErrorBody {
-        code: e.code().to_string(),
+        code: e.code(),
         message: e.to_string(),
         exception_type: None,
         traceback: None,

@@ -13,8 +13,8 @@ use crate::ids::{CallId, Key};
 use crate::net::{NetError, RemoteMessage};
 use crate::protocol::records::result_key;
 use crate::protocol::{
-    Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, FunctionError, FunctionRecord,
-    List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
+    Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, ErrorCode, FunctionError,
+    FunctionRecord, List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
 };
 use crate::pyrt::FunctionKind;
 use std::collections::BTreeMap;
@@ -295,12 +295,12 @@ fn unreachable_scheduler(e: &NetError) -> GatewayError {
 /// A KVS error as the client sees it.
 pub fn storage(e: KvsError) -> ErrorBody {
     let code = match &e {
-        KvsError::KindMismatch { .. } => "kind_mismatch",
-        KvsError::ValueTooLarge { .. } => "value_too_large",
+        KvsError::KindMismatch { .. } => ErrorCode::KindMismatch,
+        KvsError::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
         KvsError::NoReplicas | KvsError::UnderReplicated { .. } | KvsError::Unavailable(_) => {
-            "unavailable"
+            ErrorCode::Unavailable
         }
-        KvsError::Malformed(_) => "storage_error",
+        KvsError::Malformed(_) => ErrorCode::StorageError,
     };
     GatewayError::Storage {
         code,

@@ -7,6 +7,7 @@
 //! Decoding is two-step so that a bad request is still answered under its `id`: first the
 //! [`Header`] (version, id, op), then the whole [`Request`]. Nothing here does I/O.
 
+use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -186,7 +187,7 @@ pub struct HelloReply {
 /// The `err` field of a failed request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ErrorBody {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
     pub exception_type: Option<String>,
     pub traceback: Option<String>,
@@ -224,32 +225,30 @@ pub enum GatewayError {
     Timeout(u64),
     #[error("key `{key}` holds a {kind} lattice, which is not a Python value")]
     UnsupportedValue { key: String, kind: String },
-    #[error("too many requests in flight on this connection (limit {0})")]
-    Overloaded(usize),
+    /// The KVS refused or failed: `code` says how (see `ops::storage`).
     #[error("{message}")]
-    Storage { code: &'static str, message: String },
+    Storage { code: ErrorCode, message: String },
 }
 
 impl GatewayError {
-    /// Stable error code (docs/protocol.md lists them all).
-    pub fn code(&self) -> &'static str {
+    /// The error code the client sees.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            GatewayError::MalformedFrame(_) => "malformed_frame",
-            GatewayError::UnsupportedVersion { .. } => "unsupported_version",
-            GatewayError::UnknownOp(_) => "unknown_op",
-            GatewayError::Invalid(_) => "invalid_request",
-            GatewayError::Unavailable(_) => "unavailable",
-            GatewayError::Timeout(_) => "timeout",
-            GatewayError::UnsupportedValue { .. } => "unsupported_value",
-            GatewayError::Overloaded(_) => "overloaded",
-            GatewayError::Storage { code, .. } => code,
+            GatewayError::MalformedFrame(_) => ErrorCode::MalformedFrame,
+            GatewayError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            GatewayError::UnknownOp(_) => ErrorCode::UnknownOp,
+            GatewayError::Invalid(_) => ErrorCode::InvalidRequest,
+            GatewayError::Unavailable(_) => ErrorCode::Unavailable,
+            GatewayError::Timeout(_) => ErrorCode::Timeout,
+            GatewayError::UnsupportedValue { .. } => ErrorCode::UnsupportedValue,
+            GatewayError::Storage { code, .. } => *code,
         }
     }
 
     /// The error as the client sees it.
     pub fn body(&self) -> ErrorBody {
         ErrorBody {
-            code: self.code().to_string(),
+            code: self.code(),
             message: self.to_string(),
             exception_type: None,
             traceback: None,

@@ -5,6 +5,7 @@
 //! stream URL). The comparison is constant-time. `/metrics` is protected too unless
 //! `gateway.metrics_require_token` is off (for a scraper inside a trusted network).
 
+use crate::protocol::ErrorCode;
 use subtle::ConstantTimeEq;
 
 /// Why a request was refused.
@@ -17,11 +18,11 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// Stable code, as the JSON error body carries it.
-    pub fn code(self) -> &'static str {
+    /// The code the JSON error body carries.
+    pub fn code(self) -> ErrorCode {
         match self {
-            AuthError::Missing => "missing_token",
-            AuthError::Invalid => "invalid_token",
+            AuthError::Missing => ErrorCode::MissingToken,
+            AuthError::Invalid => ErrorCode::InvalidToken,
         }
     }
 }
@@ -112,7 +113,7 @@ mod tests {
             Err(AuthError::Invalid)
         );
         assert_eq!(p.check(None, Some("s3cre"), false), Err(AuthError::Invalid));
-        assert_eq!(AuthError::Invalid.code(), "invalid_token");
+        assert_eq!(AuthError::Invalid.code().as_str(), "invalid_token");
     }
 
     #[test]

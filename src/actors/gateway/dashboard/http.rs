@@ -15,6 +15,7 @@ use super::prometheus;
 use super::sampler::Feed;
 use super::sources::Reader;
 use crate::metrics::CallSnapshot;
+use crate::protocol::ErrorCode;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse};
@@ -81,7 +82,7 @@ fn refuse(req: &HttpRequest, state: &State, is_metrics: bool) -> Option<HttpResp
 }
 
 fn unauthorized(req: &HttpRequest, e: AuthError) -> HttpResponse {
-    tracing::debug!(path = %req.path(), code = e.code(), "dashboard request refused");
+    tracing::debug!(path = %req.path(), code = %e.code(), "dashboard request refused");
     HttpResponse::Unauthorized()
         .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
         .json(serde_json::json!({ "error": e.code(), "message": e.to_string() }))
@@ -119,7 +120,7 @@ async fn snapshot(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             .content_type("application/json")
             .body(json.to_string()),
         None => HttpResponse::ServiceUnavailable()
-            .json(serde_json::json!({ "error": "not_ready", "message": "no sample yet" })),
+            .json(serde_json::json!({ "error": ErrorCode::NotReady, "message": "no sample yet" })),
     }
 }
 
@@ -178,7 +179,7 @@ async fn events(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     }
     let Some(slot) = ClientSlot::acquire(&state.clients) else {
         return HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "error": "too_many_streams",
+            "error": ErrorCode::TooManyStreams,
             "message": format!("at most {MAX_EVENT_CLIENTS} live dashboards at once"),
         }));
     };

@@ -1,5 +1,6 @@
 //! [`ErrorCode`]: every error code the server sends, from the Rust error that decides it to
-//! the `code` field a client reads.
+//! the `code` field a client reads. `docs/protocol.md` lists the same table (a test
+//! compares them).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,6 +1,7 @@
 //! Make binaries and tests that link pyo3 load the libpython of the interpreter pyo3 was
-//! built against (the project venv's), not whichever libpython the loader finds first.
-//! See STACK-NOTES: without this, binaries silently load Debian's libpython.
+//! built against (the project venv's), not whichever libpython the loader finds first:
+//! without the rpath link arguments a machine with a second Python (e.g. Debian's system
+//! libpython beside a pyenv or venv one) silently loads the other one.
 //!
 //! Also records that interpreter's path as `CLOUDBURST_BUILD_PYTHON`: the Python worker
 //! initialises CPython with it as program name so the venv's `pyvenv.cfg` is honoured

@@ -2,7 +2,13 @@
 //!
 //! Users register Python functions and DAGs; functions share state in an Anna-style KVS of
 //! lattices through caches co-located with the executors, under a choice of consistency
-//! modes. See `README.md` for how to run it and `../shared/DESIGN.md` for the architecture.
+//! modes. See `README.md` for how to run it.
+//!
+//! A call flows as a chain of actor messages: the client's gateway asks a scheduler, which
+//! places each function of the DAG on an executor and sends it its part of the schedule;
+//! executors pass results straight to the downstream executors, and the sink's executor
+//! sends the result to the caller's gateway (or stores it for a future). What they exchange
+//! and store is defined once, in [`protocol`]; the transport ([`net`]) carries it.
 //!
 //! # Layout
 //! - [`app`]: what each subcommand does once parsed (dispatch; every exit code is decided
@@ -19,8 +25,8 @@
 //! - [`actors`]: KvsShard, Cache, Executor, Scheduler, Gateway, Monitor (actix glue around
 //!   pure cores).
 //! - [`protocol`]: the contract between the function plane's actors: calls, schedules,
-//!   triggers, results, registry records and keys, shared limits, value conversions, and
-//!   the one table of every wire tag.
+//!   triggers, results, error codes, registry records and keys, shared limits, value
+//!   conversions, and the one table of every wire tag.
 //! - [`local`]: an in-process cluster and a Rust client of the function plane (tests,
 //!   benchmarks).
 //! - [`node`]: a node above the transport: starting its roles (and stopping what started

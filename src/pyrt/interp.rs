@@ -5,8 +5,8 @@
 //! Which Python: the program named by the `CLOUDBURST_PYTHON` environment variable, else
 //! the interpreter the crate was built against (`PYO3_PYTHON`, recorded by `build.rs` as
 //! `CLOUDBURST_BUILD_PYTHON`). It is given to CPython as its program name through an
-//! explicit `PyConfig`, so the `pyvenv.cfg` beside it is honoured (STACK-NOTES: embedded
-//! CPython ignores `VIRTUAL_ENV`).
+//! explicit `PyConfig`, so the `pyvenv.cfg` beside it is honoured (embedded CPython ignores
+//! `VIRTUAL_ENV`: the program name is what selects the venv).
 
 use super::{CallError, FunctionKind, PyEnvironment, PyValue};
 use bytes::Bytes;

@@ -1,4 +1,4 @@
-//! The Python runtime executors use: a pool of Python worker processes (DESIGN §7).
+//! The Python runtime executors use: a pool of Python worker processes.
 //!
 //! Each executor owns a [`PythonPool`]: one worker process per core by default, each the
 //! `cloudburst` binary itself in the hidden `worker` mode, embedding CPython through pyo3

@@ -7,7 +7,7 @@
 //! stays at or below the capacity (a value larger than the capacity is served but never
 //! cached). Evictions are returned to the caller so it unsubscribes from the KVS.
 //!
-//! # Versions and session pins (DESIGN §6)
+//! # Versions and session pins
 //! Every change to an entry (a pushed update, this node's own write, a refresh) takes the
 //! next value of a **cache-wide** counter, so a version never repeats for a key, even after
 //! the key was evicted and read again. Distributed-session repeatable read pins, per

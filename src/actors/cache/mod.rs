@@ -1,4 +1,4 @@
-//! The cache co-located with each executor node (DESIGN §3): read-through from the KVS,
+//! The cache co-located with each executor node: read-through from the KVS,
 //! write-through to it, kept fresh by KVS subscriptions, bounded by bytes with LRU eviction,
 //! and reported to the schedulers for data locality.
 //!

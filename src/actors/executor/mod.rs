@@ -1,4 +1,4 @@
-//! The executor (DESIGN §3): one actor per executor node (`ServiceId::Executor`, instance
+//! The executor: one actor per executor node (`ServiceId::Executor`, instance
 //! 0) owning a [`PythonPool`]. It holds schedules until their upstream triggers arrive,
 //! runs functions, passes results straight to downstream executors, and reports its status
 //! (load, Python version) to every scheduler.

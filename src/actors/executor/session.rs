@@ -1,4 +1,4 @@
-//! One function's view of state under its call's consistency mode (DESIGN §6). Every read
+//! One function's view of state under its call's consistency mode. Every read
 //! and write of a running function (`cb.get`, `cb.put`, referenced arguments, a stored
 //! result) goes through its [`Session`]; what the session saw travels to the downstream
 //! functions in the triggers ([`SessionMeta`]).
@@ -11,14 +11,14 @@
 //! Every read of key `k` in one call returns the same version, on any node. The call's
 //! *home* is the node of its first source function (chosen by the scheduler, carried in
 //! every schedule). The first read of `k` pins what the home cache returns (or its absence)
-//! for the session ([`CacheHandle::session_read`]; first pin wins, so parallel branches
-//! agree). The triggers carry which keys are pinned with a fingerprint of the version; a
-//! downstream function on another node serves `k` from its own cache when that holds the
-//! same version, and otherwise fetches the pinned one from the home cache (never from the
-//! KVS). Writes go to the KVS as under LWW but do not change what later reads of the
-//! session return. The sink (or the function that fails the call) releases the pins; pins
-//! of a vanished call expire after `consistency.session_ttl_ms` unused, and a read after
-//! that fails (`session_expired`) instead of returning another version.
+//! for the session ([`crate::actors::cache::CacheHandle::session_read`]; first pin wins, so
+//! parallel branches agree). The triggers carry which keys are pinned with a fingerprint of
+//! the version; a downstream function on another node serves `k` from its own cache when
+//! that holds the same version, and otherwise fetches the pinned one from the home cache
+//! (never from the KVS). Writes go to the KVS as under LWW but do not change what later
+//! reads of the session return. The sink (or the function that fails the call) releases the
+//! pins; pins of a vanished call expire after `consistency.session_ttl_ms` unused, and a
+//! read after that fails (`session_expired`) instead of returning another version.
 //!
 //! # Distributed-session causal
 //! Values written in this mode are [`MultiKeyCausal`] lattices: a clock, the session's

@@ -1,6 +1,6 @@
-//! The cache co-located with each executor node: read-through from the KVS,
-//! write-through to it, kept fresh by KVS subscriptions, bounded by bytes with LRU eviction,
-//! and reported to the schedulers for data locality.
+//! The cache co-located with each executor node: read-through from the KVS, write-through
+//! to it, kept fresh by KVS subscriptions, bounded by bytes with LRU eviction, and reported
+//! to the schedulers for data locality.
 //!
 //! [`StateAccess`] is what executors use to read and write state; the KVS client implements
 //! it directly (no caching), [`CacheHandle`] implements it with caching.

@@ -1,7 +1,7 @@
-//! The executor: one actor per executor node (`ServiceId::Executor`, instance
-//! 0) owning a [`PythonPool`]. It holds schedules until their upstream triggers arrive,
-//! runs functions, passes results straight to downstream executors, and reports its status
-//! (load, Python version) to every scheduler.
+//! The executor: one actor per executor node (`ServiceId::Executor`, instance 0) owning a
+//! [`PythonPool`]. It holds schedules until their upstream triggers arrive, runs functions,
+//! passes results straight to downstream executors, and reports its status (load, Python
+//! version) to every scheduler. Its messages are in [`crate::protocol`].
 //!
 //! - `core.rs`: schedules and triggers waiting for each other (no I/O).
 //! - `run.rs`: running a ready function and delivering its outcome.

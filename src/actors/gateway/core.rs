@@ -1,6 +1,6 @@
-//! The gateway's logic, with no I/O: routing call results to whoever waits for them,
-//! the choice of scheduler, and conversions between the
-//! client protocol's types and the cluster's.
+//! The gateway's logic, with no I/O: routing call results to whoever waits for them, the
+//! choice of scheduler, and conversions between the client protocol's types and the
+//! cluster's.
 
 use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireValue};
 use crate::config::Role;

@@ -6,8 +6,7 @@
 //! one sink (a function with no downstream): the sink's result is the call's result.
 //! Whether the functions are registered is checked by the caller (it needs the KVS).
 
-use crate::protocol::MAX_DAG_FUNCTIONS;
-use crate::protocol::{DagSpec, FunctionError};
+use crate::protocol::{DagSpec, FunctionError, MAX_DAG_FUNCTIONS};
 use std::collections::{HashMap, VecDeque};
 
 /// Longest function or DAG name. Names travel in every schedule and trigger.

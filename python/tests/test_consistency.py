@@ -1,7 +1,9 @@
 """Consistency modes on a real two-node cluster (two `cloudburst node` processes, one
 executor each with its own cache): a randomized workload whose functions record what they
-read and wrote, checked for the anomalies each mode forbids (DESIGN §6), plus targeted
-tests. The same workload under LWW must show anomalies — proof that the checker sees them."""
+read and wrote, checked for the anomalies each mode forbids (repeatable read: two reads of
+one key in one call return one version; causal: no read returns a version older than one
+the reading function's causal past read or wrote), plus targeted tests. The same workload
+under LWW must show anomalies — proof that the checker sees them."""
 
 import collections
 import os

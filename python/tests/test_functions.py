@@ -1,5 +1,5 @@
-"""Functions and DAGs through the gateway; every assertion here follows
-scheduler/messages.rs."""
+"""Functions and DAGs through the gateway; every assertion here follows the scheduler's
+requests and errors in src/protocol/requests.rs."""
 
 import asyncio
 import os

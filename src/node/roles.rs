@@ -9,6 +9,7 @@
 //! nothing behind in a process that goes on.
 
 use super::dashboard;
+use super::storage::NodeStorage;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::executor::{Executor, ExecutorHandle};
 use crate::actors::gateway::dashboard::DashboardServer;
@@ -20,6 +21,7 @@ use crate::net::echo::EchoService;
 use crate::net::membership::{LeaveCluster, Membership};
 use crate::net::{NetError, Transport};
 use crate::pyrt::PyRuntimeError;
+use crate::storage::StorageError;
 use actix::Addr;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -49,6 +51,8 @@ pub fn playable() -> BTreeSet<Role> {
 pub enum RoleError {
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error("data directory: {0}")]
+    Storage(#[from] StorageError),
     #[error("executor: {0}")]
     Python(#[from] PyRuntimeError),
     #[error("gateway: {0}")]
@@ -78,6 +82,8 @@ pub struct NodeRoles {
     pub transport: Transport,
     pub membership: Addr<Membership>,
     pub kvs: KvsTier,
+    /// The data directory (locked while the node runs), when it has one.
+    pub storage: NodeStorage,
     /// This node's cache, when it plays the `executor` role (executors read through it).
     pub cache: Option<CacheHandle>,
     /// The client websocket gateway, on nodes playing `gateway`.
@@ -93,15 +99,34 @@ pub struct NodeRoles {
 impl NodeRoles {
     /// Start the transport, membership and every role in `cfg.node.roles`; on failure,
     /// stop what started and return why. Must run inside an actix `System`.
+    ///
+    /// With a data directory, the node takes the identity it records and recovers its KVS
+    /// shards before it joins: it serves its keys again, and hand-off brings what changed
+    /// while it was away.
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
-        let transport = Transport::start(cfg, None).await?;
+        let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
+        let cfg = &cfg;
+        let transport = Transport::start(cfg, id).await?;
+        let recovered = match storage.record_identity(&transport.local_node().id, cfg).await {
+            Ok(()) => storage.open_shards(cfg).await,
+            Err(e) => Err(e),
+        };
+        let opened = match recovered {
+            Ok(o) => o,
+            Err(e) => {
+                transport.shutdown().await;
+                return Err(e.into());
+            }
+        };
         let membership = Membership::start(transport.clone(), cfg);
+        storage.watch_members(&membership);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()));
-        let kvs = KvsTier::start(&transport, &membership, cfg);
+        let kvs = KvsTier::start_with(&transport, &membership, cfg, opened);
         let mut node = NodeRoles {
             transport,
             membership,
             kvs,
+            storage,
             cache: None,
             gateway: None,
             dashboard: None,
@@ -212,6 +237,7 @@ impl NodeRoles {
         }
         self.transport.shutdown().await;
         self.kvs.stop();
+        self.kvs.close_logs().await;
         acks
     }
 }

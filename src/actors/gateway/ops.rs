@@ -299,7 +299,7 @@ pub fn storage(e: KvsError) -> ErrorBody {
         KvsError::NoReplicas | KvsError::UnderReplicated { .. } | KvsError::Unavailable(_) => {
             "unavailable"
         }
-        KvsError::Malformed(_) => "storage_error",
+        KvsError::Malformed(_) | KvsError::Storage(_) => "storage_error",
     };
     GatewayError::Storage {
         code,

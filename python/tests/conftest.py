@@ -30,7 +30,9 @@ class LocalCluster:
     """One `cloudburst local` process; `url` once ready."""
 
     def __init__(self, *args, config=None, tmp=None):
-        cmd = [binary(), "local", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
+        # --ephemeral: tests assert exact listings, so no state of an earlier run may leak in.
+        cmd = [binary(), "local", "--ephemeral", "--listen", "127.0.0.1:0",
+               "--dashboard-listen", "127.0.0.1:0"]
         if "--client-listen" not in args:
             cmd += ["--client-listen", "127.0.0.1:0"]
         if config is not None:

@@ -116,7 +116,7 @@ def local_cluster(tmp_path_factory):
     except ImportError:
         pytest.skip("the Python client has no CloudburstConnection in this build")
     log = tmp_path_factory.mktemp("local") / "local.log"
-    p = Proc(["local", "--token", TOKEN, "--listen", "127.0.0.1:0",
+    p = Proc(["local", "--ephemeral", "--token", TOKEN, "--listen", "127.0.0.1:0",
               "--client-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"], log)
     try:
         found = p.wait_for({"dashboard": DASHBOARD_LINE, "client": CLIENT_URL})

@@ -272,8 +272,13 @@ impl LocalArgs {
 /// Where `cloudburst local` keeps its state by default: `$XDG_DATA_HOME/cloudburst/local`,
 /// else `$HOME/.local/share/cloudburst/local`.
 pub fn default_local_dir() -> Option<PathBuf> {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))?;
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base =
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))?;
     Some(base.join("cloudburst").join("local"))
 }
 
@@ -362,7 +367,10 @@ mod tests {
         assert_eq!((c.durability(), c.node.data_dir), (Durability::None, None));
         let c = local(&["--data-dir", "/tmp/x", "--durability", "always"]).expect("valid");
         assert_eq!(c.durability(), Durability::Always);
-        assert!(Cli::try_parse_from(["cloudburst", "local", "--ephemeral", "--data-dir", "/x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["cloudburst", "local", "--ephemeral", "--data-dir", "/x"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -437,7 +437,9 @@ impl Config {
             return bad("kvs.flush_interval_ms must be greater than 0".into());
         }
         if k.segment_bytes < 4096 || k.snapshot_min_bytes < 4096 {
-            return bad("kvs.segment_bytes and kvs.snapshot_min_bytes must be at least 4096".into());
+            return bad(
+                "kvs.segment_bytes and kvs.snapshot_min_bytes must be at least 4096".into(),
+            );
         }
         if k.max_pending_log_bytes < MIB {
             return bad("kvs.max_pending_log_bytes must be at least 1 MiB".into());

@@ -107,7 +107,10 @@ impl NodeRoles {
         let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
         let cfg = &cfg;
         let transport = Transport::start(cfg, id).await?;
-        let recovered = match storage.record_identity(&transport.local_node().id, cfg).await {
+        let recovered = match storage
+            .record_identity(&transport.local_node().id, cfg)
+            .await
+        {
             Ok(()) => storage.open_shards(cfg).await,
             Err(e) => Err(e),
         };

@@ -63,7 +63,9 @@ pub async fn open_shards(
                 });
             }
             Err(e) => {
-                shards.iter().for_each(|s: &OpenedShard| s.durable.log().close());
+                shards
+                    .iter()
+                    .for_each(|s: &OpenedShard| s.durable.log().close());
                 return Err(e);
             }
         }

@@ -348,11 +348,7 @@ impl Handler<KvsRequest> for KvsShard {
 }
 
 impl KvsShard {
-    fn answer(
-        &mut self,
-        msg: KvsRequest,
-        ctx: &mut Context<Self>,
-    ) -> Result<KvsReply, KvsError> {
+    fn answer(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Result<KvsReply, KvsError> {
         match msg {
             KvsRequest::Get { keys } => Ok(KvsReply::Values(
                 keys.iter().map(|k| self.core.get(k)).collect(),

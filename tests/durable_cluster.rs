@@ -9,6 +9,9 @@
 //! executor, joined to the cluster): before the kill, and a fresh one after the restart, so
 //! what it finds came from the restarted KVS, not from memory.
 
+// Both supports include the shared wait helper: each gets its own copy, harmlessly.
+#![allow(clippy::duplicate_mod)]
+
 mod functions_support;
 mod transport_support;
 

@@ -159,6 +159,11 @@ pub struct BenchArgs {
     /// Measured iterations (after warm-up) where the workload counts iterations.
     #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
+    /// `kvs`: the durability of the KVS node, or several comma separated (e.g.
+    /// none,interval,always) to compare them alternately in one run, with the disk's
+    /// fdatasync time and recovery speed.
+    #[arg(long, value_name = "MODES", value_delimiter = ',')]
+    pub durability: Option<Vec<Durability>>,
 }
 
 /// A command-line error in one line with a hint: clap's message, its details (a tip, the

@@ -93,6 +93,10 @@ struct Queue {
     ops: Vec<Op>,
     waiters: Vec<Waiter>,
     closing: bool,
+    /// The writer waits on the condition variable: the next change must wake it. While it
+    /// works, changes are only queued (a wake-up is a system call; under load the writer
+    /// takes everything queued each time round anyway).
+    sleeping: bool,
 }
 
 /// Counters of one log (cumulative).
@@ -190,8 +194,15 @@ impl ShardLog {
         self.shared.pending.fetch_add(op.bytes(), Relaxed);
         let mut q = lock(&self.shared.queue);
         q.ops.push(op);
-        drop(q);
-        self.shared.wake.notify_one();
+        self.wake(q);
+    }
+
+    /// Wake the writer if it sleeps.
+    fn wake(&self, mut q: MutexGuard<'_, Queue>) {
+        if std::mem::take(&mut q.sleeping) {
+            drop(q);
+            self.shared.wake.notify_one();
+        }
     }
 
     /// Log a merge of `value` into `key`.
@@ -222,8 +233,9 @@ impl ShardLog {
             }
             _ => {}
         }
-        lock(&self.shared.queue).waiters.push(tx);
-        self.shared.wake.notify_one();
+        let mut q = lock(&self.shared.queue);
+        q.waiters.push(tx);
+        self.wake(q);
         Some(rx)
     }
 
@@ -374,6 +386,7 @@ impl Writer {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            q.sleeping = true;
             match deadline {
                 None => q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
                 Some(t) => {
@@ -389,6 +402,7 @@ impl Writer {
                 }
             }
         }
+        q.sleeping = false;
         self.backlog.extend(q.ops.drain(..));
         self.waiting.append(&mut q.waiters);
         q.closing

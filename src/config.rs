@@ -444,7 +444,7 @@ impl Config {
         if k.max_pending_log_bytes < MIB {
             return bad("kvs.max_pending_log_bytes must be at least 1 MiB".into());
         }
-        let record = k.max_value_bytes + crate::actors::kvs::core::MAX_KEY_BYTES + 1024;
+        let record = k.max_value_bytes + crate::storage::record::KEY_AND_FRAMING_BYTES;
         if record > crate::storage::record::MAX_RECORD_BYTES {
             return bad(format!(
                 "kvs.max_value_bytes ({}) is above what the log records ({} bytes with the key)",

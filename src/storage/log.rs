@@ -16,14 +16,13 @@
 //! fails, and the fatal hook stops the node. Segments rotate at `segment_bytes` and when a
 //! snapshot starts ([`ShardLog::begin_snapshot`]).
 
-use super::files;
-use super::fs::{Fs, FsFile};
-use super::record::{self, Record, HEADER_BYTES, SEGMENT_MAGIC};
+use super::fs::Fs;
 use super::snapshot::{self, SnapshotFeed, SnapshotMsg};
+use super::writer::Writer;
+pub use super::writer::WRITE_RETRY;
 use super::{Durability, StorageError};
 use crate::ids::Key;
 use crate::lattice::LatticeValue;
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::Receiver;
@@ -32,13 +31,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// A write that failed (full disk) is tried again after this long.
-pub const WRITE_RETRY: Duration = Duration::from_secs(1);
 /// A snapshot that failed is tried again after this long (not in a loop while the disk is
 /// full).
 pub const SNAPSHOT_RETRY: Duration = Duration::from_secs(10);
-/// The writer encodes at most this many bytes before writing them (bounds its buffer).
-const WRITE_CHUNK_BYTES: usize = 4 << 20;
 
 /// How a shard's log behaves (from `kvs.*`).
 #[derive(Clone, Debug)]
@@ -59,9 +54,9 @@ pub struct LogOptions {
 /// Called once when a sync fails: the node must stop.
 pub type FatalHook = Arc<dyn Fn(&StorageError) + Send + Sync>;
 
-type Waiter = oneshot::Sender<Result<(), StorageError>>;
+pub(super) type Waiter = oneshot::Sender<Result<(), StorageError>>;
 
-enum Op {
+pub(super) enum Op {
     Put(Key, LatticeValue),
     Forget(Key),
     /// Close the current segment; a snapshot of everything up to it is fed through here.
@@ -69,7 +64,7 @@ enum Op {
 }
 
 impl Op {
-    fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         match self {
             Op::Put(k, v) => k.as_str().len() + v.size_bytes() + 16,
             Op::Forget(k) => k.as_str().len() + 16,
@@ -79,7 +74,7 @@ impl Op {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Health {
+pub(super) enum Health {
     Ok,
     /// Writes fail (full disk): retried; client writes are refused meanwhile.
     Unwritable(StorageError),
@@ -89,14 +84,14 @@ enum Health {
 }
 
 #[derive(Default)]
-struct Queue {
-    ops: Vec<Op>,
-    waiters: Vec<Waiter>,
-    closing: bool,
+pub(super) struct Queue {
+    pub(super) ops: Vec<Op>,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) closing: bool,
     /// The writer waits on the condition variable: the next change must wake it. While it
     /// works, changes are only queued (a wake-up is a system call; under load the writer
     /// takes everything queued each time round anyway).
-    sleeping: bool,
+    pub(super) sleeping: bool,
 }
 
 /// Counters of one log (cumulative).
@@ -111,16 +106,16 @@ pub struct LogCounters {
 pub(super) struct Shared {
     pub(super) dir: PathBuf,
     pub(super) fs: Arc<dyn Fs>,
-    opts: LogOptions,
-    queue: Mutex<Queue>,
-    wake: Condvar,
-    health: Mutex<Health>,
-    pending: AtomicUsize,
-    since_snapshot: AtomicU64,
+    pub(super) opts: LogOptions,
+    pub(super) queue: Mutex<Queue>,
+    pub(super) wake: Condvar,
+    pub(super) health: Mutex<Health>,
+    pub(super) pending: AtomicUsize,
+    pub(super) since_snapshot: AtomicU64,
     pub(super) snapshotting: AtomicBool,
     pub(super) snapshot_not_before: Mutex<Option<Instant>>,
     pub(super) counters: LogCounters,
-    fatal: FatalHook,
+    pub(super) fatal: FatalHook,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -273,349 +268,6 @@ impl ShardLog {
         if let Some(h) = handle {
             let _ = h.join();
         }
-    }
-}
-
-/// The writer thread's state.
-struct Writer {
-    shared: Arc<Shared>,
-    /// The segment writes go to (opened on first write).
-    current: u64,
-    file: Option<Box<dyn FsFile>>,
-    /// Bytes of the current segment known written (a failed write is cut back to this).
-    len: u64,
-    cut_pending: bool,
-    unsynced: bool,
-    last_sync: Instant,
-    backlog: VecDeque<Op>,
-    waiting: Vec<Waiter>,
-    retry_at: Option<Instant>,
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    fn new(shared: Arc<Shared>, next_segment: u64) -> Writer {
-        Writer {
-            shared,
-            current: next_segment,
-            file: None,
-            len: 0,
-            cut_pending: false,
-            unsynced: false,
-            last_sync: Instant::now(),
-            backlog: VecDeque::new(),
-            waiting: Vec::new(),
-            retry_at: None,
-            buf: Vec::new(),
-        }
-    }
-
-    fn health(&self) -> Health {
-        lock(&self.shared.health).clone()
-    }
-
-    /// Change the health, except out of `Failed` (final) into anything but `Closed`.
-    fn set_health(&self, h: Health) {
-        let mut cur = lock(&self.shared.health);
-        if !matches!(*cur, Health::Failed(_)) || h == Health::Closed {
-            *cur = h;
-        }
-    }
-
-    fn run(mut self) {
-        loop {
-            let closing = self.wait_for_work();
-            if let Health::Failed(e) = self.health() {
-                self.drop_everything(&e);
-                if closing {
-                    break;
-                }
-                continue;
-            }
-            let written = self.retry_at.is_none_or(|t| Instant::now() >= t || closing)
-                && self.write_backlog();
-            if !written {
-                let e = match self.health() {
-                    Health::Unwritable(e) | Health::Failed(e) => e,
-                    _ => StorageError::Closed,
-                };
-                self.fail_waiting(&e);
-                if closing {
-                    break; // nothing more can be written; what is queued is lost
-                }
-                continue;
-            }
-            let due = self.unsynced
-                && (closing
-                    || !self.waiting.is_empty()
-                    || self.last_sync.elapsed() >= self.shared.opts.flush_interval);
-            if due && !self.sync() {
-                continue;
-            }
-            for w in self.waiting.drain(..) {
-                let _ = w.send(Ok(()));
-            }
-            if closing {
-                break;
-            }
-        }
-        self.set_health(Health::Closed);
-        let e = StorageError::Closed;
-        let q = std::mem::take(&mut *lock(&self.shared.queue));
-        for w in q.waiters {
-            let _ = w.send(Err(e.clone()));
-        }
-    }
-
-    /// Block until there is something to do or a deadline (flush, retry) passes; take the
-    /// queue. Returns whether the log is closing.
-    fn wait_for_work(&mut self) -> bool {
-        let shared = self.shared.clone();
-        let mut q = lock(&shared.queue);
-        loop {
-            if !q.ops.is_empty() || !q.waiters.is_empty() || q.closing {
-                break;
-            }
-            let flush = self
-                .unsynced
-                .then(|| self.last_sync + self.shared.opts.flush_interval);
-            let retry = (!self.backlog.is_empty())
-                .then_some(self.retry_at)
-                .flatten();
-            let deadline = match (flush, retry) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            q.sleeping = true;
-            match deadline {
-                None => q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
-                Some(t) => {
-                    let now = Instant::now();
-                    if now >= t {
-                        break;
-                    }
-                    q = shared
-                        .wake
-                        .wait_timeout(q, t - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
-            }
-        }
-        q.sleeping = false;
-        self.backlog.extend(q.ops.drain(..));
-        self.waiting.append(&mut q.waiters);
-        q.closing
-    }
-
-    fn drop_everything(&mut self, e: &StorageError) {
-        if self.backlog.iter().any(|op| matches!(op, Op::Rotate(_))) {
-            self.shared.snapshotting.store(false, Relaxed);
-        }
-        let bytes: usize = self.backlog.drain(..).map(|op| op.bytes()).sum();
-        self.shared.pending.fetch_sub(bytes, Relaxed);
-        self.fail_waiting(e);
-    }
-
-    fn fail_waiting(&mut self, e: &StorageError) {
-        for w in self.waiting.drain(..) {
-            let _ = w.send(Err(e.clone()));
-        }
-    }
-
-    /// Write the backlog in order. On a write error the rest stays queued, the log is
-    /// unwritable until a retry succeeds, and this returns false.
-    fn write_backlog(&mut self) -> bool {
-        match self.try_write_backlog() {
-            Ok(()) => {
-                if self.retry_at.take().is_some() {
-                    tracing::info!(dir = %self.shared.dir.display(), "the log is writable again");
-                }
-                if let Health::Unwritable(_) = self.health() {
-                    self.set_health(Health::Ok);
-                }
-                true
-            }
-            Err(e) => {
-                if self.retry_at.is_none() {
-                    tracing::error!(cause = %e, "cannot write the KVS log; refusing writes until it can");
-                }
-                self.retry_at = Some(Instant::now() + WRITE_RETRY);
-                self.set_health(Health::Unwritable(e));
-                false
-            }
-        }
-    }
-
-    fn try_write_backlog(&mut self) -> Result<(), StorageError> {
-        if self.cut_pending {
-            self.cut_back()?;
-        }
-        while !self.backlog.is_empty() {
-            if let Some(Op::Rotate(_)) = self.backlog.front() {
-                self.rotate()?;
-                continue;
-            }
-            if self.len >= self.shared.opts.segment_bytes && self.file.is_some() {
-                self.close_segment()?;
-                self.current += 1;
-            }
-            // Encode a run of changes up to the next rotation or the chunk size.
-            self.buf.clear();
-            let mut taken = 0;
-            let mut records = 0;
-            let room = self.shared.opts.segment_bytes.saturating_sub(self.len) as usize;
-            for op in self.backlog.iter() {
-                if taken > 0 && self.buf.len() >= room.min(WRITE_CHUNK_BYTES) {
-                    break;
-                }
-                let rec = match op {
-                    Op::Put(key, value) => Record::Put {
-                        key: key.clone(),
-                        value: value.clone(),
-                    },
-                    Op::Forget(key) => Record::Forget { key: key.clone() },
-                    Op::Rotate(_) => break,
-                };
-                taken += 1;
-                match record::encode(&rec, &mut self.buf) {
-                    Ok(()) => records += 1,
-                    Err(why) => tracing::error!(cause = %why, "a change cannot be logged; dropped"),
-                }
-            }
-            self.append_run()?;
-            let bytes: usize = self.backlog.drain(..taken).map(|op| op.bytes()).sum();
-            self.shared.pending.fetch_sub(bytes, Relaxed);
-            let c = &self.shared.counters;
-            c.records.fetch_add(records, Relaxed);
-            c.bytes.fetch_add(self.buf.len() as u64, Relaxed);
-            self.shared
-                .since_snapshot
-                .fetch_add(self.buf.len() as u64, Relaxed);
-        }
-        Ok(())
-    }
-
-    fn segment_path(&self) -> PathBuf {
-        files::segment(&self.shared.dir, self.current)
-    }
-
-    /// Append the encoded run to the current segment (opened first if needed).
-    fn append_run(&mut self) -> Result<(), StorageError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        if self.file.is_none() {
-            self.open_segment()?;
-        }
-        let path = self.segment_path();
-        let Some(file) = self.file.as_mut() else {
-            return Err(StorageError::Closed);
-        };
-        match file.append(&self.buf) {
-            Ok(()) => {
-                self.len += self.buf.len() as u64;
-                self.unsynced = true;
-                Ok(())
-            }
-            Err(e) => {
-                self.cut_pending = true;
-                let err = StorageError::write(&path, &e);
-                let _ = self.cut_back();
-                Err(err)
-            }
-        }
-    }
-
-    /// Cut a partly written run off the segment.
-    fn cut_back(&mut self) -> Result<(), StorageError> {
-        let path = self.segment_path();
-        if let Some(f) = self.file.as_mut() {
-            f.set_len(self.len)
-                .map_err(|e| StorageError::write(&path, &e))?;
-        }
-        self.cut_pending = false;
-        Ok(())
-    }
-
-    /// Create the current segment with its header; its directory entry is synced so a
-    /// power loss keeps the file along with what is synced in it.
-    fn open_segment(&mut self) -> Result<(), StorageError> {
-        let path = self.segment_path();
-        let fs = &self.shared.fs;
-        let mut f = fs
-            .create(&path)
-            .map_err(|e| StorageError::write(&path, &e))?;
-        let header = record::header(SEGMENT_MAGIC);
-        if let Err(e) = f.append(&header) {
-            let _ = fs.remove(&path);
-            return Err(StorageError::write(&path, &e));
-        }
-        if let Err(e) = fs.sync_dir(&self.shared.dir) {
-            self.fail_sync(StorageError::SyncFailed {
-                path: self.shared.dir.display().to_string(),
-                message: e.to_string(),
-            });
-            return Err(StorageError::Closed);
-        }
-        self.file = Some(f);
-        self.len = HEADER_BYTES as u64;
-        self.unsynced = true;
-        Ok(())
-    }
-
-    /// Sync and close the current segment (if open).
-    fn close_segment(&mut self) -> Result<(), StorageError> {
-        if self.unsynced && !self.sync() {
-            return Err(StorageError::Closed);
-        }
-        self.file = None;
-        self.len = 0;
-        Ok(())
-    }
-
-    /// The snapshot about to be fed covers every segment up to the current one.
-    fn rotate(&mut self) -> Result<(), StorageError> {
-        self.close_segment()?;
-        let Some(Op::Rotate(rx)) = self.backlog.pop_front() else {
-            return Ok(());
-        };
-        let covers = self.current;
-        self.current += 1;
-        self.shared.since_snapshot.store(0, Relaxed);
-        snapshot::spawn(self.shared.clone(), covers, rx);
-        Ok(())
-    }
-
-    /// fdatasync the current segment. A failure is final (see the module doc).
-    fn sync(&mut self) -> bool {
-        let path = self.segment_path();
-        let Some(f) = self.file.as_mut() else {
-            self.unsynced = false;
-            return true;
-        };
-        match f.sync_data() {
-            Ok(()) => {
-                self.unsynced = false;
-                self.last_sync = Instant::now();
-                self.shared.counters.syncs.fetch_add(1, Relaxed);
-                true
-            }
-            Err(e) => {
-                self.fail_sync(StorageError::SyncFailed {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                });
-                false
-            }
-        }
-    }
-
-    fn fail_sync(&mut self, e: StorageError) {
-        tracing::error!(cause = %e, "the KVS log failed to sync; stopping");
-        self.set_health(Health::Failed(e.clone()));
-        (self.shared.fatal)(&e);
-        self.drop_everything(&e);
     }
 }
 

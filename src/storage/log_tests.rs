@@ -5,7 +5,9 @@ use crate::storage::files::Listing;
 use crate::storage::recovery::{recover, Recovered};
 use crate::storage::sim::SimFs;
 use crate::storage::snapshot::Offer;
+use crate::storage::Record;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::AtomicUsize;
 
 pub(crate) const DIR: &str = "/data/kvs/shard-0";

@@ -8,7 +8,8 @@
 //!   full disk and failing syncs, for tests.
 //! - [`files`]: names of segment and snapshot files in a shard's directory.
 //! - [`recovery`]: load the newest snapshot, replay the segments after it, cut a torn tail.
-//! - [`log`]: [`ShardLog`], the writer thread with group commit, flushing and rotation.
+//! - [`log`]: [`ShardLog`], what a shard hands its changes to; `writer` is its thread (group
+//!   commit, flushing, rotation).
 //! - [`snapshot`]: writing a snapshot from chunks fed by the shard while writes go on.
 //! - [`datadir`]: the data directory: its lock, the node file (node id, members), layout.
 //!
@@ -25,6 +26,7 @@ pub mod record;
 pub mod recovery;
 pub mod sim;
 pub mod snapshot;
+mod writer;
 
 #[cfg(test)]
 mod power_tests;

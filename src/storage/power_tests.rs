@@ -46,6 +46,8 @@ fn run(durability: Durability, flush_interval: Duration) -> Outcome {
     fs.set_sync_delay(Duration::from_millis(1));
     let mut o = opts(durability);
     o.flush_interval = flush_interval;
+    // What waits for the disk adds to the window: keep it small, as a shard's admission does.
+    o.max_pending_bytes = 64 << 10;
     let (log, _) = start(&fs, o);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,9 +109,10 @@ fn interval_mode_loses_at_most_its_window_and_the_checker_sees_it() {
         "the checker must see the open window's writes lost ({} acknowledged)",
         out.acked.len()
     );
-    // A sync runs at least every `window`; one may be running as the power goes (it
-    // takes the simulated disk's sync time plus scheduling): allow that much more.
-    let slack = Duration::from_millis(100);
+    // A sync runs at least every `window`; one may be running as the power goes, and
+    // what waits for the disk (bounded by admission) adds its write time; on a loaded
+    // two-core machine the threads also wait for a core: allow that much more.
+    let slack = Duration::from_millis(250);
     for (k, n, at) in &lost {
         let age = out.cut_at.saturating_duration_since(*at);
         assert!(

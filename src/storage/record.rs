@@ -34,6 +34,10 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CBKVSNP\0";
 /// any value a shard accepts (`kvs.max_value_bytes` is validated against it).
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
+/// What a put record holds besides its value, at most: the key (the KVS refuses keys above
+/// 4 KiB) and the encoding around both, with room to spare.
+pub const KEY_AND_FRAMING_BYTES: usize = 64 * 1024;
+
 const TAG_PUT: u8 = 1;
 const TAG_FORGET: u8 = 2;
 const TAG_END: u8 = 3;

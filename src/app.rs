@@ -93,7 +93,9 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
     eprintln!("error: {e}");
     match e {
         NodeError::NoSecret => ExitCode::from(EXIT_USAGE),
-        NodeError::Start { .. } | NodeError::NotReady(_) => ExitCode::from(EXIT_FAILURE),
+        NodeError::Start { .. } | NodeError::NotReady(_) | NodeError::Storage(_) => {
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! Flags also read environment variables (`CLOUDBURST_*`, shown in `--help`); both override
 //! the optional TOML file given by `--config`. The merged result is validated once.
 
-use crate::config::{parse_roles, Config, ConfigError, Role};
+use crate::config::{parse_roles, Config, ConfigError, Durability, Role};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -95,6 +95,16 @@ pub struct CommonArgs {
     /// Allow listeners on addresses outside 127.0.0.0/8.
     #[arg(long, env = "CLOUDBURST_ALLOW_NON_LOOPBACK")]
     pub allow_non_loopback: bool,
+    /// Keep durable state (KVS logs and snapshots, the node's id) in this directory.
+    #[arg(long, env = "CLOUDBURST_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep nothing on disk: a throw-away node (or cluster, for `local`).
+    #[arg(long, env = "CLOUDBURST_EPHEMERAL", conflicts_with = "data_dir")]
+    pub ephemeral: bool,
+    /// When a KVS write is acknowledged: none (memory only), interval (synced every
+    /// kvs.flush_interval_ms), always (synced first).
+    #[arg(long, env = "CLOUDBURST_DURABILITY", value_name = "MODE")]
+    pub durability: Option<Durability>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -149,6 +159,11 @@ pub struct BenchArgs {
     /// Measured iterations (after warm-up) where the workload counts iterations.
     #[arg(long, value_name = "N")]
     pub iterations: Option<usize>,
+    /// `kvs`: the durability of the KVS node, or several comma separated (e.g.
+    /// none,interval,always) to compare them alternately in one run, with the disk's
+    /// fdatasync time and recovery speed.
+    #[arg(long, value_name = "MODES", value_delimiter = ',')]
+    pub durability: Option<Vec<Durability>>,
 }
 
 /// A command-line error in one line with a hint: clap's message, its details (a tip, the
@@ -209,6 +224,16 @@ impl CommonArgs {
         if self.allow_non_loopback {
             c.node.allow_non_loopback = true;
         }
+        if let Some(d) = &self.data_dir {
+            c.node.data_dir = Some(d.clone());
+        }
+        if let Some(d) = self.durability {
+            c.kvs.durability = Some(d);
+        }
+        if self.ephemeral {
+            c.node.data_dir = None;
+            c.kvs.durability = Some(Durability::None);
+        }
         Ok(c)
     }
 }
@@ -236,9 +261,30 @@ impl LocalArgs {
         // Every role this build can play: asking for one it cannot would only warn.
         c.node.roles = crate::node::playable();
         c.node.join = None;
+        // State survives restarts unless asked otherwise.
+        if !self.common.ephemeral && c.node.data_dir.is_none() {
+            c.node.data_dir = Some(default_local_dir().ok_or_else(|| {
+                ConfigError::Invalid(
+                    "no data directory for the local cluster: neither XDG_DATA_HOME nor HOME is set; pass --data-dir DIR, or --ephemeral to keep nothing".into(),
+                )
+            })?);
+        }
         c.validate()?;
         Ok(c)
     }
+}
+
+/// Where `cloudburst local` keeps its state by default: `$XDG_DATA_HOME/cloudburst/local`,
+/// else `$HOME/.local/share/cloudburst/local`.
+pub fn default_local_dir() -> Option<PathBuf> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base =
+        env("XDG_DATA_HOME").or_else(|| env("HOME").map(|h| h.join(".local").join("share")))?;
+    Some(base.join("cloudburst").join("local"))
 }
 
 #[cfg(test)]
@@ -306,6 +352,47 @@ mod tests {
         assert!(l.ends_with("(see 'cloudburst bench --help')"), "{l}");
         let l = line(&["cloudburst", "nope"]);
         assert!(l.ends_with("(see 'cloudburst --help')"), "{l}");
+    }
+
+    fn local(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["cloudburst", "local"];
+        all.extend_from_slice(args);
+        let Command::Local(a) = Cli::try_parse_from(all).expect("parses").command else {
+            panic!("expected local")
+        };
+        a.to_config()
+    }
+
+    #[test]
+    fn local_keeps_state_by_default_and_ephemeral_keeps_none() {
+        let c = local(&[]).expect("valid");
+        assert_eq!(c.node.data_dir, default_local_dir());
+        assert_eq!(c.durability(), Durability::Interval);
+        let c = local(&["--ephemeral"]).expect("valid");
+        assert_eq!((c.durability(), c.node.data_dir), (Durability::None, None));
+        let c = local(&["--data-dir", "/tmp/x", "--durability", "always"]).expect("valid");
+        assert_eq!(c.durability(), Durability::Always);
+        assert!(
+            Cli::try_parse_from(["cloudburst", "local", "--ephemeral", "--data-dir", "/x"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_node_is_durable_when_given_a_directory() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["cloudburst", "node"];
+            all.extend_from_slice(args);
+            let Command::Node(a) = Cli::try_parse_from(all).expect("parses").command else {
+                panic!("expected node")
+            };
+            a.to_config()
+        };
+        assert_eq!(parse(&[]).expect("valid").durability(), Durability::None);
+        let c = parse(&["--data-dir", "/tmp/n1"]).expect("valid");
+        assert_eq!(c.durability(), Durability::Interval);
+        let err = parse(&["--durability", "always"]).unwrap_err().to_string();
+        assert!(err.contains("needs a data directory"), "{err}");
     }
 
     #[test]

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+
+pub use crate::storage::Durability;
 
 /// What went wrong while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +144,9 @@ pub struct NodeConfig {
     /// Allow listeners on non-loopback addresses (off by default: a node binds to
     /// 127.0.0.0/8 unless told otherwise).
     pub allow_non_loopback: bool,
+    /// Where the node keeps durable state (its KVS shards' logs and snapshots, its id and
+    /// last known members), locked against a second process. None: nothing is kept.
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -187,6 +192,25 @@ pub struct KvsConfig {
     pub gossip_interval_ms: u64,
     /// Largest value accepted by a put, in bytes.
     pub max_value_bytes: usize,
+    /// When a write is acknowledged relative to the disk: `none` (memory only),
+    /// `interval` (synced every `flush_interval_ms`; a power loss loses at most that
+    /// window) or `always` (synced before the acknowledgement). Unset: `interval` with a
+    /// data directory, `none` without.
+    pub durability: Option<Durability>,
+    /// `interval` mode syncs the log at least this often (and `always` mode syncs what no
+    /// writer waits for, such as dropped keys, this often).
+    pub flush_interval_ms: u64,
+    /// A log segment is closed and a new one started beyond this size (old segments are
+    /// deleted whole once a snapshot covers them).
+    pub segment_bytes: u64,
+    /// A snapshot is taken once the log since the last one reaches this size and the
+    /// shard's data size (so snapshots cost at most as much as the log they replace, and
+    /// recovery reads at most about twice the data).
+    pub snapshot_min_bytes: u64,
+    /// Changes waiting for the disk, per shard, beyond which client writes are refused
+    /// (a disk slower than the writes must not grow memory without bound, nor the window
+    /// `interval` mode can lose).
+    pub max_pending_log_bytes: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -253,6 +277,7 @@ impl Default for NodeConfig {
             join: None,
             cluster_secret: String::new(),
             allow_non_loopback: false,
+            data_dir: None,
         }
     }
 }
@@ -288,6 +313,11 @@ impl Default for KvsConfig {
             virtual_nodes: 64,
             gossip_interval_ms: 50,
             max_value_bytes: 64 * MIB,
+            durability: None,
+            flush_interval_ms: 1_000,
+            segment_bytes: 64 * MIB as u64,
+            snapshot_min_bytes: 64 * MIB as u64,
+            max_pending_log_bytes: 16 * MIB,
         }
     }
 }
@@ -359,6 +389,70 @@ impl Config {
         } else {
             resolve_cores(0).saturating_sub(1).max(1)
         }
+    }
+
+    /// The durability in effect: as set, or `interval` with a data directory and `none`
+    /// without.
+    pub fn durability(&self) -> Durability {
+        match (self.kvs.durability, &self.node.data_dir) {
+            (Some(d), _) => d,
+            (None, Some(_)) => Durability::Interval,
+            (None, None) => Durability::None,
+        }
+    }
+
+    /// Where and how the KVS logs, when it does (a data directory and a mode but `none`).
+    pub fn storage(&self) -> Option<crate::storage::StorageConfig> {
+        let data_dir = self.node.data_dir.clone()?;
+        let durability = self.durability();
+        (durability != Durability::None).then(|| crate::storage::StorageConfig {
+            data_dir,
+            log: crate::storage::LogOptions {
+                durability,
+                flush_interval: std::time::Duration::from_millis(self.kvs.flush_interval_ms),
+                segment_bytes: self.kvs.segment_bytes,
+                snapshot_min_bytes: self.kvs.snapshot_min_bytes,
+                max_pending_bytes: self.kvs.max_pending_log_bytes,
+            },
+        })
+    }
+
+    /// The durable-state rules: a mode that writes needs a directory, and every logged
+    /// record must fit the log's record limit.
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let k = &self.kvs;
+        if self.node.data_dir.is_none() && self.durability() != Durability::None {
+            return bad(format!(
+                "kvs.durability = {} needs a data directory (node.data_dir or --data-dir), or --ephemeral to keep nothing",
+                self.durability()
+            ));
+        }
+        if let Some(dir) = &self.node.data_dir {
+            if dir.as_os_str().is_empty() {
+                return bad("node.data_dir must not be empty when set".into());
+            }
+        }
+        if k.flush_interval_ms == 0 {
+            return bad("kvs.flush_interval_ms must be greater than 0".into());
+        }
+        if k.segment_bytes < 4096 || k.snapshot_min_bytes < 4096 {
+            return bad(
+                "kvs.segment_bytes and kvs.snapshot_min_bytes must be at least 4096".into(),
+            );
+        }
+        if k.max_pending_log_bytes < MIB {
+            return bad("kvs.max_pending_log_bytes must be at least 1 MiB".into());
+        }
+        let record = k.max_value_bytes + crate::storage::record::KEY_AND_FRAMING_BYTES;
+        if record > crate::storage::record::MAX_RECORD_BYTES {
+            return bad(format!(
+                "kvs.max_value_bytes ({}) is above what the log records ({} bytes with the key)",
+                k.max_value_bytes,
+                crate::storage::record::MAX_RECORD_BYTES
+            ));
+        }
+        Ok(())
     }
 
     /// Check every cross-field rule once, at start.
@@ -476,6 +570,7 @@ impl Config {
                 return bad("gateway.token must not be empty when set".into());
             }
         }
+        self.validate_storage()?;
         self.refuse_redacted()
     }
 
@@ -510,6 +605,7 @@ impl Config {
         if shown.gateway.token.is_some() {
             shown.gateway.token = Some(REDACTED.into());
         }
+        shown.kvs.durability = Some(self.durability());
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 }
@@ -541,7 +637,12 @@ mod tests {
         let text = c.dump();
         assert!(!text.contains("hunter2") && !text.contains("\"tok\""));
         let back = Config::from_toml(&text).expect("dump parses");
-        assert_eq!(back.kvs, c.kvs);
+        // The dump names the durability in effect where the config left it to the default.
+        let shown = KvsConfig {
+            durability: Some(c.durability()),
+            ..c.kvs.clone()
+        };
+        assert_eq!(back.kvs, shown);
     }
 
     #[test]
@@ -590,6 +691,45 @@ mod tests {
         assert!(c.validate().is_err());
         c.node.allow_non_loopback = true;
         c.validate().expect("allowed when opted in");
+    }
+
+    #[test]
+    fn durability_follows_the_data_directory_unless_set() {
+        let mut c = Config::default();
+        assert_eq!(c.durability(), Durability::None);
+        assert!(c.storage().is_none());
+        c.node.data_dir = Some("/var/lib/cloudburst".into());
+        assert_eq!(c.durability(), Durability::Interval);
+        assert_eq!(
+            c.storage().map(|s| s.log.durability),
+            Some(Durability::Interval)
+        );
+        c.kvs.durability = Some(Durability::None);
+        assert!(c.storage().is_none(), "a directory but no log");
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn a_durable_mode_without_a_directory_is_refused() {
+        let mut c = Config::default();
+        c.kvs.durability = Some(Durability::Always);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("needs a data directory"), "{err}");
+        c.node.data_dir = Some("/d".into());
+        c.validate().expect("valid with one");
+        c.kvs.flush_interval_ms = 0;
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn the_dump_shows_the_durability_in_effect() {
+        let mut c = Config::default();
+        c.node.data_dir = Some("/d".into());
+        let text = c.dump();
+        assert!(text.contains("durability = \"interval\""), "{text}");
+        assert!(text.contains("data_dir = \"/d\""), "{text}");
+        let back = Config::from_toml(&text).expect("parses");
+        assert_eq!(back.durability(), Durability::Interval);
     }
 
     #[test]

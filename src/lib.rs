@@ -33,6 +33,8 @@
 //!   when one fails), the one serve loop of `cloudburst node` and `cloudburst local`, the
 //!   readiness lines.
 //! - [`mod@bench`]: the `cloudburst bench` workloads.
+//! - [`storage`]: durable state: the data directory, and per KVS shard a checksummed log
+//!   with snapshots and recovery, written through a seam tests can break.
 //! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
 //!   `cloudburst worker` mode), timeouts by killing, the user library's way into Rust.
 
@@ -50,3 +52,4 @@ pub mod net;
 pub mod node;
 pub mod protocol;
 pub mod pyrt;
+pub mod storage;

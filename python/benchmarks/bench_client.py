@@ -40,7 +40,7 @@ def square(cb, x):
 
 def start_local(binary):
     proc = subprocess.Popen(
-        [binary, "local", "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
+        [binary, "local", "--ephemeral", "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
          "--dashboard-listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )

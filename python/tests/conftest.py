@@ -92,7 +92,8 @@ class LocalCluster(Proc):
     file in the directory `tmp`."""
 
     def __init__(self, *args, tmp, config=None):
-        cmd = ["local", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
+        # --ephemeral: tests assert exact listings, so no state of an earlier run may leak in.
+        cmd = ["local", "--ephemeral", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
         if "--client-listen" not in args:
             cmd += ["--client-listen", "127.0.0.1:0"]
         if config is not None:

@@ -111,7 +111,7 @@ def test_page_shows_the_node_its_roles_and_shards(gateway_node):
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
     log = tmp_path_factory.mktemp("local") / "local.log"
-    p = Proc(["local", "--token", TOKEN, "--listen", "127.0.0.1:0",
+    p = Proc(["local", "--ephemeral", "--token", TOKEN, "--listen", "127.0.0.1:0",
               "--client-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"], log)
     try:
         found = p.wait_for({"dashboard": DASHBOARD_LINE, "client": CLIENT_URL})

@@ -11,7 +11,7 @@ use crate::actors::kvs::{KvsClient, Routing, RoutingTable};
 use crate::bench::child::{random_secret, spawn_node};
 use crate::bench::stats::Summary;
 use crate::cli::BenchArgs;
-use crate::config::{Config, Role};
+use crate::config::{Config, Durability, Role};
 use crate::ids::{Key, NodeId, WriterId};
 use crate::lattice::{LatticeValue, Lww, Timestamp};
 use crate::net::membership::GetView;
@@ -50,8 +50,25 @@ struct Results {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(modes) = &args.durability {
+        if modes.len() > 1 {
+            return super::durability::run(modes, args.json);
+        }
+    }
+    let mode = args
+        .durability
+        .as_ref()
+        .and_then(|m| m.first().copied())
+        .unwrap_or(Durability::None);
     let secret = random_secret();
-    let server = spawn_node(&["--roles", "kvs", "--replication", "1"], &secret)?;
+    let tmp = tempfile::tempdir().context("a temporary data directory")?;
+    let dir = tmp.path().to_string_lossy().into_owned();
+    let mut node_args = vec!["--roles", "kvs", "--replication", "1"];
+    node_args.extend(["--durability", mode.as_str()]);
+    if mode != Durability::None {
+        node_args.extend(["--data-dir", dir.as_str()]);
+    }
+    let server = spawn_node(&node_args, &secret)?;
     let iterations = args.iterations.unwrap_or(DEFAULT_ITERATIONS).max(1);
     let (node, addr) = (server.node.clone(), server.addr);
     let results = actix::System::new().block_on(measure(secret, node, addr, iterations))?;
@@ -63,7 +80,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(
+pub(crate) async fn connect(
     secret: String,
     server: crate::ids::NodeRef,
     addr: SocketAddr,
@@ -87,14 +104,14 @@ async fn connect(
     Ok((t, client))
 }
 
-fn value(n: u64, size: usize) -> LatticeValue {
+pub(crate) fn value(n: u64, size: usize) -> LatticeValue {
     LatticeValue::Lww(Lww::new(
         Timestamp::new(n, WriterId(1)),
         Bytes::from(vec![(n % 251) as u8; size]),
     ))
 }
 
-fn small_key(i: u64) -> Key {
+pub(crate) fn small_key(i: u64) -> Key {
     Key::new(format!("bench-small-{}", i % SMALL_KEYS))
 }
 

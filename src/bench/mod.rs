@@ -5,6 +5,7 @@ pub mod child;
 pub mod client;
 pub mod compose;
 pub mod consistency;
+pub mod durability;
 pub mod kvs;
 pub mod lattice;
 pub mod stats;

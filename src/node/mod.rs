@@ -6,7 +6,8 @@
 //!   fails), waiting until they can serve, stopping them.
 //! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
 //! - [`ready`]: the readiness lines on stdout and their parser.
-//! - `serve`: the one serve loop: start, readiness line, signal, stop.
+//! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
+//! - [`storage`]: the data directory: lock, identity, recovery before joining, members.
 //!
 //! `cloudburst node` ([`Mode::Node`]) plays the configured roles and needs a cluster
 //! secret. `cloudburst local` ([`Mode::Local`]) is the whole cluster in one process, bound
@@ -19,6 +20,7 @@ mod dashboard;
 pub mod ready;
 pub mod roles;
 mod serve;
+pub mod storage;
 
 pub use ready::{local_line, node_line, parse_node_line};
 pub use roles::{playable, NodeRoles, NotReady, RoleError, DRAIN_LIMIT, NOT_YET};
@@ -60,6 +62,10 @@ pub enum NodeError {
     Start { mode: Mode, source: RoleError },
     #[error("the local cluster is not ready: {0}")]
     NotReady(#[from] NotReady),
+    /// The KVS log could not be synced: the node stopped rather than acknowledge writes it
+    /// may have lost.
+    #[error("stopped: {0}")]
+    Storage(String),
 }
 
 /// Run `cfg` as `mode` until SIGTERM or Ctrl-C.
@@ -68,6 +74,17 @@ pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
         match mode {
             Mode::Node => return Err(NodeError::NoSecret),
             Mode::Local => cfg.node.cluster_secret = random_secret(),
+        }
+    }
+    if mode == Mode::Local {
+        // Printed before anything starts, so it is seen even when the directory is locked.
+        match &cfg.node.data_dir {
+            Some(dir) => eprintln!(
+                "cloudburst local: state is kept in {} (kvs.durability = {}); --ephemeral keeps nothing",
+                dir.display(),
+                cfg.durability()
+            ),
+            None => eprintln!("cloudburst local: ephemeral, nothing is kept after it stops"),
         }
     }
     actix::System::new().block_on(serve::serve(cfg, mode))

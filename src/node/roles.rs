@@ -9,16 +9,19 @@
 //! nothing behind in a process that goes on.
 
 use super::dashboard;
+use super::storage::NodeStorage;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::executor::{Executor, ExecutorHandle, StartError as ExecutorStartError};
 use crate::actors::gateway::dashboard::DashboardServer;
 use crate::actors::gateway::Gateway;
+use crate::actors::kvs::node::OpenedShard;
 use crate::actors::kvs::KvsTier;
 use crate::actors::scheduler::{GetExecutors, Scheduler};
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
 use crate::net::membership::{LeaveCluster, Membership};
 use crate::net::{NetError, Transport};
+use crate::storage::StorageError;
 use actix::Addr;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -48,6 +51,8 @@ pub fn playable() -> BTreeSet<Role> {
 pub enum RoleError {
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error("data directory: {0}")]
+    Storage(#[from] StorageError),
     #[error("executor: {0}")]
     Executor(#[from] ExecutorStartError),
     #[error("gateway: {0}")]
@@ -77,6 +82,8 @@ pub struct NodeRoles {
     pub transport: Transport,
     pub membership: Addr<Membership>,
     pub kvs: KvsTier,
+    /// The data directory (locked while the node runs), when it has one.
+    pub storage: NodeStorage,
     /// This node's cache, when it plays the `executor` role (executors read through it).
     pub cache: Option<CacheHandle>,
     /// The client websocket gateway, on nodes playing `gateway`.
@@ -92,19 +99,39 @@ pub struct NodeRoles {
 impl NodeRoles {
     /// Start the transport, membership and every role in `cfg.node.roles`; on failure,
     /// stop what started and return why. Must run inside an actix `System`.
+    ///
+    /// With a data directory, the node takes the identity it records and recovers its KVS
+    /// shards before it joins: it serves its keys again, and hand-off brings what changed
+    /// while it was away.
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
-        let transport = Transport::start(cfg, None).await?;
-        let (membership, kvs) = match Self::start_base(&transport, cfg) {
+        let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
+        let cfg = &cfg;
+        let transport = Transport::start(cfg, id).await?;
+        let recovered = match storage
+            .record_identity(&transport.local_node().id, cfg)
+            .await
+        {
+            Ok(()) => storage.open_shards(cfg).await,
+            Err(e) => Err(e),
+        };
+        let base = match recovered {
+            Ok(opened) => {
+                Self::start_base(&transport, cfg, &mut storage, opened).map_err(RoleError::from)
+            }
+            Err(e) => Err(RoleError::from(e)),
+        };
+        let (membership, kvs) = match base {
             Ok(base) => base,
             Err(e) => {
                 transport.shutdown().await;
-                return Err(e.into());
+                return Err(e);
             }
         };
         let mut node = NodeRoles {
             transport,
             membership,
             kvs,
+            storage,
             cache: None,
             gateway: None,
             dashboard: None,
@@ -125,10 +152,13 @@ impl NodeRoles {
     fn start_base(
         transport: &Transport,
         cfg: &Config,
+        storage: &mut NodeStorage,
+        opened: Vec<OpenedShard>,
     ) -> Result<(Addr<Membership>, KvsTier), NetError> {
         let membership = Membership::start(transport.clone(), cfg)?;
+        storage.watch_members(&membership);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()))?;
-        let kvs = KvsTier::start(transport, &membership, cfg)?;
+        let kvs = KvsTier::start_with(transport, &membership, cfg, opened)?;
         Ok((membership, kvs))
     }
 
@@ -226,6 +256,7 @@ impl NodeRoles {
         }
         self.transport.shutdown().await;
         self.kvs.stop();
+        self.kvs.close_logs().await;
         acks
     }
 }

@@ -32,11 +32,35 @@ pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
     let mut signals = Signals::install();
     println!("{line}");
     let _ = std::io::stdout().flush();
-    let signal = signals.recv().await;
-    tracing::info!(signal, "stopping the {mode}");
+    let mut failed = roles.storage.failed.clone();
+    let failure = tokio::select! {
+        signal = signals.recv() => {
+            tracing::info!(signal, "stopping the {mode}");
+            None
+        }
+        why = storage_failure(&mut failed) => {
+            tracing::error!(cause = %why, "stopping the {mode}: its KVS log cannot be synced");
+            Some(why)
+        }
+    };
     let acks = roles.stop().await;
     tracing::info!(acknowledged_by = acks, "left the cluster; shut down");
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(why) => Err(NodeError::Storage(why)),
+    }
+}
+
+/// Resolves once a KVS log failed to sync (never, without a data directory).
+async fn storage_failure(failed: &mut tokio::sync::watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(why) = failed.borrow_and_update().clone() {
+            return why;
+        }
+        if failed.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// Wait until `roles` can serve what `mode` promises, then say so in its readiness line.

@@ -300,7 +300,7 @@ pub fn storage(e: KvsError) -> ErrorBody {
         KvsError::NoReplicas | KvsError::UnderReplicated { .. } | KvsError::Unavailable(_) => {
             ErrorCode::Unavailable
         }
-        KvsError::Malformed(_) => ErrorCode::StorageError,
+        KvsError::Malformed(_) | KvsError::Storage(_) => ErrorCode::StorageError,
     };
     GatewayError::Storage {
         code,

@@ -384,6 +384,71 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
     }
 }
 
+/// Recovery and snapshots (the durable side in `durable.rs`): loading what the log holds,
+/// and reading the store without counting it as access.
+impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
+    /// Merge a value read back from this shard's log or snapshot. It was accepted once, so
+    /// no size limit applies (the limit may have been lowered since); the key and kind are
+    /// still checked (a record that passes its checksum is still input from a file). Not
+    /// counted, not gossiped, not pushed.
+    pub fn restore(&mut self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        validate_key(&key)?;
+        match self.store.get_mut(&key) {
+            Some(stored) => {
+                let (have, got) = (stored.value.kind(), value.kind());
+                let changed = stored
+                    .value
+                    .merge(value)
+                    .map_err(|_| KvsError::KindMismatch {
+                        key: key.to_string(),
+                        have,
+                        got,
+                    })?;
+                if changed {
+                    let size = stored.value.size_bytes();
+                    self.bytes = self.bytes.saturating_sub(stored.size) + size;
+                    stored.size = size;
+                }
+            }
+            None => {
+                let size = value.size_bytes();
+                self.bytes += size;
+                let stored = Stored {
+                    value,
+                    size,
+                    version: 1,
+                    reads: 0,
+                    writes: 0,
+                };
+                self.store.insert(key, stored);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop a key the log says this shard handed off.
+    pub fn forget(&mut self, key: &Key) {
+        if let Some(s) = self.store.remove(key) {
+            self.bytes = self.bytes.saturating_sub(s.size);
+        }
+    }
+
+    /// Every stored key, in no order.
+    pub fn keys(&self) -> Vec<Key> {
+        self.store.keys().cloned().collect()
+    }
+
+    /// The value of `key` without counting a read.
+    pub fn peek(&self, key: &Key) -> Option<&LatticeValue> {
+        self.store.get(key).map(|s| &s.value)
+    }
+
+    /// Bytes of stored values.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
     /// A push to `sub` could not be queued: owe it these keys again.
     pub fn requeue_push(&mut self, sub: S, keys: impl IntoIterator<Item = Key>) {

@@ -43,6 +43,10 @@ pub enum KvsError {
     Unavailable(String),
     #[error("malformed KVS request or reply: {0}")]
     Malformed(String),
+    /// The shard's durable log refused or failed the write (full disk, failed sync): it
+    /// was not acknowledged.
+    #[error("KVS storage: {0}")]
+    Storage(String),
 }
 
 impl KvsError {

@@ -4,14 +4,80 @@
 //! off keys when it changes.
 
 use super::client::KvsClient;
+use super::durable::{self, Core, Durable};
 use super::messages::{KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged};
 use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{NetError, Transport};
+use crate::storage::fs::{DiskFs, Fs};
+use crate::storage::log::FatalHook;
+use crate::storage::{DataDir, ShardLog, StorageError};
 use actix::prelude::*;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A shard's store recovered from its directory, and its log.
+pub struct OpenedShard {
+    pub core: Core,
+    pub durable: Durable,
+}
+
+/// Recover every KVS shard of this node from `data` (in parallel, off the actix threads)
+/// and start their logs. Needs `cfg.storage()` (a data directory and a mode but `none`).
+pub async fn open_shards(
+    data: &DataDir,
+    cfg: &Config,
+    fs: Arc<dyn Fs>,
+    fatal: FatalHook,
+) -> Result<Vec<OpenedShard>, StorageError> {
+    let Some(storage) = cfg.storage() else {
+        return Ok(Vec::new());
+    };
+    let started = Instant::now();
+    let opening = (0..cfg.kvs_shards() as u32).map(|i| {
+        let (dir, fs, fatal) = (data.shard_dir(i), fs.clone(), fatal.clone());
+        let (max, opts) = (cfg.kvs.max_value_bytes, storage.log.clone());
+        tokio::task::spawn_blocking(move || durable::open_shard(fs, &dir, max, opts, fatal))
+    });
+    let mut shards = Vec::new();
+    for joined in futures::future::join_all(opening).await {
+        let opened = joined.map_err(|e| StorageError::Io {
+            path: data.path().display().to_string(),
+            message: format!("recovery task failed: {e}"),
+        });
+        match opened.and_then(|r| r) {
+            Ok((core, log, recovered)) => {
+                tracing::info!(
+                    keys = core.keys().len(),
+                    records = recovered.records,
+                    bytes = recovered.bytes,
+                    snapshot = ?recovered.snapshot,
+                    torn = recovered.torn.is_some(),
+                    "kvs shard recovered"
+                );
+                shards.push(OpenedShard {
+                    core,
+                    durable: Durable::new(log),
+                });
+            }
+            Err(e) => {
+                shards
+                    .iter()
+                    .for_each(|s: &OpenedShard| s.durable.log().close());
+                return Err(e);
+            }
+        }
+    }
+    tracing::info!(shards = shards.len(), secs = started.elapsed().as_secs_f64(), durability = %storage.log.durability, "kvs state recovered");
+    Ok(shards)
+}
+
+/// The real disk, for [`open_shards`].
+pub fn disk() -> Arc<dyn Fs> {
+    Arc::new(DiskFs)
+}
 
 /// What the KVS tier of one node consists of.
 pub struct KvsTier {
@@ -19,22 +85,36 @@ pub struct KvsTier {
     pub client: KvsClient,
     pub shards: Vec<Addr<KvsShard>>,
     arbiters: Vec<Arbiter>,
+    logs: Vec<ShardLog>,
 }
 
 impl KvsTier {
-    /// Start the shards (if this node plays `kvs`) and the routing watcher. When a shard
-    /// cannot register, the shards started so far are stopped.
+    /// Start the shards (if this node plays `kvs`), empty, and the routing watcher.
     pub fn start(
         transport: &Transport,
         membership: &Addr<Membership>,
         cfg: &Config,
     ) -> Result<KvsTier, NetError> {
+        KvsTier::start_with(transport, membership, cfg, Vec::new())
+    }
+
+    /// [`KvsTier::start`] with the state `opened` from the shards' directories (one per
+    /// shard). When a shard cannot register, the shards started so far are stopped.
+    pub fn start_with(
+        transport: &Transport,
+        membership: &Addr<Membership>,
+        cfg: &Config,
+        opened: Vec<OpenedShard>,
+    ) -> Result<KvsTier, NetError> {
         let routing =
             RoutingTable::new(Routing::new([], cfg.kvs.virtual_nodes, cfg.kvs.replication));
         let mut shards = Vec::new();
         let mut arbiters = Vec::new();
+        let logs: Vec<ShardLog> = opened.iter().map(|o| o.durable.log().clone()).collect();
+        let mut opened = opened.into_iter();
         if cfg.node.roles.contains(&Role::Kvs) {
             for i in 0..cfg.kvs_shards() as u32 {
+                let state = opened.next();
                 let arbiter = Arbiter::new();
                 let me = ShardAddr {
                     node: transport.local_node().id.clone(),
@@ -44,7 +124,11 @@ impl KvsTier {
                 let max = cfg.kvs.max_value_bytes;
                 let every = Duration::from_millis(cfg.kvs.gossip_interval_ms);
                 let addr = KvsShard::start_in_arbiter(&arbiter.handle(), move |_| {
-                    KvsShard::new(me, max, t, r, every)
+                    let shard = KvsShard::new(me, max, t, r, every);
+                    match state {
+                        Some(s) => shard.with_durable(s.core, s.durable),
+                        None => shard,
+                    }
                 });
                 arbiters.push(arbiter);
                 if let Err(e) = transport.register::<KvsRequest>(i, addr.clone().recipient()) {
@@ -69,6 +153,7 @@ impl KvsTier {
             routing,
             shards,
             arbiters,
+            logs,
         })
     }
 
@@ -86,6 +171,19 @@ impl KvsTier {
     pub fn stop(&self) {
         for a in &self.arbiters {
             a.stop();
+        }
+    }
+
+    /// After [`KvsTier::stop`]: write and sync what the shards' logs hold, off the actix
+    /// threads.
+    pub async fn close_logs(&self) {
+        let logs = self.logs.clone();
+        if logs.is_empty() {
+            return;
+        }
+        let closed = tokio::task::spawn_blocking(move || logs.iter().for_each(ShardLog::close));
+        if let Err(e) = closed.await {
+            tracing::error!(cause = %e, "closing the kvs logs failed");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! owners.
 
 use super::core::{Handoff, Origin, ShardCore};
+use super::durable::{Durable, Step};
 use super::messages::{KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use crate::ids::Key;
@@ -27,6 +28,8 @@ pub const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 pub const MAILBOX_CAPACITY: usize = 4096;
 /// A hand-off with a failed batch is tried again after this long.
 pub const HANDOFF_RETRY: Duration = Duration::from_secs(1);
+/// A snapshot whose writer is behind is fed again after this pause.
+pub const SNAPSHOT_PAUSE: Duration = Duration::from_millis(5);
 
 type Batch = Vec<(Key, LatticeValue)>;
 
@@ -37,6 +40,8 @@ pub struct KvsShard {
     transport: Transport,
     routing: RoutingTable,
     gossip_every: Duration,
+    /// The log and snapshots, with a data directory (`none` durability: no log).
+    durable: Option<Durable>,
 }
 
 impl KvsShard {
@@ -53,11 +58,59 @@ impl KvsShard {
             transport,
             routing,
             gossip_every,
+            durable: None,
+        }
+    }
+
+    /// This shard with the store recovered from its directory, logging from now on.
+    pub fn with_durable(mut self, core: ShardCore<ActorRef, ShardAddr>, durable: Durable) -> Self {
+        self.core = core;
+        self.durable = Some(durable);
+        self
+    }
+
+    /// Merge one entry, logging it if it changed the key.
+    fn put(&mut self, key: Key, value: LatticeValue, origin: Origin) -> Result<bool, KvsError> {
+        let Some(d) = &self.durable else {
+            return self.core.put(key, value, origin);
+        };
+        let copy = (key.clone(), value.clone());
+        let changed = self.core.put(key, value, origin);
+        if let Ok(true) = changed {
+            d.changed(copy.0, copy.1);
+        }
+        changed
+    }
+
+    /// `reply` now, or in `always` mode once the log holds everything before it.
+    fn when_durable(
+        &self,
+        reply: Result<KvsReply, KvsError>,
+    ) -> Response<Result<KvsReply, KvsError>> {
+        let Some(synced) = self.durable.as_ref().and_then(|d| d.sync_point()) else {
+            return Response::reply(reply);
+        };
+        Response::fut(async move {
+            match synced.await {
+                Ok(Ok(())) => reply,
+                Ok(Err(e)) => Err(KvsError::Storage(e.to_string())),
+                Err(_) => Err(KvsError::Storage("the log stopped".into())),
+            }
+        })
+    }
+
+    /// Start a snapshot if one is due, and feed it between requests.
+    fn snapshot_if_due(&mut self, ctx: &mut Context<Self>) {
+        if let Some(d) = &mut self.durable {
+            if d.maybe_snapshot(&self.core) {
+                ctx.notify(SnapshotStep);
+            }
         }
     }
 
     /// Send changed keys to the other replicas and owed values to subscribers.
     fn flush(&mut self, ctx: &mut Context<Self>) {
+        self.snapshot_if_due(ctx);
         self.flush_pushes();
         let routing = self.routing.get();
         let me = self.me.clone();
@@ -282,17 +335,32 @@ impl Actor for KvsShard {
 }
 
 impl Handler<KvsRequest> for KvsShard {
-    type Result = Result<KvsReply, KvsError>;
+    type Result = Response<Result<KvsReply, KvsError>>;
 
     fn handle(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let writes = matches!(msg, KvsRequest::Put { .. } | KvsRequest::Gossip { .. });
+        let reply = self.answer(msg, ctx);
+        match writes && reply.is_ok() {
+            true => self.when_durable(reply),
+            false => Response::reply(reply),
+        }
+    }
+}
+
+impl KvsShard {
+    fn answer(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Result<KvsReply, KvsError> {
         match msg {
             KvsRequest::Get { keys } => Ok(KvsReply::Values(
                 keys.iter().map(|k| self.core.get(k)).collect(),
             )),
             KvsRequest::Put { entries } => {
+                // A write the log cannot take is not applied.
+                if let Some(d) = &self.durable {
+                    d.admit()?;
+                }
                 let results = entries
                     .into_iter()
-                    .map(|(k, v)| self.core.put(k, v, Origin::Client))
+                    .map(|(k, v)| self.put(k, v, Origin::Client))
                     .collect();
                 if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
                     self.flush(ctx);
@@ -303,7 +371,7 @@ impl Handler<KvsRequest> for KvsShard {
             }
             KvsRequest::Gossip { entries } => {
                 for (k, v) in entries {
-                    if let Err(e) = self.core.put(k, v, Origin::Replica) {
+                    if let Err(e) = self.put(k, v, Origin::Replica) {
                         tracing::warn!(shard = %self.me, cause = %e, "gossiped value refused");
                     }
                 }
@@ -417,8 +485,33 @@ impl Handler<HandoffDone> for KvsShard {
             .filter(|(k, _)| !routing.replicas(k).contains(&self.me))
             .collect();
         let changed = self.core.release(&release);
+        if let Some(d) = &self.durable {
+            let kept = |k: &Key| changed.contains(k);
+            d.released(release.into_iter().map(|(k, _)| k).filter(|k| !kept(k)));
+        }
         if !changed.is_empty() {
             self.handoff_to_current(Some(&changed), ctx);
+        }
+    }
+}
+
+/// Local: feed the running snapshot its next chunk.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SnapshotStep;
+
+impl Handler<SnapshotStep> for KvsShard {
+    type Result = ();
+    fn handle(&mut self, _: SnapshotStep, ctx: &mut Context<Self>) {
+        let Some(d) = &mut self.durable else {
+            return;
+        };
+        match d.step(&self.core) {
+            Step::Again => ctx.notify(SnapshotStep),
+            Step::Later => {
+                ctx.notify_later(SnapshotStep, SNAPSHOT_PAUSE);
+            }
+            Step::Idle => {}
         }
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -34,6 +34,7 @@ pub struct WireCall {
     pub kind: FunctionKind,
     pub body: Option<Bytes>,
     pub args: Vec<Option<PyValue>>,
+    pub upstream: usize,
 }
 
 /// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
@@ -51,6 +52,7 @@ pub struct WireCallRef<'a> {
     pub kind: FunctionKind,
     pub body: Option<&'a Bytes>,
     pub args: &'a [Option<PyValue>],
+    pub upstream: usize,
 }
 
 /// Worker → supervisor.
@@ -162,6 +164,7 @@ mod tests {
                     Bytes::new(),
                 ])),
             ],
+            upstream: 0,
         });
         let buf = encode_frame(&call, 1 << 20).expect("encodes");
         let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
@@ -190,6 +193,7 @@ mod tests {
             kind: FunctionKind::Plain,
             body: Some(&body),
             args: &args,
+            upstream: 1,
         });
         let ToWorker::Call(back) =
             decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
@@ -198,7 +202,7 @@ mod tests {
         };
         assert_eq!((back.name.as_str(), back.hash), ("sq", 42));
         assert_eq!(back.body, Some(body));
-        assert_eq!(back.args, args);
+        assert_eq!((back.args, back.upstream), (args, 1));
     }
 
     #[test]

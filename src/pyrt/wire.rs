@@ -75,6 +75,7 @@ pub enum LibRequest {
     Send(String, Bytes),
     Recv,
     Id,
+    Delete(Key),
 }
 
 /// The answer to a [`LibRequest`].

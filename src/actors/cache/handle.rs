@@ -215,7 +215,12 @@ impl CacheHandle {
     /// Write-through put (see the module doc for the acknowledgement policy).
     pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
         self.inner.kvs.put(key.clone(), value.clone()).await?;
-        let evicted = self.inner.lock().merge_update(key, value).evicted;
+        let evicted = {
+            let mut core = self.inner.lock();
+            // As the KVS took it: a write to a recreated key joins what was written since.
+            let value = value.written_over(core.peek(&key));
+            core.merge_update(key, value).evicted
+        };
         self.inner.release(evicted);
         Ok(())
     }

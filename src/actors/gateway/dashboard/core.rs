@@ -33,6 +33,8 @@ pub struct ShardSample {
     /// `None` when the shard did not answer; `error` says why.
     pub keys: Option<u64>,
     pub bytes: u64,
+    /// Of `keys`, those holding a tombstone not collected yet.
+    pub tombstones: u64,
     pub gets: u64,
     pub puts: u64,
     pub gossip_in: u64,

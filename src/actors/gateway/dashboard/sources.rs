@@ -190,6 +190,7 @@ async fn shard_samples(client: &KvsClient) -> Vec<ShardSample> {
                 Ok(st) => ShardSample {
                     keys: Some(st.keys),
                     bytes: st.bytes,
+                    tombstones: st.tombstones,
                     gets: st.gets,
                     puts: st.puts,
                     gossip_in: st.gossip_in,

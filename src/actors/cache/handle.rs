@@ -323,6 +323,11 @@ impl CacheHandle {
         self.inner.lock().peek(key).map(f)
     }
 
+    /// Sessions with repeatable-read pins here (a drain waits until none is left).
+    pub fn pinned_sessions(&self) -> usize {
+        self.inner.lock().pinned_sessions()
+    }
+
     /// Drop the pins of `session`; returns how many keys it had pinned here.
     pub fn release_session(&self, session: CallId) -> usize {
         self.inner.lock().unpin_session(session)

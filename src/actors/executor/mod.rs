@@ -26,6 +26,7 @@ use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{CallFailure, Deliver, ErrorCode, ExecutorStatus, Schedule, Trigger};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,11 +51,53 @@ pub enum StartError {
     Net(#[from] NetError),
 }
 
+/// How often a drain looks at the executor's load while it waits for it to be idle.
+pub const DRAIN_POLL: Duration = Duration::from_millis(20);
+
 /// The executor actor.
 pub struct Executor {
     core: ExecutorCore,
     env: Arc<ExecEnv>,
     schedulers: Vec<ActorRef>,
+    /// Functions running (and failures being reported) now.
+    running: Arc<AtomicUsize>,
+}
+
+/// One function run (or failure report) under way: counted while it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::SeqCst);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Local: what the executor holds and runs now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Load")]
+pub struct GetLoad;
+
+/// An executor's work under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct Load {
+    /// Schedules waiting for upstream results.
+    pub held: usize,
+    /// Functions running, and failures being reported.
+    pub running: usize,
+}
+
+impl Load {
+    /// Nothing held, nothing running.
+    pub fn is_idle(&self) -> bool {
+        self.held == 0 && self.running == 0
+    }
 }
 
 /// A started executor.
@@ -66,6 +109,32 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
+    /// Wait until the executor has held and run nothing for `quiet` (schedules placed here
+    /// before the schedulers heard of a drain arrive meanwhile), or until `deadline`.
+    /// Returns whether it got there, and the load it last saw.
+    pub async fn wait_idle(&self, quiet: Duration, deadline: Instant) -> (bool, Load) {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let load = self.addr.send(GetLoad).await.unwrap_or(Load {
+                held: 0,
+                running: 0,
+            });
+            let now = Instant::now();
+            match (load.is_idle(), idle_since) {
+                (true, Some(t)) if now.saturating_duration_since(t) >= quiet => {
+                    return (true, load)
+                }
+                (true, None) => idle_since = Some(now),
+                (true, Some(_)) => {}
+                (false, _) => idle_since = None,
+            }
+            if now >= deadline {
+                return (false, load);
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
     /// Stop serving and kill the Python workers.
     pub async fn stop(&self, transport: &Transport) {
         transport.unregister::<Schedule>(0);
@@ -107,6 +176,7 @@ impl Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
             env,
             schedulers: Vec::new(),
+            running: Arc::new(AtomicUsize::new(0)),
         }
         .start();
         if let Err(e) = register(transport, &addr) {
@@ -149,13 +219,20 @@ impl Executor {
         match step {
             Step::Wait => {}
             Step::Run(ready) => {
-                actix::spawn(run::run(self.env.clone(), ready));
+                let running = Running::start(&self.running);
+                let env = self.env.clone();
+                actix::spawn(async move {
+                    run::run(env, ready).await;
+                    drop(running);
+                });
             }
             Step::Abort(s) => run::abort(&self.env, &s),
             Step::Refused(s) => {
                 tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
                 let env = self.env.clone();
+                let running = Running::start(&self.running);
                 actix::spawn(async move {
+                    let _running = running;
                     let f = CallFailure::new(
                         ErrorCode::Overloaded,
                         "the executor has too many waiting schedules",
@@ -192,7 +269,9 @@ impl Actor for Executor {
                 // Its upstream results never came: fail the call rather than leave the
                 // caller waiting.
                 let env = act.env.clone();
+                let running = Running::start(&act.running);
                 actix::spawn(async move {
+                    let _running = running;
                     let f = CallFailure::new(
                         ErrorCode::Timeout,
                         format!("`{}` waited too long for its upstream results", s.function),
@@ -230,6 +309,16 @@ impl Handler<Deliver> for Executor {
             .deliver(&to, msg.from, msg.payload, Instant::now())
         {
             tracing::warn!(to = %to, cause = %e, "message dropped");
+        }
+    }
+}
+
+impl Handler<GetLoad> for Executor {
+    type Result = Load;
+    fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Load {
+        Load {
+            held: self.core.held_schedules(),
+            running: self.running.load(Ordering::SeqCst),
         }
     }
 }

@@ -23,6 +23,8 @@ pub struct NodeRow {
     /// `alive`, `suspect`, `dead` or `left`.
     pub state: String,
     pub kvs_shards: u32,
+    /// The member is draining: finishing what it holds, taking no new work.
+    pub draining: bool,
 }
 
 /// Cumulative counters of one KVS shard (or why it did not answer).

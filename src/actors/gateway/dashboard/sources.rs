@@ -171,6 +171,7 @@ pub fn node_rows(view: &View) -> Vec<NodeRow> {
             roles: m.roles.iter().map(|r| r.name().to_string()).collect(),
             state: m.state.to_string(),
             kvs_shards: m.kvs_shards,
+            draining: m.draining,
         })
         .collect()
 }

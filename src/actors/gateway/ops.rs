@@ -136,7 +136,10 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             timeout_ms,
             delete,
         } => {
-            let key = client_key(key, false).map_err(|e| e.body())?;
+            // With `delete`, the key is written: a client's own key or a stored result,
+            // never another platform key.
+            let writes = delete && !key.starts_with(RESULT_PREFIX);
+            let key = client_key(key, writes).map_err(|e| e.body())?;
             let answer = await_result(state, CallId(call), key.clone(), timeout_ms).await;
             if delete && answer.is_ok() {
                 delete_read_result(state, key).await;

@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 /// done: longer than a schedule sent just before the schedulers heard of the drain takes to
 /// arrive.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
-/// How often a drain looks again at the pins and the gateway's calls while it waits.
+/// How often a drain looks again at the executor, the pins and the gateway's calls while
+/// it waits.
 pub const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Added to the longest function timeout to make a drain's default deadline: time for a
 /// function's result to travel and for the pins of calls elsewhere to be released.
@@ -60,15 +61,20 @@ impl NodeRoles {
         let told = self.membership.send(StartDraining).await.unwrap_or(0);
         tracing::info!(told, "draining");
         let executor_idle = match &self.executor {
-            Some(e) => e.wait_idle(DRAIN_QUIET, deadline).await.0,
+            Some(e) => {
+                wait_until(deadline, DRAIN_QUIET, || async { e.load().await.is_idle() }).await
+            }
             None => true,
         };
         let pins_released = match &self.cache {
-            Some(c) => wait_until(deadline, Duration::ZERO, || c.pinned_sessions() == 0).await,
+            Some(c) => {
+                let none = || async { c.pinned_sessions() == 0 };
+                wait_until(deadline, Duration::ZERO, none).await
+            }
             None => true,
         };
         let gateway_idle = match &self.gateway {
-            Some(g) => wait_until(deadline, DRAIN_QUIET, || g.in_flight() == 0).await,
+            Some(g) => wait_until(deadline, DRAIN_QUIET, || async { g.in_flight() == 0 }).await,
             None => true,
         };
         let drained = Drained {
@@ -99,11 +105,15 @@ pub fn drain_deadline(longest_timeout: Duration) -> Instant {
 }
 
 /// Wait until `done()` has held for `quiet`, or `deadline`; whether it did.
-async fn wait_until(deadline: Instant, quiet: Duration, mut done: impl FnMut() -> bool) -> bool {
+async fn wait_until<F: std::future::Future<Output = bool>>(
+    deadline: Instant,
+    quiet: Duration,
+    mut done: impl FnMut() -> F,
+) -> bool {
     let mut since: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if done() {
+        if done().await {
             let t = *since.get_or_insert(now);
             if now.saturating_duration_since(t) >= quiet {
                 return true;
@@ -131,12 +141,13 @@ mod tests {
             Duration::from_millis(50),
             || {
                 n += 1;
-                n > 3
+                let ready = n > 3;
+                async move { ready }
             },
         )
         .await;
         assert!(done && start.elapsed() >= Duration::from_millis(50));
-        let never = wait_until(Instant::now(), Duration::ZERO, || false).await;
+        let never = wait_until(Instant::now(), Duration::ZERO, || async { false }).await;
         assert!(!never);
     }
 }

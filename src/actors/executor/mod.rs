@@ -51,9 +51,6 @@ pub enum StartError {
     Net(#[from] NetError),
 }
 
-/// How often a drain looks at the executor's load while it waits for it to be idle.
-pub const DRAIN_POLL: Duration = Duration::from_millis(20);
-
 /// The executor actor.
 pub struct Executor {
     core: ExecutorCore,
@@ -109,30 +106,13 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
-    /// Wait until the executor has held and run nothing for `quiet` (schedules placed here
-    /// before the schedulers heard of a drain arrive meanwhile), or until `deadline`.
-    /// Returns whether it got there, and the load it last saw.
-    pub async fn wait_idle(&self, quiet: Duration, deadline: Instant) -> (bool, Load) {
-        let mut idle_since: Option<Instant> = None;
-        loop {
-            let load = self.addr.send(GetLoad).await.unwrap_or(Load {
-                held: 0,
-                running: 0,
-            });
-            let now = Instant::now();
-            match (load.is_idle(), idle_since) {
-                (true, Some(t)) if now.saturating_duration_since(t) >= quiet => {
-                    return (true, load)
-                }
-                (true, None) => idle_since = Some(now),
-                (true, Some(_)) => {}
-                (false, _) => idle_since = None,
-            }
-            if now >= deadline {
-                return (false, load);
-            }
-            tokio::time::sleep(DRAIN_POLL).await;
-        }
+    /// What the executor holds and runs now (idle if it stopped answering).
+    pub async fn load(&self) -> Load {
+        let idle = Load {
+            held: 0,
+            running: 0,
+        };
+        self.addr.send(GetLoad).await.unwrap_or(idle)
     }
 
     /// Stop serving and kill the Python workers.

@@ -211,6 +211,14 @@ pub struct KvsConfig {
     /// (a disk slower than the writes must not grow memory without bound, nor the window
     /// `interval` mode can lose).
     pub max_pending_log_bytes: usize,
+    /// Future results (`__cloudburst/results/*`) are deleted this long after they were
+    /// written (0: kept until deleted), so the store does not grow with every call.
+    pub result_ttl_ms: u64,
+    /// A replica drops a tombstone (what a delete leaves) no sooner than this after it came
+    /// to hold it, and only once every other replica confirmed it: longer than a write,
+    /// gossip or hand-off can be under way, so at least `transport.request_timeout_ms` +
+    /// `kvs.gossip_interval_ms`.
+    pub tombstone_grace_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -327,6 +335,8 @@ impl Default for KvsConfig {
             segment_bytes: 64 * MIB as u64,
             snapshot_min_bytes: 64 * MIB as u64,
             max_pending_log_bytes: 16 * MIB,
+            result_ttl_ms: 600_000,
+            tombstone_grace_ms: 60_000,
         }
     }
 }
@@ -549,6 +559,13 @@ impl Config {
         }
         if self.kvs.replication == 0 {
             return bad("kvs.replication must be at least 1".into());
+        }
+        let in_flight = t.request_timeout_ms + self.kvs.gossip_interval_ms;
+        if self.kvs.tombstone_grace_ms < in_flight {
+            return bad(format!(
+                "kvs.tombstone_grace_ms ({}) must be at least transport.request_timeout_ms + kvs.gossip_interval_ms ({in_flight}): a tombstone must outlive the writes and gossip under way when it came",
+                self.kvs.tombstone_grace_ms
+            ));
         }
         if self.kvs.virtual_nodes == 0 {
             return bad("kvs.virtual_nodes must be at least 1".into());

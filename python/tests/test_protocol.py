@@ -182,3 +182,13 @@ def test_second_instance_on_the_same_port_fails_clearly(cluster, tmp_path):
     assert second.stop() != 0
     err = second.log_text()  # complete: the process wrote it and exited
     assert addr in err and "in use" in err, err
+
+
+def test_await_with_delete_deletes_no_platform_key(url, cloud):
+    cloud.register(lambda cb: 1, "kept_by_await")
+    key = "__cloudburst/functions/kept_by_await"
+    with raw(url) as ws:
+        r = request(ws, msgpack.packb({"v": 1, "id": 1, "op": "await", "call": 1, "key": key,
+                                       "timeout_ms": 100, "delete": True}))
+    assert r["err"]["code"] == "invalid_request", r
+    assert cloud.exec_func("kept_by_await", []).get(timeout=60) == 1

@@ -4,6 +4,8 @@
 //!
 //! - [`roles`]: starting the roles of a node (stopping what started when a later role
 //!   fails), waiting until they can serve, stopping them.
+//! - [`drain`]: draining a node before it stops (SIGTERM, scale-down, `preStop`): no new
+//!   work, finish what it holds, then leave.
 //! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
 //! - [`ready`]: the readiness lines on stdout and their parser.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
@@ -12,18 +14,20 @@
 //! `cloudburst node` ([`Mode::Node`]) plays the configured roles and needs a cluster
 //! secret. `cloudburst local` ([`Mode::Local`]) is the whole cluster in one process, bound
 //! to 127.0.0.1 unless told otherwise; it makes up a secret when none is set, and prints
-//! its readiness line only once a client's first request can be served. Both stop cleanly
-//! on Ctrl-C or SIGTERM; a port already in use fails the start with the address in the
-//! message.
+//! its readiness line only once a client's first request can be served. Both drain then
+//! stop on Ctrl-C or SIGTERM (a second signal cuts the drain short); a port already in use
+//! fails the start with the address in the message.
 
 mod dashboard;
+pub mod drain;
 pub mod ready;
 pub mod roles;
 mod serve;
 pub mod storage;
 
+pub use drain::{drain_deadline, Drained};
 pub use ready::{local_line, node_line, parse_node_line};
-pub use roles::{playable, NodeRoles, NotReady, RoleError, DRAIN_LIMIT, NOT_YET};
+pub use roles::{playable, NodeRoles, NotReady, RoleError, HANDOFF_LIMIT, NOT_YET};
 pub use serve::Signals;
 
 use crate::config::Config;

@@ -2,8 +2,9 @@
 //! [`FUNCTION_PREFIX`] and [`DAG_PREFIX`]; call results for futures under [`RESULT_PREFIX`].
 //! Schedulers write the registry; executors read function bodies from it.
 //!
-//! Lattices cannot forget a key, so a delete writes a newer Lww value with an empty payload
-//! (a tombstone); [`read_entry`] treats it as absent.
+//! A delete writes a tombstone (see [`crate::lattice::Tombstone`]); [`read_entry`] treats it
+//! as absent, and so an Lww entry with an empty payload, which is how versions before
+//! tombstones deleted (an entry is never empty: its bincode has at least the name).
 
 use super::requests::FunctionError;
 use crate::ids::{hash64, CallId, Key};
@@ -102,7 +103,7 @@ pub fn read_entry<T: DeserializeOwned>(
     key: &Key,
     value: Option<LatticeValue>,
 ) -> Result<Option<T>, FunctionError> {
-    match value {
+    match value.and_then(LatticeValue::into_live) {
         None => Ok(None),
         Some(LatticeValue::Lww(l)) if l.value.is_empty() => Ok(None),
         Some(LatticeValue::Lww(l)) => decode_entry(key, &l.value).map(Some),
@@ -113,7 +114,8 @@ pub fn read_entry<T: DeserializeOwned>(
     }
 }
 
-/// Whether a stored value is a live entry (not a tombstone).
+/// Whether a stored value is a live entry (not a tombstone, nor an empty entry of an
+/// earlier version).
 pub fn is_live(value: Option<&LatticeValue>) -> bool {
     matches!(value, Some(LatticeValue::Lww(l)) if !l.value.is_empty())
 }
@@ -122,7 +124,7 @@ pub fn is_live(value: Option<&LatticeValue>) -> bool {
 mod tests {
     use super::*;
     use crate::ids::WriterId;
-    use crate::lattice::{Lww, Timestamp};
+    use crate::lattice::{Lww, Timestamp, Tombstone};
 
     fn record(body: &'static [u8]) -> FunctionRecord {
         FunctionRecord {
@@ -167,6 +169,9 @@ mod tests {
         assert_eq!(read_entry::<DagSpec>(&key, None), Ok(None));
         assert_eq!(read_entry::<DagSpec>(&key, lww(Bytes::new())), Ok(None));
         assert!(!is_live(lww(Bytes::new()).as_ref()) && is_live(lww(Bytes::from("x")).as_ref()));
+        let deleted = LatticeValue::Tombstone(Tombstone::new(Timestamp::new(2, WriterId(1))));
+        assert_eq!(read_entry::<DagSpec>(&key, Some(deleted.clone())), Ok(None));
+        assert!(!is_live(Some(&deleted)));
         let max = LatticeValue::bottom(crate::lattice::LatticeKind::Max);
         assert!(matches!(
             read_entry::<DagSpec>(&key, Some(max)),

@@ -138,6 +138,13 @@ class Cloudburst:
         except RuntimeError as e:
             raise _library_error(e) from None
 
+    def delete(self, key):
+        """Delete a key: reads answer None until it is written again."""
+        try:
+            self._link.delete(str(key))
+        except RuntimeError as e:
+            raise _library_error(e) from None
+
     def getid(self):
         """This executor's address, for others to `send` to."""
         return self._link.getid()

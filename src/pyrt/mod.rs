@@ -105,6 +105,8 @@ pub trait UserLibrary: Send + Sync + 'static {
     fn get(&self, keys: Vec<Key>) -> BoxFuture<'static, Result<Vec<Option<PyValue>>, LibError>>;
     /// `cb.put(key, value)`.
     fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), LibError>>;
+    /// `cb.delete(key)`: later reads answer `None` until the key is written again.
+    fn delete(&self, key: Key) -> BoxFuture<'static, Result<(), LibError>>;
     /// `cb.send(dest_id, bytes)`: a direct message to another executor.
     fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>>;
     /// `cb.recv()`: messages waiting for this executor (non-blocking).

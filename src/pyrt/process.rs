@@ -287,6 +287,7 @@ async fn serve_lib(req: LibRequest, lib: &dyn UserLibrary) -> LibReply {
         LibRequest::Send(dest, payload) => done(lib.send(dest, payload).await),
         LibRequest::Recv => LibReply::Messages(lib.recv()),
         LibRequest::Id => LibReply::Id(lib.id()),
+        LibRequest::Delete(key) => done(lib.delete(key).await),
     }
 }
 

@@ -77,6 +77,7 @@ pub enum LibRequest {
     Send(String, Bytes),
     Recv,
     Id,
+    Delete(Key),
 }
 
 /// The answer to a [`LibRequest`].

@@ -188,6 +188,13 @@ impl Link {
         }
     }
 
+    fn delete(&self, py: Python<'_>, key: String) -> PyResult<()> {
+        match self.request(py, LibRequest::Delete(Key::new(key)))? {
+            LibReply::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
     fn send(&self, py: Python<'_>, dest: String, payload: &Bound<'_, PyBytes>) -> PyResult<()> {
         let payload = bytes::Bytes::copy_from_slice(payload.as_bytes());
         match self.request(py, LibRequest::Send(dest, payload))? {

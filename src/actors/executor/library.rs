@@ -47,6 +47,11 @@ impl UserLibrary for Invocation {
         Box::pin(async move { session.put(key, value).await.map_err(session_error) })
     }
 
+    fn delete(&self, key: Key) -> BoxFuture<'static, Result<(), LibError>> {
+        let session = self.session.clone();
+        Box::pin(async move { session.delete(key).await.map_err(session_error) })
+    }
+
     fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         let sent = match InvocationId::parse(&dest) {
             None => Err(LibError::new(

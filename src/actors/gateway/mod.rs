@@ -85,6 +85,7 @@ pub struct Gateway {
     /// Where clients connect (the bound address; port 0 resolved).
     pub client_addr: SocketAddr,
     server: actix_web::dev::ServerHandle,
+    results: Results,
 }
 
 impl Gateway {
@@ -101,6 +102,7 @@ impl Gateway {
             results: results.clone(),
         }
         .start();
+        let waiting = results.clone();
         transport
             .register::<CallFinished>(0, router.recipient())
             .map_err(std::io::Error::other)?;
@@ -131,7 +133,13 @@ impl Gateway {
         Ok(Gateway {
             client_addr,
             server,
+            results: waiting,
         })
+    }
+
+    /// Calls whose result a client of this gateway waits for now (a drain waits for none).
+    pub fn in_flight(&self) -> usize {
+        router::lock(&self.results).waiting()
     }
 
     /// The URL clients connect to.

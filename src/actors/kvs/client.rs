@@ -145,6 +145,13 @@ impl KvsClient {
         Ok(())
     }
 
+    /// Delete `key`: a tombstone at `at` (the deleter's write clock) on every replica. Reads
+    /// then answer missing, until a write later than `at`.
+    pub async fn delete(&self, key: Key, at: crate::lattice::Timestamp) -> Result<(), KvsError> {
+        let tombstone = crate::lattice::Tombstone::new(at);
+        self.put(key, LatticeValue::Tombstone(tombstone)).await
+    }
+
     /// Ask every shard holding a replica of `key` to push its changes to `subscriber`.
     pub async fn subscribe(&self, subscriber: &ActorRef, key: &Key) -> Result<(), KvsError> {
         self.on_replicas(key, |keys| KvsRequest::Subscribe {
@@ -283,5 +290,6 @@ fn reply_name(reply: &KvsReply) -> &'static str {
         KvsReply::Ack => "Ack",
         KvsReply::Keys(_) => "Keys",
         KvsReply::Stats(_) => "Stats",
+        KvsReply::Covered(_) => "Covered",
     }
 }

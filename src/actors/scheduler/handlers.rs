@@ -202,6 +202,11 @@ impl Handler<ViewChanged> for Scheduler {
             .map(|m| m.node.clone())
             .collect();
         self.core.retain_live(&live);
+        let draining = live
+            .iter()
+            .filter(|n| msg.view.get(&n.id).is_some_and(|m| m.draining));
+        self.core
+            .set_draining(draining.map(|n| n.id.clone()).collect());
     }
 }
 

@@ -6,7 +6,7 @@ use crate::actors::cache::StateAccess;
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::clock::LwwClock;
 use crate::ids::Key;
-use crate::lattice::{LatticeValue, Lww};
+use crate::lattice::{LatticeValue, Lww, Tombstone};
 use crate::protocol::records::{dag_key, encode_entry, function_key, is_live, read_entry};
 use crate::protocol::{
     DagSpec, FunctionError, FunctionRecord, Listing, DAG_PREFIX, FUNCTION_PREFIX,
@@ -34,6 +34,12 @@ async fn store(
     payload: Bytes,
 ) -> Result<(), FunctionError> {
     let value = LatticeValue::Lww(Lww::new(clock.next(), payload));
+    state.put(key, value).await.map_err(storage)
+}
+
+/// Delete an entry: a tombstone newer than every write so far from this node's clock.
+async fn remove(state: &dyn StateAccess, clock: &LwwClock, key: Key) -> Result<(), FunctionError> {
+    let value = LatticeValue::Tombstone(Tombstone::new(clock.next()));
     state.put(key, value).await.map_err(storage)
 }
 
@@ -86,7 +92,7 @@ pub async fn delete_dag(
     if load_dag(state, name).await?.is_none() {
         return Err(FunctionError::UnknownDag(name.to_string()));
     }
-    store(state, clock, dag_key(name), Bytes::new()).await
+    remove(state, clock, dag_key(name)).await
 }
 
 /// Delete a function (a tombstone); `UnknownFunction` if there is none. DAGs that use it
@@ -99,7 +105,7 @@ pub async fn delete_function(
     if load_function(state, name).await?.is_none() {
         return Err(FunctionError::UnknownFunction(name.to_string()));
     }
-    store(state, clock, function_key(name), Bytes::new()).await
+    remove(state, clock, function_key(name)).await
 }
 
 /// Names of registered (not deleted) functions or DAGs starting with `prefix`, sorted.

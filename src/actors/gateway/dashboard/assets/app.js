@@ -89,7 +89,7 @@ function render(s) {
   document.getElementById("node").textContent = s.node;
   document.getElementById("uptime").textContent = `${fmt(s.uptime_s)} s`;
   document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
-  fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.state, n.state), n.kvs_shards, String(n.generation)],
+  fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.draining ? n.state + ", draining" : n.state, n.state), n.kvs_shards, String(n.generation)],
     (n) => ({ "data-node": n.id }));
   fill("executors", s.executors, (e) => [e.node, e.workers, e.extra_workers, utilBar(e.utilisation)]);
   callRows("functions", s.functions);

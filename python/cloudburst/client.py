@@ -42,7 +42,9 @@ class CloudburstFunction(Handle["CloudburstConnection"]):
 class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocking):
     """A connection to a Cloudburst gateway, e.g. ``CloudburstConnection("ws://127.0.0.1:6200")``.
 
-    ``token`` is the client token when the gateway requires one.
+    ``token`` is the client token; without it the client uses ``CLOUDBURST_TOKEN``, or
+    for a gateway on this machine the token file ``cloudburst local`` made
+    (``~/.config/cloudburst/token``).
     """
 
     def __init__(self, url: str = "ws://127.0.0.1:6200", token: str | None = None) -> None:

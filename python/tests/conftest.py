@@ -32,6 +32,7 @@ import cloudburst  # noqa: E402
 
 READY_TIMEOUT = 60.0  # a loaded CI machine starts the Python workers slowly
 LOCAL_READY = re.compile(r"^cloudburst local ready: client (\S+)$")
+DASHBOARD_LINE = re.compile(r"^cloudburst dashboard listening on (\S+)$")
 
 
 def local_token():
@@ -108,8 +109,8 @@ class Proc:
 
 
 class LocalCluster(Proc):
-    """One `cloudburst local` on free loopback ports; `url` once ready. Its log is a new
-    file in the directory `tmp`."""
+    """One `cloudburst local` on free loopback ports; `url` (and `dashboard`) once ready.
+    Its log is a new file in the directory `tmp`."""
 
     def __init__(self, *args, tmp, config=None, env=None):
         # --ephemeral: tests assert exact listings, so no state of an earlier run may leak in.
@@ -126,10 +127,13 @@ class LocalCluster(Proc):
         super().__init__(cmd + list(args), log,
                          env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})})
         self.url = None
+        self.dashboard = None
 
     def wait_ready(self):
-        """Wait for the readiness line; False if the process exited first."""
-        self.url = self.wait_for({"url": LOCAL_READY})["url"]
+        """Wait for the readiness line (the dashboard's comes before it); False if the
+        process exited first."""
+        found = self.wait_for({"url": LOCAL_READY, "dashboard": DASHBOARD_LINE})
+        self.url, self.dashboard = found["url"], found["dashboard"]
         return self.url is not None
 
 

@@ -344,3 +344,18 @@ def test_empty_bytes_read_back_as_empty_bytes(url, cloud):
         return cb.get(key)
     assert cloud.register(put_empty, "put_empty")("empty-in-function").get() == b""
     assert cloud.get_object("empty-in-function") == b""
+
+
+def test_a_function_over_the_memory_limit_fails_alone(tmp_path):
+    limit = 512 << 20
+    c = start_cluster("--workers", "1", tmp=tmp_path,
+                      config=f"[executor]\nworker_memory_bytes = {limit}\n")
+    try:
+        with cloudburst.CloudburstConnection(c.url) as cloud:
+            allocate = cloud.register(lambda cb, n: len(bytearray(n)), "allocate")
+            with pytest.raises(cloudburst.FunctionError) as e:
+                allocate(2 * limit).get()
+            assert e.value.code == "memory_limit"
+            assert allocate(1 << 20).get() == 1 << 20, "the next call runs"
+    finally:
+        assert c.stop() == 0

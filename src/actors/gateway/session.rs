@@ -162,10 +162,16 @@ pub async fn run(
     cancel.cancel();
     tracing::debug!(client = %peer, end = ?end, queued = conn.outbox.queued(), "client session closed");
     let reason = close_reason(&end, &state.limits);
-    let closed = tokio::time::timeout(state.limits.heartbeat, session.close(reason)).await;
+    let grace = state.limits.heartbeat;
+    let closed = tokio::time::timeout(grace, session.close(reason)).await;
     if end.unread() || closed.is_err() {
-        if let Some(socket) = &conn.socket {
-            socket.cut();
+        if let Some(socket) = conn.socket {
+            // The close frame (queued, not yet written) has one heartbeat to go out; a
+            // client that does not read never takes it, and is cut off then.
+            actix_web::rt::spawn(async move {
+                tokio::time::sleep(grace).await;
+                socket.cut();
+            });
         }
     }
 }

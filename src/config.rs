@@ -245,6 +245,15 @@ pub struct ExecutorConfig {
     /// The user functions run as when the node runs as root (empty: `nobody`). Workers of
     /// a node running as another user run as that user. `"root"` runs functions as root.
     pub worker_user: String,
+    /// The `python` of the environment functions run in (its packages are what they can
+    /// import); unset means the environment `cloudburst` was built against. Checked at
+    /// start: same Python major.minor as the one embedded, with `cloudpickle`.
+    pub python: Option<std::path::PathBuf>,
+    /// Workers an executor may start beyond `workers` while its workers wait on the
+    /// platform (a `recv` that found nothing, a `get` of a missing key) and calls queue,
+    /// so functions that wait for each other finish on any worker count. Each costs a
+    /// Python process (tens of MB).
+    pub max_extra_workers: usize,
 }
 
 /// The user functions of a node running as root run as by default: it owns nothing.
@@ -405,6 +414,8 @@ impl Default for ExecutorConfig {
             worker_env: DEFAULT_WORKER_ENV.iter().map(|s| s.to_string()).collect(),
             worker_memory_bytes: 0,
             worker_user: String::new(),
+            python: None,
+            max_extra_workers: 32,
         }
     }
 }

@@ -179,6 +179,7 @@ fn in_process(f: &FunctionSpec, args: &[Option<PyValue>], n: usize) -> anyhow::R
         kind: f.kind,
         body: Some(&f.body),
         args,
+        upstream: 0,
     };
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
@@ -204,6 +205,7 @@ async fn through_pool(
     let call = |f: &Arc<FunctionSpec>, args: Vec<Option<PyValue>>| PyCall {
         function: f.clone(),
         args,
+        upstream: 0,
         timeout: CALL_TIMEOUT,
     };
     let mut samples = Vec::with_capacity(n);

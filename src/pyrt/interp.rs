@@ -190,10 +190,15 @@ impl Glue {
         for a in call.args {
             args.append(value_to_py(py, a.as_ref())?)?;
         }
-        let out = self
-            .run
-            .bind(py)
-            .call1((call.name, call.hash, kind, body, args, link))?;
+        let out = self.run.bind(py).call1((
+            call.name,
+            call.hash,
+            kind,
+            body,
+            args,
+            call.upstream,
+            link,
+        ))?;
         parse_outcome(&out.cast_into::<PyTuple>()?)
     }
 }
@@ -211,6 +216,9 @@ pub struct CallRef<'a> {
     pub body: Option<&'a [u8]>,
     /// Arguments after `cb`.
     pub args: &'a [Option<PyValue>],
+    /// How many of `args` (the last ones) are upstream results (tuples among them are
+    /// spread).
+    pub upstream: usize,
 }
 
 fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {

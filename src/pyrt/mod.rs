@@ -22,6 +22,7 @@
 //! - [`sandbox`]: fork cut-off, the worker as subreaper and the killing of its tree, the
 //!   memory limit.
 //! - [`confine`]: the user functions run as, the paths hidden from them.
+//! - [`probe`]: checking a Python environment chosen for the executors.
 //! - [`worker`]: the `cloudburst worker` process mode.
 //! - [`mod@bench`]: `cloudburst bench python`.
 
@@ -30,6 +31,7 @@ pub mod confine;
 pub mod interp;
 mod lease;
 pub mod pool;
+pub mod probe;
 mod process;
 pub mod sandbox;
 mod wire;
@@ -91,6 +93,10 @@ pub struct PyCall {
     pub function: Arc<FunctionSpec>,
     /// Positional arguments after `cb`; `None` is Python `None` (e.g. a missing referenced key).
     pub args: Vec<Option<PyValue>>,
+    /// How many of `args` (the last ones) are results of upstream functions of a DAG. A
+    /// tuple among them is spread into separate arguments, as the original Cloudburst did
+    /// (`return a, b` upstream reaches `f(cb, a, b)`).
+    pub upstream: usize,
     /// Wall-clock limit for the call once it runs on a worker (queueing not included).
     pub timeout: Duration,
 }
@@ -258,4 +264,12 @@ pub enum PyRuntimeError {
     /// Workers of one pool report different Python environments.
     #[error("Python workers disagree on their environment: {0}")]
     Mismatch(String),
+    /// The Python chosen for the executors (`executor.python`) cannot host the workers.
+    #[error("executor.python {python} cannot run functions: {why}")]
+    Environment {
+        /// The program named.
+        python: String,
+        /// What is wrong with it, and how to fix it.
+        why: String,
+    },
 }

@@ -1,7 +1,7 @@
 //! [`PythonPool`]: a fixed number of worker processes, a bounded queue of waiting calls,
 //! timeouts enforced by killing, and replacement of dead workers in the background.
 
-use super::lease::{checkout, spawn_or_drop};
+use super::lease::{checkout, spawn_or_drop, Waits};
 use super::process::{self, Broken, Worker};
 use super::{CallError, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
 use std::path::PathBuf;
@@ -40,8 +40,12 @@ pub struct PoolConfig {
     /// See [`DEFAULT_QUEUE_WAIT`].
     pub queue_wait: Duration,
     /// The Python program the workers embed (passed to each on its command line); `None`
-    /// = this process's `CLOUDBURST_PYTHON`, else the build-time venv python.
+    /// = this process's `CLOUDBURST_PYTHON`, else the build-time venv python. Checked
+    /// before the workers start (see [`super::probe`]).
     pub python: Option<PathBuf>,
+    /// Workers started beyond `workers` while workers wait on the platform and calls
+    /// queue (see [`DEFAULT_MAX_EXTRA`]).
+    pub max_extra: usize,
     /// The only variables of this process's environment the workers (and functions) see;
     /// `CLOUDBURST_*` ones are dropped even if named.
     pub env_allow: Vec<String>,
@@ -50,6 +54,10 @@ pub struct PoolConfig {
     /// Who functions run as, what they must not see (see [`super::confine`]).
     pub confinement: super::confine::Confinement,
 }
+
+/// Extra workers by default: enough for a few dozen functions that wait for each other on
+/// one node (each is a Python process of tens of MB).
+pub const DEFAULT_MAX_EXTRA: usize = 32;
 
 impl PoolConfig {
     /// `workers` processes of `worker_exe`, default limits.
@@ -67,6 +75,7 @@ impl PoolConfig {
                 .collect(),
             memory_bytes: None,
             confinement: Default::default(),
+            max_extra: DEFAULT_MAX_EXTRA,
         }
     }
 
@@ -81,6 +90,8 @@ impl PoolConfig {
             .chain(cfg.private_paths.iter().cloned())
             .collect();
         PoolConfig {
+            python: e.python.clone(),
+            max_extra: e.max_extra_workers,
             env_allow: e.worker_env.clone(),
             memory_bytes: (e.worker_memory_bytes > 0).then_some(e.worker_memory_bytes),
             confinement: super::confine::Confinement {
@@ -125,6 +136,10 @@ pub(super) struct Inner {
     pub(super) available: Semaphore,
     pub(super) waiting: AtomicUsize,
     pub(super) busy: AtomicUsize,
+    /// Workers whose running function waits on the platform now.
+    pub(super) blocked: AtomicUsize,
+    /// Extra workers alive or starting (at most `cfg.max_extra`).
+    pub(super) extra: AtomicUsize,
     /// Leases plus replacements being started: what `shutdown` waits for.
     pub(super) active: AtomicUsize,
     pub(super) wound_down: Notify,
@@ -136,6 +151,11 @@ impl PythonPool {
     /// Start `cfg.workers` workers and wait until all are ready.
     pub async fn start(cfg: PoolConfig) -> Result<PythonPool, PyRuntimeError> {
         let cfg = cfg.resolved()?;
+        if let Some(python) = &cfg.python {
+            let found = super::probe::check(python).await?;
+            tracing::info!(python = %python.display(), version = %found.python,
+                cloudpickle = found.cloudpickle.as_deref().unwrap_or(""), "executors' python checked");
+        }
         let sockdir = tempfile::Builder::new()
             .prefix("cloudburst-py-")
             .tempdir()
@@ -172,6 +192,8 @@ impl PythonPool {
             available: Semaphore::new(n),
             waiting: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            extra: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             wound_down: Notify::new(),
             next_seq: AtomicU64::new(n as u64),
@@ -188,18 +210,20 @@ impl PythonPool {
         lib: Arc<dyn UserLibrary>,
     ) -> Result<PyValue, CallError> {
         let mut lease = checkout(&self.inner).await?;
+        let waits = Waits::new(&self.inner);
         let stop = {
             let worker = lease.worker();
             tokio::select! {
                 biased;
                 _ = self.inner.closed.cancelled() => Stop::ShutDown,
-                r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib)) => match r {
+                r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib, &waits)) => match r {
                     Ok(Ok(outcome)) => Stop::Done(outcome),
                     Ok(Err(Broken(why))) => Stop::Crashed(why),
                     Err(_) => Stop::Timeout,
                 },
             }
         };
+        drop(waits);
         let function = &call.function.name;
         match stop {
             Stop::Done(Err(CallError::MemoryLimit)) => {
@@ -238,9 +262,16 @@ impl PythonPool {
         &self.inner.env
     }
 
-    /// Fraction of workers running a call now, in `0.0..=1.0`.
+    /// Fraction of workers running a call now, in `0.0..=1.0` (extra workers count as
+    /// the pool being full).
     pub fn utilisation(&self) -> f64 {
-        self.inner.busy.load(Ordering::Relaxed) as f64 / self.inner.cfg.workers as f64
+        let busy = self.inner.busy.load(Ordering::Relaxed) as f64;
+        (busy / self.inner.cfg.workers as f64).min(1.0)
+    }
+
+    /// Extra workers alive or starting now (see [`PoolConfig::max_extra`]).
+    pub fn extra_workers(&self) -> usize {
+        self.inner.extra.load(Ordering::Relaxed)
     }
 
     /// Number of worker processes.
@@ -301,9 +332,15 @@ impl Inner {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Give a healthy worker back (or kill it if the pool is closed).
+    /// Give a healthy worker back (or kill it if the pool is closed, or retire it if it is
+    /// an extra worker no call waits for).
     pub(super) fn checkin(&self, worker: Worker) {
         if self.closed.is_cancelled() {
+            spawn_or_drop(worker.kill());
+            return;
+        }
+        if worker.extra && self.waiting.load(Ordering::Acquire) == 0 {
+            self.extra.fetch_sub(1, Ordering::AcqRel);
             spawn_or_drop(worker.kill());
             return;
         }

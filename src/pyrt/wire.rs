@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-/// 3: every frame of a call carries its `seq`.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: every frame of a call carries its `seq`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -40,6 +40,7 @@ pub struct WireCall {
     pub kind: FunctionKind,
     pub body: Option<Bytes>,
     pub args: Vec<Option<PyValue>>,
+    pub upstream: usize,
 }
 
 /// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
@@ -58,6 +59,7 @@ pub struct WireCallRef<'a> {
     pub kind: FunctionKind,
     pub body: Option<&'a Bytes>,
     pub args: &'a [Option<PyValue>],
+    pub upstream: usize,
 }
 
 /// Worker → supervisor.
@@ -174,6 +176,7 @@ mod tests {
                     Bytes::new(),
                 ])),
             ],
+            upstream: 0,
         });
         let buf = encode_frame(&call, 1 << 20).expect("encodes");
         let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
@@ -203,6 +206,7 @@ mod tests {
             kind: FunctionKind::Plain,
             body: Some(&body),
             args: &args,
+            upstream: 1,
         });
         let ToWorker::Call(back) =
             decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
@@ -211,7 +215,7 @@ mod tests {
         };
         assert_eq!((back.seq, back.name.as_str(), back.hash), (3, "sq", 42));
         assert_eq!(back.body, Some(body));
-        assert_eq!(back.args, args);
+        assert_eq!((back.args, back.upstream), (args, 1));
     }
 
     #[test]

@@ -203,6 +203,7 @@ fn serve(py: Python<'_>, glue: &Glue, chan: &SharedChannel) -> Result<(), Worker
                 kind: call.kind,
                 body: call.body.as_deref(),
                 args: &call.args,
+                upstream: call.upstream,
             },
             link.as_any(),
         );

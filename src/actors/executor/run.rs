@@ -44,6 +44,7 @@ async fn execute(
     session: &Arc<Session>,
 ) -> Result<PyValue, CallFailure> {
     let function = env.function(&s.function, s.hash).await?;
+    let upstream = inputs.len();
     let args = resolve(session, &s.args, inputs).await?;
     let id = InvocationId {
         node: env.me.node.clone(),
@@ -63,6 +64,7 @@ async fn execute(
             PyCall {
                 function,
                 args,
+                upstream,
                 timeout,
             },
             lib,

@@ -2,6 +2,7 @@
 //! write clock, and the functions loaded from the registry (cached by name + content hash).
 
 use super::mailbox::Mailboxes;
+use super::session_core::{causal_writer, DotTable};
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::clock::{node_clock, LwwClock};
 use crate::net::{ActorRef, Transport};
@@ -48,8 +49,8 @@ pub struct ExecEnv {
     pub causal: CausalTiming,
     /// This node's writer id in causal clocks.
     pub causal_writer: crate::ids::WriterId,
-    /// The last dot this node gave each key it wrote causally (see `session.rs`).
-    causal_seqs: Mutex<HashMap<crate::ids::Key, u64>>,
+    /// The last dot this node gave each key it wrote causally.
+    dots: Mutex<DotTable>,
     pub mailboxes: Mailboxes,
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
@@ -70,13 +71,13 @@ impl ExecEnv {
     ) -> Self {
         ExecEnv {
             clock: node_clock(&me.node),
-            causal_writer: super::session::causal_writer(&me.node),
+            causal_writer: causal_writer(&me.node),
             me,
             transport,
             pool,
             cache,
             causal,
-            causal_seqs: Mutex::new(HashMap::new()),
+            dots: Mutex::new(DotTable::default()),
             registry,
             mailboxes: Mailboxes::default(),
             default_timeout,
@@ -140,26 +141,8 @@ impl ExecEnv {
         read_function(name, got.pop().flatten())
     }
 
-    /// Whether this node has given `key` a causal dot since it started (else the next one
-    /// must be found above what the KVS holds).
-    pub fn knows_seq(&self, key: &crate::ids::Key) -> bool {
-        let seqs = self.causal_seqs.lock().unwrap_or_else(|p| p.into_inner());
-        seqs.contains_key(key)
-    }
-
-    /// The next dot of this node for `key`: above the last it gave and above `known`.
-    /// Past [`MAX_CAUSAL_KEYS`] keys the table is emptied (each key then costs one KVS
-    /// read at its next write).
-    pub fn next_seq(&self, key: &crate::ids::Key, known: u64) -> u64 {
-        let mut seqs = self.causal_seqs.lock().unwrap_or_else(|p| p.into_inner());
-        if seqs.len() >= MAX_CAUSAL_KEYS && !seqs.contains_key(key) {
-            seqs.clear();
-        }
-        let last = seqs.entry(key.clone()).or_insert(0);
-        *last = (*last).max(known).saturating_add(1);
-        *last
+    /// The causal dots this node gave (shared by its sessions; see `session_core.rs`).
+    pub fn dots(&self) -> std::sync::MutexGuard<'_, DotTable> {
+        self.dots.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
-
-/// Keys whose last causal dot an executor remembers, at most.
-pub const MAX_CAUSAL_KEYS: usize = 1 << 20;

@@ -16,6 +16,7 @@ pub mod library;
 pub mod mailbox;
 pub mod run;
 pub mod session;
+pub mod session_core;
 
 use self::core::{ExecutorCore, Step};
 use self::env::ExecEnv;

@@ -17,11 +17,11 @@ mod transport_support;
 
 use bytes::Bytes;
 use cloudburst::actors::kvs::KvsClient;
-use cloudburst::protocol::Listing;
 use cloudburst::config::Config;
 use cloudburst::ids::{Key, WriterId};
 use cloudburst::lattice::{LatticeValue, Lww, Max, Timestamp};
 use cloudburst::local::{LocalClient, LocalCluster};
+use cloudburst::protocol::Listing;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};

@@ -85,12 +85,20 @@ def _encode(obj):
 
 
 class Cloudburst:
-    """The user library: the first argument of every function."""
+    """The user library: the first argument of every function.
 
-    __slots__ = ("_link",)
+    A function runs *at least once* per call: when an executor dies under a call (or its
+    worker crashes), the call runs again, every function of it. ``call_id`` (the id the
+    client's future has) and ``attempt`` (0 on the first run, n on the n-th re-run) let a
+    function with side effects make them idempotent, e.g. by writing under a key derived
+    from ``call_id``."""
 
-    def __init__(self, link):
+    __slots__ = ("_link", "call_id", "attempt")
+
+    def __init__(self, link, call_id=0, attempt=0):
         self._link = link
+        self.call_id = call_id
+        self.attempt = attempt
 
     def get(self, key):
         """One key -> its value or None; a list of keys -> a list of values. Under causal
@@ -159,10 +167,10 @@ def _load(name, hash_, kind, body, cb):
     return fn
 
 
-def run(name, hash_, kind, body, args, link):
+def run(name, hash_, kind, body, args, link, call_id=0, attempt=0):
     """Run one call. Returns ("ok", bytes, loaded) or ("exc", type, message, traceback,
     loaded) or ("pickle", message, loaded)."""
-    cb = Cloudburst(link)
+    cb = Cloudburst(link, call_id, attempt)
     fn = _functions.get((name, hash_))
     if fn is None:
         fn = _load(name, hash_, kind, body, cb)

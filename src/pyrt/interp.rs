@@ -184,10 +184,16 @@ impl Glue {
         for a in call.args {
             args.append(value_to_py(py, a.as_ref())?)?;
         }
-        let out = self
-            .run
-            .bind(py)
-            .call1((call.name, call.hash, kind, body, args, link))?;
+        let out = self.run.bind(py).call1((
+            call.name,
+            call.hash,
+            kind,
+            body,
+            args,
+            link,
+            call.call,
+            call.attempt,
+        ))?;
         parse_outcome(&out.cast_into::<PyTuple>()?)
     }
 }
@@ -205,6 +211,9 @@ pub struct CallRef<'a> {
     pub body: Option<&'a [u8]>,
     /// Arguments after `cb`.
     pub args: &'a [Option<PyValue>],
+    /// The call it belongs to and its attempt (`cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
 }
 
 fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {

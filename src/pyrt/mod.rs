@@ -17,6 +17,7 @@
 //! - `lease`: the bounded queue for an idle worker, leases, background replacement.
 //! - `process`: the supervisor side of one worker process (spawn, handshake, drive a call,
 //!   log forwarding).
+//! - [`sockdir`]: the pool's socket directory; removing those of dead pools of the node.
 //! - `wire`: the frames between supervisor and worker.
 //! - [`interp`]: interpreter initialisation (the venv's Python) and the Python glue.
 //! - [`worker`]: the `cloudburst worker` process mode.
@@ -27,6 +28,7 @@ pub mod interp;
 mod lease;
 pub mod pool;
 mod process;
+pub mod sockdir;
 mod wire;
 pub mod worker;
 
@@ -39,6 +41,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A value crossing into or out of Python. `put` of a Python `set` (or `frozenset`) is stored
 /// as a set ([`PyValue::PickledSet`], one pickle per element, so it can become a SetUnion
@@ -88,6 +91,26 @@ pub struct PyCall {
     pub args: Vec<Option<PyValue>>,
     /// Wall-clock limit for the call once it runs on a worker (queueing not included).
     pub timeout: Duration,
+    /// The call it belongs to and which run of it this is (`cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
+    /// Cancelled to stop the call: it then fails with [`CallError::Cancelled`], its worker
+    /// killed and replaced if it was running.
+    pub cancel: CancellationToken,
+}
+
+impl PyCall {
+    /// A call of `function` with `args` (call id 0, first attempt, never cancelled).
+    pub fn new(function: Arc<FunctionSpec>, args: Vec<Option<PyValue>>, timeout: Duration) -> Self {
+        PyCall {
+            function,
+            args,
+            timeout,
+            call: 0,
+            attempt: 0,
+            cancel: CancellationToken::new(),
+        }
+    }
 }
 
 /// What a running function may do; implemented by the executor over its cache (one object
@@ -192,6 +215,9 @@ pub enum CallError {
     /// The pool is shut down.
     #[error("the Python pool is shut down")]
     ShutDown,
+    /// The call was cancelled (its worker, if it ran, was killed and is being replaced).
+    #[error("the call was cancelled")]
+    Cancelled,
 }
 
 impl CallError {
@@ -206,6 +232,7 @@ impl CallError {
             CallError::Overloaded => ErrorCode::Overloaded,
             CallError::Unavailable { .. } => ErrorCode::Unavailable,
             CallError::ShutDown => ErrorCode::ShutDown,
+            CallError::Cancelled => ErrorCode::Cancelled,
         }
     }
 

@@ -156,6 +156,8 @@ impl Worker {
             kind: f.kind,
             body: send_body.then_some(&f.body),
             args: &call.args,
+            call: call.call,
+            attempt: call.attempt,
         });
         match self.encode_checked(&msg) {
             Ok(frame) => self.send(frame).await?,

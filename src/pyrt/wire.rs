@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: a call carries its call id and attempt.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -34,6 +35,9 @@ pub struct WireCall {
     pub kind: FunctionKind,
     pub body: Option<Bytes>,
     pub args: Vec<Option<PyValue>>,
+    /// The call it belongs to and its attempt (for `cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
 }
 
 /// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
@@ -51,6 +55,8 @@ pub struct WireCallRef<'a> {
     pub kind: FunctionKind,
     pub body: Option<&'a Bytes>,
     pub args: &'a [Option<PyValue>],
+    pub call: u64,
+    pub attempt: u32,
 }
 
 /// Worker → supervisor.
@@ -162,6 +168,8 @@ mod tests {
                     Bytes::new(),
                 ])),
             ],
+            call: 3,
+            attempt: 1,
         });
         let buf = encode_frame(&call, 1 << 20).expect("encodes");
         let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
@@ -190,6 +198,8 @@ mod tests {
             kind: FunctionKind::Plain,
             body: Some(&body),
             args: &args,
+            call: 7,
+            attempt: 2,
         });
         let ToWorker::Call(back) =
             decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
@@ -197,6 +207,7 @@ mod tests {
             panic!("expected a call")
         };
         assert_eq!((back.name.as_str(), back.hash), ("sq", 42));
+        assert_eq!((back.call, back.attempt), (7, 2));
         assert_eq!(back.body, Some(body));
         assert_eq!(back.args, args);
     }

@@ -128,6 +128,8 @@ fn serve(py: Python<'_>, chan: &SharedChannel) -> Result<(), WorkerError> {
                 kind: call.kind,
                 body: call.body.as_deref(),
                 args: &call.args,
+                call: call.call,
+                attempt: call.attempt,
             },
             link.as_any(),
         );

@@ -5,14 +5,15 @@ use super::core::CallPlan;
 use super::dag::{plan, validate_name};
 use super::{
     function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
-    MAILBOX_CAPACITY,
+    EXPIRY_INTERVAL, MAILBOX_CAPACITY,
 };
 use crate::config::Role;
 use crate::net::membership::ViewChanged;
 use crate::net::{NetError, Transport};
 use crate::protocol::{
-    CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
-    ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag, RegisterFunction,
+    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall,
+    DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag,
+    RegisterFunction,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
@@ -31,6 +32,8 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<CallDag>(0, addr.clone().recipient())?;
     t.register::<CallFunction>(0, addr.clone().recipient())?;
     t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
+    t.register::<AttemptEnded>(0, addr.clone().recipient())?;
+    t.register::<CancelCall>(0, addr.clone().recipient())?;
     t.register::<CacheKeysReport>(0, addr.clone().recipient())
 }
 
@@ -42,6 +45,12 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(EXPIRY_INTERVAL, |act, _| {
+            for (call, stop) in act.calls.expire(Instant::now()) {
+                tracing::debug!(call = %call, "call past its deadline forgotten");
+                act.stop(call, stop);
+            }
+        });
     }
 }
 
@@ -49,6 +58,33 @@ impl Actor for Scheduler {
 /// downstream schedule waiting for its upstream results (`executor::WAITING_EXPIRY`), so a
 /// slow but legal function never outlives its successor's schedule.
 pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 300_000;
+/// Most re-runs a function or call may ask for: each runs every function of the call again.
+pub const MAX_RETRIES: u32 = 10;
+/// Longest call timeout a caller may ask for (an hour: far beyond any sane chain of
+/// function timeouts, short enough that a forgotten call does not pin memory for good).
+pub const MAX_CALL_TIMEOUT_MS: u64 = 3_600_000;
+
+fn check_retries(retries: Option<u32>) -> Result<(), FunctionError> {
+    match retries {
+        Some(n) if n > MAX_RETRIES => Err(FunctionError::Invalid(format!(
+            "{n} retries are above the maximum of {MAX_RETRIES}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_options(o: &CallOptions) -> Result<(), FunctionError> {
+    check_retries(o.retries)?;
+    match o.timeout_ms {
+        Some(0) => Err(FunctionError::Invalid(
+            "a call timeout must be above 0 ms".into(),
+        )),
+        Some(ms) if ms > MAX_CALL_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
+            "a call timeout of {ms} ms is above the maximum of {MAX_CALL_TIMEOUT_MS} ms"
+        ))),
+        _ => Ok(()),
+    }
+}
 
 fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
     validate_name("function", &r.name)?;
@@ -68,7 +104,7 @@ fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
             "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
         )));
     }
-    Ok(())
+    check_retries(r.retries)
 }
 
 impl Handler<RegisterFunction> for Scheduler {
@@ -165,17 +201,47 @@ impl Handler<List> for Scheduler {
 impl Handler<CallDag> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallDag, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = check_options(&msg.options) {
+            return done(Err(e));
+        }
         let req = request(msg.call, msg.args, msg.consistency, msg.reply);
-        self.call(PlanKey::Dag(msg.dag), req)
+        self.call(PlanKey::Dag(msg.dag), req, msg.options)
     }
 }
 
 impl Handler<CallFunction> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallFunction, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = check_options(&msg.options) {
+            return done(Err(e));
+        }
         let args = [(msg.function.clone(), msg.args)].into_iter().collect();
         let req = request(msg.call, args, msg.consistency, msg.reply);
-        self.call(PlanKey::Function(msg.function), req)
+        self.call(PlanKey::Function(msg.function), req, msg.options)
+    }
+}
+
+impl Handler<AttemptEnded> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: AttemptEnded, _: &mut Context<Self>) {
+        let next = self
+            .calls
+            .on_ended(msg, &self.core, Instant::now(), &mut self.rng);
+        self.act(next);
+    }
+}
+
+impl Handler<CancelCall> for Scheduler {
+    type Result = bool;
+    fn handle(&mut self, msg: CancelCall, _: &mut Context<Self>) -> bool {
+        match self.calls.cancel(msg.call) {
+            Some(stop) => {
+                tracing::debug!(call = %msg.call, "call cancelled");
+                self.stop(msg.call, stop);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -196,12 +262,17 @@ impl Handler<CacheKeysReport> for Scheduler {
 impl Handler<ViewChanged> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
-        let live: BTreeSet<_> = msg
-            .view
+        let view = msg.view;
+        let live: BTreeSet<_> = view
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())
             .collect();
         self.core.retain_live(&live);
+        let now = Instant::now();
+        let gone = |n: &crate::ids::NodeRef| view.is_gone(n);
+        for next in self.calls.on_view(gone, &self.core, now, &mut self.rng) {
+            self.act(next);
+        }
     }
 }
 

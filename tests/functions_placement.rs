@@ -22,6 +22,10 @@ fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
         let mut a_cfg = config("kvs,scheduler,executor", 1);
         a_cfg.executor.cache_capacity_bytes = 1; // A's cache never holds a key
         a_cfg.executor.cache_report_interval_ms = 100;
+        // This test is about locality, not load: B has one worker, so a status sampled while
+        // a call runs says 100 % busy, and A's scheduler would (rightly) avoid B for the next
+        // call until B's next report. A threshold of 1.0 never avoids anyone.
+        a_cfg.executor.utilisation_threshold = 1.0;
         let a = LocalCluster::start(a_cfg).await.expect("node a");
         let mut b_cfg = config("executor", 1);
         b_cfg.executor.cache_report_interval_ms = 100;

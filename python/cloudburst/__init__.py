@@ -18,6 +18,8 @@ from .aio import AsyncCloudburstConnection, AsyncCloudburstFunction, AsyncCloudb
 from .client import CloudburstConnection, CloudburstFunction, CloudburstFuture
 from .errors import (
     AuthError,
+    CallLostError,
+    CancelledError,
     CloudburstError,
     CloudburstTimeout,
     ConnectionClosedError,
@@ -46,6 +48,8 @@ __all__ = [
     "AuthError",
     "CAUSAL",
     "CONSISTENCY_MODES",
+    "CallLostError",
+    "CancelledError",
     "CloudburstConnection",
     "CloudburstError",
     "CloudburstFunction",

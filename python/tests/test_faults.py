@@ -1,0 +1,160 @@
+"""Calls that heal: executor nodes SIGKILLed under running calls (real `cloudburst node`
+processes), worker crashes re-run, deadlines, cancel, and failures answered the same on
+every `get`.
+
+The kill checker is `python/benchmarks/bench_faults.py` (also `cloudburst bench faults`).
+Its classifier is shown first to see each failure it counts (a call with no answer, a
+wrong value, a lost result, a duplicate); run against a binary that does not re-run calls
+(`--binary`), it counts hung calls after the first SIGKILL."""
+
+import importlib.util
+import os
+import time
+
+import pytest
+from conftest import ROOT, binary
+from waiting import NotYet, wait_until
+
+import cloudburst
+
+_spec = importlib.util.spec_from_file_location(
+    "bench_faults", ROOT / "python" / "benchmarks" / "bench_faults.py")
+bench_faults = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_faults)
+
+#: The membership's default dead-after time: a re-run result must come within twice it.
+DEAD_AFTER_S = bench_faults.DEAD_AFTER
+
+
+def test_the_checker_counts_hung_lost_failed_and_duplicate_calls():
+    c = bench_faults.classify
+    assert c(3, ("value", (9, 0))) == "ok"
+    assert c(3, ("value", (9, 2))) == "ok"
+    assert c(3, ("value", (10, 0))) == "lost"
+    assert c(3, ("none",)) == "hung"
+    assert c(3, ("error", "timeout", "the call did not finish by its deadline")) == "lost"
+    assert c(3, ("error", "internal_error", "bug")) == "lost"
+    assert c(3, ("error", "executor_lost", "used up")) == "failed"
+    run = bench_faults.Run(4)
+    run.kills = [10.0, 20.0]
+    run.done = [
+        (11.5, 1, "direct", ("value", (1, 1)), False),  # the first re-run after kill 1
+        (12.0, 2, "future", ("value", (4, 1)), True),
+        (25.0, 3, "direct", ("none",), False),
+        (26.0, 4, "future", ("error", "executor_lost", "x"), False),
+    ]
+    f = bench_faults.figures(run, 30.0)
+    assert (f["calls"], f["calls_ok"], f["calls_hung"], f["calls_failed"]) == (4, 2, 1, 1)
+    assert (f["duplicate_results"], f["kills_with_rerun"]) == (1, 1)
+    assert f["kill_to_first_rerun_s"] == 1.5
+
+
+def test_no_call_hangs_or_is_lost_when_executors_are_killed(tmp_path):
+    f = bench_faults.run_faults(binary(), calls=240, threads=4, kills=2, executors=3,
+                                logs=tmp_path)
+    assert f["calls"] == 240 and f["kills"] == 2, f
+    # The kills hit running calls (else nothing was checked) ...
+    assert f["kills_with_rerun"] >= 1, f
+    # ... and every call ended once, with its result or a documented code, in time.
+    assert (f["calls_hung"], f["calls_lost"], f["duplicate_results"]) == (0, 0, 0), f
+    assert f["calls_ok"] + f["calls_failed"] == 240, f
+    assert f["kill_to_first_rerun_max_s"] <= 2 * DEAD_AFTER_S, f
+
+
+def crash_first(cb, x):
+    if cb.attempt == 0:
+        os._exit(3)  # the worker process dies under the call
+    return (x, cb.call_id, cb.attempt)
+
+
+def test_a_worker_crash_reruns_the_call_and_the_function_sees_its_attempt(cloud):
+    f = cloud.register(crash_first, "crash_first")
+    future = f(7)
+    value, call_id, attempt = future.get(timeout=60)
+    assert (value, call_id, attempt) == (7, future.call_id, 1)
+    refused = cloud.register(crash_first, "crash_first_once", retries=0)
+    with pytest.raises(cloudburst.FunctionError) as e:
+        refused(7).get(timeout=60)
+    assert e.value.code == "worker_crashed"
+
+
+def boom(cb, x):
+    raise ValueError(f"no {x}")
+
+
+def test_a_failed_future_answers_the_same_on_every_get(cloud):
+    future = cloud.register(boom, "faults_boom")(1)
+    with pytest.raises(cloudburst.FunctionError) as first:
+        future.get(timeout=30)
+    # A new handle of the same call asks the gateway again: same failure, at once.
+    again = cloud._future(future.call_id, future.obj_id)
+    for _ in range(2):
+        with pytest.raises(cloudburst.FunctionError) as e:
+            again.get(timeout=5)
+        assert (e.value.code, e.value.exception_type) == ("function_error", "ValueError")
+        assert e.value.message == first.value.message
+
+
+def test_await_of_an_unknown_call_answers_at_once(cloud):
+    unknown = cloud._future(0x1234, "__cloudburst/results/call-0000000000001234")
+    with pytest.raises(cloudburst.NotFoundError) as e:
+        unknown.get()  # no timeout: the gateway answers anyway
+    assert e.value.code == "unknown_call"
+
+
+def sleepy(cb, s):
+    time.sleep(s)
+    return s
+
+
+def test_a_direct_call_ends_at_its_deadline(cloud):
+    cloud.register(sleepy, "faults_sleepy")
+    start = time.monotonic()
+    with pytest.raises(cloudburst.CloudburstTimeout) as e:
+        cloud.exec_func("faults_sleepy", [20], direct_response=True, timeout=0.5)
+    assert not e.value.message.startswith("no answer"), "the server must answer, not the client"
+    assert time.monotonic() - start < 10
+    # The future of a call with a deadline ends the same way, for every get.
+    future = cloud.exec_func("faults_sleepy", [20], timeout=0.5)
+    for _ in range(2):
+        with pytest.raises(cloudburst.CloudburstTimeout):
+            future.get(timeout=10)
+
+
+def ticker(cb, key):
+    for i in range(600):
+        cb.put(key, i)
+        time.sleep(0.05)
+    return "finished"
+
+
+def after(cb, key, _upstream):
+    cb.put(key, "ran")
+    return "ran"
+
+
+def test_cancel_stops_the_running_function_and_its_downstream(cloud):
+    cloud.register(ticker, "faults_ticker")
+    cloud.register(after, "faults_after")
+    cloud.register_dag("faults_cancel", ["faults_ticker", "faults_after"],
+                       [("faults_ticker", "faults_after")])
+    tick, downstream = f"faults-tick-{time.time_ns()}", f"faults-after-{time.time_ns()}"
+    future = cloud.call_dag("faults_cancel", {"faults_ticker": [tick],
+                                              "faults_after": [downstream]})
+
+    def ticking():
+        if cloud.get_object(tick) is None:
+            raise NotYet("the function has not started")
+
+    wait_until(ticking, "the ticker running", 30)
+    assert future.cancel() is True
+    for _ in range(2):
+        with pytest.raises(cloudburst.CancelledError) as e:
+            future.get(timeout=10)
+        assert e.value.code == "cancelled"
+    assert future.cancel() is False, "it ended already"
+    # The function was stopped: its ticks stop (a running one ticks every 50 ms).
+    stopped = cloud.get_object(tick)
+    time.sleep(1.0)  # an absence over time: nothing signals it
+    assert cloud.get_object(tick) == stopped
+    assert cloud.get_object(downstream) is None

@@ -158,3 +158,71 @@ def test_cancel_stops_the_running_function_and_its_downstream(cloud):
     time.sleep(1.0)  # an absence over time: nothing signals it
     assert cloud.get_object(tick) == stopped
     assert cloud.get_object(downstream) is None
+
+
+def marked_sleep(cb, key, s):
+    cb.put(key, "running")
+    time.sleep(s)
+    return s
+
+
+def test_calls_fail_fast_when_their_executor_or_scheduler_is_lost(tmp_path):
+    """Gateway, scheduler and executor on three nodes: a call whose executor dies with no
+    re-run left fails with `executor_lost`, one whose scheduler dies with
+    `scheduler_lost`, both within twice the dead-after time rather than at a timeout."""
+    port = bench_faults.free_port()
+    Node = bench_faults.Node
+    gateway = Node(binary(), ["--roles", "kvs,gateway", "--ephemeral", "--listen", "127.0.0.1:0",
+                              "--client-listen", f"127.0.0.1:{port}",
+                              "--dashboard-listen", "127.0.0.1:0"], tmp_path / "gateway.log")
+    nodes = [gateway]
+    try:
+        def join(name, roles):
+            node = Node(binary(), ["--roles", roles, "--ephemeral", "--node-id", name,
+                                   "--listen", "127.0.0.1:0", "--join", gateway.addr,
+                                   "--workers", "1"], tmp_path / f"{name}.log")
+            nodes.append(node)
+            return node
+
+        scheduler = join("sched", "scheduler")
+        executor = join("exec", "executor")
+        cloud = bench_faults.connect(f"ws://127.0.0.1:{port}")
+
+        def serving():
+            try:
+                cloud.register(marked_sleep, "faults_marked", retries=0)
+                cloud.exec_func("faults_marked", ["faults-warm", 0], direct_response=True,
+                                timeout=5)
+            except (cloudburst.UnavailableError, cloudburst.CloudburstTimeout) as e:
+                raise NotYet(str(e)) from e
+
+        def started(key):
+            def check():
+                if cloud.get_object(key) is None:
+                    raise NotYet(f"{key} not written yet")
+            wait_until(check, "the function running", 30)
+
+        wait_until(serving, "the three nodes serving calls", 60)
+        lost = cloud.exec_func("faults_marked", ["faults-exec", 60])
+        started("faults-exec")
+        executor.kill()
+        killed = time.monotonic()
+        with pytest.raises(cloudburst.CallLostError) as e:
+            lost.get(timeout=30)
+        assert e.value.code == "executor_lost"
+        assert time.monotonic() - killed <= 2 * DEAD_AFTER_S
+
+        join("exec", "executor")
+        wait_until(serving, "the restarted executor serving calls", 60)
+        orphan = cloud.exec_func("faults_marked", ["faults-sched", 60])
+        started("faults-sched")
+        scheduler.kill()
+        killed = time.monotonic()
+        with pytest.raises(cloudburst.CallLostError) as e:
+            orphan.get(timeout=30)
+        assert e.value.code == "scheduler_lost"
+        assert time.monotonic() - killed <= 2 * DEAD_AFTER_S
+        cloud.close()
+    finally:
+        for n in nodes:
+            n.stop()

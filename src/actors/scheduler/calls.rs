@@ -267,11 +267,6 @@ impl CallTable {
         Ok((timeout, schedules))
     }
 
-    /// Forget `call` (its first schedules could not be sent: the caller is told so).
-    pub fn forget(&mut self, call: CallId) {
-        self.remove(call);
-    }
-
     /// An attempt of a call ended at an executor.
     pub fn on_ended(
         &mut self,

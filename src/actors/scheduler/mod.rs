@@ -140,8 +140,22 @@ impl Scheduler {
             self.calls
                 .start(&self.core, plan, req, options, now, &mut self.rng)?;
         if let Err(e) = self.send_schedules(schedules) {
-            self.calls.forget(call);
-            return Err(e);
+            // As a failure of the first attempt: run again elsewhere while re-runs are
+            // left, else the caller is answered with the error.
+            let ended = AttemptEnded {
+                call,
+                attempt: 0,
+                function: String::new(),
+                failure: Some(CallFailure::new(e.code(), e.to_string())),
+            };
+            match self.calls.on_ended(ended, &self.core, now, &mut self.rng) {
+                next @ Next::Rerun { .. } => self.act(next),
+                Next::Fail(failed) => {
+                    self.stop(call, failed.stop);
+                    return Err(e);
+                }
+                Next::Nothing | Next::Done => return Err(e),
+            }
         }
         Ok(CallAccepted {
             call,

@@ -226,3 +226,20 @@ def test_calls_fail_fast_when_their_executor_or_scheduler_is_lost(tmp_path):
     finally:
         for n in nodes:
             n.stop()
+
+
+def test_the_asyncio_client_has_call_deadlines_and_cancel(url, cloud):
+    import asyncio
+
+    cloud.register(sleepy, "faults_sleepy")
+
+    async def main():
+        async with await cloudburst.AsyncCloudburstConnection.connect(url) as acloud:
+            with pytest.raises(cloudburst.CloudburstTimeout):
+                await acloud.exec_func("faults_sleepy", [20], direct_response=True, timeout=0.5)
+            future = await acloud.exec_func("faults_sleepy", [20])
+            assert await future.cancel() is True
+            with pytest.raises(cloudburst.CancelledError):
+                await future.get(timeout=10)
+
+    asyncio.run(main())

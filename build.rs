@@ -6,7 +6,9 @@
 //! Also records that interpreter's path as `CLOUDBURST_BUILD_PYTHON`: the Python worker
 //! initialises CPython with it as program name so the venv's `pyvenv.cfg` is honoured
 //! (overridable at run time by `CLOUDBURST_PYTHON`). The path is not canonicalised: the
-//! venv's `bin/python3` is a symlink, and resolving it would lose the venv.
+//! venv's `bin/python3` is a symlink, and resolving it would lose the venv. And records its
+//! `major.minor` as `CLOUDBURST_BUILD_PYTHON_VERSION`: an environment chosen for the
+//! executors must match the libpython linked in.
 fn main() {
     pyo3_build_config::add_libpython_rpath_link_args();
     let python = std::env::var("PYO3_PYTHON")
@@ -15,6 +17,11 @@ fn main() {
         .or_else(|| pyo3_build_config::get().executable().map(str::to_string))
         .unwrap_or_else(|| "python3".to_string());
     println!("cargo:rustc-env=CLOUDBURST_BUILD_PYTHON={python}");
+    let version = pyo3_build_config::get().version();
+    println!(
+        "cargo:rustc-env=CLOUDBURST_BUILD_PYTHON_VERSION={}.{}",
+        version.major, version.minor
+    );
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

@@ -3,8 +3,9 @@
 A DAG `listener, talker -> report`: the two sources run at the same time on different
 workers. The listener publishes its id (`cb.getid()`, unique to this running function)
 under a key named after the run; the talker reads it from the KVS and sends a message
-straight to the listener's executor; the listener picks it up with `cb.recv()`. The sink
-reports what happened.
+straight to the running listener (any picklable object: here a str); the listener picks it
+up with `cb.recv()`. The sink reports what happened. While the listener waits, it does not
+hold the node's only worker: the pool starts another for the talker.
 """
 
 import uuid
@@ -18,8 +19,8 @@ def listener(cb, run):
     cb.put(f"chat/{run}", cb.getid())
     deadline = time.time() + 10
     while time.time() < deadline:
-        for sender, payload in cb.recv():
-            return payload.decode()
+        for sender, message in cb.recv():
+            return message
         time.sleep(0.001)
     return None
 
@@ -31,7 +32,7 @@ def talker(cb, run, text):
     while time.time() < deadline:
         dest = cb.get(f"chat/{run}")
         if dest:
-            cb.send(dest, text.encode())
+            cb.send(dest, text)
             return "sent"
         time.sleep(0.001)
     return "no listener"

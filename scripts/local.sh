@@ -3,6 +3,6 @@
 # Extra arguments are passed on, e.g. `scripts/local.sh --dump-config`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CLOUDBURST_SKIP_BROWSER=1 scripts/setup.sh
+CLOUDBURST_SKIP_BROWSER=1 CLOUDBURST_SKIP_FN_ENV=1 scripts/setup.sh
 cargo build --release --bin cloudburst
 exec target/release/cloudburst local "$@"

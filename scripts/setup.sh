@@ -16,13 +16,27 @@ if [ ! -x .venv/bin/python3 ]; then
     "$PY" -m venv .venv
 fi
 stamp=.venv/.cloudburst-setup
-want="$(cat python/pyproject.toml scripts/requirements-dev.txt python/cloudburst/*.py | sha256sum | cut -d' ' -f1)"
+want="$(cat python/pyproject.toml scripts/requirements-dev.txt $(find python/cloudburst -name '*.py' | sort) | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing the Python client and test dependencies into .venv"
     .venv/bin/python3 -m pip install --quiet --upgrade pip
     .venv/bin/python3 -m pip install --quiet -r scripts/requirements-dev.txt
     .venv/bin/python3 -m pip install --quiet ./python
     echo "$want" > "$stamp"
+fi
+
+# A second environment for functions, with numpy: the test of `--python` runs executors on
+# it. cloudpickle is pinned to the client's version (registrations are checked against it).
+# Skipped with CLOUDBURST_SKIP_FN_ENV=1, as scripts/local.sh does: running needs none.
+if [ "${CLOUDBURST_SKIP_FN_ENV:-0}" != 1 ]; then
+    cp_version="$(.venv/bin/python3 -c 'import cloudpickle; print(cloudpickle.__version__)')"
+    fn_want="numpy cloudpickle==$cp_version"
+    if [ ! -x .venv-numpy/bin/python3 ] || [ "$(cat .venv-numpy/.cloudburst-setup 2>/dev/null)" != "$fn_want" ]; then
+        echo "setup: creating .venv-numpy (numpy, $fn_want) for the executors' --python test"
+        .venv/bin/python3 -m venv --clear .venv-numpy
+        .venv-numpy/bin/python3 -m pip install --quiet $fn_want
+        echo "$fn_want" > .venv-numpy/.cloudburst-setup
+    fi
 fi
 
 # The dashboard's browser tests drive headless Chromium through Debian's chromedriver

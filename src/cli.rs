@@ -92,6 +92,10 @@ pub struct CommonArgs {
     /// Python worker processes per executor node (0 = one per core).
     #[arg(long, env = "CLOUDBURST_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+    /// The python of the environment functions run in (for the packages they import):
+    /// same Python major.minor as cloudburst's, with cloudpickle installed.
+    #[arg(long, env = "CLOUDBURST_PYTHON", value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// Allow listeners on addresses outside 127.0.0.0/8.
     #[arg(long, env = "CLOUDBURST_ALLOW_NON_LOOPBACK")]
     pub allow_non_loopback: bool,
@@ -223,6 +227,9 @@ impl CommonArgs {
         }
         if let Some(n) = self.workers {
             c.executor.workers = n;
+        }
+        if let Some(p) = &self.python {
+            c.executor.python = Some(p.clone());
         }
         if self.allow_non_loopback {
             c.node.allow_non_loopback = true;

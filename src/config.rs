@@ -230,6 +230,15 @@ pub struct ExecutorConfig {
     /// The `cloudburst` binary the Python workers run (`cloudburst worker`); unset means
     /// this executable (tests and embedders that are not `cloudburst` set it).
     pub worker_exe: Option<std::path::PathBuf>,
+    /// The `python` of the environment functions run in (its packages are what they can
+    /// import); unset means the environment `cloudburst` was built against. Checked at
+    /// start: same Python major.minor as the one embedded, with `cloudpickle`.
+    pub python: Option<std::path::PathBuf>,
+    /// Workers an executor may start beyond `workers` while its workers wait on the
+    /// platform (a `recv` that found nothing, a `get` of a missing key) and calls queue,
+    /// so functions that wait for each other finish on any worker count. Each costs a
+    /// Python process (tens of MB).
+    pub max_extra_workers: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -331,6 +340,8 @@ impl Default for ExecutorConfig {
             cache_report_interval_ms: 1000,
             utilisation_threshold: 0.9,
             worker_exe: None,
+            python: None,
+            max_extra_workers: 32,
         }
     }
 }

@@ -56,6 +56,9 @@ pub const CACHE_CAPACITY: &str = "cloudburst_cache_capacity_bytes";
 pub const EXECUTOR_UTILISATION: &str = "cloudburst_executor_utilisation";
 /// Gauge: Python worker processes of an executor; label `node`.
 pub const EXECUTOR_WORKERS: &str = "cloudburst_executor_workers";
+/// Gauge: Python workers an executor started beyond its size while functions wait on the
+/// platform; label `node`.
+pub const EXECUTOR_EXTRA_WORKERS: &str = "cloudburst_executor_extra_workers";
 /// Counter prefix of this node's transport counters (`cloudburst_transport_<field>_total`,
 /// one per field of `NetMetricsSnapshot`); label `node`.
 pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";

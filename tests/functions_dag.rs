@@ -53,7 +53,8 @@ fn fan_out_then_fan_in_passes_results_in_edge_order() {
     run(async {
         let (cluster, client) = cluster(2).await;
         register(&client, &["fan_src", "left", "right", "join"]).await;
-        // edge list puts right before left into join: join(cb, right, left)
+        // edge list puts right before left into join, each upstream's tuple spread:
+        // join(cb, 'right', 40, 'left', 5)
         client
             .register_dag(
                 "diamond",

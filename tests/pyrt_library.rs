@@ -25,7 +25,7 @@ async fn get_put_send_recv_getid_reach_the_library() {
     mem.inbox
         .lock()
         .expect("lock")
-        .push(("peer-0".into(), Bytes::from_static(b"ping")));
+        .push(("peer-0".into(), pickled_bytes("b'ping'")));
     let lib: Arc<dyn UserLibrary> = mem.clone();
     let out = pool
         .call(call("library", vec![Some(value("'k'"))], T), lib)
@@ -33,7 +33,7 @@ async fn get_put_send_recv_getid_reach_the_library() {
         .expect("call succeeds");
     assert_eq!(
         repr(&out),
-        "(41, [42, None], 'exec-7', [('peer-0', b'ping')])"
+        "(41, {'k': 42, 'missing': None}, 'exec-7', [('peer-0', b'ping')])"
     );
     let store = mem.store.lock().expect("lock").clone();
     assert_eq!(repr(&store[&Key::new("k")]), "42");
@@ -43,9 +43,18 @@ async fn get_put_send_recv_getid_reach_the_library() {
         "{tags:?}"
     );
     assert_eq!(repr(tags), "set[\"'a'\", \"'b'\"]");
+    // Messages travel pickled: bytes arrive as bytes, anything else as itself.
+    let sent: Vec<_> = mem.sent.lock().expect("lock").clone();
+    let sent: Vec<_> = sent
+        .into_iter()
+        .map(|(dest, payload)| (dest, repr(&PyValue::Pickled(payload))))
+        .collect();
     assert_eq!(
-        *mem.sent.lock().expect("lock"),
-        vec![("peer-1".to_string(), Bytes::from_static(b"hello"))]
+        sent,
+        vec![
+            ("peer-1".to_string(), "b'hello'".to_string()),
+            ("peer-1".to_string(), "{'n': 5}".to_string())
+        ]
     );
     pool.shutdown().await;
 }
@@ -106,4 +115,12 @@ async fn library_calls_release_the_gil_while_they_wait() {
         "the GIL was held while waiting: share {share:.3}"
     );
     pool.shutdown().await;
+}
+
+/// The pickle of a Python expression, as a message payload.
+fn pickled_bytes(expr: &str) -> Bytes {
+    match value(expr) {
+        PyValue::Pickled(b) => b,
+        other => panic!("not one pickle: {other:?}"),
+    }
 }

@@ -12,6 +12,11 @@ connection line::
 asyncio variant. Both raise the errors of :mod:`cloudburst.errors` (one class per family,
 the exact reason in ``.code``), as do ``cb.get``/``cb.put`` inside functions. The wire
 protocol is documented in docs/protocol.md.
+
+Programs written for the original Cloudburst import from its paths
+(``cloudburst.client.client``, ``cloudburst.shared.reference``,
+``cloudburst.shared.proto.cloudburst_pb2``): those modules re-export these same classes and
+constants. What differs and why: docs/porting.md.
 """
 
 from .aio import AsyncCloudburstConnection, AsyncCloudburstFunction, AsyncCloudburstFuture
@@ -34,10 +39,12 @@ from .shared import (
     CAUSAL,
     CONSISTENCY_MODES,
     LWW,
+    MULTI,
     NORMAL,
     REPEATABLE_READ,
     CloudburstReference,
     Concurrent,
+    Registered,
     client_environment,
 )
 
@@ -62,9 +69,11 @@ __all__ = [
     "InternalError",
     "InvalidRequestError",
     "LWW",
+    "MULTI",
     "NORMAL",
     "NotFoundError",
     "REPEATABLE_READ",
+    "Registered",
     "SessionError",
     "UnavailableError",
     "client_environment",

@@ -31,7 +31,7 @@ from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, Typ
 from . import protocol
 from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError
 from .protocol import Fields
-from .shared import NORMAL
+from .shared import NORMAL, Registered
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -143,6 +143,8 @@ class operation(Generic[P, T]):
         self.__doc__ = plan.__doc__
         self.__name__ = plan.__name__
         self.__signature__ = signature
+        #: The function building the request (what ``get_object(future)`` reuses).
+        self.plan = plan
 
     @overload
     def __get__(self, obj: None, owner: type) -> operation[P, T]: ...
@@ -192,6 +194,22 @@ class Methods(Generic[FunctionT, FutureT]):
         """The future of a call whose result will be stored under ``key``."""
         raise NotImplementedError
 
+    def _future_argument(self, future: Any) -> Any:
+        """What a future passed as an argument becomes: its result (the synchronous client
+        waits for it here; the asyncio client refuses, its futures are awaited)."""
+        raise TypeError(
+            f"{type(self).__name__} cannot take a future as an argument: pass "
+            "`await future.get()` instead"
+        )
+
+    def _arguments(self, args: Any) -> list[Any]:
+        """Call arguments as a list (one that is not a list or tuple is a list of one),
+        futures of this client replaced by their results, as the original client turned
+        them into references to their results."""
+        if not isinstance(args, (list, tuple)):
+            args = [args]
+        return [self._future_argument(a) if isinstance(a, Outcome) else a for a in args]
+
     def _call(
         self, op: str, fields: Fields, direct: bool, timeout: float | None
     ) -> Request[Any | FutureT]:
@@ -224,10 +242,12 @@ class Methods(Generic[FunctionT, FutureT]):
     @operation
     def register_dag(
         self, name: str, functions: Iterable[str], connections: Iterable[Iterable[str]]
-    ) -> Request[bool]:
-        """Register a DAG of registered functions with edges ``(from, to)``."""
+    ) -> Request[Registered]:
+        """Register a DAG of registered functions with edges ``(from, to)`` (registering a
+        name again replaces its DAG). Returns a true value that also unpacks as the
+        original client's ``(success, error)``: ``(True, 0)``; a failure raises."""
         fields = protocol.dag_fields(name, functions, connections)
-        return Request("register_dag", fields, _true)
+        return Request("register_dag", fields, _registered)
 
     @operation
     def call_dag(
@@ -237,17 +257,24 @@ class Methods(Generic[FunctionT, FutureT]):
         direct_response: bool = False,
         consistency: str = NORMAL,
         output_key: str | None = None,
+        client_id: str | None = None,
         timeout: float | None = None,
         retries: int | None = None,
         retry_errors: bool | None = None,
     ) -> Request[Any | FutureT]:
-        """Call a DAG; ``arg_map`` maps source functions to their argument lists. Returns
-        the result when ``direct_response`` is true, else a future. ``output_key`` also
-        stores the result under that key. ``timeout`` (seconds) ends the call with
-        :class:`CloudburstTimeout` if it has not finished by then (default: its
-        functions' timeouts for every re-run, plus slack); ``retries`` and
+        """Call a DAG; ``arg_map`` maps source functions to their argument lists (futures
+        among them count as their results). Returns the result when ``direct_response`` is
+        true, else a future. ``output_key`` also stores the result under that key.
+        ``client_id`` (the original client's id for causal metadata) is accepted and not
+        needed: a causal call's session is kept by the cluster. ``timeout`` (seconds) ends
+        the call with :class:`CloudburstTimeout` if it has not finished by then (default:
+        its functions' timeouts for every re-run, plus slack); ``retries`` and
         ``retry_errors`` override what the functions registered (see ``register``)."""
-        fields = {"dag": name, "args": protocol.dag_args(arg_map)}
+        del client_id
+        if not isinstance(arg_map, dict):
+            raise TypeError("call_dag's arg_map maps function names to argument lists")
+        arguments = {f: self._arguments(a) for f, a in arg_map.items()}
+        fields = {"dag": name, "args": protocol.dag_args(arguments)}
         fields.update(
             protocol.call_fields(
                 direct_response, consistency, output_key, timeout, retries, retry_errors
@@ -267,11 +294,13 @@ class Methods(Generic[FunctionT, FutureT]):
         retries: int | None = None,
         retry_errors: bool | None = None,
     ) -> Request[Any | FutureT]:
-        """Call one function with ``args`` (a list; anything else is one argument).
-        Returns the result when ``direct_response`` is true, else a future.
-        ``output_key`` also stores the result under that key. ``timeout``, ``retries``
-        and ``retry_errors`` as for ``call_dag``."""
-        fields = {"function": name, "args": protocol.pack_args(args)}
+        """Call one function with ``args`` (a list or tuple; anything else is one argument;
+        futures among them count as their results). Returns the result when
+        ``direct_response`` is true, else a future (the original returned the result's key:
+        ``get_object`` takes the future in its place). ``output_key`` also stores the
+        result under that key. ``timeout``, ``retries`` and ``retry_errors`` as for
+        ``call_dag``."""
+        fields = {"function": name, "args": protocol.pack_args(self._arguments(args))}
         fields.update(
             protocol.call_fields(
                 direct_response, consistency, output_key, timeout, retries, retry_errors
@@ -289,9 +318,10 @@ class Methods(Generic[FunctionT, FutureT]):
         return Request("list", {"what": "functions", "prefix": name}, handle)
 
     @operation
-    def delete_dag(self, name: str) -> Request[bool]:
-        """Delete a DAG (``unknown_dag`` if there is none)."""
-        return Request("delete_dag", {"name": name}, _true)
+    def delete_dag(self, name: str) -> Request[Registered]:
+        """Delete a DAG (``unknown_dag`` if there is none). Returns a true value that also
+        unpacks as the original client's ``(success, error)``."""
+        return Request("delete_dag", {"name": name}, _registered)
 
     @operation
     def list(self, prefix: str | None = None) -> Request[Names]:
@@ -310,8 +340,13 @@ class Methods(Generic[FunctionT, FutureT]):
         return Request("put_object", {"key": key, "value": protocol.pack_value(value)}, _true)
 
     @operation
-    def get_object(self, key: str) -> Request[Any]:
-        """The value stored under ``key``, or ``None``."""
+    def get_object(self, key: str | Outcome[Any]) -> Request[Any]:
+        """The value stored under ``key``, or ``None``. A future in place of the key (what
+        the original client's ``exec_func`` returned was the result's key) gives its
+        result, as ``future.get()`` does."""
+        if isinstance(key, Outcome):
+            get: operation[[float | None], Any] = Outcome.__dict__["get"]
+            return get.plan(key, None)
         return Request("get_object", {"key": key}, protocol.unpack_value)
 
     @operation
@@ -326,6 +361,10 @@ def _true(_: Any) -> bool:
 
 def _false(_: Any) -> bool:
     return False
+
+
+def _registered(_: Any) -> Registered:
+    return Registered()
 
 
 def _none(_: Any) -> None:

@@ -36,6 +36,7 @@ pub(super) fn start(
                 vec![ExecutorSample {
                     node,
                     workers: pool.workers() as u64,
+                    extra_workers: pool.extra_workers() as u64,
                     utilisation: pool.utilisation(),
                 }]
             }

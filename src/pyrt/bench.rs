@@ -179,6 +179,7 @@ fn in_process(f: &FunctionSpec, args: &[Option<PyValue>], n: usize) -> anyhow::R
         kind: f.kind,
         body: Some(&f.body),
         args,
+        upstream: 0,
         call: 0,
         attempt: 0,
     };

@@ -8,6 +8,8 @@ on the supervisor; a failed request raises the client package's error class for 
 
 Values cross the boundary as: None, bytes (one pickled object), list[bytes] (a set, one
 pickle per element) or tuple[bytes] (concurrent versions of a causal key, read only).
+Messages between functions (`send`/`recv`) are pickled objects too, so any picklable value
+arrives as it was sent.
 """
 
 import pickle
@@ -70,6 +72,29 @@ def _loads(value):
     return pickle.loads(value)
 
 
+def _raw(value):
+    """A stored value's bytes, for `get(key, deserialize=False)`."""
+    if isinstance(value, list):
+        return [bytes(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(bytes(v) for v in value)
+    return None if value is None else bytes(value)
+
+
+def _spread(values, upstream):
+    """The arguments with every tuple among the last `upstream` (results of upstream
+    functions) spread into separate arguments, as the original Cloudburst did."""
+    if not upstream:
+        return values
+    out = values[: len(values) - upstream]
+    for v in values[len(values) - upstream :]:
+        if type(v) is tuple:
+            out.extend(v)
+        else:
+            out.append(v)
+    return out
+
+
 def _dumps(obj):
     try:
         return pickle.dumps(obj, protocol=5)
@@ -100,13 +125,17 @@ class Cloudburst:
         self.call_id = call_id
         self.attempt = attempt
 
-    def get(self, key):
-        """One key -> its value or None; a list of keys -> a list of values. Under causal
-        consistency a key with concurrent versions reads as a `Concurrent` tuple of them."""
+    def get(self, key, deserialize=True):
+        """One key -> its value or None; a list of keys -> a dict {key: value or None}, as
+        in the original Cloudburst. Under causal consistency a key with concurrent versions
+        reads as a `Concurrent` tuple of them. `deserialize=False` returns the stored bytes
+        (the pickle; a set's or concurrent versions' pickles as a list or tuple)."""
+        load = _loads if deserialize else _raw
         try:
             if isinstance(key, (list, tuple)):
-                return [_loads(v) for v in self._link.get([str(k) for k in key])]
-            return _loads(self._link.get([str(key)])[0])
+                values = self._link.get([str(k) for k in key])
+                return {k: load(v) for k, v in zip(key, values)}
+            return load(self._link.get([str(key)])[0])
         except RuntimeError as e:
             raise _library_error(e) from None
 
@@ -121,16 +150,33 @@ class Cloudburst:
         """This executor's address, for others to `send` to."""
         return self._link.getid()
 
-    def send(self, dest, payload):
-        """Send bytes to the executor whose `getid()` is `dest`."""
+    def send(self, dest, message):
+        """Send any picklable object to the running function whose `getid()` is `dest`;
+        it arrives as sent (bytes stay bytes)."""
+        if not isinstance(dest, str):
+            raise TypeError("send(dest, message): dest is a str returned by getid(), not %s"
+                            % type(dest).__name__)
+        payload = _dumps(message)
         try:
-            self._link.send(str(dest), bytes(payload))
+            self._link.send(dest, payload)
         except RuntimeError as e:
             raise _library_error(e) from None
 
     def recv(self):
-        """Messages waiting for this executor: [(sender_id, bytes)]."""
-        return self._link.recv()
+        """Messages waiting for this function, without blocking: a list of
+        (sender_id, message), [] if none."""
+        return [(sender, pickle.loads(payload)) for sender, payload in self._link.recv()]
+
+
+def _missing_module(e):
+    """For an import that failed on the executors: which module, and how to add it."""
+    module = getattr(e, "name", None) or "?"
+    return (
+        "%s: module %r is not installed in the executors' Python (%s). Install it there "
+        "(%s -m pip install %s), or start the executors on a Python environment that has "
+        "it: `cloudburst local --python PATH` (config: executor.python)"
+        % (e, module, sys.prefix, sys.executable, module.split(".")[0])
+    )
 
 
 def _exception(e):
@@ -138,7 +184,8 @@ def _exception(e):
     while tb is not None and tb.tb_frame.f_globals is globals():
         tb = tb.tb_next  # the user's frames only, not this module's
     text = "".join(traceback.format_exception(type(e), e, tb))
-    return ("exc", type(e).__qualname__, str(e), text, False)
+    message = _missing_module(e) if isinstance(e, ModuleNotFoundError) else str(e)
+    return ("exc", type(e).__qualname__, message, text, False)
 
 
 def _load(name, hash_, kind, body, cb):
@@ -147,6 +194,8 @@ def _load(name, hash_, kind, body, cb):
         return ("pickle", "function %r is not loaded in this worker" % name, False)
     try:
         obj = cloudpickle.loads(body)
+    except ModuleNotFoundError as e:
+        return ("pickle", "cannot unpickle function %r: %s" % (name, _missing_module(e)), False)
     except BaseException as e:
         return ("pickle", "cannot unpickle function %r: %s: %s" % (name, type(e).__name__, e), False)
     if kind == "class":
@@ -167,9 +216,10 @@ def _load(name, hash_, kind, body, cb):
     return fn
 
 
-def run(name, hash_, kind, body, args, link, call_id=0, attempt=0):
-    """Run one call. Returns ("ok", bytes, loaded) or ("exc", type, message, traceback,
-    loaded) or ("pickle", message, loaded)."""
+def run(name, hash_, kind, body, args, upstream, link, call_id=0, attempt=0):
+    """Run one call; the last `upstream` of `args` are upstream results (tuples among them
+    are spread). Returns ("ok", bytes, loaded) or ("exc", type, message, traceback, loaded)
+    or ("pickle", message, loaded)."""
     cb = Cloudburst(link, call_id, attempt)
     fn = _functions.get((name, hash_))
     if fn is None:
@@ -177,7 +227,9 @@ def run(name, hash_, kind, body, args, link, call_id=0, attempt=0):
         if isinstance(fn, tuple):
             return fn
     try:
-        values = [_loads(a) for a in args]
+        values = _spread([_loads(a) for a in args], upstream)
+    except ModuleNotFoundError as e:
+        return ("pickle", "cannot unpickle an argument: %s" % _missing_module(e), True)
     except BaseException as e:
         return ("pickle", "cannot unpickle an argument: %s: %s" % (type(e).__name__, e), True)
     try:

@@ -190,6 +190,7 @@ impl Glue {
             kind,
             body,
             args,
+            call.upstream,
             link,
             call.call,
             call.attempt,
@@ -211,6 +212,9 @@ pub struct CallRef<'a> {
     pub body: Option<&'a [u8]>,
     /// Arguments after `cb`.
     pub args: &'a [Option<PyValue>],
+    /// How many of `args` (the last ones) are upstream results (tuples among them are
+    /// spread).
+    pub upstream: usize,
     /// The call it belongs to and its attempt (`cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,

@@ -1,10 +1,17 @@
 //! Leasing workers out of a [`super::PythonPool`]: the bounded wait for an idle worker,
-//! the lease that returns or replaces it, and the background replacement of dead workers.
+//! the lease that returns or replaces it, the background replacement of dead workers, and
+//! extra workers while workers wait on the platform.
+//!
+//! Extra workers: a function that waits for another (looping on `recv`, or on `get` of a
+//! key another function will write) holds its worker; if every worker is held so and the
+//! others' calls queue, nothing would ever run them. So while calls queue, the pool starts
+//! one extra worker per worker waiting on the platform, up to `max_extra`. An extra worker
+//! that finishes a call when no call queues is retired; one that dies is not replaced.
 
 use super::pool::Inner;
-use super::process::{self, Worker};
+use super::process::{self, Waiting, Worker};
 use super::CallError;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::TryAcquireError;
@@ -22,6 +29,7 @@ pub(super) async fn checkout(inner: &Arc<Inner>) -> Result<Lease, CallError> {
             Err(TryAcquireError::NoPermits) => {
                 let _queued = QueueSlot::take(&inner.waiting, inner.cfg.max_queued)
                     .ok_or(CallError::Overloaded)?;
+                grow(inner);
                 match tokio::time::timeout(inner.cfg.queue_wait, inner.available.acquire()).await {
                     Err(_) => {
                         return Err(CallError::Unavailable {
@@ -56,6 +64,94 @@ pub(super) async fn checkout(inner: &Arc<Inner>) -> Result<Lease, CallError> {
         }
         return Ok(lease);
     }
+}
+
+/// Whether one call's function waits on the platform, kept in the pool's `blocked` count
+/// (and taken out of it when the call ends).
+pub(super) struct Waits<'a> {
+    inner: &'a Arc<Inner>,
+    on: AtomicBool,
+}
+
+impl<'a> Waits<'a> {
+    pub(super) fn new(inner: &'a Arc<Inner>) -> Self {
+        Waits {
+            inner,
+            on: AtomicBool::new(false),
+        }
+    }
+}
+
+impl Waiting for Waits<'_> {
+    fn waiting(&self, on_platform: bool) {
+        if self.on.swap(on_platform, Ordering::AcqRel) == on_platform {
+            return;
+        }
+        if on_platform {
+            self.inner.blocked.fetch_add(1, Ordering::AcqRel);
+            grow(self.inner);
+        } else {
+            self.inner.blocked.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Waits<'_> {
+    fn drop(&mut self) {
+        if *self.on.get_mut() {
+            self.inner.blocked.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Start an extra worker if calls queue while more workers wait on the platform than
+/// extra workers exist (bounded by `max_extra`).
+fn grow(inner: &Arc<Inner>) {
+    let reserved = inner
+        .extra
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |extra| {
+            let wanted = inner
+                .blocked
+                .load(Ordering::Acquire)
+                .min(inner.cfg.max_extra);
+            let queued = inner.waiting.load(Ordering::Acquire) > 0;
+            (queued && extra < wanted && !inner.closed.is_cancelled()).then_some(extra + 1)
+        });
+    if let Ok(extra) = reserved {
+        inner.active.fetch_add(1, Ordering::AcqRel);
+        spawn_or_drop(start_extra(Arc::downgrade(inner), extra));
+    }
+}
+
+/// Start extra worker number `n` (counted in `extra` and `active` by the caller) and give
+/// it to the queue.
+async fn start_extra(pool: Weak<Inner>, n: usize) {
+    let Some(inner) = pool.upgrade() else { return };
+    let index = inner.cfg.workers + n;
+    let seq = inner.next_seq.fetch_add(1, Ordering::Relaxed);
+    let started = tokio::select! {
+        biased;
+        _ = inner.closed.cancelled() => None,
+        s = process::spawn(&inner.cfg, inner.sockdir.path(), index, seq) => Some(s),
+    };
+    match started {
+        Some(Ok((mut worker, _))) => {
+            tracing::info!(
+                worker = index,
+                "extra python worker started: workers wait on the platform while calls queue"
+            );
+            worker.extra = true;
+            inner.checkin(worker);
+        }
+        Some(Err(e)) => {
+            warn!(worker = index, cause = %e, "starting an extra python worker failed");
+            inner.extra.fetch_sub(1, Ordering::AcqRel);
+        }
+        None => {
+            inner.extra.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    inner.leave();
 }
 
 /// A place in the queue of waiting calls, released on drop.
@@ -132,7 +228,16 @@ impl Drop for Lease {
 /// the pool is closed or gone. Counted in `active` by the caller.
 async fn replace(pool: Weak<Inner>, dead: Worker) {
     let index = dead.index;
+    let extra = dead.extra;
     dead.kill().await;
+    if extra {
+        // Not replaced: the pool grows again if functions still wait.
+        if let Some(inner) = pool.upgrade() {
+            inner.extra.fetch_sub(1, Ordering::AcqRel);
+            inner.leave();
+        }
+        return;
+    }
     let mut delay = RESPAWN_BACKOFF.0;
     loop {
         let Some(inner) = pool.upgrade() else { return };

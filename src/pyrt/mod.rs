@@ -20,6 +20,7 @@
 //! - [`sockdir`]: the pool's socket directory; removing those of dead pools of the node.
 //! - `wire`: the frames between supervisor and worker.
 //! - [`interp`]: interpreter initialisation (the venv's Python) and the Python glue.
+//! - [`probe`]: checking a Python environment chosen for the executors.
 //! - [`worker`]: the `cloudburst worker` process mode.
 //! - [`mod@bench`]: `cloudburst bench python`.
 
@@ -27,6 +28,7 @@ pub mod bench;
 pub mod interp;
 mod lease;
 pub mod pool;
+pub mod probe;
 mod process;
 pub mod sockdir;
 mod wire;
@@ -89,6 +91,10 @@ pub struct PyCall {
     pub function: Arc<FunctionSpec>,
     /// Positional arguments after `cb`; `None` is Python `None` (e.g. a missing referenced key).
     pub args: Vec<Option<PyValue>>,
+    /// How many of `args` (the last ones) are results of upstream functions of a DAG. A
+    /// tuple among them is spread into separate arguments, as the original Cloudburst did
+    /// (`return a, b` upstream reaches `f(cb, a, b)`).
+    pub upstream: usize,
     /// Wall-clock limit for the call once it runs on a worker (queueing not included).
     pub timeout: Duration,
     /// The call it belongs to and which run of it this is (`cb.call_id`, `cb.attempt`).
@@ -100,11 +106,13 @@ pub struct PyCall {
 }
 
 impl PyCall {
-    /// A call of `function` with `args` (call id 0, first attempt, never cancelled).
+    /// A call of `function` with `args`, none of them upstream results (call id 0, first
+    /// attempt, never cancelled).
     pub fn new(function: Arc<FunctionSpec>, args: Vec<Option<PyValue>>, timeout: Duration) -> Self {
         PyCall {
             function,
             args,
+            upstream: 0,
             timeout,
             call: 0,
             attempt: 0,
@@ -275,4 +283,12 @@ pub enum PyRuntimeError {
     /// Workers of one pool report different Python environments.
     #[error("Python workers disagree on their environment: {0}")]
     Mismatch(String),
+    /// The Python chosen for the executors (`executor.python`) cannot host the workers.
+    #[error("executor.python {python} cannot run functions: {why}")]
+    Environment {
+        /// The program named.
+        python: String,
+        /// What is wrong with it, and how to fix it.
+        why: String,
+    },
 }

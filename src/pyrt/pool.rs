@@ -1,7 +1,7 @@
 //! [`PythonPool`]: a fixed number of worker processes, a bounded queue of waiting calls,
 //! timeouts enforced by killing, and replacement of dead workers in the background.
 
-use super::lease::{checkout, spawn_or_drop};
+use super::lease::{checkout, spawn_or_drop, Waits};
 use super::process::{self, Broken, Worker};
 use super::sockdir;
 use super::{CallError, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
@@ -42,11 +42,19 @@ pub struct PoolConfig {
     pub queue_wait: Duration,
     /// The Python program the workers embed (passed to them as `CLOUDBURST_PYTHON`); `None`
     /// = inherit this process's `CLOUDBURST_PYTHON`, else the build-time venv python.
+    /// Checked before the workers start (see [`super::probe`]).
     pub python: Option<PathBuf>,
     /// Whose pool this is (the node id): its socket directory is named after it, and at
     /// start the directories a dead process of the same owner left behind are removed.
     pub owner: Option<String>,
+    /// Workers started beyond `workers` while workers wait on the platform and calls
+    /// queue (see [`DEFAULT_MAX_EXTRA`]).
+    pub max_extra: usize,
 }
+
+/// Extra workers by default: enough for a few dozen functions that wait for each other on
+/// one node (each is a Python process of tens of MB).
+pub const DEFAULT_MAX_EXTRA: usize = 32;
 
 impl PoolConfig {
     /// `workers` processes of `worker_exe`, default limits.
@@ -59,6 +67,7 @@ impl PoolConfig {
             queue_wait: DEFAULT_QUEUE_WAIT,
             python: None,
             owner: None,
+            max_extra: DEFAULT_MAX_EXTRA,
         }
     }
 
@@ -68,7 +77,11 @@ impl PoolConfig {
         cfg: &crate::config::ExecutorConfig,
         worker_exe: impl Into<PathBuf>,
     ) -> Self {
-        Self::new(cfg.workers, worker_exe)
+        PoolConfig {
+            python: cfg.python.clone(),
+            max_extra: cfg.max_extra_workers,
+            ..Self::new(cfg.workers, worker_exe)
+        }
     }
 
     fn resolved(mut self) -> Result<Self, PyRuntimeError> {
@@ -102,6 +115,10 @@ pub(super) struct Inner {
     pub(super) available: Semaphore,
     pub(super) waiting: AtomicUsize,
     pub(super) busy: AtomicUsize,
+    /// Workers whose running function waits on the platform now.
+    pub(super) blocked: AtomicUsize,
+    /// Extra workers alive or starting (at most `cfg.max_extra`).
+    pub(super) extra: AtomicUsize,
     /// Leases plus replacements being started: what `shutdown` waits for.
     pub(super) active: AtomicUsize,
     pub(super) wound_down: Notify,
@@ -113,6 +130,11 @@ impl PythonPool {
     /// Start `cfg.workers` workers and wait until all are ready.
     pub async fn start(cfg: PoolConfig) -> Result<PythonPool, PyRuntimeError> {
         let cfg = cfg.resolved()?;
+        if let Some(python) = &cfg.python {
+            let found = super::probe::check(python).await?;
+            tracing::info!(python = %python.display(), version = %found.python,
+                cloudpickle = found.cloudpickle.as_deref().unwrap_or(""), "executors' python checked");
+        }
         if let Some(owner) = &cfg.owner {
             for dir in sockdir::sweep(&std::env::temp_dir(), owner) {
                 info!(dir = %dir.display(), "removed the socket directory of a dead pool");
@@ -151,6 +173,8 @@ impl PythonPool {
             available: Semaphore::new(n),
             waiting: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
+            extra: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             wound_down: Notify::new(),
             next_seq: AtomicU64::new(n as u64),
@@ -173,19 +197,21 @@ impl PythonPool {
             _ = call.cancel.cancelled() => return Err(CallError::Cancelled),
             lease = checkout(&self.inner) => lease?,
         };
+        let waits = Waits::new(&self.inner);
         let stop = {
             let worker = lease.worker();
             tokio::select! {
                 biased;
                 _ = self.inner.closed.cancelled() => Stop::ShutDown,
                 _ = call.cancel.cancelled() => Stop::Cancelled,
-                r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib)) => match r {
+                r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib, &waits)) => match r {
                     Ok(Ok(outcome)) => Stop::Done(outcome),
                     Ok(Err(Broken(why))) => Stop::Crashed(why),
                     Err(_) => Stop::Timeout,
                 },
             }
         };
+        drop(waits);
         let function = &call.function.name;
         match stop {
             Stop::Done(outcome) => {
@@ -224,9 +250,16 @@ impl PythonPool {
         &self.inner.env
     }
 
-    /// Fraction of workers running a call now, in `0.0..=1.0`.
+    /// Fraction of workers running a call now, in `0.0..=1.0` (extra workers count as
+    /// the pool being full).
     pub fn utilisation(&self) -> f64 {
-        self.inner.busy.load(Ordering::Relaxed) as f64 / self.inner.cfg.workers as f64
+        let busy = self.inner.busy.load(Ordering::Relaxed) as f64;
+        (busy / self.inner.cfg.workers as f64).min(1.0)
+    }
+
+    /// Extra workers alive or starting now (see [`PoolConfig::max_extra`]).
+    pub fn extra_workers(&self) -> usize {
+        self.inner.extra.load(Ordering::Relaxed)
     }
 
     /// Number of worker processes.
@@ -287,9 +320,15 @@ impl Inner {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Give a healthy worker back (or kill it if the pool is closed).
+    /// Give a healthy worker back (or kill it if the pool is closed, or retire it if it is
+    /// an extra worker no call waits for).
     pub(super) fn checkin(&self, worker: Worker) {
         if self.closed.is_cancelled() {
+            spawn_or_drop(worker.kill());
+            return;
+        }
+        if worker.extra && self.waiting.load(Ordering::Acquire) == 0 {
+            self.extra.fetch_sub(1, Ordering::AcqRel);
             spawn_or_drop(worker.kill());
             return;
         }

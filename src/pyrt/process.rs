@@ -35,11 +35,30 @@ const MAX_LOG_LINE: usize = 8 * 1024;
 pub(super) struct Worker {
     pub index: usize,
     pub pid: u32,
+    /// Started beyond the pool's size while workers waited on the platform: retired, not
+    /// replaced, once nothing waits for it.
+    pub extra: bool,
     child: Child,
     framed: Framed<UnixStream, LengthDelimitedCodec>,
     max_frame: usize,
     /// Functions this worker has cached, so their bodies are sent once.
     loaded: HashSet<(String, u64)>,
+}
+
+/// Told after every user-library request of a call whether the function is now waiting on
+/// the platform: its `recv` found nothing, or its `get` found a key missing (it is likely
+/// to ask again until another function acts).
+pub(super) trait Waiting: Sync {
+    fn waiting(&self, on_platform: bool);
+}
+
+/// Whether `reply` found nothing the function was looking for.
+fn found_nothing(reply: &LibReply) -> bool {
+    match reply {
+        LibReply::Messages(m) => m.is_empty(),
+        LibReply::Values(v) => v.iter().any(Option::is_none),
+        _ => false,
+    }
 }
 
 /// The worker can no longer be trusted (died, hung up, broke the protocol): kill it.
@@ -101,6 +120,7 @@ pub(super) async fn spawn(
     let worker = Worker {
         index,
         pid,
+        extra: false,
         child,
         framed,
         max_frame: cfg.max_frame_bytes,
@@ -146,6 +166,7 @@ impl Worker {
         &mut self,
         call: &PyCall,
         lib: &dyn UserLibrary,
+        waits: &dyn Waiting,
     ) -> Result<Result<PyValue, CallError>, Broken> {
         let f = &call.function;
         let key = (f.name.clone(), f.hash);
@@ -156,6 +177,7 @@ impl Worker {
             kind: f.kind,
             body: send_body.then_some(&f.body),
             args: &call.args,
+            upstream: call.upstream,
             call: call.call,
             attempt: call.attempt,
         });
@@ -173,6 +195,7 @@ impl Worker {
                 }
                 FromWorker::Lib(req) => {
                     let reply = serve_lib(req, lib).await;
+                    waits.waiting(found_nothing(&reply));
                     let frame = self
                         .encode_checked(&ToWorker::LibReply(reply))
                         .or_else(|e| encode(&ToWorker::LibReply(LibReply::Error(unsendable(e)))))

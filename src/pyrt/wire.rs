@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-/// 3: a call carries its call id and attempt.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 3: a call carries how many of its arguments are upstream results.
+/// 4: a call carries its call id and attempt.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -35,6 +36,7 @@ pub struct WireCall {
     pub kind: FunctionKind,
     pub body: Option<Bytes>,
     pub args: Vec<Option<PyValue>>,
+    pub upstream: usize,
     /// The call it belongs to and its attempt (for `cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,
@@ -55,6 +57,7 @@ pub struct WireCallRef<'a> {
     pub kind: FunctionKind,
     pub body: Option<&'a Bytes>,
     pub args: &'a [Option<PyValue>],
+    pub upstream: usize,
     pub call: u64,
     pub attempt: u32,
 }
@@ -168,6 +171,7 @@ mod tests {
                     Bytes::new(),
                 ])),
             ],
+            upstream: 0,
             call: 3,
             attempt: 1,
         });
@@ -198,6 +202,7 @@ mod tests {
             kind: FunctionKind::Plain,
             body: Some(&body),
             args: &args,
+            upstream: 1,
             call: 7,
             attempt: 2,
         });
@@ -209,7 +214,7 @@ mod tests {
         assert_eq!((back.name.as_str(), back.hash), ("sq", 42));
         assert_eq!((back.call, back.attempt), (7, 2));
         assert_eq!(back.body, Some(body));
-        assert_eq!(back.args, args);
+        assert_eq!((back.args, back.upstream), (args, 1));
     }
 
     #[test]

@@ -128,6 +128,7 @@ fn serve(py: Python<'_>, chan: &SharedChannel) -> Result<(), WorkerError> {
                 kind: call.kind,
                 body: call.body.as_deref(),
                 args: &call.args,
+                upstream: call.upstream,
                 call: call.call,
                 attempt: call.attempt,
             },

@@ -41,8 +41,9 @@ def left(cb, x):
 def right(cb, x):
     return ("right", x * 10)
 
-def join(cb, a, b):
-    return [a, b]
+def join(cb, *parts):
+    # each upstream's tuple arrives spread into two arguments
+    return [parts[0:2], parts[2:4]]
 
 def bump(cb):
     n = (cb.get("counter") or 0) + 1

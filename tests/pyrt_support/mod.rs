@@ -58,6 +58,7 @@ def library(cb, k):
     cb.put("tags", {"a", "b"})
     many = cb.get([k, "missing"])
     cb.send("peer-1", b"hello")
+    cb.send("peer-1", {"n": 5})
     return (before, many, cb.getid(), cb.recv())
 
 def lib_error(cb):

@@ -50,6 +50,7 @@ async fn execute(
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<PyValue, CallFailure> {
     let function = env.function(&s.function, s.hash).await?;
+    let upstream = inputs.len();
     let args = resolve(session, &s.args, inputs).await?;
     let id = InvocationId {
         node: env.me.node.clone(),
@@ -69,6 +70,7 @@ async fn execute(
             PyCall {
                 function,
                 args,
+                upstream,
                 timeout,
                 call: s.call.0,
                 attempt: s.attempt,

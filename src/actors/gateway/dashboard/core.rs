@@ -60,6 +60,8 @@ pub struct CacheSample {
 pub struct ExecutorSample {
     pub node: String,
     pub workers: u64,
+    /// Workers started beyond `workers` while functions wait on the platform.
+    pub extra_workers: u64,
     /// Fraction of workers running a call, `0.0..=1.0`.
     pub utilisation: f64,
 }

@@ -155,6 +155,7 @@ fn utilisation_is_the_mean_over_executors() {
     let e = |u| ExecutorSample {
         node: "e".into(),
         workers: 2,
+        extra_workers: 0,
         utilisation: u,
     };
     let mut core = DashboardCore::new("n1", 0, 10);

@@ -156,6 +156,18 @@ fn cluster_series(t: &mut Text, s: &Sample) {
     for e in &s.executors {
         t.sample(m::EXECUTOR_WORKERS, &[("node", &e.node)], e.workers);
     }
+    t.family(
+        m::EXECUTOR_EXTRA_WORKERS,
+        "gauge",
+        "Python workers started beyond the pool's size while functions wait on the platform.",
+    );
+    for e in &s.executors {
+        t.sample(
+            m::EXECUTOR_EXTRA_WORKERS,
+            &[("node", &e.node)],
+            e.extra_workers,
+        );
+    }
 }
 
 /// Reads one number off a shard sample.

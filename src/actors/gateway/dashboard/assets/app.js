@@ -91,7 +91,7 @@ function render(s) {
   document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
   fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.state, n.state), n.kvs_shards, String(n.generation)],
     (n) => ({ "data-node": n.id }));
-  fill("executors", s.executors, (e) => [e.node, e.workers, utilBar(e.utilisation)]);
+  fill("executors", s.executors, (e) => [e.node, e.workers, e.extra_workers, utilBar(e.utilisation)]);
   callRows("functions", s.functions);
   callRows("dags", s.dags);
   fill("shards", s.shards, (x) => [x.node, x.shard, x.keys ?? "–", bytes(x.bytes), x.ops_per_s, x.gets, x.puts,

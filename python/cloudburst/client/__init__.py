@@ -11,12 +11,13 @@ runs (on the calling thread) and the handles it gives out.
 
 from __future__ import annotations
 
+import warnings
 from types import TracebackType
 from typing import Any, TypeVar
 
-from . import protocol
-from ._api import Blocking, Handle, Methods, Outcome, Request
-from ._sync import SyncCore
+from .. import protocol
+from .._api import Blocking, Handle, Methods, Outcome, Request
+from .._sync import SyncCore
 
 T = TypeVar("T")
 
@@ -39,15 +40,41 @@ class CloudburstFunction(Handle["CloudburstConnection"]):
         return future
 
 
+#: The gateway's default port, where the original client's address form connects.
+DEFAULT_PORT = 6200
+
+
 class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocking):
     """A connection to a Cloudburst gateway, e.g. ``CloudburstConnection("ws://127.0.0.1:6200")``.
 
     ``token`` is the client token when the gateway requires one.
+
+    The original client's form ``CloudburstConnection(func_addr, ip, tid=0, local=False)``
+    (an address without ``ws://``) connects to ``ws://func_addr:6200``, with a warning
+    saying so: ``ip``, ``tid`` and ``local`` are not needed (results come back on the
+    connection itself).
     """
 
-    def __init__(self, url: str = "ws://127.0.0.1:6200", token: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str = f"ws://127.0.0.1:{DEFAULT_PORT}",
+        token: str | None = None,
+        *,
+        tid: int | None = None,
+        local: bool | None = None,
+    ) -> None:
+        if "://" not in url:
+            url = _from_original_address(url, token, tid, local)
+            token = None
+        elif tid is not None or local is not None:
+            raise TypeError("tid= and local= belong to the original client's form "
+                            "CloudburstConnection(func_addr, ip): with a URL, drop them")
         self._core = SyncCore.open(url, token)
         super().__init__(url, self._core)
+
+    def _future_argument(self, future: Any) -> Any:
+        """A future passed as an argument: its result (waited for here)."""
+        return future.get()
 
     def _run(self, request: Request[T]) -> T:
         """Send the request and wait for its answer on this thread."""
@@ -78,3 +105,22 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _from_original_address(
+    func_addr: str, ip: str | None, tid: int | None, local: bool | None
+) -> str:
+    """The URL for the original client's ``(func_addr, ip, tid, local)``, with a warning
+    naming what it maps to."""
+    host = func_addr.strip()
+    url = f"ws://{host}:{DEFAULT_PORT}" if ":" not in host else f"ws://{host}"
+    ignored = ", ".join(
+        n for n, v in (("ip", ip), ("tid", tid), ("local", local)) if v is not None
+    )
+    warnings.warn(
+        f"CloudburstConnection({func_addr!r}, ...) is the original client's form: "
+        f"connecting to {url}" + (f"; {ignored} not needed" if ignored else "")
+        + f". Write CloudburstConnection({url!r}) to say so.",
+        stacklevel=3,
+    )
+    return url

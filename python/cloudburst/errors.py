@@ -12,8 +12,10 @@ class, or look at ``code`` for the exact reason::
     │   └── CallLostError      retry   executor_lost, scheduler_lost
     ├── CloudburstTimeout      retry   timeout (also a builtin TimeoutError)
     ├── CancelledError                 cancelled: the call was cancelled
-    ├── FunctionError                  function_error (type and traceback), worker_crashed
-    ├── AuthError                      unauthorized, missing_token, invalid_token
+    ├── FunctionError                  function_error (type and traceback), worker_crashed,
+    │                                  memory_limit
+    ├── AuthError                      unauthorized, missing_token, invalid_token,
+    │                                  forbidden_origin
     ├── SessionError           retry   session_expired
     └── InternalError                  internal_error: a server bug, worth a report
 
@@ -92,7 +94,8 @@ class CloudburstTimeout(CloudburstError, TimeoutError):
 class FunctionError(CloudburstError):
     """The function ran and failed. For ``function_error`` (it raised), ``exception_type``
     names the Python exception and ``traceback`` is the traceback from the executor (also
-    part of ``str(error)``); for ``worker_crashed`` the worker process died under it."""
+    part of ``str(error)``); for ``worker_crashed`` the worker process died under it; for
+    ``memory_limit`` it needed more memory than a worker may use."""
 
     def __init__(
         self,
@@ -173,9 +176,11 @@ CLASSES: dict[str, type[CloudburstError]] = {
     "timeout": CloudburstTimeout,
     "function_error": FunctionError,
     "worker_crashed": FunctionError,
+    "memory_limit": FunctionError,
     "unauthorized": AuthError,
     "missing_token": AuthError,
     "invalid_token": AuthError,
+    "forbidden_origin": AuthError,
     "session_expired": SessionError,
     "internal_error": InternalError,
 }

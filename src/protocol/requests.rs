@@ -5,7 +5,8 @@
 
 use super::call::{Arg, Consistency, Reply};
 use super::error::ErrorCode;
-use super::records::{DagSpec, FunctionRecord};
+use super::limits::MAX_CALL_TIMEOUT_MS;
+use super::records::{check_retries, DagSpec, FunctionRecord};
 use crate::ids::{CallId, Key, NodeRef};
 use crate::net::ActorRef;
 use serde::{Deserialize, Serialize};
@@ -143,6 +144,23 @@ pub struct CallOptions {
     /// Whether a function's exception or timeout re-runs the call too (while re-runs are
     /// left). `None`: as the failing function registered.
     pub retry_errors: Option<bool>,
+}
+
+impl CallOptions {
+    /// Options a caller may ask for: retries as [`check_retries`] allows, a timeout above 0 and
+    /// up to [`MAX_CALL_TIMEOUT_MS`].
+    pub fn check(&self) -> Result<(), FunctionError> {
+        check_retries(self.retries)?;
+        match self.timeout_ms {
+            Some(0) => Err(FunctionError::Invalid(
+                "a call timeout must be above 0 ms".into(),
+            )),
+            Some(ms) if ms > MAX_CALL_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
+                "a call timeout of {ms} ms is above the maximum of {MAX_CALL_TIMEOUT_MS} ms"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The call was scheduled; its result will be pushed and/or stored as asked.

@@ -153,6 +153,18 @@ impl CallBook {
         Wait::Pending(rx)
     }
 
+    /// The client deleted `call`'s result: its value is no longer kept here (later awaits
+    /// read where it was stored, and find it deleted).
+    pub fn drop_value(&mut self, call: CallId) {
+        if let Some(e) = self.ended.get_mut(&call) {
+            if let Ended::Value(Some(_)) = e.how {
+                e.how = Ended::Value(None);
+                self.bytes -= e.bytes;
+                e.bytes = 0;
+            }
+        }
+    }
+
     /// A waiter of `call` gave up (timeout, closed session): drop its registration.
     pub fn give_up(&mut self, call: CallId) {
         if let Some(list) = self.waiting.get_mut(&call) {

@@ -93,6 +93,24 @@ fn every_await_of_a_future_answers_the_same_value_or_failure() {
 }
 
 #[test]
+fn a_deleted_result_is_no_longer_kept_but_a_failure_stays() {
+    let mut book = CallBook::default();
+    let now = Instant::now();
+    book.begin(CallId(1), node("s"), true, later(10));
+    book.begin(CallId(2), node("s"), true, later(10));
+    book.finish(CallId(1), ok(b"value"), now);
+    book.finish(CallId(2), fail(ErrorCode::Cancelled), now);
+    assert_eq!(ended(&mut book, 1), ok(b"value"));
+    book.drop_value(CallId(1));
+    book.drop_value(CallId(2));
+    book.drop_value(CallId(3));
+    // Later awaits read the (deleted) stored result; the failure answers as before.
+    assert!(matches!(book.wait(CallId(1)), Wait::Stored));
+    assert_eq!(ended(&mut book, 2).unwrap_err().code, ErrorCode::Cancelled);
+    assert_eq!(book.remembered(), 2);
+}
+
+#[test]
 fn an_unknown_call_is_said_so_and_a_gone_waiter_is_forgotten() {
     let mut book = CallBook::default();
     assert!(matches!(book.wait(CallId(9)), Wait::Unknown));

@@ -2,7 +2,7 @@
 //! registry, update the plan cache.
 
 use super::core::CallPlan;
-use super::dag::{plan, validate_name};
+use super::dag::plan;
 use super::{
     function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
     EXPIRY_INTERVAL, MAILBOX_CAPACITY,
@@ -11,9 +11,8 @@ use crate::config::Role;
 use crate::net::membership::ViewChanged;
 use crate::net::{NetError, Transport};
 use crate::protocol::{
-    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall,
-    DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag,
-    RegisterFunction,
+    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
+    DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
@@ -54,64 +53,11 @@ impl Actor for Scheduler {
     }
 }
 
-/// Longest per-function timeout accepted: well below how long an executor keeps a
-/// downstream schedule waiting for its upstream results (`executor::WAITING_EXPIRY`), so a
-/// slow but legal function never outlives its successor's schedule.
-pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 300_000;
-/// Most re-runs a function or call may ask for: each runs every function of the call again.
-pub const MAX_RETRIES: u32 = 10;
-/// Longest call timeout a caller may ask for (an hour: far beyond any sane chain of
-/// function timeouts, short enough that a forgotten call does not pin memory for good).
-pub const MAX_CALL_TIMEOUT_MS: u64 = 3_600_000;
-
-fn check_retries(retries: Option<u32>) -> Result<(), FunctionError> {
-    match retries {
-        Some(n) if n > MAX_RETRIES => Err(FunctionError::Invalid(format!(
-            "{n} retries are above the maximum of {MAX_RETRIES}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn check_options(o: &CallOptions) -> Result<(), FunctionError> {
-    check_retries(o.retries)?;
-    match o.timeout_ms {
-        Some(0) => Err(FunctionError::Invalid(
-            "a call timeout must be above 0 ms".into(),
-        )),
-        Some(ms) if ms > MAX_CALL_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
-            "a call timeout of {ms} ms is above the maximum of {MAX_CALL_TIMEOUT_MS} ms"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
-    validate_name("function", &r.name)?;
-    if r.body.is_empty() {
-        return Err(FunctionError::Invalid(format!(
-            "function `{}` has an empty body",
-            r.name
-        )));
-    }
-    if r.timeout_ms == Some(0) {
-        return Err(FunctionError::Invalid(
-            "a function timeout must be above 0 ms".into(),
-        ));
-    }
-    if let Some(ms) = r.timeout_ms.filter(|ms| *ms > MAX_FUNCTION_TIMEOUT_MS) {
-        return Err(FunctionError::Invalid(format!(
-            "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
-        )));
-    }
-    check_retries(r.retries)
-}
-
 impl Handler<RegisterFunction> for Scheduler {
     type Result = Reply<()>;
     fn handle(&mut self, msg: RegisterFunction, _: &mut Context<Self>) -> Self::Result {
         let r = msg.record;
-        if let Err(e) = check_record(&r).and_then(|_| {
+        if let Err(e) = r.check().and_then(|_| {
             self.core
                 .check_environment(&r.python, &r.cloudpickle, Instant::now())
         }) {
@@ -201,7 +147,7 @@ impl Handler<List> for Scheduler {
 impl Handler<CallDag> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallDag, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = check_options(&msg.options) {
+        if let Err(e) = msg.options.check() {
             return done(Err(e));
         }
         let req = request(msg.call, msg.args, msg.consistency, msg.reply);
@@ -212,7 +158,7 @@ impl Handler<CallDag> for Scheduler {
 impl Handler<CallFunction> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallFunction, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = check_options(&msg.options) {
+        if let Err(e) = msg.options.check() {
             return done(Err(e));
         }
         let args = [(msg.function.clone(), msg.args)].into_iter().collect();
@@ -268,6 +214,11 @@ impl Handler<ViewChanged> for Scheduler {
             .map(|m| m.node.clone())
             .collect();
         self.core.retain_live(&live);
+        let draining = live
+            .iter()
+            .filter(|n| view.get(&n.id).is_some_and(|m| m.draining));
+        self.core
+            .set_draining(draining.map(|n| n.id.clone()).collect());
         let now = Instant::now();
         let gone = |n: &crate::ids::NodeRef| view.is_gone(n);
         for next in self.calls.on_view(gone, &self.core, now, &mut self.rng) {

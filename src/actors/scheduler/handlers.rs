@@ -4,7 +4,7 @@
 use super::core::CallPlan;
 use super::dag::plan;
 use super::{
-    function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
+    function_metas, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey, Scheduler,
     EXPIRY_INTERVAL, MAILBOX_CAPACITY,
 };
 use crate::config::Role;
@@ -231,6 +231,13 @@ impl Handler<GetExecutors> for Scheduler {
     type Result = MessageResult<GetExecutors>;
     fn handle(&mut self, _: GetExecutors, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.core.executors(Instant::now()))
+    }
+}
+
+impl Handler<HeldCalls> for Scheduler {
+    type Result = usize;
+    fn handle(&mut self, _: HeldCalls, _: &mut Context<Self>) -> usize {
+        self.calls.len()
     }
 }
 

@@ -72,6 +72,12 @@ pub struct GetExecutors;
 #[rtype(result = "Vec<crate::ids::NodeId>")]
 pub struct HoldersOf(pub crate::ids::Key);
 
+/// Local: how many calls this scheduler keeps (placed and not ended yet); a drain waits
+/// for none to be left.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "usize")]
+pub struct HeldCalls;
+
 /// The scheduler actor.
 pub struct Scheduler {
     core: SchedulerCore,

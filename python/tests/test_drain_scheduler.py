@@ -71,7 +71,9 @@ def test_a_draining_scheduler_waits_for_the_calls_it_placed(tmp_path, shared_dir
                 raise NotYet("B placed no call yet")
 
         (shared_dir / "open").touch(mode=0o644)
-        wait_until(placed_by_b, "B placing calls", 60, RETRYABLE)
+        # A scheduler that has not yet seen the registration answers not_found: registration
+        # reaches every replica of the function's record by gossip, not at once.
+        wait_until(placed_by_b, "B placing calls", 60, RETRYABLE + (cloudburst.NotFoundError,))
         before = set(PLACED.findall(b.log_text()))
 
         fcntl.flock(gate_file, fcntl.LOCK_EX)

@@ -360,6 +360,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("above the maximum"), "{err}");
+        let mut rerun_forever = good.clone();
+        rerun_forever.retries = Some(super::super::limits::MAX_RETRIES + 1);
+        let err = read_function("f", stored(&rerun_forever))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retries are above the maximum"), "{err}");
         // A record written under another function's key does not become that function.
         let mut other = good.clone();
         other.name = "victim".into();
@@ -371,6 +377,38 @@ mod tests {
         let mut empty = good;
         empty.body = Bytes::new();
         assert!(read_function("f", stored(&empty)).is_err());
+    }
+
+    #[test]
+    fn call_options_are_bounded() {
+        use super::super::limits::{MAX_CALL_TIMEOUT_MS, MAX_RETRIES};
+        use super::super::CallOptions;
+        let ok = CallOptions {
+            timeout_ms: Some(MAX_CALL_TIMEOUT_MS),
+            retries: Some(MAX_RETRIES),
+            retry_errors: Some(true),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(CallOptions::default().check(), Ok(()));
+        for bad in [
+            CallOptions {
+                timeout_ms: Some(0),
+                ..ok
+            },
+            CallOptions {
+                timeout_ms: Some(MAX_CALL_TIMEOUT_MS + 1),
+                ..ok
+            },
+            CallOptions {
+                retries: Some(MAX_RETRIES + 1),
+                ..ok
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(FunctionError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

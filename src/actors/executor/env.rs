@@ -197,7 +197,7 @@ impl ExecEnv {
         read_function(name, got.pop().flatten())
     }
 
-    /// The causal dots this node gave (shared by its sessions; see `session_core.rs`).
+    /// The causal dots this node gave (shared by its sessions; see `session_core/dots.rs`).
     pub fn dots(&self) -> std::sync::MutexGuard<'_, DotTable> {
         self.dots.lock().unwrap_or_else(|p| p.into_inner())
     }

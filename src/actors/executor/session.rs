@@ -4,7 +4,7 @@
 //! [`SessionCore`] what to do, does it (this node's cache, the KVS through it, the home
 //! cache of a repeatable-read call) and feeds the answer back. The rules of each mode
 //! (last-writer-wins, distributed-session repeatable read, distributed-session causal, and
-//! the metadata bounds) are stated in `session_core.rs`, with the tests that show each.
+//! the metadata bounds) are stated in `session_core/mod.rs`, with the tests that show each.
 //! What the session saw travels to the downstream functions in the triggers
 //! ([`SessionMeta`]).
 

@@ -266,6 +266,10 @@ impl Session {
                 }
             }
         };
+        let _settle = Settle {
+            env: &self.env,
+            key: key.clone(),
+        };
         count_stored(&value, payload);
         cache
             .put_user(key.clone(), value)
@@ -281,6 +285,19 @@ impl Session {
             })?;
         self.core().wrote(key, clock);
         Ok(())
+    }
+}
+
+/// A causal write's dot is in flight until its put ends, however it ends (stored, refused,
+/// or the function abandoned): the dot table may forget the key only then.
+struct Settle<'a> {
+    env: &'a ExecEnv,
+    key: Key,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.env.dots().settled(&self.key);
     }
 }
 

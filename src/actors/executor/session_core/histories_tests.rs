@@ -183,7 +183,8 @@ proptest! {
     #[test]
     fn causal_reads_cover_the_session_past(ops in prop::collection::vec(op(), 1..60)) {
         let mut w = World::default();
-        let mut dots = DotTable::default();
+        // Smaller than the keys: the table overflows and forgets keys.
+        let mut dots = DotTable::with_max_keys(KEYS - 1);
         let mut s = core(SessionMeta::default());
         let mut past: HashMap<Key, VectorClock> = HashMap::new();
         for op in ops {
@@ -239,6 +240,7 @@ proptest! {
                     }
                     w.put(k.clone(), value.clone());
                     w.cache.0.entry(k.clone()).or_insert_with(|| value.clone()).merge(value).unwrap();
+                    dots.settled(&k);
                     s.wrote(k.clone(), clock.clone());
                     past.entry(k).or_default().merge(clock);
                 }

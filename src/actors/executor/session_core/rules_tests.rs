@@ -388,5 +388,73 @@ fn dot_table_counts_above_what_is_known() {
     assert!(t.knows(&k("a")) && !t.knows(&k("b")));
 }
 
+#[test]
+fn dot_table_past_its_bound_forgets_only_settled_keys() {
+    let mut t = DotTable::with_max_keys(2);
+    t.next(&k("a"), 0);
+    t.settled(&k("a"));
+    t.next(&k("b"), 0); // in flight
+    t.next(&k("c"), 0);
+    assert!(!t.knows(&k("a")), "settled: forgotten");
+    assert!(t.knows(&k("b")), "in flight: kept");
+    assert!(t.knows(&k("c")));
+}
+
+/// Carry a causal write through, the KVS holding `stored` of its key.
+fn write_through(
+    s: &SessionCore,
+    key: &str,
+    dots: &mut DotTable,
+    stored: &Option<LatticeValue>,
+) -> (bool, LatticeValue, VectorClock) {
+    let mut read_kvs = false;
+    let mut step = s.write_causal(k(key), "v".into(), &View::default(), dots, NOW);
+    loop {
+        match step {
+            WriteStep::Write { value, clock, .. } => return (read_kvs, value, clock),
+            WriteStep::ReadKvs(pending) => {
+                read_kvs = true;
+                step = s.feed_write(pending, stored.as_ref(), dots, NOW);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_key_forgotten_past_the_bound_continues_its_numbering_from_the_store() {
+    let mut dots = DotTable::with_max_keys(1);
+    let mut s = core(SessionMeta::default());
+    let (_, first, c1) = write_through(&s, "a", &mut dots, &None);
+    dots.settled(&k("a"));
+    s.wrote(k("a"), c1.clone());
+    write_through(&s, "b", &mut dots, &None);
+    dots.settled(&k("b"));
+    assert!(!dots.knows(&k("a")), "the table overflowed");
+    // The next write of `a` reads the store: its dot follows the first, and it supersedes
+    // it, so a causal read that has seen it is served a copy that covers the first.
+    let (read_kvs, second, c2) = write_through(&s, "a", &mut dots, &Some(first.clone()));
+    assert!(read_kvs);
+    assert_eq!((c1.max_dot(ME), c2.max_dot(ME)), (1, 2));
+    assert!(c2.dominates(&c1));
+    let mut stored = first;
+    stored.merge(second.clone()).unwrap();
+    assert_eq!(stored, second, "the first version is replaced");
+}
+
+#[test]
+fn a_key_with_a_write_in_flight_keeps_its_dot_past_the_bound() {
+    // Session 1 has a dot for `a`, its put not yet stored; other keys overflow the table;
+    // session 2 writes `a` while the store still lacks session 1's write.
+    let mut dots = DotTable::with_max_keys(1);
+    let (one, two) = (core(SessionMeta::default()), core(SessionMeta::default()));
+    let (_, _, c1) = write_through(&one, "a", &mut dots, &None);
+    write_through(&two, "b", &mut dots, &None);
+    dots.settled(&k("b"));
+    write_through(&two, "c", &mut dots, &None);
+    let (_, _, c2) = write_through(&two, "a", &mut dots, &None);
+    assert_ne!(c1, c2, "two writes with one clock could not be told apart");
+    assert_eq!(c2.max_dot(ME), 2);
+}
+
 #[path = "histories_tests.rs"]
 mod histories;

@@ -26,11 +26,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # A second environment for functions, with numpy: the test of `--python` runs executors on
-# it. cloudpickle is pinned to the client's version (registrations are checked against it).
+# it. cloudpickle is pinned to the client's version (registrations are checked against it);
+# workers encode values with msgpack.
 # Skipped with CLOUDBURST_SKIP_FN_ENV=1, as scripts/local.sh does: running needs none.
 if [ "${CLOUDBURST_SKIP_FN_ENV:-0}" != 1 ]; then
     cp_version="$(.venv/bin/python3 -c 'import cloudpickle; print(cloudpickle.__version__)')"
-    fn_want="numpy cloudpickle==$cp_version"
+    fn_want="numpy msgpack cloudpickle==$cp_version"
     if [ ! -x .venv-numpy/bin/python3 ] || [ "$(cat .venv-numpy/.cloudburst-setup 2>/dev/null)" != "$fn_want" ]; then
         echo "setup: creating .venv-numpy (numpy, $fn_want) for the executors' --python test"
         .venv/bin/python3 -m venv --clear .venv-numpy

@@ -91,6 +91,18 @@ impl From<&str> for Key {
 )]
 pub struct CallId(pub u64);
 
+/// Call ids have this many bits, so that every client language holds them exactly (a
+/// JavaScript number, an IEEE double, is exact up to 2^53); random ids of 53 bits make a
+/// collision among the calls one gateway tracks (thousands) negligible.
+pub const CALL_ID_BITS: u32 = 53;
+
+impl CallId {
+    /// A fresh random call id below 2^[`CALL_ID_BITS`].
+    pub fn random() -> Self {
+        CallId(rand::random::<u64>() >> (64 - CALL_ID_BITS))
+    }
+}
+
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "call-{:016x}", self.0)

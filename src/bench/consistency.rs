@@ -35,7 +35,7 @@ const MODES: [Consistency; 3] = [
 ];
 
 const SCRIPT: &str = r#"
-import cloudpickle, pickle
+import cloudpickle, msgpack
 def read(cb, prefix, i, *upstream):
     cb.get(prefix + "k%d" % (i % 8))
     cb.get(prefix + "k%d" % ((i + 3) % 8))
@@ -48,9 +48,9 @@ def write(cb, prefix, i, *upstream):
 print("read", cloudpickle.dumps(read).hex())
 print("write", cloudpickle.dumps(write).hex())
 for m in ("lww", "repeatable_read", "causal"):
-    print(m, pickle.dumps(m + "/", protocol=5).hex())
+    print(m, msgpack.packb(m + "/").hex())
 for i in range(8):
-    print("i%d" % i, pickle.dumps(i, protocol=5).hex())
+    print("i%d" % i, msgpack.packb(i).hex())
 "#;
 
 #[derive(Debug, serde::Serialize)]

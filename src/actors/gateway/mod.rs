@@ -19,6 +19,7 @@
 
 pub mod core;
 pub mod dashboard;
+pub mod msgvalue;
 pub mod ops;
 pub mod protocol;
 pub mod router;

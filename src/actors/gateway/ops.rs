@@ -87,7 +87,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             output_key,
         } => {
             let args = core::to_args(args).map_err(|e| e.body())?;
-            let call = CallId(rand::random());
+            let call = CallId::random();
             let (reply, key) = reply_to(state, call, direct, output_key)?;
             let consistency = core::consistency(consistency);
             let msg = CallFunction {
@@ -107,7 +107,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             output_key,
         } => {
             let args = dag_args(args)?;
-            let call = CallId(rand::random());
+            let call = CallId::random();
             let (reply, key) = reply_to(state, call, direct, output_key)?;
             let consistency = core::consistency(consistency);
             let msg = CallDag {
@@ -259,7 +259,9 @@ async fn await_result(
 
 fn outcome_reply(outcome: Outcome) -> Answer {
     match outcome {
-        Ok(v) => Ok(Reply::Value(Some(core::wire_value(v)))),
+        Ok(v) => Ok(Reply::Value(Some(
+            core::wire_value(v).map_err(|e| e.body())?,
+        ))),
         Err(f) => Err(core::failure(f)),
     }
 }

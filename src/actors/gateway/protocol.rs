@@ -7,45 +7,48 @@
 //! Decoding is two-step so that a bad request is still answered under its `id`: first the
 //! [`Header`] (version, id, op), then the whole [`Request`]. Nothing here does I/O.
 
+pub use super::msgvalue::MsgValue;
 use crate::protocol::ErrorCode;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the client protocol this gateway speaks. A request with another `v` is
-/// answered with `unsupported_version`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// answered with `unsupported_version`. Version 2 carries values as native MessagePack
+/// (version 1 carried every value as a pickle in a bin).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A pickled Python value as it crosses the websocket: one pickled object, or the pickled
-/// elements of a set (stored as a SetUnion lattice).
+/// A value as it crosses the websocket: one value (stored as a last-writer-wins register),
+/// the elements of a set (stored as a SetUnion lattice), or concurrent versions. Each is
+/// native MessagePack with pickles inside extension type 1 (see [`MsgValue`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireValue {
-    /// `{"value": <bin>}`: one pickled object.
-    Value(Bytes),
-    /// `{"set": [<bin>, ...]}`: the elements of a Python set, each pickled.
-    Set(Vec<Bytes>),
-    /// `{"concurrent": [<bin>, ...]}`: concurrent versions of a key written by causal calls,
-    /// each pickled (server to client only).
-    Concurrent(Vec<Bytes>),
+    /// `{"value": <value>}`: one value.
+    Value(MsgValue),
+    /// `{"set": [<value>, ...]}`: the elements of a set.
+    Set(Vec<MsgValue>),
+    /// `{"concurrent": [<value>, ...]}`: concurrent versions of a key written by causal
+    /// calls (server to client only).
+    Concurrent(Vec<MsgValue>),
 }
 
 impl WireValue {
     /// Payload bytes (what the size limits count).
     pub fn size_bytes(&self) -> usize {
         match self {
-            WireValue::Value(b) => b.len(),
-            WireValue::Set(v) | WireValue::Concurrent(v) => v.iter().map(Bytes::len).sum(),
+            WireValue::Value(b) => b.0.len(),
+            WireValue::Set(v) | WireValue::Concurrent(v) => v.iter().map(|b| b.0.len()).sum(),
         }
     }
 }
 
-/// A call argument: `{"value": <bin>}` (pickled) or `{"ref": "<key>"}` (a KVS key the
-/// executor resolves right before the call).
+/// A call argument: `{"value": <value>}` or `{"ref": "<key>"}` (a KVS key the executor
+/// resolves right before the call).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireArg {
-    Value(Bytes),
+    Value(MsgValue),
     Ref(String),
 }
 
@@ -213,7 +216,7 @@ struct ErrFrame<'a> {
 pub enum GatewayError {
     #[error("malformed frame: {0}")]
     MalformedFrame(String),
-    #[error("protocol version {got} is not supported (this server speaks {PROTOCOL_VERSION})")]
+    #[error("protocol version {got} is not supported: this server speaks version {PROTOCOL_VERSION}, in which values are native MessagePack (pickles only inside extension type 1); upgrade the client")]
     UnsupportedVersion { got: u32 },
     #[error("unknown op `{0}`")]
     UnknownOp(String),
@@ -304,8 +307,9 @@ pub fn encode_ok(id: u64, reply: &Reply) -> Vec<u8> {
         id,
         ok: reply,
     };
-    // Encoding plain structs of strings, bytes and integers into a Vec cannot fail; should
-    // it ever, the client still gets an error response rather than silence.
+    // Encoding plain structs of strings, bytes and integers, and values checked whole
+    // (`core::wire_value`), into a Vec cannot fail; should it ever, the client still gets
+    // an error response rather than silence.
     rmp_serde::to_vec_named(&frame).unwrap_or_else(|e| {
         encode_err(
             Some(id),

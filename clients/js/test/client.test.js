@@ -4,7 +4,9 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { startLocal, python } from "./cluster.js";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { ROOT, startLocal, python } from "./cluster.js";
 import { CloudburstError, Concurrent, Pickle, Ref, connect } from "../src/index.js";
 
 let local;
@@ -179,6 +181,27 @@ describe("round trips between JavaScript and Python", () => {
     const made = await cb.callFunction("make_tuple", [1, "two"], { direct: true });
     assert.ok(made instanceof Pickle, "a tuple result is a pickle");
   });
+});
+
+test("the protocol document's 50-line client works as written", async () => {
+  const doc = readFileSync(path.join(ROOT, "docs/protocol.md"), "utf8");
+  const code = /## Write a client in 50 lines[\s\S]*?```js\n([\s\S]*?)```/.exec(doc)[1];
+  assert.ok(code.split("\n").length <= 50, "it is 50 lines at most");
+  // Beside node_modules, so that its imports resolve.
+  const file = path.join(ROOT, "clients/js/.walkthrough.mjs");
+  writeFileSync(file, code);
+  try {
+    const { connect: connect50 } = await import(file);
+    const small = await connect50(local.url);
+    await small.put("walk/k", [1, "a"]);
+    assert.deepEqual(await small.get("walk/k"), [1, "a"]);
+    assert.equal(await small.call("square", [3], true), 9);
+    const result = await small.call("square", [4]);
+    assert.equal(await result(), 16);
+    small.close();
+  } finally {
+    rmSync(file, { force: true });
+  }
 });
 
 test("Concurrent is exported for causal reads", () => {

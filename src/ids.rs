@@ -141,6 +141,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn call_ids_fit_in_53_bits_and_use_them() {
+        let ids: Vec<u64> = (0..10_000).map(|_| CallId::random().0).collect();
+        assert!(ids.iter().all(|&i| i < 1 << CALL_ID_BITS));
+        // The top bit is set in about half of them: the ids use all 53 bits.
+        let high = ids.iter().filter(|&&i| i >= 1 << (CALL_ID_BITS - 1)).count();
+        assert!((4_000..6_000).contains(&high), "{high}");
+    }
+
+    #[test]
     fn restarted_generation_is_larger() {
         let a = Generation::now();
         std::thread::sleep(std::time::Duration::from_millis(2));

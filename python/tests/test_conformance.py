@@ -240,6 +240,30 @@ def test_plain_values_are_native_messagepack(raw, url):
         cloud.close()
 
 
+def conf_legacy_put(cb, key):
+    # What a worker of protocol 1 stored: a bare pickle (the user library's own link).
+    import pickle
+
+    cb._link.put(key, pickle.dumps({"old": (1, 2)}, protocol=5))
+
+
+def test_values_stored_by_protocol_1_still_read(raw, url):
+    assert register(raw, "conf_legacy_put", conf_legacy_put)["ok"] is None
+    assert register(raw, "conf_pair", conf_pair)["ok"] is None
+    raw.ok("call_function", function="conf_legacy_put", args=[{"value": "conf/legacy"}],
+           direct=True)
+    # To clients as the pickle extension, to functions as the value.
+    assert raw.ok("get_object", key="conf/legacy") == {"value": {"old": (1, 2)}}
+    out = raw.ok("call_function", function="conf_pair",
+                 args=[{"ref": "conf/legacy"}, {"value": 0}], direct=True)
+    assert out == {"value": [{"old": (1, 2)}, 0]}
+    cloud = cloudburst.CloudburstConnection(url)
+    try:
+        assert cloud.get_object("conf/legacy") == {"old": (1, 2)}
+    finally:
+        cloud.close()
+
+
 def test_sets_and_kinds(raw, url):
     raw.ok("put_object", key="conf/set", value={"set": [1, "a"]})
     raw.ok("put_object", key="conf/set", value={"set": [2]})
@@ -321,8 +345,9 @@ def test_functions_and_calls(raw):
     assert msg["ok"] is None
     assert register(raw, "conf_old", conf_square, python="2.7")["err"]["code"] == \
         "version_mismatch"
-    assert raw.ok("list", what="functions", prefix="conf_") == sorted(
-        ["conf_square", "conf_raises", "conf_pair", "conf_sleep", "conf_counter"])
+    names = raw.ok("list", what="functions", prefix="conf_")
+    assert names == sorted(names) and all(n.startswith("conf_") for n in names)
+    assert {"conf_square", "conf_raises", "conf_pair", "conf_sleep", "conf_counter"} <= set(names)
     assert "conf_square" in raw.ok("list")  # `what` defaults to functions
     assert raw.ok("call_function", function="conf_square", args=[{"value": 9}],
                   direct=True) == {"value": 81}

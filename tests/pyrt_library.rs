@@ -119,7 +119,7 @@ async fn library_calls_release_the_gil_while_they_wait() {
 
 /// The pickle of a Python expression, as a message payload.
 fn pickled_bytes(expr: &str) -> Bytes {
-    match value(expr) {
+    match legacy_value(expr) {
         PyValue::Pickled(b) => b,
         other => panic!("not one pickle: {other:?}"),
     }

@@ -73,4 +73,6 @@ export class Connection {
 
 export function packValue(v: Value | Set<Value>): { value: Value } | { set: Value[] };
 export function unpackValue(wire: unknown): Value | Set<Value> | Concurrent;
+export const TOKEN_ENV: "CLOUDBURST_TOKEN";
+export function resolveToken(url: string, token?: string): string | undefined;
 export function connect(url: string, options?: { token?: string; timeoutMs?: number }): Promise<Connection>;

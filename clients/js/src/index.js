@@ -10,6 +10,9 @@
 
 import WebSocket from "ws";
 import { Decoder, Encoder, ExtensionCodec } from "@msgpack/msgpack";
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 
 export const PROTOCOL_VERSION = 2;
 /** The MessagePack extension type of a Python pickle. */
@@ -257,10 +260,40 @@ export class Connection {
   }
 }
 
+/** Environment variable holding the client token (as the server reads it). */
+export const TOKEN_ENV = "CLOUDBURST_TOKEN";
+/** Longest token file read: a token is one line. */
+const MAX_TOKEN_FILE_BYTES = 4096;
+
+/** The token to present to `url`, as the Python client finds it: the `token` option, else
+ * $CLOUDBURST_TOKEN, else for a gateway on this machine (a loopback host) the token file
+ * that `cloudburst local` writes: $XDG_CONFIG_HOME/cloudburst/token, else
+ * ~/.config/cloudburst/token. `undefined` when there is none. */
+export function resolveToken(url, token) {
+  if (token) return token;
+  if (process.env[TOKEN_ENV]) return process.env[TOKEN_ENV];
+  let host;
+  try {
+    host = new URL(url).hostname.replace(/^\[|\]$/g, "");
+  } catch {
+    return undefined;
+  }
+  if (!(host === "localhost" || host === "::1" || host.startsWith("127."))) return undefined;
+  const base = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), ".config");
+  try {
+    const text = readFileSync(path.join(base, "cloudburst", "token"), "utf8");
+    return text.slice(0, MAX_TOKEN_FILE_BYTES).trim() || undefined;
+  } catch {
+    return undefined; // no file: the gateway may run without a token
+  }
+}
+
 /** Open a connection and say hello (learning the server's message limit). Options:
- * `token` (sent as `Authorization: Bearer`), `timeoutMs`. */
+ * `token` (sent as `Authorization: Bearer`; found by `resolveToken` when not given),
+ * `timeoutMs`. */
 export async function connect(url, { token, timeoutMs = CONNECT_TIMEOUT_MS } = {}) {
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const found = resolveToken(url, token);
+  const headers = found ? { Authorization: `Bearer ${found}` } : {};
   const ws = new WebSocket(url, {
     headers,
     maxPayload: MAX_MESSAGE_BYTES,

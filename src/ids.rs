@@ -145,7 +145,10 @@ mod tests {
         let ids: Vec<u64> = (0..10_000).map(|_| CallId::random().0).collect();
         assert!(ids.iter().all(|&i| i < 1 << CALL_ID_BITS));
         // The top bit is set in about half of them: the ids use all 53 bits.
-        let high = ids.iter().filter(|&&i| i >= 1 << (CALL_ID_BITS - 1)).count();
+        let high = ids
+            .iter()
+            .filter(|&&i| i >= 1 << (CALL_ID_BITS - 1))
+            .count();
         assert!((4_000..6_000).contains(&high), "{high}");
     }
 

@@ -32,6 +32,10 @@ PROTOCOL_VERSION = 2
 #: The MessagePack extension type of a pickled value.
 PICKLE_EXT = 1
 
+#: How deep lists and dicts may nest in a value the server accepts; a value nested deeper
+#: is pickled whole.
+MAX_DEPTH = 512
+
 #: Largest message the client accepts from the server (a 64 MB value plus framing fits).
 #: The server's own limit comes back from ``hello`` and is checked before sending.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
@@ -51,8 +55,11 @@ def encode(request_id: int, op: str, fields: Fields, max_bytes: int | None = Non
         packed: bytes = msgpack.packb(
             frame, use_bin_type=True, strict_types=True, default=_pickle_ext
         )
+        # A value needs at least one byte per level, so only a long frame can nest too deep.
+        if len(packed) > MAX_DEPTH and any(_deeper(v, MAX_DEPTH) for v in _values(frame)):
+            raise ValueError("nested too deep")
     except ValueError:
-        # A value nested deeper than msgpack packs, or a str that is not UTF-8: pickle
+        # A value nested deeper than the server takes, or a str that is not UTF-8: pickle
         # every value whole.
         packed = msgpack.packb(_values_pickled(frame), use_bin_type=True)
     if max_bytes is not None and len(packed) > max_bytes:
@@ -161,6 +168,39 @@ def _whole(wire: Any) -> Any:
     if "set" in wire:
         return {"set": [_pickle_ext(v) for v in wire["set"]]}
     return wire
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` lists and dicts (exactly those types:
+    others are pickled anyway). A loop, not ``any()``, to stay within Python's recursion
+    limit."""
+    if type(value) is list:
+        items: Iterable[Any] = value
+    elif type(value) is dict:
+        items = value.values()
+    else:
+        return False
+    if limit == 0:
+        return True
+    for item in items:
+        if _deeper(item, limit - 1):
+            return True
+    return False
+
+
+def _values(frame: Fields) -> Iterable[Any]:
+    """The values in a request frame."""
+    wires: list[Any] = []
+    if frame["op"] == "put_object":
+        wires = [frame["value"]]
+    elif frame["op"] == "call_function":
+        wires = frame["args"]
+    elif frame["op"] == "call_dag":
+        wires = [a for args in frame["args"].values() for a in args]
+    for wire in wires:
+        if "value" in wire:
+            yield wire["value"]
+        yield from wire.get("set", ())
 
 
 def _values_pickled(frame: Fields) -> Fields:

@@ -69,6 +69,27 @@ def environment():
 #: The MessagePack extension type of a pickled value.
 PICKLE_EXT = 1
 
+#: How deep lists and dicts may nest in a value the gateway accepts; a value nested
+#: deeper is pickled whole.
+MAX_DEPTH = 512
+
+
+def _deeper(value, limit):
+    """Whether `value` nests more than `limit` lists and dicts (a loop, not any(), to stay
+    within Python's recursion limit)."""
+    if type(value) is list:
+        items = value
+    elif type(value) is dict:
+        items = value.values()
+    else:
+        return False
+    if limit == 0:
+        return True
+    for item in items:
+        if _deeper(item, limit - 1):
+            return True
+    return False
+
 
 def _pickle_ext(obj):
     """msgpack's `default`: what is not a plain value travels as a pickle."""
@@ -85,10 +106,13 @@ def _pack(obj):
     """One value as stored and carried: plain values as themselves (exact types only, so a
     tuple or a dict subclass is pickled and reads back as itself)."""
     try:
-        return msgpack.packb(obj, default=_pickle_ext, strict_types=True, use_bin_type=True)
+        packed = msgpack.packb(obj, default=_pickle_ext, strict_types=True, use_bin_type=True)
+        # a value needs at least one byte per level: only a long one can nest too deep
+        if len(packed) <= MAX_DEPTH or not _deeper(obj, MAX_DEPTH):
+            return packed
     except ValueError:
-        # nested deeper than msgpack packs, or a str that is not valid UTF-8: pickle it whole
-        return msgpack.packb(_pickle_ext(obj), use_bin_type=True)
+        pass  # nested deeper than msgpack packs, or a str that is not valid UTF-8
+    return msgpack.packb(_pickle_ext(obj), use_bin_type=True)
 
 
 def _unpack(data):

@@ -25,6 +25,9 @@ pub const PICKLE_EXT: i8 = 1;
 /// the bound keeps the walk that copies a value into a response frame off the stack's end.
 pub const MAX_DEPTH: usize = 512;
 
+/// How the error of a value nested too deep starts.
+pub const TOO_DEEP: &str = "nested deeper than";
+
 /// First byte of every pickle of protocol 2 and later (the PROTO opcode).
 const PICKLE_PROTO: u8 = 0x80;
 
@@ -44,7 +47,7 @@ impl MsgValue {
             return Ok(());
         }
         let mut rd: &[u8] = &self.0;
-        skip(&mut rd)?;
+        skip(&mut rd, MAX_DEPTH)?;
         if rd.is_empty() {
             Ok(())
         } else {
@@ -89,7 +92,7 @@ impl Transcode<'_> {
     /// Where a nested array or map writes its items.
     fn nested<'b, E: de::Error>(&self, out: &'b mut Vec<u8>) -> Result<Transcode<'b>, E> {
         if self.depth >= MAX_DEPTH {
-            return Err(E::custom(format!("a value nested deeper than {MAX_DEPTH}")));
+            return Err(E::custom(format!("a value {TOO_DEEP} {MAX_DEPTH}")));
         }
         Ok(Transcode {
             out,
@@ -224,7 +227,7 @@ impl Serialize for Raw<'_> {
                 let n = length(&mut rd, marker).map_err(bad)?;
                 let mut seq = s.serialize_seq(Some(n))?;
                 for _ in 0..n {
-                    seq.serialize_element(&Raw(next(&mut rd).map_err(bad)?))?;
+                    seq.serialize_element(&Raw(next(&mut rd, MAX_DEPTH).map_err(bad)?))?;
                 }
                 seq.end()
             }
@@ -232,8 +235,8 @@ impl Serialize for Raw<'_> {
                 let n = length(&mut rd, marker).map_err(bad)?;
                 let mut map = s.serialize_map(Some(n))?;
                 for _ in 0..n {
-                    let k = next(&mut rd).map_err(bad)?;
-                    map.serialize_entry(&Raw(k), &Raw(next(&mut rd).map_err(bad)?))?;
+                    let k = next(&mut rd, MAX_DEPTH).map_err(bad)?;
+                    map.serialize_entry(&Raw(k), &Raw(next(&mut rd, MAX_DEPTH).map_err(bad)?))?;
                 }
                 map.end()
             }
@@ -315,15 +318,15 @@ fn take_ext<'a>(rd: &mut &'a [u8], m: Marker) -> Result<(i8, &'a [u8]), String> 
 }
 
 /// The bytes of the next whole object in `rd`, which moves past it.
-fn next<'a>(rd: &mut &'a [u8]) -> Result<&'a [u8], String> {
+fn next<'a>(rd: &mut &'a [u8], max_depth: usize) -> Result<&'a [u8], String> {
     let start = *rd;
-    skip(rd)?;
+    skip(rd, max_depth)?;
     Ok(&start[..start.len() - rd.len()])
 }
 
 /// Move past one whole object, without recursion; arrays and maps may nest at most
-/// [`MAX_DEPTH`] deep.
-fn skip(rd: &mut &[u8]) -> Result<(), String> {
+/// `max_depth` deep.
+fn skip(rd: &mut &[u8], max_depth: usize) -> Result<(), String> {
     // Objects still to read at each open level.
     let mut open: Vec<u64> = vec![1];
     while let Some(left) = open.last_mut() {
@@ -341,8 +344,8 @@ fn skip(rd: &mut &[u8]) -> Result<(), String> {
                 continue;
             }
         };
-        if open.len() > MAX_DEPTH {
-            return Err(format!("nested deeper than {MAX_DEPTH}"));
+        if open.len() > max_depth {
+            return Err(format!("{TOO_DEEP} {max_depth}"));
         }
         open.push(children);
     }
@@ -367,6 +370,57 @@ fn skip_scalar(rd: &mut &[u8], m: Marker) -> Result<(), String> {
         _ => return take_ext(rd, m).map(|_| ()),
     };
     split(rd, fixed).map(|_| ())
+}
+
+/// A request's fields named `v`, `id` and `op`, read from the frame's top-level map without
+/// recursion; every other field is skipped, and may nest at most `max_depth` deep. The
+/// error (not a map, truncated; or a field nested too deep, whose message starts with
+/// [`TOO_DEEP`]) comes with the `id` if it was read before the fault.
+pub fn read_header(frame: &[u8], max_depth: usize) -> Result<FrameHeader, (Option<u64>, String)> {
+    let mut rd = frame;
+    let mut h = FrameHeader::default();
+    let n = match read_marker(&mut rd) {
+        Ok(m @ (Marker::FixMap(_) | Marker::Map16 | Marker::Map32)) => {
+            length(&mut rd, m).map_err(|e| (None, e))?
+        }
+        _ => return Err((None, "a request is a MessagePack map".into())),
+    };
+    for _ in 0..n {
+        let key = next(&mut rd, max_depth).map_err(|e| (h.id, e))?;
+        let value = next(&mut rd, max_depth).map_err(|e| (h.id, e))?;
+        let mut v = value;
+        match key {
+            b"\xa1v" => h.v = Some(read_u64(&mut v).map_err(|e| (h.id, format!("`v`: {e}")))?),
+            b"\xa2id" => h.id = Some(read_u64(&mut v).map_err(|e| (None, format!("`id`: {e}")))?),
+            b"\xa2op" => match read_marker(&mut v) {
+                Ok(m @ (Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32)) => {
+                    let text = take(&mut v, m).map_err(|e| (h.id, e))?;
+                    let text = std::str::from_utf8(text).map_err(|e| (h.id, e.to_string()))?;
+                    h.op = Some(text.to_string());
+                }
+                _ => return Err((h.id, "`op` is not a string".into())),
+            },
+            _ => {}
+        }
+    }
+    Ok(h)
+}
+
+/// What [`read_header`] found.
+#[derive(Debug, Default)]
+pub struct FrameHeader {
+    pub v: Option<u64>,
+    pub id: Option<u64>,
+    pub op: Option<String>,
+}
+
+/// An unsigned integer of any width.
+fn read_u64(rd: &mut &[u8]) -> Result<u64, String> {
+    match read_marker(rd).map_err(|_| "truncated".to_string())? {
+        Marker::FixPos(v) => Ok(v.into()),
+        m @ (Marker::U8 | Marker::U16 | Marker::U32 | Marker::U64) => read_uint(rd, m),
+        _ => Err("not an unsigned integer".into()),
+    }
 }
 
 #[cfg(test)]

@@ -133,6 +133,26 @@ fn a_request_value_nested_too_deep_is_an_invalid_request() {
     let (_, e) = decode(&put_frame(&deep(MAX_DEPTH + 1))).unwrap_err();
     assert_eq!(e.code(), "invalid_request");
     assert!(e.to_string().contains("deeper"), "{e}");
+    // Far deeper still: refused the same way, the stack intact (on a thread with the
+    // default 2 MiB stack, as the gateway's).
+    let far = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || decode(&put_frame(&deep(100_000))).map(|_| ()))
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(far.unwrap_err().1.code(), "invalid_request");
+    // The deepest value accepted goes back out on such a thread too.
+    let out = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            let v = put_value(&put_frame(&deep(MAX_DEPTH))).expect("decodes");
+            encode_ok(1, &Reply::Value(Some(WireValue::Value(v)))).len()
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert!(out > MAX_DEPTH);
 }
 
 proptest! {

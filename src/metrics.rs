@@ -29,8 +29,10 @@ pub const DAG_LATENCY: &str = "cloudburst_dag_duration_seconds";
 pub const NODE_UP: &str = "cloudburst_node_up";
 /// Gauge, always 1: one series per role a member plays; labels `node`, `role`.
 pub const NODE_ROLE: &str = "cloudburst_node_role";
-/// Gauge: keys stored by a KVS shard; labels `node`, `shard`.
+/// Gauge: keys stored by a KVS shard (tombstones included); labels `node`, `shard`.
 pub const KVS_KEYS: &str = "cloudburst_kvs_keys";
+/// Gauge: keys of a KVS shard holding a tombstone not collected yet; labels `node`, `shard`.
+pub const KVS_TOMBSTONES: &str = "cloudburst_kvs_tombstones";
 /// Gauge: bytes of values stored by a KVS shard; labels `node`, `shard`.
 pub const KVS_BYTES: &str = "cloudburst_kvs_bytes";
 /// Gauge: 1 when the shard answered the last stats request; labels `node`, `shard`.

@@ -318,6 +318,11 @@ class Methods(Generic[FunctionT, FutureT]):
         return Request("get_object", {"key": key}, protocol.unpack_value)
 
     @operation
+    def delete_object(self, key: str) -> Request[bool]:
+        """Delete ``key``: ``get_object`` answers ``None`` until it is written again."""
+        return Request("delete_object", {"key": key}, _true)
+
+    @operation
     def ping(self) -> Request[None]:
         """One round trip to the gateway."""
         return Request("ping", {}, _none)
@@ -357,12 +362,15 @@ class Outcome(Generic[ConnT]):
         self._error: CloudburstError | None = None
 
     @operation
-    def get(self, timeout: float | None = None) -> Request[Any]:
+    def get(self, timeout: float | None = None, delete: bool = False) -> Request[Any]:
         """The call's result; raises the function's error, or :class:`CloudburstTimeout`
-        after ``timeout`` seconds (``None``: wait as long as it takes)."""
+        after ``timeout`` seconds (``None``: wait as long as it takes). ``delete``: the
+        server deletes the stored result once it has been read (this future still answers
+        it; others awaiting the same call may not). Results expire on their own after the
+        server's ``kvs.result_ttl_ms`` anyway."""
         if self._done:
             return Request(None, {}, self._settled)
-        fields = protocol.await_fields(self.call_id, self.obj_id, timeout)
+        fields = protocol.await_fields(self.call_id, self.obj_id, timeout, delete)
         wait = None if timeout is None else timeout + TIMEOUT_GRACE
         return Request("await", fields, self._succeeded, self._failed, wait)
 

@@ -292,12 +292,15 @@ def dag_args(arg_map: Mapping[str, Any]) -> Fields:
     return {name: pack_args(args) for name, args in arg_map.items()}
 
 
-def await_fields(call: int, key: str, timeout: float | None) -> Fields:
-    """Fields of ``await`` for the result of ``call`` stored under ``key``."""
+def await_fields(call: int, key: str, timeout: float | None, delete: bool = False) -> Fields:
+    """Fields of ``await`` for the result of ``call`` stored under ``key``; ``delete``: the
+    server deletes the stored result once it has been read."""
     fields: Fields = {"call": call, "key": key}
     ms = timeout_ms(timeout)
     if ms is not None:
         fields["timeout_ms"] = ms
+    if delete:
+        fields["delete"] = True
     return fields
 
 

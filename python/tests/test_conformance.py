@@ -8,6 +8,7 @@ Every op and every error code of the document's tables is either exercised here
 a healthy local cluster cannot cause it; a test keeps the three equal to the document."""
 
 import itertools
+import os
 import pathlib
 import pickle
 import re
@@ -16,7 +17,7 @@ import sys
 import cloudpickle
 import msgpack
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import cloudburst
@@ -32,6 +33,7 @@ OPS = {
     "ping": "test_hello_is_optional_and_reports_limits",
     "put_object": "test_plain_values_are_native_messagepack",
     "get_object": "test_plain_values_are_native_messagepack",
+    "delete_object": "test_deletes",
     "register_function": "test_functions_and_calls",
     "register_dag": "test_dags_and_their_arguments",
     "delete_dag": "test_dags_and_their_arguments",
@@ -56,6 +58,7 @@ CODES = {
     "version_mismatch": "test_functions_and_calls",
     "function_error": "test_functions_and_calls",
     "pickle_error": "test_functions_and_calls",
+    "forbidden_origin": "test_web_pages_of_other_origins_are_refused",
 }
 
 #: Codes a client of a healthy `cloudburst local` cannot cause on demand, with where they
@@ -72,6 +75,7 @@ NOT_HERE = {
     "stale_function": "a re-registration racing a call (src/actors/executor tests)",
     "session_expired": "pinned versions dropped mid-call (tests/pyrt_library.rs)",
     "internal_error": "a server bug",
+    "memory_limit": "a function over executor.worker_memory_bytes (test_security.py)",
     "missing_token": "dashboard only (test_dashboard.py)",
     "invalid_token": "dashboard only (test_dashboard.py)",
     "not_ready": "dashboard only, before the first sample",
@@ -107,12 +111,22 @@ def _ext(code, data):
     return pickle.loads(data) if code == PICKLE_EXT else msgpack.ExtType(code, data)
 
 
+def token_headers():
+    """The client token as the document says a client finds it for a loopback gateway."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    path = pathlib.Path(base) / "cloudburst" / "token"
+    token = os.environ.get("CLOUDBURST_TOKEN") or (path.read_text().strip()
+                                                   if path.exists() else None)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class Raw:
     """A client written from the document: one websocket, request ids from 1, responses
     matched by id (they may come in any order)."""
 
-    def __init__(self, url):
-        self.ws = connect(url, max_size=None, compression=None, proxy=None).__enter__()
+    def __init__(self, url, headers=None):
+        self.ws = connect(url, max_size=None, compression=None, proxy=None,
+                          additional_headers={**token_headers(), **(headers or {})}).__enter__()
         self.ids = itertools.count(1)
         self.early = {}
 
@@ -421,3 +435,24 @@ def test_dags_and_their_arguments(raw):
     raw.err("call_dag", "invalid_request", dag="conf_dag", args={}, consistency="strong")
     assert raw.ok("delete_dag", name="conf_dag") is None
     raw.err("delete_dag", "unknown_dag", name="conf_dag")
+
+
+def test_deletes(raw):
+    raw.ok("put_object", key="conf/del", value={"value": 1})
+    assert raw.ok("delete_object", key="conf/del") is None
+    assert raw.ok("get_object", key="conf/del") is None
+    raw.ok("put_object", key="conf/del", value={"value": 2})
+    assert raw.ok("get_object", key="conf/del") == {"value": 2}  # written again after
+    raw.err("delete_object", "invalid_request", key="__cloudburst/x")
+    assert register(raw, "conf_square", conf_square)["ok"] is None
+    fut = raw.ok("call_function", function="conf_square", args=[{"value": 6}])
+    assert raw.ok("await", timeout_ms=60000, delete=True, **fut) == {"value": 36}
+    assert raw.ok("get_object", key=fut["key"]) is None  # deleted once read
+
+
+def test_web_pages_of_other_origins_are_refused(url):
+    with pytest.raises(InvalidStatus) as e:
+        Raw(url, headers={"Origin": "http://evil.example"})
+    assert e.value.response.status_code == 403
+    assert e.value.response.body.startswith(b"forbidden_origin")
+    Raw(url, headers={"Origin": url.replace("ws://", "http://").rstrip("/")}).close()

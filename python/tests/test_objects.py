@@ -126,3 +126,51 @@ def test_bad_url_fails_clearly():
     with pytest.raises(cloudburst.UnavailableError) as e:
         cloudburst.CloudburstConnection("ws://127.0.0.1:1")
     assert e.value.code == "connection_failed"
+
+
+def test_a_deleted_key_reads_as_missing_until_written_again(cloud):
+    cloud.put_object("del", 1)
+    cloud.delete_object("del")
+    assert cloud.get_object("del") is None
+    cloud.put_object("del", 2)
+    assert cloud.get_object("del") == 2
+
+
+def test_a_set_written_after_a_delete_holds_only_what_came_after(cloud):
+    cloud.put_object("del-set", {1, 2})
+    cloud.delete_object("del-set")
+    cloud.put_object("del-set", {3})
+    assert cloud.get_object("del-set") == {3}
+
+
+def test_a_deleted_key_may_be_written_with_another_kind(cloud):
+    cloud.put_object("del-kind", {1})
+    cloud.delete_object("del-kind")
+    cloud.put_object("del-kind", 5)
+    assert cloud.get_object("del-kind") == 5
+
+
+def test_deleting_a_reserved_key_is_refused(cloud):
+    with pytest.raises(cloudburst.InvalidRequestError):
+        cloud.delete_object("__cloudburst/functions/anything")
+
+
+def test_functions_delete_keys(cloud):
+    def remove(cb, key):
+        cb.delete(key)
+        return cb.get(key)
+
+    cloud.put_object("del-fn", 1)
+    cloud.register(remove, "remove")
+    assert cloud.exec_func("remove", ["del-fn"]).get(timeout=60) is None
+    assert cloud.get_object("del-fn") is None
+
+
+def test_a_result_read_with_delete_is_deleted(cloud):
+    square = cloud.register(lambda cb, x: x * x, "square_then_delete")
+    future = square(3)
+    assert future.get(timeout=60, delete=True) == 9
+    assert cloud.get_object(future.obj_id) is None
+    plain = square(4)
+    assert plain.get(timeout=60) == 16
+    assert cloud.get_object(plain.obj_id) == 16, "kept when not asked"

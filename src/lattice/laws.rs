@@ -1,5 +1,6 @@
 //! The one generic law checker, run over every lattice type (and over [`LatticeValue`]s of
-//! one kind) with hand-picked and random values.
+//! one kind, alone and mixed with tombstones and values recreated after them) with
+//! hand-picked and random values.
 //!
 //! It checks, over all pairs and triples of the given values plus bottom: idempotence,
 //! commutativity, associativity, bottom as identity, that `merge`'s bool is truthful

@@ -15,6 +15,8 @@
 //!   events above its prefix (dots seen out of order).
 //! - [`VersionSet`]: the maximal versions under the causal order (the shared core of the
 //!   causal lattices); [`SingleKeyCausal`] and [`MultiKeyCausal`] (with dependencies).
+//! - [`Tombstone`]: a delete, which merges with every kind (a later write beats it); a
+//!   [`Recreated`] value is one of an [`Untimed`] kind written after a delete.
 //! - [`LatticeValue`]: the tagged enum the KVS stores, with [`LatticeKind`] as its tag.
 
 pub mod laws;
@@ -28,6 +30,7 @@ mod set_union;
 mod single_key_causal;
 #[cfg(test)]
 pub(crate) mod strategies;
+mod tombstone;
 mod value;
 mod vector_clock;
 mod version_set;
@@ -40,6 +43,7 @@ pub use ordered_set::OrderedSet;
 pub use priority::Priority;
 pub use set_union::SetUnion;
 pub use single_key_causal::SingleKeyCausal;
+pub use tombstone::{Recreated, Tombstone, Untimed};
 pub use value::{LatticeKind, LatticeValue};
 pub use vector_clock::{VectorClock, BASE};
 pub use version_set::VersionSet;

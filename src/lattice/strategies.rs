@@ -3,7 +3,7 @@
 
 use super::{
     Dependencies, LatticeKind, LatticeValue, Lww, Map, Max, MultiKeyCausal, OrderedSet, Priority,
-    SetUnion, SingleKeyCausal, Timestamp, VectorClock, BASE,
+    SetUnion, SingleKeyCausal, Timestamp, Tombstone, VectorClock, BASE,
 };
 use crate::ids::{Key, WriterId};
 use bytes::Bytes;
@@ -144,7 +144,29 @@ pub fn arb_value(kind: LatticeKind) -> BoxedStrategy<LatticeValue> {
             arb_single_key_causal().prop_map(LatticeValue::from).boxed()
         }
         LatticeKind::MultiKeyCausal => arb_multi_key_causal().prop_map(LatticeValue::from).boxed(),
+        LatticeKind::Tombstone => arb_tombstone().prop_map(LatticeValue::from).boxed(),
     }
+}
+
+/// Deletes at times and by writers in `0..3`, as [`arb_lww`] writes (so ties are common).
+pub fn arb_tombstone() -> impl Strategy<Value = Tombstone> {
+    (0u64..3, 0u64..3)
+        .prop_map(|(time, writer)| Tombstone::new(Timestamp::new(time, WriterId(writer))))
+}
+
+/// A kind, then values of that kind mixed with deletes and with values of it written after
+/// a delete (recreated).
+pub fn arb_values_with_deletes() -> impl Strategy<Value = (LatticeKind, Vec<LatticeValue>)> {
+    prop::sample::select(LatticeKind::ALL.to_vec()).prop_flat_map(|kind| {
+        let one = prop_oneof![
+            2 => arb_value(kind),
+            1 => arb_tombstone().prop_map(LatticeValue::from),
+            1 => (arb_value(kind), arb_tombstone()).prop_map(|(v, t)| {
+                v.written_over(Some(&LatticeValue::from(t)))
+            }),
+        ];
+        (Just(kind), prop::collection::vec(one, 1..4))
+    })
 }
 
 /// A kind, then several values of that kind.

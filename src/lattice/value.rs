@@ -1,6 +1,8 @@
 //! The value the KVS stores: a tagged enum over the lattice kinds, with concrete byte
-//! payloads. Merging two different kinds is an error, never a panic.
+//! payloads. Merging two different kinds is an error, never a panic — except that a
+//! tombstone merges with every kind (the rules are in the `tombstone` module).
 
+use super::tombstone::{self, Recreated, Tombstone};
 use super::{
     ByteSize, Lattice, LatticeError, Lww, Max, MultiKeyCausal, OrderedSet, Priority, SetUnion,
     SingleKeyCausal,
@@ -28,11 +30,13 @@ pub enum LatticeKind {
     SingleKeyCausal,
     /// [`MultiKeyCausal`]: concurrent versions with vector clocks and dependencies.
     MultiKeyCausal,
+    /// [`Tombstone`]: the key was deleted.
+    Tombstone,
 }
 
 impl LatticeKind {
     /// Every kind, in declaration order.
-    pub const ALL: [LatticeKind; 7] = [
+    pub const ALL: [LatticeKind; 8] = [
         LatticeKind::Lww,
         LatticeKind::SetUnion,
         LatticeKind::Max,
@@ -40,6 +44,7 @@ impl LatticeKind {
         LatticeKind::Priority,
         LatticeKind::SingleKeyCausal,
         LatticeKind::MultiKeyCausal,
+        LatticeKind::Tombstone,
     ];
 
     /// The snake_case name (as in JSON and on the command line).
@@ -52,6 +57,7 @@ impl LatticeKind {
             LatticeKind::Priority => "priority",
             LatticeKind::SingleKeyCausal => "single_key_causal",
             LatticeKind::MultiKeyCausal => "multi_key_causal",
+            LatticeKind::Tombstone => "tombstone",
         }
     }
 }
@@ -73,7 +79,10 @@ impl FromStr for LatticeKind {
     }
 }
 
-/// A stored value: one lattice of a kind fixed by the first write of the key.
+/// A stored value: one lattice of a kind fixed by the first write of the key (until a
+/// delete: a tombstone, and what is written after it, may be of any kind).
+///
+/// Variants are only ever added at the end: logs and peers name a variant by its index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LatticeValue {
     /// Last writer wins.
@@ -90,6 +99,10 @@ pub enum LatticeValue {
     SingleKeyCausal(SingleKeyCausal),
     /// Causal versions with dependencies on other keys.
     MultiKeyCausal(MultiKeyCausal),
+    /// The key was deleted; reads answer missing.
+    Tombstone(Tombstone),
+    /// A value of an untimed kind written after the key was deleted: reads answer the value.
+    Recreated(Box<Recreated>),
 }
 
 impl LatticeValue {
@@ -103,6 +116,8 @@ impl LatticeValue {
             LatticeValue::Priority(_) => LatticeKind::Priority,
             LatticeValue::SingleKeyCausal(_) => LatticeKind::SingleKeyCausal,
             LatticeValue::MultiKeyCausal(_) => LatticeKind::MultiKeyCausal,
+            LatticeValue::Tombstone(_) => LatticeKind::Tombstone,
+            LatticeValue::Recreated(r) => r.value.kind(),
         }
     }
 
@@ -118,15 +133,19 @@ impl LatticeValue {
                 LatticeValue::SingleKeyCausal(SingleKeyCausal::default())
             }
             LatticeKind::MultiKeyCausal => LatticeValue::MultiKeyCausal(MultiKeyCausal::default()),
+            LatticeKind::Tombstone => LatticeValue::Tombstone(Tombstone::default()),
         }
     }
 
     /// Merge `other` into `self`; `Ok(true)` if `self` changed.
     ///
     /// Values of different kinds give [`LatticeError::KindMismatch`] and leave `self`
-    /// unchanged.
+    /// unchanged; a tombstone merges with every kind.
     pub fn merge(&mut self, other: LatticeValue) -> Result<bool, LatticeError> {
         use LatticeValue as V;
+        if tombstone::is_delete_family(self) || tombstone::is_delete_family(&other) {
+            return tombstone::merge(self, other);
+        }
         match (self, other) {
             (V::Lww(a), V::Lww(b)) => Ok(a.merge(b)),
             (V::SetUnion(a), V::SetUnion(b)) => Ok(a.merge(b)),
@@ -152,9 +171,49 @@ impl LatticeValue {
             LatticeValue::Priority(v) => v.byte_size(),
             LatticeValue::SingleKeyCausal(v) => v.byte_size(),
             LatticeValue::MultiKeyCausal(v) => v.byte_size(),
+            LatticeValue::Tombstone(v) => v.byte_size(),
+            LatticeValue::Recreated(v) => v.byte_size(),
         };
         // The tag and padding of the enum around the inner value.
         inner + std::mem::size_of::<Self>().saturating_sub(LARGEST_VARIANT)
+    }
+
+    /// Whether merging the delete `t` would leave `self` unchanged: `self` is that delete,
+    /// a later one, or a write that beats it.
+    pub fn covers_delete(&self, t: &Tombstone) -> bool {
+        tombstone::covers(self, t)
+    }
+
+    /// True for a tombstone: the key reads as missing.
+    pub fn is_tombstone(&self) -> bool {
+        matches!(self, LatticeValue::Tombstone(_))
+    }
+
+    /// What a read answers: `None` for a tombstone, the value itself for a value recreated
+    /// after a delete, else `self`.
+    pub fn into_live(self) -> Option<LatticeValue> {
+        match self {
+            LatticeValue::Tombstone(_) => None,
+            LatticeValue::Recreated(r) => Some(r.value.into()),
+            other => Some(other),
+        }
+    }
+
+    /// [`Self::into_live`] of a borrowed value, cloning only what a read answers.
+    pub fn live(&self) -> Option<std::borrow::Cow<'_, LatticeValue>> {
+        use std::borrow::Cow;
+        match self {
+            LatticeValue::Tombstone(_) => None,
+            LatticeValue::Recreated(r) => Some(Cow::Owned(r.value.clone().into())),
+            other => Some(Cow::Borrowed(other)),
+        }
+    }
+
+    /// `self`, a client's write, as applied over `stored` (see
+    /// [`tombstone::written_over`]): a write of an untimed kind to a deleted key is taken as
+    /// written after the delete.
+    pub fn written_over(self, stored: Option<&LatticeValue>) -> LatticeValue {
+        tombstone::written_over(stored, self)
     }
 }
 
@@ -171,6 +230,8 @@ const fn largest_variant() -> usize {
         std::mem::size_of::<Priority<u64, Bytes>>(),
         std::mem::size_of::<SingleKeyCausal>(),
         std::mem::size_of::<MultiKeyCausal>(),
+        std::mem::size_of::<Tombstone>(),
+        std::mem::size_of::<Box<Recreated>>(),
     ];
     let mut max = 0;
     let mut i = 0;
@@ -200,6 +261,7 @@ from_variant!(
     Priority(Priority<u64, Bytes>),
     SingleKeyCausal(SingleKeyCausal),
     MultiKeyCausal(MultiKeyCausal),
+    Tombstone(Tombstone),
 );
 
 #[cfg(test)]
@@ -207,14 +269,19 @@ mod tests {
     use super::*;
     use crate::ids::WriterId;
     use crate::lattice::laws::check_laws_with;
-    use crate::lattice::strategies::{arb_values_of_one_kind, clock, deps, roundtrip};
-    use crate::lattice::{MultiKeyCausal, Timestamp};
+    use crate::lattice::strategies::{
+        arb_values_of_one_kind, arb_values_with_deletes, clock, deps, roundtrip,
+    };
+    use crate::lattice::{MultiKeyCausal, Timestamp, Tombstone};
     use proptest::prelude::*;
 
     /// Two distinct non-bottom values of every kind.
+    fn ts(t: u64) -> Timestamp {
+        Timestamp::new(t, WriterId(1))
+    }
+
     fn samples(kind: LatticeKind) -> Vec<LatticeValue> {
         let b = |s: &'static str| Bytes::from_static(s.as_bytes());
-        let ts = |t| Timestamp::new(t, WriterId(1));
         match kind {
             LatticeKind::Lww => vec![Lww::new(ts(1), "x").into(), Lww::new(ts(2), "y").into()],
             LatticeKind::SetUnion => vec![
@@ -238,27 +305,86 @@ mod tests {
                 MultiKeyCausal::new(clock(&[(1, 1)]), deps(&[("k", &[(1, 1)])]), "x").into(),
                 MultiKeyCausal::new(clock(&[(1, 2)]), deps(&[]), "y").into(),
             ],
+            LatticeKind::Tombstone => vec![
+                Tombstone::new(ts(1)).into(),
+                Tombstone::new(Timestamp::new(1, WriterId(2))).into(),
+            ],
         }
     }
 
+    /// Deletes at times around the samples' (1 and 2), and values of `kind` written after
+    /// them.
+    fn with_deletes(kind: LatticeKind, mut values: Vec<LatticeValue>) -> Vec<LatticeValue> {
+        let at = |t| Timestamp::new(t, WriterId(1));
+        let tombs: Vec<LatticeValue> = [0, 1, 2, 3]
+            .into_iter()
+            .map(|t| Tombstone::new(at(t)).into())
+            .collect();
+        let again: Vec<LatticeValue> = values
+            .iter()
+            .flat_map(|v| [&tombs[1], &tombs[3]].map(|t| v.clone().written_over(Some(t))))
+            .filter(|v| matches!(v, LatticeValue::Recreated(_)))
+            .collect();
+        assert_eq!(
+            again.is_empty(),
+            kind == LatticeKind::Lww || kind == LatticeKind::Tombstone
+        );
+        values.extend(tombs);
+        values.extend(again);
+        values
+    }
+
+    /// The laws over `values`, whose first is of the kind whose bottom is the identity.
     fn check_one_kind(values: &[LatticeValue]) -> Result<(), crate::lattice::laws::LawViolation> {
         let kind = values.first().map_or(LatticeKind::Lww, LatticeValue::kind);
         check_laws_with(values, &LatticeValue::bottom(kind), LatticeValue::merge)
     }
 
     #[test]
-    fn laws_hold_for_every_kind() {
+    fn laws_hold_for_every_kind_with_deletes_among_the_values() {
         for kind in LatticeKind::ALL {
             let values = samples(kind);
             assert!(values.iter().all(|v| v.kind() == kind));
             check_one_kind(&values).unwrap();
+            check_one_kind(&with_deletes(kind, values)).unwrap();
         }
     }
 
     #[test]
+    fn the_law_checker_sees_a_delete_that_loses_to_older_writes() {
+        // A tombstone that no Lww write could beat (as a merge ignoring time would make
+        // it) breaks commutativity: the checker must say so.
+        let broken = |a: &mut LatticeValue, b: LatticeValue| -> Result<bool, LatticeError> {
+            match (&*a, &b) {
+                (LatticeValue::Tombstone(_), LatticeValue::Lww(_)) => Ok(false),
+                _ => a.merge(b),
+            }
+        };
+        let values = with_deletes(LatticeKind::Lww, samples(LatticeKind::Lww));
+        let bottom = LatticeValue::bottom(LatticeKind::Lww);
+        assert!(check_laws_with(&values, &bottom, broken).is_err());
+    }
+
+    #[test]
+    fn tombstones_read_as_missing_and_recreated_values_as_themselves() {
+        let t = LatticeValue::from(Tombstone::new(ts(4)));
+        assert!(t.is_tombstone() && t.live().is_none() && t.clone().into_live().is_none());
+        let set: LatticeValue = SetUnion::from_iter([Bytes::from_static(b"a")]).into();
+        let again = set.clone().written_over(Some(&t));
+        assert!(!again.is_tombstone());
+        assert_eq!(again.live().map(|c| c.into_owned()), Some(set.clone()));
+        assert_eq!(again.into_live(), Some(set.clone()));
+        assert_eq!(set.clone().into_live(), Some(set));
+    }
+
+    #[test]
     fn merging_different_kinds_is_an_error_and_changes_nothing() {
-        for have in LatticeKind::ALL {
-            for got in LatticeKind::ALL.into_iter().filter(|k| *k != have) {
+        // Tombstones merge with every kind (checked with the laws above).
+        let kinds = LatticeKind::ALL
+            .into_iter()
+            .filter(|k| *k != LatticeKind::Tombstone);
+        for have in kinds.clone() {
+            for got in kinds.clone().filter(|k| *k != have) {
                 let mut value = samples(have).remove(0);
                 let before = value.clone();
                 let err = value.merge(samples(got).remove(0)).unwrap_err();
@@ -318,6 +444,12 @@ mod tests {
         #[test]
         fn laws_hold_on_random_values_of_one_kind(values in arb_values_of_one_kind()) {
             check_one_kind(&values).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+
+        #[test]
+        fn laws_hold_on_random_values_with_deletes((kind, values) in arb_values_with_deletes()) {
+            check_laws_with(&values, &LatticeValue::bottom(kind), LatticeValue::merge)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
 
         #[test]

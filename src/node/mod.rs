@@ -4,26 +4,32 @@
 //!
 //! - [`roles`]: starting the roles of a node (stopping what started when a later role
 //!   fails), waiting until they can serve, stopping them.
+//! - [`drain`]: draining a node before it stops (SIGTERM, scale-down, `preStop`): no new
+//!   work, finish what it holds, then leave.
 //! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
 //! - [`ready`]: the readiness lines on stdout and their parser.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
 //! - [`storage`]: the data directory: lock, identity, recovery before joining, members.
+//! - [`token`]: the per-user client token file of a gateway given no token.
 //!
 //! `cloudburst node` ([`Mode::Node`]) plays the configured roles and needs a cluster
 //! secret. `cloudburst local` ([`Mode::Local`]) is the whole cluster in one process, bound
 //! to 127.0.0.1 unless told otherwise; it makes up a secret when none is set, and prints
-//! its readiness line only once a client's first request can be served. Both stop cleanly
-//! on Ctrl-C or SIGTERM; a port already in use fails the start with the address in the
-//! message.
+//! its readiness line only once a client's first request can be served. Both drain then
+//! stop on Ctrl-C or SIGTERM (a second signal cuts the drain short); a port already in use
+//! fails the start with the address in the message.
 
 mod dashboard;
+pub mod drain;
 pub mod ready;
 pub mod roles;
 mod serve;
 pub mod storage;
+pub mod token;
 
+pub use drain::{drain_deadline, Drained};
 pub use ready::{local_line, node_line, parse_node_line};
-pub use roles::{playable, NodeRoles, NotReady, RoleError, DRAIN_LIMIT, NOT_YET};
+pub use roles::{playable, NodeRoles, NotReady, RoleError, HANDOFF_LIMIT, NOT_YET};
 pub use serve::Signals;
 
 use crate::config::Config;
@@ -62,6 +68,8 @@ pub enum NodeError {
     Start { mode: Mode, source: RoleError },
     #[error("the local cluster is not ready: {0}")]
     NotReady(#[from] NotReady),
+    #[error("{0}")]
+    Token(#[from] token::TokenError),
     /// The KVS log could not be synced: the node stopped rather than acknowledge writes it
     /// may have lost.
     #[error("stopped: {0}")]
@@ -70,12 +78,14 @@ pub enum NodeError {
 
 /// Run `cfg` as `mode` until SIGTERM or Ctrl-C.
 pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
+    close_to_same_user();
     if cfg.node.cluster_secret.is_empty() {
         match mode {
             Mode::Node => return Err(NodeError::NoSecret),
             Mode::Local => cfg.node.cluster_secret = random_secret(),
         }
     }
+    announce_token(mode, token::resolve(&mut cfg)?);
     if mode == Mode::Local {
         // Printed before anything starts, so it is seen even when the directory is locked.
         match &cfg.node.data_dir {
@@ -88,6 +98,38 @@ pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
         }
     }
     actix::System::new().block_on(serve::serve(cfg, mode))
+}
+
+/// Say where clients find the token (or that they need none), before anything starts.
+fn announce_token(mode: Mode, source: token::TokenSource) {
+    let who = match mode {
+        Mode::Node => "cloudburst node",
+        Mode::Local => "cloudburst local",
+    };
+    match source {
+        token::TokenSource::NotNeeded => {}
+        token::TokenSource::Disabled => {
+            tracing::warn!("--no-auth: clients connect without a token, so any program or web page that reaches the gateway can run code as this user");
+            eprintln!("{who}: WARNING: --no-auth: any program on this machine can run code as this user through the gateway");
+        }
+        token::TokenSource::File { path, created } => eprintln!(
+            "{who}: clients authenticate with the token in {} ({}; the Python client reads it for local URLs)",
+            path.display(),
+            if created { "made now" } else { "this user's" }
+        ),
+    }
+}
+
+/// Make this process undumpable: other processes of the same user (a function's worker,
+/// anything it starts) can no longer ptrace it or read its `/proc/<pid>/environ`, `mem`
+/// and `maps`, where the token and the cluster secret are; it leaves no core dump either.
+/// Its Python workers are new programs and do not inherit this.
+fn close_to_same_user() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) only sets a flag of this process.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(cause = %std::io::Error::last_os_error(),
+            "cannot make the node undumpable: processes of this user can read its memory");
+    }
 }
 
 fn random_secret() -> String {

@@ -33,7 +33,7 @@ use std::time::Duration;
 pub const NOT_YET: &[Role] = &[Role::Monitor];
 
 /// How long a leaving KVS node may spend handing its keys to the remaining owners.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+pub const HANDOFF_LIMIT: Duration = Duration::from_secs(30);
 
 /// How often [`NodeRoles::wait_ready`] looks again while it waits.
 const READY_POLL: Duration = Duration::from_millis(5);
@@ -236,8 +236,10 @@ impl NodeRoles {
         }
     }
 
-    /// Hand this node's keys to the remaining owners, tell the peers this node leaves, then
-    /// stop everything that started. Returns how many peers acknowledged the goodbye.
+    /// Close the gateway's sessions (after a drain it has no call in flight), hand this
+    /// node's keys to the remaining owners, tell the peers this node leaves, then stop
+    /// everything that started. Returns how many peers acknowledged the goodbye. Without a
+    /// [`NodeRoles::drain`] before, what the node still runs fails (`shut_down`).
     pub async fn stop(self) -> usize {
         if let Some(g) = &self.gateway {
             g.stop().await;
@@ -245,7 +247,7 @@ impl NodeRoles {
         if let Some(d) = self.dashboard {
             d.stop().await;
         }
-        if !self.kvs.shards.is_empty() && !self.kvs.drain(DRAIN_LIMIT).await {
+        if !self.kvs.shards.is_empty() && !self.kvs.drain(HANDOFF_LIMIT).await {
             tracing::warn!(
                 "not every key was handed off before leaving; replicas (if any) keep them"
             );

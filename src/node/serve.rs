@@ -3,6 +3,7 @@
 //! failure at any step stops what started and comes back as a [`NodeError`]; what the
 //! process exits with is the caller's business.
 
+use super::drain::drain_deadline;
 use super::ready::{local_line, node_line};
 use super::roles::NodeRoles;
 use super::{Mode, NodeError};
@@ -43,12 +44,26 @@ pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
             Some(why)
         }
     };
+    if failure.is_none() {
+        // A second signal cuts the drain short.
+        let deadline = drain_deadline(longest_function_timeout(&cfg));
+        tokio::select! {
+            _ = roles.drain(deadline) => {}
+            signal = signals.recv() => tracing::warn!(signal, "drain cut short"),
+        }
+    }
     let acks = roles.stop().await;
     tracing::info!(acknowledged_by = acks, "left the cluster; shut down");
     match failure {
         None => Ok(()),
         Some(why) => Err(NodeError::Storage(why)),
     }
+}
+
+/// The longest a function may run here: the executors' default timeout (a function
+/// registered with a longer one is cut off by a drain that runs out).
+fn longest_function_timeout(cfg: &Config) -> Duration {
+    Duration::from_millis(cfg.executor.function_timeout_ms)
 }
 
 /// Resolves once a KVS log failed to sync (never, without a data directory).

@@ -17,14 +17,16 @@ pub fn to_lattice(value: PyValue, clock: &LwwClock) -> LatticeValue {
     }
 }
 
-/// A stored value as Python sees it. An empty Lww register (bottom) reads as `None`; a
+/// A stored value as Python sees it. A deleted key (a tombstone) and the Lww register's
+/// bottom (never written) read as `None`, but a written empty payload is a value like any other (a client of the raw
+/// protocol may store empty bytes, and must read them back); a
 /// causal value with one version reads as that value, with several as
 /// [`PyValue::Concurrent`]; other lattice kinds cannot be read from Python and give an
 /// error naming the key and kind.
 pub fn to_python(key: &str, value: Option<LatticeValue>) -> Result<Option<PyValue>, String> {
-    match value {
+    match value.and_then(LatticeValue::into_live) {
         None => Ok(None),
-        Some(LatticeValue::Lww(l)) if l.value.is_empty() => Ok(None),
+        Some(LatticeValue::Lww(l)) if l == Lww::default() => Ok(None),
         Some(LatticeValue::Lww(l)) => Ok(Some(PyValue::Pickled(l.value))),
         Some(LatticeValue::SetUnion(s)) => Ok(Some(PyValue::PickledSet(set_items(&s)))),
         Some(LatticeValue::MultiKeyCausal(m)) => Ok(versions(m.values())),
@@ -70,6 +72,17 @@ mod tests {
         assert!(matches!(lv, LatticeValue::SetUnion(_)));
         assert_eq!(to_python("k", Some(lv)).expect("reads"), Some(set));
         assert_eq!(to_python("k", None).expect("missing"), None);
+        let empty = PyValue::Pickled(Bytes::new());
+        let lv = to_lattice(empty.clone(), &clock);
+        assert_eq!(
+            to_python("k", Some(lv)).expect("reads"),
+            Some(empty),
+            "not missing"
+        );
+        let deleted = LatticeValue::Tombstone(crate::lattice::Tombstone::new(clock.next()));
+        assert_eq!(to_python("k", Some(deleted)).expect("deleted"), None);
+        let bottom = LatticeValue::Lww(Lww::default());
+        assert_eq!(to_python("k", Some(bottom)).expect("bottom"), None);
         let max = LatticeValue::bottom(crate::lattice::LatticeKind::Max);
         let e = to_python("k", Some(max)).unwrap_err();
         assert!(e.contains("max"), "{e}");

@@ -42,6 +42,9 @@ impl UserLibrary for NoLibrary {
     fn put(&self, _: Key, _: PyValue) -> BoxFuture<'static, Result<(), LibError>> {
         Box::pin(async { Err(no_library()) })
     }
+    fn delete(&self, _: Key) -> BoxFuture<'static, Result<(), LibError>> {
+        Box::pin(async { Err(no_library()) })
+    }
     fn send(&self, _: String, _: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         Box::pin(async { Err(no_library()) })
     }

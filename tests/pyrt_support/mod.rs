@@ -231,6 +231,10 @@ impl UserLibrary for MemLibrary {
         self.store.lock().expect("lock").insert(key, value);
         Box::pin(async { Ok(()) })
     }
+    fn delete(&self, key: Key) -> BoxFuture<'static, Result<(), LibError>> {
+        self.store.lock().expect("lock").remove(&key);
+        Box::pin(async { Ok(()) })
+    }
     fn send(&self, dest: String, payload: Bytes) -> BoxFuture<'static, Result<(), LibError>> {
         self.sent.lock().expect("lock").push((dest, payload));
         Box::pin(async { Ok(()) })

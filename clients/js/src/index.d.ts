@@ -63,6 +63,7 @@ export class Connection {
   ping(): Promise<null>;
   put(key: string, value: Value | Set<Value>): Promise<void>;
   get(key: string): Promise<Value | Set<Value> | Concurrent>;
+  delete(key: string): Promise<void>;
   list(what?: "functions" | "dags", prefix?: string): Promise<string[]>;
   registerDag(name: string, functions: string[], connections: [string, string][]): Promise<void>;
   deleteDag(name: string): Promise<void>;

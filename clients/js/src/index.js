@@ -180,6 +180,11 @@ export class Connection {
     return unpackValue(await this.request("get_object", { key }));
   }
 
+  /** Delete a key: reads answer null until a later write. */
+  async delete(key) {
+    await this.request("delete_object", { key });
+  }
+
   /** Names of registered functions (`what` = "functions") or DAGs ("dags"). */
   list(what = "functions", prefix = undefined) {
     return this.request("list", prefix === undefined ? { what } : { what, prefix });

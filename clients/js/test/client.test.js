@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, startLocal, python } from "./cluster.js";
-import { CloudburstError, Concurrent, Pickle, Ref, connect } from "../src/index.js";
+import { CloudburstError, Concurrent, Pickle, Ref, connect, resolveToken } from "../src/index.js";
 
 let local;
 let cb;
@@ -46,6 +46,8 @@ describe("objects", () => {
     await cb.put("obj/set", new Set([1, 2]));
     await cb.put("obj/set", new Set([3]));
     assert.deepEqual(await cb.get("obj/set"), new Set([1, 2, 3]), "concurrent puts merge");
+    await cb.delete("obj/a");
+    assert.equal(await cb.get("obj/a"), null, "deleted");
   });
 
   test("bad requests fail with their codes", async () => {
@@ -192,7 +194,7 @@ test("the protocol document's 50-line client works as written", async () => {
   writeFileSync(file, code);
   try {
     const { connect: connect50 } = await import(file);
-    const small = await connect50(local.url);
+    const small = await connect50(local.url, resolveToken(local.url));
     await small.put("walk/k", [1, "a"]);
     assert.deepEqual(await small.get("walk/k"), [1, "a"]);
     assert.equal(await small.call("square", [3], true), 9);

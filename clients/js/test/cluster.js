@@ -3,6 +3,8 @@
 // its readiness line; and the repository's Python (the .venv) to act as the Python client.
 
 import { spawn, execFile } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -13,6 +15,12 @@ const READY = /^cloudburst local ready: client (\S+)$/;
 const READY_TIMEOUT_MS = 60_000;
 /** One run of the Python side (it connects, registers or checks, and exits). */
 const PYTHON_TIMEOUT_MS = 60_000;
+
+// The tests' config directory, where `cloudburst local` keeps the client token and both
+// clients find it: a temporary one, so the developer's own token file is neither read nor
+// made (set before any server or client of these tests exists; children inherit it).
+process.env.XDG_CONFIG_HOME = mkdtempSync(path.join(os.tmpdir(), "cloudburst-js-config-"));
+delete process.env.CLOUDBURST_TOKEN;
 
 /** Start `cloudburst local`; resolves to { url, stop() } once it is ready. */
 export function startLocal() {

@@ -23,6 +23,12 @@
 //! write acknowledged before it arrives). Causal reads refresh entries confirmed longer ago
 //! than the lease (see `crate::actors::executor::session`).
 //!
+//! # Deleted keys
+//! A deleted key (a bare tombstone) is not held: a read that finds one returns it (readers
+//! answer missing) without caching it, and an update that deletes a held key drops the
+//! entry like an eviction. The KVS collects tombstones in time, and a cache holding one
+//! then would miss what is written to the key afterwards.
+//!
 //! # In-flight fetches
 //! A miss registers the key as *fetching* with an opaque ticket `T` (the handle's shared
 //! future), so concurrent misses of one key share one KVS read, and updates pushed while
@@ -224,6 +230,14 @@ impl<T: Clone> CacheCore<T> {
                 evicted: Vec::new(),
             };
         };
+        if value.is_tombstone() {
+            let evicted = self.drop_deleted(&key).into_iter().collect();
+            return Inserted {
+                value: Some(value),
+                cached: false,
+                evicted,
+            };
+        }
         if self.entries.contains_key(&key) {
             let Update { evicted, .. } = self.merge_update(key.clone(), value.clone());
             let cached = self.entries.contains_key(&key);
@@ -290,10 +304,24 @@ impl<T: Clone> CacheCore<T> {
             tracing::warn!(key = %key, cause = %e, "cache update refused");
             self.counters.refused_updates += 1;
         }
-        Update {
-            outcome,
-            evicted: self.evict_to_fit(),
+        let deleted = match outcome {
+            UpdateOutcome::Changed(_) => self.drop_deleted(&key),
+            _ => None,
+        };
+        let mut evicted = self.evict_to_fit();
+        evicted.extend(deleted);
+        Update { outcome, evicted }
+    }
+
+    /// Drop the entry of `key` if it now holds a bare tombstone; returns the key if so.
+    fn drop_deleted(&mut self, key: &Key) -> Option<Key> {
+        if !self.entries.get(key)?.value.is_tombstone() {
+            return None;
         }
+        let e = self.entries.remove(key)?;
+        self.lru.remove(&e.tick);
+        self.used -= e.size;
+        Some(key.clone())
     }
 
     /// Whether `key` is held or being read (a subscription for it is still wanted).

@@ -287,3 +287,42 @@ fn confirmation_keeps_the_latest_ask() {
     c.confirm(&k("a"), t0 + Duration::from_secs(1));
     assert_eq!(c.confirmed_at(&k("a")), Some(t0 + Duration::from_secs(2)));
 }
+
+fn tomb(time: u64) -> LatticeValue {
+    LatticeValue::Tombstone(crate::lattice::Tombstone::new(Timestamp::new(
+        time,
+        WriterId(1),
+    )))
+}
+
+#[test]
+fn deleted_keys_are_not_held() {
+    let mut c = core_for(4);
+    c.insert_from_kvs(k("a"), Some(lww(1, "v")));
+    c.insert_from_kvs(k("b"), Some(lww(1, "v")));
+    let u = c.merge_update(k("a"), tomb(2));
+    assert!(matches!(u.outcome, UpdateOutcome::Changed(_)));
+    assert_eq!(
+        u.evicted,
+        vec![k("a")],
+        "the entry goes (and its subscription)"
+    );
+    assert_eq!(c.read(&k("a")), Lookup::Miss);
+    assert_eq!(c.stats().keys, 1);
+    assert_eq!(
+        c.stats().bytes as usize,
+        entry_size(&k("b"), &lww(1, "v")),
+        "its bytes are freed"
+    );
+    // A read through the KVS that finds the tombstone returns it, uncached.
+    let ins = c.insert_from_kvs(k("a"), Some(tomb(2)));
+    assert_eq!((ins.value, ins.cached), (Some(tomb(2)), false));
+    // An older update pushed later is not held either.
+    assert_eq!(
+        c.merge_update(k("a"), lww(1, "v")).outcome,
+        UpdateOutcome::NotHeld
+    );
+    // A later write is held again.
+    let ins = c.insert_from_kvs(k("a"), Some(lww(3, "w")));
+    assert!(ins.cached);
+}

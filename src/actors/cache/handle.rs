@@ -215,9 +215,26 @@ impl CacheHandle {
     /// Write-through put (see the module doc for the acknowledgement policy).
     pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
         self.inner.kvs.put(key.clone(), value.clone()).await?;
-        let evicted = self.inner.lock().merge_update(key, value).evicted;
-        self.inner.release(evicted);
+        self.merged(key, value);
         Ok(())
+    }
+
+    /// [`Self::put`] on behalf of a function: a reserved key is refused (by the KVS).
+    pub async fn put_user(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        self.inner.kvs.put_user(key.clone(), value.clone()).await?;
+        self.merged(key, value);
+        Ok(())
+    }
+
+    /// Merge a value the KVS acknowledged into the held entries.
+    fn merged(&self, key: Key, value: LatticeValue) {
+        let evicted = {
+            let mut core = self.inner.lock();
+            // As the KVS took it: a write to a recreated key joins what was written since.
+            let value = value.written_over(core.peek(&key));
+            core.merge_update(key, value).evicted
+        };
+        self.inner.release(evicted);
     }
 
     /// Read `keys` from the KVS now (not from memory) and merge what it returns into the
@@ -316,6 +333,11 @@ impl CacheHandle {
     /// value (keep `f` short); `None` if the key is not held.
     pub fn with_held<R>(&self, key: &Key, f: impl FnOnce(&LatticeValue) -> R) -> Option<R> {
         self.inner.lock().peek(key).map(f)
+    }
+
+    /// Sessions with repeatable-read pins here (a drain waits until none is left).
+    pub fn pinned_sessions(&self) -> usize {
+        self.inner.lock().pinned_sessions()
     }
 
     /// Drop the pins of `session`; returns how many keys it had pinned here.

@@ -66,6 +66,15 @@ impl ExecutorCore {
         self.pending.len()
     }
 
+    /// Schedules held, waiting for upstream results (what a drain must see through; triggers
+    /// with no schedule are orphans of failed calls, or wait for a schedule on its way).
+    pub fn held_schedules(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|p| p.schedule.is_some())
+            .count()
+    }
+
     /// A schedule arrived. A function with no upstream is ready at once.
     pub fn on_schedule(&mut self, schedule: Schedule, now: Instant) -> Step {
         if schedule.upstream.is_empty() {

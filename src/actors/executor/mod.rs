@@ -26,6 +26,7 @@ use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{CallFailure, Deliver, ErrorCode, ExecutorStatus, Schedule, Trigger};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,6 +56,45 @@ pub struct Executor {
     core: ExecutorCore,
     env: Arc<ExecEnv>,
     schedulers: Vec<ActorRef>,
+    /// Functions running (and failures being reported) now.
+    running: Arc<AtomicUsize>,
+}
+
+/// One function run (or failure report) under way: counted while it lives.
+struct Running(Arc<AtomicUsize>);
+
+impl Running {
+    fn start(count: &Arc<AtomicUsize>) -> Running {
+        count.fetch_add(1, Ordering::SeqCst);
+        Running(count.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Local: what the executor holds and runs now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Load")]
+pub struct GetLoad;
+
+/// An executor's work under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct Load {
+    /// Schedules waiting for upstream results.
+    pub held: usize,
+    /// Functions running, and failures being reported.
+    pub running: usize,
+}
+
+impl Load {
+    /// Nothing held, nothing running.
+    pub fn is_idle(&self) -> bool {
+        self.held == 0 && self.running == 0
+    }
 }
 
 /// A started executor.
@@ -66,6 +106,15 @@ pub struct ExecutorHandle {
 }
 
 impl ExecutorHandle {
+    /// What the executor holds and runs now (idle if it stopped answering).
+    pub async fn load(&self) -> Load {
+        let idle = Load {
+            held: 0,
+            running: 0,
+        };
+        self.addr.send(GetLoad).await.unwrap_or(idle)
+    }
+
     /// Stop serving and kill the Python workers.
     pub async fn stop(&self, transport: &Transport) {
         transport.unregister::<Schedule>(0);
@@ -91,7 +140,7 @@ impl Executor {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
         };
-        let pool = PythonPool::start(PoolConfig::from_executor(&cfg.executor, exe)).await?;
+        let pool = PythonPool::start(PoolConfig::from_config(cfg, exe)).await?;
         let me = ActorRef::new(transport.local_node().clone(), ServiceId::Executor, 0);
         let timeout = Duration::from_millis(cfg.executor.function_timeout_ms);
         let env = Arc::new(ExecEnv::new(
@@ -107,6 +156,7 @@ impl Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
             env,
             schedulers: Vec::new(),
+            running: Arc::new(AtomicUsize::new(0)),
         }
         .start();
         if let Err(e) = register(transport, &addr) {
@@ -149,13 +199,20 @@ impl Executor {
         match step {
             Step::Wait => {}
             Step::Run(ready) => {
-                actix::spawn(run::run(self.env.clone(), ready));
+                let running = Running::start(&self.running);
+                let env = self.env.clone();
+                actix::spawn(async move {
+                    run::run(env, ready).await;
+                    drop(running);
+                });
             }
             Step::Abort(s) => run::abort(&self.env, &s),
             Step::Refused(s) => {
                 tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
                 let env = self.env.clone();
+                let running = Running::start(&self.running);
                 actix::spawn(async move {
+                    let _running = running;
                     let f = CallFailure::new(
                         ErrorCode::Overloaded,
                         "the executor has too many waiting schedules",
@@ -192,7 +249,9 @@ impl Actor for Executor {
                 // Its upstream results never came: fail the call rather than leave the
                 // caller waiting.
                 let env = act.env.clone();
+                let running = Running::start(&act.running);
                 actix::spawn(async move {
+                    let _running = running;
                     let f = CallFailure::new(
                         ErrorCode::Timeout,
                         format!("`{}` waited too long for its upstream results", s.function),
@@ -230,6 +289,16 @@ impl Handler<Deliver> for Executor {
             .deliver(&to, msg.from, msg.payload, Instant::now())
         {
             tracing::warn!(to = %to, cause = %e, "message dropped");
+        }
+    }
+}
+
+impl Handler<GetLoad> for Executor {
+    type Result = Load;
+    fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Load {
+        Load {
+            held: self.core.held_schedules(),
+            running: self.running.load(Ordering::SeqCst),
         }
     }
 }

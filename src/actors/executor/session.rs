@@ -56,10 +56,11 @@ use super::env::ExecEnv;
 use crate::actors::kvs::KvsError;
 use crate::clock::now_micros;
 use crate::ids::{hash64, CallId, Key, NodeRef, WriterId};
-use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, VectorClock};
+use crate::lattice::{Dependencies, LatticeValue, MultiKeyCausal, Tombstone, VectorClock};
 use crate::net::{ActorRef, ServiceId};
 use crate::protocol::{
     to_lattice, Consistency, ErrorCode, ReleaseSession, Schedule, SessionMeta, SessionRead,
+    RESERVED_PREFIX,
 };
 use crate::pyrt::PyValue;
 use sha2::{Digest, Sha256};
@@ -144,8 +145,12 @@ impl std::fmt::Display for SessionError {
 
 impl From<KvsError> for SessionError {
     fn from(e: KvsError) -> Self {
+        let code = match e {
+            KvsError::Reserved { .. } => ErrorCode::InvalidRequest,
+            _ => ErrorCode::StorageError,
+        };
         SessionError {
-            code: ErrorCode::StorageError,
+            code,
             message: e.to_string(),
         }
     }
@@ -181,9 +186,10 @@ pub fn fingerprint(value: Option<&LatticeValue>) -> u64 {
     fp.max(1)
 }
 
-/// The vector clock of a stored value (empty when missing or of a kind without one).
+/// The vector clock of a stored value (empty when missing, deleted or of a kind without
+/// one; a value recreated after a delete has its own).
 pub fn clock_of(value: Option<&LatticeValue>) -> VectorClock {
-    match value {
+    match value.and_then(LatticeValue::live).as_deref() {
         Some(LatticeValue::MultiKeyCausal(m)) => m.clock(),
         Some(LatticeValue::SingleKeyCausal(s)) => s.clock(),
         _ => VectorClock::new(),
@@ -269,9 +275,21 @@ impl Session {
                 let payload = payload_len(&value);
                 let v = to_lattice(value, &self.env.clock);
                 count_stored(&v, payload);
-                Ok(self.env.cache.put(key, v).await?)
+                Ok(self.env.cache.put_user(key, v).await?)
             }
         }
+    }
+
+    /// Delete `key`: a tombstone from this node's write clock, in every mode (a delete is
+    /// last-writer-wins even in a causal call: a causal write after it recreates the key).
+    /// Platform keys cannot be deleted from a function.
+    pub async fn delete(&self, key: Key) -> Result<(), SessionError> {
+        if key.as_str().starts_with(RESERVED_PREFIX) {
+            let why = format!("keys under `{RESERVED_PREFIX}` are reserved for the platform");
+            return Err(error(ErrorCode::InvalidRequest, why));
+        }
+        let t = LatticeValue::Tombstone(Tombstone::new(self.env.clock.next()));
+        Ok(self.env.cache.put(key, t).await?)
     }
 
     fn home_cache(&self) -> Result<&NodeRef, SessionError> {
@@ -415,7 +433,9 @@ impl Session {
         {
             let mut meta = self.meta();
             for ((k, v), clock) in keys.iter().zip(&values).zip(clocks) {
-                if let Some(LatticeValue::MultiKeyCausal(m)) = v {
+                if let Some(LatticeValue::MultiKeyCausal(m)) =
+                    v.as_ref().and_then(|v| v.live()).as_deref()
+                {
                     for (_, version) in m.versions().iter() {
                         for (dk, dc) in version.dependencies.iter() {
                             let recent = dc.get(WRITE_TIME) > floor;
@@ -491,7 +511,7 @@ impl Session {
         count_stored(&v, payload);
         self.env
             .cache
-            .put(key.clone(), v)
+            .put_user(key.clone(), v)
             .await
             .map_err(|e| match e {
                 KvsError::KindMismatch { .. } => error(

@@ -119,9 +119,13 @@ fn outcome_size(o: &Outcome) -> usize {
 }
 
 /// The scheduler to send a call to: this node's if it plays the role, else one of the live
-/// schedulers chosen by `spread` (any varying number, e.g. a counter).
+/// schedulers chosen by `spread` (any varying number, e.g. a counter). Schedulers of
+/// draining nodes only when no other is left.
 pub fn pick_scheduler(view: &View, me: &NodeId, spread: u64) -> Option<ActorRef> {
-    let live: Vec<_> = view.live_with_role(Role::Scheduler).collect();
+    let mut live: Vec<_> = view.serving_with_role(Role::Scheduler).collect();
+    if live.is_empty() {
+        live = view.live_with_role(Role::Scheduler).collect();
+    }
     let chosen = live
         .iter()
         .find(|m| &m.node.id == me)

@@ -82,6 +82,7 @@ fn member(id: &str, roles: &[Role], state: MemberState) -> Member {
         roles: roles.iter().copied().collect::<BTreeSet<_>>(),
         state,
         kvs_shards: 0,
+        draining: false,
     }
 }
 
@@ -113,6 +114,27 @@ fn scheduler_prefers_this_node_then_any_live_one() {
         .collect();
     assert_eq!(picked, [NodeId::new("a"), NodeId::new("b")].into());
     assert!(pick_scheduler(&view(vec![]), &me, 0).is_none());
+}
+
+#[test]
+fn schedulers_of_draining_nodes_are_picked_only_when_no_other_is_left() {
+    let draining = |id| Member {
+        draining: true,
+        ..member(id, &[Role::Scheduler, Role::Gateway], MemberState::Alive)
+    };
+    let v = view(vec![
+        member("a", &[Role::Scheduler], MemberState::Alive),
+        draining("b"),
+    ]);
+    for spread in 0..4 {
+        let s = pick_scheduler(&v, &NodeId::new("b"), spread).unwrap();
+        assert_eq!(s.node.id, NodeId::new("a"), "not even this node's own");
+    }
+    let only = view(vec![draining("b")]);
+    assert_eq!(
+        pick_scheduler(&only, &NodeId::new("x"), 0).unwrap().node.id,
+        NodeId::new("b")
+    );
 }
 
 #[test]

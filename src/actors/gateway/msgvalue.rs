@@ -8,7 +8,8 @@
 //! Values written by protocol 1 are raw pickles (protocol 2 or later, so they start with
 //! the PROTO opcode `0x80`). `0x80` alone is a whole MessagePack object (the empty map), so
 //! a longer byte string starting with it cannot be one object: such a stored value is a
-//! legacy pickle, and goes to clients wrapped in the pickle extension.
+//! legacy pickle, and goes to clients wrapped in the pickle extension. (A protocol-1 client
+//! could also store empty bytes: they read as an empty bin.)
 
 use bytes::Bytes;
 use rmp::decode::{read_marker, RmpRead};
@@ -41,9 +42,9 @@ impl MsgValue {
         is_legacy_pickle(&self.0)
     }
 
-    /// Check that the bytes are one whole MessagePack object (or a legacy pickle).
+    /// Check that the bytes are one whole MessagePack object (or a legacy pickle, or empty).
     pub fn check(&self) -> Result<(), String> {
-        if self.is_legacy_pickle() {
+        if self.is_legacy_pickle() || self.0.is_empty() {
             return Ok(());
         }
         let mut rd: &[u8] = &self.0;
@@ -76,6 +77,10 @@ impl Serialize for MsgValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.is_legacy_pickle() {
             return Ext(PICKLE_EXT, &self.0).serialize(s);
+        }
+        if self.0.is_empty() {
+            // Empty bytes stored by a protocol-1 client of the raw protocol: its bytes.
+            return s.serialize_bytes(&[]);
         }
         Raw(&self.0).serialize(s)
     }

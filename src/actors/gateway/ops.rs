@@ -10,8 +10,10 @@ use super::router::lock;
 use super::GatewayState;
 use crate::actors::kvs::KvsError;
 use crate::ids::{CallId, Key};
+use crate::lattice::Timestamp;
 use crate::net::{NetError, RemoteMessage};
 use crate::protocol::records::result_key;
+use crate::protocol::RESULT_PREFIX;
 use crate::protocol::{
     Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, ErrorCode, FunctionError,
     FunctionRecord, List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
@@ -31,12 +33,21 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
         Request::PutObject { key, value } => {
             let key = client_key(key, true).map_err(|e| e.body())?;
             let lattice = core::to_lattice(value, state.timestamp()).map_err(|e| e.body())?;
-            state.kvs.put(key, lattice).await.map_err(storage)?;
+            state.kvs.put_user(key, lattice).await.map_err(storage)?;
             Ok(Reply::Done(()))
         }
         Request::GetObject { key } => {
             let key = client_key(key, false).map_err(|e| e.body())?;
             get_value(state, &key).await
+        }
+        Request::DeleteObject { key } => {
+            let key = client_key(key, true).map_err(|e| e.body())?;
+            state
+                .kvs
+                .delete(key, state.timestamp())
+                .await
+                .map_err(storage)?;
+            Ok(Reply::Done(()))
         }
         Request::RegisterFunction {
             name,
@@ -123,9 +134,17 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             call,
             key,
             timeout_ms,
+            delete,
         } => {
-            let key = client_key(key, false).map_err(|e| e.body())?;
-            await_result(state, CallId(call), key, timeout_ms).await
+            // With `delete`, the key is written: a client's own key or a stored result,
+            // never another platform key.
+            let writes = delete && !key.starts_with(RESULT_PREFIX);
+            let key = client_key(key, writes).map_err(|e| e.body())?;
+            let answer = await_result(state, CallId(call), key.clone(), timeout_ms).await;
+            if delete && answer.is_ok() {
+                delete_read_result(state, key).await;
+            }
+            answer
         }
     }
 }
@@ -257,6 +276,26 @@ async fn await_result(
     }
 }
 
+/// A result read with `delete`: its key is deleted. The default result key is written once,
+/// possibly after the result was pushed here (a future's sink pushes before it stores), so
+/// its tombstone is dated [`READ_RESULT_DELETE_AHEAD`] ahead to beat that write; a
+/// client-named key was stored before the push. A failed delete is logged, not reported:
+/// the read succeeded, and a result expires anyway.
+async fn delete_read_result(state: &GatewayState, key: Key) {
+    let mut at = state.timestamp();
+    if key.as_str().starts_with(RESULT_PREFIX) {
+        let ahead = READ_RESULT_DELETE_AHEAD.as_micros() as u64;
+        at = Timestamp::new(at.time.saturating_add(ahead), at.writer);
+    }
+    if let Err(e) = state.kvs.delete(key.clone(), at).await {
+        tracing::warn!(key = %key, cause = %e, "a result read with delete was not deleted");
+    }
+}
+
+/// How far ahead of this gateway's clock a result read with `delete` is deleted: more than
+/// a sink takes between pushing a result and storing it, plus the clock skew between nodes.
+pub const READ_RESULT_DELETE_AHEAD: Duration = Duration::from_secs(60);
+
 fn outcome_reply(outcome: Outcome) -> Answer {
     match outcome {
         Ok(v) => Ok(Reply::Value(Some(
@@ -303,6 +342,7 @@ pub fn storage(e: KvsError) -> ErrorBody {
             ErrorCode::Unavailable
         }
         KvsError::Malformed(_) | KvsError::Storage(_) => ErrorCode::StorageError,
+        KvsError::Reserved { .. } => ErrorCode::InvalidRequest,
     };
     GatewayError::Storage {
         code,

@@ -101,6 +101,10 @@ pub enum Request {
     GetObject {
         key: String,
     },
+    /// Delete a key (later reads answer `nil` until it is written again).
+    DeleteObject {
+        key: String,
+    },
     RegisterFunction {
         name: String,
         body: Bytes,
@@ -145,12 +149,15 @@ pub enum Request {
         #[serde(default)]
         output_key: Option<String>,
     },
-    /// Wait for a future's result: answered when it exists (or after `timeout_ms`).
+    /// Wait for a future's result: answered when it exists (or after `timeout_ms`);
+    /// `delete`: delete the stored result once it has been read.
     Await {
         call: u64,
         key: String,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        #[serde(default)]
+        delete: bool,
     },
 }
 
@@ -260,6 +267,7 @@ const OPS: &[&str] = &[
     "ping",
     "put_object",
     "get_object",
+    "delete_object",
     "register_function",
     "register_dag",
     "delete_dag",

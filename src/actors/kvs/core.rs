@@ -10,10 +10,19 @@
 //! merge that arrives by gossip changes the local copy but is not gossiped again (the writer
 //! already sent it to every replica). Re-delivery, duplication and reordering are harmless:
 //! lattice merges are idempotent, commutative and associative.
+//!
+//! Deletes: a delete is a put of a tombstone; a client's write of an untimed kind to a
+//! deleted key is taken as written after the delete (see [`crate::lattice::Tombstone`]).
+//! Reads return tombstones as they are (a reader merging several replicas must see them);
+//! listings skip them. Values under the expiry prefix turn into tombstones on their own,
+//! and tombstones are dropped for good by the rule in [`super::deletes`], which the actor
+//! carries out with [`ShardCore::collectable`], [`ShardCore::covers`] and
+//! [`ShardCore::collect`]. Time comes in through [`ShardCore::advance`].
 
+use super::deletes::{Deletes, Expiry};
 use super::messages::{KvsError, ShardStats};
 use crate::ids::Key;
-use crate::lattice::{LatticeKind, LatticeValue};
+use crate::lattice::{LatticeKind, LatticeValue, Tombstone};
 use crate::protocol::MAX_KEY_BYTES;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -77,6 +86,9 @@ pub struct ShardCore<S: Ord + Clone, P: Ord + Clone> {
     gossip_in: u64,
     gossip_out: u64,
     rejected: u64,
+    /// This shard's clock (µs since the epoch), as last advanced by its owner.
+    now_us: u64,
+    deletes: Deletes,
     _peer: std::marker::PhantomData<P>,
 }
 
@@ -95,8 +107,32 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
             gossip_in: 0,
             gossip_out: 0,
             rejected: 0,
+            now_us: 0,
+            deletes: Deletes::new(None),
             _peer: std::marker::PhantomData,
         }
+    }
+
+    /// This shard with values under `expiry.prefix` expiring (see [`super::deletes`]).
+    pub fn with_expiry(mut self, expiry: Option<Expiry>) -> Self {
+        self.deletes = Deletes::new(expiry);
+        self
+    }
+
+    /// Move this shard's clock to `now_us` (µs since the epoch; it never goes back).
+    pub fn advance(&mut self, now_us: u64) {
+        self.now_us = self.now_us.max(now_us);
+    }
+
+    /// Refuse (and count) a write on behalf of user code under the reserved prefix.
+    pub fn check_user_key(&mut self, key: &Key) -> Result<(), KvsError> {
+        if key.is_reserved() {
+            self.rejected += 1;
+            return Err(KvsError::Reserved {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Read one key (a clone of the merged value; payloads are shared `Bytes`).
@@ -129,15 +165,24 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
                 max: self.max_value_bytes,
             });
         }
-        match origin {
-            Origin::Client => self.puts += 1,
-            Origin::Replica => self.gossip_in += 1,
-        }
+        let value = match origin {
+            Origin::Client => {
+                self.puts += 1;
+                value.written_over(self.store.get(&key).map(|s| &s.value))
+            }
+            Origin::Replica => {
+                self.gossip_in += 1;
+                value
+            }
+        };
         let changed = match self.store.get_mut(&key) {
             Some(stored) => {
                 // A merge keeps one of two registers, but set-like lattices grow: bound the
                 // merged size (conservatively, by the sum) so no key outgrows a frame.
-                let grows = !matches!(stored.value, LatticeValue::Lww(_));
+                let grows = !matches!(
+                    stored.value,
+                    LatticeValue::Lww(_) | LatticeValue::Tombstone(_)
+                );
                 if grows && stored.size + size > self.max_value_bytes {
                     self.rejected += 1;
                     return Err(KvsError::ValueTooLarge {
@@ -191,16 +236,52 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
             if origin == Origin::Client {
                 self.dirty.insert(key.clone());
             }
-            if let Some(subs) = self.subscribers.get(&key) {
-                for s in subs {
-                    self.pending_pushes
-                        .entry(s.clone())
-                        .or_default()
-                        .insert(key.clone());
-                }
-            }
+            self.owe_push(&key);
+            self.after_change(&key);
         }
         Ok(changed)
+    }
+
+    /// Subscribers of `key` are owed its new value.
+    fn owe_push(&mut self, key: &Key) {
+        if let Some(subs) = self.subscribers.get(key) {
+            for s in subs {
+                self.pending_pushes
+                    .entry(s.clone())
+                    .or_default()
+                    .insert(key.clone());
+            }
+        }
+    }
+
+    /// Index the changed `key` for deletes; a value that has expired already becomes its
+    /// tombstone at once.
+    fn after_change(&mut self, key: &Key) {
+        let Some(stored) = self.store.get(key) else {
+            return;
+        };
+        if let Some(t) = self.deletes.changed(key, &stored.value, self.now_us) {
+            self.merge_local(key, LatticeValue::Tombstone(t));
+        }
+    }
+
+    /// Merge `value` into the stored `key` on this shard's own account (expiry): a change
+    /// like any other, pushed to subscribers, but not gossiped (every replica does the
+    /// same). Returns whether it changed the key.
+    fn merge_local(&mut self, key: &Key, value: LatticeValue) -> bool {
+        let Some(stored) = self.store.get_mut(key) else {
+            return false;
+        };
+        if !matches!(stored.value.merge(value), Ok(true)) {
+            return false;
+        }
+        stored.version += 1;
+        let size = stored.value.size_bytes();
+        self.bytes = self.bytes.saturating_sub(stored.size) + size;
+        stored.size = size;
+        self.deletes.changed(key, &stored.value, self.now_us);
+        self.owe_push(key);
+        true
     }
 
     /// `sub` wants the new merged value of each of `keys` whenever it changes.
@@ -333,6 +414,7 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
                     self.bytes = self.bytes.saturating_sub(s.size);
                     self.store.remove(k);
                     self.subscribers.remove(k);
+                    self.deletes.removed(k);
                 }
                 Some(_) => changed.push(k.clone()),
                 None => {}
@@ -341,13 +423,14 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
         changed
     }
 
-    /// Every key this shard stores (for listing by prefix).
+    /// Every key this shard stores starting with `prefix`, deleted ones (tombstones) left
+    /// out.
     pub fn keys_with_prefix(&self, prefix: &str) -> Vec<Key> {
         let mut keys: Vec<Key> = self
             .store
-            .keys()
-            .filter(|k| k.as_str().starts_with(prefix))
-            .cloned()
+            .iter()
+            .filter(|(k, s)| k.as_str().starts_with(prefix) && !s.value.is_tombstone())
+            .map(|(k, _)| k.clone())
             .collect();
         keys.sort();
         keys
@@ -374,6 +457,7 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
             gossip_in: self.gossip_in,
             gossip_out: self.gossip_out,
             rejected: self.rejected,
+            tombstones: self.deletes.tombstone_count() as u64,
             subscriptions: self.subscription_count() as u64,
             hot_keys: by_access
                 .into_iter()
@@ -420,17 +504,19 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
                     reads: 0,
                     writes: 0,
                 };
-                self.store.insert(key, stored);
+                self.store.insert(key.clone(), stored);
             }
         }
+        self.after_change(&key);
         Ok(())
     }
 
-    /// Drop a key the log says this shard handed off.
+    /// Drop a key the log says this shard handed off (or collected).
     pub fn forget(&mut self, key: &Key) {
         if let Some(s) = self.store.remove(key) {
             self.bytes = self.bytes.saturating_sub(s.size);
         }
+        self.deletes.removed(key);
     }
 
     /// Every stored key, in no order.
@@ -446,6 +532,70 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
     /// Bytes of stored values.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+/// Expiry and tombstone collection (the rule is in [`super::deletes`]; the actor asks the
+/// other replicas in between).
+impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
+    /// Turn values whose expiry time has come into their tombstones. Returns the keys that
+    /// changed with the tombstone merged in (to log).
+    pub fn expire_due(&mut self) -> Vec<(Key, LatticeValue)> {
+        let mut out = Vec::new();
+        for key in self.deletes.due(self.now_us) {
+            let due = self.store.get(&key).and_then(|s| {
+                let (at, t) = self.deletes.expiry()?.of(&key, &s.value)?;
+                (at <= self.now_us).then_some(t)
+            });
+            let Some(t) = due else {
+                continue; // rewritten or deleted since; a rewrite has its own entry
+            };
+            let t = LatticeValue::Tombstone(t);
+            if self.merge_local(&key, t.clone()) {
+                out.push((key, t));
+            }
+        }
+        out
+    }
+
+    /// Tombstones held for at least `grace_us` and not waiting to be gossiped: candidates
+    /// for [`ShardCore::collect`] once the other replicas confirmed them. At most `max`.
+    pub fn collectable(&self, grace_us: u64, max: usize) -> Vec<(Key, Tombstone)> {
+        self.deletes
+            .old_tombstones(self.now_us, grace_us, max)
+            .into_iter()
+            .filter(|k| !self.dirty.contains(k))
+            .filter_map(|k| match self.store.get(&k).map(|s| &s.value) {
+                Some(LatticeValue::Tombstone(t)) => Some((k, *t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether this shard holds `t` for `key`, a later value, or nothing: what another
+    /// replica needs to hear before it drops its own copy of `t`.
+    pub fn covers(&self, key: &Key, t: Tombstone) -> bool {
+        self.store
+            .get(key)
+            .is_none_or(|s| s.value.covers_delete(&t))
+    }
+
+    /// Drop the tombstones `entries` for good, each only if the key still holds exactly
+    /// that tombstone and it is not waiting to be gossiped. Returns the keys dropped (to
+    /// log as forgotten).
+    pub fn collect(&mut self, entries: &[(Key, Tombstone)]) -> Vec<Key> {
+        let mut dropped = Vec::new();
+        for (k, t) in entries {
+            let exact = matches!(
+                self.store.get(k).map(|s| &s.value),
+                Some(LatticeValue::Tombstone(held)) if held == t
+            );
+            if exact && !self.dirty.contains(k) {
+                self.forget(k);
+                dropped.push(k.clone());
+            }
+        }
+        dropped
     }
 }
 

@@ -3,15 +3,18 @@
 //! snapshot the shard feeds a chunk at a time between requests.
 //!
 //! What is logged: every change a put or gossip made (the value merged in, whatever its
-//! lattice kind: new kinds are covered by the record format with no change here), and the
-//! keys a hand-off released. Unchanged merges are not logged: the value that dominates them
+//! lattice kind, tombstones included: new kinds are covered by the record format with no
+//! change here; a client's write as it was taken, after a delete if it found one), the
+//! tombstones values expired into, and the keys a hand-off released or whose tombstone was
+//! collected. Unchanged merges are not logged: the value that dominates them
 //! was. In `always` mode a shard answers a write only once the log has synced everything
 //! handed to it before the answer (so also the earlier write an unchanged merge relied on).
 
-use super::core::ShardCore;
+use super::core::{Origin, ShardCore};
+use super::deletes::Expiry;
 use super::messages::{KvsError, ShardAddr};
 use crate::ids::Key;
-use crate::lattice::LatticeValue;
+use crate::lattice::{LatticeValue, Tombstone};
 use crate::net::ActorRef;
 use crate::storage::log::FatalHook;
 use crate::storage::snapshot::{Offer, SnapshotFeed};
@@ -29,16 +32,18 @@ pub const SNAPSHOT_CHUNK_KEYS: usize = 2048;
 /// Bytes per snapshot chunk (values are cloned cheaply, but large ones add up).
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
 
-/// Load a shard's directory into a new core (values over the size limit included) and
-/// start its log.
+/// Load a shard's directory into a new core (values over the size limit included; those
+/// past their `expiry` expire as they are loaded) and start its log.
 pub fn open_shard(
     fs: Arc<dyn Fs>,
     dir: &Path,
     max_value_bytes: usize,
+    expiry: Option<Expiry>,
     opts: LogOptions,
     fatal: FatalHook,
 ) -> Result<(Core, ShardLog, Recovered), StorageError> {
-    let mut core = Core::new(max_value_bytes);
+    let mut core = Core::new(max_value_bytes).with_expiry(expiry);
+    core.advance(crate::clock::now_micros());
     let recovered = replay(&*fs, dir, &mut core)?;
     let log = ShardLog::start(
         fs,
@@ -126,7 +131,7 @@ impl Durable {
         self.log.put(key, value);
     }
 
-    /// Log keys a hand-off released.
+    /// Log keys a hand-off released, or whose tombstone was collected.
     pub fn released(&self, keys: impl IntoIterator<Item = Key>) {
         for k in keys {
             self.log.forget(k);
@@ -192,6 +197,56 @@ impl Durable {
     }
 }
 
+/// Merge one entry into `core`, logging it (with a log) if it changed the key: a client's
+/// write as the core takes it (after a delete, if it finds one), so the log replays it the
+/// same way.
+pub fn put_logged(
+    core: &mut Core,
+    durable: Option<&Durable>,
+    key: Key,
+    value: LatticeValue,
+    origin: Origin,
+) -> Result<bool, KvsError> {
+    let Some(d) = durable else {
+        return core.put(key, value, origin);
+    };
+    let value = match origin {
+        Origin::Client => value.written_over(core.peek(&key)),
+        Origin::Replica => value,
+    };
+    let copy = (key.clone(), value.clone());
+    let changed = core.put(key, value, origin);
+    if let Ok(true) = changed {
+        d.changed(copy.0, copy.1);
+    }
+    changed
+}
+
+/// Expire what is due in `core`, logging the tombstones.
+pub fn expire_logged(core: &mut Core, durable: Option<&Durable>) {
+    let expired = core.expire_due();
+    if let Some(d) = durable {
+        for (k, v) in expired {
+            d.changed(k, v);
+        }
+    }
+}
+
+/// Drop the confirmed tombstones `entries` for good, logging the keys dropped; returns
+/// how many.
+pub fn collect_logged(
+    core: &mut Core,
+    durable: Option<&Durable>,
+    entries: &[(Key, Tombstone)],
+) -> usize {
+    let dropped = core.collect(entries);
+    let n = dropped.len();
+    if let Some(d) = durable {
+        d.released(dropped);
+    }
+    n
+}
+
 /// The next chunk: current values of the next keys (those dropped since are skipped).
 fn next_chunk(f: &mut Feeding, core: &Core) -> Vec<(Key, LatticeValue)> {
     let mut chunk = Vec::new();
@@ -207,3 +262,7 @@ fn next_chunk(f: &mut Feeding, core: &Core) -> Vec<(Key, LatticeValue)> {
     }
     chunk
 }
+
+#[cfg(test)]
+#[path = "durable_tests.rs"]
+mod tests;

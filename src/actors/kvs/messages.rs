@@ -2,7 +2,7 @@
 //! and the updates it pushes to subscribed caches.
 
 use crate::ids::{Key, NodeId};
-use crate::lattice::{LatticeKind, LatticeValue};
+use crate::lattice::{LatticeKind, LatticeValue, Tombstone};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -47,6 +47,9 @@ pub enum KvsError {
     /// was not acknowledged.
     #[error("KVS storage: {0}")]
     Storage(String),
+    /// A write on behalf of user code under the platform's prefix.
+    #[error("key `{key}` is under `{prefix}`, which is reserved for the platform", prefix = crate::ids::RESERVED_PREFIX)]
+    Reserved { key: String },
 }
 
 impl KvsError {
@@ -67,6 +70,9 @@ pub enum KvsRequest {
     Get { keys: Vec<Key> },
     /// Merge values from a client; the reply holds one result per entry.
     Put { entries: Vec<(Key, LatticeValue)> },
+    /// As `Put`, on behalf of user code (a function, a client of the gateway): entries
+    /// under the reserved prefix are refused, whichever node forwards them.
+    PutUser { entries: Vec<(Key, LatticeValue)> },
     /// Merge values from another replica (gossip or hand-off); not gossiped again.
     Gossip { entries: Vec<(Key, LatticeValue)> },
     /// Push new values of `keys` to `subscriber` whenever they change.
@@ -83,6 +89,10 @@ pub enum KvsRequest {
     List { prefix: String },
     /// Counters, sizes and hot keys.
     Stats,
+    /// From another replica about to drop these tombstones: does this shard hold each of
+    /// them (or a later value), or nothing for the key? One holding an older value merges
+    /// the tombstone and answers no.
+    CheckTombstones { entries: Vec<(Key, Tombstone)> },
 }
 
 /// A shard's answer.
@@ -93,6 +103,8 @@ pub enum KvsReply {
     Ack,
     Keys(Vec<Key>),
     Stats(ShardStats),
+    /// One answer per entry of [`KvsRequest::CheckTombstones`].
+    Covered(Vec<bool>),
 }
 
 /// Per-shard counters (cumulative; rates are derived by whoever samples them).
@@ -105,6 +117,8 @@ pub struct ShardStats {
     pub gossip_in: u64,
     pub gossip_out: u64,
     pub rejected: u64,
+    /// Keys holding a tombstone (counted in `keys` too), not yet collected.
+    pub tombstones: u64,
     pub subscriptions: u64,
     /// The most accessed keys with their read+write counts (for hot-key replication).
     pub hot_keys: Vec<(String, u64)>,

@@ -1,7 +1,9 @@
 //! The KVS tier: sharded, replicated lattice storage (Anna-style).
 //!
 //! - `core.rs`: one shard's logic, no I/O (store, gossip bookkeeping, subscriptions, stats).
+//! - `deletes.rs`: tombstones and expiry in a shard, and the rule for dropping tombstones.
 //! - `shard.rs`: the KvsShard actor around it (timers, gossip, pushes, hand-off).
+//! - `sweep.rs`: the shard's expiry and tombstone collection rounds.
 //! - `durable.rs`: a shard's log and snapshots (recovery before it starts, what it logs).
 //! - `messages.rs`: requests, replies, errors and pushed updates.
 //! - `routing.rs`: replica sets from the membership view (ring over nodes, shard by hash).
@@ -10,6 +12,9 @@
 
 pub mod client;
 pub mod core;
+#[cfg(test)]
+mod core_deletes_tests;
+pub mod deletes;
 pub mod durable;
 pub mod messages;
 pub mod node;
@@ -17,6 +22,7 @@ pub mod routing;
 pub mod shard;
 #[cfg(test)]
 mod sim;
+mod sweep;
 
 pub use self::client::KvsClient;
 pub use self::core::{Origin, ShardCore};

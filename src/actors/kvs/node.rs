@@ -7,9 +7,9 @@ use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
 use super::messages::{KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
-use super::shard::{Drain, KvsShard, RoutingChanged};
+use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
 use crate::config::{Config, Role};
-use crate::net::membership::{Membership, Subscribe, ViewChanged};
+use crate::net::membership::{MemberState, Membership, Subscribe, ViewChanged};
 use crate::net::{NetError, Transport};
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
@@ -39,7 +39,8 @@ pub async fn open_shards(
     let opening = (0..cfg.kvs_shards() as u32).map(|i| {
         let (dir, fs, fatal) = (data.shard_dir(i), fs.clone(), fatal.clone());
         let (max, opts) = (cfg.kvs.max_value_bytes, storage.log.clone());
-        tokio::task::spawn_blocking(move || durable::open_shard(fs, &dir, max, opts, fatal))
+        let expiry = ShardOptions::from_config(cfg).expiry;
+        tokio::task::spawn_blocking(move || durable::open_shard(fs, &dir, max, expiry, opts, fatal))
     });
     let mut shards = Vec::new();
     for joined in futures::future::join_all(opening).await {
@@ -121,10 +122,9 @@ impl KvsTier {
                     shard: i,
                 };
                 let (t, r) = (transport.clone(), routing.clone());
-                let max = cfg.kvs.max_value_bytes;
-                let every = Duration::from_millis(cfg.kvs.gossip_interval_ms);
+                let opts = ShardOptions::from_config(cfg);
                 let addr = KvsShard::start_in_arbiter(&arbiter.handle(), move |_| {
-                    let shard = KvsShard::new(me, max, t, r, every);
+                    let shard = KvsShard::new(me, opts, t, r);
                     match state {
                         Some(s) => shard.with_durable(s.core, s.durable),
                         None => shard,
@@ -204,6 +204,12 @@ impl Handler<ViewChanged> for RoutingWatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
+        let crashed = msg
+            .view
+            .members
+            .values()
+            .filter(|m| m.roles.contains(&Role::Kvs) && m.state == MemberState::Dead);
+        self.table.set_crashed(crashed.count());
         let next = Routing::from_view(&msg.view, self.vnodes, self.replication);
         let current = self.table.get();
         if same_nodes(&current, &next) {

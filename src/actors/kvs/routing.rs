@@ -13,6 +13,7 @@ use crate::net::membership::View;
 use crate::net::ring::{stable_hash, HashRing};
 use crate::net::{ActorRef, ServiceId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -150,10 +151,12 @@ pub fn shard_of(key: &Key, shards: u32) -> u32 {
 
 /// The shared, replaceable routing snapshot. It also remembers the previous snapshot and
 /// when it was replaced: while keys move after a change, readers also ask the previous
-/// owners.
+/// owners. And how many KVS members the view holds as dead (crashed, not forgotten yet):
+/// tombstones are not collected meanwhile.
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     current: Arc<RwLock<Snapshot>>,
+    crashed: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Clone)]
@@ -172,7 +175,19 @@ impl RoutingTable {
                 current: initial,
                 changed: Instant::now(),
             })),
+            crashed: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Record how many KVS members the membership view holds as dead.
+    pub fn set_crashed(&self, members: usize) {
+        self.crashed.store(members, Ordering::Relaxed);
+    }
+
+    /// Whether the KVS is settled enough to collect tombstones: the routing unchanged for
+    /// `window`, and no KVS member dead (see `super::deletes`).
+    pub fn settled(&self, window: Duration) -> bool {
+        self.crashed.load(Ordering::Relaxed) == 0 && self.read().changed.elapsed() >= window
     }
 
     fn read(&self) -> Snapshot {
@@ -263,5 +278,17 @@ mod tests {
         assert!(t.get().is_empty());
         t.set(Routing::new([node(0, 1)], 8, 1));
         assert_eq!(t.get().all_shards().len(), 1);
+    }
+
+    #[test]
+    fn unsettled_after_a_change_or_while_a_member_is_dead() {
+        let t = RoutingTable::new(Routing::new([], 8, 1));
+        assert!(t.settled(Duration::ZERO));
+        t.set(Routing::new([node(0, 1)], 8, 1));
+        assert!(!t.settled(Duration::from_secs(60)), "changed just now");
+        t.set_crashed(1);
+        assert!(!t.settled(Duration::ZERO));
+        t.set_crashed(0);
+        assert!(t.settled(Duration::ZERO));
     }
 }

@@ -3,15 +3,18 @@
 //! subscribers; when the routing changes it hands keys (and their subscriptions) to the
 //! owners they gained, and drops disowned keys once that was acknowledged and they did not
 //! change meanwhile. Before a node leaves, [`Drain`] hands everything to the remaining
-//! owners.
+//! owners. On another timer it expires values and collects tombstones (`sweep.rs`).
 
 use super::core::{Handoff, Origin, ShardCore};
-use super::durable::{Durable, Step};
+use super::deletes::Expiry;
+use super::durable::{self, Durable, Step};
 use super::messages::{KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
+use crate::config::Config;
 use crate::ids::Key;
 use crate::lattice::LatticeValue;
 use crate::net::{ActorRef, NetError, Transport};
+use crate::protocol::RESULT_PREFIX;
 use actix::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -33,36 +36,70 @@ pub const SNAPSHOT_PAUSE: Duration = Duration::from_millis(5);
 
 type Batch = Vec<(Key, LatticeValue)>;
 
+/// What a shard is configured with.
+#[derive(Clone, Debug)]
+pub struct ShardOptions {
+    /// Largest value a put may carry.
+    pub max_value_bytes: usize,
+    /// Changed keys are gossiped at least this often.
+    pub gossip_every: Duration,
+    /// Which values expire (future results), if any.
+    pub expiry: Option<Expiry>,
+    /// How long a tombstone is held at least before it may be collected.
+    pub tombstone_grace: Duration,
+}
+
+impl ShardOptions {
+    /// The options `cfg` gives every shard.
+    pub fn from_config(cfg: &Config) -> ShardOptions {
+        let k = &cfg.kvs;
+        ShardOptions {
+            max_value_bytes: k.max_value_bytes,
+            gossip_every: Duration::from_millis(k.gossip_interval_ms),
+            expiry: (k.result_ttl_ms > 0).then(|| Expiry {
+                prefix: RESULT_PREFIX.to_string(),
+                ttl_us: k.result_ttl_ms.saturating_mul(1000),
+            }),
+            tombstone_grace: Duration::from_millis(k.tombstone_grace_ms),
+        }
+    }
+}
+
 /// One shard of the key space on this node.
 pub struct KvsShard {
-    me: ShardAddr,
-    core: ShardCore<ActorRef, ShardAddr>,
-    transport: Transport,
-    routing: RoutingTable,
+    pub(super) me: ShardAddr,
+    pub(super) core: ShardCore<ActorRef, ShardAddr>,
+    pub(super) transport: Transport,
+    pub(super) routing: RoutingTable,
     gossip_every: Duration,
+    pub(super) tombstone_grace: Duration,
+    /// A round of tombstone collection is waiting for the other replicas' answers.
+    pub(super) collecting: bool,
     /// The log and snapshots, with a data directory (`none` durability: no log).
-    durable: Option<Durable>,
+    pub(super) durable: Option<Durable>,
 }
 
 impl KvsShard {
     pub fn new(
         me: ShardAddr,
-        max_value_bytes: usize,
+        opts: ShardOptions,
         transport: Transport,
         routing: RoutingTable,
-        gossip_every: Duration,
     ) -> Self {
         KvsShard {
             me,
-            core: ShardCore::new(max_value_bytes),
+            core: ShardCore::new(opts.max_value_bytes).with_expiry(opts.expiry),
             transport,
             routing,
-            gossip_every,
+            gossip_every: opts.gossip_every,
+            tombstone_grace: opts.tombstone_grace,
+            collecting: false,
             durable: None,
         }
     }
 
-    /// This shard with the store recovered from its directory, logging from now on.
+    /// This shard with the store recovered from its directory (opened with the same
+    /// expiry), logging from now on.
     pub fn with_durable(mut self, core: ShardCore<ActorRef, ShardAddr>, durable: Durable) -> Self {
         self.core = core;
         self.durable = Some(durable);
@@ -70,16 +107,13 @@ impl KvsShard {
     }
 
     /// Merge one entry, logging it if it changed the key.
-    fn put(&mut self, key: Key, value: LatticeValue, origin: Origin) -> Result<bool, KvsError> {
-        let Some(d) = &self.durable else {
-            return self.core.put(key, value, origin);
-        };
-        let copy = (key.clone(), value.clone());
-        let changed = self.core.put(key, value, origin);
-        if let Ok(true) = changed {
-            d.changed(copy.0, copy.1);
-        }
-        changed
+    pub(super) fn put(
+        &mut self,
+        key: Key,
+        value: LatticeValue,
+        origin: Origin,
+    ) -> Result<bool, KvsError> {
+        durable::put_logged(&mut self.core, self.durable.as_ref(), key, value, origin)
     }
 
     /// `reply` now, or in `always` mode once the log holds everything before it.
@@ -130,7 +164,7 @@ impl KvsShard {
 
     /// Send subscribers the new values they are owed. Done right after each write (caches
     /// stay fresh to within one message) as well as on the timer (retries).
-    fn flush_pushes(&mut self) {
+    pub(super) fn flush_pushes(&mut self) {
         for (sub, entries) in self.core.take_pushes() {
             let handle = self.transport.handle::<KeyUpdates>(sub.clone());
             for chunk in split(entries) {
@@ -330,6 +364,9 @@ impl Actor for KvsShard {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(self.gossip_every, |act, ctx| act.flush(ctx));
+        // Values recovered past their expiry go before the first request is answered.
+        self.sweep(ctx);
+        ctx.run_interval(super::sweep::SWEEP_INTERVAL, |act, ctx| act.sweep(ctx));
         tracing::debug!(shard = %self.me, "kvs shard started");
     }
 }
@@ -338,7 +375,14 @@ impl Handler<KvsRequest> for KvsShard {
     type Result = Response<Result<KvsReply, KvsError>>;
 
     fn handle(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Self::Result {
-        let writes = matches!(msg, KvsRequest::Put { .. } | KvsRequest::Gossip { .. });
+        self.core.advance(crate::clock::now_micros());
+        let writes = matches!(
+            msg,
+            KvsRequest::Put { .. }
+                | KvsRequest::PutUser { .. }
+                | KvsRequest::Gossip { .. }
+                | KvsRequest::CheckTombstones { .. }
+        );
         let reply = self.answer(msg, ctx);
         match writes && reply.is_ok() {
             true => self.when_durable(reply),
@@ -348,27 +392,42 @@ impl Handler<KvsRequest> for KvsShard {
 }
 
 impl KvsShard {
+    /// A client's writes; `user`: on behalf of user code, so reserved keys are refused.
+    fn client_put(
+        &mut self,
+        entries: Vec<(Key, LatticeValue)>,
+        user: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<KvsReply, KvsError> {
+        // A write the log cannot take is not applied.
+        if let Some(d) = &self.durable {
+            d.admit()?;
+        }
+        let results = entries
+            .into_iter()
+            .map(|(k, v)| match user {
+                true => self
+                    .core
+                    .check_user_key(&k)
+                    .and_then(|()| self.put(k, v, Origin::Client)),
+                false => self.put(k, v, Origin::Client),
+            })
+            .collect();
+        if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
+            self.flush(ctx);
+        } else if self.core.pending_push_count() > 0 {
+            self.flush_pushes();
+        }
+        Ok(KvsReply::Put(results))
+    }
+
     fn answer(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Result<KvsReply, KvsError> {
         match msg {
             KvsRequest::Get { keys } => Ok(KvsReply::Values(
                 keys.iter().map(|k| self.core.get(k)).collect(),
             )),
-            KvsRequest::Put { entries } => {
-                // A write the log cannot take is not applied.
-                if let Some(d) = &self.durable {
-                    d.admit()?;
-                }
-                let results = entries
-                    .into_iter()
-                    .map(|(k, v)| self.put(k, v, Origin::Client))
-                    .collect();
-                if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
-                    self.flush(ctx);
-                } else if self.core.pending_push_count() > 0 {
-                    self.flush_pushes();
-                }
-                Ok(KvsReply::Put(results))
-            }
+            KvsRequest::Put { entries } => self.client_put(entries, false, ctx),
+            KvsRequest::PutUser { entries } => self.client_put(entries, true, ctx),
             KvsRequest::Gossip { entries } => {
                 for (k, v) in entries {
                     if let Err(e) = self.put(k, v, Origin::Replica) {
@@ -390,6 +449,7 @@ impl KvsShard {
             }
             KvsRequest::List { prefix } => Ok(KvsReply::Keys(self.core.keys_with_prefix(&prefix))),
             KvsRequest::Stats => Ok(KvsReply::Stats(self.core.stats(HOT_KEYS))),
+            KvsRequest::CheckTombstones { entries } => Ok(KvsReply::Covered(self.check(entries))),
         }
     }
 }

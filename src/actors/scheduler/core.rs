@@ -5,7 +5,8 @@
 //! Placement of one function: among executors with a fresh status at or below the
 //! utilisation threshold (all fresh executors when every one is above it), the one whose
 //! cache holds the most keys referenced by the function's arguments; ties broken uniformly
-//! at random by the injected RNG.
+//! at random by the injected RNG. Executors of draining nodes are never placed on (they
+//! finish what they hold, then leave).
 
 use super::dag::DagPlan;
 use crate::ids::{CallId, Key, NodeId, NodeRef};
@@ -52,6 +53,8 @@ struct Known {
 /// The scheduler's state.
 pub struct SchedulerCore {
     executors: BTreeMap<NodeId, Known>,
+    /// Nodes draining (as the membership view says): no placement there.
+    draining: BTreeSet<NodeId>,
     cached: HashMap<NodeId, (NodeRef, HashSet<Key>)>,
     threshold: f64,
     stale_after: Duration,
@@ -63,6 +66,7 @@ impl SchedulerCore {
     pub fn new(threshold: f64, stale_after: Duration) -> Self {
         SchedulerCore {
             executors: BTreeMap::new(),
+            draining: BTreeSet::new(),
             cached: HashMap::new(),
             threshold,
             stale_after,
@@ -106,11 +110,17 @@ impl SchedulerCore {
         self.cached.retain(|_, (node, _)| live.contains(node));
     }
 
+    /// The nodes now draining (replacing the previous set).
+    pub fn set_draining(&mut self, nodes: BTreeSet<NodeId>) {
+        self.draining = nodes;
+    }
+
     fn fresh(&self, now: Instant) -> impl Iterator<Item = &ExecutorStatus> {
         self.executors
-            .values()
-            .filter(move |k| now.saturating_duration_since(k.seen) <= self.stale_after)
-            .map(|k| &k.status)
+            .iter()
+            .filter(|(id, _)| !self.draining.contains(*id))
+            .filter(move |(_, k)| now.saturating_duration_since(k.seen) <= self.stale_after)
+            .map(|(_, k)| &k.status)
     }
 
     /// Executors placement may use now.

@@ -167,3 +167,29 @@ fn schedules_carry_edges_args_and_reply() {
     let e = c.schedules(&plan, bad, now, &mut rng).unwrap_err();
     assert_eq!(e.code(), "invalid_request");
 }
+
+#[test]
+fn draining_executors_get_no_new_work() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
+    let k = Key::new("k");
+    c.on_cache_keys(node("b"), vec![k.clone()]);
+    c.set_draining([NodeId::new("b")].into_iter().collect());
+    let mut rng = StdRng::seed_from_u64(3);
+    for _ in 0..20 {
+        let e = c.place(&[&k], now, &mut rng).expect("placed");
+        assert_eq!(
+            e.node.id.as_str(),
+            "a",
+            "locality does not override draining"
+        );
+    }
+    // Its status reports keep coming while it drains: still not placed on.
+    c.on_status(status("b", 0.0), now);
+    assert_eq!(c.executor_count(now), 1);
+    c.set_draining([NodeId::new("a"), NodeId::new("b")].into_iter().collect());
+    assert!(matches!(
+        c.place(&[], now, &mut rng),
+        Err(FunctionError::NoExecutors)
+    ));
+}

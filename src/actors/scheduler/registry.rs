@@ -6,8 +6,10 @@ use crate::actors::cache::StateAccess;
 use crate::actors::kvs::{KvsClient, KvsError};
 use crate::clock::LwwClock;
 use crate::ids::Key;
-use crate::lattice::{LatticeValue, Lww};
-use crate::protocol::records::{dag_key, encode_entry, function_key, is_live, read_entry};
+use crate::lattice::{LatticeValue, Lww, Tombstone};
+use crate::protocol::records::{
+    dag_key, encode_entry, function_key, is_live, read_entry, read_function,
+};
 use crate::protocol::{
     DagSpec, FunctionError, FunctionRecord, Listing, DAG_PREFIX, FUNCTION_PREFIX,
 };
@@ -37,12 +39,19 @@ async fn store(
     state.put(key, value).await.map_err(storage)
 }
 
+/// Delete an entry: a tombstone newer than every write so far from this node's clock.
+async fn remove(state: &dyn StateAccess, clock: &LwwClock, key: Key) -> Result<(), FunctionError> {
+    let value = LatticeValue::Tombstone(Tombstone::new(clock.next()));
+    state.put(key, value).await.map_err(storage)
+}
+
 /// The function named `name`, if registered.
 pub async fn load_function(
     state: &dyn StateAccess,
     name: &str,
 ) -> Result<Option<FunctionRecord>, FunctionError> {
-    load(state, function_key(name)).await
+    let mut got = state.get(vec![function_key(name)]).await.map_err(storage)?;
+    read_function(name, got.pop().flatten())
 }
 
 /// The DAG named `name`, if registered.
@@ -86,7 +95,7 @@ pub async fn delete_dag(
     if load_dag(state, name).await?.is_none() {
         return Err(FunctionError::UnknownDag(name.to_string()));
     }
-    store(state, clock, dag_key(name), Bytes::new()).await
+    remove(state, clock, dag_key(name)).await
 }
 
 /// Delete a function (a tombstone); `UnknownFunction` if there is none. DAGs that use it
@@ -99,7 +108,7 @@ pub async fn delete_function(
     if load_function(state, name).await?.is_none() {
         return Err(FunctionError::UnknownFunction(name.to_string()));
     }
-    store(state, clock, function_key(name), Bytes::new()).await
+    remove(state, clock, function_key(name)).await
 }
 
 /// Names of registered (not deleted) functions or DAGs starting with `prefix`, sorted.

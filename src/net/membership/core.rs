@@ -3,8 +3,14 @@
 //!
 //! Liveness is judged locally from direct contact: a member we have not heard from for
 //! `suspect_after` is `Suspect`, for `dead_after` is `Dead`; hearing from it again makes it
-//! `Alive`. Gossip from others spreads existence, addresses, roles, newer generations and
-//! graceful leaves, never liveness (so a stale "alive" cannot resurrect a dead member).
+//! `Alive`. Gossip from others spreads existence, addresses, roles, newer generations,
+//! draining and graceful leaves, never liveness (so a stale "alive" cannot resurrect a dead
+//! member).
+//!
+//! Draining is declared by a member about itself ([`MembershipCore::start_draining`]) and
+//! never undone for that incarnation: it still serves what it holds, but no new work goes
+//! to it ([`View::serving_with_role`]); it leaves once it is done. Orthogonal to liveness: a
+//! draining member can be suspected, die or leave like any other.
 
 use crate::config::Role;
 use crate::ids::{NodeId, NodeRef};
@@ -59,6 +65,8 @@ pub struct Member {
     pub state: MemberState,
     /// KVS shards on this node (0 unless it plays the kvs role): placement needs it.
     pub kvs_shards: u32,
+    /// The member is draining (stopping): finish what it holds, take nothing new.
+    pub draining: bool,
 }
 
 /// The cluster as one node sees it, ordered by node id (so equal views compare equal).
@@ -81,6 +89,11 @@ impl View {
     /// Live members playing `role`.
     pub fn live_with_role(&self, role: Role) -> impl Iterator<Item = &Member> {
         self.live().filter(move |m| m.roles.contains(&role))
+    }
+
+    /// Live members playing `role` that take new work (not draining).
+    pub fn serving_with_role(&self, role: Role) -> impl Iterator<Item = &Member> {
+        self.live_with_role(role).filter(|m| !m.draining)
     }
 
     /// The live schedulers, as the address status and cache reports go to.
@@ -164,6 +177,11 @@ impl MembershipCore {
                     return false;
                 }
                 self.since.insert(id.clone(), now);
+                // Draining is never undone within an incarnation.
+                let fresh = Member {
+                    draining: fresh.draining || e.draining,
+                    ..fresh
+                };
                 let changed = *e != fresh;
                 *e = fresh;
                 changed
@@ -202,12 +220,14 @@ impl MembershipCore {
             None if !m.state.is_live() => false,
             Some(e) if m.node.generation < e.node.generation => false,
             Some(e) if m.node.generation == e.node.generation => {
+                let drains = m.draining && !e.draining;
+                e.draining |= m.draining;
                 if m.state == MemberState::Left && e.state != MemberState::Left {
                     e.state = MemberState::Left;
                     self.since.insert(id.clone(), now);
                     true
                 } else {
-                    false
+                    drains
                 }
             }
             _ => {
@@ -219,6 +239,17 @@ impl MembershipCore {
                 self.since.insert(id.clone(), now);
                 true
             }
+        }
+    }
+
+    /// This node starts draining. Returns true if the view changed (false: it already was).
+    pub fn start_draining(&mut self) -> bool {
+        match self.view.members.get_mut(&self.me) {
+            Some(e) if !e.draining => {
+                e.draining = true;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -20,6 +20,7 @@ fn member(name: &str, generation: u64) -> Member {
         roles: [Role::Kvs].into_iter().collect(),
         state: MemberState::Alive,
         kvs_shards: 1,
+        draining: false,
     }
 }
 
@@ -159,4 +160,42 @@ fn dead_members_are_probed_only_when_asked() {
     c.tick(t0 + ms(800));
     assert_eq!(c.heartbeat_targets(false).len(), 1);
     assert_eq!(c.heartbeat_targets(true).len(), 2);
+}
+
+fn draining(c: &MembershipCore, name: &str) -> Option<bool> {
+    c.view().get(&NodeId::new(name)).map(|m| m.draining)
+}
+
+#[test]
+fn draining_spreads_first_and_second_hand_and_is_never_undone() {
+    let t0 = Instant::now();
+    let mut b = MembershipCore::new(member("b", 1), T, t0);
+    assert!(b.start_draining());
+    assert!(!b.start_draining(), "once");
+    let b_me = b.me().cloned().expect("b");
+    // a hears it from b itself; c only second-hand, from a's gossip.
+    let mut a = MembershipCore::new(member("a", 1), T, t0);
+    let mut c = MembershipCore::new(member("c", 1), T, t0);
+    a.heard_from(&member("b", 1), t0);
+    c.heard_from(&member("b", 1), t0);
+    assert!(a.heard_from(&b_me, t0 + ms(10)));
+    assert_eq!(draining(&a, "b"), Some(true));
+    let a_view: Vec<Member> = a.view().members.values().cloned().collect();
+    assert!(c.merge(&a_view, t0 + ms(20)));
+    assert_eq!(draining(&c, "b"), Some(true));
+    // A stale second-hand "not draining" does not undo it.
+    assert!(!c.merge(&[member("b", 1)], t0 + ms(30)));
+    assert_eq!(draining(&c, "b"), Some(true));
+    // Placement skips it (c knows a, b and itself); it is still live (it serves what it
+    // holds).
+    let serving: Vec<_> = c
+        .view()
+        .serving_with_role(Role::Kvs)
+        .map(|m| m.node.id.clone())
+        .collect();
+    assert_eq!(serving, [NodeId::new("a"), NodeId::new("c")]);
+    assert_eq!(c.view().live_with_role(Role::Kvs).count(), 3);
+    // Its next incarnation starts out serving.
+    assert!(c.heard_from(&member("b", 2), t0 + ms(40)));
+    assert_eq!(draining(&c, "b"), Some(false));
 }

@@ -47,6 +47,12 @@ pub struct ViewChanged {
 #[rtype(result = "()")]
 pub struct Subscribe(pub Recipient<ViewChanged>);
 
+/// Local: this node starts draining; every live peer is told at once (not at the next
+/// heartbeat). Resolves to how many acknowledged.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "usize")]
+pub struct StartDraining;
+
 /// Local: tell every live peer this node is leaving; resolves to how many acknowledged.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "usize")]

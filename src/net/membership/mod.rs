@@ -7,7 +7,7 @@
 //!
 //! - `core`: `MembershipCore`, `View`, `Member`, `MemberState`.
 //! - `messages`: `Join`, `Gossip`, `Leave`, `GetView` (wire); `Subscribe`, `ViewChanged`,
-//!   `LeaveCluster` (local).
+//!   `StartDraining`, `LeaveCluster` (local).
 
 pub mod core;
 #[cfg(test)]
@@ -15,7 +15,9 @@ mod core_tests;
 pub mod messages;
 
 pub use self::core::{Member, MemberState, MembershipCore, Timeouts, View};
-pub use self::messages::{GetView, Gossip, Join, Leave, LeaveCluster, Subscribe, ViewChanged};
+pub use self::messages::{
+    GetView, Gossip, Join, Leave, LeaveCluster, StartDraining, Subscribe, ViewChanged,
+};
 
 use crate::config::Config;
 use crate::ids::NodeRef;
@@ -37,7 +39,7 @@ pub const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// operator, so retry slowly and log loudly.
 pub const JOIN_RETRY_REFUSED: Duration = Duration::from_secs(5);
 
-/// How long a leaving node waits for its peers to acknowledge the goodbye.
+/// How long a leaving (or draining) node waits for each peer to acknowledge the news.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// The membership actor of one node (service `Membership`, instance 0).
@@ -63,6 +65,7 @@ impl Membership {
             } else {
                 0
             },
+            draining: false,
         };
         let timeouts = Timeouts {
             suspect_after: Duration::from_millis(cfg.membership.suspect_after_ms),
@@ -240,6 +243,37 @@ impl Handler<Subscribe> for Membership {
             view: self.core.view().clone(),
         });
         self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<StartDraining> for Membership {
+    type Result = ResponseFuture<usize>;
+    fn handle(&mut self, _: StartDraining, _: &mut Context<Self>) -> Self::Result {
+        if self.core.start_draining() {
+            tracing::info!("draining: no new work comes here");
+            self.view_changed();
+        }
+        let Some(me) = self.core.me().cloned() else {
+            return Box::pin(async { 0 });
+        };
+        let gossip = Gossip {
+            from: me,
+            members: self.core.view().members.values().cloned().collect(),
+        };
+        let sends: Vec<_> = self
+            .core
+            .heartbeat_targets(false)
+            .into_iter()
+            .map(|m| {
+                let h = self.transport.handle::<Gossip>(Self::peer(&m.node));
+                let g = gossip.clone();
+                async move { h.send_timeout(g, LEAVE_TIMEOUT).await.is_ok() }
+            })
+            .collect();
+        Box::pin(async move {
+            let acks = futures::future::join_all(sends).await;
+            acks.into_iter().filter(|ok| *ok).count()
+        })
     }
 }
 

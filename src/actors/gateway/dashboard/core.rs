@@ -23,6 +23,8 @@ pub struct NodeRow {
     /// `alive`, `suspect`, `dead` or `left`.
     pub state: String,
     pub kvs_shards: u32,
+    /// The member is draining: finishing what it holds, taking no new work.
+    pub draining: bool,
 }
 
 /// Cumulative counters of one KVS shard (or why it did not answer).
@@ -33,6 +35,8 @@ pub struct ShardSample {
     /// `None` when the shard did not answer; `error` says why.
     pub keys: Option<u64>,
     pub bytes: u64,
+    /// Of `keys`, those holding a tombstone not collected yet.
+    pub tombstones: u64,
     pub gets: u64,
     pub puts: u64,
     pub gossip_in: u64,

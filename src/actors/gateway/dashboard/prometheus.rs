@@ -166,10 +166,17 @@ fn kvs_series(t: &mut Text, s: &Sample) {
         let up = u8::from(x.keys.is_some());
         t.sample(m::KVS_SHARD_UP, &[("node", &node), ("shard", &shard)], up);
     }
-    let gauges: [(&str, &str, ShardGet); 2] = [
-        (m::KVS_KEYS, "Keys stored by the shard.", |x| {
-            x.keys.unwrap_or(0)
-        }),
+    let gauges: [(&str, &str, ShardGet); 3] = [
+        (
+            m::KVS_KEYS,
+            "Keys stored by the shard (tombstones included).",
+            |x| x.keys.unwrap_or(0),
+        ),
+        (
+            m::KVS_TOMBSTONES,
+            "Keys holding a tombstone not collected yet.",
+            |x| x.tombstones,
+        ),
         (m::KVS_BYTES, "Bytes of values stored by the shard.", |x| {
             x.bytes
         }),

@@ -59,6 +59,7 @@ fn cluster_series_from_the_sample() {
             roles: vec!["gateway".into(), "kvs".into()],
             state: "alive".into(),
             kvs_shards: 1,
+            draining: false,
         }],
         shards: vec![
             ShardSample {

@@ -171,6 +171,7 @@ pub fn node_rows(view: &View) -> Vec<NodeRow> {
             roles: m.roles.iter().map(|r| r.name().to_string()).collect(),
             state: m.state.to_string(),
             kvs_shards: m.kvs_shards,
+            draining: m.draining,
         })
         .collect()
 }
@@ -190,6 +191,7 @@ async fn shard_samples(client: &KvsClient) -> Vec<ShardSample> {
                 Ok(st) => ShardSample {
                     keys: Some(st.keys),
                     bytes: st.bytes,
+                    tombstones: st.tombstones,
                     gets: st.gets,
                     puts: st.puts,
                     gossip_in: st.gossip_in,

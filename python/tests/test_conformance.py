@@ -13,6 +13,7 @@ import pathlib
 import pickle
 import re
 import sys
+import time
 
 import cloudpickle
 import msgpack
@@ -41,6 +42,7 @@ OPS = {
     "call_function": "test_functions_and_calls",
     "call_dag": "test_dags_and_their_arguments",
     "await": "test_futures",
+    "cancel": "test_cancel_and_unknown_calls",
 }
 
 #: Error codes exercised here (by the test named).
@@ -59,6 +61,9 @@ CODES = {
     "function_error": "test_functions_and_calls",
     "pickle_error": "test_functions_and_calls",
     "forbidden_origin": "test_web_pages_of_other_origins_are_refused",
+    "cancelled": "test_cancel_and_unknown_calls",
+    "unknown_call": "test_cancel_and_unknown_calls",
+    "worker_crashed": "test_call_options",
 }
 
 #: Codes a client of a healthy `cloudburst local` cannot cause on demand, with where they
@@ -68,13 +73,14 @@ NOT_HERE = {
     "storage_error": "needs a failing KVS (gateway core_tests: a corrupt stored value)",
     "unavailable": "needs unreachable nodes (test_errors.py, tests/functions_*.rs)",
     "no_executors": "needs a cluster without executors (tests/functions_dag.rs)",
-    "worker_crashed": "a worker process dying (tests/pyrt_pool.rs)",
     "too_large": "an argument over the worker message limit (tests/pyrt_limits.rs)",
     "overloaded": "full executor queues (src/actors/executor tests)",
     "shut_down": "an executor pool shutting down (src/pyrt tests)",
     "stale_function": "a re-registration racing a call (src/actors/executor tests)",
     "session_expired": "pinned versions dropped mid-call (tests/pyrt_library.rs)",
     "internal_error": "a server bug",
+    "executor_lost": "an executor node killed under a call (test_faults.py)",
+    "scheduler_lost": "a scheduler node killed under a call (test_faults.py)",
     "memory_limit": "a function over executor.worker_memory_bytes (test_security.py)",
     "missing_token": "dashboard only (test_dashboard.py)",
     "invalid_token": "dashboard only (test_dashboard.py)",
@@ -405,6 +411,85 @@ def test_futures(raw):
                    output_key="conf/fut")
     assert named["key"] == "conf/fut"
     assert raw.ok("await", timeout_ms=60000, **named) == {"value": 25}
+
+
+def conf_attempts(cb, crash):
+    """Fails on the first attempt of its call (the worker dies, or an exception); returns
+    the call's id and the attempt otherwise."""
+    import os
+
+    if cb.attempt == 0:
+        if crash:
+            os._exit(3)
+        raise RuntimeError("first attempt")
+    return [cb.call_id, cb.attempt]
+
+
+def test_call_options(raw):
+    assert register(raw, "conf_attempts", conf_attempts)["ok"] is None
+    assert register(raw, "conf_sleep", conf_sleep)["ok"] is None
+    # retries: a worker dying under the call runs it again, as its next attempt.
+    fut = raw.ok("call_function", function="conf_attempts", args=[{"value": True}],
+                 retries=1)
+    assert raw.ok("await", timeout_ms=60000, **fut) == {"value": [fut["call"], 1]}
+    raw.err("call_function", "worker_crashed", function="conf_attempts",
+            args=[{"value": True}], retries=0, direct=True)
+    # retry_errors: the function's own exception re-runs it too; by default it does not.
+    out = raw.ok("call_function", function="conf_attempts", args=[{"value": False}],
+                 retries=1, retry_errors=True, direct=True)
+    assert out["value"][1] == 1
+    err = raw.err("call_function", "function_error", function="conf_attempts",
+                  args=[{"value": False}], retries=1, direct=True)
+    assert err["exception_type"] == "RuntimeError"
+    # timeout_ms: the call's deadline, for a direct call and for every await of a future.
+    raw.err("call_function", "timeout", function="conf_sleep", args=[{"value": 30.0}],
+            timeout_ms=300, direct=True)
+    fut = raw.ok("call_function", function="conf_sleep", args=[{"value": 30.0}],
+                 timeout_ms=300)
+    for _ in range(2):
+        raw.err("await", "timeout", timeout_ms=60000, **fut)
+    # Bounds: retries at most 10, a call's timeout at most an hour.
+    raw.err("call_function", "invalid_request", function="conf_sleep",
+            args=[{"value": 0}], retries=11, direct=True)
+    raw.err("call_dag", "invalid_request", dag="conf_any", args={}, timeout_ms=3600001)
+    raw.err("register_function", "invalid_request", name="conf_many", body=body(conf_sleep),
+            python="%d.%d" % sys.version_info[:2], cloudpickle=cloudpickle.__version__,
+            retries=11)
+
+
+def conf_marked(cb, key, seconds):
+    import time
+
+    cb.put(key, cb.call_id)
+    time.sleep(seconds)
+    return "slept"
+
+
+def test_cancel_and_unknown_calls(raw):
+    assert register(raw, "conf_sleep", conf_sleep)["ok"] is None
+    fut = raw.ok("call_function", function="conf_sleep", args=[{"value": 30.0}])
+    assert raw.ok("cancel", call=fut["call"]) is True
+    for _ in range(2):  # a failed future answers the same on every await
+        raw.err("await", "cancelled", timeout_ms=60000, **fut)
+    assert raw.ok("cancel", call=fut["call"]) is False  # it ended already
+    # A direct call is cancelled by a request sent while it runs (requests run
+    # concurrently); the function tells its call id through the KVS.
+    assert register(raw, "conf_marked", conf_marked)["ok"] is None
+    mark = f"conf/mark-{time.time_ns()}"
+    request_id = next(raw.ids)
+    raw.send({"v": 2, "id": request_id, "op": "call_function", "function": "conf_marked",
+              "args": [{"value": mark}, {"value": 30.0}], "direct": True})
+    deadline = time.monotonic() + ANSWER_TIMEOUT
+    while (running := raw.ok("get_object", key=mark)) is None:
+        assert time.monotonic() < deadline, "the function never started"
+        time.sleep(0.05)
+    assert raw.ok("cancel", call=running["value"]) is True
+    assert raw.answer(request_id)["err"]["code"] == "cancelled"
+    # Calls this gateway never made.
+    unknown = 0x1234
+    raw.err("cancel", "unknown_call", call=unknown)
+    raw.err("await", "unknown_call", call=unknown, key="__cloudburst/results/call-%016x"
+            % unknown)  # answered at once, with no timeout_ms
 
 
 def conf_incr(cb, x):

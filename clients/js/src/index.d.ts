@@ -25,6 +25,12 @@ export interface CallOptions {
   direct?: boolean;
   consistency?: Consistency;
   outputKey?: string;
+  /** The call's deadline (at most an hour): it then fails with `timeout`. */
+  timeoutMs?: number;
+  /** Re-runs after an executor or worker died under it (at most 10). */
+  retries?: number;
+  /** Whether the function's own exception or timeout re-runs it too. */
+  retryErrors?: boolean;
 }
 
 export class CloudburstError extends Error {
@@ -54,6 +60,7 @@ export class Future {
   readonly call: number;
   readonly key: string;
   get(options?: { timeoutMs?: number }): Promise<Value | Set<Value> | Concurrent>;
+  cancel(): Promise<boolean>;
 }
 
 export class Connection {
@@ -69,6 +76,7 @@ export class Connection {
   deleteDag(name: string): Promise<void>;
   callFunction(name: string, args?: (Value | Ref)[], options?: CallOptions): Promise<Future | Value>;
   callDag(name: string, args?: Record<string, (Value | Ref)[]>, options?: CallOptions): Promise<Future | Value>;
+  cancel(call: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,6 @@
 // A minimal client for Cloudburst's websocket protocol, version 2 (docs/protocol.md in the
 // repository): put/get values, list, call Python-registered functions and DAGs, await
-// futures, and errors with their stable codes. Functions are registered from Python.
+// futures, cancel calls, and errors with their stable codes. Functions are registered from Python.
 //
 // Values: null, booleans, numbers, strings, Uint8Array, arrays and plain objects travel as
 // native MessagePack and reach Python as None, bool, int/float, str, bytes, list and dict.
@@ -26,7 +26,8 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 /** Codes for which sending the same request again later may succeed (docs/protocol.md). */
 export const RETRYABLE = new Set([
   "storage_error", "unavailable", "timeout", "no_executors", "overloaded", "shut_down",
-  "stale_function", "session_expired", "connection_failed", "connection_closed",
+  "stale_function", "session_expired", "executor_lost", "scheduler_lost",
+  "connection_failed", "connection_closed",
 ]);
 
 /** A failed request: `code` is the protocol's error code. */
@@ -127,6 +128,12 @@ export class Future {
     if (timeoutMs !== undefined) fields.timeout_ms = timeoutMs;
     return unpackValue(await this.conn.request("await", fields));
   }
+
+  /** Stop the call: `true` if it was stopped (its awaits then fail with `cancelled`),
+   * `false` if it had ended already. */
+  cancel() {
+    return this.conn.cancel(this.call);
+  }
 }
 
 /** One websocket to a gateway. Open it with `connect`. */
@@ -199,7 +206,9 @@ export class Connection {
   }
 
   /** Call one function with positional `args` (values or `Ref`s). With `direct: true` the
-   * result itself; otherwise a `Future`. Options: consistency, outputKey. */
+   * result itself; otherwise a `Future`. Options: consistency, outputKey, and the call
+   * options timeoutMs (the call's deadline), retries (re-runs after an executor or worker
+   * died) and retryErrors (the function's own errors re-run it too). */
   callFunction(name, args = [], options = {}) {
     return this.#call("call_function", { function: name, args: packArgs(args) }, options);
   }
@@ -210,10 +219,20 @@ export class Connection {
     return this.#call("call_dag", { dag: name, args: packed }, options);
   }
 
-  async #call(op, fields, { direct = false, consistency, outputKey } = {}) {
+  /** Stop a running call by its id (a `Future`'s `call`): `true` if it was stopped,
+   * `false` if it had ended already; `unknown_call` if this gateway did not make it. */
+  cancel(call) {
+    return this.request("cancel", { call });
+  }
+
+  async #call(op, fields, options = {}) {
+    const { direct = false, consistency, outputKey, timeoutMs, retries, retryErrors } = options;
     const all = { ...fields, direct };
     if (consistency !== undefined) all.consistency = consistency;
     if (outputKey !== undefined) all.output_key = outputKey;
+    if (timeoutMs !== undefined) all.timeout_ms = timeoutMs;
+    if (retries !== undefined) all.retries = retries;
+    if (retryErrors !== undefined) all.retry_errors = retryErrors;
     const ok = await this.request(op, all);
     return direct ? unpackValue(ok) : new Future(this, ok.call, ok.key);
   }

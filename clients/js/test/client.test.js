@@ -108,6 +108,26 @@ describe("functions and DAGs", () => {
     assert.equal(await slow.get({ timeoutMs: 30_000 }), 2);
   });
 
+  test("cancel: a running call stops, an ended one is not, an unknown one is refused", async () => {
+    const fut = await cb.callFunction("sleepy", [30]);
+    assert.equal(await fut.cancel(), true);
+    for (let i = 0; i < 2; i++) await failsWith(fut.get({ timeoutMs: 30_000 }), "cancelled");
+    assert.equal(await fut.cancel(), false, "it ended already");
+    await failsWith(cb.cancel(0x1234), "unknown_call");
+    const unknown = { call: 0x1234, key: "__cloudburst/results/call-0000000000001234" };
+    await failsWith(cb.request("await", unknown), "unknown_call");
+  });
+
+  test("call options: a deadline, re-runs, and their bounds", async () => {
+    await failsWith(cb.callFunction("sleepy", [30], { direct: true, timeoutMs: 300 }), "timeout");
+    const fut = await cb.callFunction("first_fails", ["x"], { retries: 1, retryErrors: true });
+    assert.deepEqual(await fut.get({ timeoutMs: 30_000 }), ["x", fut.call, 1]);
+    await assert.rejects(cb.callDag("js-nothing", {}, { direct: true, retries: 11 }),
+      (e) => e.code === "invalid_request" && /retries/.test(e.message));
+    await failsWith(cb.callFunction("first_fails", ["y"], { direct: true, retries: 1 }),
+      "function_error");
+  });
+
   test("register and delete a DAG", async () => {
     await cb.registerDag("js-dag", ["square", "incr"], [["square", "incr"]]);
     assert.equal(await cb.callDag("js-dag", { square: [3] }, { direct: true }), 10);

@@ -86,8 +86,15 @@ def make_tuple(cb, a, b):
     return (a, b)
 
 
+def first_fails(cb, x):
+    """Raises on the first attempt of its call; then returns [x, call id, attempt]."""
+    if cb.attempt == 0:
+        raise RuntimeError("first attempt")
+    return [x, cb.call_id, cb.attempt]
+
+
 def register(cloud):
-    for f in (echo, pyrepr, raises, sleepy, incr, square, make_tuple):
+    for f in (echo, pyrepr, raises, sleepy, incr, square, make_tuple, first_fails):
         cloud.register(f, f.__name__)
     cloud.register_dag("pipeline", ["incr", "square"], [("incr", "square")])
     return {"registered": True}

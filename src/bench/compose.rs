@@ -122,12 +122,12 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
     client
         .register_dag("compose", &["incr", "square"], &[("incr", "square")])
         .await?;
-    let one = Arg::Value(PyValue::Pickled(get(&p, "one")?));
-    let four = PyValue::Pickled(get(&p, "four")?);
+    let one = Arg::Value(PyValue::Packed(get(&p, "one")?));
+    let four = PyValue::Packed(get(&p, "four")?);
     let dag = time_calls(iterations, || dag_call(&client, one.clone(), &four)).await?;
     let function = time_calls(iterations, || async {
         let out = client.call_function("square", vec![one.clone()]).await?;
-        (out == PyValue::Pickled(get(&p, "one")?))
+        (out == PyValue::Packed(get(&p, "one")?))
             .then_some(())
             .ok_or_else(|| anyhow!("square(1) returned {out:?}"))
     })

@@ -7,7 +7,7 @@
 //! writes it), called sequentially through the in-process API; the modes take turns in
 //! rounds of 50 calls so that machine noise hits them alike. Reported per mode: median,
 //! p99 and mean latency, and the consistency metadata per call (session metadata sent in
-//! triggers plus what stored values carry beyond the pickled value) and repeatable-read
+//! triggers plus what stored values carry beyond the encoded value) and repeatable-read
 //! keys fetched from the other node's cache per call, and causal re-reads from the KVS per
 //! call.
 
@@ -120,7 +120,7 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
             &[("read1", "read2"), ("read2", "write")],
         )
         .await?;
-    let value = |name: &str| get(&p, name).map(|b| Arg::Value(PyValue::Pickled(b)));
+    let value = |name: &str| get(&p, name).map(|b| Arg::Value(PyValue::Packed(b)));
     let one_call = |mode: Consistency, n: usize| {
         let args = value(&mode.to_string()).and_then(|prefix| {
             let i = value(&format!("i{}", n % 8))?;

@@ -85,7 +85,7 @@ pub fn value(expr: &str) -> PyValue {
             .expect("evaluates")
             .extract()
             .expect("bytes");
-        PyValue::Pickled(Bytes::from(b))
+        PyValue::Packed(Bytes::from(b))
     })
 }
 
@@ -100,7 +100,7 @@ pub fn legacy_value(expr: &str) -> PyValue {
             .expect("evaluates")
             .extract()
             .expect("bytes");
-        PyValue::Pickled(Bytes::from(b))
+        PyValue::Packed(Bytes::from(b))
     })
 }
 
@@ -112,8 +112,8 @@ pub fn repr(v: &PyValue) -> String {
         let unpack = ns.get_item("unpack").expect("dict").expect("unpack");
         let load = |b: &Bytes| unpack.call1((b.as_ref(),)).expect("decodes");
         match v {
-            PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
-            PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+            PyValue::Packed(b) => load(b).repr().expect("repr").to_string(),
+            PyValue::PackedSet(items) | PyValue::Concurrent(items) => {
                 let mut r: Vec<String> = items
                     .iter()
                     .map(|b| load(b).repr().expect("repr").to_string())

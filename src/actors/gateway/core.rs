@@ -87,8 +87,8 @@ pub fn wire_value(v: PyValue) -> Result<WireValue, GatewayError> {
     };
     let many = |items: Vec<Bytes>| items.into_iter().map(one).collect::<Result<Vec<_>, _>>();
     Ok(match v {
-        PyValue::Pickled(b) => WireValue::Value(one(b)?),
-        PyValue::PickledSet(v) => WireValue::Set(many(v)?),
+        PyValue::Packed(b) => WireValue::Value(one(b)?),
+        PyValue::PackedSet(v) => WireValue::Set(many(v)?),
         PyValue::Concurrent(v) => WireValue::Concurrent(many(v)?),
     })
 }
@@ -97,7 +97,7 @@ pub fn wire_value(v: PyValue) -> Result<WireValue, GatewayError> {
 pub fn to_args(args: Vec<WireArg>) -> Result<Vec<Arg>, GatewayError> {
     args.into_iter()
         .map(|a| match a {
-            WireArg::Value(b) => Ok(Arg::Value(PyValue::Pickled(b.0))),
+            WireArg::Value(b) => Ok(Arg::Value(PyValue::Packed(b.0))),
             WireArg::Ref(k) => client_key(k, false).map(Arg::Reference),
         })
         .collect()

@@ -118,7 +118,7 @@ fn args_map_values_and_references() {
     assert_eq!(
         args,
         vec![
-            Arg::Value(PyValue::Pickled(Bytes::from_static(b"v"))),
+            Arg::Value(PyValue::Packed(Bytes::from_static(b"v"))),
             Arg::Reference(Key::new("k"))
         ]
     );

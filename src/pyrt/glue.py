@@ -18,6 +18,7 @@ stored by protocol 1 are plain pickles and still read. Messages between function
 import gc
 import pickle
 import sys
+import threading
 import traceback
 
 import cloudpickle
@@ -103,11 +104,25 @@ def _ext(code, data):
     return msgpack.ExtType(code, data)
 
 
+_packers = threading.local()
+
+
+def _packer():
+    """This thread's Packer: making one per value (as `msgpack.packb` does) costs more than
+    packing a small value. One per thread, as `default` may release the GIL mid-value; a
+    Packer empties its buffer when packing fails."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = msgpack.Packer(default=_pickle_ext, strict_types=True, use_bin_type=True)
+        _packers.packer = packer
+    return packer
+
+
 def _pack(obj):
     """One value as stored and carried: plain values as themselves (exact types only, so a
     tuple or a dict subclass is pickled and reads back as itself)."""
     try:
-        packed = msgpack.packb(obj, default=_pickle_ext, strict_types=True, use_bin_type=True)
+        packed = _packer().pack(obj)
         # a value needs at least one byte per level: only a long one can nest too deep
         if len(packed) <= MAX_DEPTH or not _deeper(obj, MAX_DEPTH):
             return packed

@@ -26,11 +26,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # A second environment for functions, with numpy: the test of `--python` runs executors on
-# it. cloudpickle is pinned to the client's version (registrations are checked against it).
+# it. cloudpickle is pinned to the client's version (registrations are checked against it);
+# workers encode values with msgpack.
 # Skipped with CLOUDBURST_SKIP_FN_ENV=1, as scripts/local.sh does: running needs none.
 if [ "${CLOUDBURST_SKIP_FN_ENV:-0}" != 1 ]; then
     cp_version="$(.venv/bin/python3 -c 'import cloudpickle; print(cloudpickle.__version__)')"
-    fn_want="numpy cloudpickle==$cp_version"
+    fn_want="numpy msgpack cloudpickle==$cp_version"
     if [ ! -x .venv-numpy/bin/python3 ] || [ "$(cat .venv-numpy/.cloudburst-setup 2>/dev/null)" != "$fn_want" ]; then
         echo "setup: creating .venv-numpy (numpy, $fn_want) for the executors' --python test"
         .venv/bin/python3 -m venv --clear .venv-numpy
@@ -51,5 +52,26 @@ if [ "${CLOUDBURST_SKIP_BROWSER:-0}" != 1 ] \
         echo "setup: warning: chromium / chromedriver missing and cannot apt-get install them" \
             "(not root, or not Debian): the dashboard browser tests will fail" >&2
     fi
+fi
+# The JavaScript client (clients/js) is tested with Node and its packages from npm: Node
+# from Debian's packages when the machine has none.
+for tool in node npm; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            pkg=$([ "$tool" = node ] && echo nodejs || echo npm)
+            echo "setup: installing $pkg (the JavaScript client's tests)"
+            apt-get update -q
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$pkg"
+        else
+            echo "setup: error: $tool is missing and cannot apt-get install it" >&2
+            exit 2
+        fi
+    fi
+done
+js_want="$(cat clients/js/package.json clients/js/package-lock.json | sha256sum | cut -d' ' -f1)"
+if [ "$(cat clients/js/node_modules/.cloudburst-setup 2>/dev/null)" != "$js_want" ]; then
+    echo "setup: installing the JavaScript client's packages (npm ci)"
+    (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$js_want" > clients/js/node_modules/.cloudburst-setup
 fi
 mkdir -p test-artifacts

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test, Rust and Python, from a fresh checkout: set-up, format and lint checks,
-# cargo tests (unit + integration with real processes on 127.0.0.1), then pytest.
+# Run every test, Rust, Python and JavaScript, from a fresh checkout: set-up, format and
+# lint checks, cargo tests (unit + integration with real processes on 127.0.0.1), pytest,
+# then the JavaScript client's tests.
 # The dashboard's browser tests save screenshots under test-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +20,5 @@ echo "== mypy (the Python client's type hints)"
 echo "== pytest"
 # The pytest fixture starts `cloudburst local` from this binary (built above).
 CLOUDBURST_BIN="$PWD/target/debug/cloudburst" .venv/bin/python3 -m pytest python/tests -q
+echo "== node --test (the JavaScript client against cloudburst local)"
+(cd clients/js && CLOUDBURST_BIN="$PWD/../../target/debug/cloudburst" npm test)

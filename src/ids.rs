@@ -99,6 +99,18 @@ impl From<&str> for Key {
 )]
 pub struct CallId(pub u64);
 
+/// Call ids have this many bits, so that every client language holds them exactly (a
+/// JavaScript number, an IEEE double, is exact up to 2^53); random ids of 53 bits make a
+/// collision among the calls one gateway tracks (thousands) negligible.
+pub const CALL_ID_BITS: u32 = 53;
+
+impl CallId {
+    /// A fresh random call id below 2^[`CALL_ID_BITS`].
+    pub fn random() -> Self {
+        CallId(rand::random::<u64>() >> (64 - CALL_ID_BITS))
+    }
+}
+
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "call-{:016x}", self.0)
@@ -135,6 +147,18 @@ pub fn hash64(parts: &[&[u8]]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn call_ids_fit_in_53_bits_and_use_them() {
+        let ids: Vec<u64> = (0..10_000).map(|_| CallId::random().0).collect();
+        assert!(ids.iter().all(|&i| i < 1 << CALL_ID_BITS));
+        // The top bit is set in about half of them: the ids use all 53 bits.
+        let high = ids
+            .iter()
+            .filter(|&&i| i >= 1 << (CALL_ID_BITS - 1))
+            .count();
+        assert!((4_000..6_000).contains(&high), "{high}");
+    }
 
     #[test]
     fn restarted_generation_is_larger() {

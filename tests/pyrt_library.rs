@@ -39,7 +39,7 @@ async fn get_put_send_recv_getid_reach_the_library() {
     assert_eq!(repr(&store[&Key::new("k")]), "42");
     let tags = &store[&Key::new("tags")];
     assert!(
-        matches!(tags, PyValue::PickledSet(items) if items.len() == 2),
+        matches!(tags, PyValue::PackedSet(items) if items.len() == 2),
         "{tags:?}"
     );
     assert_eq!(repr(tags), "set[\"'a'\", \"'b'\"]");
@@ -47,7 +47,7 @@ async fn get_put_send_recv_getid_reach_the_library() {
     let sent: Vec<_> = mem.sent.lock().expect("lock").clone();
     let sent: Vec<_> = sent
         .into_iter()
-        .map(|(dest, payload)| (dest, repr(&PyValue::Pickled(payload))))
+        .map(|(dest, payload)| (dest, repr(&PyValue::Packed(payload))))
         .collect();
     assert_eq!(
         sent,
@@ -119,8 +119,8 @@ async fn library_calls_release_the_gil_while_they_wait() {
 
 /// The pickle of a Python expression, as a message payload.
 fn pickled_bytes(expr: &str) -> Bytes {
-    match value(expr) {
-        PyValue::Pickled(b) => b,
+    match legacy_value(expr) {
+        PyValue::Packed(b) => b,
         other => panic!("not one pickle: {other:?}"),
     }
 }

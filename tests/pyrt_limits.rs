@@ -91,7 +91,7 @@ async fn values_of_tens_of_megabytes_cross_both_ways() {
         .call(call("add", vec![Some(big), Some(value("b'!'"))], T), lib())
         .await
         .expect("a 20 MB argument and result");
-    let PyValue::Pickled(bytes) = out else {
+    let PyValue::Packed(bytes) = out else {
         panic!("results are one pickled object")
     };
     assert!(bytes.len() > 20_000_000, "{}", bytes.len());

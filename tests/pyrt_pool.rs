@@ -27,13 +27,13 @@ async fn plain_function_returns_its_value() {
 #[tokio::test]
 async fn none_and_set_arguments_arrive_as_python_values() {
     let pool = pool(1).await;
-    let set = PyValue::PickledSet(vec![
+    let set = PyValue::PackedSet(vec![
         match value("'b'") {
-            PyValue::Pickled(b) => b,
+            PyValue::Packed(b) => b,
             _ => unreachable!(),
         },
         match value("'a'") {
-            PyValue::Pickled(b) => b,
+            PyValue::Packed(b) => b,
             _ => unreachable!(),
         },
     ]);

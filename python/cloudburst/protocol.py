@@ -2,9 +2,11 @@
 response frames, and converting Python values, arguments and errors.
 
 Every message is one binary websocket message holding a MessagePack map. Requests:
-``{"v": 1, "id": <uint>, "op": <str>, ...fields}``; responses: ``{"v": 1, "id": <uint>,
-"ok": <result>}`` or ``{"v": 1, "id": <uint|nil>, "err": {"code", "message",
-"exception_type", "traceback"}}``.
+``{"v": 2, "id": <uint>, "op": <str>, ...fields}``; responses: ``{"v": 2, "id": <uint>,
+"ok": <result>}`` or ``{"v": 2, "id": <uint|nil>, "err": {"code", "message",
+"exception_type", "traceback"}}``. Values are native MessagePack (None, bool, int, float,
+str, bytes, list, dict of exactly those types), anything else a pickle inside extension
+type ``PICKLE_EXT``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from .shared import CONSISTENCY_MODES, CloudburstReference, Concurrent, client_e
 #: The fields of a request (besides ``v``, ``id`` and ``op``), or the map of a response.
 Fields = dict[str, Any]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+
+#: The MessagePack extension type of a pickled value.
+PICKLE_EXT = 1
+
+#: How deep lists and dicts may nest in a value the server accepts; a value nested deeper
+#: is pickled whole.
+MAX_DEPTH = 512
 
 #: Largest message the client accepts from the server (a 64 MB value plus framing fits).
 #: The server's own limit comes back from ``hello`` and is checked before sending.
@@ -40,7 +49,19 @@ def encode(request_id: int, op: str, fields: Fields, max_bytes: int | None = Non
     limit), so the request is refused before it is sent."""
     frame = {"v": PROTOCOL_VERSION, "id": request_id, "op": op}
     frame.update(fields)
-    packed: bytes = msgpack.packb(frame, use_bin_type=True)
+    try:
+        # Only values hold types other than the plain ones (the frame's own fields are
+        # str, int, bool, bytes, list and dict), so `default` pickles parts of values only.
+        packed: bytes = msgpack.packb(
+            frame, use_bin_type=True, strict_types=True, default=_pickle_ext
+        )
+        # A value needs at least one byte per level, so only a long frame can nest too deep.
+        if len(packed) > MAX_DEPTH and any(_deeper(v, MAX_DEPTH) for v in _values(frame)):
+            raise ValueError("nested too deep")
+    except ValueError:
+        # A value nested deeper than the server takes, or a str that is not UTF-8: pickle
+        # every value whole.
+        packed = msgpack.packb(_values_pickled(frame), use_bin_type=True)
     if max_bytes is not None and len(packed) > max_bytes:
         raise InvalidRequestError(
             "message_too_large",
@@ -51,14 +72,30 @@ def encode(request_id: int, op: str, fields: Fields, max_bytes: int | None = Non
 
 
 def decode(frame: bytes) -> tuple[int | None, bool, Any]:
-    """``(id, ok, result_or_error_body)`` of one response frame."""
-    msg = msgpack.unpackb(frame, raw=False)
+    """``(id, ok, result_or_error_body)`` of one response frame. A pickle in it that
+    cannot be unpickled here (e.g. of a class this client cannot import) makes the
+    response a ``pickle_error``."""
+    failed: list[str] = []
+
+    def ext(code: int, data: bytes) -> Any:
+        if code != PICKLE_EXT:
+            return msgpack.ExtType(code, data)
+        try:
+            return pickle.loads(data)
+        except Exception as e:
+            failed.append(f"{type(e).__name__}: {e}")
+            return None
+
+    msg = msgpack.unpackb(frame, raw=False, strict_map_key=False, ext_hook=ext)
     if not isinstance(msg, dict):
         raise InvalidRequestError(
             "malformed_frame", "the server sent a message that is not a map"
         )
     if "err" in msg:
         return msg.get("id"), False, msg["err"]
+    if failed:
+        message = f"cannot unpickle the value the server sent: {failed[0]}"
+        return msg.get("id"), False, {"code": "pickle_error", "message": message}
     return msg.get("id"), True, msg.get("ok")
 
 
@@ -118,34 +155,93 @@ def dumps_code(obj: Any, module_name: str | None) -> bytes:
             cloudpickle.unregister_pickle_by_value(module)
 
 
+def _pickle_ext(obj: Any) -> msgpack.ExtType:
+    """msgpack's ``default``: what is not a plain value travels as a pickle."""
+    return msgpack.ExtType(PICKLE_EXT, dumps(obj))
+
+
+def _whole(wire: Any) -> Any:
+    """A value or argument (``{"value": v}``, ``{"set": [...]}``, ``{"ref": k}``) with its
+    value pickled whole."""
+    if "value" in wire:
+        return {"value": _pickle_ext(wire["value"])}
+    if "set" in wire:
+        return {"set": [_pickle_ext(v) for v in wire["set"]]}
+    return wire
+
+
+def _deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` lists and dicts (exactly those types:
+    others are pickled anyway). A loop, not ``any()``, to stay within Python's recursion
+    limit."""
+    if type(value) is list:
+        items: Iterable[Any] = value
+    elif type(value) is dict:
+        items = value.values()
+    else:
+        return False
+    if limit == 0:
+        return True
+    for item in items:
+        if _deeper(item, limit - 1):
+            return True
+    return False
+
+
+def _values(frame: Fields) -> Iterable[Any]:
+    """The values in a request frame."""
+    wires: list[Any] = []
+    if frame["op"] == "put_object":
+        wires = [frame["value"]]
+    elif frame["op"] == "call_function":
+        wires = frame["args"]
+    elif frame["op"] == "call_dag":
+        wires = [a for args in frame["args"].values() for a in args]
+    for wire in wires:
+        if "value" in wire:
+            yield wire["value"]
+        yield from wire.get("set", ())
+
+
+def _values_pickled(frame: Fields) -> Fields:
+    """``frame`` with every value in it pickled whole."""
+    frame = dict(frame)
+    if frame["op"] == "put_object":
+        frame["value"] = _whole(frame["value"])
+    elif frame["op"] == "call_function":
+        frame["args"] = [_whole(a) for a in frame["args"]]
+    elif frame["op"] == "call_dag":
+        frame["args"] = {f: [_whole(a) for a in args] for f, args in frame["args"].items()}
+    return frame
+
+
 def pack_value(value: Any) -> Fields:
-    """A Python value as stored: a set's elements pickled one by one (a SetUnion lattice),
-    anything else pickled whole (a last-writer-wins value)."""
+    """A Python value as stored: a set element by element (a SetUnion lattice), anything
+    else whole (a last-writer-wins value). Plain values are encoded as themselves when the
+    request frame is packed, anything else as a pickle (``encode``)."""
     if isinstance(value, (set, frozenset)):
-        return {"set": [dumps(v) for v in value]}
-    return {"value": dumps(value)}
+        return {"set": list(value)}
+    return {"value": value}
 
 
 def unpack_value(wire: Mapping[str, Any] | None) -> Any:
-    """The Python value of a stored or returned value (``None`` stays ``None``)."""
+    """The Python value of a stored or returned value (``None`` stays ``None``); pickles
+    were already unpickled when the frame was decoded."""
     if wire is None:
         return None
     if "set" in wire:
-        return {pickle.loads(v) for v in wire["set"]}
+        return set(wire["set"])
     if "concurrent" in wire:
-        return Concurrent(pickle.loads(v) for v in wire["concurrent"])
-    return pickle.loads(wire["value"])
+        return Concurrent(wire["concurrent"])
+    return wire["value"]
 
 
 def pack_args(args: Any) -> list[Fields]:
-    """Call arguments: references by key, anything else pickled. A single argument that is
-    not a list or tuple counts as a list of one."""
+    """Call arguments: references by key, anything else as a value. A single argument that
+    is not a list or tuple counts as a list of one."""
     if not isinstance(args, (list, tuple)):
         args = [args]
-    return [
-        {"ref": a.key} if isinstance(a, CloudburstReference) else {"value": dumps(a)}
-        for a in args
-    ]
+    return [{"ref": a.key} if isinstance(a, CloudburstReference) else {"value": a} for a in args]
 
 
 def register_fields(

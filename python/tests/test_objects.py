@@ -15,6 +15,22 @@ def test_values_round_trip(cloud):
         assert cloud.get_object(f"rt-{i}") == v
 
 
+def test_values_messagepack_cannot_hold_are_pickled_whole(cloud, monkeypatch):
+    # Nested deeper than the server takes native values: pickled whole (the real limit,
+    # 512 levels, is beyond what pickle itself reaches under Python's recursion limit).
+    monkeypatch.setattr(cloudburst.protocol, "MAX_DEPTH", 4)
+    deep = [1]
+    for _ in range(8):
+        deep = [deep, {"k": deep}]
+    odd = {"deep": deep, "surrogate": "a\ud800", "huge": 2**70, "tuple": (1, [2])}
+    for name, value in odd.items():
+        cloud.put_object(f"objects/odd/{name}", value)
+        assert cloud.get_object(f"objects/odd/{name}") == value, name
+    echo = cloud.register(lambda cb, x: x, "objects_echo")
+    for name, value in odd.items():
+        assert echo(value).get(timeout=60) == value, name
+
+
 def test_missing_key_is_none(cloud):
     assert cloud.get_object("never-written") is None
 

@@ -28,9 +28,9 @@ def request(ws, frame):
 
 def test_hello_reports_version_and_limits(url):
     with raw(url) as ws:
-        r = request(ws, msgpack.packb({"v": 1, "id": 1, "op": "hello"}))
-    assert r["id"] == 1 and r["v"] == 1
-    assert r["ok"]["protocol"] == 1
+        r = request(ws, msgpack.packb({"v": 2, "id": 1, "op": "hello"}))
+    assert r["id"] == 1 and r["v"] == 2
+    assert r["ok"]["protocol"] == 2
     assert r["ok"]["max_message_bytes"] >= 64 * 1024 * 1024
 
 
@@ -43,19 +43,19 @@ def test_malformed_frames_get_errors_and_the_connection_survives(url):
         ws.send("a text frame")
         r = msgpack.unpackb(ws.recv(timeout=10))
         assert r["err"]["code"] == "malformed_frame" and "binary" in r["err"]["message"]
-        r = request(ws, msgpack.packb({"v": 1, "id": 2, "op": "launch_rockets"}))
+        r = request(ws, msgpack.packb({"v": 2, "id": 2, "op": "launch_rockets"}))
         assert (r["id"], r["err"]["code"]) == (2, "unknown_op")
         r = request(ws, msgpack.packb({"v": 99, "id": 3, "op": "ping"}))
         assert (r["id"], r["err"]["code"]) == (3, "unsupported_version")
-        r = request(ws, msgpack.packb({"v": 1, "id": 4, "op": "put_object", "key": 5}))
+        r = request(ws, msgpack.packb({"v": 2, "id": 4, "op": "put_object", "key": 5}))
         assert (r["id"], r["err"]["code"]) == (4, "invalid_request")
-        r = request(ws, msgpack.packb({"v": 1, "id": 5, "op": "ping"}))
-        assert r == {"v": 1, "id": 5, "ok": None}
+        r = request(ws, msgpack.packb({"v": 2, "id": 5, "op": "ping"}))
+        assert r == {"v": 2, "id": 5, "ok": None}
 
 
 def test_oversized_frame_closes_with_a_reason(url):
     with raw(url) as ws:
-        limit = request(ws, msgpack.packb({"v": 1, "id": 1, "op": "hello"}))["ok"]
+        limit = request(ws, msgpack.packb({"v": 2, "id": 1, "op": "hello"}))["ok"]
         ws.send(b"\x00" * (limit["max_message_bytes"] + 1))
         with pytest.raises(ConnectionClosed) as e:
             ws.recv(timeout=30)
@@ -66,7 +66,7 @@ def test_oversized_frame_closes_with_a_reason(url):
 def test_pipelined_requests_each_get_one_answer(url):
     with raw(url) as ws:
         for i in range(100):
-            ws.send(msgpack.packb({"v": 1, "id": i, "op": "ping"}))
+            ws.send(msgpack.packb({"v": 2, "id": i, "op": "ping"}))
         ids = sorted(msgpack.unpackb(ws.recv(timeout=10))["id"] for _ in range(100))
     assert ids == list(range(100))
 
@@ -191,7 +191,7 @@ def test_await_with_delete_deletes_no_platform_key(url, cloud):
     cloud.register(lambda cb: 1, "kept_by_await")
     key = "__cloudburst/functions/kept_by_await"
     with raw(url) as ws:
-        r = request(ws, msgpack.packb({"v": 1, "id": 1, "op": "await", "call": 1, "key": key,
+        r = request(ws, msgpack.packb({"v": 2, "id": 1, "op": "await", "call": 1, "key": key,
                                        "timeout_ms": 100, "delete": True}))
     assert r["err"]["code"] == "invalid_request", r
     assert cloud.exec_func("kept_by_await", []).get(timeout=60) == 1

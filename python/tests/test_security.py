@@ -309,7 +309,7 @@ def test_a_client_that_does_not_read_cannot_make_the_gateway_hold_more_than_its_
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         for i in range(requests):
-            frame = msgpack.packb({"v": 1, "id": i + 1, "op": "get_object", "key": "big"})
+            frame = msgpack.packb({"v": 2, "id": i + 1, "op": "get_object", "key": "big"})
             try:
                 s.sendall(client_frame(frame))
             except OSError:
@@ -340,10 +340,10 @@ def test_a_client_that_does_not_read_cannot_make_the_gateway_hold_more_than_its_
 def test_empty_bytes_read_back_as_empty_bytes(url, cloud):
     # A client of the raw protocol stores its own bytes, empty ones included.
     with raw_websocket(url) as ws:
-        put = {"v": 1, "id": 1, "op": "put_object", "key": "raw-empty", "value": {"value": b""}}
+        put = {"v": 2, "id": 1, "op": "put_object", "key": "raw-empty", "value": {"value": b""}}
         ws.send(msgpack.packb(put))
         assert "err" not in msgpack.unpackb(ws.recv(timeout=10))
-        ws.send(msgpack.packb({"v": 1, "id": 2, "op": "get_object", "key": "raw-empty"}))
+        ws.send(msgpack.packb({"v": 2, "id": 2, "op": "get_object", "key": "raw-empty"}))
         assert msgpack.unpackb(ws.recv(timeout=10))["ok"] == {"value": b""}
     cloud.put_object("empty", b"")
     assert cloud.get_object("empty") == b""

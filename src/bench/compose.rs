@@ -23,15 +23,16 @@ pub const WARMUP: usize = 50;
 /// How long the node may take to start its workers and see its own KVS shard.
 const READY: Duration = Duration::from_secs(30);
 
-/// Pickles the benchmark's functions and values (hex, one per line).
+/// Pickles the benchmark's functions and encodes its values as clients do (hex, one per
+/// line).
 const SCRIPT: &str = r#"
-import cloudpickle, pickle
+import cloudpickle, msgpack
 def incr(cb, x):
     return x + 1
 def square(cb, x):
     return x * x
 for name, obj in [("incr", cloudpickle.dumps(incr)), ("square", cloudpickle.dumps(square)),
-                  ("one", pickle.dumps(1, protocol=5)), ("four", pickle.dumps(4, protocol=5))]:
+                  ("one", msgpack.packb(1)), ("four", msgpack.packb(4))]:
     print(name, obj.hex())
 "#;
 
@@ -121,12 +122,12 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
     client
         .register_dag("compose", &["incr", "square"], &[("incr", "square")])
         .await?;
-    let one = Arg::Value(PyValue::Pickled(get(&p, "one")?));
-    let four = PyValue::Pickled(get(&p, "four")?);
+    let one = Arg::Value(PyValue::Packed(get(&p, "one")?));
+    let four = PyValue::Packed(get(&p, "four")?);
     let dag = time_calls(iterations, || dag_call(&client, one.clone(), &four)).await?;
     let function = time_calls(iterations, || async {
         let out = client.call_function("square", vec![one.clone()]).await?;
-        (out == PyValue::Pickled(get(&p, "one")?))
+        (out == PyValue::Packed(get(&p, "one")?))
             .then_some(())
             .ok_or_else(|| anyhow!("square(1) returned {out:?}"))
     })

@@ -7,7 +7,7 @@
 //! writes it), called sequentially through the in-process API; the modes take turns in
 //! rounds of 50 calls so that machine noise hits them alike. Reported per mode: median,
 //! p99 and mean latency, and the consistency metadata per call (session metadata sent in
-//! triggers plus what stored values carry beyond the pickled value) and repeatable-read
+//! triggers plus what stored values carry beyond the encoded value) and repeatable-read
 //! keys fetched from the other node's cache per call, and causal re-reads from the KVS per
 //! call.
 
@@ -35,7 +35,7 @@ const MODES: [Consistency; 3] = [
 ];
 
 const SCRIPT: &str = r#"
-import cloudpickle, pickle
+import cloudpickle, msgpack
 def read(cb, prefix, i, *upstream):
     cb.get(prefix + "k%d" % (i % 8))
     cb.get(prefix + "k%d" % ((i + 3) % 8))
@@ -48,9 +48,9 @@ def write(cb, prefix, i, *upstream):
 print("read", cloudpickle.dumps(read).hex())
 print("write", cloudpickle.dumps(write).hex())
 for m in ("lww", "repeatable_read", "causal"):
-    print(m, pickle.dumps(m + "/", protocol=5).hex())
+    print(m, msgpack.packb(m + "/").hex())
 for i in range(8):
-    print("i%d" % i, pickle.dumps(i, protocol=5).hex())
+    print("i%d" % i, msgpack.packb(i).hex())
 "#;
 
 #[derive(Debug, serde::Serialize)]
@@ -120,7 +120,7 @@ async fn measure(iterations: usize, p: HashMap<String, Bytes>) -> anyhow::Result
             &[("read1", "read2"), ("read2", "write")],
         )
         .await?;
-    let value = |name: &str| get(&p, name).map(|b| Arg::Value(PyValue::Pickled(b)));
+    let value = |name: &str| get(&p, name).map(|b| Arg::Value(PyValue::Packed(b)));
     let one_call = |mode: Consistency, n: usize| {
         let args = value(&mode.to_string()).and_then(|prefix| {
             let i = value(&format!("i{}", n % 8))?;

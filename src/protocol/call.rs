@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// An argument as it travels: a pickled Python value, or a KVS key resolved (through the
-/// executor's cache) right before the call.
+/// An argument as it travels: an encoded Python value (see `PyValue`), or a KVS key
+/// resolved (through the executor's cache) right before the call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Arg {
     Value(PyValue),
@@ -56,7 +56,7 @@ impl fmt::Display for Consistency {
 pub struct Reply {
     /// Push the result here (a gateway), as [`CallFinished`].
     pub push_to: Option<ActorRef>,
-    /// Also store the result (pickled, Lww) under this key; futures read it.
+    /// Also store the result (encoded, Lww) under this key; futures read it.
     pub store_at: Option<Key>,
 }
 

@@ -1,6 +1,6 @@
 //! Python values in the KVS, no I/O (the gateway, the executors and the harness store and
-//! read them the same way): `PyValue::Pickled` is stored as an Lww register,
-//! `PyValue::PickledSet` as a SetUnion.
+//! read them the same way): `PyValue::Packed` is stored as an Lww register,
+//! `PyValue::PackedSet` as a SetUnion.
 
 use crate::clock::LwwClock;
 use crate::lattice::{LatticeValue, Lww, SetUnion};
@@ -9,9 +9,9 @@ use crate::pyrt::PyValue;
 /// A Python value as the KVS stores it, timestamped by `clock` when it is an Lww write.
 pub fn to_lattice(value: PyValue, clock: &LwwClock) -> LatticeValue {
     match value {
-        PyValue::Pickled(b) => LatticeValue::Lww(Lww::new(clock.next(), b)),
+        PyValue::Packed(b) => LatticeValue::Lww(Lww::new(clock.next(), b)),
         // Concurrent values are only ever read; stored back they would be a set.
-        PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+        PyValue::PackedSet(items) | PyValue::Concurrent(items) => {
             LatticeValue::SetUnion(items.into_iter().collect())
         }
     }
@@ -27,8 +27,8 @@ pub fn to_python(key: &str, value: Option<LatticeValue>) -> Result<Option<PyValu
     match value.and_then(LatticeValue::into_live) {
         None => Ok(None),
         Some(LatticeValue::Lww(l)) if l == Lww::default() => Ok(None),
-        Some(LatticeValue::Lww(l)) => Ok(Some(PyValue::Pickled(l.value))),
-        Some(LatticeValue::SetUnion(s)) => Ok(Some(PyValue::PickledSet(set_items(&s)))),
+        Some(LatticeValue::Lww(l)) => Ok(Some(PyValue::Packed(l.value))),
+        Some(LatticeValue::SetUnion(s)) => Ok(Some(PyValue::PackedSet(set_items(&s)))),
         Some(LatticeValue::MultiKeyCausal(m)) => Ok(versions(m.values())),
         Some(LatticeValue::SingleKeyCausal(s)) => Ok(versions(s.values())),
         Some(other) => Err(format!(
@@ -42,7 +42,7 @@ pub fn to_python(key: &str, value: Option<LatticeValue>) -> Result<Option<PyValu
 fn versions(values: Vec<&bytes::Bytes>) -> Option<PyValue> {
     match values.as_slice() {
         [] => None,
-        [one] => Some(PyValue::Pickled((*one).clone())),
+        [one] => Some(PyValue::Packed((*one).clone())),
         many => Some(PyValue::Concurrent(
             many.iter().map(|b| (*b).clone()).collect(),
         )),
@@ -63,16 +63,16 @@ mod tests {
     #[test]
     fn values_round_trip_and_kinds() {
         let clock = writer_clock(WriterId(3));
-        let one = PyValue::Pickled(Bytes::from_static(b"p1"));
+        let one = PyValue::Packed(Bytes::from_static(b"p1"));
         let lv = to_lattice(one.clone(), &clock);
         assert!(matches!(&lv, LatticeValue::Lww(l) if l.timestamp.writer == WriterId(3)));
         assert_eq!(to_python("k", Some(lv)).expect("reads"), Some(one));
-        let set = PyValue::PickledSet(vec![Bytes::from_static(b"a")]);
+        let set = PyValue::PackedSet(vec![Bytes::from_static(b"a")]);
         let lv = to_lattice(set.clone(), &clock);
         assert!(matches!(lv, LatticeValue::SetUnion(_)));
         assert_eq!(to_python("k", Some(lv)).expect("reads"), Some(set));
         assert_eq!(to_python("k", None).expect("missing"), None);
-        let empty = PyValue::Pickled(Bytes::new());
+        let empty = PyValue::Packed(Bytes::new());
         let lv = to_lattice(empty.clone(), &clock);
         assert_eq!(
             to_python("k", Some(lv)).expect("reads"),

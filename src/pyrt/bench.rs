@@ -2,7 +2,7 @@
 //! in-process call, and the parallel speedup of CPU-bound functions on a 2-worker pool.
 //!
 //! - no-op overhead: `lambda cb, x: x` called N times (default 10k, after 1k warm-up)
-//!   sequentially; in process = attach + unpickle args + call + pickle result through the
+//!   sequentially; in process = attach + decode args + call + encode result through the
 //!   same glue the workers run; through the pool = the above plus the socket round trip.
 //! - speedup: a CPU-bound function (~0.2 s) alone, then two at once on a 2-worker pool;
 //!   speedup = 2 × t(one) / t(two) per round, ideal 2.0.
@@ -67,7 +67,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let (noop, cpu, one) = Python::attach(pickles).context("pickling the benchmark functions")?;
     let noop = Arc::new(spec("noop", noop));
     let cpu = Arc::new(spec("cpu", cpu));
-    let args_one = vec![Some(PyValue::Pickled(Bytes::from(one)))];
+    let args_one = vec![Some(PyValue::Packed(Bytes::from(one)))];
 
     let in_process = in_process(&noop, &args_one, iterations)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,7 +85,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
     println!("python no-op call, {iterations} sequential calls after {WARMUP} warm-up:");
     println!(
-        "  in process (attach+unpickle+call+pickle): median {:.2} us, p99 {:.2} us",
+        "  in process (attach+decode+call+encode): median {:.2} us, p99 {:.2} us",
         in_process.median_us, in_process.p99_us
     );
     println!(
@@ -154,15 +154,16 @@ fn spec(name: &str, body: Vec<u8>) -> FunctionSpec {
     }
 }
 
-/// cloudpickle of the no-op and CPU-bound functions, and pickle of the argument `1`.
+/// cloudpickle of the no-op and CPU-bound functions, and the argument `1` as clients send it
+/// (MessagePack).
 fn pickles(py: Python<'_>) -> PyResult<(Vec<u8>, Vec<u8>, Vec<u8>)> {
     let g = PyDict::new(py);
     g.set_item("__name__", "__main__")?;
     py.run(
-        c"import cloudpickle, pickle
+        c"import cloudpickle, msgpack
 noop = cloudpickle.dumps(lambda cb, x: x)
 cpu = cloudpickle.dumps(lambda cb, n: sum(i * i for i in range(n)))
-one = pickle.dumps(1)",
+one = msgpack.packb(1)",
         Some(&g),
         None,
     )?;
@@ -218,11 +219,8 @@ async fn through_pool(
             samples.push(start.elapsed());
         }
     }
-    let loop_arg = Python::attach(|py| -> PyResult<Vec<u8>> {
-        let pickle = py.import("pickle")?;
-        pickle.call_method1("dumps", (CPU_LOOP,))?.extract()
-    })?;
-    let cpu_args = vec![Some(PyValue::Pickled(Bytes::from(loop_arg)))];
+    let loop_arg = rmp_serde::to_vec(&CPU_LOOP)?;
+    let cpu_args = vec![Some(PyValue::Packed(Bytes::from(loop_arg)))];
     // Warm both workers up with the function (its body is sent once per worker).
     let warm = (call(cpu, cpu_args.clone()), call(cpu, cpu_args.clone()));
     let (a, b) = tokio::join!(

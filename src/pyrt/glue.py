@@ -6,18 +6,23 @@ user-library object forwards to a Rust `link` whose methods release the GIL whil
 on the supervisor; a failed request raises the client package's error class for its code
 (`cloudburst.errors`, the same classes the client raises).
 
-Values cross the boundary as: None, bytes (one pickled object), list[bytes] (a set, one
-pickle per element) or tuple[bytes] (concurrent versions of a causal key, read only).
-Messages between functions (`send`/`recv`) are pickled objects too, so any picklable value
-arrives as it was sent.
+Values cross the boundary as: None, bytes (one encoded value), list[bytes] (a set, one
+encoded value per element) or tuple[bytes] (concurrent versions of a causal key, read
+only). A value is encoded as the client protocol carries it (docs/protocol.md): native
+MessagePack for None, bool, int, float, str, bytes, list and dict, and anything else (a
+tuple, a set inside a list, an object) pickled inside MessagePack extension type 1. Values
+stored by protocol 1 are plain pickles and still read. Messages between functions
+(`send`/`recv`) are pickled objects, so any picklable value arrives as it was sent.
 """
 
 import gc
 import pickle
 import sys
+import threading
 import traceback
 
 import cloudpickle
+import msgpack
 
 try:
     # The client package's class, so a function may return it to a client.
@@ -63,14 +68,87 @@ def environment():
     }
 
 
+#: The MessagePack extension type of a pickled value.
+PICKLE_EXT = 1
+
+#: How deep lists and dicts may nest in a value the gateway accepts; a value nested
+#: deeper is pickled whole.
+MAX_DEPTH = 512
+
+
+def _deeper(value, limit):
+    """Whether `value` nests more than `limit` lists and dicts (a loop, not any(), to stay
+    within Python's recursion limit)."""
+    if type(value) is list:
+        items = value
+    elif type(value) is dict:
+        items = value.values()
+    else:
+        return False
+    if limit == 0:
+        return True
+    for item in items:
+        if _deeper(item, limit - 1):
+            return True
+    return False
+
+
+def _pickle_ext(obj):
+    """msgpack's `default`: what is not a plain value travels as a pickle."""
+    return msgpack.ExtType(PICKLE_EXT, _dumps(obj))
+
+
+def _ext(code, data):
+    if code == PICKLE_EXT:
+        return pickle.loads(data)
+    return msgpack.ExtType(code, data)
+
+
+_packers = threading.local()
+
+
+def _packer():
+    """This thread's Packer: making one per value (as `msgpack.packb` does) costs more than
+    packing a small value. One per thread, as `default` may release the GIL mid-value; a
+    Packer empties its buffer when packing fails."""
+    packer = getattr(_packers, "packer", None)
+    if packer is None:
+        packer = msgpack.Packer(default=_pickle_ext, strict_types=True, use_bin_type=True)
+        _packers.packer = packer
+    return packer
+
+
+def _pack(obj):
+    """One value as stored and carried: plain values as themselves (exact types only, so a
+    tuple or a dict subclass is pickled and reads back as itself)."""
+    try:
+        packed = _packer().pack(obj)
+        # a value needs at least one byte per level: only a long one can nest too deep
+        if len(packed) <= MAX_DEPTH or not _deeper(obj, MAX_DEPTH):
+            return packed
+    except ValueError:
+        pass  # nested deeper than msgpack packs, or a str that is not valid UTF-8
+    return msgpack.packb(_pickle_ext(obj), use_bin_type=True)
+
+
+def _unpack(data):
+    if not data:
+        return b""  # empty bytes stored by a protocol-1 client of the raw protocol
+    # A value stored by protocol 1 is a pickle: it starts with the PROTO opcode 0x80, which
+    # alone is a whole MessagePack value ({}), so a longer one cannot be MessagePack.
+    if len(data) > 1 and data[0] == 0x80:
+        return pickle.loads(data)
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext)
+
+
 def _loads(value):
     if value is None:
         return None
     if isinstance(value, list):
-        return {pickle.loads(v) for v in value}
+        return {_unpack(v) for v in value}
     if isinstance(value, tuple):
-        return Concurrent(pickle.loads(v) for v in value)
-    return pickle.loads(value)
+        return Concurrent(_unpack(v) for v in value)
+    return _unpack(value)
 
 
 def _raw(value):
@@ -106,8 +184,8 @@ def _dumps(obj):
 
 def _encode(obj):
     if isinstance(obj, (set, frozenset)):
-        return [_dumps(v) for v in obj]
-    return _dumps(obj)
+        return [_pack(v) for v in obj]
+    return _pack(obj)
 
 
 class Cloudburst:
@@ -130,7 +208,7 @@ class Cloudburst:
         """One key -> its value or None; a list of keys -> a dict {key: value or None}, as
         in the original Cloudburst. Under causal consistency a key with concurrent versions
         reads as a `Concurrent` tuple of them. `deserialize=False` returns the stored bytes
-        (the pickle; a set's or concurrent versions' pickles as a list or tuple)."""
+        (the encoded value; a set's or concurrent versions' as a list or tuple)."""
         load = _loads if deserialize else _raw
         try:
             if isinstance(key, (list, tuple)):
@@ -275,7 +353,7 @@ def _run(name, hash_, kind, body, args, upstream, link, call_id, attempt):
         out = _exception(e)
         return out[:4] + (True,)
     try:
-        return ("ok", _dumps(result), True)
+        return ("ok", _pack(result), True)
     except MemoryError:
         raise
     except BaseException as e:

@@ -122,7 +122,7 @@ pub struct Glue {
 
 /// The outcome of one call, and whether the function is now cached in this interpreter.
 pub struct RunOutcome {
-    /// The pickled result, or why there is none.
+    /// The encoded result (MessagePack, see `PyValue`), or why there is none.
     pub outcome: Result<PyValue, CallError>,
     /// The function is cached in this interpreter (its body need not be sent again).
     pub loaded: bool,
@@ -231,7 +231,7 @@ fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {
     let last = t.len().saturating_sub(1);
     let loaded: bool = t.get_item(last)?.extract()?;
     let outcome = match tag.as_str() {
-        "ok" => Ok(PyValue::Pickled(bytes_of(&t.get_item(1)?)?)),
+        "ok" => Ok(PyValue::Packed(bytes_of(&t.get_item(1)?)?)),
         "exc" => Err(CallError::Exception {
             type_name: t.get_item(1)?.extract()?,
             message: t.get_item(2)?.extract()?,
@@ -248,8 +248,8 @@ fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {
 pub fn value_to_py<'py>(py: Python<'py>, v: Option<&PyValue>) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
         None => py.None().into_bound(py),
-        Some(PyValue::Pickled(b)) => PyBytes::new(py, b).into_any(),
-        Some(PyValue::PickledSet(items)) => {
+        Some(PyValue::Packed(b)) => PyBytes::new(py, b).into_any(),
+        Some(PyValue::PackedSet(items)) => {
             PyList::new(py, items.iter().map(|b| PyBytes::new(py, b)))?.into_any()
         }
         Some(PyValue::Concurrent(items)) => {
@@ -265,9 +265,9 @@ pub fn value_from_py(v: &Bound<'_, PyAny>) -> PyResult<PyValue> {
             .iter()
             .map(|i| bytes_of(&i))
             .collect::<PyResult<Vec<_>>>()?;
-        return Ok(PyValue::PickledSet(items));
+        return Ok(PyValue::PackedSet(items));
     }
-    Ok(PyValue::Pickled(bytes_of(v)?))
+    Ok(PyValue::Packed(bytes_of(v)?))
 }
 
 /// Copy a Python `bytes` object.

@@ -50,18 +50,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// A value crossing into or out of Python. `put` of a Python `set` (or `frozenset`) is stored
-/// as a set ([`PyValue::PickledSet`], one pickle per element, so it can become a SetUnion
-/// lattice); anything else as one pickled object. Function results are always
-/// [`PyValue::Pickled`].
+/// A value crossing into or out of Python, encoded as the client protocol carries values:
+/// one MessagePack object whose plain parts (None, bool, int, float, str, bytes, list, dict)
+/// are themselves and whose other Python objects are pickles in extension type 1 (or, for a
+/// value stored by protocol 1, a bare pickle, which still reads). `put` of a Python `set`
+/// (or `frozenset`) is stored as a set ([`PyValue::PackedSet`], one encoded value per
+/// element, so it can become a SetUnion lattice); anything else as one encoded value.
+/// Function results are always [`PyValue::Packed`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PyValue {
-    /// One object, pickled.
-    Pickled(Bytes),
-    /// The elements of a set, each pickled.
-    PickledSet(Vec<Bytes>),
+    /// One encoded value.
+    Packed(Bytes),
+    /// The elements of a set, each encoded.
+    PackedSet(Vec<Bytes>),
     /// Concurrent versions of one causal key (a read only; Python sees a
-    /// `cloudburst.Concurrent` tuple), each pickled.
+    /// `cloudburst.Concurrent` tuple), each encoded.
     Concurrent(Vec<Bytes>),
 }
 

@@ -13,8 +13,9 @@ pub const EMBEDDED_PYTHON: &str = env!("CLOUDBURST_BUILD_PYTHON_VERSION");
 /// the import of cloudpickle on a loaded machine).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Printed by the chosen program: its `major.minor`, then cloudpickle's version or nothing.
-const PROBE_SCRIPT: &str = "import sys\nprint('%d.%d' % sys.version_info[:2])\ntry:\n    import cloudpickle\n    print(cloudpickle.__version__)\nexcept ImportError:\n    print('')\n";
+/// Printed by the chosen program: its `major.minor`, then cloudpickle's version or nothing,
+/// then msgpack's version or nothing (workers encode values with it).
+const PROBE_SCRIPT: &str = "import sys\nprint('%d.%d' % sys.version_info[:2])\nfor m in ('cloudpickle', 'msgpack'):\n    try:\n        print(__import__(m).version if m == 'msgpack' else __import__(m).__version__)\n    except ImportError:\n        print('')\n";
 
 /// What the chosen program reported.
 #[derive(Debug, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct Probed {
     pub python: String,
     /// cloudpickle's version; `None` when it is not installed.
     pub cloudpickle: Option<String>,
+    /// Whether msgpack is installed.
+    pub msgpack: bool,
 }
 
 /// Run `program` once and check it can host the workers: it runs, its Python is
@@ -56,9 +59,11 @@ fn parse(stdout: &str) -> Option<Probed> {
     let mut lines = stdout.lines().map(str::trim);
     let python = lines.next().filter(|v| !v.is_empty())?.to_string();
     let cloudpickle = lines.next().filter(|v| !v.is_empty()).map(str::to_string);
+    let msgpack = lines.next().is_some_and(|v| !v.is_empty());
     Some(Probed {
         python,
         cloudpickle,
+        msgpack,
     })
 }
 
@@ -78,6 +83,9 @@ fn verdict(probed: &Probed) -> Result<(), String> {
                 .into(),
         );
     }
+    if !probed.msgpack {
+        return Err("it has no msgpack: install it (PATH -m pip install msgpack)".into());
+    }
     Ok(())
 }
 
@@ -87,7 +95,7 @@ mod tests {
 
     #[test]
     fn reports_and_verdicts() {
-        let good = parse(&format!("{EMBEDDED_PYTHON}\n3.1.1\n")).expect("parses");
+        let good = parse(&format!("{EMBEDDED_PYTHON}\n3.1.1\n(1, 1, 0)\n")).expect("parses");
         assert_eq!(good.cloudpickle.as_deref(), Some("3.1.1"));
         assert_eq!(verdict(&good), Ok(()));
         let other = parse("2.7\n3.1.1\n").expect("parses");
@@ -96,6 +104,10 @@ mod tests {
         assert!(verdict(&bare)
             .expect_err("refused")
             .contains("no cloudpickle"));
+        let no_msgpack = parse(&format!("{EMBEDDED_PYTHON}\n3.1.1\n\n")).expect("parses");
+        assert!(verdict(&no_msgpack)
+            .expect_err("refused")
+            .contains("no msgpack"));
         assert_eq!(parse(""), None);
     }
 

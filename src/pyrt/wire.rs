@@ -178,8 +178,8 @@ mod tests {
             body: Some(Bytes::from_static(b"\x80\x05body")),
             args: vec![
                 None,
-                Some(PyValue::Pickled(Bytes::from_static(b"x"))),
-                Some(PyValue::PickledSet(vec![
+                Some(PyValue::Packed(Bytes::from_static(b"x"))),
+                Some(PyValue::PackedSet(vec![
                     Bytes::from_static(b"a"),
                     Bytes::new(),
                 ])),
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(back.args[0], None);
         assert_eq!(
             back.args[2],
-            Some(PyValue::PickledSet(vec![
+            Some(PyValue::PackedSet(vec![
                 Bytes::from_static(b"a"),
                 Bytes::new()
             ]))
@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn borrowed_call_decodes_as_owned_call() {
         let body = Bytes::from_static(b"fn");
-        let args = vec![Some(PyValue::Pickled(Bytes::from_static(b"1"))), None];
+        let args = vec![Some(PyValue::Packed(Bytes::from_static(b"1"))), None];
         let msg = ToWorkerRef::Call(WireCallRef {
             seq: 3,
             name: "sq",

@@ -48,37 +48,72 @@ fn decode_hex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-/// A Python expression, evaluated in the embedded interpreter and pickled.
-#[allow(dead_code)] // not every test crate including this module uses it
-pub fn value(expr: &str) -> PyValue {
+/// Encoding and decoding of values as the client protocol and the workers do it: native
+/// MessagePack, pickles inside extension type 1, and protocol 1's plain pickles still read.
+const CODEC: &str = r#"
+import msgpack, pickle
+def _ext(code, data):
+    return pickle.loads(data) if code == 1 else msgpack.ExtType(code, data)
+def pack(obj):
+    return msgpack.packb(obj, use_bin_type=True, strict_types=True,
+                         default=lambda o: msgpack.ExtType(1, pickle.dumps(o)))
+def unpack(data):
+    if len(data) > 1 and data[0] == 0x80:
+        return pickle.loads(data)
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext)
+"#;
+
+/// Call `f` with the codec's module namespace.
+fn with_codec<T>(f: impl FnOnce(Python<'_>, &Bound<'_, pyo3::types::PyDict>) -> T) -> T {
     interp::initialize().expect("embedded python");
     Python::attach(|py| {
-        let code =
-            std::ffi::CString::new(format!("__import__('pickle').dumps({expr})")).expect("no NUL");
-        let b: Vec<u8> = py
-            .eval(&code, None, None)
-            .expect("evaluates")
-            .extract()
-            .expect("bytes");
-        PyValue::Pickled(Bytes::from(b))
+        let ns = pyo3::types::PyDict::new(py);
+        let code = std::ffi::CString::new(CODEC).expect("no NUL");
+        py.run(&code, Some(&ns), Some(&ns)).expect("codec");
+        f(py, &ns)
     })
 }
 
-/// `repr()` of an unpickled value (sets and concurrent versions as sorted lists of reprs,
+/// A Python expression, evaluated in the embedded interpreter and encoded as a client
+/// encodes a value.
+#[allow(dead_code)] // not every test crate including this module uses it
+pub fn value(expr: &str) -> PyValue {
+    with_codec(|py, ns| {
+        let code = std::ffi::CString::new(format!("pack({expr})")).expect("no NUL");
+        let b: Vec<u8> = py
+            .eval(&code, Some(ns), Some(ns))
+            .expect("evaluates")
+            .extract()
+            .expect("bytes");
+        PyValue::Packed(Bytes::from(b))
+    })
+}
+
+/// A Python expression, evaluated and pickled as protocol 1 stored values.
+#[allow(dead_code)] // not every test crate including this module uses it
+pub fn legacy_value(expr: &str) -> PyValue {
+    with_codec(|py, ns| {
+        let code =
+            std::ffi::CString::new(format!("pickle.dumps({expr}, protocol=5)")).expect("no NUL");
+        let b: Vec<u8> = py
+            .eval(&code, Some(ns), Some(ns))
+            .expect("evaluates")
+            .extract()
+            .expect("bytes");
+        PyValue::Packed(Bytes::from(b))
+    })
+}
+
+/// `repr()` of a decoded value (sets and concurrent versions as sorted lists of reprs,
 /// so they compare stably).
 #[allow(dead_code)] // not every test crate including this module uses it
 pub fn repr(v: &PyValue) -> String {
-    interp::initialize().expect("embedded python");
-    Python::attach(|py| {
-        let pickle = py.import("pickle").expect("pickle");
-        let load = |b: &Bytes| {
-            pickle
-                .call_method1("loads", (b.as_ref(),))
-                .expect("unpickles")
-        };
+    with_codec(|_py, ns| {
+        let unpack = ns.get_item("unpack").expect("dict").expect("unpack");
+        let load = |b: &Bytes| unpack.call1((b.as_ref(),)).expect("decodes");
         match v {
-            PyValue::Pickled(b) => load(b).repr().expect("repr").to_string(),
-            PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+            PyValue::Packed(b) => load(b).repr().expect("repr").to_string(),
+            PyValue::PackedSet(items) | PyValue::Concurrent(items) => {
                 let mut r: Vec<String> = items
                     .iter()
                     .map(|b| load(b).repr().expect("repr").to_string())

@@ -149,6 +149,9 @@ pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall
 pub use pickling::value;
 
 #[allow(unused_imports)] // not every test crate including this module uses it
+pub use pickling::legacy_value;
+
+#[allow(unused_imports)] // not every test crate including this module uses it
 pub use pickling::repr;
 
 /// Everything logged by this test binary (tracing), for checking forwarded `print` output.

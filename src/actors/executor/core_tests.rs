@@ -29,7 +29,7 @@ fn schedule(function: &str, upstream: &[&str]) -> Schedule {
 }
 
 fn v(s: &'static str) -> PyValue {
-    PyValue::Pickled(Bytes::from_static(s.as_bytes()))
+    PyValue::Packed(Bytes::from_static(s.as_bytes()))
 }
 
 fn trigger(to: &str, from: &str, value: Result<PyValue, Aborted>) -> Trigger {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bytes of consistency metadata this process produced: session metadata sent in
-/// triggers, plus what stored values carry beyond the pickled value (an Lww timestamp; a
+/// triggers, plus what stored values carry beyond the encoded value (an Lww timestamp; a
 /// causal value's clock and dependencies). Read by `cloudburst bench consistency`.
 static METADATA_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Repeatable-read keys fetched from a home cache on another node.
@@ -101,8 +101,8 @@ impl LocalView for CacheHandle {
 
 fn payload_len(v: &PyValue) -> usize {
     match v {
-        PyValue::Pickled(b) => b.len(),
-        PyValue::PickledSet(items) | PyValue::Concurrent(items) => {
+        PyValue::Packed(b) => b.len(),
+        PyValue::PackedSet(items) | PyValue::Concurrent(items) => {
             items.iter().map(|b| b.len()).sum()
         }
     }
@@ -241,7 +241,7 @@ impl Session {
     }
 
     async fn put_causal(&self, key: Key, value: PyValue) -> Result<(), SessionError> {
-        let PyValue::Pickled(bytes) = value else {
+        let PyValue::Packed(bytes) = value else {
             return Err(error(
                 ErrorCode::InvalidRequest,
                 "causal mode stores single objects; put a set from a non-causal call".into(),

@@ -1,15 +1,17 @@
 //! The gateway's logic, with no I/O: the choice of scheduler, and conversions between the
 //! client protocol's types and the cluster's. (Its calls and their results: `results`.)
 
-use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireValue};
+use super::protocol::{ErrorBody, GatewayError, MsgValue, WireArg, WireConsistency, WireValue};
 use crate::config::Role;
 use crate::ids::{Key, NodeId};
 use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
 use crate::net::{ActorRef, ServiceId, View};
 use crate::protocol::{
-    to_python, Arg, CallFailure, Consistency, FunctionError, MAX_KEY_BYTES, RESERVED_PREFIX,
+    to_python, Arg, CallFailure, Consistency, ErrorCode, FunctionError, MAX_KEY_BYTES,
+    RESERVED_PREFIX,
 };
 use crate::pyrt::PyValue;
+use bytes::Bytes;
 
 /// The scheduler to send a call to: this node's if it plays the role, else one of the live
 /// schedulers chosen by `spread` (any varying number, e.g. a counter). Schedulers of
@@ -49,9 +51,9 @@ pub fn client_key(key: String, write: bool) -> Result<Key, GatewayError> {
 /// Concurrent versions are what reads of causal keys return; they cannot be put.
 pub fn to_lattice(value: WireValue, at: Timestamp) -> Result<LatticeValue, GatewayError> {
     match value {
-        WireValue::Value(b) => Ok(LatticeValue::Lww(Lww::new(at, b))),
+        WireValue::Value(b) => Ok(LatticeValue::Lww(Lww::new(at, b.0))),
         WireValue::Set(items) => Ok(LatticeValue::SetUnion(
-            items.into_iter().collect::<SetUnion<_>>(),
+            items.into_iter().map(|v| v.0).collect::<SetUnion<_>>(),
         )),
         WireValue::Concurrent(_) => Err(GatewayError::Invalid(
             "concurrent versions are read-only: put one value".into(),
@@ -64,7 +66,8 @@ pub fn to_lattice(value: WireValue, at: Timestamp) -> Result<LatticeValue, Gatew
 pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<Option<WireValue>, GatewayError> {
     let kind = value.kind();
     match to_python(key.as_str(), Some(value)) {
-        Ok(v) => Ok(v.map(wire_value)),
+        Ok(Some(v)) => wire_value(v).map(Some),
+        Ok(None) => Ok(None),
         Err(_) => Err(GatewayError::UnsupportedValue {
             key: key.to_string(),
             kind: kind.to_string(),
@@ -72,20 +75,29 @@ pub fn from_lattice(key: &Key, value: LatticeValue) -> Result<Option<WireValue>,
     }
 }
 
-/// A Python value as the client protocol carries it.
-pub fn wire_value(v: PyValue) -> WireValue {
-    match v {
-        PyValue::Pickled(b) => WireValue::Value(b),
-        PyValue::PickledSet(v) => WireValue::Set(v),
-        PyValue::Concurrent(v) => WireValue::Concurrent(v),
-    }
+/// A stored value or a call's result as the client protocol carries it, checked to be
+/// whole MessagePack (or a legacy pickle) so that copying it into a response cannot fail.
+pub fn wire_value(v: PyValue) -> Result<WireValue, GatewayError> {
+    let one = |b: Bytes| {
+        let v = MsgValue(b);
+        v.check().map(|()| v).map_err(|e| GatewayError::Storage {
+            code: ErrorCode::StorageError,
+            message: format!("a stored value or result is corrupt: {e}"),
+        })
+    };
+    let many = |items: Vec<Bytes>| items.into_iter().map(one).collect::<Result<Vec<_>, _>>();
+    Ok(match v {
+        PyValue::Packed(b) => WireValue::Value(one(b)?),
+        PyValue::PackedSet(v) => WireValue::Set(many(v)?),
+        PyValue::Concurrent(v) => WireValue::Concurrent(many(v)?),
+    })
 }
 
 /// Call arguments, with referenced keys checked.
 pub fn to_args(args: Vec<WireArg>) -> Result<Vec<Arg>, GatewayError> {
     args.into_iter()
         .map(|a| match a {
-            WireArg::Value(b) => Ok(Arg::Value(PyValue::Pickled(b))),
+            WireArg::Value(b) => Ok(Arg::Value(PyValue::Packed(b.0))),
             WireArg::Ref(k) => client_key(k, false).map(Arg::Reference),
         })
         .collect()

@@ -85,36 +85,40 @@ fn keys_are_checked_and_the_reserved_prefix_is_read_only() {
 fn values_round_trip_through_lattices() {
     let ts = Timestamp::new(5, WriterId(1));
     let key = Key::new("k");
-    let v = WireValue::Value(Bytes::from_static(b"p"));
+    let v = WireValue::Value(MsgValue(Bytes::from_static(b"\xa1p")));
     assert_eq!(
         from_lattice(&key, to_lattice(v.clone(), ts).unwrap()).unwrap(),
         Some(v)
     );
-    let s = WireValue::Set(vec![Bytes::from_static(b"a")]);
+    let s = WireValue::Set(vec![MsgValue(Bytes::from_static(b"\xa1a"))]);
     assert_eq!(
         from_lattice(&key, to_lattice(s.clone(), ts).unwrap()).unwrap(),
         Some(s)
     );
-    let both = WireValue::Concurrent(vec![Bytes::from_static(b"a")]);
+    let both = WireValue::Concurrent(vec![MsgValue(Bytes::from_static(b"\xa1a"))]);
     assert_eq!(to_lattice(both, ts).unwrap_err().code(), "invalid_request");
     let max = LatticeValue::Max(crate::lattice::Max::new(3));
     assert_eq!(
         from_lattice(&key, max).unwrap_err().code(),
         "unsupported_value"
     );
+    // A stored value that is not whole MessagePack is refused, not copied into a frame.
+    let torn = WireValue::Value(MsgValue(Bytes::from_static(b"\x92\x01")));
+    let e = from_lattice(&key, to_lattice(torn, ts).unwrap()).unwrap_err();
+    assert_eq!(e.code(), "storage_error");
 }
 
 #[test]
 fn args_map_values_and_references() {
     let args = to_args(vec![
-        WireArg::Value(Bytes::from_static(b"v")),
+        WireArg::Value(MsgValue(Bytes::from_static(b"v"))),
         WireArg::Ref("k".into()),
     ])
     .unwrap();
     assert_eq!(
         args,
         vec![
-            Arg::Value(PyValue::Pickled(Bytes::from_static(b"v"))),
+            Arg::Value(PyValue::Packed(Bytes::from_static(b"v"))),
             Arg::Reference(Key::new("k"))
         ]
     );

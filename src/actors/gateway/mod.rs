@@ -26,6 +26,7 @@
 pub mod core;
 pub mod dashboard;
 pub mod flow;
+pub mod msgvalue;
 pub mod ops;
 pub mod origin;
 pub mod protocol;

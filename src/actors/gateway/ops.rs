@@ -107,7 +107,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
         } => {
-            let call = CallId(rand::random());
+            let call = CallId::random();
             let options = CallOptions {
                 timeout_ms,
                 retries,
@@ -138,7 +138,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
         } => {
-            let call = CallId(rand::random());
+            let call = CallId::random();
             let options = CallOptions {
                 timeout_ms,
                 retries,
@@ -400,7 +400,9 @@ pub const READ_RESULT_DELETE_AHEAD: Duration = Duration::from_secs(60);
 
 fn outcome_reply(outcome: Outcome) -> Answer {
     match outcome {
-        Ok(v) => Ok(Reply::Value(Some(core::wire_value(v)))),
+        Ok(v) => Ok(Reply::Value(Some(
+            core::wire_value(v).map_err(|e| e.body())?,
+        ))),
         Err(f) => Err(core::failure(f)),
     }
 }

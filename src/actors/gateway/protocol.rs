@@ -7,45 +7,50 @@
 //! Decoding is two-step so that a bad request is still answered under its `id`: first the
 //! [`Header`] (version, id, op), then the whole [`Request`]. Nothing here does I/O.
 
+use super::msgvalue;
+pub use super::msgvalue::MsgValue;
 use crate::protocol::ErrorCode;
 use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, EnumAccess, IntoDeserializer, VariantAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the client protocol this gateway speaks. A request with another `v` is
-/// answered with `unsupported_version`.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// answered with `unsupported_version`. Version 2 carries values as native MessagePack
+/// (version 1 carried every value as a pickle in a bin).
+pub const PROTOCOL_VERSION: u32 = 2;
 
-/// A pickled Python value as it crosses the websocket: one pickled object, or the pickled
-/// elements of a set (stored as a SetUnion lattice).
+/// A value as it crosses the websocket: one value (stored as a last-writer-wins register),
+/// the elements of a set (stored as a SetUnion lattice), or concurrent versions. Each is
+/// native MessagePack with pickles inside extension type 1 (see [`MsgValue`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireValue {
-    /// `{"value": <bin>}`: one pickled object.
-    Value(Bytes),
-    /// `{"set": [<bin>, ...]}`: the elements of a Python set, each pickled.
-    Set(Vec<Bytes>),
-    /// `{"concurrent": [<bin>, ...]}`: concurrent versions of a key written by causal calls,
-    /// each pickled (server to client only).
-    Concurrent(Vec<Bytes>),
+    /// `{"value": <value>}`: one value.
+    Value(MsgValue),
+    /// `{"set": [<value>, ...]}`: the elements of a set.
+    Set(Vec<MsgValue>),
+    /// `{"concurrent": [<value>, ...]}`: concurrent versions of a key written by causal
+    /// calls (server to client only).
+    Concurrent(Vec<MsgValue>),
 }
 
 impl WireValue {
     /// Payload bytes (what the size limits count).
     pub fn size_bytes(&self) -> usize {
         match self {
-            WireValue::Value(b) => b.len(),
-            WireValue::Set(v) | WireValue::Concurrent(v) => v.iter().map(Bytes::len).sum(),
+            WireValue::Value(b) => b.0.len(),
+            WireValue::Set(v) | WireValue::Concurrent(v) => v.iter().map(|b| b.0.len()).sum(),
         }
     }
 }
 
-/// A call argument: `{"value": <bin>}` (pickled) or `{"ref": "<key>"}` (a KVS key the
-/// executor resolves right before the call).
+/// A call argument: `{"value": <value>}` or `{"ref": "<key>"}` (a KVS key the executor
+/// resolves right before the call).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WireArg {
-    Value(Bytes),
+    Value(MsgValue),
     Ref(String),
 }
 
@@ -77,17 +82,10 @@ pub enum WireListing {
     Dags,
 }
 
-/// The fields every request has; decoded first so errors can name the request.
+/// The ops a client may send (the `op` field names the variant; the request's other fields
+/// are the variant's, decoded by [`decode`] straight from the frame).
 #[derive(Debug, Deserialize)]
-pub struct Header {
-    pub v: Option<u32>,
-    pub id: Option<u64>,
-    pub op: Option<String>,
-}
-
-/// The ops a client may send (the `op` field names the variant).
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Request {
     /// Optional first request: learn the server's limits.
     Hello {
@@ -249,8 +247,8 @@ struct ErrFrame<'a> {
 pub enum GatewayError {
     #[error("malformed frame: {0}")]
     MalformedFrame(String),
-    #[error("protocol version {got} is not supported (this server speaks {PROTOCOL_VERSION})")]
-    UnsupportedVersion { got: u32 },
+    #[error("protocol version {got} is not supported: this server speaks version {PROTOCOL_VERSION}, in which values are native MessagePack (pickles only inside extension type 1); upgrade the client")]
+    UnsupportedVersion { got: u64 },
     #[error("unknown op `{0}`")]
     UnknownOp(String),
     #[error("invalid request: {0}")]
@@ -312,18 +310,27 @@ const OPS: &[&str] = &[
     "cancel",
 ];
 
+/// How deep a request's fields nest around a value: `call_dag`'s `args` map, a function's
+/// argument list, an argument's map, then the value.
+const FIELD_NESTING: usize = 3;
+
 /// Decode one binary message into a request. The error comes with the request id when the
-/// header could be read, so the client can match it.
+/// header could be read, so the client can match it. The header is read first without
+/// recursion, bounding how deep the frame nests before serde (which recurses) sees it.
 pub fn decode(frame: &[u8]) -> Result<(u64, Request), (Option<u64>, GatewayError)> {
-    let header: Header = rmp_serde::from_slice(frame)
-        .map_err(|e| (None, GatewayError::MalformedFrame(e.to_string())))?;
+    let header = msgvalue::read_header(frame, msgvalue::MAX_DEPTH + FIELD_NESTING).map_err(
+        |(id, e)| match e.starts_with(msgvalue::TOO_DEEP) {
+            true => (id, GatewayError::Invalid(format!("a field {e}"))),
+            false => (id, GatewayError::MalformedFrame(e)),
+        },
+    )?;
     let id = header.id;
     let fail = |e: GatewayError| (id, e);
     let Some(id_value) = id else {
         return Err(fail(GatewayError::MalformedFrame("missing `id`".into())));
     };
     match header.v {
-        Some(PROTOCOL_VERSION) => {}
+        Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
         Some(got) => return Err(fail(GatewayError::UnsupportedVersion { got })),
         None => return Err(fail(GatewayError::MalformedFrame("missing `v`".into()))),
     }
@@ -333,9 +340,74 @@ pub fn decode(frame: &[u8]) -> Result<(u64, Request), (Option<u64>, GatewayError
     if !OPS.contains(&op.as_str()) {
         return Err(fail(GatewayError::UnknownOp(op)));
     }
-    let request: Request = rmp_serde::from_slice(frame)
-        .map_err(|e| fail(GatewayError::Invalid(format!("{op}: {e}"))))?;
+    let mut fields = rmp_serde::Deserializer::from_read_ref(frame);
+    let request = Request::deserialize(OpTagged {
+        op: &op,
+        fields: &mut fields,
+    })
+    .map_err(|e| fail(GatewayError::Invalid(format!("{op}: {e}"))))?;
     Ok((id_value, request))
+}
+
+/// Presents a request frame to `Request`'s derived `Deserialize` as the enum variant `op`
+/// whose fields are the frame's map (its `v`, `id` and `op` are ignored as unknown fields).
+/// Unlike `#[serde(tag = "op")]`, which first copies the whole frame into an untyped tree
+/// (recursively, so a deeply nested value could exhaust the stack), this decodes the
+/// frame once, in place.
+struct OpTagged<'a, D> {
+    op: &'a str,
+    fields: D,
+}
+
+impl<'de, D: serde::Deserializer<'de>> serde::Deserializer<'de> for OpTagged<'_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        visitor.visit_enum(self)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+impl<'de, D: serde::Deserializer<'de>> EnumAccess<'de> for OpTagged<'_, D> {
+    type Error = D::Error;
+    type Variant = OpFields<D>;
+
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, Self::Variant), D::Error> {
+        let variant = seed.deserialize(self.op.into_deserializer())?;
+        Ok((variant, OpFields(self.fields)))
+    }
+}
+
+/// The fields of the op's variant: the frame's map.
+struct OpFields<D>(D);
+
+impl<'de, D: serde::Deserializer<'de>> VariantAccess<'de> for OpFields<D> {
+    type Error = D::Error;
+
+    fn unit_variant(self) -> Result<(), D::Error> {
+        Err(de::Error::custom("every op has fields"))
+    }
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, _: T) -> Result<T::Value, D::Error> {
+        Err(de::Error::custom("every op has named fields"))
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, _: usize, _: V) -> Result<V::Value, D::Error> {
+        Err(de::Error::custom("every op has named fields"))
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_struct("request", fields, visitor)
+    }
 }
 
 /// Encode a success response.
@@ -345,8 +417,9 @@ pub fn encode_ok(id: u64, reply: &Reply) -> Vec<u8> {
         id,
         ok: reply,
     };
-    // Encoding plain structs of strings, bytes and integers into a Vec cannot fail; should
-    // it ever, the client still gets an error response rather than silence.
+    // Encoding plain structs of strings, bytes and integers, and values checked whole
+    // (`core::wire_value`), into a Vec cannot fail; should it ever, the client still gets
+    // an error response rather than silence.
     rmp_serde::to_vec_named(&frame).unwrap_or_else(|e| {
         encode_err(
             Some(id),

@@ -19,11 +19,11 @@ struct Put<'a> {
 #[test]
 fn put_object_with_binary_value_decodes() {
     let frame = rmp_serde::to_vec_named(&Put {
-        v: 1,
+        v: 2,
         id: 9,
         op: "put_object",
         key: "k",
-        value: WireValue::Value(Bytes::from_static(b"\x80\x04K\x07.")),
+        value: WireValue::Value(MsgValue(Bytes::from_static(b"\xc4\x02hi"))),
     })
     .unwrap();
     let (id, req) = decode(&frame).unwrap();
@@ -33,7 +33,7 @@ fn put_object_with_binary_value_decodes() {
             assert_eq!(key, "k");
             assert_eq!(
                 value,
-                WireValue::Value(Bytes::from_static(b"\x80\x04K\x07."))
+                WireValue::Value(MsgValue(Bytes::from_static(b"\xc4\x02hi")))
             );
         }
         other => panic!("unexpected {other:?}"),
@@ -42,7 +42,7 @@ fn put_object_with_binary_value_decodes() {
 
 #[test]
 fn call_dag_defaults_apply() {
-    let frame = pack(json!({"v": 1, "id": 3, "op": "call_dag", "dag": "d",
+    let frame = pack(json!({"v": 2, "id": 3, "op": "call_dag", "dag": "d",
         "args": {"f": [{"ref": "k"}]}}));
     let (_, req) = decode(&frame).unwrap();
     match req {
@@ -70,7 +70,7 @@ fn call_dag_defaults_apply() {
 #[test]
 fn call_options_and_cancel_decode() {
     let frame = pack(
-        json!({"v": 1, "id": 4, "op": "call_function", "function": "f",
+        json!({"v": 2, "id": 4, "op": "call_function", "function": "f",
         "args": [], "timeout_ms": 1500, "retries": 0, "retry_errors": true}),
     );
     let (_, req) = decode(&frame).unwrap();
@@ -87,7 +87,7 @@ fn call_options_and_cancel_decode() {
         (timeout_ms, retries, retry_errors),
         (Some(1500), Some(0), Some(true))
     );
-    let frame = pack(json!({"v": 1, "id": 5, "op": "cancel", "call": 42}));
+    let frame = pack(json!({"v": 2, "id": 5, "op": "cancel", "call": 42}));
     assert!(matches!(
         decode(&frame).unwrap().1,
         Request::Cancel { call: 42 }
@@ -105,14 +105,18 @@ fn garbage_is_malformed_without_id() {
 
 #[test]
 fn errors_keep_the_request_id() {
-    let (id, err) = decode(&pack(json!({"v": 1, "id": 5, "op": "fly"}))).unwrap_err();
+    let (id, err) = decode(&pack(json!({"v": 2, "id": 5, "op": "fly"}))).unwrap_err();
     assert_eq!((id, err.code().as_str()), (Some(5), "unknown_op"));
-    let (id, err) = decode(&pack(json!({"v": 2, "id": 6, "op": "ping"}))).unwrap_err();
+    let (id, err) = decode(&pack(json!({"v": 3, "id": 6, "op": "ping"}))).unwrap_err();
     assert_eq!((id, err.code().as_str()), (Some(6), "unsupported_version"));
-    let (id, err) = decode(&pack(json!({"v": 1, "id": 7, "op": "get_object"}))).unwrap_err();
+    // A protocol-1 client (pickled values) is told what changed.
+    let (_, err) = decode(&pack(json!({"v": 1, "id": 6, "op": "ping"}))).unwrap_err();
+    assert_eq!(err.code(), "unsupported_version");
+    assert!(err.to_string().contains("native MessagePack"), "{err}");
+    let (id, err) = decode(&pack(json!({"v": 2, "id": 7, "op": "get_object"}))).unwrap_err();
     assert_eq!((id, err.code().as_str()), (Some(7), "invalid_request"));
     assert!(err.to_string().contains("key"), "{err}");
-    let (id, err) = decode(&pack(json!({"v": 1, "op": "ping"}))).unwrap_err();
+    let (id, err) = decode(&pack(json!({"v": 2, "op": "ping"}))).unwrap_err();
     assert_eq!((id, err.code().as_str()), (None, "malformed_frame"));
 }
 
@@ -129,7 +133,7 @@ struct Decoded {
 #[test]
 fn responses_encode_as_documented_maps() {
     let ok: Decoded = rmp_serde::from_slice(&encode_ok(4, &Reply::Done(()))).unwrap();
-    assert_eq!((ok.v, ok.id), (1, Some(4)));
+    assert_eq!((ok.v, ok.id), (2, Some(4)));
     let raw: BTreeMap<String, serde_json::Value> =
         rmp_serde::from_slice(&encode_ok(4, &Reply::Done(()))).unwrap();
     assert_eq!(
@@ -159,7 +163,8 @@ fn responses_encode_as_documented_maps() {
 
 #[test]
 fn values_encode_as_single_entry_maps() {
-    let v = rmp_serde::to_vec_named(&WireValue::Set(vec![Bytes::from_static(b"a")])).unwrap();
-    // fixmap(1), fixstr "set", fixarray(1), bin8 len 1 'a'
-    assert_eq!(v, b"\x81\xa3set\x91\xc4\x01a");
+    let a = MsgValue(Bytes::from_static(b"\xa1a"));
+    let v = rmp_serde::to_vec_named(&WireValue::Set(vec![a])).unwrap();
+    // fixmap(1), fixstr "set", fixarray(1), fixstr "a"
+    assert_eq!(v, b"\x81\xa3set\x91\xa1a");
 }

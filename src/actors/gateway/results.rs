@@ -281,8 +281,8 @@ impl CallBook {
 fn ended_size(how: &Ended) -> usize {
     match how {
         Ended::Value(None) => 0,
-        Ended::Value(Some(PyValue::Pickled(b))) => b.len(),
-        Ended::Value(Some(PyValue::PickledSet(v) | PyValue::Concurrent(v))) => {
+        Ended::Value(Some(PyValue::Packed(b))) => b.len(),
+        Ended::Value(Some(PyValue::PackedSet(v) | PyValue::Concurrent(v))) => {
             v.iter().map(|b| b.len()).sum()
         }
         Ended::Failed(f) => f.message.len() + f.traceback.as_ref().map_or(0, String::len),

@@ -6,7 +6,7 @@ use crate::ids::{Generation, NodeId};
 use bytes::Bytes;
 
 fn ok(b: &'static [u8]) -> Outcome {
-    Ok(PyValue::Pickled(Bytes::from_static(b)))
+    Ok(PyValue::Packed(Bytes::from_static(b)))
 }
 
 fn fail(code: ErrorCode) -> Outcome {
@@ -180,8 +180,8 @@ fn remembered_calls_are_bounded_oldest_first_and_keep_the_newest() {
     );
     assert!(book.has_ended(CallId(MAX_ENDED as u64 + 9)));
     let big = Bytes::from(vec![0u8; MAX_ENDED_BYTES / 2 + 1]);
-    book.finish(CallId(u64::MAX), Ok(PyValue::Pickled(big.clone())), now);
-    book.finish(CallId(u64::MAX - 1), Ok(PyValue::Pickled(big)), now);
+    book.finish(CallId(u64::MAX), Ok(PyValue::Packed(big.clone())), now);
+    book.finish(CallId(u64::MAX - 1), Ok(PyValue::Packed(big)), now);
     assert!(!book.has_ended(CallId(u64::MAX)));
     assert!(matches!(
         book.wait(CallId(u64::MAX - 1)),

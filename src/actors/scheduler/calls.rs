@@ -429,8 +429,8 @@ fn request_bytes(req: &CallRequest) -> usize {
 fn arg_bytes(a: &Arg) -> usize {
     match a {
         Arg::Reference(k) => k.as_str().len(),
-        Arg::Value(PyValue::Pickled(b)) => b.len(),
-        Arg::Value(PyValue::PickledSet(v) | PyValue::Concurrent(v)) => {
+        Arg::Value(PyValue::Packed(b)) => b.len(),
+        Arg::Value(PyValue::PackedSet(v) | PyValue::Concurrent(v)) => {
             v.iter().map(|b| b.len()).sum()
         }
     }

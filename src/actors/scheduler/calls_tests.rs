@@ -69,7 +69,7 @@ fn pipeline(retries: u32, retry_errors: bool) -> Arc<CallPlan> {
 }
 
 fn request(call: u64, consistency: Consistency, arg_bytes: usize) -> CallRequest {
-    let arg = Arg::Value(PyValue::Pickled(Bytes::from(vec![0u8; arg_bytes])));
+    let arg = Arg::Value(PyValue::Packed(Bytes::from(vec![0u8; arg_bytes])));
     CallRequest {
         call: CallId(call),
         args: [("f".to_string(), vec![arg])].into_iter().collect(),

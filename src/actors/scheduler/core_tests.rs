@@ -129,7 +129,7 @@ fn schedules_carry_edges_args_and_reply() {
         functions: metas,
         is_dag: true,
     };
-    let v = Arg::Value(PyValue::Pickled(bytes::Bytes::from_static(b"1")));
+    let v = Arg::Value(PyValue::Packed(bytes::Bytes::from_static(b"1")));
     let req = CallRequest {
         call: CallId(9),
         args: [("y".to_string(), vec![v.clone()])].into_iter().collect(),

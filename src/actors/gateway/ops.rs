@@ -4,7 +4,7 @@
 
 use super::core::{self, client_key, function_error};
 use super::protocol::{
-    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
+    ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireCall, WireKind, WireListing,
     PROTOCOL_VERSION,
 };
 use super::results::{Outcome, Wait, UNACCEPTED_DEADLINE};
@@ -17,8 +17,8 @@ use crate::net::{ActorRef, NetError, RemoteMessage, ServiceId};
 use crate::protocol::records::result_key;
 use crate::protocol::RESULT_PREFIX;
 use crate::protocol::{
-    Arg, CallAccepted, CallDag, CallFailure, CallFunction, CallOptions, CancelCall, DagSpec,
-    DeleteDag, ErrorCode, FunctionError, FunctionRecord, List, Listing, RegisterDag,
+    Arg, CallAccepted, CallDag, CallFailure, CallFunction, CallOptions, CancelCall, Consistency,
+    DagSpec, DeleteDag, ErrorCode, FunctionError, FunctionRecord, List, Listing, RegisterDag,
     RegisterFunction, Reply as ReplyTo,
 };
 use crate::pyrt::FunctionKind;
@@ -100,64 +100,29 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
         Request::CallFunction {
             function,
             args,
-            consistency,
-            direct,
-            output_key,
-            timeout_ms,
-            retries,
-            retry_errors,
+            how,
         } => {
-            let call = CallId(rand::random());
-            let options = CallOptions {
-                timeout_ms,
-                retries,
-                retry_errors,
-            };
-            let answer = async {
-                let args = core::to_args(args).map_err(|e| e.body())?;
-                let (reply, key) = reply_to(state, call, direct, output_key)?;
-                let msg = CallFunction {
-                    call,
-                    function,
-                    args,
-                    consistency: core::consistency(consistency),
-                    reply,
-                    options,
-                };
-                call_and_wait(state, call, direct, key, options, msg).await
-            };
-            settled(state, call, answer.await)
+            let args = core::to_args(args).map_err(|e| e.body());
+            call_request(state, how, args, |f, args| CallFunction {
+                call: f.call,
+                function,
+                args,
+                consistency: f.consistency,
+                reply: f.reply,
+                options: f.options,
+            })
+            .await
         }
-        Request::CallDag {
-            dag,
-            args,
-            consistency,
-            direct,
-            output_key,
-            timeout_ms,
-            retries,
-            retry_errors,
-        } => {
-            let call = CallId(rand::random());
-            let options = CallOptions {
-                timeout_ms,
-                retries,
-                retry_errors,
-            };
-            let answer = async {
-                let args = dag_args(args)?;
-                let (reply, key) = reply_to(state, call, direct, output_key)?;
-                let msg = CallDag {
-                    call,
-                    dag,
-                    args,
-                    consistency: core::consistency(consistency),
-                    reply,
-                    options,
-                };
-                call_and_wait(state, call, direct, key, options, msg).await
-            };
-            settled(state, call, answer.await)
+        Request::CallDag { dag, args, how } => {
+            call_request(state, how, dag_args(args), |f, args| CallDag {
+                call: f.call,
+                dag,
+                args,
+                consistency: f.consistency,
+                reply: f.reply,
+                options: f.options,
+            })
+            .await
         }
         Request::Cancel { call } => cancel(state, CallId(call)).await,
         Request::Await {
@@ -204,6 +169,46 @@ fn dag_args(args: BTreeMap<String, Vec<WireArg>>) -> Result<BTreeMap<String, Vec
     args.into_iter()
         .map(|(f, a)| Ok((f, core::to_args(a).map_err(|e| e.body())?)))
         .collect()
+}
+
+/// What a call's message carries besides what is called and its arguments.
+struct CallFields {
+    call: CallId,
+    consistency: Consistency,
+    reply: ReplyTo,
+    options: CallOptions,
+}
+
+/// A call request, of a function or a DAG: `build` makes the scheduler's message of the
+/// call's fields and `args` (converted from the wire); sent, and waited for if direct. A
+/// request that fails, wherever it failed, ends its call in the book.
+async fn call_request<A, M>(
+    state: &GatewayState,
+    how: WireCall,
+    args: Result<A, ErrorBody>,
+    build: impl FnOnce(CallFields, A) -> M,
+) -> Answer
+where
+    M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
+{
+    let call = CallId(rand::random());
+    let options = CallOptions {
+        timeout_ms: how.timeout_ms,
+        retries: how.retries,
+        retry_errors: how.retry_errors,
+    };
+    let answer = async {
+        let args = args?;
+        let (reply, key) = reply_to(state, call, how.direct, how.output_key)?;
+        let fields = CallFields {
+            call,
+            consistency: core::consistency(how.consistency),
+            reply,
+            options,
+        };
+        call_and_wait(state, call, how.direct, key, options, build(fields, args)).await
+    };
+    settled(state, call, answer.await)
 }
 
 /// Where a call's result goes: pushed to this gateway always; stored for futures (at the

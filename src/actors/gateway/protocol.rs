@@ -85,6 +85,27 @@ pub struct Header {
     pub op: Option<String>,
 }
 
+/// The fields of a call request (`call_function`, `call_dag`) besides what is called and
+/// its arguments: how the call runs and where its result goes.
+#[derive(Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct WireCall {
+    #[serde(default)]
+    pub consistency: WireConsistency,
+    #[serde(default)]
+    pub direct: bool,
+    #[serde(default)]
+    pub output_key: Option<String>,
+    /// The call ends within this long (with `timeout` if nothing else).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Re-runs after system failures (default: as its functions registered).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Whether a function's exception or timeout re-runs it too.
+    #[serde(default)]
+    pub retry_errors: Option<bool>,
+}
+
 /// The ops a client may send (the `op` field names the variant).
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -138,40 +159,14 @@ pub enum Request {
     CallFunction {
         function: String,
         args: Vec<WireArg>,
-        #[serde(default)]
-        consistency: WireConsistency,
-        #[serde(default)]
-        direct: bool,
-        #[serde(default)]
-        output_key: Option<String>,
-        /// The call ends within this long (with `timeout` if nothing else).
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-        /// Re-runs after system failures (default: as its functions registered).
-        #[serde(default)]
-        retries: Option<u32>,
-        /// Whether a function's exception or timeout re-runs it too.
-        #[serde(default)]
-        retry_errors: Option<bool>,
+        #[serde(flatten)]
+        how: WireCall,
     },
     CallDag {
         dag: String,
         args: BTreeMap<String, Vec<WireArg>>,
-        #[serde(default)]
-        consistency: WireConsistency,
-        #[serde(default)]
-        direct: bool,
-        #[serde(default)]
-        output_key: Option<String>,
-        /// The call ends within this long (with `timeout` if nothing else).
-        #[serde(default)]
-        timeout_ms: Option<u64>,
-        /// Re-runs after system failures (default: as its functions registered).
-        #[serde(default)]
-        retries: Option<u32>,
-        /// Whether a function's exception or timeout re-runs it too.
-        #[serde(default)]
-        retry_errors: Option<bool>,
+        #[serde(flatten)]
+        how: WireCall,
     },
     /// Stop a call this gateway made: `true` if it was stopped (it ends with `cancelled`),
     /// `false` if it had ended already.

@@ -46,22 +46,17 @@ fn call_dag_defaults_apply() {
         "args": {"f": [{"ref": "k"}]}}));
     let (_, req) = decode(&frame).unwrap();
     match req {
-        Request::CallDag {
-            dag,
-            args,
-            consistency,
-            direct,
-            output_key,
-            timeout_ms,
-            retries,
-            retry_errors,
-        } => {
+        Request::CallDag { dag, args, how } => {
             assert_eq!(dag, "d");
             assert_eq!(args["f"], vec![WireArg::Ref("k".into())]);
-            assert_eq!(consistency, WireConsistency::Lww);
-            assert!(!direct);
-            assert_eq!(output_key, None);
-            assert_eq!((timeout_ms, retries, retry_errors), (None, None, None));
+            assert_eq!(how, WireCall::default());
+            assert_eq!(how.consistency, WireConsistency::Lww);
+            assert!(!how.direct);
+            assert_eq!(how.output_key, None);
+            assert_eq!(
+                (how.timeout_ms, how.retries, how.retry_errors),
+                (None, None, None)
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -74,17 +69,11 @@ fn call_options_and_cancel_decode() {
         "args": [], "timeout_ms": 1500, "retries": 0, "retry_errors": true}),
     );
     let (_, req) = decode(&frame).unwrap();
-    let Request::CallFunction {
-        timeout_ms,
-        retries,
-        retry_errors,
-        ..
-    } = req
-    else {
+    let Request::CallFunction { how, .. } = req else {
         panic!("unexpected {req:?}");
     };
     assert_eq!(
-        (timeout_ms, retries, retry_errors),
+        (how.timeout_ms, how.retries, how.retry_errors),
         (Some(1500), Some(0), Some(true))
     );
     let frame = pack(json!({"v": 1, "id": 5, "op": "cancel", "call": 42}));

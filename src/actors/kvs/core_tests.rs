@@ -1,27 +1,9 @@
 //! Unit tests of the shard core: puts, kinds, limits, gossip, pushes, hand-off, stats.
 
 use super::*;
-use crate::ids::WriterId;
-use crate::lattice::{Lww, SetUnion, Timestamp};
-use bytes::Bytes;
+use crate::lattice::strategies::{lww, set};
 
 type Core = ShardCore<u32, u32>;
-
-pub(crate) fn lww(t: u64, v: &str) -> LatticeValue {
-    LatticeValue::Lww(Lww::new(
-        Timestamp::new(t, WriterId(1)),
-        Bytes::copy_from_slice(v.as_bytes()),
-    ))
-}
-
-fn set(items: &[&str]) -> LatticeValue {
-    LatticeValue::SetUnion(
-        items
-            .iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect::<SetUnion<Bytes>>(),
-    )
-}
 
 #[test]
 fn put_then_get_merges() {

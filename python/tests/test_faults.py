@@ -204,26 +204,23 @@ def test_calls_fail_fast_when_their_executor_or_scheduler_is_lost(tmp_path):
                     raise NotYet(f"{key} not written yet")
             wait_until(check, "the function running", 30)
 
-        wait_until(serving, "the three nodes serving calls", 60)
-        lost = cloud.exec_func("faults_marked", ["faults-exec", 60])
-        started("faults-exec")
-        executor.kill()
-        killed = time.monotonic()
-        with pytest.raises(cloudburst.CallLostError) as e:
-            lost.get(timeout=30)
-        assert e.value.code == "executor_lost"
-        assert time.monotonic() - killed <= 2 * DEAD_AFTER_S
+        def lost_when_killed(node, key, code):
+            """A call running when `node` is killed fails with `code` within the detection
+            bound."""
+            call = cloud.exec_func("faults_marked", [key, 60])
+            started(key)
+            node.kill()
+            killed = time.monotonic()
+            with pytest.raises(cloudburst.CallLostError) as e:
+                call.get(timeout=30)
+            assert e.value.code == code
+            assert time.monotonic() - killed <= 2 * DEAD_AFTER_S
 
+        wait_until(serving, "the three nodes serving calls", 60)
+        lost_when_killed(executor, "faults-exec", "executor_lost")
         join("exec", "executor")
         wait_until(serving, "the restarted executor serving calls", 60)
-        orphan = cloud.exec_func("faults_marked", ["faults-sched", 60])
-        started("faults-sched")
-        scheduler.kill()
-        killed = time.monotonic()
-        with pytest.raises(cloudburst.CallLostError) as e:
-            orphan.get(timeout=30)
-        assert e.value.code == "scheduler_lost"
-        assert time.monotonic() - killed <= 2 * DEAD_AFTER_S
+        lost_when_killed(scheduler, "faults-sched", "scheduler_lost")
         cloud.close()
     finally:
         for n in nodes:

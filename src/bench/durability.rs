@@ -11,7 +11,7 @@
 //! back into a shard store: seconds per million records and per GiB.
 
 use super::child::{random_secret, spawn_node, ChildNode};
-use super::kvs::{connect, small_key, value, SMALL_BYTES};
+use super::kvs::{concurrent, connect, small_key, timed_puts, value, Op, SMALL_BYTES};
 use super::stats::Summary;
 use crate::actors::kvs::durable::{replay, Core};
 use crate::actors::kvs::KvsClient;
@@ -168,40 +168,20 @@ async fn measure(
 /// Sequential puts to keys of their own (the pipelined puts' newer timestamps must not
 /// turn them into merges that change nothing and are not logged).
 async fn sequential_puts(kvs: &KvsClient, base: u64) -> anyhow::Result<Vec<Duration>> {
-    let mut out = Vec::with_capacity(SEQUENTIAL_PER_ROUND);
-    for i in base..base + SEQUENTIAL_PER_ROUND as u64 {
-        let key = Key::new(format!("bench-seq-{}", i % SEQUENTIAL_KEYS));
-        let start = Instant::now();
-        kvs.put(key, value(i + 1, SMALL_BYTES)).await?;
-        out.push(start.elapsed());
-    }
-    Ok(out)
+    let range = base..base + SEQUENTIAL_PER_ROUND as u64;
+    let key = |i: u64| Key::new(format!("bench-seq-{}", i % SEQUENTIAL_KEYS));
+    timed_puts(kvs, range, SMALL_BYTES, key).await
 }
 
 /// `IN_FLIGHT` writers putting 8-byte values for [`PIPELINE_ROUND`]: (puts, time). Every
 /// put is newer than any before it (its timestamp grows with the round), so every put
 /// changes its key and is logged.
 async fn pipelined_puts(kvs: &KvsClient, round: u64) -> anyhow::Result<(u64, Duration)> {
-    let start = Instant::now();
-    let deadline = start + PIPELINE_ROUND;
-    let workers = (0..IN_FLIGHT as u64).map(|w| {
-        let kvs = kvs.clone();
-        actix::spawn(async move {
-            let mut done = 0u64;
-            while Instant::now() < deadline {
-                let i = w * 1_000_003 + done;
-                let newer = (round + 1) * PIPELINE_ROUND_STRIDE + i;
-                kvs.put(small_key(i), value(newer, SMALL_BYTES)).await?;
-                done += 1;
-            }
-            Ok::<u64, crate::actors::kvs::KvsError>(done)
-        })
-    });
-    let mut total = 0;
-    for w in futures::future::join_all(workers).await {
-        total += w.context("pipelined writer")??;
-    }
-    Ok((total, start.elapsed()))
+    concurrent(kvs, IN_FLIGHT, PIPELINE_ROUND, move |i, _| {
+        let newer = (round + 1) * PIPELINE_ROUND_STRIDE + i;
+        Op::Put(small_key(i), value(newer, SMALL_BYTES))
+    })
+    .await
 }
 
 /// fdatasync of a small append, as the log does it: one file kept open (like a segment),

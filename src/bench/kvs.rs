@@ -19,6 +19,7 @@ use crate::net::{ActorRef, ServiceId, Transport};
 use anyhow::{anyhow, Context as _};
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 pub const DEFAULT_ITERATIONS: usize = 10_000;
@@ -123,15 +124,8 @@ async fn sequential(
     count: usize,
     key: impl Fn(u64) -> Key,
 ) -> anyhow::Result<(Summary, Summary)> {
-    let mut puts = Vec::with_capacity(count);
-    for i in 0..(warmup + count) as u64 {
-        let v = value(i + 1, size);
-        let start = Instant::now();
-        kvs.put(key(i), v).await?;
-        if i as usize >= warmup {
-            puts.push(start.elapsed());
-        }
-    }
+    let mut puts = timed_puts(kvs, 0..(warmup + count) as u64, size, &key).await?;
+    puts.drain(..warmup.min(puts.len()));
     let mut gets = Vec::with_capacity(count);
     for i in 0..(warmup + count) as u64 {
         let start = Instant::now();
@@ -147,19 +141,48 @@ async fn sequential(
     Ok((s(&puts)?, s(&gets)?))
 }
 
-async fn pipelined(kvs: &KvsClient) -> anyhow::Result<f64> {
+/// The time of each sequential put of a `size`-byte value, for `i` in `range`: the value
+/// `value(i + 1, size)` under `key(i)`.
+pub(crate) async fn timed_puts(
+    kvs: &KvsClient,
+    range: Range<u64>,
+    size: usize,
+    key: impl Fn(u64) -> Key,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut out = Vec::with_capacity(range.end.saturating_sub(range.start) as usize);
+    for i in range {
+        let v = value(i + 1, size);
+        let start = Instant::now();
+        kvs.put(key(i), v).await?;
+        out.push(start.elapsed());
+    }
+    Ok(out)
+}
+
+/// One operation of a concurrent workload.
+pub(crate) enum Op {
+    Put(Key, LatticeValue),
+    Get(Key),
+}
+
+/// `in_flight` workers, each doing `op(i, n)` in turn until `duration` has passed (`n`: the
+/// worker's operations so far; `i`: `n` in a range of the worker's own): (operations, time).
+pub(crate) async fn concurrent(
+    kvs: &KvsClient,
+    in_flight: usize,
+    duration: Duration,
+    op: impl Fn(u64, u64) -> Op + Clone + 'static,
+) -> anyhow::Result<(u64, Duration)> {
     let start = Instant::now();
-    let deadline = start + PIPELINE_DURATION;
-    let workers = (0..IN_FLIGHT as u64).map(|w| {
-        let kvs = kvs.clone();
+    let deadline = start + duration;
+    let workers = (0..in_flight as u64).map(|w| {
+        let (kvs, op) = (kvs.clone(), op.clone());
         actix::spawn(async move {
             let mut done = 0u64;
             while Instant::now() < deadline {
-                let i = w * 1_000_003 + done;
-                if done % 2 == 0 {
-                    kvs.put(small_key(i), value(i + 1, SMALL_BYTES)).await?;
-                } else {
-                    kvs.get(&small_key(i)).await?;
+                match op(w * 1_000_003 + done, done) {
+                    Op::Put(key, value) => kvs.put(key, value).await?,
+                    Op::Get(key) => drop(kvs.get(&key).await?),
                 }
                 done += 1;
             }
@@ -168,9 +191,21 @@ async fn pipelined(kvs: &KvsClient) -> anyhow::Result<f64> {
     });
     let mut total = 0;
     for w in futures::future::join_all(workers).await {
-        total += w.context("pipelined worker")??;
+        total += w.context("concurrent worker")??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    Ok((total, start.elapsed()))
+}
+
+async fn pipelined(kvs: &KvsClient) -> anyhow::Result<f64> {
+    let (ops, took) = concurrent(kvs, IN_FLIGHT, PIPELINE_DURATION, |i, done| {
+        if done % 2 == 0 {
+            Op::Put(small_key(i), value(i + 1, SMALL_BYTES))
+        } else {
+            Op::Get(small_key(i))
+        }
+    })
+    .await?;
+    Ok(ops as f64 / took.as_secs_f64())
 }
 
 async fn measure(

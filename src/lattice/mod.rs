@@ -19,6 +19,21 @@
 //!   [`Recreated`] value is one of an [`Untimed`] kind written after a delete.
 //! - [`LatticeValue`]: the tagged enum the KVS stores, with [`LatticeKind`] as its tag.
 
+/// Merge two values of one enum of lattices (`LatticeValue`, `Untimed`) variant-wise: two
+/// values of the same listed variant merge as that lattice does; any other pair is a kind
+/// mismatch, neither changed.
+macro_rules! merge_same_kind {
+    ($enum:ident, $a:expr, $b:expr; $($variant:ident),+ $(,)?) => {
+        match ($a, $b) {
+            $(($enum::$variant(a), $enum::$variant(b)) => Ok(a.merge(b)),)+
+            (have, got) => Err(LatticeError::KindMismatch {
+                have: have.kind(),
+                got: got.kind(),
+            }),
+        }
+    };
+}
+
 pub mod laws;
 mod lww;
 mod map;

@@ -10,6 +10,24 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde::{de::DeserializeOwned, Serialize};
 
+/// An Lww value `v` at `time`, written by writer 1 (hand-picked values for unit tests).
+pub fn lww(time: u64, v: &str) -> LatticeValue {
+    LatticeValue::Lww(Lww::new(
+        Timestamp::new(time, WriterId(1)),
+        Bytes::copy_from_slice(v.as_bytes()),
+    ))
+}
+
+/// A SetUnion of `items` (hand-picked values for unit tests).
+pub fn set(items: &[&str]) -> LatticeValue {
+    LatticeValue::SetUnion(
+        items
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect::<SetUnion<Bytes>>(),
+    )
+}
+
 /// Encode with bincode 2 (standard config) and decode again; panics on failure (tests only).
 pub fn roundtrip<T: Serialize + DeserializeOwned>(value: &T) -> T {
     let config = bincode::config::standard();

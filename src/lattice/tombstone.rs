@@ -110,18 +110,8 @@ impl Untimed {
     /// Merge as the kind does; values of different kinds are refused, unchanged.
     fn merge(&mut self, other: Untimed) -> Result<bool, LatticeError> {
         use Untimed as U;
-        match (self, other) {
-            (U::SetUnion(a), U::SetUnion(b)) => Ok(a.merge(b)),
-            (U::Max(a), U::Max(b)) => Ok(a.merge(b)),
-            (U::OrderedSet(a), U::OrderedSet(b)) => Ok(a.merge(b)),
-            (U::Priority(a), U::Priority(b)) => Ok(a.merge(b)),
-            (U::SingleKeyCausal(a), U::SingleKeyCausal(b)) => Ok(a.merge(b)),
-            (U::MultiKeyCausal(a), U::MultiKeyCausal(b)) => Ok(a.merge(b)),
-            (have, got) => Err(LatticeError::KindMismatch {
-                have: have.kind(),
-                got: got.kind(),
-            }),
-        }
+        merge_same_kind!(U, self, other;
+            SetUnion, Max, OrderedSet, Priority, SingleKeyCausal, MultiKeyCausal)
     }
 
     fn byte_size(&self) -> usize {

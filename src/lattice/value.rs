@@ -146,19 +146,8 @@ impl LatticeValue {
         if tombstone::is_delete_family(self) || tombstone::is_delete_family(&other) {
             return tombstone::merge(self, other);
         }
-        match (self, other) {
-            (V::Lww(a), V::Lww(b)) => Ok(a.merge(b)),
-            (V::SetUnion(a), V::SetUnion(b)) => Ok(a.merge(b)),
-            (V::Max(a), V::Max(b)) => Ok(a.merge(b)),
-            (V::OrderedSet(a), V::OrderedSet(b)) => Ok(a.merge(b)),
-            (V::Priority(a), V::Priority(b)) => Ok(a.merge(b)),
-            (V::SingleKeyCausal(a), V::SingleKeyCausal(b)) => Ok(a.merge(b)),
-            (V::MultiKeyCausal(a), V::MultiKeyCausal(b)) => Ok(a.merge(b)),
-            (have, got) => Err(LatticeError::KindMismatch {
-                have: have.kind(),
-                got: got.kind(),
-            }),
-        }
+        merge_same_kind!(V, self, other;
+            Lww, SetUnion, Max, OrderedSet, Priority, SingleKeyCausal, MultiKeyCausal)
     }
 
     /// Approximate heap size in bytes (for cache capacity and KVS stats).

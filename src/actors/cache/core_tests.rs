@@ -3,24 +3,8 @@
 
 use super::*;
 use crate::ids::WriterId;
-use crate::lattice::{LatticeKind, Lww, SetUnion, Timestamp};
-use bytes::Bytes;
-
-fn lww(time: u64, v: &str) -> LatticeValue {
-    LatticeValue::Lww(Lww::new(
-        Timestamp::new(time, WriterId(1)),
-        Bytes::copy_from_slice(v.as_bytes()),
-    ))
-}
-
-fn set(items: &[&str]) -> LatticeValue {
-    LatticeValue::SetUnion(
-        items
-            .iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect::<SetUnion<Bytes>>(),
-    )
-}
+use crate::lattice::strategies::{lww, set};
+use crate::lattice::{LatticeKind, Timestamp};
 
 fn k(s: &str) -> Key {
     Key::new(s)

@@ -4,8 +4,8 @@
 use super::core::{Origin, ShardCore};
 use super::deletes::Expiry;
 use crate::ids::{Key, WriterId};
-use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp, Tombstone};
-use bytes::Bytes;
+use crate::lattice::strategies::{lww, set};
+use crate::lattice::{LatticeValue, Timestamp, Tombstone};
 
 type Core = ShardCore<u32, u32>;
 
@@ -13,21 +13,8 @@ fn ts(t: u64) -> Timestamp {
     Timestamp::new(t, WriterId(1))
 }
 
-fn lww(t: u64, v: &str) -> LatticeValue {
-    LatticeValue::Lww(Lww::new(ts(t), Bytes::copy_from_slice(v.as_bytes())))
-}
-
 fn tomb(t: u64) -> LatticeValue {
     LatticeValue::Tombstone(Tombstone::new(ts(t)))
-}
-
-fn set(items: &[&str]) -> LatticeValue {
-    LatticeValue::SetUnion(
-        items
-            .iter()
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .collect::<SetUnion<Bytes>>(),
-    )
 }
 
 fn live(c: &mut Core, k: &str) -> Option<LatticeValue> {

@@ -1,6 +1,8 @@
 //! The KVS tier: sharded, replicated lattice storage (Anna-style).
 //!
-//! - `core.rs`: one shard's logic, no I/O (store, gossip bookkeeping, subscriptions, stats).
+//! - `core.rs`: one shard's logic, no I/O (store, puts, stats), with its parts in
+//!   `core_replicas.rs` (gossip, hand-off), `core_pushes.rs` (subscriptions),
+//!   `core_recovery.rs` (loading from the log) and `core_deletes.rs` (expiry, collection).
 //! - `deletes.rs`: tombstones and expiry in a shard, and the rule for dropping tombstones.
 //! - `shard.rs`: the KvsShard actor around it (timers, gossip, pushes, hand-off).
 //! - `sweep.rs`: the shard's expiry and tombstone collection rounds.

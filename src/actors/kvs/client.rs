@@ -260,12 +260,16 @@ impl KvsClient {
         Ok(())
     }
 
-    /// Replicas of `key`, this node's first.
+    /// Replicas of `key`, this node's first and those membership holds suspect last.
     fn read_order(&self, routing: &Routing, key: &Key) -> Vec<ShardAddr> {
         let mut reps = routing.replicas(key);
         let me = &self.transport.local_node().id;
         if let Some(i) = reps.iter().position(|s| &s.node == me) {
             reps.swap(0, i);
+        }
+        if reps.len() > 1 {
+            // Stable: the order among reachable replicas is kept.
+            reps.sort_by_key(|s| !self.transport.is_reachable(&s.node));
         }
         reps
     }

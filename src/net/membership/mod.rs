@@ -116,12 +116,20 @@ impl Membership {
         }
     }
 
-    /// Tell the transport how to reach every member, and the subscribers what changed.
+    /// Tell the transport how to reach every member and which are down (suspect, dead or
+    /// gone: requests to them fail at once), and the subscribers what changed.
     fn view_changed(&mut self) {
         let view = self.core.view().clone();
-        for m in view.members.values() {
+        let me = &self.transport.local_node().id;
+        for m in view.members.values().filter(|m| &m.node.id != me) {
             if m.state.is_live() {
                 self.transport.connect_hint(&m.node.id, m.addr);
+            }
+            let failed = self
+                .transport
+                .set_reachable(&m.node.id, m.state == MemberState::Alive);
+            if failed > 0 {
+                tracing::info!(node = %m.node, state = %m.state, failed, "requests to a down peer failed");
             }
         }
         tracing::info!(

@@ -40,10 +40,10 @@ def need(condition, why):
     return condition
 
 
-def gateway_node(tmp_path, name, *extra, env=None):
+def gateway_node(tmp_path, name, *extra, listen="127.0.0.1:0", env=None):
     client_port, dash_port = free_port(), free_port()
     node = start_node(tmp_path / f"{name}.log", SECRET,
-                      "--listen", "127.0.0.1:0", "--client-listen", f"127.0.0.1:{client_port}",
+                      "--listen", listen, "--client-listen", f"127.0.0.1:{client_port}",
                       "--dashboard-listen", f"127.0.0.1:{dash_port}", *extra,
                       env={"RUST_LOG": "info", **(env or {})})
     node.url = f"ws://127.0.0.1:{client_port}"
@@ -160,6 +160,62 @@ def test_a_frozen_node_costs_only_the_calls_that_need_it(tmp_path):
         # ... and at most 5 % of them failed.
         failed = [o for o in during if o != "ok"]
         assert len(failed) <= len(during) // 20, f"{len(failed)} of {len(during)}: {failed}"
+        conn.close()
+    finally:
+        for n in [*others, a]:
+            n.stop()
+
+
+def test_a_node_with_another_replication_factor_is_refused(tmp_path):
+    a = start_node(tmp_path / "a.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                   "--replication", "2")
+    b = None
+    try:
+        b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                       "--replication", "3", "--join", a.addr)
+        # On a build without the check, b joins and runs on: this wait fails.
+        code = b.proc.wait(30)
+        assert code == 3, code
+        assert "replication factor 2" in b.log_text(), b.log_text()
+    finally:
+        for n in (b, a):
+            if n is not None:
+                n.stop()
+
+
+def test_a_restarted_seed_rejoins_its_cluster_and_serves_its_keys(tmp_path):
+    """The seed A is SIGKILLed and restarted with the command it was first started with
+    (no `--join`, no data directory): the members it had find its new incarnation and the
+    views merge; every key written before reads back through A. On a build where the
+    restarted seed forms a cluster of its own, A never sees B again (and reads `None`)."""
+    args = ["--roles", "kvs,scheduler,executor,gateway", "--replication", "2",
+            "--workers", "1", "--node-id", "seed"]
+    listen = f"127.0.0.1:{free_port()}"
+    a = gateway_node(tmp_path, "a1", *args, listen=listen)
+    others = []
+    try:
+        for name in ("b", "c"):
+            others.append(start_node(tmp_path / f"{name}.log", SECRET, "--roles", "kvs",
+                                     "--listen", "127.0.0.1:0", "--replication", "2",
+                                     "--join", a.addr))
+        for o in others:
+            wait_until(lambda: need(view_shows(a, o.id, "alive"), f"{o.id} not in a's view"),
+                       "a to see the others", 30)
+        conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
+        keys = [f"seed-{i}" for i in range(100)]
+        for k in keys:
+            wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
+        conn.close()
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait()
+        a = gateway_node(tmp_path, "a2", *args, listen=listen)
+        for o in others:
+            wait_until(lambda: need(view_shows(a, o.id, "alive"), f"{o.id} not in a's view"),
+                       "the restarted seed to rejoin", 60)
+        conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
+        for k in keys:
+            got = wait_until(lambda: conn.get_object(k), "a read", 30, RETRYABLE)
+            assert got == k.upper(), (k, got)
         conn.close()
     finally:
         for n in [*others, a]:

@@ -146,6 +146,7 @@ impl KvsTier {
             shards: shards.iter().map(|a| a.clone().recipient()).collect(),
             vnodes: cfg.kvs.virtual_nodes,
             replication: cfg.kvs.replication,
+            warned_single_copy: false,
         }
         .start();
         membership.do_send(Subscribe(watcher.recipient()));
@@ -195,6 +196,8 @@ struct RoutingWatcher {
     shards: Vec<Recipient<RoutingChanged>>,
     vnodes: usize,
     replication: usize,
+    /// Whether the single-copy warning was logged (once per process).
+    warned_single_copy: bool,
 }
 
 impl Actor for RoutingWatcher {
@@ -217,6 +220,10 @@ impl Handler<ViewChanged> for RoutingWatcher {
             return;
         }
         self.note_crashes(&msg.view, &current, &next);
+        if self.replication == 1 && next.nodes().count() > 1 && !self.warned_single_copy {
+            self.warned_single_copy = true;
+            tracing::warn!("kvs.replication = 1 with several KVS nodes: when one dies, the keys it holds are lost (with a data directory: unreachable until it restarts) and read as unavailable meanwhile");
+        }
         tracing::info!(kvs_nodes = next.nodes().count(), "kvs routing changed");
         let previous = self.table.set(next);
         let change = RoutingChanged {

@@ -201,8 +201,10 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
 
     /// One-way: `Err(QueueFull)` if the peer queue is full.
     pub fn tell(&self, msg: M) -> Result<(), NetError> {
+        // Not refused when the peer is down: a one-way message (a result pushed to a
+        // gateway, a trigger) has no reply to wait for, and a peer that was only suspect
+        // (slow, not frozen) must still get it; a dead peer's queue is dropped anyway.
         let link = self.link()?;
-        self.refuse_if_down(link)?;
         let frame = self.frame(&msg, Kind::OneWay)?;
         link.tx.try_send(frame).map_err(|e| match e {
             TrySendError::Full(_) => {

@@ -11,7 +11,8 @@
 //! Membership marks a link down while it holds the peer suspect or dead
 //! ([`Link::set_down`]): its pending requests fail at once with `PeerDown` and new requests
 //! fail without being queued, so nobody waits out the request timeout on a frozen peer
-//! whose connection stays open, nor the reconnect backoff on a dead one.
+//! whose connection stays open, nor the reconnect backoff on a dead one. One-way messages
+//! are still queued (nobody waits on them, and a merely slow peer must get them).
 
 use crate::ids::NodeId;
 use crate::net::conn::{drive, Conn, Ended, Outbound};

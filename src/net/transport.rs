@@ -203,7 +203,8 @@ impl Transport {
     }
 
     /// Membership holds `node` suspect or dead (`reachable == false`: requests waiting on
-    /// it fail now and new ones at once, except membership's own), or alive again.
+    /// it fail now and new ones at once, except membership's own; one-way messages still
+    /// go), or alive again.
     /// Returns how many waiting requests were failed.
     pub fn set_reachable(&self, node: &NodeId, reachable: bool) -> usize {
         match self.shared.link(node) {

@@ -161,9 +161,15 @@ pub struct NodeArgs {
     /// Roles this node plays, comma separated: kvs,scheduler,executor,gateway,monitor.
     #[arg(long, env = "CLOUDBURST_ROLES", value_parser = parse_roles, value_name = "ROLES")]
     pub roles: Option<BTreeSet<Role>>,
-    /// Address of any node already in the cluster; omit to start a new cluster.
-    #[arg(long, env = "CLOUDBURST_JOIN", value_name = "SEED_ADDR")]
-    pub join: Option<SocketAddr>,
+    /// Addresses of nodes already in the cluster, comma separated (any live one will do);
+    /// omit to start a new cluster.
+    #[arg(
+        long,
+        env = "CLOUDBURST_JOIN",
+        value_name = "SEED_ADDR,...",
+        value_delimiter = ','
+    )]
+    pub join: Vec<SocketAddr>,
     /// Stable node name (defaults to the peer listen address).
     #[arg(long, env = "CLOUDBURST_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
@@ -359,8 +365,8 @@ impl NodeArgs {
         if let Some(r) = &self.roles {
             c.node.roles = r.clone();
         }
-        if let Some(j) = self.join {
-            c.node.join = Some(j);
+        if !self.join.is_empty() {
+            c.node.join = self.join.clone();
         }
         if let Some(id) = &self.node_id {
             c.node.id = id.clone();
@@ -375,7 +381,7 @@ impl LocalArgs {
         let mut c = self.common.to_config()?;
         // Every role this build can play: asking for one it cannot would only warn.
         c.node.roles = crate::node::playable();
-        c.node.join = None;
+        c.node.join = Vec::new();
         // State survives restarts unless asked otherwise.
         if !self.common.ephemeral && c.node.data_dir.is_none() {
             c.node.data_dir = Some(default_local_dir().ok_or_else(|| {
@@ -422,7 +428,7 @@ mod tests {
             "--listen",
             "127.0.0.1:7100",
             "--join",
-            "127.0.0.1:6100",
+            "127.0.0.1:6100,127.0.0.1:6101",
             "--replication",
             "2",
         ])
@@ -433,6 +439,7 @@ mod tests {
         let c = args.to_config().expect("valid");
         assert_eq!(c.node.roles.len(), 2);
         assert_eq!(c.node.listen.port(), 7100);
+        assert_eq!(c.node.join.len(), 2, "several seeds");
         assert_eq!(c.kvs.replication, 2);
     }
 

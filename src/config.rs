@@ -141,8 +141,9 @@ pub struct NodeConfig {
     pub roles: BTreeSet<Role>,
     /// Peer listener (node-to-node transport).
     pub listen: SocketAddr,
-    /// Seed node to join; none means "start a new cluster".
-    pub join: Option<SocketAddr>,
+    /// Members to join through (any live one will do; tried in turn until one answers);
+    /// empty means "start a new cluster".
+    pub join: Vec<SocketAddr>,
     /// Shared secret every peer must present in the handshake. Never printed.
     pub cluster_secret: String,
     /// Allow listeners on non-loopback addresses (off by default: a node binds to
@@ -362,7 +363,7 @@ impl Default for NodeConfig {
             id: String::new(),
             roles: Role::ALL.into_iter().collect(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6100)),
-            join: None,
+            join: Vec::new(),
             cluster_secret: String::new(),
             allow_non_loopback: false,
             data_dir: None,

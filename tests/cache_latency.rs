@@ -65,11 +65,11 @@ fn hit_and_miss_latency() {
     run(async {
         let mut cfg = Config::from_toml(&format!("{CONFIG}{kvs_cfg}")).expect("config");
         cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
-        cfg.node.join = Some(kvs.addr);
+        cfg.node.join = vec![kvs.addr];
         cfg.node.cluster_secret = SECRET.into();
         cfg.node.roles = [Role::Executor].into_iter().collect();
         let t = Transport::start(&cfg, None).await.expect("transport");
-        let m = Membership::start(t.clone(), &cfg).expect("membership");
+        let m = Membership::start(t.clone(), &cfg, cfg.node.join.clone()).expect("membership");
         let tier = KvsTier::start(&t, &m, &cfg).expect("kvs tier");
         let cache = CacheHandle::start(&t, &m, tier.client.clone(), &cfg).expect("cache");
         let routing = tier.routing.clone();

@@ -71,7 +71,7 @@ struct ExecNode {
 async fn exec_node(seed: &NodeProc, capacity: usize) -> ExecNode {
     let mut cfg = Config::from_toml(&format!("{CONFIG}{KVS_CONFIG}")).expect("config");
     cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.node.join = Some(seed.addr);
+    cfg.node.join = vec![seed.addr];
     cfg.node.cluster_secret = SECRET.into();
     cfg.node.roles = [Role::Executor, Role::Scheduler].into_iter().collect();
     cfg.executor.cache_capacity_bytes = capacity;
@@ -83,7 +83,8 @@ async fn exec_node(seed: &NodeProc, capacity: usize) -> ExecNode {
     transport
         .register::<CacheKeysReport>(0, probe.recipient())
         .expect("probe");
-    let membership = Membership::start(transport.clone(), &cfg).expect("membership");
+    let membership =
+        Membership::start(transport.clone(), &cfg, cfg.node.join.clone()).expect("membership");
     let kvs = KvsTier::start(&transport, &membership, &cfg).expect("kvs tier");
     let cache =
         CacheHandle::start(&transport, &membership, kvs.client.clone(), &cfg).expect("cache");

@@ -30,7 +30,7 @@ fn config(join: Option<std::net::SocketAddr>) -> Config {
     cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.node.cluster_secret = SECRET.into();
     cfg.node.roles = [Role::Kvs].into_iter().collect();
-    cfg.node.join = join;
+    cfg.node.join = join.into_iter().collect();
     cfg
 }
 
@@ -39,7 +39,8 @@ fn subscribers_see_a_joining_node_and_the_ring_follows_the_view() {
     run(async {
         let cfg_a = config(None);
         let a = Transport::start(&cfg_a, None).await.expect("a");
-        let membership_a = Membership::start(a.clone(), &cfg_a).expect("membership a");
+        let membership_a =
+            Membership::start(a.clone(), &cfg_a, cfg_a.node.join.clone()).expect("membership a");
         let (tx, mut rx) = mpsc::unbounded_channel();
         membership_a.do_send(Subscribe(Probe(tx).start().recipient()));
         let first = rx.recv().await.expect("current view on subscribe");
@@ -47,7 +48,8 @@ fn subscribers_see_a_joining_node_and_the_ring_follows_the_view() {
 
         let cfg_b = config(Some(a.local_addr()));
         let b = Transport::start(&cfg_b, None).await.expect("b");
-        let _membership_b = Membership::start(b.clone(), &cfg_b).expect("membership b");
+        let _membership_b =
+            Membership::start(b.clone(), &cfg_b, cfg_b.node.join.clone()).expect("membership b");
         let joined = tokio::time::timeout(Duration::from_secs(5), rx.recv())
             .await
             .expect("a view change in time")

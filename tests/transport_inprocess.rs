@@ -185,6 +185,33 @@ fn pending_requests_fail_at_once_when_the_connection_drops() {
 }
 
 #[test]
+fn requests_to_a_peer_marked_down_fail_at_once_and_resume_when_it_is_up() {
+    run(async {
+        // As with a frozen peer: the connection stays open, the request is never answered.
+        let (a, b, mut received) = pair(|_| {}).await;
+        let h: Handle<Slow> = a.handle(on(&b, ServiceId::Executor));
+        let h2 = h.clone();
+        let waiting = actix::spawn(async move { h2.send(Slow { ms: 600_000 }).await });
+        assert_eq!(received.recv().await, Some(600_000));
+        let down = NetError::PeerDown(b.local_node().id.clone());
+        assert_eq!(a.set_reachable(&b.local_node().id, false), 1);
+        assert_eq!(waiting.await.expect("task"), Err(down.clone()));
+        // New requests are refused without being queued; one-way messages still go (a
+        // merely slow peer must get them).
+        let frames_out = a.metrics().frames_out;
+        assert_eq!(h.send(Slow { ms: 1 }).await, Err(down));
+        assert_eq!(a.metrics().frames_out, frames_out);
+        assert_eq!(a.metrics().peer_down_failed, 2);
+        assert_eq!(h.tell(Slow { ms: 2 }), Ok(()));
+        assert_eq!(received.recv().await, Some(2));
+        assert_eq!(a.set_reachable(&b.local_node().id, true), 0);
+        assert_eq!(h.send(Slow { ms: 1 }).await, Ok(1));
+        a.shutdown().await;
+        b.shutdown().await;
+    });
+}
+
+#[test]
 fn tell_reports_queue_full_instead_of_buffering() {
     run(async {
         let (a, b, _) = pair(|c| c.transport.peer_queue_depth = 4).await;

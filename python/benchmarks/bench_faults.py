@@ -23,8 +23,11 @@ Every call is classified by what the client saw (``classify``):
 A future whose second ``get`` answers differently from its first counts a duplicate
 result. ``kill_to_first_rerun_s`` is the median over kills of the time from the SIGKILL to
 the first result of a re-run (the function returns ``cb.attempt``), to compare with the
-membership's dead-after time (3 s by default). `--json` makes the last line one JSON
-object; the exit status is 0 whatever the figures (``test_faults.py`` asserts them).
+membership's dead-after time (3 s by default). Then `bench_cluster_faults.py` adds
+``freeze_success_rate``, ``freeze_p99_s``, ``kill_read_p99_s``, ``acked_writes_lost`` and
+``partition_heal_converge_s`` (a frozen node, a killed KVS node; `--no-cluster-faults`
+skips it). `--json` makes the last line one JSON object; the exit status is 0 whatever
+the figures (``test_faults.py`` asserts them).
 """
 
 import argparse
@@ -376,11 +379,19 @@ def main():
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--executors", type=int, default=3)
+    ap.add_argument("--freeze-seconds", type=float, default=20.0,
+                    help="how long a node is frozen in the cluster-fault phase")
+    ap.add_argument("--no-cluster-faults", action="store_true",
+                    help="skip the frozen-node and killed-KVS-node phase")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="cloudburst-faults-") as logs:
         result = run_faults(args.binary, args.calls, args.threads, args.kills, args.executors,
                             logs)
+        if not args.no_cluster_faults:
+            from bench_cluster_faults import run_cluster_faults
+            result.update(run_cluster_faults(args.binary, logs, args.freeze_seconds,
+                                             args.threads))
     for k, v in result.items():
         print(f"{k:28} {v}")
     if args.json:

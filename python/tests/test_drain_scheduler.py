@@ -71,9 +71,9 @@ def test_a_draining_scheduler_waits_for_the_calls_it_placed(tmp_path, shared_dir
                 raise NotYet("B placed no call yet")
 
         (shared_dir / "open").touch(mode=0o644)
-        # A scheduler that has not yet seen the registration answers not_found: registration
-        # reaches every replica of the function's record by gossip, not at once.
-        wait_until(placed_by_b, "B placing calls", 60, RETRYABLE + (cloudburst.NotFoundError,))
+        # No retry of not_found: a registration reaches every live scheduler before it is
+        # acknowledged.
+        wait_until(placed_by_b, "B placing calls", 60, RETRYABLE)
         before = set(PLACED.findall(b.log_text()))
 
         fcntl.flock(gate_file, fcntl.LOCK_EX)

@@ -60,6 +60,11 @@ pub enum NetError {
         held: String,
         offered: String,
     },
+    /// Membership holds the target node suspect or dead: the request is failed at once
+    /// rather than left to wait for a reply that may never come (it may or may not have
+    /// run when it was already on its way).
+    #[error("node {0} is suspect or dead")]
+    PeerDown(NodeId),
 }
 
 impl NetError {
@@ -71,6 +76,7 @@ impl NetError {
                 | NetError::ConnectionLost
                 | NetError::QueueFull
                 | NetError::UnknownNode(_)
+                | NetError::PeerDown(_)
         )
     }
 
@@ -96,6 +102,7 @@ mod tests {
     fn transient_classification() {
         assert!(NetError::Timeout.is_transient());
         assert!(NetError::QueueFull.is_transient());
+        assert!(NetError::PeerDown(NodeId::new("n")).is_transient());
         assert!(!NetError::Refused("x".into()).is_transient());
         assert!(!NetError::Codec("x".into()).is_transient());
     }

@@ -5,7 +5,7 @@ use crate::net::error::NetError;
 use crate::net::frame::encode_frame;
 use crate::net::link::Link;
 use crate::net::metrics::bump;
-use crate::net::service::{ActorRef, RemoteMessage};
+use crate::net::service::{ActorRef, RemoteMessage, ServiceId};
 use crate::net::transport::Shared;
 use crate::net::wire::{decode_payload, Kind};
 use actix::Recipient;
@@ -137,6 +137,16 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
         Ok(self.link.get_or_init(|| found))
     }
 
+    /// `PeerDown` when membership holds the target suspect or dead. Membership's own
+    /// messages always go: they are how a suspect peer is heard from again.
+    fn refuse_if_down(&self, link: &Link) -> Result<(), NetError> {
+        if M::SERVICE != ServiceId::Membership && link.is_down() {
+            bump(&self.shared.metrics.peer_down_failed);
+            return Err(NetError::PeerDown(self.target.node.id.clone()));
+        }
+        Ok(())
+    }
+
     fn frame(&self, msg: &M, kind: Kind) -> Result<bytes::Bytes, NetError> {
         let max = self.shared.cfg.max_frame_bytes;
         encode_frame(&self.shared.me, &self.target, M::TAG, kind, msg, max)
@@ -153,6 +163,8 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
             corr,
             armed: true,
         };
+        // Checked after the insert: a link marked down from now on fails this request.
+        self.refuse_if_down(link)?;
         let frame = self.frame(&msg, Kind::Request { corr })?;
         let answer = match link.tx.try_send(frame) {
             Ok(()) => rx.await,
@@ -189,6 +201,9 @@ impl<M: RemoteMessage> RemoteRecipient<M> {
 
     /// One-way: `Err(QueueFull)` if the peer queue is full.
     pub fn tell(&self, msg: M) -> Result<(), NetError> {
+        // Not refused when the peer is down: a one-way message (a result pushed to a
+        // gateway, a trigger) has no reply to wait for, and a peer that was only suspect
+        // (slow, not frozen) must still get it; a dead peer's queue is dropped anyway.
         let link = self.link()?;
         let frame = self.frame(&msg, Kind::OneWay)?;
         link.tx.try_send(frame).map_err(|e| match e {

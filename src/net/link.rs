@@ -7,6 +7,12 @@
 //! a caller that got an error is (almost always) not executed later. The exception: a frame
 //! queued in the instant between the failure and the drain goes out on the next connection
 //! and its reply is ignored. `ConnectionLost` therefore means "may or may not have run".
+//!
+//! Membership marks a link down while it holds the peer suspect or dead
+//! ([`Link::set_down`]): its pending requests fail at once with `PeerDown` and new requests
+//! fail without being queued, so nobody waits out the request timeout on a frozen peer
+//! whose connection stays open, nor the reconnect backoff on a dead one. One-way messages
+//! are still queued (nobody waits on them, and a merely slow peer must get them).
 
 use crate::ids::NodeId;
 use crate::net::conn::{drive, Conn, Ended, Outbound};
@@ -18,6 +24,7 @@ use crate::net::transport::Shared;
 use crate::net::wire::codec;
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -30,6 +37,8 @@ pub(crate) struct Link {
     addr: Mutex<SocketAddr>,
     pub tx: mpsc::Sender<Bytes>,
     pub pending: Pending,
+    /// Membership holds the peer suspect or dead.
+    down: AtomicBool,
 }
 
 impl Link {
@@ -41,6 +50,7 @@ impl Link {
             addr: Mutex::new(addr),
             tx,
             pending: Pending::default(),
+            down: AtomicBool::new(false),
         });
         let task = run(shared.clone(), link.clone(), rx);
         shared.spawn(task);
@@ -52,6 +62,27 @@ impl Link {
     /// Where to connect next time.
     pub(crate) fn set_addr(&self, addr: SocketAddr) {
         *self.addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    /// Mark the peer down (suspect or dead: every pending request fails now with
+    /// `PeerDown`) or up again. Returns how many requests were failed.
+    pub(crate) fn set_down(&self, shared: &Shared, down: bool) -> usize {
+        // SeqCst pairs with the load in `is_down` after a request is inserted: either the
+        // sender sees the flag, or its request is in the table `fail_all` drains.
+        let was = self.down.swap(down, Ordering::SeqCst);
+        if !down || was {
+            return 0;
+        }
+        let failed = self
+            .pending
+            .fail_all(&NetError::PeerDown(self.node.clone()));
+        add(&shared.metrics.peer_down_failed, failed as u64);
+        failed
+    }
+
+    /// Whether membership holds the peer suspect or dead.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
     }
 
     fn addr(&self) -> SocketAddr {

@@ -58,6 +58,9 @@ counters! {
     queue_full,
     /// One-way messages dropped (connection lost before they were written, or refused).
     dropped_one_way,
+    /// Requests failed, or refused before they were queued, because membership holds the
+    /// peer suspect or dead.
+    peer_down_failed,
 }
 
 /// Add one to a counter.

@@ -202,6 +202,22 @@ impl Transport {
         hint(&self.shared, node, addr);
     }
 
+    /// Membership holds `node` suspect or dead (`reachable == false`: requests waiting on
+    /// it fail now and new ones at once, except membership's own; one-way messages still
+    /// go), or alive again.
+    /// Returns how many waiting requests were failed.
+    pub fn set_reachable(&self, node: &NodeId, reachable: bool) -> usize {
+        match self.shared.link(node) {
+            Some(link) => link.set_down(&self.shared, !reachable),
+            None => 0,
+        }
+    }
+
+    /// False while membership holds `node` suspect or dead (see [`Self::set_reachable`]).
+    pub fn is_reachable(&self, node: &NodeId) -> bool {
+        self.shared.link(node).is_none_or(|l| !l.is_down())
+    }
+
     /// Connect to `addr`, authenticate, and learn which node (and generation) is there.
     /// Also records `addr` as that node's address. Used to join through a seed address.
     pub async fn identify(&self, addr: SocketAddr) -> Result<NodeRef, NetError> {

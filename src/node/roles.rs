@@ -155,7 +155,13 @@ impl NodeRoles {
         storage: &mut NodeStorage,
         opened: Vec<OpenedShard>,
     ) -> Result<(Addr<Membership>, KvsTier), NetError> {
-        let membership = Membership::start(transport.clone(), cfg)?;
+        let mut seeds = cfg.node.join.clone();
+        for peer in storage.recorded_peers(&transport.local_node().id) {
+            if !seeds.contains(&peer) {
+                seeds.push(peer);
+            }
+        }
+        let membership = Membership::start(transport.clone(), cfg, seeds)?;
         storage.watch_members(&membership);
         EchoService::start(transport.clone(), Some(membership.clone().recipient()))?;
         let kvs = KvsTier::start_with(transport, &membership, cfg, opened)?;

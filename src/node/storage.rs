@@ -93,6 +93,19 @@ impl NodeStorage {
         }
     }
 
+    /// The peer addresses of the members the data directory recorded (other than this
+    /// node): a restarted node joins its cluster through them as through `--join` seeds.
+    pub fn recorded_peers(&self, me: &NodeId) -> Vec<std::net::SocketAddr> {
+        let Some(node) = &self.recorded else {
+            return Vec::new();
+        };
+        node.members
+            .iter()
+            .filter(|m| m.id != me.as_str())
+            .map(|m| m.addr)
+            .collect()
+    }
+
     /// Keep the node file's member list current as the view changes.
     pub fn watch_members(&self, membership: &Addr<Membership>) {
         let (Some(data), Some(node)) = (&self.data, &self.recorded) else {

@@ -9,6 +9,7 @@
 //! - [`requests`]: what a scheduler is asked (registrations, listings, calls) and the
 //!   reports executors and caches send it.
 //! - [`records`]: function and DAG records in the KVS, their key prefixes, content hashes.
+//! - [`registry`]: registry changes one scheduler tells the others before acknowledging.
 //! - [`cache`]: what executors ask a node's cache about a call's session.
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
@@ -20,6 +21,7 @@ pub mod call;
 pub mod error;
 pub mod limits;
 pub mod records;
+pub mod registry;
 pub mod requests;
 pub mod tags;
 pub mod values;
@@ -34,6 +36,7 @@ pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };
+pub use registry::{FunctionMeta, RegistryChange, RegistryChanged};
 pub use requests::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,

@@ -66,6 +66,7 @@ wire_tags! {
         8 => super::CancelCall,
         10 => super::CacheKeysReport,
         11 => super::ExecutorStatus,
+        20 => super::RegistryChanged,
     }
     Gateway {
         0 => super::CallFinished,

@@ -6,8 +6,17 @@
 //! `k - 1` replicas. If any replica cannot be reached the put fails with a transient error
 //! (the replicas that did merge keep the value — harmless, lattices merge idempotently —
 //! and the caller may retry). While fewer KVS nodes live than the replication factor, puts
-//! fail with `UnderReplicated` rather than being acknowledged on fewer copies. A get asks one replica (this node's first, if it holds one)
-//! and falls over to the next on a network error.
+//! fail with `UnderReplicated` rather than being acknowledged on fewer copies. A put that
+//! fails with `Unavailable` may therefore have been written (by the replicas that merged
+//! it): it is "maybe written", never "not written".
+//!
+//! A get asks one replica (this node's first, if it holds one; replicas membership holds
+//! suspect last) and falls over to the next on a network error; requests to a dead or
+//! suspect node fail at once. A value answers. "Missing" answers only when it can be
+//! trusted: within [`REBALANCE_WINDOW`] of a routing change a new owner may not have
+//! received the key yet, so every other current and previous replica is asked (at once;
+//! the first value wins); and a key every replica of which crashed without handing it off
+//! reads as `Unavailable`, never as missing ([`RoutingTable::is_lost`]).
 
 use super::core::validate_key;
 use super::messages::{KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats};
@@ -16,12 +25,13 @@ use crate::ids::Key;
 use crate::lattice::LatticeValue;
 use crate::net::{ActorRef, NetError, Transport};
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// After a routing change, reads ask every current and previous replica for this long
-/// (keys are being handed to their new owners meanwhile).
+/// After a routing change, a read that finds a key missing asks every other current and
+/// previous replica for this long (keys are being handed to their new owners meanwhile).
 pub const REBALANCE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Handle to the KVS tier. Cheap to clone.
@@ -41,19 +51,21 @@ impl KvsClient {
         self.routing.get()
     }
 
-    /// Read one key; `None` when no replica has it. Normally one replica answers (this
-    /// node's first); within [`REBALANCE_WINDOW`] of a routing change, when keys may still
-    /// be moving, every current and previous replica is asked and the answers merged.
+    /// Read one key; `None` when it is missing (see the module doc for when a missing
+    /// answer is trusted).
     pub async fn get(&self, key: &Key) -> Result<Option<LatticeValue>, KvsError> {
         validate_key(key)?;
         let routing = self.routing.get();
-        if let Some(previous) = self.routing.recent_previous(REBALANCE_WINDOW) {
-            return self.get_merged(&routing, &previous, key).await;
-        }
         let mut last = KvsError::NoReplicas;
+        let mut asked = Vec::new();
         for shard in self.read_order(&routing, key) {
-            match self.request(&routing, &shard, get(key)).await {
-                Ok(KvsReply::Values(mut v)) if v.len() == 1 => return Ok(v.pop().flatten()),
+            let reply = self.request(&routing, &shard, get(key)).await;
+            asked.push(shard);
+            match reply {
+                Ok(KvsReply::Values(mut v)) if v.len() == 1 => match v.pop().flatten() {
+                    Some(value) => return Ok(Some(value)),
+                    None => return self.confirm_missing(&routing, asked, key).await,
+                },
                 Ok(other) => return Err(unexpected(&other)),
                 Err(e) if e.is_transient() => last = e,
                 Err(e) => return Err(e),
@@ -62,48 +74,41 @@ impl KvsClient {
         Err(last)
     }
 
-    /// Ask every replica of `key` in both routings; merge what they hold.
-    async fn get_merged(
+    /// A replica in `asked` found `key` missing: answer `None` only if no other replica of
+    /// a routing change under way has it, and its range was not lost to crashes.
+    async fn confirm_missing(
         &self,
         current: &Routing,
-        previous: &Routing,
+        asked: Vec<ShardAddr>,
         key: &Key,
     ) -> Result<Option<LatticeValue>, KvsError> {
-        let mut targets: Vec<(&Routing, ShardAddr)> = Vec::new();
-        for r in [current, previous] {
-            for s in r.replicas(key) {
-                if !targets.iter().any(|(_, t)| *t == s) {
-                    targets.push((r, s));
-                }
-            }
-        }
-        if targets.is_empty() {
-            return Err(KvsError::NoReplicas);
-        }
-        let replies = join_all(targets.iter().map(|(r, s)| self.request(r, s, get(key)))).await;
-        let (mut merged, mut answered, mut last) =
-            (None::<LatticeValue>, false, KvsError::NoReplicas);
-        for reply in replies {
-            match reply {
-                Ok(KvsReply::Values(mut v)) if v.len() == 1 => {
-                    answered = true;
-                    match (&mut merged, v.pop().flatten()) {
-                        (Some(m), Some(x)) => {
-                            let _ = m.merge(x);
-                        }
-                        (None, Some(x)) => merged = Some(x),
-                        (_, None) => {}
+        if let Some(previous) = self.routing.recent_previous(REBALANCE_WINDOW) {
+            let mut others: Vec<(&Routing, ShardAddr)> = Vec::new();
+            for r in [current, &previous] {
+                for s in r.replicas(key) {
+                    if !asked.contains(&s) && !others.iter().any(|(_, o)| *o == s) {
+                        others.push((r, s));
                     }
                 }
-                Ok(other) => last = unexpected(&other),
-                Err(e) => last = e,
+            }
+            let mut replies: FuturesUnordered<_> = others
+                .iter()
+                .map(|(r, s)| self.request(r, s, get(key)))
+                .collect();
+            while let Some(reply) = replies.next().await {
+                if let Ok(KvsReply::Values(mut v)) = reply {
+                    if let Some(Some(value)) = v.pop() {
+                        return Ok(Some(value));
+                    }
+                }
             }
         }
-        if answered {
-            Ok(merged)
-        } else {
-            Err(last)
+        if self.routing.is_lost(key) {
+            return Err(KvsError::Unavailable(format!(
+                "every replica of `{key}` crashed without handing it off; it reads as unavailable until one returns"
+            )));
         }
+        Ok(None)
     }
 
     /// Read several keys concurrently, in order.
@@ -260,12 +265,16 @@ impl KvsClient {
         Ok(())
     }
 
-    /// Replicas of `key`, this node's first.
+    /// Replicas of `key`, this node's first and those membership holds suspect last.
     fn read_order(&self, routing: &Routing, key: &Key) -> Vec<ShardAddr> {
         let mut reps = routing.replicas(key);
         let me = &self.transport.local_node().id;
         if let Some(i) = reps.iter().position(|s| &s.node == me) {
             reps.swap(0, i);
+        }
+        if reps.len() > 1 {
+            // Stable: the order among reachable replicas is kept.
+            reps.sort_by_key(|s| !self.transport.is_reachable(&s.node));
         }
         reps
     }

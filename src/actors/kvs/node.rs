@@ -9,7 +9,8 @@ use super::messages::{KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
 use crate::config::{Config, Role};
-use crate::net::membership::{MemberState, Membership, Subscribe, ViewChanged};
+use crate::ids::NodeId;
+use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
 use crate::net::{NetError, Transport};
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
@@ -145,6 +146,7 @@ impl KvsTier {
             shards: shards.iter().map(|a| a.clone().recipient()).collect(),
             vnodes: cfg.kvs.virtual_nodes,
             replication: cfg.kvs.replication,
+            warned_single_copy: false,
         }
         .start();
         membership.do_send(Subscribe(watcher.recipient()));
@@ -194,6 +196,8 @@ struct RoutingWatcher {
     shards: Vec<Recipient<RoutingChanged>>,
     vnodes: usize,
     replication: usize,
+    /// Whether the single-copy warning was logged (once per process).
+    warned_single_copy: bool,
 }
 
 impl Actor for RoutingWatcher {
@@ -215,6 +219,11 @@ impl Handler<ViewChanged> for RoutingWatcher {
         if same_nodes(&current, &next) {
             return;
         }
+        self.note_crashes(&msg.view, &current, &next);
+        if self.replication == 1 && next.nodes().count() > 1 && !self.warned_single_copy {
+            self.warned_single_copy = true;
+            tracing::warn!("kvs.replication = 1 with several KVS nodes: when one dies, the keys it holds are lost (with a data directory: unreachable until it restarts) and read as unavailable meanwhile");
+        }
         tracing::info!(kvs_nodes = next.nodes().count(), "kvs routing changed");
         let previous = self.table.set(next);
         let change = RoutingChanged {
@@ -223,6 +232,33 @@ impl Handler<ViewChanged> for RoutingWatcher {
         };
         for s in &self.shards {
             s.do_send(change.clone());
+        }
+    }
+}
+
+impl RoutingWatcher {
+    /// KVS nodes that leave the routing dead crashed (their keys were not handed off);
+    /// crashed nodes back in the routing returned.
+    fn note_crashes(&self, view: &View, current: &Routing, next: &Routing) {
+        let crashed: Vec<NodeId> = current
+            .nodes()
+            .map(|n| &n.node.id)
+            .filter(|id| next.node(id).is_none())
+            .filter(|id| view.get(id).is_some_and(|m| m.state == MemberState::Dead))
+            .cloned()
+            .collect();
+        let returned: Vec<NodeId> = self
+            .table
+            .crashed_nodes()
+            .into_iter()
+            .filter(|id| next.node(id).is_some())
+            .collect();
+        if !crashed.is_empty() {
+            tracing::warn!(nodes = ?crashed, replication = self.replication,
+                "kvs node(s) crashed: keys none of whose replicas is left read as unavailable until one returns");
+        }
+        if !crashed.is_empty() || !returned.is_empty() {
+            self.table.note_crashes(&crashed, &returned);
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::ids::{Key, NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::ring::{stable_hash, HashRing};
 use crate::net::{ActorRef, ServiceId};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -149,14 +149,29 @@ pub fn shard_of(key: &Key, shards: u32) -> u32 {
     (mixed % u64::from(shards)) as u32
 }
 
+/// Routings remembered from before a KVS node crashed, at most: enough for several
+/// crashes in a row; when more come, the oldest is forgotten (its keys may then read as
+/// missing rather than unavailable).
+pub const MAX_LOST_ROUTINGS: usize = 16;
+
 /// The shared, replaceable routing snapshot. It also remembers the previous snapshot and
 /// when it was replaced: while keys move after a change, readers also ask the previous
 /// owners. And how many KVS members the view holds as dead (crashed, not forgotten yet):
-/// tombstones are not collected meanwhile.
+/// tombstones are not collected meanwhile. And the key ranges lost to crashes (see
+/// [`RoutingTable::is_lost`]).
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
     current: Arc<RwLock<Snapshot>>,
     crashed: Arc<AtomicUsize>,
+    lost: Arc<RwLock<Lost>>,
+}
+
+/// KVS nodes that crashed (left the routing dead, without handing their keys off) and are
+/// not back, with the routings that still held them.
+#[derive(Debug, Default)]
+struct Lost {
+    nodes: BTreeSet<NodeId>,
+    before: Vec<Arc<Routing>>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +191,52 @@ impl RoutingTable {
                 changed: Instant::now(),
             })),
             crashed: Arc::new(AtomicUsize::new(0)),
+            lost: Arc::default(),
+        }
+    }
+
+    /// Record which KVS nodes crashed: `crashed` left the current routing dead (the
+    /// current routing is remembered as one that held them), `returned` are live again.
+    /// Call before [`Self::set`] replaces the routing that held the crashed nodes.
+    pub fn note_crashes(&self, crashed: &[NodeId], returned: &[NodeId]) {
+        let mut lost = match self.lost.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        for n in returned {
+            lost.nodes.remove(n);
+        }
+        if !crashed.is_empty() {
+            lost.nodes.extend(crashed.iter().cloned());
+            if lost.before.len() >= MAX_LOST_ROUTINGS {
+                lost.before.remove(0);
+            }
+            let held = self.get();
+            lost.before.push(held);
+        }
+        if lost.nodes.is_empty() {
+            lost.before.clear();
+        }
+    }
+
+    /// Whether every replica `key` had before a crash is a crashed node that has not come
+    /// back: its value (if it had one) is unreachable, so "missing" would be a lie.
+    pub fn is_lost(&self, key: &Key) -> bool {
+        let lost = match self.lost.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        lost.before.iter().any(|r| {
+            let reps = r.replicas(key);
+            !reps.is_empty() && reps.iter().all(|s| lost.nodes.contains(&s.node))
+        })
+    }
+
+    /// The crashed KVS nodes not back yet.
+    pub fn crashed_nodes(&self) -> Vec<NodeId> {
+        match self.lost.read() {
+            Ok(g) => g.nodes.iter().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().nodes.iter().cloned().collect(),
         }
     }
 
@@ -278,6 +339,52 @@ mod tests {
         assert!(t.get().is_empty());
         t.set(Routing::new([node(0, 1)], 8, 1));
         assert_eq!(t.get().all_shards().len(), 1);
+    }
+
+    #[test]
+    fn ranges_whose_every_holder_crashed_are_lost_until_one_returns() {
+        let key = |i: u32| Key::new(format!("k{i}"));
+        let t = RoutingTable::new(Routing::new((0..3).map(|i| node(i, 1)), 16, 1));
+        let dead = node(1, 1).node.id;
+        let held_by_dead: Vec<Key> = (0..200)
+            .map(key)
+            .filter(|k| t.get().replicas(k)[0].node == dead)
+            .collect();
+        assert!(!held_by_dead.is_empty());
+        t.note_crashes(std::slice::from_ref(&dead), &[]);
+        t.set(t.get().without(&dead));
+        assert!(held_by_dead.iter().all(|k| t.is_lost(k)));
+        let others = (0..200).map(key).filter(|k| !held_by_dead.contains(k));
+        assert!(others.into_iter().all(|k| !t.is_lost(&k)));
+        t.note_crashes(&[], std::slice::from_ref(&dead));
+        assert!(held_by_dead.iter().all(|k| !t.is_lost(k)), "back");
+        assert!(t.crashed_nodes().is_empty());
+    }
+
+    #[test]
+    fn with_two_replicas_one_crash_loses_nothing_and_two_lose_the_shared_ranges() {
+        let t = RoutingTable::new(Routing::new((0..4).map(|i| node(i, 1)), 16, 2));
+        let (a, b) = (node(0, 1).node.id, node(1, 1).node.id);
+        let keys: Vec<Key> = (0..300).map(|i| Key::new(format!("k{i}"))).collect();
+        t.note_crashes(std::slice::from_ref(&a), &[]);
+        t.set(t.get().without(&a));
+        assert!(keys.iter().all(|k| !t.is_lost(k)));
+        let shared: Vec<&Key> = keys
+            .iter()
+            .filter(|k| {
+                let mut reps: Vec<_> = Routing::new((0..4).map(|i| node(i, 1)), 16, 2)
+                    .replicas(k)
+                    .into_iter()
+                    .map(|s| s.node)
+                    .collect();
+                reps.sort();
+                reps == vec![a.clone(), b.clone()]
+            })
+            .collect();
+        assert!(!shared.is_empty());
+        t.note_crashes(std::slice::from_ref(&b), &[]);
+        t.set(t.get().without(&b));
+        assert!(shared.iter().all(|k| t.is_lost(k)));
     }
 
     #[test]

@@ -18,17 +18,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// What a call of one function needs from its registration.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FunctionMeta {
-    /// Content hash (see `registry::function_hash`).
-    pub hash: u64,
-    pub timeout_ms: Option<u64>,
-    /// Re-runs after system failures it allows (the default when it registered none).
-    pub retries: u32,
-    /// Whether its exception or timeout re-runs the call.
-    pub retry_errors: bool,
-}
+pub use crate::protocol::FunctionMeta;
 
 /// A validated DAG with the registration of each of its functions (same order).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,22 +1,22 @@
 //! The scheduler's actix handlers: unpack a message, check it, call the core or the
-//! registry, update the plan cache.
+//! registry, update the plan cache. A registration or deletion is stored, then announced
+//! to every scheduler (this one included), then acknowledged.
 
-use super::core::CallPlan;
 use super::dag::plan;
 use super::{
-    function_metas, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey, Scheduler,
-    EXPIRY_INTERVAL, MAILBOX_CAPACITY,
+    function_metas, meta_of, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey,
+    Scheduler, EXPIRY_INTERVAL, MAILBOX_CAPACITY,
 };
 use crate::config::Role;
-use crate::net::membership::ViewChanged;
+use crate::net::membership::{MemberState, ViewChanged};
 use crate::net::{NetError, Transport};
 use crate::protocol::{
     AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
+    RegistryChange, RegistryChanged,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 type Reply<T> = ResponseActFuture<Scheduler, Result<T, FunctionError>>;
@@ -33,11 +33,27 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
     t.register::<AttemptEnded>(0, addr.clone().recipient())?;
     t.register::<CancelCall>(0, addr.clone().recipient())?;
-    t.register::<CacheKeysReport>(0, addr.clone().recipient())
+    t.register::<CacheKeysReport>(0, addr.clone().recipient())?;
+    t.register::<RegistryChanged>(0, addr.clone().recipient())
 }
 
 fn done<T: 'static>(r: Result<T, FunctionError>) -> Reply<T> {
     Box::pin(fut::ready(r))
+}
+
+/// Once `stored` (a registry write) succeeded, announce its change to every scheduler and
+/// answer `()` when they took it; a failed write is answered at once.
+fn stored_then_announced<F>(act: &mut Scheduler, stored: F) -> Reply<()>
+where
+    F: std::future::Future<Output = Result<RegistryChange, FunctionError>> + 'static,
+{
+    Box::pin(stored.into_actor(act).then(|res, act, _| {
+        let announced = res.map(|change| act.announce(change));
+        fut::wrap_future(async move {
+            announced?.await;
+            Ok(())
+        })
+    }))
 }
 
 impl Actor for Scheduler {
@@ -64,15 +80,14 @@ impl Handler<RegisterFunction> for Scheduler {
             return done(Err(e));
         }
         let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
-        Box::pin(
-            async move { registry::store_function(&kvs, &clock, &r).await }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    // plans hold function hashes: any may now be stale
-                    act.plans.clear();
-                    res
-                }),
-        )
+        let stored = async move {
+            registry::store_function(&kvs, &clock, &r).await?;
+            Ok(RegistryChange::Function {
+                meta: meta_of(&r),
+                name: r.name,
+            })
+        };
+        stored_then_announced(self, stored)
     }
 }
 
@@ -85,39 +100,24 @@ impl Handler<RegisterDag> for Scheduler {
         };
         let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
         let spec = msg.spec;
-        Box::pin(
-            async move {
-                let functions = function_metas(&kvs, &dag.functions).await?;
-                registry::store_dag(&kvs, &clock, &spec).await?;
-                Ok(CallPlan {
-                    dag,
-                    functions,
-                    is_dag: true,
-                })
-            }
-            .into_actor(self)
-            .map(|res: Result<CallPlan, FunctionError>, act, _| {
-                let plan = res?;
-                act.remember(PlanKey::Dag(plan.dag.name.clone()), Arc::new(plan));
-                Ok(())
-            }),
-        )
+        let stored = async move {
+            let functions = function_metas(&kvs, &dag.functions).await?;
+            registry::store_dag(&kvs, &clock, &spec).await?;
+            Ok(RegistryChange::Dag { spec, functions })
+        };
+        stored_then_announced(self, stored)
     }
 }
 
 impl Handler<DeleteDag> for Scheduler {
     type Result = Reply<()>;
     fn handle(&mut self, msg: DeleteDag, _: &mut Context<Self>) -> Self::Result {
-        self.plans.remove(&PlanKey::Dag(msg.name.clone()));
         let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
-        Box::pin(
-            async move { registry::delete_dag(&kvs, &clock, &msg.name).await }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    act.plans.retain(|k, _| matches!(k, PlanKey::Function(_)));
-                    res
-                }),
-        )
+        let stored = async move {
+            registry::delete_dag(&kvs, &clock, &msg.name).await?;
+            Ok(RegistryChange::DagDeleted { name: msg.name })
+        };
+        stored_then_announced(self, stored)
     }
 }
 
@@ -125,14 +125,19 @@ impl Handler<DeleteFunction> for Scheduler {
     type Result = Reply<()>;
     fn handle(&mut self, msg: DeleteFunction, _: &mut Context<Self>) -> Self::Result {
         let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
-        Box::pin(
-            async move { registry::delete_function(&kvs, &clock, &msg.name).await }
-                .into_actor(self)
-                .map(|res, act, _| {
-                    act.plans.clear();
-                    res
-                }),
-        )
+        let stored = async move {
+            registry::delete_function(&kvs, &clock, &msg.name).await?;
+            Ok(RegistryChange::FunctionDeleted { name: msg.name })
+        };
+        stored_then_announced(self, stored)
+    }
+}
+
+impl Handler<RegistryChanged> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: RegistryChanged, _: &mut Context<Self>) {
+        tracing::debug!(change = ?msg.change, "registry change announced");
+        self.plans.apply(&msg.change, Instant::now());
     }
 }
 
@@ -209,14 +214,19 @@ impl Handler<ViewChanged> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
         let view = msg.view;
+        let me = &self.transport.local_node().id;
+        self.peers = view.live_schedulers();
+        self.peers.retain(|s| &s.node.id != me);
         let live: BTreeSet<_> = view
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())
             .collect();
         self.core.retain_live(&live);
-        let draining = live
-            .iter()
-            .filter(|n| view.get(&n.id).is_some_and(|m| m.draining));
+        // No new placement on a draining node, nor on a suspect one (it may be frozen).
+        let draining = live.iter().filter(|n| {
+            view.get(&n.id)
+                .is_some_and(|m| m.draining || m.state == MemberState::Suspect)
+        });
         self.core
             .set_draining(draining.map(|n| n.id.clone()).collect());
         let now = Instant::now();

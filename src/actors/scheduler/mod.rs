@@ -7,12 +7,14 @@
 //! keeps every call it placed until it hears the call ended ([`calls`]): an executor that
 //! dies under it, or a failure a re-run can mend, makes it run the call again.
 //!
-//! Registry entries are cached in memory for [`REGISTRY_TTL`]: this scheduler sees its own
-//! (re-)registrations and deletions at once, others' within the TTL.
+//! Call plans are cached ([`plans`]): a registration or deletion is stored in the KVS, then
+//! announced to every live scheduler, and only then acknowledged, so no call reads the
+//! registry from the KVS while its plan is cached and none calls an old registration.
 //!
 //! - `core.rs`: executors, version check, placement, schedules (no I/O).
 //! - `calls.rs`: the calls placed and kept until they end; re-runs (no I/O).
 //! - `dag.rs`: DAG and name validation (no I/O).
+//! - `plans.rs`: the plan cache, single-flight loads, registry changes (no I/O).
 //! - `registry.rs`: functions and DAGs in the KVS.
 //! - `handlers.rs`: the actix handlers.
 
@@ -20,11 +22,13 @@ pub mod calls;
 pub mod core;
 pub mod dag;
 mod handlers;
+pub mod plans;
 pub mod registry;
 
 use self::calls::{CallTable, Failed, Next, Stop, TableConfig, MAX_CALLS, MAX_CALL_BYTES};
 use self::core::{CallPlan, CallRequest, FunctionMeta, SchedulerCore};
 use self::dag::{plan, DagPlan};
+use self::plans::{PlanCache, PlanKey};
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, now_micros, LwwClock};
 use crate::config::Config;
@@ -33,19 +37,20 @@ use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::records::{function_hash, DEFAULT_RETRIES};
 use crate::protocol::{
     Arg, AttemptEnded, CallAccepted, CallFailure, CallFinished, CallOptions, Cancel, Consistency,
-    FunctionError, ReleaseSession, Reply, Schedule,
+    FunctionError, FunctionRecord, RegistryChange, RegistryChanged, ReleaseSession, Reply,
+    Schedule,
 };
 use actix::prelude::*;
+use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a loaded function or DAG is used before it is read from the KVS again.
-pub const REGISTRY_TTL: Duration = Duration::from_secs(1);
-/// Call plans cached at most (emptied when full; a miss costs a few KVS reads).
-pub const MAX_CACHED_PLANS: usize = 4096;
+/// How long a registration waits for each other scheduler to take its announcement. One
+/// that does not answer in time (frozen, cut off) may call the old registration until its
+/// cache entry is refreshed (`plans::REGISTRY_REFRESH`); dead ones fail at once.
+pub const REGISTRY_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A status older than this (several missed reports) makes an executor unplaceable.
 pub const EXECUTOR_STALE_AFTER: Duration = Duration::from_secs(3);
 /// Mailbox of the scheduler actor: calls and registrations from every gateway, status and
@@ -53,13 +58,6 @@ pub const EXECUTOR_STALE_AFTER: Duration = Duration::from_secs(3);
 pub const MAILBOX_CAPACITY: usize = 4096;
 /// How often kept calls past their deadline are forgotten (and their functions stopped).
 pub const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Which registration a call plan comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum PlanKey {
-    Dag(String),
-    Function(String),
-}
 
 /// Local query: the executors this scheduler can place on now (tests, the harness, the
 /// dashboard).
@@ -85,7 +83,10 @@ pub struct Scheduler {
     kvs: KvsClient,
     clock: Arc<LwwClock>,
     transport: Transport,
-    plans: HashMap<PlanKey, (Instant, Arc<CallPlan>)>,
+    plans: PlanCache,
+    /// The other live schedulers, as the membership view says: registry changes are
+    /// announced to them.
+    peers: Vec<ActorRef>,
     rng: StdRng,
 }
 
@@ -110,7 +111,8 @@ impl Scheduler {
             kvs,
             clock: node_clock(transport.local_node()),
             transport: transport.clone(),
-            plans: HashMap::new(),
+            plans: PlanCache::default(),
+            peers: Vec::new(),
             rng: StdRng::from_entropy(),
         }
         .start();
@@ -119,18 +121,24 @@ impl Scheduler {
         Ok(addr)
     }
 
-    fn cached(&self, key: &PlanKey) -> Option<Arc<CallPlan>> {
-        self.plans
-            .get(key)
-            .filter(|(at, _)| at.elapsed() < REGISTRY_TTL)
-            .map(|(_, p)| p.clone())
-    }
-
-    fn remember(&mut self, key: PlanKey, plan: Arc<CallPlan>) {
-        if self.plans.len() >= MAX_CACHED_PLANS {
-            self.plans.clear();
-        }
-        self.plans.insert(key, (Instant::now(), plan));
+    /// Apply a registry change this scheduler stored, and announce it to the other
+    /// schedulers; the future ends when each took it or its wait ran out.
+    fn announce(&mut self, change: RegistryChange) -> impl std::future::Future<Output = ()> {
+        self.plans.apply(&change, Instant::now());
+        let sends: Vec<_> = self
+            .peers
+            .iter()
+            .map(|peer| {
+                let h = self.transport.handle::<RegistryChanged>(peer.clone());
+                let (msg, peer) = (RegistryChanged { change: change.clone() }, peer.clone());
+                async move {
+                    if let Err(e) = h.send_timeout(msg, REGISTRY_ANNOUNCE_TIMEOUT).await {
+                        tracing::warn!(scheduler = %peer, cause = %e, "registry change not announced");
+                    }
+                }
+            })
+            .collect();
+        futures::future::join_all(sends).map(|_| ())
     }
 
     /// Place a call, keep it, and send every executor its schedule.
@@ -271,20 +279,22 @@ impl Scheduler {
         req: CallRequest,
         options: CallOptions,
     ) -> ResponseActFuture<Self, Result<CallAccepted, FunctionError>> {
-        if let Some(plan) = self.cached(&key) {
+        if let Some(plan) = self.plans.get(&key, Instant::now()) {
             return Box::pin(fut::ready(self.dispatch(plan, req, options)));
         }
-        let kvs = self.kvs.clone();
-        let k = key.clone();
-        Box::pin(
-            async move { load_plan(&kvs, &k).await }
-                .into_actor(self)
-                .map(move |loaded, act, _| {
-                    let plan = Arc::new(loaded?);
-                    act.remember(key, plan.clone());
-                    act.dispatch(plan, req, options)
-                }),
-        )
+        let (epoch, loading) = match self.plans.loading(&key) {
+            Some(under_way) => under_way,
+            None => {
+                let (kvs, k) = (self.kvs.clone(), key.clone());
+                let load = async move { load_plan(&kvs, &k).await.map(Arc::new) };
+                let load = load.boxed_local().shared();
+                (self.plans.start(key.clone(), load.clone()), load)
+            }
+        };
+        Box::pin(loading.into_actor(self).map(move |loaded, act, _| {
+            act.plans.finish(&key, epoch, &loaded, Instant::now());
+            act.dispatch(loaded?, req, options)
+        }))
     }
 }
 
@@ -328,14 +338,19 @@ async fn function_metas(
         .zip(loaded)
         .map(|(name, r)| {
             let record = r?.ok_or_else(|| FunctionError::UnknownFunction(name.clone()))?;
-            Ok(FunctionMeta {
-                hash: function_hash(&record),
-                timeout_ms: record.timeout_ms,
-                retries: record.retries.unwrap_or(DEFAULT_RETRIES),
-                retry_errors: record.retry_errors,
-            })
+            Ok(meta_of(&record))
         })
         .collect()
+}
+
+/// What a call needs from a function's registration.
+fn meta_of(record: &FunctionRecord) -> FunctionMeta {
+    FunctionMeta {
+        hash: function_hash(record),
+        timeout_ms: record.timeout_ms,
+        retries: record.retries.unwrap_or(DEFAULT_RETRIES),
+        retry_errors: record.retry_errors,
+    }
 }
 
 async fn load_plan(kvs: &KvsClient, key: &PlanKey) -> Result<CallPlan, FunctionError> {

@@ -6,11 +6,15 @@ use crate::ids::NodeRef;
 use actix::{Message, Recipient};
 use serde::{Deserialize, Serialize};
 
-/// A node asks a member (the seed) to let it in; the reply is the member's view.
+/// A node asks a member (the seed) to let it in; the reply is the member's view, or why
+/// it is refused (e.g. its replication factor is not the cluster's).
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "View")]
+#[rtype(result = "Result<View, String>")]
 pub struct Join {
     pub member: Member,
+    /// The KVS replication factor the joining node runs with: every node routes and
+    /// acknowledges writes by it, so all must agree.
+    pub replication: u32,
 }
 
 /// Heartbeat, sent one-way every `heartbeat_ms`, carrying the sender's view.

@@ -39,6 +39,9 @@ pub const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// operator, so retry slowly and log loudly.
 pub const JOIN_RETRY_REFUSED: Duration = Duration::from_secs(5);
 
+/// Exit status of a node the cluster refused at join (e.g. another replication factor).
+pub const JOIN_REFUSED_EXIT_CODE: i32 = 3;
+
 /// How long a leaving (or draining) node waits for each peer to acknowledge the news.
 pub const LEAVE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -48,13 +51,22 @@ pub struct Membership {
     transport: Transport,
     subscribers: Vec<Recipient<ViewChanged>>,
     heartbeat: Duration,
-    seed: Option<SocketAddr>,
+    /// Members to join through, tried in turn until one answers (empty: a new cluster).
+    seeds: Vec<SocketAddr>,
+    /// The KVS replication factor: a node that runs another is refused at join.
+    replication: u32,
     ticks: u64,
 }
 
 impl Membership {
-    /// Start the actor for this node and register its wire messages on the transport.
-    pub fn start(transport: Transport, cfg: &Config) -> Result<Addr<Membership>, NetError> {
+    /// Start the actor for this node and register its wire messages on the transport; it
+    /// joins the cluster through `seeds` (any live member will do), or forms a new one when
+    /// there are none.
+    pub fn start(
+        transport: Transport,
+        cfg: &Config,
+        seeds: Vec<SocketAddr>,
+    ) -> Result<Addr<Membership>, NetError> {
         let me = Member {
             node: transport.local_node().clone(),
             addr: transport.local_addr(),
@@ -76,7 +88,8 @@ impl Membership {
             transport: transport.clone(),
             subscribers: Vec::new(),
             heartbeat: Duration::from_millis(cfg.membership.heartbeat_ms),
-            seed: cfg.node.join,
+            seeds,
+            replication: u32::try_from(cfg.kvs.replication).unwrap_or(u32::MAX),
             ticks: 0,
         };
         let addr = actor.start();
@@ -102,10 +115,11 @@ impl Membership {
             from: me,
             members: self.core.view().members.values().cloned().collect(),
         };
-        for m in self
-            .core
-            .heartbeat_targets(self.ticks % DEAD_PROBE_EVERY == 0)
-        {
+        let probe_dead = self.ticks % DEAD_PROBE_EVERY == 0;
+        for m in self.core.heartbeat_targets(probe_dead) {
+            if m.state == MemberState::Dead {
+                self.probe_restarted(&m, gossip.clone());
+            }
             let h = self.transport.handle::<Gossip>(Self::peer(&m.node));
             if let Err(e) = h.tell(gossip.clone()) {
                 tracing::debug!(node = %m.node, cause = %e, "heartbeat not sent");
@@ -116,12 +130,44 @@ impl Membership {
         }
     }
 
-    /// Tell the transport how to reach every member, and the subscribers what changed.
+    /// A dead member may have restarted at its address as a new incarnation, which drops
+    /// heartbeats addressed to the old one (and, restarted without its seeds, formed a
+    /// cluster of its own): ask who is there now, and if it is the member's newer
+    /// generation, send it our view, so the two views merge into one cluster.
+    fn probe_restarted(&self, dead: &Member, gossip: Gossip) {
+        let (transport, dead) = (self.transport.clone(), dead.node.clone());
+        let addr = self.core.view().get(&dead.id).map(|m| m.addr);
+        let Some(addr) = addr else {
+            return;
+        };
+        actix::spawn(async move {
+            let Ok(now) = transport.identify(addr).await else {
+                return;
+            };
+            if now.id == dead.id && now.generation > dead.generation {
+                tracing::info!(node = %now, "a dead member restarted: sending it our view");
+                let h = transport.handle::<Gossip>(Membership::peer(&now));
+                if let Err(e) = h.tell(gossip) {
+                    tracing::debug!(node = %now, cause = %e, "view not sent");
+                }
+            }
+        });
+    }
+
+    /// Tell the transport how to reach every member and which are down (suspect, dead or
+    /// gone: requests to them fail at once), and the subscribers what changed.
     fn view_changed(&mut self) {
         let view = self.core.view().clone();
-        for m in view.members.values() {
+        let me = &self.transport.local_node().id;
+        for m in view.members.values().filter(|m| &m.node.id != me) {
             if m.state.is_live() {
                 self.transport.connect_hint(&m.node.id, m.addr);
+            }
+            let failed = self
+                .transport
+                .set_reachable(&m.node.id, m.state == MemberState::Alive);
+            if failed > 0 {
+                tracing::info!(node = %m.node, state = %m.state, failed, "requests to a down peer failed");
             }
         }
         tracing::info!(
@@ -137,27 +183,40 @@ impl Membership {
         }
     }
 
-    fn join(&mut self, seed: SocketAddr, ctx: &mut Context<Self>) {
+    fn join(&mut self, ctx: &mut Context<Self>) {
         let transport = self.transport.clone();
         let Some(me) = self.core.me().cloned() else {
             return;
         };
+        let (seeds, replication) = (self.seeds.clone(), self.replication);
         let attempt = async move {
-            loop {
-                match try_join(&transport, seed, &me).await {
-                    Ok(joined) => return joined,
+            for seed in seeds.iter().cycle() {
+                let join = Join {
+                    member: me.clone(),
+                    replication,
+                };
+                match try_join(&transport, *seed, join).await {
+                    Ok(Ok(joined)) => return Some(joined),
+                    Ok(Err(refused)) => {
+                        refuse_to_run(*seed, &refused);
+                        return None;
+                    }
                     Err(e) if e.is_transient() || e == NetError::ConnectionLost => {
-                        tracing::warn!(seed = %seed, cause = %e, "join failed; retrying");
-                        tokio::time::sleep(JOIN_RETRY).await;
+                        tracing::warn!(seed = %seed, cause = %e, "join failed; trying the next seed");
+                        tokio::time::sleep(JOIN_RETRY / seeds.len().max(1) as u32).await;
                     }
                     Err(e) => {
                         tracing::error!(seed = %seed, cause = %e, "join refused; check the cluster secret and version");
-                        tokio::time::sleep(JOIN_RETRY_REFUSED).await;
+                        tokio::time::sleep(JOIN_RETRY_REFUSED / seeds.len().max(1) as u32).await;
                     }
                 }
             }
+            None
         };
-        ctx.spawn(attempt.into_actor(self).map(|(seed, view), act, _| {
+        ctx.spawn(attempt.into_actor(self).map(|joined, act, _| {
+            let Some((seed, view)) = joined else {
+                return;
+            };
             let now = Instant::now();
             let mut changed = false;
             if let Some(s) = view.get(&seed.id) {
@@ -172,17 +231,26 @@ impl Membership {
     }
 }
 
+/// Ask the member at `seed` to let us in: its identity and view, or why it refused.
 async fn try_join(
     t: &Transport,
     seed: SocketAddr,
-    me: &Member,
-) -> Result<(NodeRef, View), NetError> {
+    join: Join,
+) -> Result<Result<(NodeRef, View), String>, NetError> {
     let seed_ref = t.identify(seed).await?;
-    let view = t
+    let reply = t
         .handle::<Join>(Membership::peer(&seed_ref))
-        .send(Join { member: me.clone() })
+        .send(join)
         .await?;
-    Ok((seed_ref, view))
+    Ok(reply.map(|view| (seed_ref, view)))
+}
+
+/// The cluster refused this node for a reason only its operator can mend (its config):
+/// running on alone would make a second cluster, so the process stops.
+fn refuse_to_run(seed: SocketAddr, reason: &str) {
+    tracing::error!(seed = %seed, cause = %reason, "the cluster refused this node");
+    eprintln!("cloudburst: the cluster at {seed} refused this node: {reason}");
+    std::process::exit(JOIN_REFUSED_EXIT_CODE);
 }
 
 impl Actor for Membership {
@@ -190,8 +258,8 @@ impl Actor for Membership {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(self.heartbeat, |act, _| act.on_tick());
-        if let Some(seed) = self.seed {
-            self.join(seed, ctx);
+        if !self.seeds.is_empty() {
+            self.join(ctx);
         }
     }
 }
@@ -200,10 +268,18 @@ impl Handler<Join> for Membership {
     type Result = MessageResult<Join>;
     fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
         tracing::info!(node = %msg.member.node, addr = %msg.member.addr, "join request");
+        if msg.replication != self.replication {
+            tracing::warn!(node = %msg.member.node, theirs = msg.replication, ours = self.replication,
+                "join refused: replication factor differs");
+            return MessageResult(Err(format!(
+                "this cluster runs KVS replication factor {} and the joining node {} (start it with --replication {})",
+                self.replication, msg.replication, self.replication
+            )));
+        }
         if self.core.heard_from(&msg.member, Instant::now()) {
             self.view_changed();
         }
-        MessageResult(self.core.view().clone())
+        MessageResult(Ok(self.core.view().clone()))
     }
 }
 

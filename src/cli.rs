@@ -109,6 +109,9 @@ pub struct CommonArgs {
     /// kvs.flush_interval_ms), always (synced first).
     #[arg(long, env = "CLOUDBURST_DURABILITY", value_name = "MODE")]
     pub durability: Option<Durability>,
+    /// Most executor nodes the monitor may run (autoscale.max_executors).
+    #[arg(long, env = "CLOUDBURST_MAX_EXECUTORS", value_name = "N")]
+    pub max_executors: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -236,6 +239,9 @@ impl CommonArgs {
         }
         if let Some(d) = self.durability {
             c.kvs.durability = Some(d);
+        }
+        if let Some(n) = self.max_executors {
+            c.autoscale.max_executors = n;
         }
         if self.ephemeral {
             c.node.data_dir = None;
@@ -400,6 +406,19 @@ mod tests {
         assert_eq!(c.durability(), Durability::Interval);
         let err = parse(&["--durability", "always"]).unwrap_err().to_string();
         assert!(err.contains("needs a data directory"), "{err}");
+    }
+
+    #[test]
+    fn max_executors_flag_sets_the_autoscale_key_and_is_validated() {
+        let c = local(&["--max-executors", "3", "--ephemeral"]).expect("valid");
+        assert_eq!(c.autoscale.max_executors, 3);
+        let dump = c.dump();
+        assert!(
+            dump.contains("[autoscale]") && dump.contains("max_executors = 3"),
+            "{dump}"
+        );
+        let err = local(&["--max-executors", "0"]).unwrap_err().to_string();
+        assert!(err.contains("autoscale.max_executors"), "{err}");
     }
 
     #[test]

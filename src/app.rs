@@ -55,8 +55,7 @@ pub fn run(cli: Cli) -> ExitCode {
             node_exit(node::run(c, Mode::Node))
         }),
         Command::Bench(args) => bench(&args),
-        Command::Worker(args) => match crate::pyrt::worker::run(&args.socket, args.max_frame_bytes)
-        {
+        Command::Worker(args) => match crate::pyrt::worker::run(&args.options()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(cause = %e, "python worker failed");
@@ -93,9 +92,10 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
     eprintln!("error: {e}");
     match e {
         NodeError::NoSecret => ExitCode::from(EXIT_USAGE),
-        NodeError::Start { .. } | NodeError::NotReady(_) | NodeError::Storage(_) => {
-            ExitCode::from(EXIT_FAILURE)
-        }
+        NodeError::Start { .. }
+        | NodeError::NotReady(_)
+        | NodeError::Storage(_)
+        | NodeError::Token(_) => ExitCode::from(EXIT_FAILURE),
     }
 }
 

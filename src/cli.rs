@@ -47,6 +47,38 @@ pub struct WorkerArgs {
     /// Largest frame to send or accept.
     #[arg(long, value_name = "BYTES", default_value_t = crate::pyrt::pool::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+    /// The Python program to embed (a venv's python); unset: CLOUDBURST_PYTHON, else the
+    /// one this binary was built against.
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Limit the worker's address space to this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub memory_bytes: Option<u64>,
+    /// Run functions as this user (when the worker starts as root).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// A path functions must not see (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub hide: Vec<PathBuf>,
+}
+
+impl WorkerArgs {
+    /// What the worker process needs to know.
+    pub fn options(&self) -> crate::pyrt::worker::WorkerOptions {
+        crate::pyrt::worker::WorkerOptions {
+            socket: self.socket.clone(),
+            max_frame: self.max_frame_bytes,
+            python: self
+                .python
+                .clone()
+                .unwrap_or_else(crate::pyrt::interp::python_program),
+            memory_bytes: self.memory_bytes,
+            confinement: crate::pyrt::confine::Confinement {
+                user: self.user.clone(),
+                hide: self.hide.clone(),
+            },
+        }
+    }
 }
 
 /// Options every server mode shares.
@@ -67,22 +99,27 @@ pub struct CommonArgs {
     /// Dashboard and /metrics listener address.
     #[arg(long, env = "CLOUDBURST_DASHBOARD_LISTEN", value_name = "ADDR")]
     pub dashboard_listen: Option<SocketAddr>,
-    /// Secret every peer must present to join (prefer the environment variable).
-    #[arg(
-        long,
-        env = "CLOUDBURST_CLUSTER_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
+    /// Refused: a secret on the command line is visible to every user of this machine
+    /// (`ps`, /proc/PID/cmdline). Use CLOUDBURST_CLUSTER_SECRET or --cluster-secret-file.
+    #[arg(long, hide = true, value_name = "SECRET")]
     pub cluster_secret: Option<String>,
-    /// Token clients and the dashboard must present (prefer the environment variable).
-    #[arg(
-        long,
-        env = "CLOUDBURST_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    /// File holding the secret every peer must present to join; or set it in
+    /// CLOUDBURST_CLUSTER_SECRET.
+    #[arg(long, env = "CLOUDBURST_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Refused: a token on the command line is visible to every user of this machine. Use
+    /// CLOUDBURST_TOKEN or --token-file.
+    #[arg(long, hide = true, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// File holding the token clients and the dashboard must present; or set it in
+    /// CLOUDBURST_TOKEN. Neither: a loopback gateway uses this user's token file
+    /// (~/.config/cloudburst/token, made on first start), which the Python client finds.
+    #[arg(long, env = "CLOUDBURST_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Let clients connect without a token (loopback listeners only): any program or web
+    /// page that reaches the gateway can then run code as this user.
+    #[arg(long, env = "CLOUDBURST_NO_AUTH")]
+    pub no_auth: bool,
     /// Replicas per KVS key.
     #[arg(long, env = "CLOUDBURST_REPLICATION", value_name = "K")]
     pub replication: Option<usize>,
@@ -204,6 +241,11 @@ impl CommonArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        c.private_paths = [&self.config, &self.token_file, &self.cluster_secret_file]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
         if let Some(a) = self.listen {
             c.node.listen = a;
         }
@@ -213,12 +255,7 @@ impl CommonArgs {
         if let Some(a) = self.dashboard_listen {
             c.gateway.dashboard_listen = a;
         }
-        if let Some(s) = &self.cluster_secret {
-            c.node.cluster_secret = s.clone();
-        }
-        if let Some(t) = &self.token {
-            c.gateway.token = Some(t.clone());
-        }
+        self.apply_secrets(&mut c)?;
         if let Some(k) = self.replication {
             c.kvs.replication = k;
         }
@@ -249,6 +286,74 @@ impl CommonArgs {
         }
         Ok(c)
     }
+}
+
+/// Environment variable holding the cluster secret.
+pub const CLUSTER_SECRET_ENV: &str = "CLOUDBURST_CLUSTER_SECRET";
+/// Environment variable holding the client token.
+pub const TOKEN_ENV: &str = "CLOUDBURST_TOKEN";
+
+/// Longest secret file read (a secret is one line).
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+impl CommonArgs {
+    /// Secrets come from their files or environment variables, never from the command line
+    /// (every user of the machine can read a command line).
+    fn apply_secrets(&self, c: &mut Config) -> Result<(), ConfigError> {
+        for (flag, given, env, file) in [
+            (
+                "--cluster-secret",
+                self.cluster_secret.is_some(),
+                CLUSTER_SECRET_ENV,
+                "--cluster-secret-file",
+            ),
+            ("--token", self.token.is_some(), TOKEN_ENV, "--token-file"),
+        ] {
+            if given {
+                return Err(ConfigError::Invalid(format!(
+                    "{flag} puts a secret on the command line, where every user of this machine can read it: set {env} or pass {file} FILE"
+                )));
+            }
+        }
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(s) = from_env(CLUSTER_SECRET_ENV) {
+            c.node.cluster_secret = s;
+        }
+        if let Some(path) = &self.cluster_secret_file {
+            c.node.cluster_secret = read_secret_file(path)?;
+        }
+        if let Some(t) = from_env(TOKEN_ENV) {
+            c.gateway.token = Some(t);
+        }
+        if let Some(path) = &self.token_file {
+            c.gateway.token = Some(read_secret_file(path)?);
+        }
+        if self.no_auth {
+            c.gateway.auth = false;
+        }
+        Ok(())
+    }
+}
+
+/// The one-line secret in `path` (surrounding whitespace dropped).
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    let read_err = |source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(read_err)?.len();
+    if len > MAX_SECRET_FILE_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "{} is over {MAX_SECRET_FILE_BYTES} bytes: not a secret file",
+            path.display()
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(read_err)?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(ConfigError::Invalid(format!("{} is empty", path.display())));
+    }
+    Ok(secret.to_string())
 }
 
 impl NodeArgs {

@@ -103,6 +103,10 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub consistency: ConsistencyConfig,
     pub autoscale: AutoscaleConfig,
+    /// Files the node read secrets from (the config file, `--token-file`,
+    /// `--cluster-secret-file`): hidden from functions. Not part of the file format.
+    #[serde(skip)]
+    pub private_paths: Vec<PathBuf>,
 }
 
 /// The consistency modes' timing rules (see `src/actors/executor/session.rs`).
@@ -242,6 +246,17 @@ pub struct ExecutorConfig {
     /// The `cloudburst` binary the Python workers run (`cloudburst worker`); unset means
     /// this executable (tests and embedders that are not `cloudburst` set it).
     pub worker_exe: Option<std::path::PathBuf>,
+    /// The environment variables workers (and so functions) see, passed through from the
+    /// node's environment; nothing else of it reaches them. `CLOUDBURST_*` variables are
+    /// never passed (they hold the platform's secrets).
+    pub worker_env: Vec<String>,
+    /// Address space one Python worker (and each process its functions start) may use, in
+    /// bytes; a call that needs more fails with `memory_limit` and its worker is replaced.
+    /// 0: no limit.
+    pub worker_memory_bytes: u64,
+    /// The user functions run as when the node runs as root (empty: `nobody`). Workers of
+    /// a node running as another user run as that user. `"root"` runs functions as root.
+    pub worker_user: String,
     /// The `python` of the environment functions run in (its packages are what they can
     /// import); unset means the environment `cloudburst` was built against. Checked at
     /// start: same Python major.minor as the one embedded, with `cloudpickle`.
@@ -253,6 +268,46 @@ pub struct ExecutorConfig {
     pub max_extra_workers: usize,
 }
 
+/// The user functions of a node running as root run as by default: it owns nothing.
+pub const DEFAULT_WORKER_USER: &str = "nobody";
+
+impl ExecutorConfig {
+    /// The user to run functions as: the configured one, else [`DEFAULT_WORKER_USER`] when
+    /// this process is root; `None`: this process's user.
+    pub fn worker_user(&self) -> Option<String> {
+        if !self.worker_user.is_empty() {
+            return Some(self.worker_user.clone());
+        }
+        // SAFETY: geteuid has no preconditions.
+        (unsafe { libc::geteuid() } == 0).then(|| DEFAULT_WORKER_USER.to_string())
+    }
+}
+
+/// Smallest `executor.worker_memory_bytes`: the embedded interpreter, the glue and the
+/// worker's threads take about 150 MiB of address space before any function runs.
+pub const MIN_WORKER_MEMORY_BYTES: u64 = 256 * MIB as u64;
+
+/// What [`ExecutorConfig::worker_env`] passes by default: where programs and the Python
+/// path are, the locale and time zone, the temporary directory, the user's home, and the
+/// workers' own log level.
+pub const DEFAULT_WORKER_ENV: &[&str] = &[
+    "PATH",
+    "PYTHONPATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "RUST_LOG",
+];
+
+/// Prefix of the platform's own environment variables, which never reach functions.
+pub const PLATFORM_ENV_PREFIX: &str = "CLOUDBURST_";
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
@@ -260,11 +315,19 @@ pub struct GatewayConfig {
     pub client_listen: SocketAddr,
     /// Dashboard and `/metrics` listener.
     pub dashboard_listen: SocketAddr,
-    /// When set, clients, the dashboard and `/metrics` must present it. Never printed.
+    /// The token clients, the dashboard and `/metrics` must present. Never printed. Unset,
+    /// a gateway on loopback takes the per-user token file's (made on first start); a
+    /// gateway reachable from other machines must be given one.
     pub token: Option<String>,
+    /// Whether clients must present the token (`--no-auth` turns it off, on loopback
+    /// listeners only: a gateway runs code for whoever reaches it).
+    pub auth: bool,
     /// Whether `/metrics` needs the token too (when one is set). Turn off for a Prometheus
     /// scraper inside a trusted network that cannot send a bearer token.
     pub metrics_require_token: bool,
+    /// Web pages (origins, `https://app.example:8443`) allowed to use the websocket and the
+    /// dashboard besides the gateway's own; any other page a browser opens is refused.
+    pub allowed_origins: Vec<String>,
     /// Largest client websocket message (a reassembled frame), in bytes.
     pub max_message_bytes: usize,
     /// The gateway pings each client this often (keeps idle connections through proxies
@@ -276,6 +339,14 @@ pub struct GatewayConfig {
     /// it the gateway stops reading that connection until requests finish (a message
     /// larger than this runs alone).
     pub max_in_flight_bytes: usize,
+    /// Bytes of responses one connection may leave unread; beyond it the client is taken
+    /// for one that does not read and is disconnected (a response larger than this is
+    /// sent when nothing else waits).
+    pub max_queued_response_bytes: usize,
+    /// Bytes of messages still arriving (partly received), summed over every client
+    /// connection of the gateway; the connection that would exceed it is closed ("send it
+    /// again"). At least `max_message_bytes`, so one message of the largest size fits.
+    pub max_receiving_bytes: usize,
     /// Threads serving client websockets. Sessions mostly wait on the cluster, so one
     /// thread serves thousands of clients; more help only when many clients send large
     /// values at once (each thread decodes its sessions' messages), and cost thread
@@ -354,6 +425,9 @@ impl Default for ExecutorConfig {
             cache_report_interval_ms: 1000,
             utilisation_threshold: 0.9,
             worker_exe: None,
+            worker_env: DEFAULT_WORKER_ENV.iter().map(|s| s.to_string()).collect(),
+            worker_memory_bytes: 0,
+            worker_user: String::new(),
             python: None,
             max_extra_workers: 32,
         }
@@ -366,11 +440,15 @@ impl Default for GatewayConfig {
             client_listen: SocketAddr::from(([127, 0, 0, 1], 6200)),
             dashboard_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            auth: true,
             metrics_require_token: true,
+            allowed_origins: Vec::new(),
             max_message_bytes: 80 * MIB,
             heartbeat_ms: 5_000,
             client_timeout_ms: 30_000,
             max_in_flight_bytes: 256 * MIB,
+            max_queued_response_bytes: 256 * MIB,
+            max_receiving_bytes: 256 * MIB,
             http_workers: 1,
         }
     }
@@ -537,6 +615,15 @@ impl Config {
         if !(1024..=1 << 40).contains(&self.gateway.max_in_flight_bytes) {
             return bad("gateway.max_in_flight_bytes must be between 1 KiB and 1 TiB".into());
         }
+        if self.gateway.max_queued_response_bytes < MIB {
+            return bad("gateway.max_queued_response_bytes must be at least 1 MiB".into());
+        }
+        if self.gateway.max_receiving_bytes < self.gateway.max_message_bytes {
+            return bad(format!(
+                "gateway.max_receiving_bytes ({}) must be at least gateway.max_message_bytes ({})",
+                self.gateway.max_receiving_bytes, self.gateway.max_message_bytes
+            ));
+        }
         if self.gateway.http_workers == 0 || self.gateway.http_workers > 64 {
             return bad("gateway.http_workers must be between 1 and 64".into());
         }
@@ -602,9 +689,49 @@ impl Config {
                 return bad("gateway.token must not be empty when set".into());
             }
         }
+        if let Some(name) = self
+            .executor
+            .worker_env
+            .iter()
+            .find(|n| n.starts_with(PLATFORM_ENV_PREFIX) || n.is_empty() || n.contains('='))
+        {
+            return bad(format!(
+                "executor.worker_env: `{name}` cannot be passed to functions (empty, has `=`, or a {PLATFORM_ENV_PREFIX}* variable, which holds the platform's secrets)"
+            ));
+        }
+        let m = self.executor.worker_memory_bytes;
+        if m != 0 && m < MIN_WORKER_MEMORY_BYTES {
+            return bad(format!(
+                "executor.worker_memory_bytes must be 0 (no limit) or at least {MIN_WORKER_MEMORY_BYTES}"
+            ));
+        }
+        for o in &self.gateway.allowed_origins {
+            crate::actors::gateway::origin::parse_origin(o)
+                .map_err(|e| ConfigError::Invalid(format!("gateway.allowed_origins: {e}")))?;
+        }
+        self.validate_exposure()?;
         self.validate_storage()?;
         self.autoscale.validate().map_err(ConfigError::Invalid)?;
         self.refuse_redacted()
+    }
+
+    /// A gateway listener other machines can reach runs code for whoever reaches it: it
+    /// needs a token it was given (its clients cannot read this machine's token file).
+    fn validate_exposure(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        if !self.node.roles.contains(&Role::Gateway) || (g.auth && g.token.is_some()) {
+            return Ok(());
+        }
+        let exposed = [
+            ("gateway.client_listen", g.client_listen),
+            ("gateway.dashboard_listen", g.dashboard_listen),
+        ];
+        match exposed.iter().find(|(_, a)| !a.ip().is_loopback()) {
+            Some((name, addr)) => Err(ConfigError::Invalid(format!(
+                "{name} = {addr} is reachable from other machines, so it needs a client token: set CLOUDBURST_TOKEN or --token-file FILE (--no-auth is for loopback listeners only)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// A secret still set to the `--dump-config` placeholder was fed back from a dump.
@@ -641,6 +768,18 @@ impl Config {
         shown.kvs.durability = Some(self.durability());
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// The user's config directory for Cloudburst: `$XDG_CONFIG_HOME/cloudburst`, else
+/// `$HOME/.config/cloudburst` (where loopback gateways keep this user's client token).
+pub fn user_config_dir() -> Option<PathBuf> {
+    let env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = env("XDG_CONFIG_HOME").or_else(|| env("HOME").map(|h| h.join(".config")))?;
+    Some(base.join("cloudburst"))
 }
 
 fn resolve_cores(n: usize) -> usize {
@@ -724,6 +863,26 @@ mod tests {
         assert!(c.validate().is_err());
         c.node.allow_non_loopback = true;
         c.validate().expect("allowed when opted in");
+    }
+
+    #[test]
+    fn a_gateway_other_machines_reach_needs_a_given_token() {
+        let mut c = Config::default();
+        c.node.allow_non_loopback = true;
+        c.gateway.client_listen = "0.0.0.0:6200".parse().expect("addr");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("needs a client token"), "{err}");
+        c.gateway.token = Some("t".into());
+        c.validate().expect("valid with a token");
+        c.gateway.auth = false;
+        assert!(
+            c.validate().is_err(),
+            "--no-auth does not open a public listener"
+        );
+        c.gateway.auth = true;
+        c.gateway.token = None;
+        c.node.roles = [Role::Kvs].into_iter().collect();
+        c.validate().expect("no gateway, no client listener");
     }
 
     #[test]

@@ -60,6 +60,10 @@ impl fmt::Display for NodeRef {
     }
 }
 
+/// Keys under this prefix belong to the platform (function and DAG records, call
+/// results): clients and functions may read them but not write them.
+pub const RESERVED_PREFIX: &str = "__cloudburst/";
+
 /// A key of the KVS.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key(pub Arc<str>);
@@ -70,6 +74,10 @@ impl Key {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+    /// Whether the key is under [`RESERVED_PREFIX`].
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(RESERVED_PREFIX)
     }
 }
 

@@ -80,3 +80,52 @@ fn local_asks_for_no_role_it_cannot_play() {
         "{text}"
     );
 }
+
+#[test]
+fn secrets_on_the_command_line_are_refused() {
+    for (flag, env) in [
+        ("--token", "CLOUDBURST_TOKEN"),
+        ("--cluster-secret", "CLOUDBURST_CLUSTER_SECRET"),
+    ] {
+        let line = usage_error(&cloudburst(&["node", flag, "s3cret", "--dump-config"], &[]));
+        assert!(line.contains(env), "{line}");
+        assert!(!line.contains("s3cret"), "the secret is not echoed: {line}");
+    }
+}
+
+#[test]
+fn secrets_come_from_files_or_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, "from-file\n").expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let env = [("CLOUDBURST_CLUSTER_SECRET", "s3cret")];
+    let out = cloudburst(&["node", "--token-file", path, "--dump-config"], &env);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("token = \"<redacted>\""), "{text}");
+}
+
+#[test]
+fn a_gateway_other_machines_can_reach_needs_a_token() {
+    let env = [("CLOUDBURST_CLUSTER_SECRET", "s3cret")];
+    let public = [
+        "node",
+        "--allow-non-loopback",
+        "--client-listen",
+        "0.0.0.0:0",
+        "--dump-config",
+    ];
+    let line = usage_error(&cloudburst(&public, &env));
+    assert!(line.contains("needs a client token"), "{line}");
+    let mut no_auth = public.to_vec();
+    no_auth.push("--no-auth");
+    let line = usage_error(&cloudburst(&no_auth, &env));
+    assert!(line.contains("loopback listeners only"), "{line}");
+    let with_token = [env[0], ("CLOUDBURST_TOKEN", "t0ken")];
+    assert!(cloudburst(&public, &with_token).status.success());
+}

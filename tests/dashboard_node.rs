@@ -30,14 +30,8 @@ fn node(w: &Workdir, name: &str, extra_config: &str) -> GatewayNode {
         &config,
         w.log(name),
         SECRET,
-        &[
-            "--roles",
-            "kvs,gateway",
-            "--kvs-shards",
-            "2",
-            "--token",
-            TOKEN,
-        ],
+        TOKEN,
+        &["--roles", "kvs,gateway", "--kvs-shards", "2"],
     )
 }
 
@@ -77,6 +71,8 @@ fn protected_endpoints_answer_401_without_the_token() {
         let n = node(&w, "auth", "");
         for path in [
             "/",
+            "/assets/app.js",
+            "/assets/style.css",
             "/api/snapshot",
             "/api/history",
             "/api/events",
@@ -90,7 +86,25 @@ fn protected_endpoints_answer_401_without_the_token() {
             assert_eq!(r.status, 401, "{path} with a wrong token");
             assert!(r.body.contains("invalid_token"), "{path}: {}", r.body);
         }
-        let page = get(n.dashboard, &format!("/?token={TOKEN}"), None).await;
+        // The page's ?token= becomes a cookie page scripts cannot read, and leaves the URL.
+        let traded = get(n.dashboard, &format!("/?token={TOKEN}"), None).await;
+        assert_eq!(traded.status, 303);
+        assert_eq!(traded.header("location"), Some("/"));
+        let cookie = traded.header("set-cookie").unwrap_or_default().to_string();
+        assert!(
+            cookie.starts_with(&format!("cloudburst_token={TOKEN};")),
+            "{cookie}"
+        );
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let wrong = get(n.dashboard, "/?token=wrong", None).await;
+        assert_eq!(wrong.status, 401, "a wrong token is not traded");
+        let with_cookie = [("Cookie", format!("cloudburst_token={TOKEN}"))];
+        let with_cookie: Vec<(&str, &str)> =
+            with_cookie.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let page = get_with(n.dashboard, "/", &with_cookie).await;
         assert_eq!(page.status, 200);
         assert!(page.body.contains("<title>Cloudburst dashboard</title>"));
         let metrics = get(n.dashboard, "/metrics", Some(&bearer())).await;
@@ -99,9 +113,43 @@ fn protected_endpoints_answer_401_without_the_token() {
             .header("content-type")
             .unwrap_or("")
             .starts_with("text/plain"));
-        for open in ["/healthz", "/assets/app.js", "/assets/style.css"] {
-            assert_eq!(get(n.dashboard, open, None).await.status, 200, "{open}");
+        assert_eq!(get(n.dashboard, "/healthz", None).await.status, 200);
+    });
+}
+
+#[test]
+fn pages_of_other_origins_and_rebound_names_are_refused() {
+    run(async {
+        let w = Workdir::new();
+        let n = node(
+            &w,
+            "origin",
+            "allowed_origins = [\"https://ops.example\"]\n",
+        );
+        let auth = bearer();
+        let (own, dash) = (format!("http://{}", n.dashboard), n.dashboard);
+        let ask = |headers: Vec<(&'static str, String)>| {
+            let auth = auth.clone();
+            async move {
+                let mut all: Vec<(&str, &str)> = vec![("Authorization", auth.as_str())];
+                all.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+                get_with(dash, "/api/snapshot", &all).await
+            }
+        };
+        let hostile = ask(vec![("Origin", "http://evil.example".into())]).await;
+        assert_eq!(hostile.status, 403, "{}", hostile.body);
+        assert!(
+            hostile.body.contains("forbidden_origin"),
+            "{}",
+            hostile.body
+        );
+        let rebound = ask(vec![("Host", format!("evil.example:{}", dash.port()))]).await;
+        assert_eq!(rebound.status, 403, "{}", rebound.body);
+        for ok in [own.as_str(), "https://ops.example"] {
+            let r = ask(vec![("Origin", ok.to_string())]).await;
+            assert_ne!(r.status, 403, "{ok}: {}", r.body);
         }
+        assert_ne!(ask(vec![]).await.status, 403, "no Origin: a program");
     });
 }
 

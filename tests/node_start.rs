@@ -95,6 +95,7 @@ fn a_node_whose_client_port_is_taken_exits_in_one_line_and_leaves_nothing_behind
         ])
         .args(["--client-listen", &addr, "--workers", "2"])
         .env("CLOUDBURST_CLUSTER_SECRET", "node-start-secret")
+        .env("CLOUDBURST_TOKEN", "node-start-token")
         .env("TMPDIR", tmp.path())
         .env("RUST_LOG", "error")
         .env("NO_COLOR", "1")

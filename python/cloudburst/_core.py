@@ -14,7 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import protocol
+from . import _token, protocol
 from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
 from .protocol import Fields
 
@@ -46,6 +46,7 @@ class Core:
 
     @classmethod
     async def open(cls, url: str, token: str | None = None) -> Core:
+        token = _token.resolve(url, token)
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await connect(

@@ -36,7 +36,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from . import protocol
+from . import _token, protocol
 from ._core import CLIENT_NAME, CONNECT_TIMEOUT, Answer, connect_error
 from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
 from .protocol import Fields
@@ -107,6 +107,7 @@ class SyncCore:
 
     @classmethod
     def open(cls, url: str, token: str | None = None) -> SyncCore:
+        token = _token.resolve(url, token)
         try:
             sock, ws = _connect(url, token)
         except Exception as e:

@@ -39,7 +39,8 @@ class AsyncCloudburstFunction(Handle["AsyncCloudburstConnection"]):
 
 
 class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburstFuture], Awaiting):
-    """Open with ``await AsyncCloudburstConnection.connect(url, token=None)``."""
+    """Open with ``await AsyncCloudburstConnection.connect(url, token=None)``; without a
+    token the client finds one as :class:`cloudburst.CloudburstConnection` does."""
 
     def __init__(self, core: Core, url: str) -> None:
         super().__init__(url, core)

@@ -10,8 +10,10 @@ class, or look at ``code`` for the exact reason::
     ├── UnavailableError       retry   the cluster cannot serve it now
     │   └── ConnectionClosedError      connection_closed
     ├── CloudburstTimeout      retry   timeout (also a builtin TimeoutError)
-    ├── FunctionError                  function_error (type and traceback), worker_crashed
-    ├── AuthError                      unauthorized, missing_token, invalid_token
+    ├── FunctionError                  function_error (type and traceback), worker_crashed,
+    │                                  memory_limit
+    ├── AuthError                      unauthorized, missing_token, invalid_token,
+    │                                  forbidden_origin
     ├── SessionError           retry   session_expired
     └── InternalError                  internal_error: a server bug, worth a report
 
@@ -77,7 +79,8 @@ class CloudburstTimeout(CloudburstError, TimeoutError):
 class FunctionError(CloudburstError):
     """The function ran and failed. For ``function_error`` (it raised), ``exception_type``
     names the Python exception and ``traceback`` is the traceback from the executor (also
-    part of ``str(error)``); for ``worker_crashed`` the worker process died under it."""
+    part of ``str(error)``); for ``worker_crashed`` the worker process died under it; for
+    ``memory_limit`` it needed more memory than a worker may use."""
 
     def __init__(
         self,
@@ -154,9 +157,11 @@ CLASSES: dict[str, type[CloudburstError]] = {
     "timeout": CloudburstTimeout,
     "function_error": FunctionError,
     "worker_crashed": FunctionError,
+    "memory_limit": FunctionError,
     "unauthorized": AuthError,
     "missing_token": AuthError,
     "invalid_token": AuthError,
+    "forbidden_origin": AuthError,
     "session_expired": SessionError,
     "internal_error": InternalError,
 }

@@ -1,7 +1,11 @@
 """Fixtures: a real `cloudburst local` (the binary named by $CLOUDBURST_BIN, default
 target/debug/cloudburst) on free loopback ports, started once per test session and
 waited for through its readiness line. Every `cloudburst` process of these tests is a
-`Proc`, and its Python workers import the client package of this tree."""
+`Proc`, and its Python workers import the client package of this tree.
+
+The tests' config directory (where `cloudburst local` keeps this user's client token and
+the client finds it) is a temporary one, set before anything starts: the tests use the
+real discovery path without reading or making the developer's own token file."""
 
 import os
 import pathlib
@@ -15,6 +19,10 @@ import time
 
 import pytest
 
+# Before any server or client of these tests exists (both read these variables).
+os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="cloudburst-test-config-")
+os.environ.pop("CLOUDBURST_TOKEN", None)
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PACKAGE_DIR = ROOT / "python"
 # Test the package in this tree, not a copy installed earlier.
@@ -24,6 +32,19 @@ import cloudburst  # noqa: E402
 
 READY_TIMEOUT = 60.0  # a loaded CI machine starts the Python workers slowly
 LOCAL_READY = re.compile(r"^cloudburst local ready: client (\S+)$")
+DASHBOARD_LINE = re.compile(r"^cloudburst dashboard listening on (\S+)$")
+
+
+def local_token():
+    """The token loopback gateways of these tests share (the file `cloudburst local` made
+    in the tests' config directory), as the client finds it; `None` before one started."""
+    return cloudburst._token.resolve("ws://127.0.0.1", None)
+
+
+def auth_headers():
+    """The `Authorization` header for a loopback gateway's HTTP endpoints."""
+    token = local_token()
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def binary():
@@ -88,10 +109,10 @@ class Proc:
 
 
 class LocalCluster(Proc):
-    """One `cloudburst local` on free loopback ports; `url` once ready. Its log is a new
-    file in the directory `tmp`."""
+    """One `cloudburst local` on free loopback ports; `url` (and `dashboard`) once ready.
+    Its log is a new file in the directory `tmp`."""
 
-    def __init__(self, *args, tmp, config=None):
+    def __init__(self, *args, tmp, config=None, env=None):
         # --ephemeral: tests assert exact listings, so no state of an earlier run may leak in.
         cmd = ["local", "--ephemeral", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
         if "--client-listen" not in args:
@@ -104,17 +125,20 @@ class LocalCluster(Proc):
         fd, log = tempfile.mkstemp(dir=tmp, prefix="local-", suffix=".log")
         os.close(fd)
         super().__init__(cmd + list(args), log,
-                         env={"RUST_LOG": os.environ.get("RUST_LOG", "warn")})
+                         env={"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(env or {})})
         self.url = None
+        self.dashboard = None
 
     def wait_ready(self):
-        """Wait for the readiness line; False if the process exited first."""
-        self.url = self.wait_for({"url": LOCAL_READY})["url"]
+        """Wait for the readiness line (the dashboard's comes before it); False if the
+        process exited first."""
+        found = self.wait_for({"url": LOCAL_READY, "dashboard": DASHBOARD_LINE})
+        self.url, self.dashboard = found["url"], found["dashboard"]
         return self.url is not None
 
 
-def start_cluster(*args, tmp, config=None):
-    c = LocalCluster(*args, tmp=tmp, config=config)
+def start_cluster(*args, tmp, config=None, env=None):
+    c = LocalCluster(*args, tmp=tmp, config=config, env=env)
     if not c.wait_ready():
         code = c.stop()
         raise RuntimeError(f"cloudburst local did not start (exit {code}): {c.log_text()}")

@@ -18,7 +18,7 @@ import pytest
 import cloudburst
 from cloudburst import CAUSAL, NORMAL, REPEATABLE_READ, CloudburstConnection, Concurrent
 
-from conftest import Proc
+from conftest import Proc, auth_headers
 from waiting import NotYet, wait_until
 
 NODE_READY = re.compile(r"^cloudburst node \S+ listening on (\S+) generation \d+$")
@@ -443,7 +443,8 @@ def test_concurrent_causal_writes_are_kept_and_visible(two_nodes):
 
 
 def pinned_keys(dashboard):
-    text = urllib.request.urlopen(dashboard + "/metrics", timeout=10).read().decode()
+    req = urllib.request.Request(dashboard + "/metrics", headers=auth_headers())
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
     return {m.group(1): int(float(m.group(2))) for m in re.finditer(
         r'^cloudburst_cache_pinned_keys\{node="([^"]+)"\} (\S+)$', text, re.M)}
 

@@ -58,9 +58,10 @@ def gateway_node(tmp_path_factory):
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: run `cargo build --bins` (scripts/test.sh does)")
     log = tmp_path_factory.mktemp("dash") / "node.log"
-    p = Proc(["node", "--roles", "kvs,gateway", "--kvs-shards", "2", "--cluster-secret", SECRET,
-              "--token", TOKEN, "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
-              "--dashboard-listen", "127.0.0.1:0"], log)
+    p = Proc(["node", "--roles", "kvs,gateway", "--kvs-shards", "2",
+              "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
+              "--dashboard-listen", "127.0.0.1:0"], log,
+             env={"CLOUDBURST_CLUSTER_SECRET": SECRET, "CLOUDBURST_TOKEN": TOKEN})
     try:
         found = p.wait_for({"url": DASHBOARD_LINE, "node": NODE_LINE})
         assert found["url"] and found["node"], f"node exited; log:\n{p.log_text()}"
@@ -71,7 +72,7 @@ def gateway_node(tmp_path_factory):
 
 def test_protected_endpoints_answer_401_without_the_token(gateway_node):
     url, _ = gateway_node
-    for path in ["", "api/snapshot", "api/events", "metrics"]:
+    for path in ["", "assets/app.js", "api/snapshot", "api/events", "metrics"]:
         status, headers, body = http_get(url + path)
         assert status == 401, path
         assert headers.get("www-authenticate") == "Bearer"
@@ -111,8 +112,9 @@ def test_page_shows_the_node_its_roles_and_shards(gateway_node):
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
     log = tmp_path_factory.mktemp("local") / "local.log"
-    p = Proc(["local", "--ephemeral", "--token", TOKEN, "--listen", "127.0.0.1:0",
-              "--client-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"], log)
+    p = Proc(["local", "--ephemeral", "--listen", "127.0.0.1:0",
+              "--client-listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"], log,
+             env={"CLOUDBURST_TOKEN": TOKEN})
     try:
         found = p.wait_for({"dashboard": DASHBOARD_LINE, "client": CLIENT_URL})
         assert all(found.values()), f"cloudburst local did not start; log:\n{p.log_text()}"

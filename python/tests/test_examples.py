@@ -1,5 +1,6 @@
 """Every example in examples/ runs against the local cluster and exits 0."""
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -20,7 +21,10 @@ def test_every_example_is_listed():
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_example_runs(example, url):
-    env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"}
+    # The examples find the cluster's token as a user's program does: in the config
+    # directory (the tests' own, see conftest).
+    env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin",
+           "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}
     r = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example), url],
         capture_output=True,

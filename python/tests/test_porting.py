@@ -2,6 +2,7 @@
 their connection line changed: each test uses the original client's import paths and the
 shapes its client and user library documented (docs/porting.md lists them side by side)."""
 
+import os
 import pathlib
 import pickle
 import subprocess
@@ -236,7 +237,9 @@ def test_four_functions_exchanging_blocks_on_two_workers(two_workers):
 def test_messaging_example_with_one_worker(tmp_path):
     c = start_cluster("--workers", "1", tmp=tmp_path)
     try:
-        env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin"}
+        # The example finds the cluster's token as a user's program does (see conftest).
+        env = {"PYTHONPATH": str(ROOT / "python"), "PATH": "/usr/bin:/bin",
+               "XDG_CONFIG_HOME": os.environ["XDG_CONFIG_HOME"]}
         r = subprocess.run([sys.executable, str(ROOT / "examples" / "messaging.py"), c.url],
                            capture_output=True, text=True, timeout=RESULT_TIMEOUT, env=env,
                            cwd=pathlib.Path(ROOT / "examples"))

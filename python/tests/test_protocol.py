@@ -12,11 +12,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 import cloudburst
-from conftest import LocalCluster, start_cluster
+from conftest import LocalCluster, auth_headers, start_cluster
 
 
 def raw(url, **kw):
-    return connect(url, max_size=None, compression=None, proxy=None, **kw)
+    """A websocket to `url` presenting the tests' token, with no client on top."""
+    return connect(url, max_size=None, compression=None, proxy=None,
+                   additional_headers=auth_headers(), **kw)
 
 
 def request(ws, frame):
@@ -70,7 +72,7 @@ def test_pipelined_requests_each_get_one_answer(url):
 
 
 def test_token_is_required_when_configured(tmp_path):
-    c = start_cluster("--token", "s3cret", tmp=tmp_path)
+    c = start_cluster(tmp=tmp_path, env={"CLOUDBURST_TOKEN": "s3cret"})
     try:
         with pytest.raises(cloudburst.AuthError) as e:
             cloudburst.CloudburstConnection(c.url)
@@ -90,9 +92,10 @@ def _silent_websocket(url):
     host, port = url.removeprefix("ws://").split(":")
     s = socket.create_connection((host, int(port)), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
+    auth = "".join(f"{k}: {v}\r\n" for k, v in auth_headers().items())
     s.sendall(
         (
-            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Upgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
             "Sec-WebSocket-Version: 13\r\n\r\n"
         ).encode()

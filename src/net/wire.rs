@@ -14,7 +14,8 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 /// Bumped on any incompatible change of the envelope, the handshake or a message that
 /// crosses nodes, so nodes that could not decode each other are refused at the handshake.
 /// 2: `CallFailure.code` is an `ErrorCode`, no longer a string.
-/// 3: tombstones in `LatticeValue`; `KvsRequest::CheckTombstones`; `Member.draining`.
+/// 3: tombstones in `LatticeValue`; `KvsRequest::CheckTombstones`; `Member.draining`;
+///    `KvsRequest::PutUser` and `KvsError::Reserved` (writes on behalf of user code).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Bytes of the length prefix in front of every frame.

@@ -10,6 +10,7 @@
 //! - [`ready`]: the readiness lines on stdout and their parser.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
 //! - [`storage`]: the data directory: lock, identity, recovery before joining, members.
+//! - [`token`]: the per-user client token file of a gateway given no token.
 //!
 //! `cloudburst node` ([`Mode::Node`]) plays the configured roles and needs a cluster
 //! secret. `cloudburst local` ([`Mode::Local`]) is the whole cluster in one process, bound
@@ -24,6 +25,7 @@ pub mod ready;
 pub mod roles;
 mod serve;
 pub mod storage;
+pub mod token;
 
 pub use drain::{drain_deadline, Drained};
 pub use ready::{local_line, node_line, parse_node_line};
@@ -66,6 +68,8 @@ pub enum NodeError {
     Start { mode: Mode, source: RoleError },
     #[error("the local cluster is not ready: {0}")]
     NotReady(#[from] NotReady),
+    #[error("{0}")]
+    Token(#[from] token::TokenError),
     /// The KVS log could not be synced: the node stopped rather than acknowledge writes it
     /// may have lost.
     #[error("stopped: {0}")]
@@ -74,12 +78,14 @@ pub enum NodeError {
 
 /// Run `cfg` as `mode` until SIGTERM or Ctrl-C.
 pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
+    close_to_same_user();
     if cfg.node.cluster_secret.is_empty() {
         match mode {
             Mode::Node => return Err(NodeError::NoSecret),
             Mode::Local => cfg.node.cluster_secret = random_secret(),
         }
     }
+    announce_token(mode, token::resolve(&mut cfg)?);
     if mode == Mode::Local {
         // Printed before anything starts, so it is seen even when the directory is locked.
         match &cfg.node.data_dir {
@@ -92,6 +98,38 @@ pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
         }
     }
     actix::System::new().block_on(serve::serve(cfg, mode))
+}
+
+/// Say where clients find the token (or that they need none), before anything starts.
+fn announce_token(mode: Mode, source: token::TokenSource) {
+    let who = match mode {
+        Mode::Node => "cloudburst node",
+        Mode::Local => "cloudburst local",
+    };
+    match source {
+        token::TokenSource::NotNeeded => {}
+        token::TokenSource::Disabled => {
+            tracing::warn!("--no-auth: clients connect without a token, so any program or web page that reaches the gateway can run code as this user");
+            eprintln!("{who}: WARNING: --no-auth: any program on this machine can run code as this user through the gateway");
+        }
+        token::TokenSource::File { path, created } => eprintln!(
+            "{who}: clients authenticate with the token in {} ({}; the Python client reads it for local URLs)",
+            path.display(),
+            if created { "made now" } else { "this user's" }
+        ),
+    }
+}
+
+/// Make this process undumpable: other processes of the same user (a function's worker,
+/// anything it starts) can no longer ptrace it or read its `/proc/<pid>/environ`, `mem`
+/// and `maps`, where the token and the cluster secret are; it leaves no core dump either.
+/// Its Python workers are new programs and do not inherit this.
+fn close_to_same_user() {
+    // SAFETY: prctl(PR_SET_DUMPABLE) only sets a flag of this process.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!(cause = %std::io::Error::last_os_error(),
+            "cannot make the node undumpable: processes of this user can read its memory");
+    }
 }
 
 fn random_secret() -> String {

@@ -83,6 +83,8 @@ error_codes! {
         "the function raised: `exception_type` and `traceback` are set";
     WorkerCrashed = "worker_crashed", retry: false,
         "the Python worker running the call died";
+    MemoryLimit = "memory_limit", retry: false,
+        "the call needed more memory than a worker may use (`executor.worker_memory_bytes`)";
     PickleError = "pickle_error", retry: false,
         "the function, an argument or the result could not be (un)pickled";
     TooLarge = "too_large", retry: false,
@@ -101,6 +103,8 @@ error_codes! {
         "dashboard: the endpoint needs the gateway token";
     InvalidToken = "invalid_token", retry: false,
         "dashboard: the token presented is not the gateway token";
+    ForbiddenOrigin = "forbidden_origin", retry: false,
+        "websocket and dashboard: a web page of another origin, or a `Host` that does not name a loopback listener";
     NotReady = "not_ready", retry: true,
         "dashboard: no sample of the cluster yet";
     TooManyStreams = "too_many_streams", retry: true,

@@ -6,6 +6,7 @@
 //! as absent, and so an Lww entry with an empty payload, which is how versions before
 //! tombstones deleted (an entry is never empty: its bincode has at least the name).
 
+use super::limits::{MAX_FUNCTION_TIMEOUT_MS, MAX_NAME_LEN};
 use super::requests::FunctionError;
 use crate::ids::{hash64, CallId, Key};
 use crate::lattice::LatticeValue;
@@ -21,9 +22,7 @@ macro_rules! reserved {
     };
 }
 
-/// Keys under this prefix belong to the platform (functions, DAGs, results): clients may
-/// read them but not write them.
-pub const RESERVED_PREFIX: &str = reserved!("");
+pub use crate::ids::RESERVED_PREFIX;
 /// KVS key prefix of registered functions (`__cloudburst/functions/<name>`).
 pub const FUNCTION_PREFIX: &str = reserved!("functions/");
 /// KVS key prefix of registered DAGs.
@@ -56,6 +55,77 @@ pub struct DagSpec {
     pub name: String,
     pub functions: Vec<String>,
     pub connections: Vec<(String, String)>,
+}
+
+/// Check a function or DAG name: 1..=[`MAX_NAME_LEN`] bytes, no `/` (names are parts of
+/// invocation ids and KVS keys), no whitespace or control characters.
+pub fn validate_name(what: &str, name: &str) -> Result<(), FunctionError> {
+    let bad = |why: &str| {
+        Err(FunctionError::Invalid(format!(
+            "{what} name {name:?} {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad(&format!("is longer than {MAX_NAME_LEN} bytes"));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return bad("contains `/`, whitespace or a control character");
+    }
+    Ok(())
+}
+
+impl FunctionRecord {
+    /// The rules every record obeys, at registration and whenever one is read back: a
+    /// record is data anyone who could write the KVS might have forged, and a forged one
+    /// must be an error, never a function with a new name or an endless timeout.
+    pub fn check(&self) -> Result<(), FunctionError> {
+        validate_name("function", &self.name)?;
+        if self.body.is_empty() {
+            return Err(FunctionError::Invalid(format!(
+                "function `{}` has an empty body",
+                self.name
+            )));
+        }
+        match self.timeout_ms {
+            Some(0) => Err(FunctionError::Invalid(
+                "a function timeout must be above 0 ms".into(),
+            )),
+            Some(ms) if ms > MAX_FUNCTION_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
+                "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The function registered as `name`, from a read of its key: `None` when missing or
+/// deleted; an error when the entry is corrupt or breaks the record rules, or names
+/// another function than its key.
+pub fn read_function(
+    name: &str,
+    value: Option<LatticeValue>,
+) -> Result<Option<FunctionRecord>, FunctionError> {
+    let key = function_key(name);
+    let Some(record) = read_entry::<FunctionRecord>(&key, value)? else {
+        return Ok(None);
+    };
+    let forged = |why: String| FunctionError::Storage(format!("registry entry `{key}` {why}"));
+    if record.name != name {
+        return Err(forged(format!(
+            "names another function (`{}`)",
+            record.name
+        )));
+    }
+    record
+        .check()
+        .map_err(|e| forged(format!("is invalid: {e}")))?;
+    Ok(Some(record))
 }
 
 /// KVS key of function `name`.
@@ -180,11 +250,37 @@ mod tests {
     }
 
     #[test]
+    fn a_forged_record_read_back_is_an_error_not_a_function() {
+        let stored = |r: &FunctionRecord| lww(encode_entry(r).expect("encodes"));
+        let good = record(b"body");
+        assert_eq!(read_function("f", stored(&good)), Ok(Some(good.clone())));
+        assert_eq!(read_function("f", None), Ok(None));
+        let mut endless = good.clone();
+        endless.timeout_ms = Some(u64::MAX);
+        let err = read_function("f", stored(&endless))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("above the maximum"), "{err}");
+        // A record written under another function's key does not become that function.
+        let mut other = good.clone();
+        other.name = "victim".into();
+        let err = read_function("f", stored(&other)).unwrap_err().to_string();
+        assert!(err.contains("names another function"), "{err}");
+        let mut bad_name = good.clone();
+        bad_name.name = "a/b".into();
+        assert!(read_function("a/b", stored(&bad_name)).is_err());
+        let mut empty = good;
+        empty.body = Bytes::new();
+        assert!(read_function("f", stored(&empty)).is_err());
+    }
+
+    #[test]
     fn platform_keys_are_reserved() {
         for p in [FUNCTION_PREFIX, DAG_PREFIX, RESULT_PREFIX] {
             assert!(p.starts_with(RESERVED_PREFIX) && p.len() > RESERVED_PREFIX.len());
         }
         assert_eq!(RESERVED_PREFIX, "__cloudburst/");
+        assert!(function_key("f").is_reserved() && !Key::new("__cloudburstx").is_reserved());
         let k = result_key(CallId(0xab));
         assert_eq!(k.as_str(), "__cloudburst/results/call-00000000000000ab");
     }

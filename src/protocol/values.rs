@@ -17,13 +17,16 @@ pub fn to_lattice(value: PyValue, clock: &LwwClock) -> LatticeValue {
     }
 }
 
-/// A stored value as Python sees it. A deleted key (a tombstone) reads as `None`; an Lww
-/// register reads as its bytes, even empty ones; a causal value with one version reads as
-/// that value, with several as [`PyValue::Concurrent`]; other lattice kinds cannot be read
-/// from Python and give an error naming the key and kind.
+/// A stored value as Python sees it. A deleted key (a tombstone) and the Lww register's
+/// bottom (never written) read as `None`, but a written empty payload is a value like any other (a client of the raw
+/// protocol may store empty bytes, and must read them back); a
+/// causal value with one version reads as that value, with several as
+/// [`PyValue::Concurrent`]; other lattice kinds cannot be read from Python and give an
+/// error naming the key and kind.
 pub fn to_python(key: &str, value: Option<LatticeValue>) -> Result<Option<PyValue>, String> {
     match value.and_then(LatticeValue::into_live) {
         None => Ok(None),
+        Some(LatticeValue::Lww(l)) if l == Lww::default() => Ok(None),
         Some(LatticeValue::Lww(l)) => Ok(Some(PyValue::Pickled(l.value))),
         Some(LatticeValue::SetUnion(s)) => Ok(Some(PyValue::PickledSet(set_items(&s)))),
         Some(LatticeValue::MultiKeyCausal(m)) => Ok(versions(m.values())),
@@ -78,6 +81,8 @@ mod tests {
         );
         let deleted = LatticeValue::Tombstone(crate::lattice::Tombstone::new(clock.next()));
         assert_eq!(to_python("k", Some(deleted)).expect("deleted"), None);
+        let bottom = LatticeValue::Lww(Lww::default());
+        assert_eq!(to_python("k", Some(bottom)).expect("bottom"), None);
         let max = LatticeValue::bottom(crate::lattice::LatticeKind::Max);
         let e = to_python("k", Some(max)).unwrap_err();
         assert!(e.contains("max"), "{e}");

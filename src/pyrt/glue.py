@@ -12,6 +12,7 @@ Messages between functions (`send`/`recv`) are pickled objects too, so any pickl
 arrives as it was sent.
 """
 
+import gc
 import pickle
 import sys
 import traceback
@@ -193,6 +194,8 @@ def _load(name, hash_, kind, body, cb):
         return ("pickle", "function %r is not loaded in this worker" % name, False)
     try:
         obj = cloudpickle.loads(body)
+    except MemoryError:
+        raise
     except ModuleNotFoundError as e:
         return ("pickle", "cannot unpickle function %r: %s" % (name, _missing_module(e)), False)
     except BaseException as e:
@@ -205,20 +208,43 @@ def _load(name, hash_, kind, body, cb):
             return ("pickle", "class function %r is not a (Class, init_args) pair" % name, False)
         try:
             fn = cls(cb, *init_args).run
+        except MemoryError:
+            raise
         except BaseException as e:
             return _exception(e)
     else:
         fn = obj
     if not callable(fn):
         return ("pickle", "function %r unpickled to a non-callable %s" % (name, type(fn).__name__), False)
+    _forget(name)
     _functions[(name, hash_)] = fn
     return fn
+
+
+def _forget(name):
+    """Drop the versions of ``name`` loaded before (it was registered again): whatever they
+    hold (a model, a closure's data) is freed, not kept for every re-registration."""
+    old = [key for key in _functions if key[0] == name]
+    for key in old:
+        del _functions[key]
+    if old:
+        gc.collect()  # functions and their globals refer to each other
 
 
 def run(name, hash_, kind, body, args, upstream, link):
     """Run one call; the last `upstream` of `args` are upstream results (tuples among them
     are spread). Returns ("ok", bytes, loaded) or ("exc", type, message, traceback, loaded)
-    or ("pickle", message, loaded)."""
+    or ("pickle", message, loaded), or ("memory", message, loaded) when the call ran out of
+    the worker's memory limit."""
+    try:
+        return _run(name, hash_, kind, body, args, upstream, link)
+    except MemoryError:
+        # Raised anywhere: unpickling, the function, pickling the result. The worker's
+        # address space is limited (executor.worker_memory_bytes); it is replaced after.
+        return ("memory", "the call ran out of the worker's memory limit", False)
+
+
+def _run(name, hash_, kind, body, args, upstream, link):
     cb = Cloudburst(link)
     fn = _functions.get((name, hash_))
     if fn is None:
@@ -227,16 +253,22 @@ def run(name, hash_, kind, body, args, upstream, link):
             return fn
     try:
         values = _spread([_loads(a) for a in args], upstream)
+    except MemoryError:
+        raise
     except ModuleNotFoundError as e:
         return ("pickle", "cannot unpickle an argument: %s" % _missing_module(e), True)
     except BaseException as e:
         return ("pickle", "cannot unpickle an argument: %s: %s" % (type(e).__name__, e), True)
     try:
         result = fn(cb, *values)
+    except MemoryError:
+        raise
     except BaseException as e:
         out = _exception(e)
         return out[:4] + (True,)
     try:
         return ("ok", _dumps(result), True)
+    except MemoryError:
+        raise
     except BaseException as e:
         return ("pickle", "cannot pickle the result: %s: %s" % (type(e).__name__, e), True)

@@ -54,13 +54,19 @@ pub fn python_program() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(BUILD_PYTHON))
 }
 
-/// Initialise CPython once for this process with the venv's program name, no signal
-/// handlers (the supervisor kills us; Ctrl-C is not Python's business) and unbuffered
-/// stdio (so `print` reaches the log line by line). Later calls return the first outcome.
+/// [`initialize_with`] the program of [`python_program`].
 pub fn initialize() -> Result<(), InterpError> {
+    initialize_with(&python_program())
+}
+
+/// Initialise CPython once for this process with `program` (a venv's python) as its
+/// program name, no signal handlers (the supervisor kills us; Ctrl-C is not Python's
+/// business) and unbuffered stdio (so `print` reaches the log line by line). Later calls
+/// return the first outcome.
+pub fn initialize_with(program: &std::path::Path) -> Result<(), InterpError> {
     static DONE: OnceLock<Result<(), InterpError>> = OnceLock::new();
     DONE.get_or_init(|| {
-        let program = python_program();
+        let program = program.to_path_buf();
         if !program.exists() {
             return Err(InterpError::Missing(program));
         }
@@ -226,6 +232,7 @@ fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {
             message: t.get_item(2)?.extract()?,
             traceback: t.get_item(3)?.extract()?,
         }),
+        "memory" => Err(CallError::MemoryLimit),
         _ => Err(CallError::Pickle(t.get_item(1)?.extract()?)),
     };
     Ok(RunOutcome { outcome, loaded })
@@ -261,6 +268,34 @@ pub fn value_from_py(v: &Bound<'_, PyAny>) -> PyResult<PyValue> {
 /// Copy a Python `bytes` object.
 fn bytes_of(v: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     Ok(Bytes::copy_from_slice(v.cast::<PyBytes>()?.as_bytes()))
+}
+
+/// The directories this interpreter reads modules from: its prefixes and the existing
+/// entries of `sys.path`.
+pub fn runtime_paths(py: Python<'_>) -> Vec<PathBuf> {
+    let read = || -> PyResult<Vec<PathBuf>> {
+        let sys = py.import("sys")?;
+        let mut out = Vec::new();
+        for attr in ["prefix", "base_prefix", "exec_prefix", "base_exec_prefix"] {
+            out.push(PathBuf::from(sys.getattr(attr)?.extract::<String>()?));
+        }
+        for entry in sys.getattr("path")?.try_iter()? {
+            if let Ok(p) = entry?.extract::<String>() {
+                out.push(PathBuf::from(p));
+            }
+        }
+        Ok(out.into_iter().filter(|p| p.is_dir()).collect())
+    };
+    read().unwrap_or_default()
+}
+
+/// Set variables in `os.environ` (and so the process environment).
+pub fn set_environ(py: Python<'_>, vars: &[(&str, &str)]) -> PyResult<()> {
+    let environ = py.import("os")?.getattr("environ")?;
+    for (k, v) in vars {
+        environ.set_item(*k, *v)?;
+    }
+    Ok(())
 }
 
 /// `Type: message` of a Python error (for errors of the glue itself, not user code).

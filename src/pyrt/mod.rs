@@ -19,16 +19,21 @@
 //!   log forwarding).
 //! - `wire`: the frames between supervisor and worker.
 //! - [`interp`]: interpreter initialisation (the venv's Python) and the Python glue.
+//! - [`sandbox`]: fork cut-off, the worker as subreaper and the killing of its tree, the
+//!   memory limit.
+//! - [`confine`]: the user functions run as, the paths hidden from them.
 //! - [`probe`]: checking a Python environment chosen for the executors.
 //! - [`worker`]: the `cloudburst worker` process mode.
 //! - [`mod@bench`]: `cloudburst bench python`.
 
 pub mod bench;
+pub mod confine;
 pub mod interp;
 mod lease;
 pub mod pool;
 pub mod probe;
 mod process;
+pub mod sandbox;
 mod wire;
 pub mod worker;
 
@@ -176,6 +181,10 @@ pub enum CallError {
     /// The worker died or broke the protocol during the call; it is being replaced.
     #[error("Python worker crashed during the call: {0}")]
     WorkerCrashed(String),
+    /// The call needed more memory than the worker's limit (`executor.worker_memory_bytes`);
+    /// the worker is being replaced.
+    #[error("the call ran out of the worker's memory limit (executor.worker_memory_bytes)")]
+    MemoryLimit,
     /// The function body, an argument or the result could not be (un)pickled.
     #[error("pickle error: {0}")]
     Pickle(String),
@@ -209,6 +218,7 @@ impl CallError {
             CallError::Exception { .. } => ErrorCode::FunctionError,
             CallError::Timeout { .. } => ErrorCode::Timeout,
             CallError::WorkerCrashed(_) => ErrorCode::WorkerCrashed,
+            CallError::MemoryLimit => ErrorCode::MemoryLimit,
             CallError::Pickle(_) => ErrorCode::PickleError,
             CallError::TooLarge { .. } => ErrorCode::TooLarge,
             CallError::Overloaded => ErrorCode::Overloaded,

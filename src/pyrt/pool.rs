@@ -39,13 +39,20 @@ pub struct PoolConfig {
     pub max_queued: usize,
     /// See [`DEFAULT_QUEUE_WAIT`].
     pub queue_wait: Duration,
-    /// The Python program the workers embed (passed to them as `CLOUDBURST_PYTHON`); `None`
-    /// = inherit this process's `CLOUDBURST_PYTHON`, else the build-time venv python.
-    /// Checked before the workers start (see [`super::probe`]).
+    /// The Python program the workers embed (passed to each on its command line); `None`
+    /// = this process's `CLOUDBURST_PYTHON`, else the build-time venv python. Checked
+    /// before the workers start (see [`super::probe`]).
     pub python: Option<PathBuf>,
     /// Workers started beyond `workers` while workers wait on the platform and calls
     /// queue (see [`DEFAULT_MAX_EXTRA`]).
     pub max_extra: usize,
+    /// The only variables of this process's environment the workers (and functions) see;
+    /// `CLOUDBURST_*` ones are dropped even if named.
+    pub env_allow: Vec<String>,
+    /// Address-space limit of each worker, if any (`executor.worker_memory_bytes`).
+    pub memory_bytes: Option<u64>,
+    /// Who functions run as, what they must not see (see [`super::confine`]).
+    pub confinement: super::confine::Confinement,
 }
 
 /// Extra workers by default: enough for a few dozen functions that wait for each other on
@@ -62,24 +69,43 @@ impl PoolConfig {
             max_queued: DEFAULT_MAX_QUEUED,
             queue_wait: DEFAULT_QUEUE_WAIT,
             python: None,
+            env_allow: crate::config::DEFAULT_WORKER_ENV
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            memory_bytes: None,
+            confinement: Default::default(),
             max_extra: DEFAULT_MAX_EXTRA,
         }
     }
 
-    /// From the node's `[executor]` section, running `worker_exe` (usually
-    /// `std::env::current_exe()`).
-    pub fn from_executor(
-        cfg: &crate::config::ExecutorConfig,
-        worker_exe: impl Into<PathBuf>,
-    ) -> Self {
+    /// From the node's config, running `worker_exe` (usually `std::env::current_exe()`):
+    /// its `[executor]` section, and the paths functions must not see (the user's
+    /// Cloudburst config directory, the data directory, the files secrets came from).
+    pub fn from_config(cfg: &crate::config::Config, worker_exe: impl Into<PathBuf>) -> Self {
+        let e = &cfg.executor;
+        let hide = crate::config::user_config_dir()
+            .into_iter()
+            .chain(cfg.node.data_dir.clone())
+            .chain(cfg.private_paths.iter().cloned())
+            .collect();
         PoolConfig {
-            python: cfg.python.clone(),
-            max_extra: cfg.max_extra_workers,
-            ..Self::new(cfg.workers, worker_exe)
+            python: e.python.clone(),
+            max_extra: e.max_extra_workers,
+            env_allow: e.worker_env.clone(),
+            memory_bytes: (e.worker_memory_bytes > 0).then_some(e.worker_memory_bytes),
+            confinement: super::confine::Confinement {
+                user: e.worker_user(),
+                hide,
+            },
+            ..Self::new(e.workers, worker_exe)
         }
     }
 
     fn resolved(mut self) -> Result<Self, PyRuntimeError> {
+        if self.python.is_none() {
+            self.python = Some(super::interp::python_program());
+        }
         if self.workers == 0 {
             self.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         }
@@ -200,6 +226,12 @@ impl PythonPool {
         drop(waits);
         let function = &call.function.name;
         match stop {
+            Stop::Done(Err(CallError::MemoryLimit)) => {
+                warn!(worker = lease.index(), function = %function,
+                    "python function ran out of the worker's memory limit; replacing the worker");
+                lease.replace();
+                Err(CallError::MemoryLimit)
+            }
             Stop::Done(outcome) => {
                 lease.release();
                 outcome

@@ -43,6 +43,8 @@ pub(super) struct Worker {
     max_frame: usize,
     /// Functions this worker has cached, so their bodies are sent once.
     loaded: HashSet<(String, u64)>,
+    /// The number of this worker's last call (every frame of a call carries it).
+    seq: u64,
 }
 
 /// Told after every user-library request of a call whether the function is now waiting on
@@ -75,15 +77,28 @@ pub(super) async fn spawn(
     let path = sockdir.join(format!("w{index}-{seq}.sock"));
     let listener = UnixListener::bind(&path).map_err(PyRuntimeError::Socket)?;
     let mut command = Command::new(&cfg.worker_exe);
-    if let Some(python) = &cfg.python {
-        command.env(super::interp::PYTHON_ENV, python);
-    }
-    let mut child = command
+    command
         .arg("worker")
         .arg("--socket")
         .arg(&path)
         .arg("--max-frame-bytes")
-        .arg(cfg.max_frame_bytes.to_string())
+        .arg(cfg.max_frame_bytes.to_string());
+    if let Some(python) = &cfg.python {
+        command.arg("--python").arg(python);
+    }
+    if let Some(bytes) = cfg.memory_bytes {
+        command.arg("--memory-bytes").arg(bytes.to_string());
+    }
+    if let Some(user) = &cfg.confinement.user {
+        command.arg("--user").arg(user);
+    }
+    for path in &cfg.confinement.hide {
+        command.arg("--hide").arg(path);
+    }
+    // Functions run in the worker: they see only the variables allowed, never the
+    // platform's secrets (the token, the cluster secret) in this process's environment.
+    command.env_clear().envs(allowed_env(&cfg.env_allow));
+    let mut child = command
         .env("NO_COLOR", "1") // its log lines are re-logged by us: no escape codes
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -125,8 +140,21 @@ pub(super) async fn spawn(
         framed,
         max_frame: cfg.max_frame_bytes,
         loaded: HashSet::new(),
+        seq: 0,
     };
     Ok((worker, env))
+}
+
+/// The variables of this process's environment named in `allow` (never a `CLOUDBURST_*`
+/// one, whatever `allow` says).
+pub(super) fn allowed_env(allow: &[String]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            !name.starts_with(crate::config::PLATFORM_ENV_PREFIX)
+                && allow.iter().any(|a| *a == name)
+        })
+        .collect()
 }
 
 /// "why (exit status: 1); its stderr is in the log", for a worker that failed to start.
@@ -156,6 +184,7 @@ async fn handshake(
         FromWorker::Ready { protocol, .. } => Err(format!(
             "speaks protocol {protocol}, this pool {PROTOCOL_VERSION} (a different build?)"
         )),
+        FromWorker::Refused(why) => Err(why),
         _ => Err("sent something other than ready".into()),
     }
 }
@@ -171,7 +200,10 @@ impl Worker {
         let f = &call.function;
         let key = (f.name.clone(), f.hash);
         let send_body = !self.loaded.contains(&key);
+        self.seq += 1;
+        let seq = self.seq;
         let msg = ToWorkerRef::Call(WireCallRef {
+            seq,
             name: &f.name,
             hash: f.hash,
             kind: f.kind,
@@ -185,22 +217,36 @@ impl Worker {
         }
         loop {
             match self.recv().await? {
-                FromWorker::Done { outcome, loaded } => {
-                    if loaded {
+                FromWorker::Done { seq: s, .. } | FromWorker::Lib { seq: s, .. } if s != seq => {
+                    return Err(self.broken(format!(
+                        "sent a frame of call {s} during call {seq} (a forked process, or a function writing to the socket)"
+                    )));
+                }
+                FromWorker::Done {
+                    outcome, loaded, ..
+                } => {
+                    if loaded && !self.loaded.contains(&key) {
+                        // The worker dropped the other versions of this name as it loaded it.
+                        self.loaded.retain(|(name, _)| *name != key.0);
                         self.loaded.insert(key);
                     }
                     return Ok(outcome);
                 }
-                FromWorker::Lib(req) => {
+                FromWorker::Lib { req, .. } => {
                     let reply = serve_lib(req, lib).await;
                     waits.waiting(found_nothing(&reply));
                     let frame = self
-                        .encode_checked(&ToWorker::LibReply(reply))
-                        .or_else(|e| encode(&ToWorker::LibReply(LibReply::Error(unsendable(e)))))
+                        .encode_checked(&ToWorker::LibReply { seq, reply })
+                        .or_else(|e| {
+                            let reply = LibReply::Error(unsendable(e));
+                            encode(&ToWorker::LibReply { seq, reply })
+                        })
                         .map_err(|e| Broken(e.to_string()))?;
                     self.send(frame).await?;
                 }
-                FromWorker::Ready { .. } => return Err(Broken("sent ready during a call".into())),
+                FromWorker::Ready { .. } | FromWorker::Refused(_) => {
+                    return Err(self.broken("sent a handshake frame during a call".into()))
+                }
             }
         }
     }
@@ -250,8 +296,19 @@ impl Worker {
         !matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Kill the process and reap it.
+    /// Kill the process, and every process its functions started (it is their subreaper,
+    /// so they are all below it), and reap it.
     pub async fn kill(mut self) {
+        let pid = self.pid;
+        let tree = tokio::task::spawn_blocking(move || super::sandbox::kill_tree(pid)).await;
+        if let Ok(n @ 1..) = tree {
+            info!(
+                worker = self.index,
+                pid,
+                killed = n,
+                "killed the processes its functions started"
+            );
+        }
         let _ = self.child.start_kill();
         match tokio::time::timeout(REAP_TIMEOUT, self.child.wait()).await {
             Ok(Ok(_)) => {}

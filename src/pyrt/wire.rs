@@ -3,7 +3,10 @@
 //! same framing as tokio-util's `LengthDelimitedCodec` defaults, which the supervisor uses.
 //!
 //! The protocol is strictly request/response and one call at a time per worker:
-//! `Call`, then any number of `Lib` / `LibReply` pairs, then `Done`.
+//! `Call`, then any number of `Lib` / `LibReply` pairs, then `Done`. Every frame of a call
+//! carries its `seq` (a number the supervisor gives each call of a worker), and both sides
+//! check it: a frame of another call (a forked child of the function writing late, user
+//! code writing to the socket) breaks the worker instead of answering the wrong call.
 
 use super::{CallError, FunctionKind, LibError, PyEnvironment, PyValue};
 use crate::ids::Key;
@@ -12,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: every frame of a call carries its `seq`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -22,13 +26,15 @@ const LEN_BYTES: usize = 4;
 pub enum ToWorker {
     /// Run a function. `body` is sent only if this worker has not loaded `(name, hash)` yet.
     Call(WireCall),
-    /// The answer to the worker's last [`FromWorker::Lib`].
-    LibReply(LibReply),
+    /// The answer to the worker's last [`FromWorker::Lib`] of call `seq`.
+    LibReply { seq: u64, reply: LibReply },
 }
 
 /// A call as sent to a worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireCall {
+    /// The call's number on this worker.
+    pub seq: u64,
     pub name: String,
     pub hash: u64,
     pub kind: FunctionKind,
@@ -47,6 +53,7 @@ pub enum ToWorkerRef<'a> {
 /// Borrowed [`WireCall`] (same fields, same order).
 #[derive(Debug, Serialize)]
 pub struct WireCallRef<'a> {
+    pub seq: u64,
     pub name: &'a str,
     pub hash: u64,
     pub kind: FunctionKind,
@@ -60,10 +67,14 @@ pub struct WireCallRef<'a> {
 pub enum FromWorker {
     /// First frame after connecting: the worker is ready.
     Ready { protocol: u32, env: PyEnvironment },
-    /// A user-library request from the running function.
-    Lib(LibRequest),
-    /// The call finished. `loaded`: the function is now cached in the worker.
+    /// First frame after connecting: the worker cannot serve (it could not be confined),
+    /// and why.
+    Refused(String),
+    /// A user-library request from the running function (call `seq`).
+    Lib { seq: u64, req: LibRequest },
+    /// Call `seq` finished. `loaded`: the function is now cached in the worker.
     Done {
+        seq: u64,
         outcome: Result<PyValue, CallError>,
         loaded: bool,
     },
@@ -153,6 +164,7 @@ mod tests {
     #[test]
     fn call_round_trips_through_bincode_and_frames() {
         let call = ToWorker::Call(WireCall {
+            seq: 9,
             name: "f".into(),
             hash: 7,
             kind: FunctionKind::Class,
@@ -189,6 +201,7 @@ mod tests {
         let body = Bytes::from_static(b"fn");
         let args = vec![Some(PyValue::Pickled(Bytes::from_static(b"1"))), None];
         let msg = ToWorkerRef::Call(WireCallRef {
+            seq: 3,
             name: "sq",
             hash: 42,
             kind: FunctionKind::Plain,
@@ -201,7 +214,7 @@ mod tests {
         else {
             panic!("expected a call")
         };
-        assert_eq!((back.name.as_str(), back.hash), ("sq", 42));
+        assert_eq!((back.seq, back.name.as_str(), back.hash), (3, "sq", 42));
         assert_eq!(back.body, Some(body));
         assert_eq!((back.args, back.upstream), (args, 1));
     }
@@ -209,6 +222,7 @@ mod tests {
     #[test]
     fn errors_round_trip() {
         let done = FromWorker::Done {
+            seq: 1,
             outcome: Err(CallError::Timeout {
                 after: std::time::Duration::from_millis(300),
             }),
@@ -218,6 +232,7 @@ mod tests {
         assert!(matches!(
             back,
             FromWorker::Done {
+                seq: 1,
                 outcome: Err(CallError::Timeout { .. }),
                 loaded: true
             }
@@ -226,10 +241,13 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_both_ways() {
-        let big = ToWorker::LibReply(LibReply::Error(LibError::new(
-            crate::protocol::ErrorCode::InternalError,
-            "x".repeat(10),
-        )));
+        let big = ToWorker::LibReply {
+            seq: 0,
+            reply: LibReply::Error(LibError::new(
+                crate::protocol::ErrorCode::InternalError,
+                "x".repeat(10),
+            )),
+        };
         assert!(matches!(
             encode_frame(&big, 4),
             Err(FrameError::TooLarge { max: 4, .. })

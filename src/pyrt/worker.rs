@@ -6,8 +6,15 @@
 //! user-library calls go through [`Link`], which releases the GIL while it waits for the
 //! supervisor. The worker exits when the supervisor closes the socket; it is killed on
 //! timeout. Its stdout/stderr are piped to the supervisor, which logs them line by line.
+//!
+//! A function may fork. A child process it makes is cut off from the socket at once (the
+//! socket's descriptors become `/dev/null` in the child, see [`super::sandbox`]), cannot
+//! use the user library, and exits as soon as it returns from the function: only the
+//! worker itself ever answers a call.
 
+use super::confine::{confine, ConfineError, Confinement};
 use super::interp::{self, CallRef, Glue, InterpError};
+use super::sandbox;
 use super::wire::{
     decode, encode_frame, read_frame, FrameError, FromWorker, LibReply, LibRequest, ToWorker,
     PROTOCOL_VERSION,
@@ -18,8 +25,10 @@ use pyo3::exceptions::PyRuntimeError as PyRuntimeErr;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 use std::io::{BufReader, ErrorKind, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Why a worker stopped other than by its supervisor closing the socket.
@@ -43,6 +52,12 @@ pub enum WorkerError {
     /// The supervisor sent something out of turn.
     #[error("protocol violation: {0}")]
     Protocol(&'static str),
+    /// The memory limit could not be set.
+    #[error("cannot limit the worker's memory: {0}")]
+    Limit(std::io::Error),
+    /// The worker could not be confined.
+    #[error(transparent)]
+    Confine(#[from] ConfineError),
 }
 
 /// The worker's socket: buffered reads, whole-frame writes.
@@ -84,42 +99,102 @@ fn lock(chan: &SharedChannel) -> MutexGuard<'_, Channel> {
     chan.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a worker process is told on its command line by its pool.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The supervisor's Unix socket.
+    pub socket: PathBuf,
+    /// Largest frame sent or accepted.
+    pub max_frame: usize,
+    /// The Python program to embed.
+    pub python: PathBuf,
+    /// The worker's address-space limit, if any (`executor.worker_memory_bytes`).
+    pub memory_bytes: Option<u64>,
+    /// Who functions run as and what they must not see.
+    pub confinement: Confinement,
+}
+
 /// Run the worker until the supervisor hangs up.
-pub fn run(socket: &Path, max_frame: usize) -> Result<(), WorkerError> {
+pub fn run(opts: &WorkerOptions) -> Result<(), WorkerError> {
     die_with_parent();
-    let stream = UnixStream::connect(socket).map_err(|source| WorkerError::Connect {
-        path: socket.display().to_string(),
+    sandbox::become_subreaper();
+    let stream = UnixStream::connect(&opts.socket).map_err(|source| WorkerError::Connect {
+        path: opts.socket.display().to_string(),
         source,
     })?;
     let writer = stream.try_clone().map_err(FrameError::Io)?;
     let chan: SharedChannel = Arc::new(Mutex::new(Channel {
         reader: BufReader::new(stream),
         writer,
-        max_frame,
+        max_frame: opts.max_frame,
     }));
-    interp::initialize()?;
-    Python::attach(|py| serve(py, &chan))
+    {
+        let ch = lock(&chan);
+        sandbox::cut_off_in_forks(&[ch.reader.get_ref().as_raw_fd(), ch.writer.as_raw_fd()]);
+    }
+    interp::initialize_with(&opts.python)?;
+    Python::attach(|py| {
+        let glue = Glue::load(py)?;
+        // After the interpreter and the glue are in place, before any user code.
+        if let Err(e) = prepare(py, opts) {
+            let _ = lock(&chan).send(&FromWorker::Refused(e.to_string()));
+            return Err(e);
+        }
+        serve(py, &glue, &chan)
+    })
 }
 
-fn serve(py: Python<'_>, chan: &SharedChannel) -> Result<(), WorkerError> {
-    let glue = Glue::load(py)?;
+/// Confine the worker and limit its memory (see [`super::confine`], [`sandbox`]).
+fn prepare(py: Python<'_>, opts: &WorkerOptions) -> Result<(), WorkerError> {
+    let runtime = interp::runtime_paths(py);
+    let confined = confine(&opts.confinement, &runtime)?;
+    if let Some((user, home)) = &confined.user {
+        interp::set_environ(
+            py,
+            &[
+                ("HOME", home.to_string_lossy().as_ref()),
+                ("USER", user),
+                ("LOGNAME", user),
+            ],
+        )
+        .map_err(|e| InterpError::Glue(interp::describe(py, &e)))?;
+        tracing::debug!(user = %user, "python worker runs functions as");
+    }
+    if let Some(why) = &confined.unhidden {
+        tracing::warn!(cause = %why, "functions can read paths that should be hidden from them");
+    }
+    if let Some(bytes) = opts.memory_bytes {
+        sandbox::limit_memory(bytes).map_err(WorkerError::Limit)?;
+    }
+    Ok(())
+}
+
+fn serve(py: Python<'_>, glue: &Glue, chan: &SharedChannel) -> Result<(), WorkerError> {
     let env = glue.environment(py)?;
     lock(chan).send(&FromWorker::Ready {
         protocol: PROTOCOL_VERSION,
         env,
     })?;
-    let link = Bound::new(py, Link { chan: chan.clone() })
-        .map_err(|e| InterpError::Glue(interp::describe(py, &e)))?;
+    let link = Bound::new(
+        py,
+        Link {
+            chan: chan.clone(),
+            seq: AtomicU64::new(0),
+        },
+    )
+    .map_err(|e| InterpError::Glue(interp::describe(py, &e)))?;
     loop {
         let msg = py.detach(|| lock(chan).recv());
         let call = match msg {
             Ok(ToWorker::Call(call)) => call,
-            Ok(ToWorker::LibReply(_)) => {
+            Ok(ToWorker::LibReply { .. }) => {
                 return Err(WorkerError::Protocol("reply without request"))
             }
             Err(FrameError::Io(e)) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),
         };
+        let seq = call.seq;
+        link.get().seq.store(seq, Ordering::Relaxed);
         let out = glue.run(
             py,
             CallRef {
@@ -133,7 +208,10 @@ fn serve(py: Python<'_>, chan: &SharedChannel) -> Result<(), WorkerError> {
             link.as_any(),
         );
         drop(call);
+        // A process the function forked that returned from it: never answer for the worker.
+        sandbox::exit_if_forked();
         let done = FromWorker::Done {
+            seq,
             outcome: out.outcome,
             loaded: out.loaded,
         };
@@ -146,8 +224,11 @@ fn send_done(chan: &SharedChannel, done: FromWorker) -> Result<(), FrameError> {
     let mut ch = lock(chan);
     match ch.send(&done) {
         Err(FrameError::TooLarge { bytes, max }) => {
-            let loaded = matches!(done, FromWorker::Done { loaded: true, .. });
+            let FromWorker::Done { seq, loaded, .. } = done else {
+                return Err(FrameError::TooLarge { bytes, max });
+            };
             ch.send(&FromWorker::Done {
+                seq,
                 outcome: Err(super::CallError::TooLarge { bytes, max }),
                 loaded,
             })
@@ -162,6 +243,8 @@ fn send_done(chan: &SharedChannel, done: FromWorker) -> Result<(), FrameError> {
 #[pyclass(frozen, module = "cloudburst_worker")]
 pub struct Link {
     chan: SharedChannel,
+    /// The running call's number, carried by every request.
+    seq: AtomicU64,
 }
 
 #[pymethods]
@@ -223,15 +306,29 @@ impl Link {
 
 impl Link {
     fn request(&self, py: Python<'_>, req: LibRequest) -> PyResult<LibReply> {
-        let msg = FromWorker::Lib(req);
+        if sandbox::is_forked() {
+            return Err(lib_error(
+                ErrorCode::InvalidRequest,
+                "the user library cannot be used from a process the function forked".into(),
+            ));
+        }
+        let seq = self.seq.load(Ordering::Relaxed);
+        let msg = FromWorker::Lib { seq, req };
         let reply = py.detach(|| -> Result<ToWorker, FrameError> {
             let mut ch = lock(&self.chan);
             ch.send(&msg)?;
             ch.recv()
         });
         match reply {
-            Ok(ToWorker::LibReply(LibReply::Error(e))) => Err(lib_error(e.code, e.message)),
-            Ok(ToWorker::LibReply(r)) => Ok(r),
+            Ok(ToWorker::LibReply { seq: s, .. }) if s != seq => Err(lib_error(
+                ErrorCode::InternalError,
+                format!("protocol violation (the reply of call {s} during call {seq})"),
+            )),
+            Ok(ToWorker::LibReply {
+                reply: LibReply::Error(e),
+                ..
+            }) => Err(lib_error(e.code, e.message)),
+            Ok(ToWorker::LibReply { reply, .. }) => Ok(reply),
             Ok(ToWorker::Call(_)) => Err(lib_error(
                 ErrorCode::InternalError,
                 "protocol violation (a call arrived during a library request)".into(),

@@ -32,19 +32,27 @@ pub struct GatewayNode {
 }
 
 impl GatewayNode {
-    /// `cloudburst node --config FILE --cluster-secret S --listen 127.0.0.1:0
-    /// --dashboard-listen 127.0.0.1:0 --client-listen 127.0.0.1:0 <args>`, waiting for both
-    /// its dashboard line and its readiness line.
-    pub fn spawn(config: &Path, log: PathBuf, secret: &str, args: &[&str]) -> GatewayNode {
+    /// `cloudburst node --config FILE --listen 127.0.0.1:0 --dashboard-listen 127.0.0.1:0
+    /// --client-listen 127.0.0.1:0 <args>` with the secret `S` and the client token in its
+    /// environment, waiting for both its dashboard line and its readiness line.
+    pub fn spawn(
+        config: &Path,
+        log: PathBuf,
+        secret: &str,
+        token: &str,
+        args: &[&str],
+    ) -> GatewayNode {
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloudburst"))
             .arg("node")
             .arg("--config")
             .arg(config)
-            .args(["--cluster-secret", secret, "--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--dashboard-listen", "127.0.0.1:0"])
             .args(["--client-listen", "127.0.0.1:0"])
             .args(args)
+            .env("CLOUDBURST_CLUSTER_SECRET", secret)
+            .env("CLOUDBURST_TOKEN", token)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,cloudburst=debug")
             .stdin(Stdio::null())
@@ -131,12 +139,23 @@ impl Response {
 
 /// `GET path` with an optional `Authorization` header, `Connection: close`.
 pub async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> Response {
+    let auth: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    get_with(addr, path, &auth).await
+}
+
+/// `GET path` with `headers` (a `Host` among them replaces `Host: <addr>`),
+/// `Connection: close`.
+pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Response {
     tokio::time::timeout(HTTP_TIMEOUT, async {
         let mut s = TcpStream::connect(addr).await.expect("connect dashboard");
-        let auth = auth
-            .map(|a| format!("Authorization: {a}\r\n"))
-            .unwrap_or_default();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+        let mut head: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {addr}\r\n"));
+        }
+        let req = format!("GET {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.expect("write request");
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await.expect("read response");

@@ -68,8 +68,9 @@ pub struct NodeProc {
 }
 
 impl NodeProc {
-    /// Start a node with `args` (after `node --config FILE --cluster-secret S`) and wait
-    /// for its readiness line.
+    /// Start a node with `args` (after `node --config FILE`, the secret `S` in its
+    /// environment, its per-user config directory in the workdir) and wait for its
+    /// readiness line.
     pub fn spawn(w: &Workdir, name: &str, secret: &str, args: &[&str]) -> NodeProc {
         let log = w.log(name);
         let stderr = std::fs::File::create(&log).expect("log file");
@@ -77,8 +78,9 @@ impl NodeProc {
             .arg("node")
             .arg("--config")
             .arg(&w.config)
-            .args(["--cluster-secret", secret])
             .args(args)
+            .env("CLOUDBURST_CLUSTER_SECRET", secret)
+            .env("XDG_CONFIG_HOME", w.dir.path())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info,cloudburst=debug")
             .stdin(Stdio::null())

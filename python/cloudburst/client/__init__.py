@@ -47,7 +47,9 @@ DEFAULT_PORT = 6200
 class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocking):
     """A connection to a Cloudburst gateway, e.g. ``CloudburstConnection("ws://127.0.0.1:6200")``.
 
-    ``token`` is the client token when the gateway requires one.
+    ``token`` is the client token; without it the client uses ``CLOUDBURST_TOKEN``, or
+    for a gateway on this machine the token file ``cloudburst local`` made
+    (``~/.config/cloudburst/token``).
 
     The original client's form ``CloudburstConnection(func_addr, ip, tid=0, local=False)``
     (an address without ``ws://``) connects to ``ws://func_addr:6200``, with a warning

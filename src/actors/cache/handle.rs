@@ -215,6 +215,19 @@ impl CacheHandle {
     /// Write-through put (see the module doc for the acknowledgement policy).
     pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
         self.inner.kvs.put(key.clone(), value.clone()).await?;
+        self.merged(key, value);
+        Ok(())
+    }
+
+    /// [`Self::put`] on behalf of a function: a reserved key is refused (by the KVS).
+    pub async fn put_user(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        self.inner.kvs.put_user(key.clone(), value.clone()).await?;
+        self.merged(key, value);
+        Ok(())
+    }
+
+    /// Merge a value the KVS acknowledged into the held entries.
+    fn merged(&self, key: Key, value: LatticeValue) {
         let evicted = {
             let mut core = self.inner.lock();
             // As the KVS took it: a write to a recreated key joins what was written since.
@@ -222,7 +235,6 @@ impl CacheHandle {
             core.merge_update(key, value).evicted
         };
         self.inner.release(evicted);
-        Ok(())
     }
 
     /// Read `keys` from the KVS now (not from memory) and merge what it returns into the

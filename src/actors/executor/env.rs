@@ -5,7 +5,7 @@ use super::mailbox::Mailboxes;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::clock::{node_clock, LwwClock};
 use crate::net::{ActorRef, Transport};
-use crate::protocol::records::{function_hash, function_key, read_entry};
+use crate::protocol::records::{function_hash, function_key, read_function};
 use crate::protocol::{CallFailure, ErrorCode, FunctionError, FunctionRecord};
 use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
@@ -129,15 +129,15 @@ impl ExecEnv {
 }
 
 impl ExecEnv {
-    /// The registration of function `name`, if any.
+    /// The registration of function `name`, if any (checked: see
+    /// [`crate::protocol::records::read_function`]).
     async fn load(&self, name: &str) -> Result<Option<FunctionRecord>, FunctionError> {
-        let key = function_key(name);
         let mut got = self
             .registry
-            .get(vec![key.clone()])
+            .get(vec![function_key(name)])
             .await
             .map_err(|e| FunctionError::Storage(e.to_string()))?;
-        read_entry(&key, got.pop().flatten())
+        read_function(name, got.pop().flatten())
     }
 
     /// Whether this node has given `key` a causal dot since it started (else the next one

@@ -7,7 +7,7 @@ use super::mailbox::InvocationId;
 use super::session::{Session, SessionError};
 use crate::ids::Key;
 use crate::net::{ActorRef, ServiceId};
-use crate::protocol::{to_python, Deliver, ErrorCode};
+use crate::protocol::{to_python, Deliver, ErrorCode, RESERVED_PREFIX};
 use crate::pyrt::{LibError, PyValue, UserLibrary};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -43,6 +43,15 @@ impl UserLibrary for Invocation {
     }
 
     fn put(&self, key: Key, value: PyValue) -> BoxFuture<'static, Result<(), LibError>> {
+        // Whatever the Python layer did: a function can write raw frames to its worker's
+        // socket, so this handler is where a function's writes are checked.
+        if key.is_reserved() {
+            let refused = LibError::new(
+                ErrorCode::InvalidRequest,
+                format!("keys under `{RESERVED_PREFIX}` are reserved for the platform: `{key}`"),
+            );
+            return Box::pin(async move { Err(refused) });
+        }
         let session = self.session.clone();
         Box::pin(async move { session.put(key, value).await.map_err(session_error) })
     }

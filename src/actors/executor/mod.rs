@@ -140,7 +140,7 @@ impl Executor {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
         };
-        let pool = PythonPool::start(PoolConfig::from_executor(&cfg.executor, exe)).await?;
+        let pool = PythonPool::start(PoolConfig::from_config(cfg, exe)).await?;
         let me = ActorRef::new(transport.local_node().clone(), ServiceId::Executor, 0);
         let timeout = Duration::from_millis(cfg.executor.function_timeout_ms);
         let env = Arc::new(ExecEnv::new(

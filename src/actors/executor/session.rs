@@ -145,8 +145,12 @@ impl std::fmt::Display for SessionError {
 
 impl From<KvsError> for SessionError {
     fn from(e: KvsError) -> Self {
+        let code = match e {
+            KvsError::Reserved { .. } => ErrorCode::InvalidRequest,
+            _ => ErrorCode::StorageError,
+        };
         SessionError {
-            code: ErrorCode::StorageError,
+            code,
             message: e.to_string(),
         }
     }
@@ -271,7 +275,7 @@ impl Session {
                 let payload = payload_len(&value);
                 let v = to_lattice(value, &self.env.clock);
                 count_stored(&v, payload);
-                Ok(self.env.cache.put(key, v).await?)
+                Ok(self.env.cache.put_user(key, v).await?)
             }
         }
     }
@@ -507,7 +511,7 @@ impl Session {
         count_stored(&v, payload);
         self.env
             .cache
-            .put(key.clone(), v)
+            .put_user(key.clone(), v)
             .await
             .map_err(|e| match e {
                 KvsError::KindMismatch { .. } => error(

@@ -13,13 +13,18 @@
 //! - [`core`]: result routing, scheduler choice, conversions (no I/O).
 //! - [`ops`]: carrying out one request.
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
-//! - [`server`]: the HTTP listener, token check, upgrade.
+//! - [`flow`]: what a connection may make the gateway hold (responses unread, partial
+//!   messages, control frames).
+//! - [`server`]: the HTTP listener, token and origin checks, upgrade.
+//! - [`origin`]: which web pages may use the gateway (`Origin`, `Host`), no I/O.
 //! - [`router`]: the actors receiving results and membership views.
 //! - [`dashboard`]: the dashboard, `/metrics` and their sampler.
 
 pub mod core;
 pub mod dashboard;
+pub mod flow;
 pub mod ops;
+pub mod origin;
 pub mod protocol;
 pub mod router;
 pub mod server;
@@ -46,10 +51,16 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Bytes of request messages one connection may have running (`gateway.max_in_flight_bytes`).
     pub max_in_flight_bytes: usize,
+    /// Bytes of responses one connection may leave unread.
+    pub max_queued_response_bytes: usize,
+    /// Bytes of partly received messages over every connection.
+    pub max_receiving_bytes: usize,
     pub heartbeat: Duration,
     pub client_timeout: Duration,
     /// The client token, when auth is on.
     pub token: Option<String>,
+    /// Which web pages may open a websocket.
+    pub origins: origin::OriginPolicy,
 }
 
 /// What every session shares.
@@ -58,6 +69,8 @@ pub struct GatewayState {
     pub transport: Transport,
     pub results: Results,
     pub limits: Limits,
+    /// Bytes of partly received messages now, over every connection.
+    pub receiving: Arc<std::sync::atomic::AtomicUsize>,
     /// Where sink executors push results: this gateway's router.
     pub me: ActorRef,
     view: Arc<RwLock<View>>,
@@ -119,10 +132,17 @@ impl Gateway {
             limits: Limits {
                 max_message_bytes: g.max_message_bytes,
                 max_in_flight_bytes: g.max_in_flight_bytes,
+                max_queued_response_bytes: g.max_queued_response_bytes,
+                max_receiving_bytes: g.max_receiving_bytes,
                 heartbeat: Duration::from_millis(g.heartbeat_ms),
                 client_timeout: Duration::from_millis(g.client_timeout_ms),
                 token: g.token.clone(),
+                origins: origin::OriginPolicy::new(
+                    &g.allowed_origins,
+                    g.client_listen.ip().is_loopback(),
+                ),
             },
+            receiving: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             me: ActorRef::new(me, ServiceId::Gateway, 0),
             view,
             clock,

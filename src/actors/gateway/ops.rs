@@ -33,7 +33,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
         Request::PutObject { key, value } => {
             let key = client_key(key, true).map_err(|e| e.body())?;
             let lattice = core::to_lattice(value, state.timestamp()).map_err(|e| e.body())?;
-            state.kvs.put(key, lattice).await.map_err(storage)?;
+            state.kvs.put_user(key, lattice).await.map_err(storage)?;
             Ok(Reply::Done(()))
         }
         Request::GetObject { key } => {
@@ -340,6 +340,7 @@ pub fn storage(e: KvsError) -> ErrorBody {
             ErrorCode::Unavailable
         }
         KvsError::Malformed(_) | KvsError::Storage(_) => ErrorCode::StorageError,
+        KvsError::Reserved { .. } => ErrorCode::InvalidRequest,
     };
     GatewayError::Storage {
         code,

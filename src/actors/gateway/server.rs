@@ -1,10 +1,19 @@
 //! The client listener: an actix-web server whose only route upgrades to the websocket
-//! (at `/` and `/ws`), checking the client token first when one is configured.
+//! (at `/` and `/ws`), checking first that no foreign web page asks (`Origin`, `Host`:
+//! see [`super::origin`]) and then the client token when one is configured.
 
+use super::flow::{CountedPayload, Intake, Outbox, Socket};
 use super::session;
 use super::GatewayState;
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::FromRequest;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use futures::Stream;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -29,6 +38,11 @@ pub fn start(
             .route("/", web::get().to(upgrade))
             .route("/ws", web::get().to(upgrade))
     })
+    .on_connect(|conn, ext| {
+        if let Some(socket) = Socket::of_connection(conn) {
+            ext.insert(socket);
+        }
+    })
     .workers(workers)
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
     .disable_signals()
@@ -51,12 +65,21 @@ pub fn start(
     Ok((handle, bound))
 }
 
-/// Check the token, then upgrade and hand the connection to a session task.
+/// Check the origin and the token, then upgrade and hand the connection to a session task.
 async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<GatewayState>,
 ) -> actix_web::Result<HttpResponse> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let checked = state
+        .limits
+        .origins
+        .check(header(header::ORIGIN), header(header::HOST));
+    if let Err(e) = checked {
+        tracing::debug!(cause = %e, "websocket refused to a web page");
+        return Ok(HttpResponse::Forbidden().body(format!("{}: {e}\n", e.code())));
+    }
     if let Some(token) = &state.limits.token {
         if !presented(&req).is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes()))) {
             return Ok(HttpResponse::Unauthorized()
@@ -64,6 +87,13 @@ async fn upgrade(
                 .body("unauthorized: missing or wrong client token\n"));
         }
     }
+    // Every byte the connection sends counts against the gateway's receiving budget until
+    // it completes a message.
+    let intake = Intake::new(state.receiving.clone(), state.limits.max_receiving_bytes);
+    let counted: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(CountedPayload::new(body.into_inner(), intake.clone()));
+    let mut payload = Payload::from(counted);
+    let body = web::Payload::from_request(&req, &mut payload).await?;
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let max = state.limits.max_message_bytes;
     let stream = stream
@@ -74,8 +104,16 @@ async fn upgrade(
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|| "unknown".into());
+    let conn = session::Connection {
+        outbox: Arc::new(Outbox::new(
+            ws.clone(),
+            state.limits.max_queued_response_bytes,
+        )),
+        intake,
+        socket: req.conn_data::<Socket>().cloned(),
+    };
     let state = state.into_inner();
-    actix_web::rt::spawn(session::run(state, ws, stream, peer));
+    actix_web::rt::spawn(session::run(state, ws, stream, conn, peer));
     Ok(response)
 }
 

@@ -5,12 +5,17 @@
 //! Back-pressure: at most [`MAX_IN_FLIGHT`] requests, holding at most
 //! `gateway.max_in_flight_bytes` of request messages (a larger message runs alone), run per
 //! session; beyond that the session stops reading until enough finish (still pinging the
-//! client, so one that went away is noticed). Every task ends with the
-//! session; a response the client does not read within the client timeout is dropped.
+//! client, so one that went away is noticed). Every task ends with the session.
+//!
+//! A client that does not read its responses is disconnected once they exceed
+//! `gateway.max_queued_response_bytes`, or one was not sent within the client timeout; one
+//! that stops sending requests and pongs, after the client timeout (its own pings do not
+//! count); one that floods control frames, at once. See [`super::flow`].
 
+use super::flow::{ControlRate, Intake, Outbox, Socket, MAX_CONTROL_FRAMES, RECEIVING_FULL};
 use super::ops;
 use super::protocol::{self, GatewayError};
-use super::GatewayState;
+use super::{GatewayState, Limits};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Session};
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,6 +43,26 @@ enum End {
     TooLarge,
     Protocol(String),
     Gone,
+    /// Its responses exceeded `gateway.max_queued_response_bytes`: it does not read.
+    SlowReader,
+    /// Its partial messages would exceed the gateway's `gateway.max_receiving_bytes`.
+    Busy,
+    /// Too many control frames.
+    Flood,
+}
+
+impl End {
+    /// Whether the client may not be reading: its socket is cut rather than left to drain.
+    fn unread(&self) -> bool {
+        matches!(self, End::Silent | End::SlowReader | End::Flood | End::Gone)
+    }
+}
+
+/// What one session holds: its outbox, its share of the receiving budget, its socket.
+pub struct Connection {
+    pub outbox: Arc<Outbox>,
+    pub intake: Arc<Intake>,
+    pub socket: Option<Socket>,
 }
 
 /// Serve one upgraded connection until it closes.
@@ -45,6 +70,7 @@ pub async fn run(
     state: Arc<GatewayState>,
     mut session: Session,
     mut stream: AggregatedMessageStream,
+    conn: Connection,
     peer: String,
 ) {
     let cancel = CancellationToken::new();
@@ -53,6 +79,7 @@ pub async fn run(
     let byte_permits = Arc::new(Semaphore::new(budget_kib));
     let mut heartbeat = tokio::time::interval(state.limits.heartbeat);
     let mut last_heard = Instant::now();
+    let mut control = ControlRate::new(last_heard);
     tracing::debug!(client = %peer, "client session opened");
     let end = loop {
         let msg = tokio::select! {
@@ -65,12 +92,14 @@ pub async fn run(
                 }
                 continue;
             }
+            _ = conn.outbox.overflowed() => break End::SlowReader,
             m = stream.recv() => m,
         };
-        last_heard = Instant::now();
         match msg {
             None => break End::Gone,
             Some(Ok(AggregatedMessage::Binary(frame))) => {
+                last_heard = Instant::now();
+                conn.intake.release();
                 // At a limit: stop reading until requests finish, but keep pinging so a
                 // client that went away is noticed (and its tasks cancelled).
                 let Some(permit) = acquire(&permits, 1, &mut session, &mut heartbeat, &state).await
@@ -85,44 +114,66 @@ pub async fn run(
                 else {
                     break End::Gone;
                 };
-                let (state, mut out, cancel) = (state.clone(), session.clone(), cancel.clone());
+                let (state, out, cancel) = (state.clone(), conn.outbox.clone(), cancel.clone());
                 actix_web::rt::spawn(async move {
                     let response = tokio::select! {
                         _ = cancel.cancelled() => return,
                         r = respond(&state, &frame) => r,
                     };
-                    // A client that stops reading must not hold this task forever.
+                    drop(frame);
+                    // A client that stops reading must not hold this task forever: a
+                    // response not sent within the client timeout ends the session.
                     let limit = state.limits.client_timeout;
-                    let _ = tokio::time::timeout(limit, out.binary(response)).await;
+                    if tokio::time::timeout(limit, out.send(response))
+                        .await
+                        .is_err()
+                    {
+                        out.overflow();
+                    }
                     drop((permit, bytes_permit));
                 });
             }
+            Some(Ok(msg)) if !control.allow(Instant::now()) => {
+                tracing::debug!(client = %peer, kind = ?std::mem::discriminant(&msg), "control flood");
+                break End::Flood;
+            }
             Some(Ok(AggregatedMessage::Text(_))) => {
+                conn.intake.release();
                 let err = GatewayError::MalformedFrame(
                     "text messages are not part of the protocol: send binary MessagePack".into(),
                 );
-                if session
-                    .binary(protocol::encode_err(None, &err.body()))
-                    .await
-                    .is_err()
-                {
+                let answer = protocol::encode_err(None, &err.body());
+                if conn.outbox.send(answer).await.is_err() {
                     break End::Gone;
                 }
             }
             Some(Ok(AggregatedMessage::Ping(p))) => {
-                if session.pong(&p).await.is_err() {
+                let answered = tokio::time::timeout(state.limits.heartbeat, session.pong(&p)).await;
+                if !matches!(answered, Ok(Ok(()))) {
                     break End::Gone;
                 }
             }
-            Some(Ok(AggregatedMessage::Pong(_))) => {}
+            // A pong answers our ping: the client reads.
+            Some(Ok(AggregatedMessage::Pong(_))) => last_heard = Instant::now(),
             Some(Ok(AggregatedMessage::Close(_))) => break End::ClientClosed,
             Some(Err(e)) => break classify(e),
         }
     };
     cancel.cancel();
-    tracing::debug!(client = %peer, end = ?end, "client session closed");
-    let reason = close_reason(&end, state.limits.max_message_bytes);
-    let _ = session.close(reason).await;
+    tracing::debug!(client = %peer, end = ?end, queued = conn.outbox.queued(), "client session closed");
+    let reason = close_reason(&end, &state.limits);
+    let grace = state.limits.heartbeat;
+    let closed = tokio::time::timeout(grace, session.close(reason)).await;
+    if end.unread() || closed.is_err() {
+        if let Some(socket) = conn.socket {
+            // The close frame (queued, not yet written) has one heartbeat to go out; a
+            // client that does not read never takes it, and is cut off then.
+            actix_web::rt::spawn(async move {
+                tokio::time::sleep(grace).await;
+                socket.cut();
+            });
+        }
+    }
 }
 
 /// Ping the client; false if the connection is gone or the ping could not even be queued
@@ -172,23 +223,44 @@ async fn respond(state: &GatewayState, frame: &[u8]) -> Vec<u8> {
 fn classify(e: actix_ws::ProtocolError) -> End {
     match e {
         actix_ws::ProtocolError::Overflow => End::TooLarge,
+        actix_ws::ProtocolError::Io(ref io) if io.to_string().contains(RECEIVING_FULL) => End::Busy,
         // actix-ws reports an over-long continuation as this I/O error.
         actix_ws::ProtocolError::Io(ref io) if io.to_string().contains("maximum") => End::TooLarge,
         other => End::Protocol(other.to_string()),
     }
 }
 
-fn close_reason(end: &End, max: usize) -> Option<CloseReason> {
+fn close_reason(end: &End, limits: &Limits) -> Option<CloseReason> {
     let (code, description) = match end {
         End::ClientClosed => (CloseCode::Normal, None),
         End::Gone => return None,
         End::Silent => (
             CloseCode::Policy,
-            Some("client_timeout: no frame or pong within the client timeout".to_string()),
+            Some("client_timeout: no request or pong within the client timeout".to_string()),
         ),
         End::TooLarge => (
             CloseCode::Size,
-            Some(format!("message_too_large: the limit is {max} bytes")),
+            Some(format!(
+                "message_too_large: the limit is {} bytes",
+                limits.max_message_bytes
+            )),
+        ),
+        End::SlowReader => (
+            CloseCode::Policy,
+            Some(format!(
+                "slow_reader: more than {} bytes of responses unread",
+                limits.max_queued_response_bytes
+            )),
+        ),
+        End::Busy => (
+            CloseCode::Again,
+            Some("server_busy: too many large messages arriving at once; send it again".into()),
+        ),
+        End::Flood => (
+            CloseCode::Policy,
+            Some(format!(
+                "control_flood: more than {MAX_CONTROL_FRAMES} pings, pongs or text frames a second"
+            )),
         ),
         End::Protocol(e) => (CloseCode::Protocol, Some(format!("protocol_error: {e}"))),
     };

@@ -116,6 +116,21 @@ impl KvsClient {
 
     /// Merge `value` into `key` on every replica (see the module doc for the policy).
     pub async fn put(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        self.put_as(key, value, false).await
+    }
+
+    /// [`Self::put`] on behalf of user code (a function, a client of the gateway): a key
+    /// under the reserved prefix is refused here and by every replica.
+    pub async fn put_user(&self, key: Key, value: LatticeValue) -> Result<(), KvsError> {
+        if key.is_reserved() {
+            return Err(KvsError::Reserved {
+                key: key.to_string(),
+            });
+        }
+        self.put_as(key, value, true).await
+    }
+
+    async fn put_as(&self, key: Key, value: LatticeValue, user: bool) -> Result<(), KvsError> {
         validate_key(&key)?;
         let routing = self.routing.get();
         let replicas = routing.replicas(&key);
@@ -129,8 +144,10 @@ impl KvsClient {
             });
         }
         let sends = replicas.iter().map(|shard| {
-            let req = KvsRequest::Put {
-                entries: vec![(key.clone(), value.clone())],
+            let entries = vec![(key.clone(), value.clone())];
+            let req = match user {
+                true => KvsRequest::PutUser { entries },
+                false => KvsRequest::Put { entries },
             };
             self.request(&routing, shard, req)
         });

@@ -124,6 +124,17 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
         self.now_us = self.now_us.max(now_us);
     }
 
+    /// Refuse (and count) a write on behalf of user code under the reserved prefix.
+    pub fn check_user_key(&mut self, key: &Key) -> Result<(), KvsError> {
+        if key.is_reserved() {
+            self.rejected += 1;
+            return Err(KvsError::Reserved {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Read one key (a clone of the merged value; payloads are shared `Bytes`).
     pub fn get(&mut self, key: &Key) -> Option<LatticeValue> {
         self.gets += 1;

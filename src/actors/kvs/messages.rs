@@ -47,6 +47,9 @@ pub enum KvsError {
     /// was not acknowledged.
     #[error("KVS storage: {0}")]
     Storage(String),
+    /// A write on behalf of user code under the platform's prefix.
+    #[error("key `{key}` is under `{prefix}`, which is reserved for the platform", prefix = crate::ids::RESERVED_PREFIX)]
+    Reserved { key: String },
 }
 
 impl KvsError {
@@ -67,6 +70,9 @@ pub enum KvsRequest {
     Get { keys: Vec<Key> },
     /// Merge values from a client; the reply holds one result per entry.
     Put { entries: Vec<(Key, LatticeValue)> },
+    /// As `Put`, on behalf of user code (a function, a client of the gateway): entries
+    /// under the reserved prefix are refused, whichever node forwards them.
+    PutUser { entries: Vec<(Key, LatticeValue)> },
     /// Merge values from another replica (gossip or hand-off); not gossiped again.
     Gossip { entries: Vec<(Key, LatticeValue)> },
     /// Push new values of `keys` to `subscriber` whenever they change.

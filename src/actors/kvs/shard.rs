@@ -378,7 +378,10 @@ impl Handler<KvsRequest> for KvsShard {
         self.core.advance(crate::clock::now_micros());
         let writes = matches!(
             msg,
-            KvsRequest::Put { .. } | KvsRequest::Gossip { .. } | KvsRequest::CheckTombstones { .. }
+            KvsRequest::Put { .. }
+                | KvsRequest::PutUser { .. }
+                | KvsRequest::Gossip { .. }
+                | KvsRequest::CheckTombstones { .. }
         );
         let reply = self.answer(msg, ctx);
         match writes && reply.is_ok() {
@@ -389,27 +392,42 @@ impl Handler<KvsRequest> for KvsShard {
 }
 
 impl KvsShard {
+    /// A client's writes; `user`: on behalf of user code, so reserved keys are refused.
+    fn client_put(
+        &mut self,
+        entries: Vec<(Key, LatticeValue)>,
+        user: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<KvsReply, KvsError> {
+        // A write the log cannot take is not applied.
+        if let Some(d) = &self.durable {
+            d.admit()?;
+        }
+        let results = entries
+            .into_iter()
+            .map(|(k, v)| match user {
+                true => self
+                    .core
+                    .check_user_key(&k)
+                    .and_then(|()| self.put(k, v, Origin::Client)),
+                false => self.put(k, v, Origin::Client),
+            })
+            .collect();
+        if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
+            self.flush(ctx);
+        } else if self.core.pending_push_count() > 0 {
+            self.flush_pushes();
+        }
+        Ok(KvsReply::Put(results))
+    }
+
     fn answer(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Result<KvsReply, KvsError> {
         match msg {
             KvsRequest::Get { keys } => Ok(KvsReply::Values(
                 keys.iter().map(|k| self.core.get(k)).collect(),
             )),
-            KvsRequest::Put { entries } => {
-                // A write the log cannot take is not applied.
-                if let Some(d) = &self.durable {
-                    d.admit()?;
-                }
-                let results = entries
-                    .into_iter()
-                    .map(|(k, v)| self.put(k, v, Origin::Client))
-                    .collect();
-                if self.core.dirty_count() >= GOSSIP_EARLY_KEYS {
-                    self.flush(ctx);
-                } else if self.core.pending_push_count() > 0 {
-                    self.flush_pushes();
-                }
-                Ok(KvsReply::Put(results))
-            }
+            KvsRequest::Put { entries } => self.client_put(entries, false, ctx),
+            KvsRequest::PutUser { entries } => self.client_put(entries, true, ctx),
             KvsRequest::Gossip { entries } => {
                 for (k, v) in entries {
                     if let Err(e) = self.put(k, v, Origin::Replica) {

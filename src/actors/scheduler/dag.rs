@@ -6,11 +6,10 @@
 //! one sink (a function with no downstream): the sink's result is the call's result.
 //! Whether the functions are registered is checked by the caller (it needs the KVS).
 
+pub use crate::protocol::limits::MAX_NAME_LEN;
+pub use crate::protocol::records::validate_name;
 use crate::protocol::{DagSpec, FunctionError, MAX_DAG_FUNCTIONS};
 use std::collections::{HashMap, VecDeque};
-
-/// Longest function or DAG name. Names travel in every schedule and trigger.
-pub const MAX_NAME_LEN: usize = 200;
 
 /// A validated DAG, by function index (the order of [`DagSpec::functions`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,29 +40,6 @@ impl DagPlan {
             sink: 0,
         }
     }
-}
-
-/// Check a function or DAG name: 1..=[`MAX_NAME_LEN`] bytes, no `/` (names are parts of
-/// invocation ids and KVS keys), no whitespace or control characters.
-pub fn validate_name(what: &str, name: &str) -> Result<(), FunctionError> {
-    let bad = |why: &str| {
-        Err(FunctionError::Invalid(format!(
-            "{what} name {name:?} {why}"
-        )))
-    };
-    if name.is_empty() {
-        return bad("is empty");
-    }
-    if name.len() > MAX_NAME_LEN {
-        return bad(&format!("is longer than {MAX_NAME_LEN} bytes"));
-    }
-    if name
-        .chars()
-        .any(|c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        return bad("contains `/`, whitespace or a control character");
-    }
-    Ok(())
 }
 
 /// Validate `spec` and index it.

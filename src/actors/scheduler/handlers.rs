@@ -2,7 +2,7 @@
 //! registry, update the plan cache.
 
 use super::core::CallPlan;
-use super::dag::{plan, validate_name};
+use super::dag::plan;
 use super::{
     function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
     MAILBOX_CAPACITY,
@@ -12,7 +12,7 @@ use crate::net::membership::ViewChanged;
 use crate::net::{NetError, Transport};
 use crate::protocol::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
-    ExecutorStatus, FunctionError, FunctionRecord, List, RegisterDag, RegisterFunction,
+    ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
@@ -45,37 +45,11 @@ impl Actor for Scheduler {
     }
 }
 
-/// Longest per-function timeout accepted: well below how long an executor keeps a
-/// downstream schedule waiting for its upstream results (`executor::WAITING_EXPIRY`), so a
-/// slow but legal function never outlives its successor's schedule.
-pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 300_000;
-
-fn check_record(r: &FunctionRecord) -> Result<(), FunctionError> {
-    validate_name("function", &r.name)?;
-    if r.body.is_empty() {
-        return Err(FunctionError::Invalid(format!(
-            "function `{}` has an empty body",
-            r.name
-        )));
-    }
-    if r.timeout_ms == Some(0) {
-        return Err(FunctionError::Invalid(
-            "a function timeout must be above 0 ms".into(),
-        ));
-    }
-    if let Some(ms) = r.timeout_ms.filter(|ms| *ms > MAX_FUNCTION_TIMEOUT_MS) {
-        return Err(FunctionError::Invalid(format!(
-            "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
-        )));
-    }
-    Ok(())
-}
-
 impl Handler<RegisterFunction> for Scheduler {
     type Result = Reply<()>;
     fn handle(&mut self, msg: RegisterFunction, _: &mut Context<Self>) -> Self::Result {
         let r = msg.record;
-        if let Err(e) = check_record(&r).and_then(|_| {
+        if let Err(e) = r.check().and_then(|_| {
             self.core
                 .check_environment(&r.python, &r.cloudpickle, Instant::now())
         }) {

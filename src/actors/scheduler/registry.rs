@@ -7,7 +7,9 @@ use crate::actors::kvs::{KvsClient, KvsError};
 use crate::clock::LwwClock;
 use crate::ids::Key;
 use crate::lattice::{LatticeValue, Lww, Tombstone};
-use crate::protocol::records::{dag_key, encode_entry, function_key, is_live, read_entry};
+use crate::protocol::records::{
+    dag_key, encode_entry, function_key, is_live, read_entry, read_function,
+};
 use crate::protocol::{
     DagSpec, FunctionError, FunctionRecord, Listing, DAG_PREFIX, FUNCTION_PREFIX,
 };
@@ -48,7 +50,8 @@ pub async fn load_function(
     state: &dyn StateAccess,
     name: &str,
 ) -> Result<Option<FunctionRecord>, FunctionError> {
-    load(state, function_key(name)).await
+    let mut got = state.get(vec![function_key(name)]).await.map_err(storage)?;
+    read_function(name, got.pop().flatten())
 }
 
 /// The DAG named `name`, if registered.

@@ -1,9 +1,11 @@
 //! Token check for the dashboard's endpoints, no I/O.
 //!
 //! When `gateway.token` is set, a request must carry it as `Authorization: Bearer <token>`
-//! or as a `?token=<token>` query parameter (browsers: the page keeps it for its event
-//! stream URL). The comparison is constant-time. `/metrics` is protected too unless
-//! `gateway.metrics_require_token` is off (for a scraper inside a trusted network).
+//! (scripts, scrapers), as the [`COOKIE`] cookie (browsers: the page's `?token=` is
+//! exchanged for it, so the token leaves the address bar and page scripts cannot read it)
+//! or as a `?token=<token>` query parameter. The comparison is constant-time. `/metrics`
+//! is protected too unless `gateway.metrics_require_token` is off (for a scraper inside a
+//! trusted network).
 
 use crate::protocol::ErrorCode;
 use subtle::ConstantTimeEq;
@@ -11,7 +13,7 @@ use subtle::ConstantTimeEq;
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("this endpoint needs the gateway token (Authorization: Bearer, or ?token=)")]
+    #[error("this endpoint needs the gateway token (Authorization: Bearer, or ?token= once)")]
     Missing,
     #[error("the token presented is not the gateway token")]
     Invalid,
@@ -27,6 +29,21 @@ impl AuthError {
     }
 }
 
+/// The cookie a browser keeps the token in: HttpOnly (page scripts cannot read it) and
+/// SameSite=Strict (other sites' pages do not send it).
+pub const COOKIE: &str = "cloudburst_token";
+
+/// What a request presented, from wherever it may carry the token.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Presented<'a> {
+    /// The `Authorization` header.
+    pub header: Option<&'a str>,
+    /// The [`COOKIE`] cookie.
+    pub cookie: Option<&'a str>,
+    /// The `token` query parameter.
+    pub query: Option<&'a str>,
+}
+
 /// Which endpoints need the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthPolicy {
@@ -37,25 +54,22 @@ pub struct AuthPolicy {
 }
 
 impl AuthPolicy {
-    /// Check a request. `header` is the `Authorization` header value, `query` the token
-    /// query parameter; `is_metrics` whether the request is for `/metrics`.
-    pub fn check(
-        &self,
-        header: Option<&str>,
-        query: Option<&str>,
-        is_metrics: bool,
-    ) -> Result<(), AuthError> {
+    /// Check what a request presented; `is_metrics` whether it is for `/metrics`.
+    pub fn check(&self, p: Presented<'_>, is_metrics: bool) -> Result<(), AuthError> {
         let Some(expected) = &self.token else {
             return Ok(());
         };
         if is_metrics && !self.metrics_require_token {
             return Ok(());
         }
-        let bearer = header.and_then(|h| {
+        let bearer = p.header.and_then(|h| {
             let (scheme, rest) = h.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         });
-        let presented = [bearer, query].into_iter().flatten().collect::<Vec<_>>();
+        let presented = [bearer, p.cookie, p.query]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
         if presented.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -81,24 +95,47 @@ mod tests {
         }
     }
 
+    fn header(h: &str) -> Presented<'_> {
+        Presented {
+            header: Some(h),
+            ..Presented::default()
+        }
+    }
+
+    fn query(q: &str) -> Presented<'_> {
+        Presented {
+            query: Some(q),
+            ..Presented::default()
+        }
+    }
+
+    fn none() -> Presented<'static> {
+        Presented::default()
+    }
+
     #[test]
     fn open_without_a_token() {
         let p = AuthPolicy {
             token: None,
             metrics_require_token: true,
         };
-        assert_eq!(p.check(None, None, false), Ok(()));
-        assert_eq!(p.check(Some("Bearer x"), None, true), Ok(()));
+        assert_eq!(p.check(none(), false), Ok(()));
+        assert_eq!(p.check(header("Bearer x"), true), Ok(()));
     }
 
     #[test]
-    fn bearer_header_or_query() {
+    fn bearer_header_cookie_or_query() {
         let p = policy(true);
-        assert_eq!(p.check(Some("Bearer s3cret"), None, false), Ok(()));
-        assert_eq!(p.check(Some("bearer  s3cret "), None, false), Ok(()));
-        assert_eq!(p.check(None, Some("s3cret"), true), Ok(()));
+        assert_eq!(p.check(header("Bearer s3cret"), false), Ok(()));
+        assert_eq!(p.check(header("bearer  s3cret "), false), Ok(()));
+        assert_eq!(p.check(query("s3cret"), true), Ok(()));
+        let cookie = Presented {
+            cookie: Some("s3cret"),
+            ..Presented::default()
+        };
+        assert_eq!(p.check(cookie, false), Ok(()));
         assert_eq!(
-            p.check(Some("Basic s3cret"), None, false),
+            p.check(header("Basic s3cret"), false),
             Err(AuthError::Missing)
         );
     }
@@ -106,20 +143,20 @@ mod tests {
     #[test]
     fn missing_and_wrong_are_told_apart() {
         let p = policy(true);
-        assert_eq!(p.check(None, None, false), Err(AuthError::Missing));
-        assert_eq!(p.check(None, None, true), Err(AuthError::Missing));
+        assert_eq!(p.check(none(), false), Err(AuthError::Missing));
+        assert_eq!(p.check(none(), true), Err(AuthError::Missing));
         assert_eq!(
-            p.check(Some("Bearer nope"), None, false),
+            p.check(header("Bearer nope"), false),
             Err(AuthError::Invalid)
         );
-        assert_eq!(p.check(None, Some("s3cre"), false), Err(AuthError::Invalid));
+        assert_eq!(p.check(query("s3cre"), false), Err(AuthError::Invalid));
         assert_eq!(AuthError::Invalid.code().as_str(), "invalid_token");
     }
 
     #[test]
     fn metrics_can_be_left_open() {
         let p = policy(false);
-        assert_eq!(p.check(None, None, true), Ok(()));
-        assert_eq!(p.check(None, None, false), Err(AuthError::Missing));
+        assert_eq!(p.check(none(), true), Ok(()));
+        assert_eq!(p.check(none(), false), Err(AuthError::Missing));
     }
 }

@@ -3,17 +3,23 @@
 //! | path | what | token |
 //! |---|---|---|
 //! | `/` | the page (HTML) | yes |
-//! | `/assets/app.js`, `/assets/style.css` | static code, no data | no |
+//! | `/assets/app.js`, `/assets/style.css` | static code | yes |
 //! | `/api/snapshot` | latest snapshot JSON | yes |
 //! | `/api/history` | chart points JSON, oldest first | yes |
 //! | `/api/events` | server-sent events: `history` once, then `snapshot` each second | yes |
 //! | `/metrics` | Prometheus text | unless `gateway.metrics_require_token = false` |
 //! | `/healthz` | `ok` (liveness probe) | no |
+//!
+//! Every endpoint but `/healthz` refuses web pages of other origins and, on a loopback
+//! listener, a `Host` that is not loopback (`super::super::origin`). The page opened as
+//! `/?token=T` answers with a redirect to `/` that sets the token cookie
+//! ([`super::auth::COOKIE`]), so the token leaves the address bar and the history.
 
-use super::auth::{AuthError, AuthPolicy};
+use super::auth::{AuthError, AuthPolicy, Presented, COOKIE};
 use super::prometheus;
 use super::sampler::Feed;
 use super::sources::Reader;
+use crate::actors::gateway::origin::{OriginError, OriginPolicy};
 use crate::metrics::CallSnapshot;
 use crate::protocol::ErrorCode;
 use actix_web::http::header;
@@ -40,6 +46,8 @@ pub struct State {
     pub node: String,
     /// Who may see what.
     pub auth: AuthPolicy,
+    /// Which web pages may ask.
+    pub origins: OriginPolicy,
     /// The sampler's latest output.
     pub feed: Feed,
     /// Call series, read fresh at every `/metrics` scrape.
@@ -65,20 +73,40 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// The 401 response, unless the request may see this endpoint.
-fn refuse(req: &HttpRequest, state: &State, is_metrics: bool) -> Option<HttpResponse> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let query = web::Query::<TokenQuery>::from_query(req.query_string())
+fn header(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn query_token(req: &HttpRequest) -> Option<String> {
+    web::Query::<TokenQuery>::from_query(req.query_string())
         .ok()
-        .and_then(|q| q.into_inner().token);
+        .and_then(|q| q.into_inner().token)
+}
+
+/// The 403 or 401 response, unless the request may see this endpoint.
+fn refuse(req: &HttpRequest, state: &State, is_metrics: bool) -> Option<HttpResponse> {
+    let origin = header(req, header::ORIGIN);
+    if let Err(e) = state.origins.check(origin, header(req, header::HOST)) {
+        return Some(forbidden(req, e));
+    }
+    let query = query_token(req);
+    let cookie = req.cookie(COOKIE);
+    let presented = Presented {
+        header: header(req, header::AUTHORIZATION),
+        cookie: cookie.as_ref().map(|c| c.value()),
+        query: query.as_deref(),
+    };
     state
         .auth
-        .check(header, query.as_deref(), is_metrics)
+        .check(presented, is_metrics)
         .err()
         .map(|e| unauthorized(req, e))
+}
+
+fn forbidden(req: &HttpRequest, e: OriginError) -> HttpResponse {
+    tracing::debug!(path = %req.path(), cause = %e, "dashboard request from a web page refused");
+    HttpResponse::Forbidden()
+        .json(serde_json::json!({ "error": e.code(), "message": e.to_string() }))
 }
 
 fn unauthorized(req: &HttpRequest, e: AuthError) -> HttpResponse {
@@ -92,19 +120,52 @@ async fn index(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     if let Some(r) = refuse(&req, &state, false) {
         return r;
     }
+    if let Some(token) = query_token(&req) {
+        let alone = Presented {
+            query: Some(&token),
+            ..Presented::default()
+        };
+        let valid = state.auth.token.is_some() && state.auth.check(alone, false).is_ok();
+        return exchange_for_cookie(&req, valid.then_some(token));
+    }
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(INDEX_HTML)
 }
 
-async fn app_js() -> HttpResponse {
+/// The `?token=` of the page's URL leaves the address bar (a redirect to the same path
+/// without it); a valid one becomes an HttpOnly, SameSite=Strict cookie.
+fn exchange_for_cookie(req: &HttpRequest, token: Option<String>) -> HttpResponse {
+    // The page takes no other parameter: the redirect drops the whole query.
+    let mut r = HttpResponse::SeeOther();
+    r.insert_header((header::LOCATION, req.path().to_string()))
+        .insert_header((header::CACHE_CONTROL, "no-store"));
+    if let Some(token) = token {
+        r.cookie(
+            actix_web::cookie::Cookie::build(COOKIE, token)
+                .path("/")
+                .http_only(true)
+                .same_site(actix_web::cookie::SameSite::Strict)
+                .finish(),
+        );
+    }
+    r.finish()
+}
+
+async fn app_js(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
     HttpResponse::Ok()
         .content_type("text/javascript; charset=utf-8")
         .body(APP_JS)
 }
 
-async fn style_css() -> HttpResponse {
+async fn style_css(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(r) = refuse(&req, &state, false) {
+        return r;
+    }
     HttpResponse::Ok()
         .content_type("text/css; charset=utf-8")
         .body(STYLE_CSS)

@@ -65,6 +65,10 @@ impl DashboardServer {
                 token: cfg.gateway.token.clone(),
                 metrics_require_token: cfg.gateway.metrics_require_token,
             },
+            origins: crate::actors::gateway::origin::OriginPolicy::new(
+                &cfg.gateway.allowed_origins,
+                cfg.gateway.dashboard_listen.ip().is_loopback(),
+            ),
             feed,
             calls,
             clients: Arc::new(AtomicUsize::new(0)),

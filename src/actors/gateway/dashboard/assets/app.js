@@ -7,8 +7,8 @@ const MAX_POINTS = 600; // ten minutes at one point per second (the server keeps
 const MAX_WINDOW_MS = MAX_POINTS * 1000;
 const RECENT_ROWS = 20; // the server keeps more; the table shows the newest
 const MIN_WINDOW_MS = 60 * 1000; // a young cluster's charts span a minute, then grow to ten
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (path) => token ? `${path}?token=${encodeURIComponent(token)}` : path;
+// The token travels in an HttpOnly cookie (the server traded the page's ?token= for it),
+// which the browser sends with every request of this page, the event stream included.
 
 let history = [];
 
@@ -155,7 +155,7 @@ function setStatus(text) {
 }
 
 function connect() {
-  const events = new EventSource(withToken("/api/events"));
+  const events = new EventSource("/api/events");
   events.addEventListener("history", (e) => {
     history = JSON.parse(e.data).slice(-MAX_POINTS);
     drawCharts();

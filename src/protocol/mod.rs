@@ -12,6 +12,7 @@
 //! - [`cache`]: what executors ask a node's cache about a call's session.
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
+//! - [`load`]: the load an executor reports with its status (what the monitor scales on).
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
 
@@ -19,6 +20,7 @@ pub mod cache;
 pub mod call;
 pub mod error;
 pub mod limits;
+pub mod load;
 pub mod records;
 pub mod requests;
 pub mod tags;
@@ -31,6 +33,7 @@ pub use call::{
 };
 pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
+pub use load::{ExecutorLoad, FunctionLoad, NodeState};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };

@@ -9,24 +9,28 @@
 //! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
+//! - `meter.rs`: calls in the executor integrated over time (the load it reports).
 
 pub mod core;
 pub mod env;
 pub mod library;
 pub mod mailbox;
+pub mod meter;
 pub mod run;
 pub mod session;
 
 use self::core::{ExecutorCore, Step};
 use self::env::ExecEnv;
+use self::meter::{Running, SharedMeter};
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::{CallFailure, Deliver, ErrorCode, ExecutorStatus, Schedule, Trigger};
+use crate::protocol::{
+    CallFailure, Deliver, ErrorCode, ExecutorLoad, ExecutorStatus, NodeState, Schedule, Trigger,
+};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,24 +60,10 @@ pub struct Executor {
     core: ExecutorCore,
     env: Arc<ExecEnv>,
     schedulers: Vec<ActorRef>,
-    /// Functions running (and failures being reported) now.
-    running: Arc<AtomicUsize>,
-}
-
-/// One function run (or failure report) under way: counted while it lives.
-struct Running(Arc<AtomicUsize>);
-
-impl Running {
-    fn start(count: &Arc<AtomicUsize>) -> Running {
-        count.fetch_add(1, Ordering::SeqCst);
-        Running(count.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    /// Functions running (and failures being reported), integrated over time.
+    meter: Arc<SharedMeter>,
+    /// This node declared itself draining (it reports so).
+    draining: bool,
 }
 
 /// Local: what the executor holds and runs now.
@@ -156,7 +146,8 @@ impl Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
             env,
             schedulers: Vec::new(),
-            running: Arc::new(AtomicUsize::new(0)),
+            meter: SharedMeter::new(pool.workers(), Instant::now()),
+            draining: false,
         }
         .start();
         if let Err(e) = register(transport, &addr) {
@@ -175,6 +166,21 @@ impl Executor {
 
     fn status(&self) -> ExecutorStatus {
         let pool = &self.env.pool;
+        let window = self.meter.take(Instant::now());
+        let load = ExecutorLoad {
+            state: if self.draining {
+                NodeState::Draining
+            } else {
+                NodeState::Active
+            },
+            window_ms: u64::try_from(window.window.as_millis()).unwrap_or(u64::MAX),
+            occupancy: window.occupancy,
+            demand: window.demand,
+            in_flight: window.in_flight,
+            held: u32::try_from(self.core.held_schedules()).unwrap_or(u32::MAX),
+            cache_bytes: self.env.cache.stats().bytes,
+            functions: window.functions,
+        };
         ExecutorStatus {
             executor: self.env.me.clone(),
             utilisation: pool.utilisation(),
@@ -182,6 +188,7 @@ impl Executor {
             workers: u32::try_from(pool.workers()).unwrap_or(u32::MAX),
             python: pool.environment().python.clone(),
             cloudpickle: pool.environment().cloudpickle.clone(),
+            load,
         }
     }
 
@@ -199,7 +206,7 @@ impl Executor {
         match step {
             Step::Wait => {}
             Step::Run(ready) => {
-                let running = Running::start(&self.running);
+                let running = Running::start(&self.meter, Some(&ready.schedule.function));
                 let env = self.env.clone();
                 actix::spawn(async move {
                     run::run(env, ready).await;
@@ -210,7 +217,7 @@ impl Executor {
             Step::Refused(s) => {
                 tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
                 let env = self.env.clone();
-                let running = Running::start(&self.running);
+                let running = Running::start(&self.meter, None);
                 actix::spawn(async move {
                     let _running = running;
                     let f = CallFailure::new(
@@ -249,7 +256,7 @@ impl Actor for Executor {
                 // Its upstream results never came: fail the call rather than leave the
                 // caller waiting.
                 let env = act.env.clone();
-                let running = Running::start(&act.running);
+                let running = Running::start(&act.meter, None);
                 actix::spawn(async move {
                     let _running = running;
                     let f = CallFailure::new(
@@ -298,7 +305,7 @@ impl Handler<GetLoad> for Executor {
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Load {
         Load {
             held: self.core.held_schedules(),
-            running: self.running.load(Ordering::SeqCst),
+            running: self.meter.calls(),
         }
     }
 }
@@ -307,6 +314,11 @@ impl Handler<ViewChanged> for Executor {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
         self.schedulers = msg.view.live_schedulers();
+        let me = &self.env.me.node;
+        self.draining = msg
+            .view
+            .get(&me.id)
+            .is_some_and(|m| m.node == *me && m.draining);
         self.report();
     }
 }

@@ -38,6 +38,13 @@ pub struct AutoscaleConfig {
     pub cooldown_ms: u64,
     /// How often the monitor decides (and reconciles the node provider).
     pub tick_ms: u64,
+    /// A launched node that has not joined the cluster within this long is terminated and
+    /// launched again. A node process starts its Python workers in seconds; the serverless
+    /// references see cold starts of 4 to 15 s.
+    pub launch_timeout_ms: u64,
+    /// After this many failed launches in a row the monitor stops launching and says so
+    /// (a broken binary or environment would otherwise be spawned for ever).
+    pub max_launch_failures: u32,
 }
 
 impl Default for AutoscaleConfig {
@@ -53,6 +60,8 @@ impl Default for AutoscaleConfig {
             downscale_delay_ms: 120_000,
             cooldown_ms: 6_000,
             tick_ms: 2_000,
+            launch_timeout_ms: 30_000,
+            max_launch_failures: 3,
         }
     }
 }
@@ -87,6 +96,9 @@ impl AutoscaleConfig {
         if self.tick_ms == 0 {
             return Err("autoscale.tick_ms must be greater than 0".into());
         }
+        if self.launch_timeout_ms < self.tick_ms || self.max_launch_failures == 0 {
+            return Err("autoscale.launch_timeout_ms must be at least autoscale.tick_ms, and autoscale.max_launch_failures above 0".into());
+        }
         if self.panic_window_ms < self.tick_ms {
             return Err("autoscale.panic_window_ms must be at least autoscale.tick_ms".into());
         }
@@ -117,6 +129,10 @@ impl AutoscaleConfig {
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
     }
+
+    pub fn launch_timeout(&self) -> Duration {
+        Duration::from_millis(self.launch_timeout_ms)
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +155,9 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_key() {
-        let cases: [(Spoil, &str); 7] = [
+        let cases: [(Spoil, &str); 9] = [
+            (|c| c.launch_timeout_ms = 1, "launch_timeout_ms"),
+            (|c| c.max_launch_failures = 0, "max_launch_failures"),
             (|c| c.max_executors = 0, "max_executors"),
             (|c| c.min_executors = 9, "min_executors"),
             (|c| c.target_utilisation = 0.0, "target_utilisation"),

@@ -107,6 +107,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Compose => crate::bench::compose::run(args),
         Workload::Consistency => crate::bench::consistency::run(args),
         Workload::Client => crate::bench::client::run(args),
+        Workload::Faults => crate::bench::client::faults(args),
         Workload::Python => crate::pyrt::bench::run(args),
     };
     match outcome {

@@ -187,6 +187,9 @@ pub enum Workload {
     Client,
     /// The same DAG workload under each consistency mode.
     Consistency,
+    /// Calls from 8 threads while executor nodes are SIGKILLed
+    /// (python/benchmarks/bench_faults.py): hung, lost and duplicate calls, time to re-run.
+    Faults,
     /// Per-call overhead of the Python worker pool vs an in-process call; parallel speedup.
     #[value(hide = true)]
     Python,

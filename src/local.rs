@@ -15,8 +15,8 @@ use crate::net::{ActorRef, Handle, NetError, RemoteMessage, ServiceId};
 use crate::node::{NodeRoles, RoleError};
 use crate::protocol::{
     to_lattice, to_python, Arg, CallAccepted, CallDag, CallFailure, CallFinished, CallFunction,
-    Consistency, DagSpec, DeleteDag, FunctionError, FunctionRecord, List, Listing, RegisterDag,
-    RegisterFunction, Reply,
+    CallOptions, Consistency, DagSpec, DeleteDag, FunctionError, FunctionRecord, List, Listing,
+    RegisterDag, RegisterFunction, Reply,
 };
 use crate::pyrt::{FunctionKind, PyValue};
 use actix::prelude::*;
@@ -184,6 +184,8 @@ impl LocalClient {
             python: self.python.clone(),
             cloudpickle: self.cloudpickle.clone(),
             timeout_ms: None,
+            retries: None,
+            retry_errors: false,
         }
     }
 
@@ -280,6 +282,7 @@ impl LocalClient {
             args,
             consistency,
             reply: self.push_here(),
+            options: CallOptions::default(),
         };
         let accepted = self.call_dag.send(msg).await;
         self.outcome(call, rx, accepted).await
@@ -299,6 +302,7 @@ impl LocalClient {
             args,
             consistency: Consistency::Lww,
             reply: self.push_here(),
+            options: CallOptions::default(),
         };
         let accepted = self.call_function.send(msg).await;
         self.outcome(call, rx, accepted).await
@@ -322,6 +326,7 @@ impl LocalClient {
             args,
             consistency: Consistency::Lww,
             reply,
+            options: CallOptions::default(),
         };
         self.call_dag.send(msg).await??;
         Ok(call)

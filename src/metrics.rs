@@ -66,6 +66,12 @@ pub const EXECUTOR_EXTRA_WORKERS: &str = "cloudburst_executor_extra_workers";
 pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";
 /// Gauge: dashboards connected to the live event stream of this gateway.
 pub const DASHBOARD_CLIENTS: &str = "cloudburst_dashboard_clients";
+/// Counter: calls this gateway answered with an error (wherever it arose: a function, the
+/// scheduler, the gateway itself), one per call; label `code`.
+pub const CALL_FAILURES: &str = "cloudburst_call_failures_total";
+/// Counter: results this gateway dropped because their call had ended already (a re-run's
+/// second result, or one after a timeout or cancel).
+pub const DUPLICATE_RESULTS: &str = "cloudburst_duplicate_results_total";
 
 /// How many finished calls the recent-calls ring keeps: enough for the dashboard's table,
 /// small enough that recording stays a short critical section.
@@ -155,6 +161,16 @@ impl CallSnapshot {
 pub struct Registry {
     series: DashMap<(CallKind, String), Arc<CallSeries>>,
     recent: Mutex<VecDeque<RecentCall>>,
+    failures: DashMap<&'static str, AtomicU64>,
+    duplicates: AtomicU64,
+}
+
+/// What a gateway counted of the calls it answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatewayCounts {
+    /// Failed calls per error code, sorted by code.
+    pub failures: Vec<(&'static str, u64)>,
+    pub duplicates: u64,
 }
 
 impl Registry {
@@ -189,6 +205,34 @@ impl Registry {
             ring.pop_front();
         }
         ring.push_back(entry);
+    }
+
+    /// A call answered with the error `code` (counted once per call).
+    pub fn record_failure(&self, code: &'static str) {
+        if let Some(n) = self.failures.get(code) {
+            n.fetch_add(1, Relaxed);
+            return;
+        }
+        self.failures.entry(code).or_default().fetch_add(1, Relaxed);
+    }
+
+    /// A result dropped because its call had ended already.
+    pub fn record_duplicate(&self) {
+        self.duplicates.fetch_add(1, Relaxed);
+    }
+
+    /// The gateway's counters now.
+    pub fn gateway_counts(&self) -> GatewayCounts {
+        let mut failures: Vec<(&'static str, u64)> = self
+            .failures
+            .iter()
+            .map(|e| (*e.key(), e.value().load(Relaxed)))
+            .collect();
+        failures.sort();
+        GatewayCounts {
+            failures,
+            duplicates: self.duplicates.load(Relaxed),
+        }
     }
 
     /// The most recent calls, newest first.

@@ -3,7 +3,7 @@
 
 mod pyrt_support;
 
-use cloudburst::pyrt::{CallError, PoolConfig, PyValue};
+use cloudburst::pyrt::{CallError, PoolConfig, PyRuntimeError, PyValue};
 use pyrt_support::*;
 use std::time::Duration;
 
@@ -141,13 +141,15 @@ async fn a_missing_python_fails_start_with_a_clear_error() {
     let err = cloudburst::pyrt::PythonPool::start(cfg)
         .await
         .expect_err("no such python");
+    // The program is checked before any worker starts: the error names it and says why.
     let text = err.to_string();
-    assert!(text.contains("exit status: 1"), "{text}");
-    let logged = "/nonexistent/venv/bin/python3";
-    until(
-        Duration::from_secs(5),
-        "the worker's reason in the log",
-        || log_text().contains(logged),
-    )
-    .await;
+    assert!(
+        matches!(&err, PyRuntimeError::Environment { python, .. }
+            if python == "/nonexistent/venv/bin/python3"),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("/nonexistent/venv/bin/python3") && text.contains("cannot be run"),
+        "{text}"
+    );
 }

@@ -23,6 +23,8 @@ from .aio import AsyncCloudburstConnection, AsyncCloudburstFunction, AsyncCloudb
 from .client import CloudburstConnection, CloudburstFunction, CloudburstFuture
 from .errors import (
     AuthError,
+    CallLostError,
+    CancelledError,
     CloudburstError,
     CloudburstTimeout,
     ConnectionClosedError,
@@ -53,6 +55,8 @@ __all__ = [
     "AuthError",
     "CAUSAL",
     "CONSISTENCY_MODES",
+    "CallLostError",
+    "CancelledError",
     "CloudburstConnection",
     "CloudburstError",
     "CloudburstFunction",

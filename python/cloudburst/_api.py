@@ -210,19 +210,33 @@ class Methods(Generic[FunctionT, FutureT]):
             args = [args]
         return [self._future_argument(a) if isinstance(a, Outcome) else a for a in args]
 
-    def _call(self, op: str, fields: Fields, direct: bool) -> Request[Any | FutureT]:
+    def _call(
+        self, op: str, fields: Fields, direct: bool, timeout: float | None
+    ) -> Request[Any | FutureT]:
         if direct:
-            return Request(op, fields, protocol.unpack_value)
+            # The server answers `timeout` at the call's deadline; the client waits a
+            # little longer so that answer normally arrives first.
+            wait = None if timeout is None else timeout + TIMEOUT_GRACE
+            return Request(op, fields, protocol.unpack_value, timeout=wait)
         return Request(op, fields, lambda reply: self._future(reply["call"], reply["key"]))
 
     @operation
     def register(
-        self, function: Registrable, name: str, timeout: float | None = None
+        self,
+        function: Registrable,
+        name: str,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_errors: bool = False,
     ) -> Request[FunctionT]:
         """Register a function, or a class function as ``(Class, init_args)`` (``__init__``
         runs once per executor, ``run`` per call). ``timeout`` (seconds) overrides the
-        executors' default function timeout. Returns a callable handle."""
-        fields = protocol.register_fields(function, name, timeout)
+        executors' default function timeout. A call runs again (every function of it)
+        when an executor or worker dies under it, up to ``retries`` times (default 2);
+        ``retry_errors`` re-runs it also when this function raises or times out. Functions
+        thus run *at least once*: ``cb.call_id`` and ``cb.attempt`` let one with side
+        effects make them idempotent. Returns a callable handle."""
+        fields = protocol.register_fields(function, name, timeout, retries, retry_errors)
         return Request("register_function", fields, lambda _: self._function(name))
 
     @operation
@@ -244,19 +258,29 @@ class Methods(Generic[FunctionT, FutureT]):
         consistency: str = NORMAL,
         output_key: str | None = None,
         client_id: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_errors: bool | None = None,
     ) -> Request[Any | FutureT]:
         """Call a DAG; ``arg_map`` maps source functions to their argument lists (futures
         among them count as their results). Returns the result when ``direct_response`` is
         true, else a future. ``output_key`` also stores the result under that key.
         ``client_id`` (the original client's id for causal metadata) is accepted and not
-        needed: a causal call's session is kept by the cluster."""
+        needed: a causal call's session is kept by the cluster. ``timeout`` (seconds) ends
+        the call with :class:`CloudburstTimeout` if it has not finished by then (default:
+        its functions' timeouts for every re-run, plus slack); ``retries`` and
+        ``retry_errors`` override what the functions registered (see ``register``)."""
         del client_id
         if not isinstance(arg_map, dict):
             raise TypeError("call_dag's arg_map maps function names to argument lists")
         arguments = {f: self._arguments(a) for f, a in arg_map.items()}
         fields = {"dag": name, "args": protocol.dag_args(arguments)}
-        fields.update(protocol.call_fields(direct_response, consistency, output_key))
-        return self._call("call_dag", fields, direct_response)
+        fields.update(
+            protocol.call_fields(
+                direct_response, consistency, output_key, timeout, retries, retry_errors
+            )
+        )
+        return self._call("call_dag", fields, direct_response, timeout)
 
     @operation
     def exec_func(
@@ -266,15 +290,23 @@ class Methods(Generic[FunctionT, FutureT]):
         direct_response: bool = False,
         consistency: str = NORMAL,
         output_key: str | None = None,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_errors: bool | None = None,
     ) -> Request[Any | FutureT]:
         """Call one function with ``args`` (a list or tuple; anything else is one argument;
         futures among them count as their results). Returns the result when
         ``direct_response`` is true, else a future (the original returned the result's key:
         ``get_object`` takes the future in its place). ``output_key`` also stores the
-        result under that key."""
+        result under that key. ``timeout``, ``retries`` and ``retry_errors`` as for
+        ``call_dag``."""
         fields = {"function": name, "args": protocol.pack_args(self._arguments(args))}
-        fields.update(protocol.call_fields(direct_response, consistency, output_key))
-        return self._call("call_function", fields, direct_response)
+        fields.update(
+            protocol.call_fields(
+                direct_response, consistency, output_key, timeout, retries, retry_errors
+            )
+        )
+        return self._call("call_function", fields, direct_response, timeout)
 
     @operation
     def get_function(self, name: str) -> Request[FunctionT | None]:
@@ -332,6 +364,10 @@ def _true(_: Any) -> bool:
     return True
 
 
+def _false(_: Any) -> bool:
+    return False
+
+
 def _registered(_: Any) -> Registered:
     return Registered()
 
@@ -347,8 +383,10 @@ def _names(body: Any) -> Names:
 class Outcome(Generic[ConnT]):
     """The eventual result of one call, for both clients' futures: ``get`` asks the
     gateway once and waits for its answer (the gateway replies when the result exists); it
-    never polls. A failure of the call is remembered (the server hands it out once); a
-    timeout or a closed connection is not (a later ``get`` may still succeed)."""
+    never polls. A result or failure of the call is remembered here too (the server
+    answers every ``get`` of an ended call the same, while it remembers the call); a
+    timeout of ``get`` or a closed connection is not (a later ``get`` may still succeed).
+    ``cancel`` stops the call."""
 
     __slots__ = ("call_id", "obj_id", "_conn", "_done", "_value", "_error")
 
@@ -374,6 +412,15 @@ class Outcome(Generic[ConnT]):
         wait = None if timeout is None else timeout + TIMEOUT_GRACE
         return Request("await", fields, self._succeeded, self._failed, wait)
 
+    @operation
+    def cancel(self) -> Request[bool]:
+        """Stop the call: its functions still running are stopped, the rest never start,
+        and ``get`` raises :class:`CancelledError`. True if it was stopped, False if it had
+        ended already (``get`` answers how)."""
+        if self._done:
+            return Request(None, {}, _false)
+        return Request("cancel", {"call": self.call_id}, bool)
+
     def _succeeded(self, body: Any) -> Any:
         self._value = protocol.unpack_value(body)
         self._done = True
@@ -381,7 +428,7 @@ class Outcome(Generic[ConnT]):
 
     def _failed(self, error: CloudburstError) -> NoReturn:
         if not isinstance(error, (CloudburstTimeout, ConnectionClosedError)):
-            self._error = error  # the call failed: the server hands a failure out once
+            self._error = error  # the call failed: every later get answers the same
             self._done = True
         raise error
 

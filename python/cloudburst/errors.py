@@ -6,10 +6,12 @@ class, or look at ``code`` for the exact reason::
 
     CloudburstError                    any code; a code this client does not know
     ├── InvalidRequestError            the request cannot succeed as sent
-    ├── NotFoundError                  unknown_function, unknown_dag
+    ├── NotFoundError                  unknown_function, unknown_dag, unknown_call
     ├── UnavailableError       retry   the cluster cannot serve it now
-    │   └── ConnectionClosedError      connection_closed
+    │   ├── ConnectionClosedError      connection_closed
+    │   └── CallLostError      retry   executor_lost, scheduler_lost
     ├── CloudburstTimeout      retry   timeout (also a builtin TimeoutError)
+    ├── CancelledError                 cancelled: the call was cancelled
     ├── FunctionError                  function_error (type and traceback), worker_crashed,
     │                                  memory_limit
     ├── AuthError                      unauthorized, missing_token, invalid_token,
@@ -54,7 +56,8 @@ class InvalidRequestError(CloudburstError):
 
 
 class NotFoundError(CloudburstError):
-    """The function or DAG named does not exist."""
+    """The function, DAG or call named does not exist (a call: not made through this
+    gateway, or its result expired)."""
 
 
 class UnavailableError(CloudburstError):
@@ -68,6 +71,18 @@ class UnavailableError(CloudburstError):
 class ConnectionClosedError(UnavailableError):
     """The connection to the gateway is closed (code ``connection_closed``); the message
     carries the server's close reason when it gave one. Open a new connection to retry."""
+
+
+class CallLostError(UnavailableError):
+    """The call was lost with a node of the cluster: an executor running it died and its
+    re-runs were used up (``executor_lost``), or the scheduler that placed it died
+    (``scheduler_lost``). Its functions may have run (each at least once is the rule):
+    calling again runs them again."""
+
+
+class CancelledError(CloudburstError):
+    """The call was cancelled (code ``cancelled``): its running functions were stopped
+    and the rest never started."""
 
 
 class CloudburstTimeout(CloudburstError, TimeoutError):
@@ -136,6 +151,10 @@ CLASSES: dict[str, type[CloudburstError]] = {
     ),
     "unknown_function": NotFoundError,
     "unknown_dag": NotFoundError,
+    "unknown_call": NotFoundError,
+    "executor_lost": CallLostError,
+    "scheduler_lost": CallLostError,
+    "cancelled": CancelledError,
     **dict.fromkeys(
         (
             "unavailable",

@@ -149,7 +149,11 @@ def pack_args(args: Any) -> list[Fields]:
 
 
 def register_fields(
-    function: Callable[..., Any] | tuple[type, Any], name: str, timeout: float | None = None
+    function: Callable[..., Any] | tuple[type, Any],
+    name: str,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_errors: bool = False,
 ) -> Fields:
     """Fields of ``register_function`` for a callable or a ``(Class, init_args)`` pair."""
     if not isinstance(name, str) or not name:
@@ -169,6 +173,10 @@ def register_fields(
     fields = {"name": name, "body": body, "kind": kind, **client_environment()}
     if timeout is not None:
         fields["timeout_ms"] = timeout_ms(timeout)
+    if retries is not None:
+        fields["retries"] = _retries(retries)
+    if retry_errors:
+        fields["retry_errors"] = True
     return fields
 
 
@@ -181,13 +189,39 @@ def dag_fields(name: str, functions: Iterable[str], connections: Iterable[Iterab
     }
 
 
-def call_fields(direct: bool, consistency: str, output_key: str | None) -> Fields:
+def call_fields(
+    direct: bool,
+    consistency: str,
+    output_key: str | None,
+    timeout: float | None = None,
+    retries: int | None = None,
+    retry_errors: bool | None = None,
+) -> Fields:
+    """Fields every call request shares. ``timeout`` (seconds) bounds the whole call on
+    the server (it then fails with ``timeout``); ``retries`` and ``retry_errors`` override
+    what its functions registered (re-runs after an executor or worker died, and whether
+    an exception re-runs it too)."""
     if consistency not in CONSISTENCY_MODES:
         raise ValueError(f"consistency must be one of {CONSISTENCY_MODES}, got {consistency!r}")
     fields: Fields = {"consistency": consistency, "direct": bool(direct)}
     if output_key is not None:
         fields["output_key"] = output_key
+    ms = timeout_ms(timeout)
+    if ms is not None:
+        if ms == 0:
+            raise ValueError("a call timeout must be at least 1 ms")
+        fields["timeout_ms"] = ms
+    if retries is not None:
+        fields["retries"] = _retries(retries)
+    if retry_errors is not None:
+        fields["retry_errors"] = bool(retry_errors)
     return fields
+
+
+def _retries(retries: int) -> int:
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValueError(f"retries must be an int >= 0, got {retries!r}")
+    return retries
 
 
 def dag_args(arg_map: Mapping[str, Any]) -> Fields:

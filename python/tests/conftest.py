@@ -11,6 +11,7 @@ import os
 import pathlib
 import queue
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -155,6 +156,17 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def url(cluster):
     return cluster.url
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory the test and its functions both use (files a function writes, a lock it
+    waits on): functions run as another user (`nobody`) when the tests run as root, who
+    cannot enter pytest's private `tmp_path`. Removed after the test."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="cloudburst-shared-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

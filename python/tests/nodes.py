@@ -6,7 +6,7 @@ import re
 import socket
 import urllib.request
 
-from conftest import READY_TIMEOUT, Proc
+from conftest import READY_TIMEOUT, Proc, auth_headers
 
 NODE_READY = re.compile(r"^cloudburst node (\S+) listening on (\S+) generation \d+$")
 METRIC = re.compile(r'^(\w+)\{node="([^"]+)",shard="(\d+)"\} (\d+)$')
@@ -18,10 +18,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_node(log, secret, *args):
+def start_node(log, secret, *args, env=None):
     """One `cloudburst node` process, once it listens; its node id is `.id`, its peer
-    address `.addr`."""
-    node = Proc(["node", *args], log, env={"CLOUDBURST_CLUSTER_SECRET": secret})
+    address `.addr`. `env` adds environment variables."""
+    node = Proc(["node", *args], log, env={"CLOUDBURST_CLUSTER_SECRET": secret, **(env or {})})
     try:
         for line in iter(lambda: node.lines.get(timeout=READY_TIMEOUT), None):
             m = NODE_READY.match(line)
@@ -37,7 +37,8 @@ def start_node(log, secret, *args):
 def shard_gauges(dashboard, name):
     """`{(node, shard): value}` of a per-shard gauge in the gateway's `/metrics` (shards
     that did not answer the last poll are left out)."""
-    text = urllib.request.urlopen(dashboard + "/metrics", timeout=10).read().decode()
+    req = urllib.request.Request(dashboard + "/metrics", headers=auth_headers())
+    text = urllib.request.urlopen(req, timeout=10).read().decode()
     out = {}
     for line in text.splitlines():
         m = METRIC.match(line)

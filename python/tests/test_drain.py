@@ -96,19 +96,21 @@ def started_on(started, node):
     return out
 
 
-def test_sigterm_drains_a_node_and_no_call_fails(tmp_path):
+def test_sigterm_drains_a_node_and_no_call_fails(tmp_path, shared_dir):
     client_port, dash_port = free_port(), free_port()
     a = start_node(tmp_path / "a.log", SECRET, "--roles", "kvs,scheduler,executor,gateway",
                    "--listen", "127.0.0.1:0", "--client-listen", f"127.0.0.1:{client_port}",
                    "--dashboard-listen", f"127.0.0.1:{dash_port}", "--workers", "2")
     b = None
-    gate_file = open(tmp_path / "gate", "w")
+    gate_file = open(shared_dir / "gate", "w")
+    os.chmod(shared_dir / "gate", 0o644)  # the functions (maybe another user) read it
     try:
         b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs,executor",
                        "--listen", "127.0.0.1:0", "--join", a.addr, "--workers", "2")
         url = f"ws://127.0.0.1:{client_port}"
-        started = tmp_path / "started"
-        started.mkdir()
+        started = shared_dir / "started"
+        started.mkdir(mode=0o777)
+        started.chmod(0o777)  # whatever the umask
         cloud = wait_until(lambda: CloudburstConnection(url), "a connection", 30, RETRYABLE)
         wait_until(lambda: cloud.register(work, "work"), "registration", 30, RETRYABLE)
         # Until B is known to take calls, nothing blocks there.
@@ -126,7 +128,7 @@ def test_sigterm_drains_a_node_and_no_call_fails(tmp_path):
 
         fcntl.flock(gate_file, fcntl.LOCK_EX)
         calls = Calls()
-        args = (b.id, str(tmp_path / "gate"), str(started))
+        args = (b.id, str(shared_dir / "gate"), str(started))
         threads = [threading.Thread(target=calls.client, args=(url, i, args))
                    for i in range(THREADS)]
         for t in threads:

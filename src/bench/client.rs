@@ -1,28 +1,46 @@
-//! `cloudburst bench client`: the Python client benchmark (`python/benchmarks/bench_client.py`)
-//! run by the project's Python against `cloudburst local` started from this very binary.
-//! Its output (and, with `--json`, its last line: one JSON object) is the benchmark's.
+//! The benchmarks written in Python, run by the project's Python against processes of this
+//! very binary: `cloudburst bench client` (`python/benchmarks/bench_client.py`, the client
+//! against `cloudburst local`) and `cloudburst bench faults`
+//! (`python/benchmarks/bench_faults.py`, calls while executor nodes are SIGKILLed). Their
+//! output (and, with `--json`, their last line: one JSON object) is the benchmark's.
 //!
-//! The script is part of the source tree, not of the binary: it is looked for under the
-//! current directory, then under the tree this binary was built from.
+//! The scripts are part of the source tree, not of the binary: each is looked for under
+//! the current directory, then under the tree this binary was built from.
 
 use crate::cli::BenchArgs;
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The benchmark script, relative to the repository root.
-const SCRIPT: &str = "python/benchmarks/bench_client.py";
+/// The client benchmark script, relative to the repository root.
+const CLIENT_SCRIPT: &str = "python/benchmarks/bench_client.py";
+/// The fault benchmark script, relative to the repository root.
+const FAULTS_SCRIPT: &str = "python/benchmarks/bench_faults.py";
 
 /// Run the client benchmark to completion.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.iterations.is_some() {
         bail!("`cloudburst bench client` does not take --iterations (the script fixes them)");
     }
-    let script = find_script()?;
+    run_script(CLIENT_SCRIPT, args, &[])
+}
+
+/// Run the fault benchmark to completion; `--iterations` is the number of calls.
+pub fn faults(args: &BenchArgs) -> anyhow::Result<()> {
+    let calls = args.iterations.map(|n| n.to_string());
+    let extra: Vec<&str> = match &calls {
+        Some(n) => vec!["--calls", n],
+        None => Vec::new(),
+    };
+    run_script(FAULTS_SCRIPT, args, &extra)
+}
+
+fn run_script(name: &str, args: &BenchArgs, extra: &[&str]) -> anyhow::Result<()> {
+    let script = find_script(name)?;
     let python = crate::pyrt::interp::python_program();
     let exe = std::env::current_exe().context("locating the cloudburst binary")?;
     let mut command = Command::new(&python);
-    command.arg(&script).arg("--binary").arg(&exe);
+    command.arg(&script).arg("--binary").arg(&exe).args(extra);
     if args.json {
         command.arg("--json");
     }
@@ -35,16 +53,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn find_script() -> anyhow::Result<PathBuf> {
+fn find_script(name: &str) -> anyhow::Result<PathBuf> {
     let here = std::env::current_dir().unwrap_or_default();
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR"));
     [here.as_path(), built_from]
         .iter()
-        .map(|root| root.join(SCRIPT))
+        .map(|root| root.join(name))
         .find(|p| p.is_file())
         .with_context(|| {
             format!(
-                "{SCRIPT} is in neither {} nor {}: run this from the repository",
+                "{name} is in neither {} nor {}: run this from the repository",
                 here.display(),
                 built_from.display()
             )

@@ -16,7 +16,9 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 /// 2: `CallFailure.code` is an `ErrorCode`, no longer a string.
 /// 3: tombstones in `LatticeValue`; `KvsRequest::CheckTombstones`; `Member.draining`;
 ///    `KvsRequest::PutUser` and `KvsError::Reserved` (writes on behalf of user code).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: calls carry their attempt and placing scheduler; `AttemptEnded`, `Cancel`,
+///    `CancelCall`; call options and deadlines.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -10,8 +10,10 @@
 //!    of the drain arrive meanwhile);
 //! 3. its cache keeps serving the repeatable-read pins it holds for calls running elsewhere
 //!    until they are released (or expire);
-//! 4. its gateway waits for the calls its clients wait for;
-//! 5. then [`NodeRoles::stop`]: the gateway closes its sessions (the last role clients
+//! 4. its scheduler waits for the calls it placed to end (it keeps each to run it again
+//!    if an executor dies under it; stopped, it would fail them with `scheduler_lost`);
+//! 5. its gateway waits for the calls its clients wait for;
+//! 6. then [`NodeRoles::stop`]: the gateway closes its sessions (the last role clients
 //!    see), the KVS shards hand their keys to the remaining owners, the node leaves, the
 //!    Python workers stop.
 //!
@@ -19,15 +21,16 @@
 //! stop). Peers show the node as draining (the dashboard's node table) from step 1.
 
 use super::roles::NodeRoles;
+use crate::actors::scheduler::HeldCalls;
 use crate::net::membership::StartDraining;
 use std::time::{Duration, Instant};
 
-/// How long the executor and the gateway must have been idle before a drain counts them
-/// done: longer than a schedule sent just before the schedulers heard of the drain takes to
-/// arrive.
+/// How long the executor, the scheduler and the gateway must have been idle before a drain
+/// counts them done: longer than a schedule (or call) sent just before the schedulers (or
+/// gateways) heard of the drain takes to arrive.
 pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
-/// How often a drain looks again at the executor, the pins and the gateway's calls while
-/// it waits.
+/// How often a drain looks again at the executor, the pins, the scheduler's and the
+/// gateway's calls while it waits.
 pub const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Added to the longest function timeout to make a drain's default deadline: time for a
 /// function's result to travel and for the pins of calls elsewhere to be released.
@@ -42,6 +45,8 @@ pub struct Drained {
     pub executor_idle: bool,
     /// No repeatable-read pins were left (true without a cache).
     pub pins_released: bool,
+    /// The scheduler kept no call any more (true without a scheduler).
+    pub scheduler_idle: bool,
     /// The gateway's clients waited for no call any more (true without a gateway).
     pub gateway_idle: bool,
 }
@@ -49,7 +54,7 @@ pub struct Drained {
 impl Drained {
     /// Everything held was finished before the deadline.
     pub fn complete(&self) -> bool {
-        self.executor_idle && self.pins_released && self.gateway_idle
+        self.executor_idle && self.pins_released && self.scheduler_idle && self.gateway_idle
     }
 }
 
@@ -73,6 +78,21 @@ impl NodeRoles {
             }
             None => true,
         };
+        let scheduler_idle = match &self.scheduler {
+            // A scheduler that no longer answers keeps nothing it could finish.
+            Some(s) => {
+                let held = s.send(HeldCalls).await.unwrap_or(0);
+                if held > 0 {
+                    tracing::info!(
+                        calls = held,
+                        "drain waits for the calls this scheduler placed"
+                    );
+                }
+                let none = || async { s.send(HeldCalls).await.map_or(true, |n| n == 0) };
+                wait_until(deadline, DRAIN_QUIET, none).await
+            }
+            None => true,
+        };
         let gateway_idle = match &self.gateway {
             Some(g) => wait_until(deadline, DRAIN_QUIET, || async { g.in_flight() == 0 }).await,
             None => true,
@@ -81,6 +101,7 @@ impl NodeRoles {
             told,
             executor_idle,
             pins_released,
+            scheduler_idle,
             gateway_idle,
         };
         let secs = started.elapsed().as_secs_f64();
@@ -91,6 +112,7 @@ impl NodeRoles {
                 secs,
                 executor_idle,
                 pins_released,
+                scheduler_idle,
                 gateway_idle,
                 "drain deadline passed; what is still held will be cut off"
             );

@@ -1,9 +1,16 @@
 //! One call's way through the cluster: what a scheduler sends each executor
-//! ([`Schedule`]), what executors send each other ([`Trigger`], [`Deliver`]), and how the
-//! outcome reaches the caller ([`Reply`], [`CallFinished`], [`CallFailure`]).
+//! ([`Schedule`], [`Cancel`]), what executors send each other ([`Trigger`], [`Deliver`]),
+//! how the outcome reaches the caller ([`Reply`], [`CallFinished`], [`CallFailure`]) and
+//! how the scheduler that placed the call learns it ended ([`AttemptEnded`]).
+//!
+//! A call may run more than once: when an executor running one of its functions dies (or
+//! a function fails in a way a re-run can mend), the scheduler that placed it runs the
+//! whole DAG again as the next *attempt* (0 for the first run). Schedules and triggers
+//! carry their attempt, so executors drop those of an attempt older than one they have
+//! seen, and the caller's gateway takes the first result of a call and drops the others.
 
 use super::error::ErrorCode;
-use crate::ids::{CallId, Key, NodeRef};
+use crate::ids::{hash64, CallId, Key, NodeRef};
 use crate::lattice::{Dependencies, Lattice};
 use crate::net::ActorRef;
 use crate::pyrt::PyValue;
@@ -88,6 +95,30 @@ pub struct Schedule {
     pub home: Option<NodeRef>,
     /// When the scheduler accepted the call (wall-clock µs), for the DAG latency metric.
     pub started_us: u64,
+    /// Which run of the call this is: 0 first, n for the n-th re-run.
+    pub attempt: u32,
+    /// The scheduler that placed the call and keeps it until it ends: told of the
+    /// attempt's end ([`AttemptEnded`]), it re-runs or fails the call. `None`: nobody
+    /// keeps the call; a failure goes straight to `reply`.
+    pub scheduler: Option<ActorRef>,
+}
+
+impl Schedule {
+    /// The consistency session of this attempt (see [`session_of`]).
+    pub fn session(&self) -> CallId {
+        session_of(self.call, self.attempt)
+    }
+}
+
+/// The consistency session of attempt `attempt` of `call`: the call id for the first run,
+/// a fresh id for every re-run (a re-run starts a new session: pins the first attempt made
+/// at a home that may be gone are not reused).
+pub fn session_of(call: CallId, attempt: u32) -> CallId {
+    if attempt == 0 {
+        call
+    } else {
+        CallId(call.0 ^ hash64(&[b"attempt", &attempt.to_le_bytes()]))
+    }
 }
 
 /// An upstream function failed: downstream functions of the call do not run.
@@ -104,6 +135,38 @@ pub struct Trigger {
     pub value: Result<PyValue, Aborted>,
     /// What the session has seen so far on the path through `from`.
     pub session: SessionMeta,
+    /// The attempt of the call `from` ran in.
+    pub attempt: u32,
+}
+
+/// Stop the attempts of a call below `before` (one-way, from the scheduler that placed it,
+/// to the executors of its functions): their functions still running are stopped (their
+/// worker replaced), those waiting never run, and their later schedules and triggers are
+/// dropped. A cancelled or expired call is stopped whole ([`Cancel::ALL`]); a re-run stops
+/// the attempts before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct Cancel {
+    pub call: CallId,
+    pub before: u32,
+}
+
+impl Cancel {
+    /// `before` for every attempt.
+    pub const ALL: u32 = u32::MAX;
+}
+
+/// An attempt of a call ended at an executor (one-way, to the scheduler that placed it):
+/// the sink delivered the call's result (`failure: None`), or a function failed. The
+/// scheduler then forgets the call, runs it again, or sends the failure to the caller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct AttemptEnded {
+    pub call: CallId,
+    pub attempt: u32,
+    /// The function that ended it: the sink, or the one that failed.
+    pub function: String,
+    pub failure: Option<CallFailure>,
 }
 
 /// What one call's session has seen, carried downstream with the triggers so that functions

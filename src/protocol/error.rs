@@ -90,13 +90,21 @@ error_codes! {
     TooLarge = "too_large", retry: false,
         "an argument or the result is over the size limit of one message to a Python worker";
     Overloaded = "overloaded", retry: true,
-        "the executor's worker queue or its waiting schedules are full";
+        "the executor's worker queue or its waiting schedules are full, or the scheduler holds as many unfinished calls as it may";
     ShutDown = "shut_down", retry: true,
         "the executor's Python pool is shutting down";
     StaleFunction = "stale_function", retry: true,
         "the function was registered again after the call was scheduled";
     SessionExpired = "session_expired", retry: true,
         "a repeatable-read call read a key after its pinned versions were dropped (`consistency.session_ttl_ms`)";
+    ExecutorLost = "executor_lost", retry: true,
+        "an executor running the call died and the call's re-runs (`retries`) are used up, or no executor was left to re-run it on";
+    SchedulerLost = "scheduler_lost", retry: true,
+        "the scheduler that placed the call died before the call finished (its functions may have run)";
+    Cancelled = "cancelled", retry: false,
+        "the call was cancelled (`cancel`): its running functions were stopped and the rest never started";
+    UnknownCall = "unknown_call", retry: false,
+        "`await` or `cancel` of a call this gateway does not know (never made here, or its result expired)";
     InternalError = "internal_error", retry: false,
         "the server broke one of its own rules (a bug worth reporting)";
     MissingToken = "missing_token", retry: false,

@@ -12,6 +12,13 @@ pub const MAX_NAME_LEN: usize = 200;
 /// never outlives its successor's schedule. Records read back are held to it too.
 pub const MAX_FUNCTION_TIMEOUT_MS: u64 = 300_000;
 
+/// Most re-runs a function or call may ask for: each runs every function of the call again.
+pub const MAX_RETRIES: u32 = 10;
+
+/// Longest call timeout a caller may ask for (an hour: far beyond any sane chain of
+/// function timeouts, short enough that a forgotten call does not pin memory for good).
+pub const MAX_CALL_TIMEOUT_MS: u64 = 3_600_000;
+
 /// Most functions one DAG may have: bounds the work and the schedule messages of one call
 /// (the scheduler refuses larger DAGs), and so the upstream results one executor waits for.
 pub const MAX_DAG_FUNCTIONS: usize = 256;

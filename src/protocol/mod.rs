@@ -28,8 +28,8 @@ pub mod values;
 
 pub use cache::{ReleaseSession, SessionRead};
 pub use call::{
-    Aborted, Arg, CallFailure, CallFinished, Consistency, Deliver, Downstream, Reply, Schedule,
-    SessionMeta, Trigger,
+    session_of, Aborted, Arg, AttemptEnded, CallFailure, CallFinished, Cancel, Consistency,
+    Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
 };
 pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
@@ -38,7 +38,7 @@ pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };
 pub use requests::{
-    CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
-    ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
+    CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall, DeleteDag,
+    DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
 };
 pub use values::{to_lattice, to_python};

@@ -6,7 +6,7 @@
 //! as absent, and so an Lww entry with an empty payload, which is how versions before
 //! tombstones deleted (an entry is never empty: its bincode has at least the name).
 
-use super::limits::{MAX_FUNCTION_TIMEOUT_MS, MAX_NAME_LEN};
+use super::limits::{MAX_FUNCTION_TIMEOUT_MS, MAX_NAME_LEN, MAX_RETRIES};
 use super::requests::FunctionError;
 use crate::ids::{hash64, CallId, Key};
 use crate::lattice::LatticeValue;
@@ -46,6 +46,62 @@ pub struct FunctionRecord {
     pub cloudpickle: String,
     /// Per-function timeout; `None` means the executor's default.
     pub timeout_ms: Option<u64>,
+    /// Re-runs of a call of this function after system failures; `None`: the default
+    /// ([`DEFAULT_RETRIES`]).
+    pub retries: Option<u32>,
+    /// Whether this function's exception (or timeout) re-runs the call too.
+    pub retry_errors: bool,
+}
+
+/// Re-runs of a call after system failures when neither the call nor its functions' says.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// A function record as stored before retries were registered: still read (and taken as
+/// asking for the defaults), so a durable registry survives the upgrade.
+#[derive(Deserialize)]
+struct FunctionRecordV1 {
+    name: String,
+    kind: FunctionKind,
+    body: Bytes,
+    python: String,
+    cloudpickle: String,
+    timeout_ms: Option<u64>,
+}
+
+impl From<FunctionRecordV1> for FunctionRecord {
+    fn from(r: FunctionRecordV1) -> Self {
+        FunctionRecord {
+            name: r.name,
+            kind: r.kind,
+            body: r.body,
+            python: r.python,
+            cloudpickle: r.cloudpickle,
+            timeout_ms: r.timeout_ms,
+            retries: None,
+            retry_errors: false,
+        }
+    }
+}
+
+/// A type stored as a registry entry: how its payload decodes (older layouts included).
+pub trait Entry: Sized {
+    /// Decode the payload of the entry stored under `key`.
+    fn decode(key: &Key, b: &[u8]) -> Result<Self, FunctionError>;
+}
+
+impl Entry for DagSpec {
+    fn decode(key: &Key, b: &[u8]) -> Result<Self, FunctionError> {
+        decode_as(key, b)
+    }
+}
+
+impl Entry for FunctionRecord {
+    fn decode(key: &Key, b: &[u8]) -> Result<Self, FunctionError> {
+        decode_as(key, b).or_else(|e| match decode_as::<FunctionRecordV1>(key, b) {
+            Ok(old) => Ok(old.into()),
+            Err(_) => Err(e),
+        })
+    }
 }
 
 /// A registered DAG: its functions and edges `(from, to)`. A function with several
@@ -99,8 +155,18 @@ impl FunctionRecord {
             Some(ms) if ms > MAX_FUNCTION_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
                 "a function timeout of {ms} ms is above the maximum of {MAX_FUNCTION_TIMEOUT_MS} ms"
             ))),
-            _ => Ok(()),
+            _ => check_retries(self.retries),
         }
+    }
+}
+
+/// Re-runs asked for (by a function or a call) are at most [`MAX_RETRIES`].
+pub fn check_retries(retries: Option<u32>) -> Result<(), FunctionError> {
+    match retries {
+        Some(n) if n > MAX_RETRIES => Err(FunctionError::Invalid(format!(
+            "{n} retries are above the maximum of {MAX_RETRIES}"
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -161,15 +227,24 @@ pub fn encode_entry<T: Serialize>(v: &T) -> Result<Bytes, FunctionError> {
 }
 
 /// Decode the payload of the entry stored under `key`.
-pub fn decode_entry<T: DeserializeOwned>(key: &Key, b: &[u8]) -> Result<T, FunctionError> {
+pub fn decode_entry<T: Entry>(key: &Key, b: &[u8]) -> Result<T, FunctionError> {
+    T::decode(key, b)
+}
+
+/// `b` as a `T`, every byte of it.
+fn decode_as<T: DeserializeOwned>(key: &Key, b: &[u8]) -> Result<T, FunctionError> {
     let cfg = bincode::config::standard().with_limit::<MAX_ENTRY_BYTES>();
-    bincode::serde::decode_from_slice::<T, _>(b, cfg)
-        .map(|(v, _)| v)
-        .map_err(|e| FunctionError::Storage(format!("corrupt registry entry `{key}`: {e}")))
+    let corrupt =
+        |e: String| FunctionError::Storage(format!("corrupt registry entry `{key}`: {e}"));
+    match bincode::serde::decode_from_slice::<T, _>(b, cfg) {
+        Ok((v, used)) if used == b.len() => Ok(v),
+        Ok((_, used)) => Err(corrupt(format!("{} bytes left over", b.len() - used))),
+        Err(e) => Err(corrupt(e.to_string())),
+    }
 }
 
 /// The entry a read of `key` returned: `None` when missing or deleted (a tombstone).
-pub fn read_entry<T: DeserializeOwned>(
+pub fn read_entry<T: Entry>(
     key: &Key,
     value: Option<LatticeValue>,
 ) -> Result<Option<T>, FunctionError> {
@@ -204,6 +279,8 @@ mod tests {
             python: "3.11".into(),
             cloudpickle: "3.0.0".into(),
             timeout_ms: Some(5),
+            retries: Some(4),
+            retry_errors: true,
         }
     }
 
@@ -234,6 +311,28 @@ mod tests {
     }
 
     #[test]
+    fn a_record_stored_before_retries_reads_with_the_defaults() {
+        #[derive(Serialize)]
+        struct V1<'a>(&'a str, FunctionKind, Bytes, &'a str, &'a str, Option<u64>);
+        let old = V1(
+            "f",
+            FunctionKind::Plain,
+            Bytes::from_static(b"body"),
+            "3.11",
+            "3.0.0",
+            Some(5),
+        );
+        let bytes = encode_entry(&old).expect("encodes");
+        let key = function_key("f");
+        let back: FunctionRecord = decode_entry(&key, &bytes).expect("the old layout decodes");
+        assert_eq!((back.retries, back.retry_errors), (None, false));
+        assert_eq!((back.name.as_str(), back.timeout_ms), ("f", Some(5)));
+        let mut trailing = encode_entry(&record(b"body")).expect("encodes").to_vec();
+        trailing.push(0);
+        assert!(decode_entry::<FunctionRecord>(&key, &trailing).is_err());
+    }
+
+    #[test]
     fn tombstones_and_missing_read_as_absent_and_other_kinds_are_refused() {
         let key = dag_key("d");
         assert_eq!(read_entry::<DagSpec>(&key, None), Ok(None));
@@ -261,6 +360,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("above the maximum"), "{err}");
+        let mut rerun_forever = good.clone();
+        rerun_forever.retries = Some(super::super::limits::MAX_RETRIES + 1);
+        let err = read_function("f", stored(&rerun_forever))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retries are above the maximum"), "{err}");
         // A record written under another function's key does not become that function.
         let mut other = good.clone();
         other.name = "victim".into();
@@ -272,6 +377,38 @@ mod tests {
         let mut empty = good;
         empty.body = Bytes::new();
         assert!(read_function("f", stored(&empty)).is_err());
+    }
+
+    #[test]
+    fn call_options_are_bounded() {
+        use super::super::limits::{MAX_CALL_TIMEOUT_MS, MAX_RETRIES};
+        use super::super::CallOptions;
+        let ok = CallOptions {
+            timeout_ms: Some(MAX_CALL_TIMEOUT_MS),
+            retries: Some(MAX_RETRIES),
+            retry_errors: Some(true),
+        };
+        assert_eq!(ok.check(), Ok(()));
+        assert_eq!(CallOptions::default().check(), Ok(()));
+        for bad in [
+            CallOptions {
+                timeout_ms: Some(0),
+                ..ok
+            },
+            CallOptions {
+                timeout_ms: Some(MAX_CALL_TIMEOUT_MS + 1),
+                ..ok
+            },
+            CallOptions {
+                retries: Some(MAX_RETRIES + 1),
+                ..ok
+            },
+        ] {
+            assert!(
+                matches!(bad.check(), Err(FunctionError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

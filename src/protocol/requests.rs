@@ -5,7 +5,8 @@
 
 use super::call::{Arg, Consistency, Reply};
 use super::error::ErrorCode;
-use super::records::{DagSpec, FunctionRecord};
+use super::limits::MAX_CALL_TIMEOUT_MS;
+use super::records::{check_retries, DagSpec, FunctionRecord};
 use crate::ids::{CallId, Key, NodeRef};
 use crate::net::ActorRef;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,10 @@ pub enum FunctionError {
     /// unreachable); retrying later may succeed.
     #[error("executor unavailable: {0}")]
     Unavailable(String),
+    /// The scheduler keeps as many unfinished calls (or bytes of their arguments) as it
+    /// may; retrying once some finished may succeed.
+    #[error("the scheduler holds too many unfinished calls: {0}")]
+    TooManyCalls(String),
 }
 
 impl FunctionError {
@@ -52,6 +57,7 @@ impl FunctionError {
             FunctionError::NoExecutors => ErrorCode::NoExecutors,
             FunctionError::Storage(_) => ErrorCode::StorageError,
             FunctionError::Unavailable(_) => ErrorCode::Unavailable,
+            FunctionError::TooManyCalls(_) => ErrorCode::Overloaded,
         }
     }
 }
@@ -109,6 +115,7 @@ pub struct CallDag {
     pub args: BTreeMap<String, Vec<Arg>>,
     pub consistency: Consistency,
     pub reply: Reply,
+    pub options: CallOptions,
 }
 
 /// Call one function (a one-node DAG).
@@ -120,11 +127,57 @@ pub struct CallFunction {
     pub args: Vec<Arg>,
     pub consistency: Consistency,
     pub reply: Reply,
+    pub options: CallOptions,
+}
+
+/// What a caller may ask of one call besides its arguments; `None` leaves it to the
+/// registrations and the scheduler.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallOptions {
+    /// The call ends within this long of its acceptance, with `timeout` if nothing else.
+    /// `None`: the scheduler's budget (the functions' timeouts for every attempt, plus
+    /// failure detection and slack).
+    pub timeout_ms: Option<u64>,
+    /// Re-runs allowed after system failures (an executor or worker died). `None`: the
+    /// smallest number its functions registered (a re-run runs every function again).
+    pub retries: Option<u32>,
+    /// Whether a function's exception or timeout re-runs the call too (while re-runs are
+    /// left). `None`: as the failing function registered.
+    pub retry_errors: Option<bool>,
+}
+
+impl CallOptions {
+    /// Options a caller may ask for: retries as [`check_retries`] allows, a timeout above 0 and
+    /// up to [`MAX_CALL_TIMEOUT_MS`].
+    pub fn check(&self) -> Result<(), FunctionError> {
+        check_retries(self.retries)?;
+        match self.timeout_ms {
+            Some(0) => Err(FunctionError::Invalid(
+                "a call timeout must be above 0 ms".into(),
+            )),
+            Some(ms) if ms > MAX_CALL_TIMEOUT_MS => Err(FunctionError::Invalid(format!(
+                "a call timeout of {ms} ms is above the maximum of {MAX_CALL_TIMEOUT_MS} ms"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The call was scheduled; its result will be pushed and/or stored as asked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallAccepted {
+    pub call: CallId,
+    /// The call ends within this long of now (its result, a failure, or `timeout`): the
+    /// scheduler stops keeping it then, and the caller need not wait longer.
+    pub deadline_ms: u64,
+}
+
+/// Cancel a call this scheduler placed: its executors stop its functions. `true` if it
+/// was running here; `false` if this scheduler does not hold it (it ended already, or it
+/// was never placed here).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "bool")]
+pub struct CancelCall {
     pub call: CallId,
 }
 

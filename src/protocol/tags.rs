@@ -52,6 +52,7 @@ wire_tags! {
         0 => super::Schedule,
         1 => super::Trigger,
         2 => super::Deliver,
+        3 => super::Cancel,
     }
     Scheduler {
         0 => super::RegisterFunction,
@@ -61,6 +62,8 @@ wire_tags! {
         4 => super::CallDag,
         5 => super::CallFunction,
         6 => super::DeleteFunction,
+        7 => super::AttemptEnded,
+        8 => super::CancelCall,
         10 => super::CacheKeysReport,
         11 => super::ExecutorStatus,
     }

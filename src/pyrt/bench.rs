@@ -183,6 +183,8 @@ fn in_process(f: &FunctionSpec, args: &[Option<PyValue>], n: usize) -> anyhow::R
         body: Some(&f.body),
         args,
         upstream: 0,
+        call: 0,
+        attempt: 0,
     };
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {
@@ -205,11 +207,8 @@ async fn through_pool(
     let exe = std::env::current_exe()?;
     let pool = PythonPool::start(PoolConfig::new(2, exe)).await?;
     let lib: Arc<dyn UserLibrary> = Arc::new(NoLibrary);
-    let call = |f: &Arc<FunctionSpec>, args: Vec<Option<PyValue>>| PyCall {
-        function: f.clone(),
-        args,
-        upstream: 0,
-        timeout: CALL_TIMEOUT,
+    let call = |f: &Arc<FunctionSpec>, args: Vec<Option<PyValue>>| {
+        PyCall::new(f.clone(), args, CALL_TIMEOUT)
     };
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {

@@ -111,12 +111,20 @@ def _encode(obj):
 
 
 class Cloudburst:
-    """The user library: the first argument of every function."""
+    """The user library: the first argument of every function.
 
-    __slots__ = ("_link",)
+    A function runs *at least once* per call: when an executor dies under a call (or its
+    worker crashes), the call runs again, every function of it. ``call_id`` (the id the
+    client's future has) and ``attempt`` (0 on the first run, n on the n-th re-run) let a
+    function with side effects make them idempotent, e.g. by writing under a key derived
+    from ``call_id``."""
 
-    def __init__(self, link):
+    __slots__ = ("_link", "call_id", "attempt")
+
+    def __init__(self, link, call_id=0, attempt=0):
         self._link = link
+        self.call_id = call_id
+        self.attempt = attempt
 
     def get(self, key, deserialize=True):
         """One key -> its value or None; a list of keys -> a dict {key: value or None}, as
@@ -231,21 +239,21 @@ def _forget(name):
         gc.collect()  # functions and their globals refer to each other
 
 
-def run(name, hash_, kind, body, args, upstream, link):
+def run(name, hash_, kind, body, args, upstream, link, call_id=0, attempt=0):
     """Run one call; the last `upstream` of `args` are upstream results (tuples among them
     are spread). Returns ("ok", bytes, loaded) or ("exc", type, message, traceback, loaded)
     or ("pickle", message, loaded), or ("memory", message, loaded) when the call ran out of
     the worker's memory limit."""
     try:
-        return _run(name, hash_, kind, body, args, upstream, link)
+        return _run(name, hash_, kind, body, args, upstream, link, call_id, attempt)
     except MemoryError:
         # Raised anywhere: unpickling, the function, pickling the result. The worker's
         # address space is limited (executor.worker_memory_bytes); it is replaced after.
         return ("memory", "the call ran out of the worker's memory limit", False)
 
 
-def _run(name, hash_, kind, body, args, upstream, link):
-    cb = Cloudburst(link)
+def _run(name, hash_, kind, body, args, upstream, link, call_id, attempt):
+    cb = Cloudburst(link, call_id, attempt)
     fn = _functions.get((name, hash_))
     if fn is None:
         fn = _load(name, hash_, kind, body, cb)

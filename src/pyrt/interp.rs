@@ -198,6 +198,8 @@ impl Glue {
             args,
             call.upstream,
             link,
+            call.call,
+            call.attempt,
         ))?;
         parse_outcome(&out.cast_into::<PyTuple>()?)
     }
@@ -219,6 +221,9 @@ pub struct CallRef<'a> {
     /// How many of `args` (the last ones) are upstream results (tuples among them are
     /// spread).
     pub upstream: usize,
+    /// The call it belongs to and its attempt (`cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
 }
 
 fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {

@@ -17,6 +17,7 @@
 //! - `lease`: the bounded queue for an idle worker, leases, background replacement.
 //! - `process`: the supervisor side of one worker process (spawn, handshake, drive a call,
 //!   log forwarding).
+//! - [`sockdir`]: the pool's socket directory; removing those of dead pools of the node.
 //! - `wire`: the frames between supervisor and worker.
 //! - [`interp`]: interpreter initialisation (the venv's Python) and the Python glue.
 //! - [`sandbox`]: fork cut-off, the worker as subreaper and the killing of its tree, the
@@ -34,6 +35,7 @@ pub mod pool;
 pub mod probe;
 mod process;
 pub mod sandbox;
+pub mod sockdir;
 mod wire;
 pub mod worker;
 
@@ -46,6 +48,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// A value crossing into or out of Python. `put` of a Python `set` (or `frozenset`) is stored
 /// as a set ([`PyValue::PickledSet`], one pickle per element, so it can become a SetUnion
@@ -99,6 +102,28 @@ pub struct PyCall {
     pub upstream: usize,
     /// Wall-clock limit for the call once it runs on a worker (queueing not included).
     pub timeout: Duration,
+    /// The call it belongs to and which run of it this is (`cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
+    /// Cancelled to stop the call: it then fails with [`CallError::Cancelled`], its worker
+    /// killed and replaced if it was running.
+    pub cancel: CancellationToken,
+}
+
+impl PyCall {
+    /// A call of `function` with `args`, none of them upstream results (call id 0, first
+    /// attempt, never cancelled).
+    pub fn new(function: Arc<FunctionSpec>, args: Vec<Option<PyValue>>, timeout: Duration) -> Self {
+        PyCall {
+            function,
+            args,
+            upstream: 0,
+            timeout,
+            call: 0,
+            attempt: 0,
+            cancel: CancellationToken::new(),
+        }
+    }
 }
 
 /// What a running function may do; implemented by the executor over its cache (one object
@@ -209,6 +234,9 @@ pub enum CallError {
     /// The pool is shut down.
     #[error("the Python pool is shut down")]
     ShutDown,
+    /// The call was cancelled (its worker, if it ran, was killed and is being replaced).
+    #[error("the call was cancelled")]
+    Cancelled,
 }
 
 impl CallError {
@@ -224,6 +252,7 @@ impl CallError {
             CallError::Overloaded => ErrorCode::Overloaded,
             CallError::Unavailable { .. } => ErrorCode::Unavailable,
             CallError::ShutDown => ErrorCode::ShutDown,
+            CallError::Cancelled => ErrorCode::Cancelled,
         }
     }
 

@@ -3,6 +3,7 @@
 
 use super::lease::{checkout, spawn_or_drop, Waits};
 use super::process::{self, Broken, Worker};
+use super::sockdir;
 use super::{CallError, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Largest frame between pool and worker (a call's body plus arguments, a result, a value
 /// got or put): values of tens of MB must work; beyond this a call fails with
@@ -43,6 +44,9 @@ pub struct PoolConfig {
     /// = this process's `CLOUDBURST_PYTHON`, else the build-time venv python. Checked
     /// before the workers start (see [`super::probe`]).
     pub python: Option<PathBuf>,
+    /// Whose pool this is (the node id): its socket directory is named after it, and at
+    /// start the directories a dead process of the same owner left behind are removed.
+    pub owner: Option<String>,
     /// Workers started beyond `workers` while workers wait on the platform and calls
     /// queue (see [`DEFAULT_MAX_EXTRA`]).
     pub max_extra: usize,
@@ -69,6 +73,7 @@ impl PoolConfig {
             max_queued: DEFAULT_MAX_QUEUED,
             queue_wait: DEFAULT_QUEUE_WAIT,
             python: None,
+            owner: None,
             env_allow: crate::config::DEFAULT_WORKER_ENV
                 .iter()
                 .map(|s| s.to_string())
@@ -156,10 +161,12 @@ impl PythonPool {
             tracing::info!(python = %python.display(), version = %found.python,
                 cloudpickle = found.cloudpickle.as_deref().unwrap_or(""), "executors' python checked");
         }
-        let sockdir = tempfile::Builder::new()
-            .prefix("cloudburst-py-")
-            .tempdir()
-            .map_err(PyRuntimeError::Socket)?;
+        if let Some(owner) = &cfg.owner {
+            for dir in sockdir::sweep(&std::env::temp_dir(), owner) {
+                info!(dir = %dir.display(), "removed the socket directory of a dead pool");
+            }
+        }
+        let sockdir = sockdir::create(cfg.owner.as_deref()).map_err(PyRuntimeError::Socket)?;
         let started = futures::future::join_all(
             (0..cfg.workers).map(|i| process::spawn(&cfg, sockdir.path(), i, i as u64)),
         )
@@ -203,19 +210,26 @@ impl PythonPool {
         Ok(PythonPool { inner })
     }
 
-    /// Run one call on an idle worker (waiting in the queue if all are busy).
+    /// Run one call on an idle worker (waiting in the queue if all are busy). Cancelling
+    /// `call.cancel` stops it: while it waits, at once; while it runs, by killing its
+    /// worker (a replacement starts in the background).
     pub async fn call(
         &self,
         call: PyCall,
         lib: Arc<dyn UserLibrary>,
     ) -> Result<PyValue, CallError> {
-        let mut lease = checkout(&self.inner).await?;
+        let mut lease = tokio::select! {
+            biased;
+            _ = call.cancel.cancelled() => return Err(CallError::Cancelled),
+            lease = checkout(&self.inner) => lease?,
+        };
         let waits = Waits::new(&self.inner);
         let stop = {
             let worker = lease.worker();
             tokio::select! {
                 biased;
                 _ = self.inner.closed.cancelled() => Stop::ShutDown,
+                _ = call.cancel.cancelled() => Stop::Cancelled,
                 r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib, &waits)) => match r {
                     Ok(Ok(outcome)) => Stop::Done(outcome),
                     Ok(Err(Broken(why))) => Stop::Crashed(why),
@@ -253,6 +267,12 @@ impl PythonPool {
             Stop::ShutDown => {
                 lease.kill_now().await;
                 Err(CallError::ShutDown)
+            }
+            Stop::Cancelled => {
+                info!(worker = lease.index(), function = %function,
+                    "python call cancelled; replacing its worker");
+                lease.replace();
+                Err(CallError::Cancelled)
             }
         }
     }
@@ -360,4 +380,5 @@ enum Stop {
     Timeout,
     Crashed(String),
     ShutDown,
+    Cancelled,
 }

@@ -210,6 +210,8 @@ impl Worker {
             body: send_body.then_some(&f.body),
             args: &call.args,
             upstream: call.upstream,
+            call: call.call,
+            attempt: call.attempt,
         });
         match self.encode_checked(&msg) {
             Ok(frame) => self.send(frame).await?,

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use std::io::Read;
 
 /// Bumped on any change to these messages; a worker of another version fails the handshake.
+/// 3: a call carries how many of its arguments are upstream results.
 /// 4: every frame of a call carries its `seq`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: a call carries its call id and attempt.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -41,6 +43,9 @@ pub struct WireCall {
     pub body: Option<Bytes>,
     pub args: Vec<Option<PyValue>>,
     pub upstream: usize,
+    /// The call it belongs to and its attempt (for `cb.call_id`, `cb.attempt`).
+    pub call: u64,
+    pub attempt: u32,
 }
 
 /// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
@@ -60,6 +65,8 @@ pub struct WireCallRef<'a> {
     pub body: Option<&'a Bytes>,
     pub args: &'a [Option<PyValue>],
     pub upstream: usize,
+    pub call: u64,
+    pub attempt: u32,
 }
 
 /// Worker → supervisor.
@@ -178,6 +185,8 @@ mod tests {
                 ])),
             ],
             upstream: 0,
+            call: 3,
+            attempt: 1,
         });
         let buf = encode_frame(&call, 1 << 20).expect("encodes");
         let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
@@ -208,6 +217,8 @@ mod tests {
             body: Some(&body),
             args: &args,
             upstream: 1,
+            call: 7,
+            attempt: 2,
         });
         let ToWorker::Call(back) =
             decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
@@ -215,6 +226,7 @@ mod tests {
             panic!("expected a call")
         };
         assert_eq!((back.seq, back.name.as_str(), back.hash), (3, "sq", 42));
+        assert_eq!((back.call, back.attempt), (7, 2));
         assert_eq!(back.body, Some(body));
         assert_eq!((back.args, back.upstream), (args, 1));
     }

@@ -204,6 +204,8 @@ fn serve(py: Python<'_>, glue: &Glue, chan: &SharedChannel) -> Result<(), Worker
                 body: call.body.as_deref(),
                 args: &call.args,
                 upstream: call.upstream,
+                call: call.call,
+                attempt: call.attempt,
             },
             link.as_any(),
         );

@@ -143,12 +143,7 @@ pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall
     } else {
         FunctionKind::Plain
     };
-    PyCall {
-        function: function(name, kind),
-        args,
-        upstream: 0,
-        timeout,
-    }
+    PyCall::new(function(name, kind), args, timeout)
 }
 
 pub use pickling::value;

@@ -2,6 +2,11 @@
 //! call runs once its [`Schedule`] and a [`Trigger`] from each upstream have arrived, in any
 //! order; an aborted upstream aborts it instead. Waiting entries are bounded in number and
 //! expire (a failed or lost upstream must not pin memory).
+//!
+//! Schedules and triggers carry the attempt of their call: once one of a newer attempt
+//! arrives, those of older attempts are dropped (waiting ones too), and once a call is
+//! cancelled all of its are. What the executor has seen of re-run and cancelled calls is
+//! kept for [`FLOOR_EXPIRY`], at most [`MAX_FLOORS`] calls.
 
 use crate::ids::CallId;
 use crate::protocol::{Aborted, Schedule, SessionMeta, Trigger, MAX_DAG_FUNCTIONS};
@@ -31,9 +36,12 @@ pub enum Step {
     Refused(Schedule),
     /// Too many waiting entries: the trigger was dropped.
     Full,
+    /// Of an attempt older than one seen, or of a cancelled call: dropped.
+    Stale,
 }
 
 struct Pending {
+    attempt: u32,
     schedule: Option<Schedule>,
     inputs: Vec<(String, Result<PyValue, Aborted>)>,
     session: SessionMeta,
@@ -45,8 +53,26 @@ struct Pending {
 /// kept at most this long, so late results of failed calls do not pin memory.
 pub const ORPHAN_EXPIRY: Duration = Duration::from_secs(30);
 
+/// Calls whose newest attempt (or cancellation) this executor remembers, at most: only
+/// re-run and cancelled calls are remembered.
+pub const MAX_FLOORS: usize = 65_536;
+/// How long the newest attempt of a call is remembered: as long as its waiting entries may
+/// wait.
+pub const FLOOR_EXPIRY: Duration = Duration::from_secs(600);
+
+/// Where a schedule or trigger goes.
+enum Slot<'a> {
+    Entry(&'a mut Pending),
+    /// No room for another waiting entry.
+    Full,
+    /// A newer attempt of the call waits here already.
+    Stale,
+}
+
 pub struct ExecutorCore {
     pending: HashMap<(CallId, String), Pending>,
+    /// Per re-run or cancelled call: the oldest attempt still taken, and since when.
+    floors: HashMap<CallId, (u32, Instant)>,
     max_pending: usize,
     expiry: Duration,
 }
@@ -56,9 +82,49 @@ impl ExecutorCore {
     pub fn new(max_pending: usize, expiry: Duration) -> Self {
         ExecutorCore {
             pending: HashMap::new(),
+            floors: HashMap::new(),
             max_pending,
             expiry,
         }
+    }
+
+    /// Whether a message of `attempt` of `call` still counts; one of a newer attempt than
+    /// any seen raises the call's floor and drops its older waiting entries.
+    fn admit(&mut self, call: CallId, attempt: u32, now: Instant) -> bool {
+        let floor = self.floors.get(&call).map_or(0, |(f, _)| *f);
+        if attempt < floor {
+            return false;
+        }
+        if attempt > floor {
+            self.raise_floor(call, attempt, now);
+        }
+        true
+    }
+
+    fn raise_floor(&mut self, call: CallId, floor: u32, now: Instant) {
+        self.pending
+            .retain(|(c, _), p| *c != call || p.attempt >= floor);
+        if self.floors.len() >= MAX_FLOORS && !self.floors.contains_key(&call) {
+            self.floors
+                .retain(|_, (_, since)| now.saturating_duration_since(*since) < FLOOR_EXPIRY);
+            if self.floors.len() >= MAX_FLOORS {
+                // Not remembered: a late message of an older attempt may then run; the
+                // caller's gateway drops a second result.
+                return;
+            }
+        }
+        self.floors.insert(call, (floor, now));
+    }
+
+    /// The attempts of `call` below `before` were stopped: their waiting entries are
+    /// dropped (returned: how many), and their later schedules and triggers will be.
+    pub fn cancel(&mut self, call: CallId, before: u32, now: Instant) -> usize {
+        let waiting = self.pending.len();
+        let floor = self.floors.get(&call).map_or(0, |(f, _)| *f);
+        if before > floor {
+            self.raise_floor(call, before, now);
+        }
+        waiting - self.pending.len()
     }
 
     /// Entries waiting now.
@@ -77,6 +143,11 @@ impl ExecutorCore {
 
     /// A schedule arrived. A function with no upstream is ready at once.
     pub fn on_schedule(&mut self, schedule: Schedule, now: Instant) -> Step {
+        if (schedule.attempt > 0 || !self.floors.is_empty())
+            && !self.admit(schedule.call, schedule.attempt, now)
+        {
+            return Step::Stale;
+        }
         if schedule.upstream.is_empty() {
             return Step::Run(Ready {
                 schedule,
@@ -85,8 +156,10 @@ impl ExecutorCore {
             });
         }
         let key = (schedule.call, schedule.function.clone());
-        let Some(entry) = self.entry(&key, now) else {
-            return Step::Refused(schedule);
+        let entry = match self.entry(&key, schedule.attempt, now) {
+            Slot::Entry(e) => e,
+            Slot::Full => return Step::Refused(schedule),
+            Slot::Stale => return Step::Stale,
         };
         if entry.schedule.is_some() {
             tracing::warn!(call = %schedule.call, function = %schedule.function,
@@ -99,9 +172,14 @@ impl ExecutorCore {
 
     /// An upstream result (or abort) arrived.
     pub fn on_trigger(&mut self, t: Trigger, now: Instant) -> Step {
+        if (t.attempt > 0 || !self.floors.is_empty()) && !self.admit(t.call, t.attempt, now) {
+            return Step::Stale;
+        }
         let key = (t.call, t.to);
-        let Some(entry) = self.entry(&key, now) else {
-            return Step::Full;
+        let entry = match self.entry(&key, t.attempt, now) {
+            Slot::Entry(e) => e,
+            Slot::Full => return Step::Full,
+            Slot::Stale => return Step::Stale,
         };
         if entry.inputs.len() >= MAX_DAG_FUNCTIONS || entry.inputs.iter().any(|(f, _)| *f == t.from)
         {
@@ -120,6 +198,8 @@ impl ExecutorCore {
         let before = self.pending.len();
         let (expiry, orphan) = (self.expiry, self.expiry.min(ORPHAN_EXPIRY));
         let mut dropped = Vec::new();
+        self.floors
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < FLOOR_EXPIRY);
         self.pending.retain(|_, p| {
             let age = now.saturating_duration_since(p.since);
             let keep = age < if p.schedule.is_some() { expiry } else { orphan };
@@ -133,16 +213,26 @@ impl ExecutorCore {
         (before - self.pending.len(), dropped)
     }
 
-    fn entry(&mut self, key: &(CallId, String), now: Instant) -> Option<&mut Pending> {
+    /// The waiting entry of `key` for `attempt` (an older attempt's entry is replaced).
+    fn entry(&mut self, key: &(CallId, String), attempt: u32, now: Instant) -> Slot<'_> {
         if !self.pending.contains_key(key) && self.pending.len() >= self.max_pending {
-            return None;
+            return Slot::Full;
         }
-        Some(self.pending.entry(key.clone()).or_insert_with(|| Pending {
+        let fresh = || Pending {
+            attempt,
             schedule: None,
             inputs: Vec::new(),
             session: SessionMeta::default(),
             since: now,
-        }))
+        };
+        let entry = self.pending.entry(key.clone()).or_insert_with(fresh);
+        if entry.attempt > attempt {
+            return Slot::Stale;
+        }
+        if entry.attempt < attempt {
+            *entry = fresh();
+        }
+        Slot::Entry(entry)
     }
 
     fn check(&mut self, key: (CallId, String)) -> Step {

@@ -2,7 +2,7 @@
 //! aborts, bounds and expiry.
 
 use super::*;
-use crate::protocol::{Consistency, Reply};
+use crate::protocol::{Cancel, Consistency, Reply};
 use bytes::Bytes;
 
 fn schedule(function: &str, upstream: &[&str]) -> Schedule {
@@ -23,6 +23,8 @@ fn schedule(function: &str, upstream: &[&str]) -> Schedule {
         consistency: Consistency::Lww,
         home: None,
         started_us: 0,
+        attempt: 0,
+        scheduler: None,
     }
 }
 
@@ -37,6 +39,7 @@ fn trigger(to: &str, from: &str, value: Result<PyValue, Aborted>) -> Trigger {
         from: from.into(),
         value,
         session: SessionMeta::default(),
+        attempt: 0,
     }
 }
 
@@ -165,4 +168,66 @@ fn expired_schedules_are_returned_and_orphan_triggers_go_sooner() {
     assert_eq!(n, 1);
     assert_eq!(dropped.len(), 1, "the expired schedule is handed back");
     assert_eq!(dropped[0].function, "post");
+}
+
+fn of_attempt<T>(mut msg: T, attempt: u32, set: impl Fn(&mut T, u32)) -> T {
+    set(&mut msg, attempt);
+    msg
+}
+
+fn s_at(function: &str, upstream: &[&str], attempt: u32) -> Schedule {
+    of_attempt(schedule(function, upstream), attempt, |s, a| s.attempt = a)
+}
+
+fn t_at(to: &str, from: &str, attempt: u32) -> Trigger {
+    of_attempt(trigger(to, from, Ok(v("X"))), attempt, |t, a| t.attempt = a)
+}
+
+#[test]
+fn a_newer_attempt_supersedes_what_an_older_one_left_waiting() {
+    let now = Instant::now();
+    let mut c = ExecutorCore::new(16, Duration::from_secs(600));
+    assert_eq!(c.on_schedule(s_at("z", &["x", "y"], 0), now), Step::Wait);
+    assert_eq!(c.on_trigger(t_at("z", "x", 0), now), Step::Wait);
+    // Attempt 1's schedule drops attempt 0's entry (and its trigger from x).
+    assert_eq!(c.on_schedule(s_at("z", &["x", "y"], 1), now), Step::Wait);
+    assert_eq!(c.on_trigger(t_at("z", "y", 1), now), Step::Wait);
+    // Late messages of attempt 0 are dropped, whatever their kind.
+    assert_eq!(c.on_trigger(t_at("z", "x", 0), now), Step::Stale);
+    assert_eq!(c.on_schedule(s_at("w", &[], 0), now), Step::Stale);
+    match c.on_trigger(t_at("z", "x", 1), now) {
+        Step::Run(r) => assert_eq!((r.schedule.attempt, r.inputs.len()), (1, 2)),
+        other => panic!("{other:?}"),
+    }
+    // Other calls are not affected.
+    let mut other = s_at("a", &[], 0);
+    other.call = CallId(2);
+    assert!(matches!(c.on_schedule(other, now), Step::Run(_)));
+}
+
+#[test]
+fn a_cancelled_call_drops_what_waits_and_what_comes_later() {
+    let now = Instant::now();
+    let mut c = ExecutorCore::new(16, Duration::from_secs(600));
+    assert_eq!(c.on_schedule(s_at("z", &["x"], 0), now), Step::Wait);
+    assert_eq!(c.on_trigger(t_at("q", "p", 0), now), Step::Wait);
+    // A re-run stops the attempts before it only.
+    assert_eq!(c.cancel(CallId(1), 1, now), 2);
+    assert!(matches!(
+        c.on_schedule(s_at("a", &[], 1), now),
+        Step::Run(_)
+    ));
+    assert_eq!(c.on_schedule(s_at("a", &[], 0), now), Step::Stale);
+    // Cancelled whole: every later schedule and trigger is dropped.
+    assert_eq!(c.on_schedule(s_at("z", &["x"], 1), now), Step::Wait);
+    assert_eq!(c.cancel(CallId(1), Cancel::ALL, now), 1);
+    assert_eq!(c.on_schedule(s_at("a", &[], 5), now), Step::Stale);
+    assert_eq!(c.on_trigger(t_at("z", "x", 1), now), Step::Stale);
+    assert_eq!(c.waiting(), 0);
+    // Remembered for a while only.
+    let _ = c.expire(now + FLOOR_EXPIRY);
+    assert!(matches!(
+        c.on_schedule(s_at("a", &[], 0), now),
+        Step::Run(_)
+    ));
 }

@@ -4,6 +4,7 @@
 use super::mailbox::Mailboxes;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::clock::{node_clock, LwwClock};
+use crate::ids::CallId;
 use crate::net::{ActorRef, Transport};
 use crate::protocol::records::{function_hash, function_key, read_function};
 use crate::protocol::{CallFailure, ErrorCode, FunctionError, FunctionRecord};
@@ -11,6 +12,7 @@ use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Functions kept loaded per executor; when full the cache is emptied (re-loading costs one
 /// KVS read; workers keep their own unpickled copies).
@@ -56,6 +58,28 @@ pub struct ExecEnv {
     functions: Mutex<HashMap<String, Arc<FunctionSpec>>>,
     /// Where function records are loaded from (the KVS, not the cache).
     registry: Arc<dyn StateAccess>,
+    /// Attempts of calls with functions running here: what stops them, and how many run.
+    running: Mutex<HashMap<(CallId, u32), (CancellationToken, usize)>>,
+}
+
+/// One function of an attempt of a call running on this executor; dropped when it ends.
+pub struct Running<'a> {
+    env: &'a ExecEnv,
+    key: (CallId, u32),
+    /// Cancelled when the attempt is.
+    pub token: CancellationToken,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut all = self.env.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, n)) = all.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl ExecEnv {
@@ -81,7 +105,39 @@ impl ExecEnv {
             mailboxes: Mailboxes::default(),
             default_timeout,
             functions: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A function of attempt `attempt` of `call` starts running here.
+    pub fn running(&self, call: CallId, attempt: u32) -> Running<'_> {
+        let key = (call, attempt);
+        let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let (token, n) = all
+            .entry(key)
+            .or_insert_with(|| (CancellationToken::new(), 0));
+        *n += 1;
+        Running {
+            env: self,
+            key,
+            token: token.clone(),
+        }
+    }
+
+    /// Stop the functions of `call`'s attempts below `before` running here; how many
+    /// attempts had some.
+    pub fn cancel_running(&self, call: CallId, before: u32) -> usize {
+        let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stopped = 0;
+        all.retain(|(c, attempt), (token, _)| {
+            let stop = *c == call && *attempt < before;
+            if stop {
+                token.cancel();
+                stopped += 1;
+            }
+            !stop
+        });
+        stopped
     }
 
     fn cached(&self, name: &str, hash: u64) -> Option<Arc<FunctionSpec>> {

@@ -27,7 +27,8 @@ use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{
-    CallFailure, Deliver, ErrorCode, ExecutorLoad, ExecutorStatus, NodeState, Schedule, Trigger,
+    CallFailure, Cancel, Deliver, ErrorCode, ExecutorLoad, ExecutorStatus, NodeState, Schedule,
+    Trigger,
 };
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
@@ -110,6 +111,7 @@ impl ExecutorHandle {
         transport.unregister::<Schedule>(0);
         transport.unregister::<Trigger>(0);
         transport.unregister::<Deliver>(0);
+        transport.unregister::<Cancel>(0);
         self.pool.shutdown().await;
     }
 }
@@ -130,7 +132,9 @@ impl Executor {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
         };
-        let pool = PythonPool::start(PoolConfig::from_config(cfg, exe)).await?;
+        let mut pool_cfg = PoolConfig::from_config(cfg, exe);
+        pool_cfg.owner = Some(transport.local_node().id.to_string());
+        let pool = PythonPool::start(pool_cfg).await?;
         let me = ActorRef::new(transport.local_node().clone(), ServiceId::Executor, 0);
         let timeout = Duration::from_millis(cfg.executor.function_timeout_ms);
         let env = Arc::new(ExecEnv::new(
@@ -228,6 +232,7 @@ impl Executor {
                 });
             }
             Step::Full => tracing::warn!("too many waiting triggers; trigger dropped"),
+            Step::Stale => tracing::debug!("schedule or trigger of a superseded attempt dropped"),
         }
     }
 }
@@ -236,6 +241,7 @@ impl Executor {
 fn register(t: &Transport, addr: &Addr<Executor>) -> Result<(), NetError> {
     t.register::<Schedule>(0, addr.clone().recipient())?;
     t.register::<Trigger>(0, addr.clone().recipient())?;
+    t.register::<Cancel>(0, addr.clone().recipient())?;
     t.register::<Deliver>(0, addr.clone().recipient())
 }
 
@@ -283,6 +289,15 @@ impl Handler<Trigger> for Executor {
     fn handle(&mut self, msg: Trigger, _: &mut Context<Self>) {
         let step = self.core.on_trigger(msg, Instant::now());
         self.act(step);
+    }
+}
+
+impl Handler<Cancel> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) {
+        let waiting = self.core.cancel(msg.call, msg.before, Instant::now());
+        let running = self.env.cancel_running(msg.call, msg.before);
+        tracing::debug!(call = %msg.call, before = msg.before, waiting, running, "call stopped");
     }
 }
 

@@ -1,7 +1,9 @@
 //! Running one ready function and passing its result on: triggers straight to the
-//! downstream executors, or, at the sink, the result to the caller (pushed and/or stored).
-//! A failure anywhere fails the call: the failing executor reports it to the caller and
-//! aborts the downstream functions.
+//! downstream executors, or, at the sink, the result to the caller (pushed and/or stored)
+//! and the attempt's end to the scheduler that placed the call. A failure anywhere ends
+//! the attempt: the failing executor aborts the downstream functions and tells the
+//! scheduler, which runs the call again or sends the failure to the caller. A function
+//! whose call was cancelled is stopped and passes nothing on.
 
 use super::core::Ready;
 use super::env::ExecEnv;
@@ -11,8 +13,8 @@ use super::session::{self, Session};
 use crate::clock::now_micros;
 use crate::ids::Key;
 use crate::protocol::{
-    to_lattice, to_python, Aborted, Arg, CallFailure, CallFinished, Consistency, ErrorCode,
-    Schedule, SessionMeta, Trigger, RESULT_PREFIX,
+    to_lattice, to_python, Aborted, Arg, AttemptEnded, CallFailure, CallFinished, Consistency,
+    ErrorCode, Schedule, SessionMeta, Trigger, RESULT_PREFIX,
 };
 use crate::pyrt::{CallError, PyCall, PyValue};
 use std::sync::Arc;
@@ -30,7 +32,10 @@ pub async fn run(env: Arc<ExecEnv>, ready: Ready) {
             session,
         } = ready;
         let session = Arc::new(Session::new(env.clone(), &schedule, session));
-        let outcome = execute(&env, &schedule, inputs, &session).await;
+        let running = env.running(schedule.call, schedule.attempt);
+        let cancel = running.token.clone();
+        let outcome = execute(&env, &schedule, inputs, &session, cancel).await;
+        drop(running);
         finish(&env, &schedule, outcome, Some(&session)).await;
     }
     .instrument(span)
@@ -42,6 +47,7 @@ async fn execute(
     s: &Schedule,
     inputs: Vec<PyValue>,
     session: &Arc<Session>,
+    cancel: tokio_util::sync::CancellationToken,
 ) -> Result<PyValue, CallFailure> {
     let function = env.function(&s.function, s.hash).await?;
     let upstream = inputs.len();
@@ -66,6 +72,9 @@ async fn execute(
                 args,
                 upstream,
                 timeout,
+                call: s.call.0,
+                attempt: s.attempt,
+                cancel,
             },
             lib,
         )
@@ -125,6 +134,11 @@ pub async fn finish(
     outcome: Result<PyValue, CallFailure>,
     session: Option<&Session>,
 ) {
+    if matches!(&outcome, Err(f) if f.code == ErrorCode::Cancelled) {
+        tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
+            "stopped: the call (or this attempt of it) was cancelled");
+        return;
+    }
     let value = outcome.as_ref().map_err(|_| Aborted);
     let meta = match session {
         Some(session) if !s.downstream.is_empty() => session.snapshot(),
@@ -139,6 +153,7 @@ pub async fn finish(
             from: s.function.clone(),
             value: value.cloned(),
             session: meta.clone(),
+            attempt: s.attempt,
         };
         if let Err(e) = env.transport.handle::<Trigger>(d.executor.clone()).tell(t) {
             tracing::warn!(call = %s.call, to = %d.executor, cause = %e, "trigger not sent");
@@ -154,11 +169,49 @@ pub async fn finish(
         (outcome, _) => outcome,
     };
     match outcome {
-        Ok(v) if s.sink => reply(env, s, Ok(v), session).await,
+        Ok(v) if s.sink => {
+            reply(env, s, Ok(v), session).await;
+            tell_scheduler(env, s, None);
+        }
         Ok(_) => {}
-        Err(f) => {
-            tracing::debug!(call = %s.call, function = %s.function, code = %f.code, "call failed");
-            reply(env, s, Err(f), session).await
+        Err(f) => fail(env, s, f, session).await,
+    }
+}
+
+/// A function failed: the scheduler that placed the call decides what follows (a re-run,
+/// or the failure to the caller). Without one, or when it cannot be told, the caller is
+/// told at once.
+async fn fail(env: &ExecEnv, s: &Schedule, f: CallFailure, session: Option<&Session>) {
+    tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
+        code = %f.code, "function failed");
+    if tell_scheduler(env, s, Some(f.clone())) {
+        session::release(env, s.consistency, s.session(), s.home.as_ref());
+        return;
+    }
+    reply(env, s, Err(f), session).await
+}
+
+/// Tell the scheduler that placed the call this attempt ended; whether it was told.
+fn tell_scheduler(env: &ExecEnv, s: &Schedule, failure: Option<CallFailure>) -> bool {
+    let Some(scheduler) = &s.scheduler else {
+        return false;
+    };
+    let msg = AttemptEnded {
+        call: s.call,
+        attempt: s.attempt,
+        function: s.function.clone(),
+        failure,
+    };
+    match env
+        .transport
+        .handle::<AttemptEnded>(scheduler.clone())
+        .tell(msg)
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(call = %s.call, scheduler = %scheduler, cause = %e,
+                "the scheduler was not told the attempt ended");
+            false
         }
     }
 }
@@ -172,6 +225,7 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
             from: s.function.clone(),
             value: Err(Aborted),
             session: SessionMeta::default(),
+            attempt: s.attempt,
         };
         let _ = env.transport.handle::<Trigger>(d.executor.clone()).tell(t);
     }
@@ -182,7 +236,7 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
 /// key at once; under the default result key (`__cloudburst/results/<call>`, read only by
 /// futures that missed the push) the waiting caller is answered first. A failure is only
 /// pushed. A causal call stores its result under a named key as a causal write carrying the
-/// session's dependencies. The call is over: a repeatable-read session's pins are released.
+/// session's dependencies. The attempt is over: its repeatable-read pins are released.
 pub async fn reply(
     env: &ExecEnv,
     s: &Schedule,
@@ -195,10 +249,10 @@ pub async fn reply(
         crate::metrics::record_dag_outcome(s.call, dag, took, code);
     }
     if let Err(f) = &outcome {
-        // One line per failed call, with its id and reason.
-        tracing::warn!(call = %s.call, function = %s.function, code = %f.code, reason = %f.message, "call failed");
+        // The caller's gateway logs the one line of a failed call.
+        tracing::debug!(call = %s.call, function = %s.function, code = %f.code, reason = %f.message, "call failed");
     }
-    session::release(env, s.consistency, s.call, s.home.as_ref());
+    session::release(env, s.consistency, s.session(), s.home.as_ref());
     let store = match (&outcome, &s.reply.store_at) {
         (Ok(v), Some(key)) => Some((key.clone(), v.clone())),
         _ => None,

@@ -227,6 +227,7 @@ fn payload_len(v: &PyValue) -> usize {
 pub struct Session {
     env: Arc<ExecEnv>,
     mode: Consistency,
+    /// The session's id: the call's, or a fresh one for a re-run (see `session_of`).
     call: CallId,
     home: Option<NodeRef>,
     meta: Mutex<SessionMeta>,
@@ -237,7 +238,7 @@ impl Session {
     pub fn new(env: Arc<ExecEnv>, schedule: &Schedule, meta: SessionMeta) -> Self {
         Session {
             mode: schedule.consistency,
-            call: schedule.call,
+            call: schedule.session(),
             home: schedule.home.clone(),
             meta: Mutex::new(meta),
             env,

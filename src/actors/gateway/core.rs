@@ -1,120 +1,15 @@
-//! The gateway's logic, with no I/O: routing call results to whoever waits for them, the
-//! choice of scheduler, and conversions between the client protocol's types and the
-//! cluster's.
+//! The gateway's logic, with no I/O: the choice of scheduler, and conversions between the
+//! client protocol's types and the cluster's. (Its calls and their results: `results`.)
 
 use super::protocol::{ErrorBody, GatewayError, WireArg, WireConsistency, WireValue};
 use crate::config::Role;
-use crate::ids::{CallId, Key, NodeId};
+use crate::ids::{Key, NodeId};
 use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
 use crate::net::{ActorRef, ServiceId, View};
 use crate::protocol::{
     to_python, Arg, CallFailure, Consistency, FunctionError, MAX_KEY_BYTES, RESERVED_PREFIX,
 };
 use crate::pyrt::PyValue;
-use std::collections::{HashMap, VecDeque};
-use tokio::sync::oneshot;
-
-/// Finished calls nobody waits for yet (a future not awaited yet) are kept for a later
-/// `await`, up to this many. Older ones are dropped; their values remain in the KVS.
-pub const STASH_MAX_ENTRIES: usize = 4096;
-/// ... and up to this many bytes of results in total (the newest one is always kept).
-pub const STASH_MAX_BYTES: usize = 128 * 1024 * 1024;
-
-/// How a call ended, as the gateway hands it on.
-pub type Outcome = Result<PyValue, CallFailure>;
-
-/// Where finished calls go: to the waiters registered for them, or into a bounded stash
-/// until someone awaits them.
-#[derive(Default)]
-pub struct ResultsCore {
-    waiting: HashMap<CallId, Vec<oneshot::Sender<Outcome>>>,
-    stash: HashMap<CallId, (Outcome, usize)>,
-    order: VecDeque<CallId>,
-    stash_bytes: usize,
-}
-
-/// What [`ResultsCore::finish`] did with a result.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Handed to this many waiters.
-    Delivered(usize),
-    /// Nobody waits: kept for a later await.
-    Stashed,
-}
-
-impl ResultsCore {
-    /// Wait for `call`: its stashed outcome if it already finished, else a receiver.
-    pub fn wait(&mut self, call: CallId) -> Result<Outcome, oneshot::Receiver<Outcome>> {
-        if let Some((outcome, size)) = self.stash.remove(&call) {
-            self.stash_bytes -= size;
-            self.order.retain(|c| *c != call);
-            return Ok(outcome);
-        }
-        let (tx, rx) = oneshot::channel();
-        self.waiting.entry(call).or_default().push(tx);
-        Err(rx)
-    }
-
-    /// A waiter of `call` gave up (timeout, closed session): drop its registration.
-    pub fn give_up(&mut self, call: CallId) {
-        if let Some(list) = self.waiting.get_mut(&call) {
-            list.retain(|tx| !tx.is_closed());
-            if list.is_empty() {
-                self.waiting.remove(&call);
-            }
-        }
-    }
-
-    /// `call` finished: wake its waiters, or stash the outcome.
-    pub fn finish(&mut self, call: CallId, outcome: Outcome) -> Delivery {
-        let mut delivered = 0;
-        if let Some(waiters) = self.waiting.remove(&call) {
-            for tx in waiters {
-                if tx.send(outcome.clone()).is_ok() {
-                    delivered += 1;
-                }
-            }
-        }
-        if delivered > 0 {
-            return Delivery::Delivered(delivered);
-        }
-        let size = outcome_size(&outcome);
-        if let Some((_, old)) = self.stash.insert(call, (outcome, size)) {
-            self.stash_bytes -= old;
-            self.order.retain(|c| *c != call);
-        }
-        self.order.push_back(call);
-        self.stash_bytes += size;
-        while self.order.len() > 1
-            && (self.order.len() > STASH_MAX_ENTRIES || self.stash_bytes > STASH_MAX_BYTES)
-        {
-            if let Some(old) = self.order.pop_front() {
-                if let Some((_, s)) = self.stash.remove(&old) {
-                    self.stash_bytes -= s;
-                }
-            }
-        }
-        Delivery::Stashed
-    }
-
-    /// Calls with registered waiters (for tests and stats).
-    pub fn waiting(&self) -> usize {
-        self.waiting.len()
-    }
-
-    /// Stashed outcomes (for tests and stats).
-    pub fn stashed(&self) -> usize {
-        self.stash.len()
-    }
-}
-
-fn outcome_size(o: &Outcome) -> usize {
-    match o {
-        Ok(PyValue::Pickled(b)) => b.len(),
-        Ok(PyValue::PickledSet(v) | PyValue::Concurrent(v)) => v.iter().map(|b| b.len()).sum(),
-        Err(f) => f.message.len() + f.traceback.as_ref().map_or(0, String::len),
-    }
-}
 
 /// The scheduler to send a call to: this node's if it plays the role, else one of the live
 /// schedulers chosen by `spread` (any varying number, e.g. a counter). Schedulers of

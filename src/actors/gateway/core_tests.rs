@@ -1,76 +1,10 @@
-//! Unit tests of the gateway core: result routing, the stash, scheduler choice
-//! and conversions.
+//! Unit tests of the gateway core: scheduler choice and conversions.
 
 use super::*;
 use crate::ids::{Generation, NodeRef, WriterId};
 use crate::net::{Member, MemberState};
 use bytes::Bytes;
 use std::collections::BTreeSet;
-
-fn ok(b: &'static [u8]) -> Outcome {
-    Ok(PyValue::Pickled(Bytes::from_static(b)))
-}
-
-#[test]
-fn a_waiter_gets_the_result_once() {
-    let mut core = ResultsCore::default();
-    let mut rx = core.wait(CallId(1)).unwrap_err();
-    assert_eq!(core.finish(CallId(1), ok(b"x")), Delivery::Delivered(1));
-    assert_eq!(rx.try_recv().unwrap(), ok(b"x"));
-    assert_eq!((core.waiting(), core.stashed()), (0, 0));
-}
-
-#[test]
-fn two_waiters_of_one_future_both_get_it() {
-    let mut core = ResultsCore::default();
-    let mut a = core.wait(CallId(1)).unwrap_err();
-    let mut b = core.wait(CallId(1)).unwrap_err();
-    assert_eq!(core.finish(CallId(1), ok(b"x")), Delivery::Delivered(2));
-    assert_eq!(a.try_recv().unwrap(), ok(b"x"));
-    assert_eq!(b.try_recv().unwrap(), ok(b"x"));
-}
-
-#[test]
-fn a_result_before_its_await_is_stashed_then_claimed() {
-    let mut core = ResultsCore::default();
-    assert_eq!(core.finish(CallId(2), ok(b"y")), Delivery::Stashed);
-    assert_eq!(core.wait(CallId(2)).unwrap(), ok(b"y"));
-    assert_eq!(core.stashed(), 0);
-    // Claimed once: a second await waits again (the KVS still has stored values).
-    assert!(core.wait(CallId(2)).is_err());
-}
-
-#[test]
-fn a_waiter_that_gave_up_is_forgotten_and_the_result_stashed() {
-    let mut core = ResultsCore::default();
-    let rx = core.wait(CallId(3)).unwrap_err();
-    drop(rx);
-    core.give_up(CallId(3));
-    assert_eq!(core.waiting(), 0);
-    assert_eq!(core.finish(CallId(3), ok(b"z")), Delivery::Stashed);
-}
-
-#[test]
-fn the_stash_is_bounded_oldest_first() {
-    let mut core = ResultsCore::default();
-    for i in 0..(STASH_MAX_ENTRIES as u64 + 10) {
-        core.finish(CallId(i), ok(b"v"));
-    }
-    assert_eq!(core.stashed(), STASH_MAX_ENTRIES);
-    assert!(core.wait(CallId(0)).is_err(), "oldest evicted");
-    let last = CallId(STASH_MAX_ENTRIES as u64 + 9);
-    assert!(core.wait(last).is_ok());
-}
-
-#[test]
-fn the_stash_is_bounded_in_bytes_but_keeps_the_newest() {
-    let mut core = ResultsCore::default();
-    let big = Bytes::from(vec![0u8; STASH_MAX_BYTES / 2 + 1]);
-    core.finish(CallId(1), Ok(PyValue::Pickled(big.clone())));
-    core.finish(CallId(2), Ok(PyValue::Pickled(big)));
-    assert_eq!(core.stashed(), 1);
-    assert!(core.wait(CallId(2)).is_ok());
-}
 
 fn member(id: &str, roles: &[Role], state: MemberState) -> Member {
     Member {

@@ -5,12 +5,15 @@
 //! straight to the KVS; registrations and calls go to a scheduler (this node's if it plays
 //! the role). A call's sink executor sends [`CallFinished`] to
 //! this gateway's [`router::ResultRouter`], which hands it to the waiting request: the
-//! direct-response call itself, or a later `await` of the future (which first looks in the
-//! KVS). Nothing polls.
+//! direct-response call itself, or a later `await` of the future. Nothing polls. The
+//! gateway keeps every call it sent until it ends ([`results`]): each has a deadline, a
+//! call whose scheduler dies ends with `scheduler_lost`, and every await of an ended call
+//! answers the same.
 //!
 //! # Layout
 //! - [`protocol`]: the wire types, decoding in two steps, error codes.
-//! - [`core`]: result routing, scheduler choice, conversions (no I/O).
+//! - [`core`]: scheduler choice, conversions (no I/O).
+//! - [`results`]: the calls sent, their waiters and how they ended (no I/O).
 //! - [`ops`]: carrying out one request.
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
 //! - [`flow`]: what a connection may make the gateway hold (responses unread, partial
@@ -26,11 +29,12 @@ pub mod flow;
 pub mod ops;
 pub mod origin;
 pub mod protocol;
+pub mod results;
 pub mod router;
 pub mod server;
 pub mod session;
 
-use self::core::ResultsCore;
+use self::results::CallBook;
 use self::router::{ResultRouter, Results, ViewWatcher};
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, LwwClock};
@@ -110,7 +114,7 @@ impl Gateway {
         kvs: KvsClient,
         cfg: &Config,
     ) -> std::io::Result<Gateway> {
-        let results: Results = Arc::new(Mutex::new(ResultsCore::default()));
+        let results: Results = Arc::new(Mutex::new(CallBook::default()));
         let router = ResultRouter {
             results: results.clone(),
         }
@@ -120,7 +124,11 @@ impl Gateway {
             .register::<CallFinished>(0, router.recipient())
             .map_err(std::io::Error::other)?;
         let view = Arc::new(RwLock::new(View::default()));
-        let watcher = ViewWatcher { view: view.clone() }.start();
+        let watcher = ViewWatcher {
+            view: view.clone(),
+            results: results.clone(),
+        }
+        .start();
         membership.do_send(Subscribe(watcher.recipient()));
         let me = transport.local_node().clone();
         let clock = node_clock(&me);

@@ -1,26 +1,29 @@
 //! Carrying out one client request: object ops go straight to the KVS client, function-plane
-//! ops to a scheduler, awaits to the result router (and the KVS).
+//! ops to a scheduler, awaits to the gateway's call book (and the KVS). A call request that
+//! fails, wherever it failed, ends its call in the book (one log line, one count).
 
-use super::core::{self, client_key, function_error, Outcome};
+use super::core::{self, client_key, function_error};
 use super::protocol::{
     ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
     PROTOCOL_VERSION,
 };
-use super::router::lock;
+use super::results::{Outcome, Wait, UNACCEPTED_DEADLINE};
+use super::router::{lock, settle};
 use super::GatewayState;
 use crate::actors::kvs::KvsError;
 use crate::ids::{CallId, Key};
 use crate::lattice::Timestamp;
-use crate::net::{NetError, RemoteMessage};
+use crate::net::{ActorRef, NetError, RemoteMessage, ServiceId};
 use crate::protocol::records::result_key;
 use crate::protocol::RESULT_PREFIX;
 use crate::protocol::{
-    Arg, CallAccepted, CallDag, CallFunction, DagSpec, DeleteDag, ErrorCode, FunctionError,
-    FunctionRecord, List, Listing, RegisterDag, RegisterFunction, Reply as ReplyTo,
+    Arg, CallAccepted, CallDag, CallFailure, CallFunction, CallOptions, CancelCall, DagSpec,
+    DeleteDag, ErrorCode, FunctionError, FunctionRecord, List, Listing, RegisterDag,
+    RegisterFunction, Reply as ReplyTo,
 };
 use crate::pyrt::FunctionKind;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The answer to one request.
 pub type Answer = Result<Reply, ErrorBody>;
@@ -56,6 +59,8 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             python,
             cloudpickle,
             timeout_ms,
+            retries,
+            retry_errors,
         } => {
             let kind = match kind {
                 WireKind::Plain => FunctionKind::Plain,
@@ -68,6 +73,8 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
                 python,
                 cloudpickle,
                 timeout_ms,
+                retries,
+                retry_errors,
             };
             schedule(state, RegisterFunction { record }).await?;
             Ok(Reply::Done(()))
@@ -96,19 +103,30 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             consistency,
             direct,
             output_key,
+            timeout_ms,
+            retries,
+            retry_errors,
         } => {
-            let args = core::to_args(args).map_err(|e| e.body())?;
             let call = CallId(rand::random());
-            let (reply, key) = reply_to(state, call, direct, output_key)?;
-            let consistency = core::consistency(consistency);
-            let msg = CallFunction {
-                call,
-                function,
-                args,
-                consistency,
-                reply,
+            let options = CallOptions {
+                timeout_ms,
+                retries,
+                retry_errors,
             };
-            call_and_wait(state, call, direct, key, msg).await
+            let answer = async {
+                let args = core::to_args(args).map_err(|e| e.body())?;
+                let (reply, key) = reply_to(state, call, direct, output_key)?;
+                let msg = CallFunction {
+                    call,
+                    function,
+                    args,
+                    consistency: core::consistency(consistency),
+                    reply,
+                    options,
+                };
+                call_and_wait(state, call, direct, key, options, msg).await
+            };
+            settled(state, call, answer.await)
         }
         Request::CallDag {
             dag,
@@ -116,20 +134,32 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             consistency,
             direct,
             output_key,
+            timeout_ms,
+            retries,
+            retry_errors,
         } => {
-            let args = dag_args(args)?;
             let call = CallId(rand::random());
-            let (reply, key) = reply_to(state, call, direct, output_key)?;
-            let consistency = core::consistency(consistency);
-            let msg = CallDag {
-                call,
-                dag,
-                args,
-                consistency,
-                reply,
+            let options = CallOptions {
+                timeout_ms,
+                retries,
+                retry_errors,
             };
-            call_and_wait(state, call, direct, key, msg).await
+            let answer = async {
+                let args = dag_args(args)?;
+                let (reply, key) = reply_to(state, call, direct, output_key)?;
+                let msg = CallDag {
+                    call,
+                    dag,
+                    args,
+                    consistency: core::consistency(consistency),
+                    reply,
+                    options,
+                };
+                call_and_wait(state, call, direct, key, options, msg).await
+            };
+            settled(state, call, answer.await)
         }
+        Request::Cancel { call } => cancel(state, CallId(call)).await,
         Request::Await {
             call,
             key,
@@ -142,6 +172,8 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             let key = client_key(key, writes).map_err(|e| e.body())?;
             let answer = await_result(state, CallId(call), key.clone(), timeout_ms).await;
             if delete && answer.is_ok() {
+                // Deleted means gone here too: a later await finds no value to answer.
+                lock(&state.results).drop_value(CallId(call));
                 delete_read_result(state, key).await;
             }
             answer
@@ -208,42 +240,80 @@ impl Drop for WaitGuard<'_> {
     }
 }
 
-/// Send a call to a scheduler; for a direct call wait for its pushed result, else answer
+/// A call request's answer; a failed one ends the call in the book if nothing else did
+/// (so it is logged and counted once, and awaits of it answer the same).
+fn settled(state: &GatewayState, call: CallId, answer: Answer) -> Answer {
+    if let Err(e) = &answer {
+        let failure = CallFailure {
+            code: e.code,
+            message: e.message.clone(),
+            exception_type: e.exception_type.clone(),
+            traceback: e.traceback.clone(),
+        };
+        settle(&state.results, call, Err(failure));
+    }
+    answer
+}
+
+/// Send a call to a scheduler, keeping it in the book until it ends; for a direct call
+/// wait for its outcome (its result, a failure, or `timeout` at its deadline), else answer
 /// with the future at once.
 async fn call_and_wait<M>(
     state: &GatewayState,
     call: CallId,
     direct: bool,
     key: Key,
+    options: CallOptions,
     msg: M,
 ) -> Answer
 where
     M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
 {
-    if !direct {
-        schedule(state, msg).await?;
-        return Ok(Reply::Future {
-            call: call.0,
-            key: key.to_string(),
-        });
-    }
+    let Some(target) = state.scheduler() else {
+        return Err(GatewayError::Unavailable("no scheduler is available".into()).body());
+    };
+    let deadline = Instant::now()
+        + options
+            .timeout_ms
+            .map_or(UNACCEPTED_DEADLINE, Duration::from_millis);
     // The guard is declared first so it drops last, after the receiver: `give_up` only
     // removes waiters whose receiver is gone.
     let _guard = WaitGuard { state, call };
-    // Register before sending: the result may come back before the scheduler's answer.
-    let waiting = lock(&state.results).wait(call);
-    schedule(state, msg).await?;
+    // Begun before the scheduler is asked: the result may come back before its answer.
+    let waiting = {
+        let mut book = lock(&state.results);
+        if !book.begin(call, target.node.clone(), !direct, deadline) {
+            return Err(GatewayError::Invalid(format!("{call} is in use")).body());
+        }
+        if direct {
+            Some(book.wait(call))
+        } else {
+            None
+        }
+    };
+    let accepted = schedule_at(state, target, msg).await?;
+    let ends = Instant::now() + Duration::from_millis(accepted.deadline_ms);
+    lock(&state.results).accepted(call, ends);
     match waiting {
-        Ok(outcome) => outcome_reply(outcome),
-        Err(rx) => match rx.await {
+        None => Ok(Reply::Future {
+            call: call.0,
+            key: key.to_string(),
+        }),
+        Some(Wait::Pending(rx)) => match rx.await {
             Ok(outcome) => outcome_reply(outcome),
             Err(_) => Err(GatewayError::Unavailable("the gateway is shutting down".into()).body()),
         },
+        Some(Wait::Ended(outcome)) => outcome_reply(outcome),
+        Some(Wait::Stored | Wait::Unknown) => {
+            Err(GatewayError::Invalid(format!("{call} ended before it began")).body())
+        }
     }
 }
 
-/// A future's result: stashed here already, else stored in the KVS (default result keys
-/// only: a client-named key may hold an older value), else the push when it comes.
+/// A future's result: from the book (every await of an ended call answers the same), else
+/// the pushed outcome when it comes; a call the book does not hold is read where its
+/// result is stored (default result keys only: a client-named key may hold another
+/// value), else it is unknown here.
 async fn await_result(
     state: &GatewayState,
     call: CallId,
@@ -252,16 +322,13 @@ async fn await_result(
 ) -> Answer {
     // Declared before the receiver so it drops after it (see `call_and_wait`).
     let _guard = WaitGuard { state, call };
-    let rx = match lock(&state.results).wait(call) {
-        Ok(outcome) => return outcome_reply(outcome),
-        Err(rx) => rx,
+    let wait = lock(&state.results).wait(call);
+    let rx = match wait {
+        Wait::Ended(outcome) => return outcome_reply(outcome),
+        Wait::Stored => return stored(state, call, &key, true).await,
+        Wait::Unknown => return stored(state, call, &key, key == result_key(call)).await,
+        Wait::Pending(rx) => rx,
     };
-    if key == result_key(call) {
-        if let Some(value) = state.kvs.get(&key).await.map_err(storage)? {
-            let value = core::from_lattice(&key, value).map_err(|e| e.body())?;
-            return Ok(Reply::Value(value));
-        }
-    }
     let pushed = async {
         match rx.await {
             Ok(outcome) => outcome_reply(outcome),
@@ -274,6 +341,41 @@ async fn await_result(
             .await
             .unwrap_or_else(|_| Err(GatewayError::Timeout(ms).body())),
     }
+}
+
+/// The result of `call` as stored under `key` (when `readable`), else `unknown_call`.
+async fn stored(state: &GatewayState, call: CallId, key: &Key, readable: bool) -> Answer {
+    if readable {
+        if let Some(value) = state.kvs.get(key).await.map_err(storage)? {
+            let value = core::from_lattice(key, value).map_err(|e| e.body())?;
+            return Ok(Reply::Value(value));
+        }
+    }
+    Err(GatewayError::UnknownCall(call).body())
+}
+
+/// Cancel a call this gateway made: its scheduler stops its functions, and the call ends
+/// with `cancelled`, unless it ended first.
+async fn cancel(state: &GatewayState, call: CallId) -> Answer {
+    let scheduler = lock(&state.results).scheduler_of(call).cloned();
+    let Some(node) = scheduler else {
+        return match lock(&state.results).has_ended(call) {
+            true => Ok(Reply::Flag(false)),
+            false => Err(GatewayError::UnknownCall(call).body()),
+        };
+    };
+    let target = ActorRef::new(node, ServiceId::Scheduler, 0);
+    let held = state
+        .transport
+        .handle::<CancelCall>(target)
+        .send(CancelCall { call })
+        .await;
+    if let Ok(false) = held {
+        // The scheduler no longer holds it: it ended, its outcome is on its way here.
+        return Ok(Reply::Flag(false));
+    }
+    let f = CallFailure::new(ErrorCode::Cancelled, "the call was cancelled");
+    Ok(Reply::Flag(settle(&state.results, call, Err(f))))
 }
 
 /// A result read with `delete`: its key is deleted. The default result key is written once,
@@ -320,6 +422,18 @@ where
     let Some(target) = state.scheduler() else {
         return Err(GatewayError::Unavailable("no scheduler is available".into()).body());
     };
+    schedule_at(state, target, msg).await
+}
+
+/// Send a function-plane message to the scheduler `target` and unwrap its answer.
+async fn schedule_at<M, T: Send + 'static>(
+    state: &GatewayState,
+    target: ActorRef,
+    msg: M,
+) -> Result<T, ErrorBody>
+where
+    M: RemoteMessage<Result = Result<T, FunctionError>>,
+{
     match state.transport.handle::<M>(target).send(msg).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(function_error(&e)),

@@ -116,6 +116,10 @@ pub enum Request {
         cloudpickle: String,
         #[serde(default)]
         timeout_ms: Option<u64>,
+        #[serde(default)]
+        retries: Option<u32>,
+        #[serde(default)]
+        retry_errors: bool,
     },
     RegisterDag {
         name: String,
@@ -140,6 +144,15 @@ pub enum Request {
         direct: bool,
         #[serde(default)]
         output_key: Option<String>,
+        /// The call ends within this long (with `timeout` if nothing else).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+        /// Re-runs after system failures (default: as its functions registered).
+        #[serde(default)]
+        retries: Option<u32>,
+        /// Whether a function's exception or timeout re-runs it too.
+        #[serde(default)]
+        retry_errors: Option<bool>,
     },
     CallDag {
         dag: String,
@@ -150,6 +163,20 @@ pub enum Request {
         direct: bool,
         #[serde(default)]
         output_key: Option<String>,
+        /// The call ends within this long (with `timeout` if nothing else).
+        #[serde(default)]
+        timeout_ms: Option<u64>,
+        /// Re-runs after system failures (default: as its functions registered).
+        #[serde(default)]
+        retries: Option<u32>,
+        /// Whether a function's exception or timeout re-runs it too.
+        #[serde(default)]
+        retry_errors: Option<bool>,
+    },
+    /// Stop a call this gateway made: `true` if it was stopped (it ends with `cancelled`),
+    /// `false` if it had ended already.
+    Cancel {
+        call: u64,
     },
     /// Wait for a future's result: answered when it exists (or after `timeout_ms`);
     /// `delete`: delete the stored result once it has been read.
@@ -179,6 +206,8 @@ pub enum Reply {
         call: u64,
         key: String,
     },
+    /// A yes or no (`cancel`).
+    Flag(bool),
 }
 
 /// What `hello` returns.
@@ -230,6 +259,8 @@ pub enum GatewayError {
     Unavailable(String),
     #[error("no result after {0} ms")]
     Timeout(u64),
+    #[error("{0} is not known to this gateway (not made here, or its result expired)")]
+    UnknownCall(crate::ids::CallId),
     #[error("key `{key}` holds a {kind} lattice, which is not a Python value")]
     UnsupportedValue { key: String, kind: String },
     /// The KVS refused or failed: `code` says how (see `ops::storage`).
@@ -247,6 +278,7 @@ impl GatewayError {
             GatewayError::Invalid(_) => ErrorCode::InvalidRequest,
             GatewayError::Unavailable(_) => ErrorCode::Unavailable,
             GatewayError::Timeout(_) => ErrorCode::Timeout,
+            GatewayError::UnknownCall(_) => ErrorCode::UnknownCall,
             GatewayError::UnsupportedValue { .. } => ErrorCode::UnsupportedValue,
             GatewayError::Storage { code, .. } => *code,
         }
@@ -277,6 +309,7 @@ const OPS: &[&str] = &[
     "call_function",
     "call_dag",
     "await",
+    "cancel",
 ];
 
 /// Decode one binary message into a request. The error comes with the request id when the

@@ -52,15 +52,46 @@ fn call_dag_defaults_apply() {
             consistency,
             direct,
             output_key,
+            timeout_ms,
+            retries,
+            retry_errors,
         } => {
             assert_eq!(dag, "d");
             assert_eq!(args["f"], vec![WireArg::Ref("k".into())]);
             assert_eq!(consistency, WireConsistency::Lww);
             assert!(!direct);
             assert_eq!(output_key, None);
+            assert_eq!((timeout_ms, retries, retry_errors), (None, None, None));
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn call_options_and_cancel_decode() {
+    let frame = pack(
+        json!({"v": 1, "id": 4, "op": "call_function", "function": "f",
+        "args": [], "timeout_ms": 1500, "retries": 0, "retry_errors": true}),
+    );
+    let (_, req) = decode(&frame).unwrap();
+    let Request::CallFunction {
+        timeout_ms,
+        retries,
+        retry_errors,
+        ..
+    } = req
+    else {
+        panic!("unexpected {req:?}");
+    };
+    assert_eq!(
+        (timeout_ms, retries, retry_errors),
+        (Some(1500), Some(0), Some(true))
+    );
+    let frame = pack(json!({"v": 1, "id": 5, "op": "cancel", "call": 42}));
+    assert!(matches!(
+        decode(&frame).unwrap().1,
+        Request::Cancel { call: 42 }
+    ));
 }
 
 #[test]

@@ -1,30 +1,56 @@
 //! The gateway's two small actors: [`ResultRouter`] receives [`CallFinished`] from sink
-//! executors (registered at `(ServiceId::Gateway, 0)`) and hands each result to whoever
-//! waits for it; [`ViewWatcher`] keeps the membership view the gateway picks schedulers
-//! from.
+//! executors and schedulers (registered at `(ServiceId::Gateway, 0)`), hands each result
+//! to whoever waits for it and ends calls past their deadline; [`ViewWatcher`] keeps the
+//! membership view the gateway picks schedulers from, and ends the calls of schedulers
+//! that died. Every call's end goes through [`settle`]: a failed call is one `warn!` line
+//! and one count in the error metrics.
 
-use super::core::ResultsCore;
+use super::results::{CallBook, Finish, Outcome};
+use crate::ids::CallId;
 use crate::net::membership::ViewChanged;
 use crate::net::View;
 use crate::protocol::CallFinished;
 use actix::prelude::*;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 /// Mailbox of the result router: results arrive one-way from every executor of the
 /// cluster; this many may queue before senders see `QueueFull` (far above what the
 /// executors of a node produce between two polls of this actor).
 pub const ROUTER_MAILBOX: usize = 16 * 1024;
+/// How often calls past their deadline are ended with `timeout`: how late after its
+/// deadline a call may answer.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(50);
 
-/// Shared result routing (the actor writes results, sessions register waiters).
-pub type Results = Arc<Mutex<ResultsCore>>;
+/// The gateway's calls (the router and the watcher end them, sessions begin and await).
+pub type Results = Arc<Mutex<CallBook>>;
 
-/// Lock the results, recovering from a poisoned lock (the core keeps no invariant a panic
+/// Lock the results, recovering from a poisoned lock (the book keeps no invariant a panic
 /// elsewhere could break half-way).
-pub fn lock(results: &Results) -> std::sync::MutexGuard<'_, ResultsCore> {
+pub fn lock(results: &Results) -> std::sync::MutexGuard<'_, CallBook> {
     results.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Receives finished calls.
+/// End `call` with `outcome` unless it ended already; whether this was its first outcome.
+pub fn settle(results: &Results, call: CallId, outcome: Outcome) -> bool {
+    let finish = lock(results).finish(call, outcome, Instant::now());
+    report(call, &finish);
+    matches!(finish, Finish::First { .. })
+}
+
+/// The one line (and count) of a failed call.
+fn report(call: CallId, finish: &Finish) {
+    if let Finish::First {
+        failure: Some((code, message)),
+        ..
+    } = finish
+    {
+        tracing::warn!(call = %call, code = %code, reason = %message, "call failed");
+        crate::metrics::global().record_failure(code.as_str());
+    }
+}
+
+/// Receives finished calls; ends those past their deadline.
 pub struct ResultRouter {
     pub results: Results,
 }
@@ -34,6 +60,12 @@ impl Actor for ResultRouter {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(ROUTER_MAILBOX);
+        ctx.run_interval(SWEEP_INTERVAL, |act, _| {
+            let ended = lock(&act.results).sweep(Instant::now());
+            for (call, finish) in &ended {
+                report(*call, finish);
+            }
+        });
     }
 }
 
@@ -42,14 +74,20 @@ impl Handler<CallFinished> for ResultRouter {
 
     fn handle(&mut self, msg: CallFinished, _: &mut Context<Self>) {
         let call = msg.call;
-        let delivery = lock(&self.results).finish(call, msg.outcome);
-        tracing::debug!(call = %call, delivery = ?delivery, "call finished");
+        let finish = lock(&self.results).finish(call, msg.outcome, Instant::now());
+        if finish == Finish::Duplicate {
+            crate::metrics::global().record_duplicate();
+            tracing::debug!(call = %call, "a second result of an ended call dropped");
+        }
+        report(call, &finish);
     }
 }
 
-/// Keeps the latest membership view for scheduler choice.
+/// Keeps the latest membership view for scheduler choice; ends the calls of schedulers
+/// the view says are gone.
 pub struct ViewWatcher {
     pub view: Arc<RwLock<View>>,
+    pub results: Results,
 }
 
 impl Actor for ViewWatcher {
@@ -60,6 +98,11 @@ impl Handler<ViewChanged> for ViewWatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = msg.view;
+        let view = msg.view;
+        let ended = lock(&self.results).schedulers_gone(|n| view.is_gone(n), Instant::now());
+        for (call, finish) in &ended {
+            report(*call, finish);
+        }
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = view;
     }
 }

@@ -24,6 +24,10 @@ pub struct FunctionMeta {
     /// Content hash (see `registry::function_hash`).
     pub hash: u64,
     pub timeout_ms: Option<u64>,
+    /// Re-runs after system failures it allows (the default when it registered none).
+    pub retries: u32,
+    /// Whether its exception or timeout re-runs the call.
+    pub retry_errors: bool,
 }
 
 /// A validated DAG with the registration of each of its functions (same order).
@@ -202,27 +206,25 @@ impl SchedulerCore {
             .ok_or(FunctionError::NoExecutors)
     }
 
-    /// Place every function of `plan` and build its schedule. Arguments may be given for any
+    /// Place every function of `plan` for attempt `attempt` of `req` and build its
+    /// schedule; `scheduler` is told when the attempt ends. Arguments may be given for any
     /// function of the DAG; a function receives its own arguments, then its upstreams'
     /// results in edge-list order.
     pub fn schedules(
         &self,
         plan: &CallPlan,
-        mut req: CallRequest,
+        req: &CallRequest,
+        attempt: u32,
+        scheduler: Option<&ActorRef>,
         now: Instant,
         rng: &mut impl Rng,
     ) -> Result<Vec<(ActorRef, Schedule)>, FunctionError> {
         let dag = &plan.dag;
-        if let Some(f) = req.args.keys().find(|f| dag.index(f).is_none()) {
-            return Err(FunctionError::Invalid(format!(
-                "arguments for `{f}`, which is not a function of `{}`",
-                dag.name
-            )));
-        }
+        check_args(plan, req)?;
         let mut args: Vec<Vec<Arg>> = dag
             .functions
             .iter()
-            .map(|f| req.args.remove(f).unwrap_or_default())
+            .map(|f| req.args.get(f).cloned().unwrap_or_default())
             .collect();
         let placed = args
             .iter()
@@ -263,10 +265,23 @@ impl SchedulerCore {
                 consistency: req.consistency,
                 home: home.clone(),
                 started_us: req.started_us,
+                attempt,
+                scheduler: scheduler.cloned(),
             };
             out.push((executor.clone(), schedule));
         }
         Ok(out)
+    }
+}
+
+/// Refuse arguments for a function the DAG does not have.
+pub fn check_args(plan: &CallPlan, req: &CallRequest) -> Result<(), FunctionError> {
+    match req.args.keys().find(|f| plan.dag.index(f).is_none()) {
+        Some(f) => Err(FunctionError::Invalid(format!(
+            "arguments for `{f}`, which is not a function of `{}`",
+            plan.dag.name
+        ))),
+        None => Ok(()),
     }
 }
 

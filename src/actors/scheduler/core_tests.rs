@@ -121,6 +121,8 @@ fn schedules_carry_edges_args_and_reply() {
         .map(|i| FunctionMeta {
             hash: i,
             timeout_ms: None,
+            retries: 2,
+            retry_errors: false,
         })
         .collect();
     let plan = CallPlan {
@@ -140,9 +142,13 @@ fn schedules_carry_edges_args_and_reply() {
         started_us: 5,
     };
     let mut rng = StdRng::seed_from_u64(3);
+    let me = ActorRef::new(node("s"), ServiceId::Scheduler, 0);
     let out = c
-        .schedules(&plan, req.clone(), now, &mut rng)
+        .schedules(&plan, &req, 2, Some(&me), now, &mut rng)
         .expect("scheduled");
+    assert!(out
+        .iter()
+        .all(|(_, s)| s.attempt == 2 && s.scheduler.as_ref() == Some(&me)));
     assert_eq!(out.len(), 3);
     let (_, z) = &out[2];
     assert_eq!(z.upstream, vec!["x".to_string(), "y".to_string()]);
@@ -156,7 +162,9 @@ fn schedules_carry_edges_args_and_reply() {
     );
     let mut rr = req.clone();
     rr.consistency = Consistency::RepeatableRead;
-    let out = c.schedules(&plan, rr, now, &mut rng).expect("scheduled");
+    let out = c
+        .schedules(&plan, &rr, 0, None, now, &mut rng)
+        .expect("scheduled");
     let homes: Vec<_> = out.iter().map(|(_, s)| s.home.clone()).collect();
     assert_eq!(
         homes,
@@ -165,7 +173,9 @@ fn schedules_carry_edges_args_and_reply() {
     );
     let mut bad = req;
     bad.args.insert("nope".into(), vec![]);
-    let e = c.schedules(&plan, bad, now, &mut rng).unwrap_err();
+    let e = c
+        .schedules(&plan, &bad, 0, None, now, &mut rng)
+        .unwrap_err();
     assert_eq!(e.code(), "invalid_request");
 }
 

@@ -4,15 +4,15 @@
 use super::core::CallPlan;
 use super::dag::plan;
 use super::{
-    function_metas, registry, request, GetExecutors, HoldersOf, PlanKey, Scheduler,
-    MAILBOX_CAPACITY,
+    function_metas, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey, Scheduler,
+    EXPIRY_INTERVAL, MAILBOX_CAPACITY,
 };
 use crate::config::Role;
 use crate::net::membership::ViewChanged;
 use crate::net::{NetError, Transport};
 use crate::protocol::{
-    CacheKeysReport, CallAccepted, CallDag, CallFunction, DeleteDag, DeleteFunction,
-    ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
+    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
+    DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
@@ -31,6 +31,8 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<CallDag>(0, addr.clone().recipient())?;
     t.register::<CallFunction>(0, addr.clone().recipient())?;
     t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
+    t.register::<AttemptEnded>(0, addr.clone().recipient())?;
+    t.register::<CancelCall>(0, addr.clone().recipient())?;
     t.register::<CacheKeysReport>(0, addr.clone().recipient())
 }
 
@@ -42,6 +44,12 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(EXPIRY_INTERVAL, |act, _| {
+            for (call, stop) in act.calls.expire(Instant::now()) {
+                tracing::debug!(call = %call, "call past its deadline forgotten");
+                act.stop(call, stop);
+            }
+        });
     }
 }
 
@@ -139,17 +147,47 @@ impl Handler<List> for Scheduler {
 impl Handler<CallDag> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallDag, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = msg.options.check() {
+            return done(Err(e));
+        }
         let req = request(msg.call, msg.args, msg.consistency, msg.reply);
-        self.call(PlanKey::Dag(msg.dag), req)
+        self.call(PlanKey::Dag(msg.dag), req, msg.options)
     }
 }
 
 impl Handler<CallFunction> for Scheduler {
     type Result = Reply<CallAccepted>;
     fn handle(&mut self, msg: CallFunction, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = msg.options.check() {
+            return done(Err(e));
+        }
         let args = [(msg.function.clone(), msg.args)].into_iter().collect();
         let req = request(msg.call, args, msg.consistency, msg.reply);
-        self.call(PlanKey::Function(msg.function), req)
+        self.call(PlanKey::Function(msg.function), req, msg.options)
+    }
+}
+
+impl Handler<AttemptEnded> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: AttemptEnded, _: &mut Context<Self>) {
+        let next = self
+            .calls
+            .on_ended(msg, &self.core, Instant::now(), &mut self.rng);
+        self.act(next);
+    }
+}
+
+impl Handler<CancelCall> for Scheduler {
+    type Result = bool;
+    fn handle(&mut self, msg: CancelCall, _: &mut Context<Self>) -> bool {
+        match self.calls.cancel(msg.call) {
+            Some(stop) => {
+                tracing::debug!(call = %msg.call, "call cancelled");
+                self.stop(msg.call, stop);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -170,17 +208,22 @@ impl Handler<CacheKeysReport> for Scheduler {
 impl Handler<ViewChanged> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
-        let live: BTreeSet<_> = msg
-            .view
+        let view = msg.view;
+        let live: BTreeSet<_> = view
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())
             .collect();
         self.core.retain_live(&live);
         let draining = live
             .iter()
-            .filter(|n| msg.view.get(&n.id).is_some_and(|m| m.draining));
+            .filter(|n| view.get(&n.id).is_some_and(|m| m.draining));
         self.core
             .set_draining(draining.map(|n| n.id.clone()).collect());
+        let now = Instant::now();
+        let gone = |n: &crate::ids::NodeRef| view.is_gone(n);
+        for next in self.calls.on_view(gone, &self.core, now, &mut self.rng) {
+            self.act(next);
+        }
     }
 }
 
@@ -188,6 +231,13 @@ impl Handler<GetExecutors> for Scheduler {
     type Result = MessageResult<GetExecutors>;
     fn handle(&mut self, _: GetExecutors, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.core.executors(Instant::now()))
+    }
+}
+
+impl Handler<HeldCalls> for Scheduler {
+    type Result = usize;
+    fn handle(&mut self, _: HeldCalls, _: &mut Context<Self>) -> usize {
+        self.calls.len()
     }
 }
 

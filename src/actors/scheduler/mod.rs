@@ -3,30 +3,38 @@
 //! One actor per scheduler node (`ServiceId::Scheduler`, instance 0). It handles the
 //! function plane's requests ([`crate::protocol::requests`]); a call is placed function by function
 //! ([`core`]) and each chosen executor gets its part of the schedule; sources run on
-//! arrival, results then flow executor to executor, never back through here.
+//! arrival, results then flow executor to executor, never back through here. The scheduler
+//! keeps every call it placed until it hears the call ended ([`calls`]): an executor that
+//! dies under it, or a failure a re-run can mend, makes it run the call again.
 //!
 //! Registry entries are cached in memory for [`REGISTRY_TTL`]: this scheduler sees its own
 //! (re-)registrations and deletions at once, others' within the TTL.
 //!
 //! - `core.rs`: executors, version check, placement, schedules (no I/O).
+//! - `calls.rs`: the calls placed and kept until they end; re-runs (no I/O).
 //! - `dag.rs`: DAG and name validation (no I/O).
 //! - `registry.rs`: functions and DAGs in the KVS.
 //! - `handlers.rs`: the actix handlers.
 
+pub mod calls;
 pub mod core;
 pub mod dag;
 mod handlers;
 pub mod registry;
 
+use self::calls::{CallTable, Failed, Next, Stop, TableConfig, MAX_CALLS, MAX_CALL_BYTES};
 use self::core::{CallPlan, CallRequest, FunctionMeta, SchedulerCore};
 use self::dag::{plan, DagPlan};
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, now_micros, LwwClock};
 use crate::config::Config;
 use crate::net::membership::{Membership, Subscribe};
-use crate::net::{NetError, Transport};
-use crate::protocol::records::function_hash;
-use crate::protocol::{Arg, CallAccepted, Consistency, FunctionError, Reply, Schedule};
+use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::records::{function_hash, DEFAULT_RETRIES};
+use crate::protocol::{
+    Arg, AttemptEnded, CallAccepted, CallFailure, CallFinished, CallOptions, Cancel, Consistency,
+    FunctionError, ReleaseSession, Reply, Schedule,
+};
 use actix::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -41,8 +49,10 @@ pub const MAX_CACHED_PLANS: usize = 4096;
 /// A status older than this (several missed reports) makes an executor unplaceable.
 pub const EXECUTOR_STALE_AFTER: Duration = Duration::from_secs(3);
 /// Mailbox of the scheduler actor: calls and registrations from every gateway, status and
-/// cache reports from every executor node.
+/// cache reports and the end of every call's attempt from every executor node.
 pub const MAILBOX_CAPACITY: usize = 4096;
+/// How often kept calls past their deadline are forgotten (and their functions stopped).
+pub const EXPIRY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Which registration a call plan comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,9 +72,16 @@ pub struct GetExecutors;
 #[rtype(result = "Vec<crate::ids::NodeId>")]
 pub struct HoldersOf(pub crate::ids::Key);
 
+/// Local: how many calls this scheduler keeps (placed and not ended yet); a drain waits
+/// for none to be left.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "usize")]
+pub struct HeldCalls;
+
 /// The scheduler actor.
 pub struct Scheduler {
     core: SchedulerCore,
+    calls: CallTable,
     kvs: KvsClient,
     clock: Arc<LwwClock>,
     transport: Transport,
@@ -80,8 +97,16 @@ impl Scheduler {
         kvs: KvsClient,
         cfg: &Config,
     ) -> Result<Addr<Scheduler>, NetError> {
+        let me = ActorRef::new(transport.local_node().clone(), ServiceId::Scheduler, 0);
+        let table = TableConfig {
+            max_calls: MAX_CALLS,
+            max_bytes: MAX_CALL_BYTES,
+            default_timeout: Duration::from_millis(cfg.executor.function_timeout_ms),
+            dead_after: Duration::from_millis(cfg.membership.dead_after_ms),
+        };
         let addr = Scheduler {
             core: SchedulerCore::new(cfg.executor.utilisation_threshold, EXECUTOR_STALE_AFTER),
+            calls: CallTable::new(me, table),
             kvs,
             clock: node_clock(transport.local_node()),
             transport: transport.clone(),
@@ -108,28 +133,135 @@ impl Scheduler {
         self.plans.insert(key, (Instant::now(), plan));
     }
 
-    /// Place a call and send every executor its schedule (sources last, so the others
-    /// usually hold theirs before the first trigger arrives).
+    /// Place a call, keep it, and send every executor its schedule.
     fn dispatch(
         &mut self,
-        plan: &CallPlan,
+        plan: Arc<CallPlan>,
         req: CallRequest,
+        options: CallOptions,
     ) -> Result<CallAccepted, FunctionError> {
         let call = req.call;
-        let schedules = self
-            .core
-            .schedules(plan, req, Instant::now(), &mut self.rng)?;
+        let now = Instant::now();
+        let (timeout, schedules) =
+            self.calls
+                .start(&self.core, plan, req, options, now, &mut self.rng)?;
+        if let Err(e) = self.send_schedules(schedules) {
+            // As a failure of the first attempt: run again elsewhere while re-runs are
+            // left, else the caller is answered with the error.
+            let ended = AttemptEnded {
+                call,
+                attempt: 0,
+                function: String::new(),
+                failure: Some(CallFailure::new(e.code(), e.to_string())),
+            };
+            match self.calls.on_ended(ended, &self.core, now, &mut self.rng) {
+                next @ Next::Rerun { .. } => self.act(next),
+                Next::Fail(failed) => {
+                    self.stop(call, failed.stop);
+                    return Err(e);
+                }
+                Next::Nothing | Next::Done => return Err(e),
+            }
+        }
+        Ok(CallAccepted {
+            call,
+            deadline_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// Send every executor its schedule (sources last, so the others usually hold theirs
+    /// before the first trigger arrives).
+    fn send_schedules(&self, schedules: Vec<(ActorRef, Schedule)>) -> Result<(), FunctionError> {
         let (sources, others): (Vec<_>, Vec<_>) = schedules
             .into_iter()
             .partition(|(_, s)| s.upstream.is_empty());
         for (executor, s) in others.into_iter().chain(sources) {
-            tracing::debug!(call = %call, function = %s.function, executor = %executor, "placed");
+            tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
+                executor = %executor, "placed");
             self.transport
                 .handle::<Schedule>(executor.clone())
                 .tell(s)
                 .map_err(|e| FunctionError::Unavailable(format!("{executor}: {e}")))?;
         }
-        Ok(CallAccepted { call })
+        Ok(())
+    }
+
+    /// Carry out what the call table decided.
+    fn act(&mut self, next: Next) {
+        match next {
+            Next::Nothing | Next::Done => {}
+            Next::Rerun {
+                call,
+                attempt,
+                schedules,
+                stop,
+            } => {
+                tracing::info!(call = %call, attempt, "running the call again");
+                self.stop(call, stop);
+                if let Err(e) = self.send_schedules(schedules) {
+                    // As if the new attempt had failed at once: the table re-runs it again
+                    // (while re-runs are left) or fails the call.
+                    let ended = AttemptEnded {
+                        call,
+                        attempt,
+                        function: String::new(),
+                        failure: Some(CallFailure::new(e.code(), e.to_string())),
+                    };
+                    let next =
+                        self.calls
+                            .on_ended(ended, &self.core, Instant::now(), &mut self.rng);
+                    self.act(next);
+                }
+            }
+            Next::Fail(failed) => self.fail(failed),
+        }
+    }
+
+    /// Tell the caller a call failed for good.
+    fn fail(&mut self, f: Failed) {
+        let Failed {
+            call,
+            reply,
+            failure,
+            dag,
+            started_us,
+            stop,
+        } = f;
+        self.stop(call, stop);
+        if let Some(dag) = &dag {
+            let took = Duration::from_micros(now_micros().saturating_sub(started_us));
+            crate::metrics::record_dag_outcome(call, dag, took, Some(failure.code.as_str()));
+        }
+        tracing::debug!(call = %call, code = %failure.code, "call failed");
+        if let Some(to) = reply.push_to {
+            let msg = CallFinished {
+                call,
+                outcome: Err(failure),
+            };
+            if let Err(e) = self.transport.handle::<CallFinished>(to.clone()).tell(msg) {
+                tracing::warn!(call = %call, to = %to, cause = %e, "failure not delivered");
+            }
+        }
+    }
+
+    /// Tell an attempt's executors to stop it and release its repeatable-read pins.
+    fn stop(&self, call: crate::ids::CallId, stop: Stop) {
+        for e in stop.executors {
+            let msg = Cancel {
+                call,
+                before: stop.before,
+            };
+            if let Err(err) = self.transport.handle::<Cancel>(e.clone()).tell(msg) {
+                tracing::debug!(call = %call, executor = %e, cause = %err, "cancel not sent");
+            }
+        }
+        if let Some((home, session)) = stop.release {
+            let to = ActorRef::new(home, ServiceId::Cache, 0);
+            let _ = self
+                .transport
+                .handle::<ReleaseSession>(to)
+                .tell(ReleaseSession { session });
+        }
     }
 
     /// Call through a cached plan, or load it first.
@@ -137,9 +269,10 @@ impl Scheduler {
         &mut self,
         key: PlanKey,
         req: CallRequest,
+        options: CallOptions,
     ) -> ResponseActFuture<Self, Result<CallAccepted, FunctionError>> {
         if let Some(plan) = self.cached(&key) {
-            return Box::pin(fut::ready(self.dispatch(&plan, req)));
+            return Box::pin(fut::ready(self.dispatch(plan, req, options)));
         }
         let kvs = self.kvs.clone();
         let k = key.clone();
@@ -149,7 +282,7 @@ impl Scheduler {
                 .map(move |loaded, act, _| {
                     let plan = Arc::new(loaded?);
                     act.remember(key, plan.clone());
-                    act.dispatch(&plan, req)
+                    act.dispatch(plan, req, options)
                 }),
         )
     }
@@ -198,6 +331,8 @@ async fn function_metas(
             Ok(FunctionMeta {
                 hash: function_hash(&record),
                 timeout_ms: record.timeout_ms,
+                retries: record.retries.unwrap_or(DEFAULT_RETRIES),
+                retry_errors: record.retry_errors,
             })
         })
         .collect()

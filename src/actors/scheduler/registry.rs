@@ -8,23 +8,19 @@ use crate::clock::LwwClock;
 use crate::ids::Key;
 use crate::lattice::{LatticeValue, Lww, Tombstone};
 use crate::protocol::records::{
-    dag_key, encode_entry, function_key, is_live, read_entry, read_function,
+    dag_key, encode_entry, function_key, is_live, read_entry, read_function, Entry,
 };
 use crate::protocol::{
     DagSpec, FunctionError, FunctionRecord, Listing, DAG_PREFIX, FUNCTION_PREFIX,
 };
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 
 fn storage(e: KvsError) -> FunctionError {
     FunctionError::Storage(e.to_string())
 }
 
 /// Read one entry; `None` when missing or deleted.
-async fn load<T: DeserializeOwned>(
-    state: &dyn StateAccess,
-    key: Key,
-) -> Result<Option<T>, FunctionError> {
+async fn load<T: Entry>(state: &dyn StateAccess, key: Key) -> Result<Option<T>, FunctionError> {
     let mut got = state.get(vec![key.clone()]).await.map_err(storage)?;
     read_entry(&key, got.pop().flatten())
 }

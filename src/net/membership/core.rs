@@ -103,6 +103,16 @@ impl View {
             .collect()
     }
 
+    /// Whether `node` (that incarnation) is gone: dead or left, or replaced by a newer
+    /// generation. A node the view does not list is not taken for gone (it may not have
+    /// been heard of yet).
+    pub fn is_gone(&self, node: &NodeRef) -> bool {
+        self.get(&node.id).is_some_and(|m| {
+            m.node.generation > node.generation
+                || (m.node.generation == node.generation && !m.state.is_live())
+        })
+    }
+
     /// `(node, state)` pairs: what tests compare between nodes.
     pub fn summary(&self) -> Vec<(NodeRef, MemberState)> {
         self.members

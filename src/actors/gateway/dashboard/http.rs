@@ -199,12 +199,15 @@ async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     }
     let published = state.feed.borrow().clone();
     let clients = state.clients.load(Ordering::Relaxed);
-    let text = prometheus::render(
+    let mut text = prometheus::render(
         &state.node,
         &(state.calls)(),
         published.sample.as_deref(),
         clients,
     );
+    text.push_str(&prometheus::gateway_series(
+        &crate::metrics::global().gateway_counts(),
+    ));
     HttpResponse::Ok()
         .content_type(prometheus::CONTENT_TYPE)
         .body(text)

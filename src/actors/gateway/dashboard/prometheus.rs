@@ -78,6 +78,26 @@ pub fn render(
     t.out
 }
 
+/// The gateway's own call counters: failed calls by code, duplicate results dropped.
+pub fn gateway_series(counts: &m::GatewayCounts) -> String {
+    let mut t = Text { out: String::new() };
+    t.family(
+        m::CALL_FAILURES,
+        "counter",
+        "Calls this gateway answered with an error, by error code.",
+    );
+    for (code, n) in &counts.failures {
+        t.sample(m::CALL_FAILURES, &[("code", code)], n);
+    }
+    t.family(
+        m::DUPLICATE_RESULTS,
+        "counter",
+        "Results dropped because their call had ended already.",
+    );
+    t.sample(m::DUPLICATE_RESULTS, &[], counts.duplicates);
+    t.out
+}
+
 fn call_series(t: &mut Text, rows: &[&CallSnapshot], label: &str, counter: &str, hist: &str) {
     t.family(
         counter,

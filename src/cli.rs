@@ -443,14 +443,14 @@ mod tests {
     }
 
     #[test]
-    fn local_asks_only_for_roles_this_build_can_play() {
+    fn local_plays_every_role_the_monitor_included() {
         let cli = Cli::try_parse_from(["cloudburst", "local"]).expect("parses");
         let Command::Local(args) = cli.command else {
             panic!("expected local")
         };
         let roles = args.to_config().expect("valid").node.roles;
         assert_eq!(roles, crate::node::playable());
-        assert!(roles.contains(&Role::Gateway) && !roles.contains(&Role::Monitor));
+        assert!(roles.contains(&Role::Gateway) && roles.contains(&Role::Monitor));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
 //! - [`load`]: the load an executor reports with its status (what the monitor scales on).
+//! - [`scaling`]: what the monitor receives (reports), sends (drain requests) and shows.
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
 
@@ -23,6 +24,7 @@ pub mod limits;
 pub mod load;
 pub mod records;
 pub mod requests;
+pub mod scaling;
 pub mod tags;
 pub mod values;
 
@@ -40,5 +42,8 @@ pub use records::{
 pub use requests::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
+};
+pub use scaling::{
+    AutoscaleState, DecisionRecord, DrainNode, GetAutoscale, MonitorReport, Numbers, TimelinePoint,
 };
 pub use values::{to_lattice, to_python};

@@ -23,12 +23,12 @@ use self::core::{ExecutorCore, Step};
 use self::env::ExecEnv;
 use self::meter::{Running, SharedMeter};
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{
-    CallFailure, Cancel, Deliver, ErrorCode, ExecutorLoad, ExecutorStatus, NodeState, Schedule,
-    Trigger,
+    CallFailure, Cancel, Deliver, DrainNode, ErrorCode, ExecutorLoad, ExecutorStatus,
+    MonitorReport, NodeState, Schedule, Trigger,
 };
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
@@ -61,6 +61,10 @@ pub struct Executor {
     core: ExecutorCore,
     env: Arc<ExecEnv>,
     schedulers: Vec<ActorRef>,
+    /// The live monitors: they get the same status (the load they scale on).
+    monitors: Vec<ActorRef>,
+    /// Told when a monitor asks this node to drain (the node's serve loop waits on it).
+    drain_requested: Arc<tokio::sync::Notify>,
     /// Functions running (and failures being reported), integrated over time.
     meter: Arc<SharedMeter>,
     /// This node declared itself draining (it reports so).
@@ -94,6 +98,8 @@ pub struct ExecutorHandle {
     pub pool: PythonPool,
     /// Its address in the cluster.
     pub actor: ActorRef,
+    /// Notified when a monitor asks this node to drain (scale-down).
+    pub drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl ExecutorHandle {
@@ -112,6 +118,7 @@ impl ExecutorHandle {
         transport.unregister::<Trigger>(0);
         transport.unregister::<Deliver>(0);
         transport.unregister::<Cancel>(0);
+        transport.unregister::<DrainNode>(0);
         self.pool.shutdown().await;
     }
 }
@@ -146,10 +153,13 @@ impl Executor {
             timeout,
             env::CausalTiming::from_config(&cfg.consistency),
         ));
+        let drain_requested = Arc::new(tokio::sync::Notify::new());
         let addr = Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
             env,
             schedulers: Vec::new(),
+            monitors: Vec::new(),
+            drain_requested: drain_requested.clone(),
             meter: SharedMeter::new(pool.workers(), Instant::now()),
             draining: false,
         }
@@ -165,6 +175,7 @@ impl Executor {
             addr,
             pool,
             actor: me,
+            drain_requested,
         })
     }
 
@@ -202,6 +213,15 @@ impl Executor {
             let h = self.env.transport.handle::<ExecutorStatus>(s.clone());
             if let Err(e) = h.tell(status.clone()) {
                 tracing::debug!(scheduler = %s, cause = %e, "status not sent");
+            }
+        }
+        for m in &self.monitors {
+            let h = self.env.transport.handle::<MonitorReport>(m.clone());
+            let report = MonitorReport {
+                status: status.clone(),
+            };
+            if let Err(e) = h.tell(report) {
+                tracing::debug!(monitor = %m, cause = %e, "status not sent");
             }
         }
     }
@@ -242,6 +262,7 @@ fn register(t: &Transport, addr: &Addr<Executor>) -> Result<(), NetError> {
     t.register::<Schedule>(0, addr.clone().recipient())?;
     t.register::<Trigger>(0, addr.clone().recipient())?;
     t.register::<Cancel>(0, addr.clone().recipient())?;
+    t.register::<DrainNode>(0, addr.clone().recipient())?;
     t.register::<Deliver>(0, addr.clone().recipient())
 }
 
@@ -325,10 +346,23 @@ impl Handler<GetLoad> for Executor {
     }
 }
 
+impl Handler<DrainNode> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: DrainNode, _: &mut Context<Self>) {
+        tracing::info!(monitor = %msg.by, "the monitor asks this node to drain");
+        self.drain_requested.notify_one();
+    }
+}
+
 impl Handler<ViewChanged> for Executor {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
         self.schedulers = msg.view.live_schedulers();
+        self.monitors = msg
+            .view
+            .live_with_role(Role::Monitor)
+            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Monitor, 0))
+            .collect();
         let me = &self.env.me.node;
         self.draining = msg
             .view

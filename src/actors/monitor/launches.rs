@@ -60,6 +60,11 @@ impl Launches {
         u32::try_from(self.pending.len()).unwrap_or(u32::MAX)
     }
 
+    /// Whether `node` is a launch not yet joined.
+    pub fn is_pending(&self, node: &NodeId) -> bool {
+        self.pending.contains_key(node)
+    }
+
     /// Whether the monitor may still launch.
     pub fn may_launch(&self) -> bool {
         !self.gave_up

@@ -24,6 +24,7 @@
 
 use crate::config::AutoscaleConfig;
 use crate::ids::NodeId;
+pub use crate::protocol::Numbers;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -96,24 +97,6 @@ pub enum Reason {
     Stable,
     /// Demand stayed below target for the downscale delay.
     Idle,
-}
-
-/// The numbers a tick computed (shown on the dashboard with every decision).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct Numbers {
-    pub demand_now: f64,
-    pub demand_stable: f64,
-    pub demand_panic: f64,
-    /// Workers of active nodes.
-    pub capacity: u32,
-    pub active: u32,
-    pub starting: u32,
-    pub draining: u32,
-    pub pending: u32,
-    /// Active + starting + pending: what the policy counts as the current size.
-    pub counted: u32,
-    /// Nodes the stable window's demand needs, clamped to the limits.
-    pub desired: u32,
 }
 
 /// One decision with its reason and the numbers behind it.
@@ -230,10 +213,12 @@ impl Policy {
         recent.iter().sum::<f64>() / recent.len().max(1) as f64
     }
 
-    /// Workers a new node brings: the mean over the nodes seen (1 when none is).
+    /// Workers a new node brings: the mean over the nodes that reported some (1 when none
+    /// did; a starting node has not said yet).
     fn workers_per_node(&self, obs: &Observation) -> f64 {
-        let n = obs.executors.len();
-        let total: u32 = obs.executors.iter().map(|e| e.workers).sum();
+        let sized = obs.executors.iter().filter(|e| e.workers > 0);
+        let n = sized.clone().count();
+        let total: u32 = sized.map(|e| e.workers).sum();
         if n == 0 || total == 0 {
             1.0
         } else {

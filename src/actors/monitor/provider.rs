@@ -33,3 +33,24 @@ pub trait NodeProvider: Send {
     /// The nodes this provider launched and has not yet reaped, and whether each runs.
     fn list(&mut self) -> Vec<ProvidedNode>;
 }
+
+/// How often [`stop_all`] looks again at the nodes it terminated.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Terminate every node `provider` launched and wait up to `limit` for them to go;
+/// returns how many were still there (the provider's drop deals with them).
+pub async fn stop_all(provider: &mut dyn NodeProvider, limit: std::time::Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    for p in provider.list() {
+        if let Err(e) = provider.terminate(&p.node) {
+            tracing::warn!(cause = %e, "cannot terminate an executor node");
+        }
+    }
+    loop {
+        let left = provider.list().len();
+        if left == 0 || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}

@@ -153,7 +153,11 @@ impl LocalProvider {
         for (id, l) in self.children.iter_mut() {
             match l.child.try_wait() {
                 Ok(Some(status)) if l.terminating.is_some() => {
-                    tracing::info!(node = %id, %status, "executor node exited");
+                    if status.success() {
+                        tracing::info!(node = %id, %status, "executor node exited");
+                    } else {
+                        tracing::warn!(node = %id, %status, log = %self.log_dir.join(format!("{id}.log")).display(), "executor node exited with a failure");
+                    }
                     gone.push(id.clone());
                 }
                 Ok(_) => {

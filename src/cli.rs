@@ -190,6 +190,10 @@ pub enum Workload {
     /// Calls from 8 threads while executor nodes are SIGKILLed
     /// (python/benchmarks/bench_faults.py): hung, lost and duplicate calls, time to re-run.
     Faults,
+    /// A step load against `cloudburst local` with its monitor
+    /// (python/benchmarks/bench_autoscale.py): time to decision and to capacity, calls
+    /// lost and failed, executor nodes over time (written to docs/).
+    Autoscale,
     /// Per-call overhead of the Python worker pool vs an in-process call; parallel speedup.
     #[value(hide = true)]
     Python,

@@ -216,15 +216,18 @@ impl NodeRoles {
     }
 
     /// The monitor, with the local provider: its executor nodes join through this node
-    /// and log under the data directory (else a directory of this process in /tmp).
+    /// and log under the data directory (else a directory of this process in /tmp,
+    /// removed when the node stops).
     fn start_monitor(&self, cfg: &Config) -> Result<Addr<Monitor>, RoleError> {
-        let log_dir = match &cfg.node.data_dir {
-            Some(d) => d.join("executors"),
+        let join = self.transport.local_addr();
+        let provider = match &cfg.node.data_dir {
+            Some(d) => LocalProvider::new(cfg, join, &d.join("executors"))?,
             None => {
-                std::env::temp_dir().join(format!("cloudburst-{}-executors", std::process::id()))
+                let dir = std::env::temp_dir()
+                    .join(format!("cloudburst-{}-executors", std::process::id()));
+                LocalProvider::new(cfg, join, &dir)?.removing_dir_on_drop()
             }
         };
-        let provider = LocalProvider::new(cfg, self.transport.local_addr(), &log_dir)?;
         // A drained node finishes its functions, then its results travel and it leaves.
         let drain_limit =
             Duration::from_millis(cfg.executor.function_timeout_ms) + 2 * super::drain::DRAIN_SLACK;

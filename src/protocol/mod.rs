@@ -44,6 +44,6 @@ pub use requests::{
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
 };
 pub use scaling::{
-    AutoscaleState, DecisionRecord, DrainNode, GetAutoscale, MonitorReport, Numbers, TimelinePoint,
+    AutoscaleState, DecisionRecord, DrainNode, GetAutoscale, MonitorReport, Numbers,
 };
 pub use values::{to_lattice, to_python};

@@ -8,8 +8,6 @@ use serde::{Deserialize, Serialize};
 
 /// Decisions the monitor keeps to show (the newest; older ones are only in its log).
 pub const MAX_DECISIONS_KEPT: usize = 200;
-/// Ticks of the timeline the monitor keeps to show: at the default 2 s tick, 20 minutes.
-pub const MAX_TIMELINE_KEPT: usize = 600;
 
 /// An executor's status, sent to every live monitor as it is to the schedulers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
@@ -67,13 +65,6 @@ pub struct DecisionRecord {
     pub numbers: Numbers,
 }
 
-/// One tick of the timeline.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TimelinePoint {
-    pub at_ms: u64,
-    pub numbers: Numbers,
-}
-
 /// What a monitor shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoscaleState {
@@ -90,8 +81,7 @@ pub struct AutoscaleState {
     pub decisions_total: u64,
     /// The last tick's numbers.
     pub last: Option<Numbers>,
-    /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`].
+    /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`]. (The numbers
+    /// over time are the dashboard's chart points, one per `last` it reads.)
     pub decisions: Vec<DecisionRecord>,
-    /// The newest ticks, oldest first, at most [`MAX_TIMELINE_KEPT`].
-    pub timeline: Vec<TimelinePoint>,
 }

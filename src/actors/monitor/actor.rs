@@ -112,7 +112,7 @@ impl Monitor {
         let pending = self.launches.pending();
         let obs = observe(&self.view, &self.reports, &provided, &asked, pending, now);
         let tick = policy.tick(&obs, now);
-        self.record.tick(unix_ms(), tick.numbers);
+        self.record.tick(tick.numbers);
         let Some(decision) = tick.decision else {
             return;
         };

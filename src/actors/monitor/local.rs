@@ -50,6 +50,8 @@ pub struct LocalProvider {
     prefix: String,
     seq: u64,
     children: BTreeMap<NodeId, Launched>,
+    /// Remove `log_dir` when the provider goes (a throw-away node keeps nothing).
+    remove_dir: bool,
 }
 
 impl LocalProvider {
@@ -83,7 +85,14 @@ impl LocalProvider {
             ),
             seq: 0,
             children: BTreeMap::new(),
+            remove_dir: false,
         })
+    }
+
+    /// Remove the log directory (the child config and logs) when the provider goes.
+    pub fn removing_dir_on_drop(mut self) -> Self {
+        self.remove_dir = true;
+        self
     }
 
     /// Where child `node` logs.
@@ -186,6 +195,11 @@ impl Drop for LocalProvider {
                 let _ = l.child.kill();
             }
             let _ = l.child.wait();
+        }
+        if self.remove_dir {
+            if let Err(e) = std::fs::remove_dir_all(&self.log_dir) {
+                tracing::debug!(dir = %self.log_dir.display(), cause = %e, "executor logs not removed");
+            }
         }
     }
 }

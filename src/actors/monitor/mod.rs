@@ -5,7 +5,7 @@
 //! - [`observe`]: which monitor acts, and the policy's view of the executors (no I/O).
 //! - [`launches`]: launches asked of the node provider, reconciled every tick (late or
 //!   dead launches are replaced; repeated failures stop the launching).
-//! - [`record`]: decisions and the timeline kept for the dashboard and `/metrics`.
+//! - [`record`]: decisions and the last numbers, kept for the dashboard and `/metrics`.
 //! - [`provider`]: the node provider seam (`launch`, `terminate`, `list`).
 //! - [`local`]: the local provider: executor nodes as child processes on loopback.
 //! - [`actor`]: the monitor actor, the I/O around them.

@@ -1,31 +1,25 @@
 //! What the monitor keeps to show people: every decision with its reason and numbers (the
-//! newest [`MAX_DECISIONS_KEPT`]), the numbers of every tick (the newest
-//! [`MAX_TIMELINE_KEPT`]), and counters for `/metrics`. Each decision is also logged.
+//! newest [`MAX_DECISIONS_KEPT`]), the last tick's numbers, and the decisions counter for
+//! `/metrics`. Each decision is also logged.
 
 use super::policy::{Action, Decision, Reason};
 use crate::ids::NodeId;
-use crate::protocol::scaling::{MAX_DECISIONS_KEPT, MAX_TIMELINE_KEPT};
-use crate::protocol::{AutoscaleState, DecisionRecord, Numbers, TimelinePoint};
+use crate::protocol::scaling::MAX_DECISIONS_KEPT;
+use crate::protocol::{AutoscaleState, DecisionRecord, Numbers};
 use std::collections::VecDeque;
 
 /// The monitor's record.
 #[derive(Debug, Default)]
 pub struct Record {
     decisions: VecDeque<DecisionRecord>,
-    timeline: VecDeque<TimelinePoint>,
     total: u64,
     last: Option<Numbers>,
 }
 
 impl Record {
-    /// A tick computed `numbers` at `at_ms` (Unix milliseconds).
-    pub fn tick(&mut self, at_ms: u64, numbers: Numbers) {
+    /// A tick computed `numbers`.
+    pub fn tick(&mut self, numbers: Numbers) {
         self.last = Some(numbers);
-        push_bounded(
-            &mut self.timeline,
-            TimelinePoint { at_ms, numbers },
-            MAX_TIMELINE_KEPT,
-        );
     }
 
     /// The policy decided `d`.
@@ -91,7 +85,6 @@ impl Record {
             decisions_total: self.total,
             last: self.last,
             decisions: self.decisions.iter().cloned().collect(),
-            timeline: self.timeline.iter().copied().collect(),
             ..AutoscaleState::default()
         }
     }
@@ -109,15 +102,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decisions_and_ticks_are_kept_up_to_their_bounds_and_counted() {
+    fn decisions_are_kept_up_to_their_bound_and_counted() {
         let mut r = Record::default();
         let n = Numbers {
             active: 2,
             ..Numbers::default()
         };
-        for i in 0..(MAX_TIMELINE_KEPT as u64 + 3) {
-            r.tick(i, n);
-        }
+        r.tick(n);
         let d = Decision {
             action: Action::Drain {
                 node: NodeId::new("x"),
@@ -129,9 +120,8 @@ mod tests {
             r.decision(i, &d);
         }
         let s = r.state();
-        assert_eq!(s.timeline.len(), MAX_TIMELINE_KEPT);
-        assert_eq!(s.timeline[0].at_ms, 3, "the oldest ticks went first");
         assert_eq!(s.decisions.len(), MAX_DECISIONS_KEPT);
+        assert_eq!(s.decisions[0].at_ms, 1, "the oldest decision went first");
         assert_eq!(s.decisions_total, MAX_DECISIONS_KEPT as u64 + 1);
         let last = s.decisions.last().expect("one");
         assert_eq!(

@@ -159,8 +159,8 @@ pub struct Snapshot {
     pub caches: Vec<CacheRow>,
     pub recent: Vec<RecentCall>,
     pub transport: Option<NetMetricsSnapshot>,
-    /// The acting monitor's limits, counters and newest decisions (its timeline is in the
-    /// chart points).
+    /// The acting monitor's limits, counters and newest decisions (its numbers over time
+    /// are in the chart points).
     pub autoscale: Option<AutoscaleState>,
     /// The newest chart point (the page appends it to its bounded history).
     pub point: HistoryPoint,
@@ -248,7 +248,6 @@ impl DashboardCore {
             transport: sample.transport,
             autoscale: sample.autoscale.as_ref().map(|a| {
                 let mut a = a.clone();
-                a.timeline.clear();
                 let skip = a.decisions.len().saturating_sub(SNAPSHOT_DECISIONS);
                 a.decisions.drain(..skip);
                 a

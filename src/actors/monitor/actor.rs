@@ -35,6 +35,8 @@ pub struct Monitor {
     provider: Option<Box<dyn NodeProvider>>,
     /// Nodes asked to drain, and when (they are terminated once they left).
     draining: BTreeMap<NodeId, Instant>,
+    /// Nodes terminated and not yet gone from the provider's list (not reaped twice).
+    terminated: BTreeSet<NodeId>,
     /// How long a drained node may take to leave before it is terminated anyway.
     drain_limit: Duration,
     record: Record,
@@ -65,6 +67,7 @@ impl Monitor {
             launches: Launches::new(cfg.launch_timeout(), cfg.max_launch_failures),
             provider: Some(provider),
             draining: BTreeMap::new(),
+            terminated: BTreeSet::new(),
             drain_limit,
             record: Record::default(),
         };
@@ -99,6 +102,8 @@ impl Monitor {
             return;
         };
         let provided = provider.list();
+        self.terminated
+            .retain(|n| provided.iter().any(|p| p.node == *n));
         let live: BTreeSet<NodeId> = self.view.live().map(|m| m.node.id.clone()).collect();
         self.reports.retain(&live);
         let effects = self.launches.reconcile(&live, &provided, now);
@@ -217,7 +222,8 @@ impl Monitor {
         for p in provided {
             let known = self.draining.contains_key(&p.node)
                 || self.launches.is_pending(&p.node)
-                || terminated.contains(&p.node);
+                || terminated.contains(&p.node)
+                || self.terminated.contains(&p.node);
             if !p.running && !known {
                 self.terminate(&p.node);
                 self.record
@@ -227,6 +233,7 @@ impl Monitor {
     }
 
     fn terminate(&mut self, node: &NodeId) {
+        self.terminated.insert(node.clone());
         if let Some(provider) = self.provider.as_mut() {
             if let Err(e) = provider.terminate(node) {
                 tracing::warn!(node = %node, cause = %e, "cannot terminate executor node");

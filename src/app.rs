@@ -108,6 +108,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Consistency => crate::bench::consistency::run(args),
         Workload::Client => crate::bench::client::run(args),
         Workload::Faults => crate::bench::client::faults(args),
+        Workload::Autoscale => crate::bench::client::autoscale(args),
         Workload::Python => crate::pyrt::bench::run(args),
     };
     match outcome {

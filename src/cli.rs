@@ -146,6 +146,9 @@ pub struct CommonArgs {
     /// kvs.flush_interval_ms), always (synced first).
     #[arg(long, env = "CLOUDBURST_DURABILITY", value_name = "MODE")]
     pub durability: Option<Durability>,
+    /// Most executor nodes the monitor may run (autoscale.max_executors).
+    #[arg(long, env = "CLOUDBURST_MAX_EXECUTORS", value_name = "N")]
+    pub max_executors: Option<usize>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -193,6 +196,10 @@ pub enum Workload {
     /// Calls from 8 threads while executor nodes are SIGKILLed
     /// (python/benchmarks/bench_faults.py): hung, lost and duplicate calls, time to re-run.
     Faults,
+    /// A step load against `cloudburst local` with its monitor
+    /// (python/benchmarks/bench_autoscale.py): time to decision and to capacity, calls
+    /// lost and failed, executor nodes over time (written to docs/).
+    Autoscale,
     /// Per-call overhead of the Python worker pool vs an in-process call; parallel speedup.
     #[value(hide = true)]
     Python,
@@ -282,6 +289,9 @@ impl CommonArgs {
         }
         if let Some(d) = self.durability {
             c.kvs.durability = Some(d);
+        }
+        if let Some(n) = self.max_executors {
+            c.autoscale.max_executors = n;
         }
         if self.ephemeral {
             c.node.data_dir = None;
@@ -444,14 +454,14 @@ mod tests {
     }
 
     #[test]
-    fn local_asks_only_for_roles_this_build_can_play() {
+    fn local_plays_every_role_the_monitor_included() {
         let cli = Cli::try_parse_from(["cloudburst", "local"]).expect("parses");
         let Command::Local(args) = cli.command else {
             panic!("expected local")
         };
         let roles = args.to_config().expect("valid").node.roles;
         assert_eq!(roles, crate::node::playable());
-        assert!(roles.contains(&Role::Gateway) && !roles.contains(&Role::Monitor));
+        assert!(roles.contains(&Role::Gateway) && roles.contains(&Role::Monitor));
     }
 
     #[test]
@@ -515,6 +525,19 @@ mod tests {
         assert_eq!(c.durability(), Durability::Interval);
         let err = parse(&["--durability", "always"]).unwrap_err().to_string();
         assert!(err.contains("needs a data directory"), "{err}");
+    }
+
+    #[test]
+    fn max_executors_flag_sets_the_autoscale_key_and_is_validated() {
+        let c = local(&["--max-executors", "3", "--ephemeral"]).expect("valid");
+        assert_eq!(c.autoscale.max_executors, 3);
+        let dump = c.dump();
+        assert!(
+            dump.contains("[autoscale]") && dump.contains("max_executors = 3"),
+            "{dump}"
+        );
+        let err = local(&["--max-executors", "0"]).unwrap_err().to_string();
+        assert!(err.contains("autoscale.max_executors"), "{err}");
     }
 
     #[test]

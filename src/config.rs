@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use crate::storage::Durability;
+pub use autoscale::AutoscaleConfig;
+
+mod autoscale;
 
 /// What went wrong while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +102,7 @@ pub struct Config {
     pub executor: ExecutorConfig,
     pub gateway: GatewayConfig,
     pub consistency: ConsistencyConfig,
+    pub autoscale: AutoscaleConfig,
     /// Files the node read secrets from (the config file, `--token-file`,
     /// `--cluster-secret-file`): hidden from functions. Not part of the file format.
     #[serde(skip)]
@@ -708,6 +712,7 @@ impl Config {
         }
         self.validate_exposure()?;
         self.validate_storage()?;
+        self.autoscale.validate().map_err(ConfigError::Invalid)?;
         self.refuse_redacted()
     }
 

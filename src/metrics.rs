@@ -61,6 +61,17 @@ pub const EXECUTOR_WORKERS: &str = "cloudburst_executor_workers";
 /// Gauge: Python workers an executor started beyond its size while functions wait on the
 /// platform; label `node`.
 pub const EXECUTOR_EXTRA_WORKERS: &str = "cloudburst_executor_extra_workers";
+/// Gauge: executor nodes the acting monitor's stable window asks for.
+pub const AUTOSCALE_DESIRED: &str = "cloudburst_autoscale_desired_executors";
+/// Gauge, label `state` (active, starting, draining, pending): executor nodes as the
+/// acting monitor counts them.
+pub const AUTOSCALE_EXECUTORS: &str = "cloudburst_autoscale_executors";
+/// Gauge: calls in flight plus queued on active executors (the monitor's last tick).
+pub const AUTOSCALE_DEMAND: &str = "cloudburst_autoscale_demand";
+/// Gauge: workers of active executor nodes (the monitor's last tick).
+pub const AUTOSCALE_CAPACITY: &str = "cloudburst_autoscale_capacity_workers";
+/// Counter: decisions the acting monitor took (launch, drain, terminate, ...).
+pub const AUTOSCALE_DECISIONS: &str = "cloudburst_autoscale_decisions_total";
 /// Counter prefix of this node's transport counters (`cloudburst_transport_<field>_total`,
 /// one per field of `NetMetricsSnapshot`); label `node`.
 pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";

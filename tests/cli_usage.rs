@@ -71,14 +71,21 @@ fn a_dumped_config_with_a_redacted_secret_is_refused() {
 }
 
 #[test]
-fn local_asks_for_no_role_it_cannot_play() {
-    let out = cloudburst(&["local", "--dump-config"], &[]);
+fn local_plays_every_role_the_monitor_included() {
+    let out = cloudburst(&["local", "--dump-config", "--max-executors", "3"], &[]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("\"gateway\"") && !text.contains("\"monitor\""),
+        text.contains("\"gateway\"") && text.contains("\"monitor\""),
         "{text}"
     );
+    for key in [
+        "max_executors = 3",
+        "target_utilisation",
+        "downscale_delay_ms",
+    ] {
+        assert!(text.contains(key), "{key} in the dump: {text}");
+    }
 }
 
 #[test]

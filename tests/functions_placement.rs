@@ -4,14 +4,17 @@
 //!
 //! B's real cache holds the key (read through it) and reports it to the scheduler; A's
 //! cache is too small to hold anything, so only B ever reports the key.
+//!
+//! The load executors report (what placement and the monitor decide on) is integrated over
+//! each report's window.
 
 mod functions_support;
 
-use cloudburst::actors::scheduler::HoldersOf;
+use cloudburst::actors::scheduler::{GetExecutors, HoldersOf, Scheduler};
 use cloudburst::ids::Key;
 use cloudburst::local::LocalCluster;
 use cloudburst::node::NodeRoles;
-use cloudburst::protocol::Arg;
+use cloudburst::protocol::{Arg, ExecutorLoad, NodeState};
 use functions_support::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -93,5 +96,45 @@ fn a_call_referencing_a_key_cached_on_b_is_placed_on_b() {
         }
         b.stop().await;
         a.stop().await;
+    });
+}
+
+/// The newest status the scheduler holds of its one executor.
+async fn load_of(scheduler: &actix::Addr<Scheduler>) -> Option<ExecutorLoad> {
+    let statuses = scheduler.send(GetExecutors).await.expect("ask");
+    statuses.into_iter().next().map(|s| s.load)
+}
+
+#[test]
+fn executors_report_integrated_load_and_per_function_runtimes() {
+    run(async {
+        let (c, client) = cluster(1).await;
+        register(&client, &["sleepy"]).await;
+        let scheduler = c.roles.scheduler.clone().expect("schedules");
+        let call = client.call_function("sleepy", vec![arg("1.0")]);
+        let watch = async {
+            // While the call sleeps, a whole window is busy: its one worker occupied all
+            // through, one call in flight on average (a sample would only say "now").
+            let busy = eventually(READY, "a report of a busy window", || async {
+                load_of(&scheduler)
+                    .await
+                    .filter(|l| l.in_flight == 1 && l.occupancy > 0.9)
+            })
+            .await;
+            assert!(busy.demand > 0.9 && busy.window_ms > 0, "{busy:?}");
+            assert_eq!(busy.state, NodeState::Active);
+            // The window in which it ended names it, with the time it took.
+            eventually(READY, "a report naming the call", || async {
+                let load = load_of(&scheduler).await?;
+                let f = load.functions.iter().find(|f| f.function == "sleepy")?;
+                assert_eq!(f.calls, 1, "{load:?}");
+                assert!(f.runtime_us >= 1_000_000, "{load:?}");
+                Some(())
+            })
+            .await;
+        };
+        let (result, ()) = tokio::join!(call, watch);
+        result.expect("the call returns");
+        c.stop().await;
     });
 }

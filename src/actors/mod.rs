@@ -9,9 +9,11 @@
 //! - [`scheduler`]: function/DAG registry and placement; its messages are the function
 //!   plane's public API.
 //! - [`gateway`]: client sessions; receives call results.
+//! - [`monitor`]: executor autoscaling: the policy core.
 
 pub mod cache;
 pub mod executor;
 pub mod gateway;
 pub mod kvs;
+pub mod monitor;
 pub mod scheduler;

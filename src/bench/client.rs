@@ -1,7 +1,9 @@
 //! The benchmarks written in Python, run by the project's Python against processes of this
 //! very binary: `cloudburst bench client` (`python/benchmarks/bench_client.py`, the client
 //! against `cloudburst local`) and `cloudburst bench faults`
-//! (`python/benchmarks/bench_faults.py`, calls while executor nodes are SIGKILLed). Their
+//! (`python/benchmarks/bench_faults.py`, calls while executor nodes are SIGKILLed) and
+//! `cloudburst bench autoscale` (`python/benchmarks/bench_autoscale.py`, a step load
+//! against `cloudburst local` and its monitor). Their
 //! output (and, with `--json`, their last line: one JSON object) is the benchmark's.
 //!
 //! The scripts are part of the source tree, not of the binary: each is looked for under
@@ -16,6 +18,19 @@ use std::process::Command;
 const CLIENT_SCRIPT: &str = "python/benchmarks/bench_client.py";
 /// The fault benchmark script, relative to the repository root.
 const FAULTS_SCRIPT: &str = "python/benchmarks/bench_faults.py";
+
+/// The autoscaling benchmark script, relative to the repository root.
+const AUTOSCALE_SCRIPT: &str = "python/benchmarks/bench_autoscale.py";
+
+/// Run the autoscaling benchmark to completion (its load is fixed by the script).
+pub fn autoscale(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.iterations.is_some() {
+        bail!(
+            "`cloudburst bench autoscale` does not take --iterations (the script fixes the load)"
+        );
+    }
+    run_script(AUTOSCALE_SCRIPT, args, &[])
+}
 
 /// Run the client benchmark to completion.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {

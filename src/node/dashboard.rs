@@ -10,6 +10,7 @@ use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
 use crate::net::membership::{GetView, Membership};
 use crate::net::{ActorRef, ServiceId, Transport};
+use crate::protocol::{AutoscaleState, GetAutoscale};
 use crate::pyrt::PythonPool;
 use actix::Addr;
 
@@ -25,7 +26,8 @@ pub(super) fn start(
         .with_view(membership.clone().recipient())
         .with_kvs(kvs.client.clone())
         .with_transport(transport.clone())
-        .with_caches(cache_probe(transport.clone(), membership.clone()));
+        .with_caches(cache_probe(transport.clone(), membership.clone()))
+        .with_autoscale(autoscale_probe(transport.clone(), membership.clone()));
     let node = transport.local_node().id.to_string();
     let sources = match pool {
         // This node's executor (the whole cluster in `cloudburst local`); other nodes'
@@ -52,6 +54,29 @@ pub(super) fn start(
         d.local_addr()
     );
     Ok(d)
+}
+
+/// Asks the acting monitor (the live, non-draining one with the lowest id) for its state.
+fn autoscale_probe(
+    transport: Transport,
+    membership: Addr<Membership>,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Option<AutoscaleState>> + Send + Sync + 'static
+{
+    move || {
+        let (t, m) = (transport.clone(), membership.clone());
+        Box::pin(async move {
+            let view = m.send(GetView).await.ok()?;
+            let acting = view
+                .serving_with_role(Role::Monitor)
+                .map(|member| member.node.clone())
+                .min_by(|a, b| a.id.cmp(&b.id))?;
+            let target = ActorRef::new(acting, ServiceId::Monitor, 0);
+            t.handle::<GetAutoscale>(target)
+                .send(GetAutoscale)
+                .await
+                .ok()
+        })
+    }
 }
 
 /// Asks the cache of every live executor node for its stats (this node's included).

@@ -16,6 +16,9 @@ use crate::actors::gateway::dashboard::DashboardServer;
 use crate::actors::gateway::Gateway;
 use crate::actors::kvs::node::OpenedShard;
 use crate::actors::kvs::KvsTier;
+use crate::actors::monitor::local::LocalProvider;
+use crate::actors::monitor::provider::{stop_all, ProviderError};
+use crate::actors::monitor::{Monitor, TakeProvider};
 use crate::actors::scheduler::{GetExecutors, Scheduler};
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
@@ -29,8 +32,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Roles this build cannot play yet: a node asked to play them says so plainly, and
-/// `cloudburst local` does not ask for them.
-pub const NOT_YET: &[Role] = &[Role::Monitor];
+/// `cloudburst local` does not ask for them. (Every role is played now.)
+pub const NOT_YET: &[Role] = &[];
+
+/// How long a stopping monitor node waits for the executor nodes it launched to drain and
+/// exit before it kills them (by then the node's own drain finished: they hold nothing).
+pub const CHILDREN_STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// How long a leaving KVS node may spend handing its keys to the remaining owners.
 pub const HANDOFF_LIMIT: Duration = Duration::from_secs(30);
@@ -57,6 +64,8 @@ pub enum RoleError {
     Executor(#[from] ExecutorStartError),
     #[error("gateway: {0}")]
     Gateway(std::io::Error),
+    #[error("monitor: {0}")]
+    Monitor(#[from] ProviderError),
     #[error("dashboard cannot listen on {addr}: {source}")]
     Dashboard {
         addr: SocketAddr,
@@ -94,6 +103,8 @@ pub struct NodeRoles {
     pub scheduler: Option<Addr<Scheduler>>,
     /// The executor, when the node plays `executor`.
     pub executor: Option<ExecutorHandle>,
+    /// The monitor (autoscaler), when the node plays `monitor`.
+    pub monitor: Option<Addr<Monitor>>,
 }
 
 impl NodeRoles {
@@ -137,6 +148,7 @@ impl NodeRoles {
             dashboard: None,
             scheduler: None,
             executor: None,
+            monitor: None,
         };
         match node.start_roles(cfg).await {
             Ok(()) => Ok(node),
@@ -185,6 +197,9 @@ impl NodeRoles {
             let e = Executor::start(t, m, cache.clone(), registry, cfg).await?;
             self.executor = Some(e);
         }
+        if roles.contains(&Role::Monitor) {
+            self.monitor = Some(self.start_monitor(cfg)?);
+        }
         if roles.contains(&Role::Gateway) {
             let g =
                 Gateway::start(t, m, self.kvs.client.clone(), cfg).map_err(RoleError::Gateway)?;
@@ -204,6 +219,40 @@ impl NodeRoles {
             );
         }
         Ok(())
+    }
+
+    /// The monitor, with the local provider: its executor nodes join through this node
+    /// and log under the data directory (else a directory of this process in /tmp,
+    /// removed when the node stops).
+    fn start_monitor(&self, cfg: &Config) -> Result<Addr<Monitor>, RoleError> {
+        let join = self.transport.local_addr();
+        let provider = match &cfg.node.data_dir {
+            Some(d) => LocalProvider::new(cfg, join, &d.join("executors"))?,
+            None => {
+                let dir = std::env::temp_dir()
+                    .join(format!("cloudburst-{}-executors", std::process::id()));
+                LocalProvider::new(cfg, join, &dir)?.removing_dir_on_drop()
+            }
+        };
+        // A drained node finishes its functions, then its results travel and it leaves.
+        let drain_limit =
+            Duration::from_millis(cfg.executor.function_timeout_ms) + 2 * super::drain::DRAIN_SLACK;
+        let m = Monitor::start(
+            &self.transport,
+            &self.membership,
+            &cfg.autoscale,
+            Box::new(provider),
+            drain_limit,
+        )?;
+        Ok(m)
+    }
+
+    /// Resolves when a monitor asked this node to drain (never, without an executor).
+    pub async fn drain_requested(&self) {
+        match &self.executor {
+            Some(e) => e.drain_requested.notified().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// Wait (bounded) until the KVS routing table knows a KVS node and, on a node playing
@@ -247,6 +296,16 @@ impl NodeRoles {
     /// everything that started. Returns how many peers acknowledged the goodbye. Without a
     /// [`NodeRoles::drain`] before, what the node still runs fails (`shut_down`).
     pub async fn stop(self) -> usize {
+        if let Some(m) = &self.monitor {
+            // The executor nodes it launched drain (they hold nothing by now) and exit.
+            Monitor::unregister(&self.transport);
+            if let Ok(Some(mut provider)) = m.send(TakeProvider).await {
+                let left = stop_all(provider.as_mut(), CHILDREN_STOP_LIMIT).await;
+                if left > 0 {
+                    tracing::warn!(left, "executor nodes did not stop in time; killing them");
+                }
+            }
+        }
         if let Some(g) = &self.gateway {
             g.stop().await;
         }

@@ -39,6 +39,10 @@ pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
             tracing::info!(signal, "stopping the {mode}");
             None
         }
+        () = roles.drain_requested() => {
+            tracing::info!("stopping the {mode}: the monitor scales it down");
+            None
+        }
         why = storage_failure(&mut failed) => {
             tracing::error!(cause = %why, "stopping the {mode}: its KVS log cannot be synced");
             Some(why)

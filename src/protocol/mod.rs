@@ -13,6 +13,8 @@
 //! - [`cache`]: what executors ask a node's cache about a call's session.
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
+//! - [`load`]: the load an executor reports with its status (what the monitor scales on).
+//! - [`scaling`]: what the monitor receives (reports), sends (drain requests) and shows.
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
 
@@ -20,9 +22,11 @@ pub mod cache;
 pub mod call;
 pub mod error;
 pub mod limits;
+pub mod load;
 pub mod records;
 pub mod registry;
 pub mod requests;
+pub mod scaling;
 pub mod tags;
 pub mod values;
 
@@ -33,6 +37,7 @@ pub use call::{
 };
 pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
+pub use load::{ExecutorLoad, FunctionLoad, NodeState};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };
@@ -40,5 +45,8 @@ pub use registry::{FunctionMeta, RegistryChange, RegistryChanged};
 pub use requests::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
+};
+pub use scaling::{
+    AutoscaleState, DecisionRecord, DrainNode, GetAutoscale, MonitorReport, Numbers,
 };
 pub use values::{to_lattice, to_python};

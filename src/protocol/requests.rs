@@ -196,6 +196,8 @@ pub struct ExecutorStatus {
     /// The executor's Python `major.minor` and cloudpickle version.
     pub python: String,
     pub cloudpickle: String,
+    /// Its load over the last report window (what the monitor scales on).
+    pub load: super::ExecutorLoad,
 }
 
 /// Sent periodically by each executor node's cache to the schedulers: which keys it holds

@@ -53,6 +53,7 @@ wire_tags! {
         1 => super::Trigger,
         2 => super::Deliver,
         3 => super::Cancel,
+        4 => super::DrainNode,
     }
     Scheduler {
         0 => super::RegisterFunction,
@@ -70,6 +71,10 @@ wire_tags! {
     }
     Gateway {
         0 => super::CallFinished,
+    }
+    Monitor {
+        0 => super::MonitorReport,
+        1 => super::GetAutoscale,
     }
 }
 

@@ -9,25 +9,30 @@
 //! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
+//! - `meter.rs`: calls in the executor integrated over time (the load it reports).
 
 pub mod core;
 pub mod env;
 pub mod library;
 pub mod mailbox;
+pub mod meter;
 pub mod run;
 pub mod session;
 pub mod session_core;
 
 use self::core::{ExecutorCore, Step};
 use self::env::ExecEnv;
+use self::meter::{Running, SharedMeter};
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::{CallFailure, Cancel, Deliver, ErrorCode, ExecutorStatus, Schedule, Trigger};
+use crate::protocol::{
+    CallFailure, Cancel, Deliver, DrainNode, ErrorCode, ExecutorLoad, ExecutorStatus,
+    MonitorReport, NodeState, Schedule, Trigger,
+};
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -57,24 +62,14 @@ pub struct Executor {
     core: ExecutorCore,
     env: Arc<ExecEnv>,
     schedulers: Vec<ActorRef>,
-    /// Functions running (and failures being reported) now.
-    running: Arc<AtomicUsize>,
-}
-
-/// One function run (or failure report) under way: counted while it lives.
-struct Running(Arc<AtomicUsize>);
-
-impl Running {
-    fn start(count: &Arc<AtomicUsize>) -> Running {
-        count.fetch_add(1, Ordering::SeqCst);
-        Running(count.clone())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
+    /// The live monitors: they get the same status (the load they scale on).
+    monitors: Vec<ActorRef>,
+    /// Told when a monitor asks this node to drain (the node's serve loop waits on it).
+    drain_requested: Arc<tokio::sync::Notify>,
+    /// Functions running (and failures being reported), integrated over time.
+    meter: Arc<SharedMeter>,
+    /// This node declared itself draining (it reports so).
+    draining: bool,
 }
 
 /// Local: what the executor holds and runs now.
@@ -104,6 +99,8 @@ pub struct ExecutorHandle {
     pub pool: PythonPool,
     /// Its address in the cluster.
     pub actor: ActorRef,
+    /// Notified when a monitor asks this node to drain (scale-down).
+    pub drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl ExecutorHandle {
@@ -122,6 +119,7 @@ impl ExecutorHandle {
         transport.unregister::<Trigger>(0);
         transport.unregister::<Deliver>(0);
         transport.unregister::<Cancel>(0);
+        transport.unregister::<DrainNode>(0);
         self.pool.shutdown().await;
     }
 }
@@ -156,11 +154,15 @@ impl Executor {
             timeout,
             env::CausalTiming::from_config(&cfg.consistency),
         ));
+        let drain_requested = Arc::new(tokio::sync::Notify::new());
         let addr = Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
             env,
             schedulers: Vec::new(),
-            running: Arc::new(AtomicUsize::new(0)),
+            monitors: Vec::new(),
+            drain_requested: drain_requested.clone(),
+            meter: SharedMeter::new(pool.workers(), Instant::now()),
+            draining: false,
         }
         .start();
         if let Err(e) = register(transport, &addr) {
@@ -174,11 +176,27 @@ impl Executor {
             addr,
             pool,
             actor: me,
+            drain_requested,
         })
     }
 
     fn status(&self) -> ExecutorStatus {
         let pool = &self.env.pool;
+        let window = self.meter.take(Instant::now());
+        let load = ExecutorLoad {
+            state: if self.draining {
+                NodeState::Draining
+            } else {
+                NodeState::Active
+            },
+            window_ms: u64::try_from(window.window.as_millis()).unwrap_or(u64::MAX),
+            occupancy: window.occupancy,
+            demand: window.demand,
+            in_flight: window.in_flight,
+            held: u32::try_from(self.core.held_schedules()).unwrap_or(u32::MAX),
+            cache_bytes: self.env.cache.stats().bytes,
+            functions: window.functions,
+        };
         ExecutorStatus {
             executor: self.env.me.clone(),
             utilisation: pool.utilisation(),
@@ -186,6 +204,7 @@ impl Executor {
             workers: u32::try_from(pool.workers()).unwrap_or(u32::MAX),
             python: pool.environment().python.clone(),
             cloudpickle: pool.environment().cloudpickle.clone(),
+            load,
         }
     }
 
@@ -197,13 +216,22 @@ impl Executor {
                 tracing::debug!(scheduler = %s, cause = %e, "status not sent");
             }
         }
+        for m in &self.monitors {
+            let h = self.env.transport.handle::<MonitorReport>(m.clone());
+            let report = MonitorReport {
+                status: status.clone(),
+            };
+            if let Err(e) = h.tell(report) {
+                tracing::debug!(monitor = %m, cause = %e, "status not sent");
+            }
+        }
     }
 
     fn act(&mut self, step: Step) {
         match step {
             Step::Wait => {}
             Step::Run(ready) => {
-                let running = Running::start(&self.running);
+                let running = Running::start(&self.meter, Some(&ready.schedule.function));
                 let env = self.env.clone();
                 actix::spawn(async move {
                     run::run(env, ready).await;
@@ -214,7 +242,7 @@ impl Executor {
             Step::Refused(s) => {
                 tracing::warn!(call = %s.call, "too many waiting schedules; call refused");
                 let env = self.env.clone();
-                let running = Running::start(&self.running);
+                let running = Running::start(&self.meter, None);
                 actix::spawn(async move {
                     let _running = running;
                     let f = CallFailure::new(
@@ -235,6 +263,7 @@ fn register(t: &Transport, addr: &Addr<Executor>) -> Result<(), NetError> {
     t.register::<Schedule>(0, addr.clone().recipient())?;
     t.register::<Trigger>(0, addr.clone().recipient())?;
     t.register::<Cancel>(0, addr.clone().recipient())?;
+    t.register::<DrainNode>(0, addr.clone().recipient())?;
     t.register::<Deliver>(0, addr.clone().recipient())
 }
 
@@ -255,7 +284,7 @@ impl Actor for Executor {
                 // Its upstream results never came: fail the call rather than leave the
                 // caller waiting.
                 let env = act.env.clone();
-                let running = Running::start(&act.running);
+                let running = Running::start(&act.meter, None);
                 actix::spawn(async move {
                     let _running = running;
                     let f = CallFailure::new(
@@ -313,8 +342,16 @@ impl Handler<GetLoad> for Executor {
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Load {
         Load {
             held: self.core.held_schedules(),
-            running: self.running.load(Ordering::SeqCst),
+            running: self.meter.calls(),
         }
+    }
+}
+
+impl Handler<DrainNode> for Executor {
+    type Result = ();
+    fn handle(&mut self, msg: DrainNode, _: &mut Context<Self>) {
+        tracing::info!(monitor = %msg.by, "the monitor asks this node to drain");
+        self.drain_requested.notify_one();
     }
 }
 
@@ -322,6 +359,16 @@ impl Handler<ViewChanged> for Executor {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, _: &mut Context<Self>) {
         self.schedulers = msg.view.live_schedulers();
+        self.monitors = msg
+            .view
+            .live_with_role(Role::Monitor)
+            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Monitor, 0))
+            .collect();
+        let me = &self.env.me.node;
+        self.draining = msg
+            .view
+            .get(&me.id)
+            .is_some_and(|m| m.node == *me && m.draining);
         self.report();
     }
 }

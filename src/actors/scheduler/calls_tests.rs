@@ -33,6 +33,7 @@ fn core(execs: &[&str], now: Instant) -> SchedulerCore {
             workers: 1,
             python: "3.11".into(),
             cloudpickle: "3.0.0".into(),
+            load: Default::default(),
         };
         c.on_status(status, now);
     }

@@ -26,6 +26,7 @@ fn status(n: &str, utilisation: f64) -> ExecutorStatus {
         workers: 2,
         python: "3.11".into(),
         cloudpickle: "3.0.0".into(),
+        load: Default::default(),
     }
 }
 

@@ -7,8 +7,12 @@
 
 use crate::metrics::{CallKind, CallSnapshot, RecentCall};
 use crate::net::metrics::NetMetricsSnapshot;
+use crate::protocol::{AutoscaleState, Numbers};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+
+/// Autoscaling decisions a snapshot carries (the newest): the page's decision log.
+pub const SNAPSHOT_DECISIONS: usize = 20;
 
 /// Version of the snapshot JSON shape (bumped on an incompatible change).
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -82,6 +86,8 @@ pub struct Sample {
     pub caches: Vec<CacheSample>,
     pub executors: Vec<ExecutorSample>,
     pub transport: Option<NetMetricsSnapshot>,
+    /// The acting monitor's state, if the cluster has a monitor that answered.
+    pub autoscale: Option<AutoscaleState>,
 }
 
 /// One function or DAG in the snapshot's tables.
@@ -133,6 +139,8 @@ pub struct HistoryPoint {
     pub cache_hit_ratio: Option<f64>,
     /// Mean utilisation over the executors.
     pub utilisation: Option<f64>,
+    /// Executor nodes by state, demand and capacity, as the acting monitor last counted.
+    pub autoscale: Option<Numbers>,
 }
 
 /// What the page renders every second (and `/api/snapshot` returns).
@@ -151,6 +159,9 @@ pub struct Snapshot {
     pub caches: Vec<CacheRow>,
     pub recent: Vec<RecentCall>,
     pub transport: Option<NetMetricsSnapshot>,
+    /// The acting monitor's limits, counters and newest decisions (its numbers over time
+    /// are in the chart points).
+    pub autoscale: Option<AutoscaleState>,
     /// The newest chart point (the page appends it to its bounded history).
     pub point: HistoryPoint,
 }
@@ -220,6 +231,7 @@ impl DashboardCore {
             kvs_keys: shards.iter().filter_map(|s| s.sample.keys).sum(),
             cache_hit_ratio: window_hit_ratio(&sample.caches, prev.map(|p| &p.caches[..])),
             utilisation: mean(sample.executors.iter().map(|e| e.utilisation)),
+            autoscale: sample.autoscale.as_ref().and_then(|a| a.last),
         };
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -234,6 +246,12 @@ impl DashboardCore {
             caches: sample.caches.iter().map(cache_row).collect(),
             recent: sample.recent.clone(),
             transport: sample.transport,
+            autoscale: sample.autoscale.as_ref().map(|a| {
+                let mut a = a.clone();
+                let skip = a.decisions.len().saturating_sub(SNAPSHOT_DECISIONS);
+                a.decisions.drain(..skip);
+                a
+            }),
             point: point.clone(),
         };
         if self.history.len() >= self.capacity {

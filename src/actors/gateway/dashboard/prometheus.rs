@@ -67,6 +67,9 @@ pub fn render(
     }
     if let Some(s) = sample {
         cluster_series(&mut t, s);
+        if let Some(a) = &s.autoscale {
+            autoscale_series(&mut t, a);
+        }
         transport_series(&mut t, node, s);
     }
     t.family(
@@ -168,6 +171,48 @@ fn cluster_series(t: &mut Text, s: &Sample) {
             e.extra_workers,
         );
     }
+}
+
+/// The acting monitor's last tick and its decisions.
+fn autoscale_series(t: &mut Text, a: &crate::protocol::AutoscaleState) {
+    let n = a.last.unwrap_or_default();
+    t.family(
+        m::AUTOSCALE_DESIRED,
+        "gauge",
+        "Executor nodes the monitor's stable window asks for.",
+    );
+    t.sample(m::AUTOSCALE_DESIRED, &[], n.desired);
+    t.family(
+        m::AUTOSCALE_EXECUTORS,
+        "gauge",
+        "Executor nodes by state, as the acting monitor counts them.",
+    );
+    for (state, count) in [
+        ("active", n.active),
+        ("starting", n.starting),
+        ("draining", n.draining),
+        ("pending", n.pending),
+    ] {
+        t.sample(m::AUTOSCALE_EXECUTORS, &[("state", state)], count);
+    }
+    t.family(
+        m::AUTOSCALE_DEMAND,
+        "gauge",
+        "Calls in flight plus queued on active executors.",
+    );
+    t.sample(m::AUTOSCALE_DEMAND, &[], n.demand_now);
+    t.family(
+        m::AUTOSCALE_CAPACITY,
+        "gauge",
+        "Workers of active executor nodes.",
+    );
+    t.sample(m::AUTOSCALE_CAPACITY, &[], n.capacity);
+    t.family(
+        m::AUTOSCALE_DECISIONS,
+        "counter",
+        "Decisions the acting monitor took.",
+    );
+    t.sample(m::AUTOSCALE_DECISIONS, &[], a.decisions_total);
 }
 
 /// Reads one number off a shard sample.

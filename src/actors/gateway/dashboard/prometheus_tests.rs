@@ -118,3 +118,44 @@ fn every_family_is_declared_once_before_its_samples() {
         assert!(seen.insert(name.clone()), "{name} declared twice");
     }
 }
+
+#[test]
+fn autoscale_series_show_the_acting_monitors_last_tick() {
+    let none = render("n1", &[], Some(&Sample::default()), 0);
+    assert!(
+        !none.contains("cloudburst_autoscale"),
+        "no monitor, no series"
+    );
+    let sample = Sample {
+        autoscale: Some(crate::protocol::AutoscaleState {
+            decisions_total: 5,
+            last: Some(crate::protocol::Numbers {
+                desired: 3,
+                active: 2,
+                starting: 1,
+                pending: 1,
+                capacity: 4,
+                demand_now: 6.5,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Sample::default()
+    };
+    let text = render("n1", &[], Some(&sample), 0);
+    for line in [
+        "cloudburst_autoscale_desired_executors 3",
+        "cloudburst_autoscale_executors{state=\"active\"} 2",
+        "cloudburst_autoscale_executors{state=\"starting\"} 1",
+        "cloudburst_autoscale_executors{state=\"draining\"} 0",
+        "cloudburst_autoscale_executors{state=\"pending\"} 1",
+        "cloudburst_autoscale_demand 6.5",
+        "cloudburst_autoscale_capacity_workers 4",
+        "cloudburst_autoscale_decisions_total 5",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+}

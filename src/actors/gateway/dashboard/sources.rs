@@ -10,6 +10,7 @@ use crate::metrics::{CallSnapshot, RecentCall};
 use crate::net::membership::{GetView, View};
 use crate::net::metrics::NetMetricsSnapshot;
 use crate::net::Transport;
+use crate::protocol::AutoscaleState;
 use actix::Recipient;
 use futures::future::BoxFuture;
 use std::future::Future;
@@ -40,6 +41,8 @@ pub struct DashboardSources {
     pub executors: Option<Probe<Vec<ExecutorSample>>>,
     /// This node's transport counters.
     pub transport: Option<Reader<NetMetricsSnapshot>>,
+    /// The acting monitor's state (none without a monitor in the cluster).
+    pub autoscale: Option<Probe<Option<AutoscaleState>>>,
     /// Function and DAG call series (default: this process's registry).
     pub calls: Reader<Vec<CallSnapshot>>,
     /// The most recent calls, newest first (default: this process's registry).
@@ -61,6 +64,7 @@ impl DashboardSources {
             caches: None,
             executors: None,
             transport: None,
+            autoscale: None,
             calls: Arc::new(|| crate::metrics::global().snapshot()),
             recent: Arc::new(|| crate::metrics::global().recent()),
         }
@@ -107,6 +111,16 @@ impl DashboardSources {
         self
     }
 
+    /// The autoscaler's state, e.g. asked of the acting monitor.
+    pub fn with_autoscale<F, Fut>(mut self, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<AutoscaleState>> + Send + 'static,
+    {
+        self.autoscale = Some(Arc::new(move || Box::pin(probe())));
+        self
+    }
+
     /// Read every source once (concurrently, each bounded by [`PROBE_TIMEOUT`]).
     pub fn gather(&self) -> impl Future<Output = Sample> + 'static {
         let view = self.view.clone();
@@ -114,6 +128,7 @@ impl DashboardSources {
         let caches = self.caches.as_ref().map(|p| p());
         let executors = self.executors.as_ref().map(|p| p());
         let transport = self.transport.as_ref().map(|r| r());
+        let autoscale = self.autoscale.as_ref().map(|p| p());
         let (calls, recent) = ((self.calls)(), (self.recent)());
         async move {
             let view = async {
@@ -122,11 +137,18 @@ impl DashboardSources {
                     None => None,
                 }
             };
-            let (view, shards, caches, executors) = futures::join!(
+            let autoscale = async {
+                match autoscale {
+                    Some(p) => bounded("autoscale", p).await.flatten(),
+                    None => None,
+                }
+            };
+            let (view, shards, caches, executors, autoscale) = futures::join!(
                 view,
                 optional("kvs", kvs),
                 optional("caches", caches),
                 optional("executors", executors),
+                autoscale,
             );
             Sample {
                 at_ms: crate::metrics::unix_ms(),
@@ -137,6 +159,7 @@ impl DashboardSources {
                 caches,
                 executors,
                 transport,
+                autoscale,
             }
         }
     }

@@ -27,6 +27,15 @@ const CHARTS = {
     { key: "cache_hit_ratio", label: "cache hits", color: "var(--c4)", scale: 100 },
     { key: "utilisation", label: "utilisation", color: "var(--c1)", scale: 100 },
   ],
+  nodes: [
+    { key: "active", get: (p) => p.autoscale?.active, label: "active", color: "var(--c1)" },
+    { key: "starting", get: (p) => p.autoscale && p.autoscale.starting + p.autoscale.pending, label: "starting", color: "var(--c2)" },
+    { key: "draining", get: (p) => p.autoscale?.draining, label: "draining", color: "var(--c3)" },
+  ],
+  demand: [
+    { key: "demand", get: (p) => p.autoscale?.demand_now, label: "demand", color: "var(--c3)" },
+    { key: "capacity", get: (p) => p.autoscale?.capacity, label: "capacity", color: "var(--c4)" },
+  ],
 };
 
 function el(tag, text, cls) {
@@ -98,6 +107,14 @@ function render(s) {
     x.error ? pill("down", "down") : pill("up", "up")], (x) => ({ "data-keys": x.keys ?? "" }));
   fill("caches", s.caches, (c) => [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
     c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
+  const a = s.autoscale;
+  document.getElementById("autoscale-summary").textContent = a
+    ? `monitor ${a.node}: ${a.min_executors}–${a.max_executors} executor nodes, ${a.decisions_total} decisions${a.gave_up ? ", launches stopped after repeated failures" : ""}`
+    : "no monitor in the cluster";
+  fill("decisions", a ? a.decisions.slice().reverse() : [], (d) => [new Date(d.at_ms).toLocaleTimeString(), d.action,
+    d.node ?? (d.count ? String(d.count) : "–"), d.reason,
+    `${fmt(d.numbers.demand_stable)} / ${fmt(d.numbers.demand_panic)}`, d.numbers.capacity,
+    `${d.numbers.active} / ${d.numbers.starting} / ${d.numbers.draining} / ${d.numbers.pending}`, d.numbers.desired]);
   fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
 }
@@ -110,7 +127,10 @@ function drawChart(name) {
   const now = history.length ? history[history.length - 1].at_ms : Date.now();
   const span = history.length ? now - history[0].at_ms : 0;
   const windowMs = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, span));
-  const value = (p, s) => (p[s.key] === null || p[s.key] === undefined) ? null : p[s.key] * (s.scale ?? 1);
+  const value = (p, s) => {
+    const v = s.get ? s.get(p) : p[s.key];
+    return (v === null || v === undefined) ? null : v * (s.scale ?? 1);
+  };
   let max = 0;
   for (const p of history) for (const s of series) { const v = value(p, s); if (v !== null && v > max) max = v; }
   const top = max > 0 ? max * 1.1 : 1;

@@ -1,0 +1,56 @@
+//! The node provider seam: how the monitor's decisions become nodes. A provider launches
+//! and terminates nodes of a kind and lists the ones it launched; the monitor reconciles
+//! that list with membership every tick (see [`super::launches`]). Only nodes a provider
+//! launched are ever terminated by the monitor.
+
+use super::launches::ProvidedNode;
+use crate::ids::NodeId;
+
+/// What kind of node to launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    Executor,
+}
+
+/// Why a provider could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("cannot launch a node: {0}")]
+    Launch(String),
+    #[error("cannot terminate node {node}: {cause}")]
+    Terminate { node: NodeId, cause: String },
+    #[error("launching {asked} more would exceed the provider's limit of {limit} nodes")]
+    AtLimit { asked: u32, limit: usize },
+}
+
+/// Launches and terminates nodes. The monitor's actor calls it off its own thread: a
+/// provider may block briefly (spawning a process, an API call).
+pub trait NodeProvider: Send {
+    /// Start `count` nodes of `kind`; returns the ids they will join the cluster as.
+    fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError>;
+    /// Stop `node` (after the monitor drained it, or because its launch failed).
+    fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError>;
+    /// The nodes this provider launched and has not yet reaped, and whether each runs.
+    fn list(&mut self) -> Vec<ProvidedNode>;
+}
+
+/// How often [`stop_all`] looks again at the nodes it terminated.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Terminate every node `provider` launched and wait up to `limit` for them to go;
+/// returns how many were still there (the provider's drop deals with them).
+pub async fn stop_all(provider: &mut dyn NodeProvider, limit: std::time::Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    for p in provider.list() {
+        if let Err(e) = provider.terminate(&p.node) {
+            tracing::warn!(cause = %e, "cannot terminate an executor node");
+        }
+    }
+    loop {
+        let left = provider.list().len();
+        if left == 0 || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}

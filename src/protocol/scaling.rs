@@ -1,0 +1,87 @@
+//! What the monitor exchanges with the rest of the cluster: the executors' reports it
+//! scales on, the request that drains a node it removes, and what it shows people (the
+//! dashboard of any gateway asks the active monitor for its state).
+
+use super::ExecutorStatus;
+use crate::ids::NodeRef;
+use serde::{Deserialize, Serialize};
+
+/// Decisions the monitor keeps to show (the newest; older ones are only in its log).
+pub const MAX_DECISIONS_KEPT: usize = 200;
+
+/// An executor's status, sent to every live monitor as it is to the schedulers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct MonitorReport {
+    pub status: ExecutorStatus,
+}
+
+/// Sent by the acting monitor to the executor of the node it scales down: the node drains
+/// (takes no new placements, finishes what it holds), leaves the cluster and exits, as on
+/// SIGTERM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct DrainNode {
+    /// The monitor's node (for the log line).
+    pub by: NodeRef,
+}
+
+/// Asks a monitor for its state (the dashboard's autoscaling panel, `/metrics`).
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "AutoscaleState")]
+pub struct GetAutoscale;
+
+/// The numbers one monitor tick computed (shown with every decision).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Numbers {
+    pub demand_now: f64,
+    pub demand_stable: f64,
+    pub demand_panic: f64,
+    /// Workers of active nodes.
+    pub capacity: u32,
+    pub active: u32,
+    pub starting: u32,
+    pub draining: u32,
+    pub pending: u32,
+    /// Active + starting + pending: what the policy counts as the current size.
+    pub counted: u32,
+    /// Nodes the stable window's demand needs, clamped to the limits.
+    pub desired: u32,
+}
+
+/// One decision, as people see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`.
+    pub action: String,
+    /// Nodes launched (for `launch`), else 0.
+    pub count: u32,
+    /// The node drained or terminated, if any.
+    pub node: Option<String>,
+    /// `below_minimum`, `panic`, `stable`, `idle`, `drained`, `not_joined`, ...
+    pub reason: String,
+    pub numbers: Numbers,
+}
+
+/// What a monitor shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AutoscaleState {
+    /// The monitor's node.
+    pub node: String,
+    /// It is the one acting (the others stand by).
+    pub acting: bool,
+    /// The configured limits.
+    pub min_executors: u32,
+    pub max_executors: u32,
+    /// The provider failed too often and the monitor stopped launching.
+    pub gave_up: bool,
+    /// Decisions taken so far (ever, by this monitor).
+    pub decisions_total: u64,
+    /// The last tick's numbers.
+    pub last: Option<Numbers>,
+    /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`]. (The numbers
+    /// over time are the dashboard's chart points, one per `last` it reads.)
+    pub decisions: Vec<DecisionRecord>,
+}

@@ -107,26 +107,28 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
         } => {
-            let call = CallId::random();
             let options = CallOptions {
                 timeout_ms,
                 retries,
                 retry_errors,
             };
-            let answer = async {
-                let args = core::to_args(args).map_err(|e| e.body())?;
-                let (reply, key) = reply_to(state, call, direct, output_key)?;
-                let msg = CallFunction {
+            let args = core::to_args(args).map_err(|e| e.body());
+            call_request(
+                state,
+                direct,
+                output_key,
+                options,
+                args,
+                |call, reply, args| CallFunction {
                     call,
                     function,
                     args,
                     consistency: core::consistency(consistency),
                     reply,
                     options,
-                };
-                call_and_wait(state, call, direct, key, options, msg).await
-            };
-            settled(state, call, answer.await)
+                },
+            )
+            .await
         }
         Request::CallDag {
             dag,
@@ -138,26 +140,27 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
         } => {
-            let call = CallId::random();
             let options = CallOptions {
                 timeout_ms,
                 retries,
                 retry_errors,
             };
-            let answer = async {
-                let args = dag_args(args)?;
-                let (reply, key) = reply_to(state, call, direct, output_key)?;
-                let msg = CallDag {
+            call_request(
+                state,
+                direct,
+                output_key,
+                options,
+                dag_args(args),
+                |call, reply, args| CallDag {
                     call,
                     dag,
                     args,
                     consistency: core::consistency(consistency),
                     reply,
                     options,
-                };
-                call_and_wait(state, call, direct, key, options, msg).await
-            };
-            settled(state, call, answer.await)
+                },
+            )
+            .await
         }
         Request::Cancel { call } => cancel(state, CallId(call)).await,
         Request::Await {
@@ -258,6 +261,29 @@ fn settled(state: &GatewayState, call: CallId, answer: Answer) -> Answer {
 /// Send a call to a scheduler, keeping it in the book until it ends; for a direct call
 /// wait for its outcome (its result, a failure, or `timeout` at its deadline), else answer
 /// with the future at once.
+/// What `call_function` and `call_dag` share: a fresh call id, where its result goes, the
+/// scheduler request `make` builds from them and the arguments (already converted, so a bad
+/// argument is reported before a bad output key), and the wait for the answer.
+async fn call_request<A, M>(
+    state: &GatewayState,
+    direct: bool,
+    output_key: Option<String>,
+    options: CallOptions,
+    args: Result<A, ErrorBody>,
+    make: impl FnOnce(CallId, ReplyTo, A) -> M,
+) -> Answer
+where
+    M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
+{
+    let call = CallId::random();
+    let answer = async {
+        let args = args?;
+        let (reply, key) = reply_to(state, call, direct, output_key)?;
+        call_and_wait(state, call, direct, key, options, make(call, reply, args)).await
+    };
+    settled(state, call, answer.await)
+}
+
 async fn call_and_wait<M>(
     state: &GatewayState,
     call: CallId,

@@ -107,11 +107,13 @@ async fn library_calls_release_the_gil_while_they_wait() {
         .await
         .expect("probe runs");
     // Share of its free-GIL speed another Python thread kept while `cb.get` waited: near 1
-    // when the wait releases the GIL, near 0 (one 5 ms switch interval) when it does not.
+    // when the wait releases the GIL, near 0 (one 5 ms switch interval in 300 ms, 0.02) when
+    // it does not. The bound sits well above 0.02 and well below what a loaded 2-core machine
+    // leaves the spinner (0.3 was seen under a load average of 16).
     let share: f64 = repr(&out).parse().expect("a float");
     println!("spinner kept {share:.2} of its speed during cb.get");
     assert!(
-        share > 0.3,
+        share > 0.1,
         "the GIL was held while waiting: share {share:.3}"
     );
     pool.shutdown().await;

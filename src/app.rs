@@ -55,6 +55,18 @@ pub fn run(cli: Cli) -> ExitCode {
             node_exit(node::run(c, Mode::Node))
         }),
         Command::Bench(args) => bench(&args),
+        Command::DeclareLost(args) => with_config(args.to_config(), args.common.dump_config, |c| {
+            match node::admin::declare_lost(&c, &args.node) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }),
         Command::Worker(args) => match crate::pyrt::worker::run(&args.options()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

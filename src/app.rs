@@ -103,7 +103,11 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
     };
     eprintln!("error: {e}");
     match e {
-        NodeError::NoSecret => ExitCode::from(EXIT_USAGE),
+        NodeError::NoSecret
+        | NodeError::Start {
+            source: node::RoleError::NoCluster,
+            ..
+        } => ExitCode::from(EXIT_USAGE),
         NodeError::Start { .. }
         | NodeError::NotReady(_)
         | NodeError::Storage(_)

@@ -231,7 +231,7 @@ def test_a_node_with_nothing_to_join_refuses_to_form_a_cluster(tmp_path):
                 env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
     try:
         code = node.proc.wait(30)
-        assert code == 1, code
+        assert code == 2, code  # a usage error
         assert "--bootstrap" in node.log_text(), node.log_text()
     finally:
         node.stop()

@@ -56,8 +56,8 @@ fn key(kind: &str, i: u64) -> Key {
     Key::new(format!("{kind}-{i}"))
 }
 
-/// A KVS client over the routing `seed` reports (its live KVS nodes, k = 2).
-async fn kvs_client(t: &Transport, seed: &NodeProc, nodes: usize) -> KvsClient {
+/// A KVS client over the routing `seed` reports, once it holds `nodes` live KVS nodes.
+async fn kvs_client(t: &Transport, seed: &NodeProc, nodes: usize, k: usize) -> KvsClient {
     t.connect_hint(&seed.node.id, seed.addr);
     let view = eventually(
         Duration::from_secs(20),
@@ -78,7 +78,7 @@ async fn kvs_client(t: &Transport, seed: &NodeProc, nodes: usize) -> KvsClient {
         .virtual_nodes;
     KvsClient::new(
         t.clone(),
-        RoutingTable::new(Routing::from_view(&view, vnodes, 2)),
+        RoutingTable::new(Routing::from_view(&view, vnodes, k)),
     )
 }
 
@@ -182,12 +182,12 @@ fn a_node_rejoining_with_older_data_neither_resurrects_nor_loses_writes() {
     );
     transport_support::run(async {
         let t = client(SECRET, "rejoin-test").await;
-        let kvs = kvs_client(&t, &a, 3).await;
+        let kvs = kvs_client(&t, &a, 3, 2).await;
         for k in kept.iter().chain(&doomed) {
             kvs.put(k.clone(), lww(1, "old")).await.expect("old write");
         }
         c.kill();
-        let kvs = kvs_client(&t, &a, 2).await;
+        let kvs = kvs_client(&t, &a, 2, 2).await;
         for k in &kept {
             kvs.put(k.clone(), lww(2, "new")).await.expect("new write");
         }
@@ -222,7 +222,7 @@ fn a_node_rejoining_with_older_data_neither_resurrects_nor_loses_writes() {
     );
     transport_support::run(async {
         let t = client(SECRET, "rejoin-check").await;
-        let kvs = kvs_client(&t, &a, 3).await;
+        let kvs = kvs_client(&t, &a, 3, 2).await;
         let view = view_of(&t, &a.node).await.expect("view");
         assert_eq!(
             view.get(&c.node.id).map(|m| (m.node.generation, m.state)),
@@ -298,13 +298,7 @@ fn a_directory_copied_while_the_node_writes_restores_every_earlier_write() {
     let copy = w.dir.path().join("backup");
     let (before, after) = actix::System::new().block_on(async {
         let t = client(SECRET, "backup-test").await;
-        t.connect_hint(&node.node.id, node.addr);
-        let view = view_of(&t, &node.node).await.expect("view");
-        let vnodes = Config::from_toml(CONFIG).expect("config").kvs.virtual_nodes;
-        let kvs = KvsClient::new(
-            t.clone(),
-            RoutingTable::new(Routing::from_view(&view, vnodes, 1)),
-        );
+        let kvs = kvs_client(&t, &node, 1, 1).await;
         let mut before = Vec::new();
         for i in 0..300u64 {
             let k = key("backed", i % 100);
@@ -342,13 +336,7 @@ fn a_directory_copied_while_the_node_writes_restores_every_earlier_write() {
     let node = NodeProc::spawn(&w, "restored", SECRET, &argv);
     transport_support::run(async {
         let t = client(SECRET, "restore-check").await;
-        t.connect_hint(&node.node.id, node.addr);
-        let view = view_of(&t, &node.node).await.expect("view");
-        let vnodes = Config::from_toml(CONFIG).expect("config").kvs.virtual_nodes;
-        let kvs = KvsClient::new(
-            t.clone(),
-            RoutingTable::new(Routing::from_view(&view, vnodes, 1)),
-        );
+        let kvs = kvs_client(&t, &node, 1, 1).await;
         // The last value each key had before the copy started, at least.
         let mut last = std::collections::BTreeMap::new();
         for (i, (k, _)) in before.iter().enumerate() {

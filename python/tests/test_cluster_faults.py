@@ -4,6 +4,10 @@
   missing (`None`, the answer for a key never written).
 - A SIGSTOPped node (its TCP connections stay open) costs only the calls that need it:
   calls keep succeeding through the other nodes while it is frozen.
+- Split brain: a node with nothing to join refuses to start; two clusters never mix; a
+  node keeps (and rejoins) the cluster its data directory records; a restarted seed
+  rejoins its cluster.
+- `cloudburst declare-lost` turns a crashed node's `unavailable` keys into missing ones.
 
 Each checker was first run against the previous main's binary (`CLOUDBURST_BIN=...`): there
 96 of the crashed node's keys read as `None`, and the three callers finished 3 calls in
@@ -51,6 +55,19 @@ def gateway_node(tmp_path, name, *extra, listen="127.0.0.1:0", env=None):
     return node
 
 
+def write_then_crash(a, b, keys):
+    """Through A's gateway, put every key (its value: the key upper-cased), then SIGKILL
+    B and wait until A holds it dead. Returns A's connection."""
+    wait_until(lambda: need(view_shows(a, b.id, "alive"), "b not in a's view"), "a to see b", 30)
+    conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
+    for k in keys:
+        wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    wait_until(lambda: need(view_shows(a, b.id, "dead"), "b not dead yet"), "a to hold b dead", 30)
+    return conn
+
+
 def test_keys_of_a_crashed_node_read_as_unavailable_never_as_missing(tmp_path):
     a = gateway_node(tmp_path, "a", "--roles", "kvs,scheduler,executor,gateway",
                      "--replication", "1", "--workers", "1")
@@ -58,18 +75,8 @@ def test_keys_of_a_crashed_node_read_as_unavailable_never_as_missing(tmp_path):
     try:
         b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
                        "--replication", "1", "--join", a.addr)
-        wait_until(lambda: need(view_shows(a, b.id, "alive"), "b not in a's view"), "a to see b", 30)
-        conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
         keys = [f"crash-{i}" for i in range(200)]
-        for k in keys:
-            wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
-        b.proc.send_signal(signal.SIGKILL)
-        b.proc.wait()
-
-        def b_dead():
-            if not view_shows(a, b.id, "dead"):
-                raise NotYet("a does not hold b dead yet")
-        wait_until(b_dead, "a to declare b dead", 30)
+        conn = write_then_crash(a, b, keys)
         missing, unavailable = [], 0
         for k in keys:
             try:
@@ -288,14 +295,8 @@ def test_an_operator_declares_a_crashed_nodes_data_lost(tmp_path):
     try:
         b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
                        "--replication", "1", "--join", a.addr)
-        wait_until(lambda: need(view_shows(a, b.id, "alive"), "b not in a's view"), "a to see b", 30)
-        conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
         keys = [f"lost-{i}" for i in range(100)]
-        for k in keys:
-            wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
-        b.proc.send_signal(signal.SIGKILL)
-        b.proc.wait()
-        wait_until(lambda: need(view_shows(a, b.id, "dead"), "b not dead yet"), "b dead", 30)
+        conn = write_then_crash(a, b, keys)
 
         def read_all():
             out = {}

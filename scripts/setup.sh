@@ -53,6 +53,18 @@ if [ "${CLOUDBURST_SKIP_BROWSER:-0}" != 1 ] \
             "(not root, or not Debian): the dashboard browser tests will fail" >&2
     fi
 fi
+# The partition test stages partitions with nftables rules in a network namespace of its
+# own (`unshare`, `ip` and `nft`).
+if ! command -v nft >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "setup: installing nftables (the partition test)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nftables
+    else
+        echo "setup: warning: nft missing and cannot apt-get install it (not root, or not" \
+            "Debian): the partition test is skipped, saying why" >&2
+    fi
+fi
 # The JavaScript client (clients/js) is tested with Node and its packages from npm: Node
 # from Debian's packages when the machine has none.
 for tool in node npm; do

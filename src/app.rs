@@ -55,6 +55,18 @@ pub fn run(cli: Cli) -> ExitCode {
             node_exit(node::run(c, Mode::Node))
         }),
         Command::Bench(args) => bench(&args),
+        Command::DeclareLost(args) => with_config(args.to_config(), args.common.dump_config, |c| {
+            match node::admin::declare_lost(&c, &args.node) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }),
         Command::Worker(args) => match crate::pyrt::worker::run(&args.options()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -91,7 +103,11 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
     };
     eprintln!("error: {e}");
     match e {
-        NodeError::NoSecret => ExitCode::from(EXIT_USAGE),
+        NodeError::NoSecret
+        | NodeError::Start {
+            source: node::RoleError::NoCluster,
+            ..
+        } => ExitCode::from(EXIT_USAGE),
         NodeError::Start { .. }
         | NodeError::NotReady(_)
         | NodeError::Storage(_)

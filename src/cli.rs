@@ -33,6 +33,10 @@ pub enum Command {
     Node(NodeArgs),
     /// Run a benchmark and print median/p99 figures (`--json`: last line is one JSON object).
     Bench(BenchArgs),
+    /// Declare a crashed KVS node's data lost: keys only it held read as missing from then
+    /// on, instead of `unavailable` until it returns. For a node that will not come back
+    /// with its data (disk gone); run it against any live member.
+    DeclareLost(DeclareLostArgs),
     /// Internal: a Python worker process, started by an executor's pool.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -158,14 +162,44 @@ pub struct LocalArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct DeclareLostArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The id of the crashed node (as in its `view changed` log lines and the dashboard).
+    #[arg(value_name = "NODE_ID")]
+    pub node: String,
+    /// Live members to reach the cluster through, comma separated (any one will do).
+    #[arg(
+        long,
+        required = true,
+        value_name = "SEED_ADDR,...",
+        value_delimiter = ','
+    )]
+    pub join: Vec<SocketAddr>,
+}
+
+impl DeclareLostArgs {
+    /// The config to reach the cluster with: the secret and transport settings of the
+    /// usual sources, a peer listener on a free loopback port unless `--listen` is given.
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let mut c = self.common.to_config()?;
+        if self.common.listen.is_none() {
+            c.node.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        }
+        c.node.join = self.join.clone();
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct NodeArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Roles this node plays, comma separated: kvs,scheduler,executor,gateway,monitor.
     #[arg(long, env = "CLOUDBURST_ROLES", value_parser = parse_roles, value_name = "ROLES")]
     pub roles: Option<BTreeSet<Role>>,
-    /// Addresses of nodes already in the cluster, comma separated (any live one will do);
-    /// omit to start a new cluster.
+    /// Addresses of nodes already in the cluster, comma separated (any live one will do).
     #[arg(
         long,
         env = "CLOUDBURST_JOIN",
@@ -173,6 +207,10 @@ pub struct NodeArgs {
         value_delimiter = ','
     )]
     pub join: Vec<SocketAddr>,
+    /// Form a new cluster if this node's data directory records none (the first node of
+    /// a cluster). Without it a node needs --join or a data directory of a cluster.
+    #[arg(long, env = "CLOUDBURST_BOOTSTRAP")]
+    pub bootstrap: bool,
     /// Stable node name (defaults to the peer listen address).
     #[arg(long, env = "CLOUDBURST_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
@@ -378,6 +416,9 @@ impl NodeArgs {
         if !self.join.is_empty() {
             c.node.join = self.join.clone();
         }
+        if self.bootstrap {
+            c.node.bootstrap = true;
+        }
         if let Some(id) = &self.node_id {
             c.node.id = id.clone();
         }
@@ -392,6 +433,7 @@ impl LocalArgs {
         // Every role this build can play: asking for one it cannot would only warn.
         c.node.roles = crate::node::playable();
         c.node.join = Vec::new();
+        c.node.bootstrap = true;
         // State survives restarts unless asked otherwise.
         if !self.common.ephemeral && c.node.data_dir.is_none() {
             c.node.data_dir = Some(default_local_dir().ok_or_else(|| {

@@ -145,9 +145,13 @@ pub struct NodeConfig {
     pub roles: BTreeSet<Role>,
     /// Peer listener (node-to-node transport).
     pub listen: SocketAddr,
-    /// Members to join through (any live one will do; tried in turn until one answers);
-    /// empty means "start a new cluster".
+    /// Members to join through (any live one will do; tried in turn until one answers).
     pub join: Vec<SocketAddr>,
+    /// Allow this node to form a new cluster when its data directory records none. Off, a
+    /// node needs `join` seeds or a recorded cluster: restarting a seed must not make a
+    /// second, empty cluster. A cluster formed in this run still joins an established one
+    /// that reaches it (`cloudburst local` forms one implicitly).
+    pub bootstrap: bool,
     /// Shared secret every peer must present in the handshake. Never printed.
     pub cluster_secret: String,
     /// Allow listeners on non-loopback addresses (off by default: a node binds to
@@ -368,6 +372,7 @@ impl Default for NodeConfig {
             roles: Role::ALL.into_iter().collect(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6100)),
             join: Vec::new(),
+            bootstrap: false,
             cluster_secret: String::new(),
             allow_non_loopback: false,
             data_dir: None,

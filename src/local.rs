@@ -68,6 +68,10 @@ impl LocalCluster {
         if cfg.node.cluster_secret.is_empty() {
             cfg.node.cluster_secret = format!("local-{:x}", rand::random::<u64>());
         }
+        // Like `cloudburst local`: a harness given no seeds forms its own cluster.
+        if cfg.node.join.is_empty() {
+            cfg.node.bootstrap = true;
+        }
         let roles = NodeRoles::start(&cfg).await?;
         let probe = ResultProbe::default().start();
         roles

@@ -86,7 +86,12 @@ fn a_node_whose_client_port_is_taken_exits_in_one_line_and_leaves_nothing_behind
     // lines name it: both show whether anything of the node outlived it.
     let tmp = tempfile::tempdir().expect("tempdir");
     let child = Command::new(env!("CARGO_BIN_EXE_cloudburst"))
-        .args(["node", "--roles", "kvs,scheduler,executor,gateway"])
+        .args([
+            "node",
+            "--bootstrap",
+            "--roles",
+            "kvs,scheduler,executor,gateway",
+        ])
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -129,6 +134,7 @@ fn config(peer: SocketAddr, client: SocketAddr, dashboard: SocketAddr) -> Config
     c.node.cluster_secret = "node-start-secret".into();
     c.gateway.client_listen = client;
     c.gateway.dashboard_listen = dashboard;
+    c.node.bootstrap = true;
     c.kvs.shards_per_node = 1;
     c.executor.workers = 2;
     c.executor.worker_exe = Some(env!("CARGO_BIN_EXE_cloudburst").into());
@@ -165,7 +171,14 @@ fn a_failed_start_in_process_closes_its_listeners_and_reaps_its_workers() {
 #[test]
 fn sigterm_right_after_the_readiness_line_stops_the_node_cleanly() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cloudburst"))
-        .args(["node", "--roles", "kvs", "--listen", "127.0.0.1:0"])
+        .args([
+            "node",
+            "--bootstrap",
+            "--roles",
+            "kvs",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .env("CLOUDBURST_CLUSTER_SECRET", "node-start-secret")
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())

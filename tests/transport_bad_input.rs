@@ -6,6 +6,7 @@ mod transport_support;
 
 use bytes::Bytes;
 use cloudburst::ids::{Generation, NodeId, NodeRef};
+use cloudburst::net::cluster::{ClusterGate, ClusterState};
 use cloudburst::net::echo::{Echo, Stats};
 use cloudburst::net::handshake::{self, Identity, Secret, HANDSHAKE_MAX_FRAME};
 use cloudburst::net::wire::{
@@ -57,9 +58,16 @@ fn bad_frames_are_dropped_and_counted_and_the_node_keeps_serving() {
             },
             listen: "127.0.0.1:9".parse().expect("addr"),
         };
-        handshake::dial(&mut reader, &mut writer, &me, &Secret::new(SECRET))
-            .await
-            .expect("handshake");
+        let joining = ClusterGate::new(ClusterState::Joining);
+        handshake::dial(
+            &mut reader,
+            &mut writer,
+            &me,
+            &Secret::new(SECRET),
+            &joining,
+        )
+        .await
+        .expect("handshake");
         reader.decoder_mut().set_max_frame_length(1 << 20);
 
         writer

@@ -107,7 +107,8 @@ class Node:
                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "python"),
                                                          os.environ.get("PYTHONPATH")) if p)}
         with open(log, "a") as err:
-            self.proc = subprocess.Popen([binary, "node", *args], stdin=subprocess.DEVNULL,
+            seed = [] if "--join" in args or "--bootstrap" in args else ["--bootstrap"]
+            self.proc = subprocess.Popen([binary, "node", *args, *seed], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         lines = queue.Queue()
         threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
@@ -389,9 +390,12 @@ def main():
         result = run_faults(args.binary, args.calls, args.threads, args.kills, args.executors,
                             logs)
         if not args.no_cluster_faults:
-            from bench_cluster_faults import run_cluster_faults
+            from bench_cluster_faults import run_cluster_faults, run_partition
             result.update(run_cluster_faults(args.binary, logs, args.freeze_seconds,
                                              args.threads))
+            part = run_partition(args.binary, logs)
+            result["acked_writes_lost"] += part.pop("partition_acked_writes_lost", 0)
+            result.update(part)
     for k, v in result.items():
         print(f"{k:28} {v}")
     if args.json:

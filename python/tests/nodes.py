@@ -18,10 +18,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def bootstrap_unless_joining(args):
+    """`--bootstrap` for the first node of a cluster (one given no `--join`)."""
+    return [] if "--join" in args or "--bootstrap" in args else ["--bootstrap"]
+
+
 def start_node(log, secret, *args, env=None):
     """One `cloudburst node` process, once it listens; its node id is `.id`, its peer
-    address `.addr`. `env` adds environment variables."""
-    node = Proc(["node", *args], log, env={"CLOUDBURST_CLUSTER_SECRET": secret, **(env or {})})
+    address `.addr`. `env` adds environment variables. A node given no `--join` forms
+    the cluster (`--bootstrap`)."""
+    node = Proc(["node", *args, *bootstrap_unless_joining(args)], log, env={"CLOUDBURST_CLUSTER_SECRET": secret, **(env or {})})
     try:
         for line in iter(lambda: node.lines.get(timeout=READY_TIMEOUT), None):
             m = NODE_READY.match(line)

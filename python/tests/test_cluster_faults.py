@@ -4,6 +4,10 @@
   missing (`None`, the answer for a key never written).
 - A SIGSTOPped node (its TCP connections stay open) costs only the calls that need it:
   calls keep succeeding through the other nodes while it is frozen.
+- Split brain: a node with nothing to join refuses to start; two clusters never mix; a
+  node keeps (and rejoins) the cluster its data directory records; a restarted seed
+  rejoins its cluster.
+- `cloudburst declare-lost` turns a crashed node's `unavailable` keys into missing ones.
 
 Each checker was first run against the previous main's binary (`CLOUDBURST_BIN=...`): there
 96 of the crashed node's keys read as `None`, and the three callers finished 3 calls in
@@ -18,6 +22,7 @@ import time
 import cloudburst
 from cloudburst import CloudburstConnection
 
+from conftest import Proc
 from nodes import free_port, start_node
 from waiting import NotYet, wait_until
 
@@ -50,6 +55,19 @@ def gateway_node(tmp_path, name, *extra, listen="127.0.0.1:0", env=None):
     return node
 
 
+def write_then_crash(a, b, keys):
+    """Through A's gateway, put every key (its value: the key upper-cased), then SIGKILL
+    B and wait until A holds it dead. Returns A's connection."""
+    wait_until(lambda: need(view_shows(a, b.id, "alive"), "b not in a's view"), "a to see b", 30)
+    conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
+    for k in keys:
+        wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
+    b.proc.send_signal(signal.SIGKILL)
+    b.proc.wait()
+    wait_until(lambda: need(view_shows(a, b.id, "dead"), "b not dead yet"), "a to hold b dead", 30)
+    return conn
+
+
 def test_keys_of_a_crashed_node_read_as_unavailable_never_as_missing(tmp_path):
     a = gateway_node(tmp_path, "a", "--roles", "kvs,scheduler,executor,gateway",
                      "--replication", "1", "--workers", "1")
@@ -57,18 +75,8 @@ def test_keys_of_a_crashed_node_read_as_unavailable_never_as_missing(tmp_path):
     try:
         b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
                        "--replication", "1", "--join", a.addr)
-        wait_until(lambda: need(view_shows(a, b.id, "alive"), "b not in a's view"), "a to see b", 30)
-        conn = wait_until(lambda: CloudburstConnection(a.url), "a connection", 30, RETRYABLE)
         keys = [f"crash-{i}" for i in range(200)]
-        for k in keys:
-            wait_until(lambda: conn.put_object(k, k.upper()), "a put", 30, RETRYABLE)
-        b.proc.send_signal(signal.SIGKILL)
-        b.proc.wait()
-
-        def b_dead():
-            if not view_shows(a, b.id, "dead"):
-                raise NotYet("a does not hold b dead yet")
-        wait_until(b_dead, "a to declare b dead", 30)
+        conn = write_then_crash(a, b, keys)
         missing, unavailable = [], 0
         for k in keys:
             try:
@@ -220,3 +228,95 @@ def test_a_restarted_seed_rejoins_its_cluster_and_serves_its_keys(tmp_path):
     finally:
         for n in [*others, a]:
             n.stop()
+
+
+def test_a_node_with_nothing_to_join_refuses_to_form_a_cluster(tmp_path):
+    """Neither `--join`, nor `--bootstrap`, nor a data directory of a cluster: the node
+    says so and stops, rather than form a second, empty cluster. On a build without the
+    check it starts and runs on: the wait fails."""
+    node = Proc(["node", "--roles", "kvs", "--listen", "127.0.0.1:0"], tmp_path / "n.log",
+                env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+    try:
+        code = node.proc.wait(30)
+        assert code == 2, code  # a usage error
+        assert "--bootstrap" in node.log_text(), node.log_text()
+    finally:
+        node.stop()
+
+
+def test_two_clusters_never_mix_and_a_node_keeps_its_cluster(tmp_path):
+    """X and Y are clusters formed apart with the same secret (each joined by a second
+    node: a cluster nobody joined yet yields to an established one, as a restarted seed
+    must). Z joins X (its data directory records X's id) and stops; restarted pointed at
+    Y, it is refused (status 3) and Y's view never holds it. Restarted with no flags, it
+    rejoins X. On a build without cluster ids, Z joins Y: the wait for its exit fails."""
+    x = start_node(tmp_path / "x.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                   env={"RUST_LOG": "info"})
+    y = start_node(tmp_path / "y.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                   env={"RUST_LOG": "info"})
+    nodes = [x, y]
+    try:
+        y2 = start_node(tmp_path / "y2.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                        "--join", y.addr)
+        nodes.append(y2)
+        wait_until(lambda: need(view_shows(y, y2.id, "alive"), "y2 not in y's view"), "y2 joins", 30)
+        data = str(tmp_path / "z-data")
+        z = start_node(tmp_path / "z1.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                       "--data-dir", data, "--join", x.addr)
+        nodes.append(z)
+        z_id = z.id
+        wait_until(lambda: need(view_shows(x, z_id, "alive"), "z not in x's view"), "z joins x", 30)
+        assert z.stop() == 0
+        z = Proc(["node", "--roles", "kvs", "--listen", "127.0.0.1:0", "--data-dir", data,
+                  "--join", y.addr], tmp_path / "z2.log", env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+        nodes.append(z)
+        code = z.proc.wait(30)
+        assert code == 3, (code, z.log_text())
+        assert "another cluster" in z.log_text(), z.log_text()
+        assert all(z_id not in v for v in VIEW.findall(y.log_text())), y.log_text()
+        # No --join, no --bootstrap: the recorded cluster and members.
+        z = Proc(["node", "--roles", "kvs", "--listen", "127.0.0.1:0", "--data-dir", data],
+                 tmp_path / "z3.log", env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+        nodes.append(z)
+        back = z.wait_for({"id": re.compile(r"^cloudburst node (\S+) listening")})["id"]
+        assert back == z_id, z.log_text()
+        wait_until(lambda: need(view_shows(x, z_id, "alive"), "z not back in x's view"),
+                   "z to rejoin x", 30)
+    finally:
+        for n in reversed(nodes):
+            n.stop()
+
+
+def test_an_operator_declares_a_crashed_nodes_data_lost(tmp_path):
+    """With k = 1 the keys of a SIGKILLed node read as `unavailable`; once an operator runs
+    `cloudburst declare-lost`, they read as missing (`None`), and the others still read."""
+    a = gateway_node(tmp_path, "a", "--roles", "kvs,gateway", "--replication", "1")
+    b = None
+    try:
+        b = start_node(tmp_path / "b.log", SECRET, "--roles", "kvs", "--listen", "127.0.0.1:0",
+                       "--replication", "1", "--join", a.addr)
+        keys = [f"lost-{i}" for i in range(100)]
+        conn = write_then_crash(a, b, keys)
+
+        def read_all():
+            out = {}
+            for k in keys:
+                try:
+                    out[k] = conn.get_object(k)
+                except cloudburst.UnavailableError:
+                    out[k] = "unavailable"
+            return out
+        before = read_all()
+        on_b = [k for k, v in before.items() if v == "unavailable"]
+        assert on_b, "b held some keys"
+        declare = Proc(["declare-lost", b.id, "--join", a.addr], tmp_path / "declare.log",
+                       env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+        assert declare.proc.wait(30) == 0, declare.log_text()
+        after = read_all()
+        assert all(after[k] is None for k in on_b), {k: after[k] for k in on_b}
+        assert all(after[k] == k.upper() for k in keys if k not in on_b)
+        conn.close()
+    finally:
+        for n in (b, a):
+            if n is not None:
+                n.stop()

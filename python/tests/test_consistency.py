@@ -19,6 +19,7 @@ import cloudburst
 from cloudburst import CAUSAL, NORMAL, REPEATABLE_READ, CloudburstConnection, Concurrent
 
 from conftest import Proc, auth_headers
+from nodes import bootstrap_unless_joining
 from waiting import NotYet, wait_until
 
 NODE_READY = re.compile(r"^cloudburst node \S+ listening on (\S+) generation \d+$")
@@ -34,7 +35,7 @@ def free_port():
 
 def start_node(log, *args):
     """One `cloudburst node` process, once it listens; its peer address is `.addr`."""
-    node = Proc(["node", *args], log, env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
+    node = Proc(["node", *args, *bootstrap_unless_joining(args)], log, env={"CLOUDBURST_CLUSTER_SECRET": SECRET})
     node.addr = node.wait_for({"addr": NODE_READY})["addr"]
     if node.addr is None:
         node.stop()

@@ -58,7 +58,7 @@ def gateway_node(tmp_path_factory):
     if not BINARY.exists():
         pytest.fail(f"{BINARY} is missing: run `cargo build --bins` (scripts/test.sh does)")
     log = tmp_path_factory.mktemp("dash") / "node.log"
-    p = Proc(["node", "--roles", "kvs,gateway", "--kvs-shards", "2",
+    p = Proc(["node", "--bootstrap", "--roles", "kvs,gateway", "--kvs-shards", "2",
               "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
               "--dashboard-listen", "127.0.0.1:0"], log,
              env={"CLOUDBURST_CLUSTER_SECRET": SECRET, "CLOUDBURST_TOKEN": TOKEN})

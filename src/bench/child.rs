@@ -30,12 +30,18 @@ pub fn random_secret() -> String {
     format!("bench-{:016x}", rand::random::<u64>())
 }
 
+/// `--bootstrap` for a node given no `--join` (the first node of a benchmark's cluster).
+pub fn bootstrap_unless_joining(args: &[&str]) -> Option<&'static str> {
+    (!args.contains(&"--join")).then_some("--bootstrap")
+}
+
 /// Start `cloudburst node --listen 127.0.0.1:0 <args>` with `secret` and wait until ready.
 pub fn spawn_node(args: &[&str], secret: &str) -> anyhow::Result<ChildNode> {
     let exe = std::env::current_exe().context("locating the cloudburst binary")?;
     let child = Command::new(exe)
         .args(["node", "--listen", "127.0.0.1:0"])
         .args(args)
+        .args(bootstrap_unless_joining(args))
         .env("CLOUDBURST_CLUSTER_SECRET", secret)
         .env("RUST_LOG", "error")
         .env("NO_COLOR", "1")

@@ -70,6 +70,12 @@ pub struct Results {
     pub recovery_s_per_million_records: f64,
     pub recovery_bytes: u64,
     pub recovery_s_per_gib: f64,
+    /// How much the process's resident memory peaked above its level before recovering
+    /// the large directory (`VmHWM` after resetting it, minus `VmRSS` before), and that
+    /// over the directory's bytes: recovery holds the data plus one record, so this stays
+    /// near the in-memory size of the data and never grows with the log's length alone.
+    pub recovery_peak_rss_bytes: Option<u64>,
+    pub recovery_peak_rss_over_bytes: Option<f64>,
 }
 
 pub fn run(modes: &[Durability], json: bool) -> anyhow::Result<()> {
@@ -162,6 +168,8 @@ async fn measure(
         recovery_s_per_million_records: small.0 / (RECOVERY_RECORDS as f64 / 1e6),
         recovery_bytes: large.1,
         recovery_s_per_gib: large.0 / gib,
+        recovery_peak_rss_bytes: large.2,
+        recovery_peak_rss_over_bytes: large.2.map(|p| p as f64 / large.1.max(1) as f64),
     })
 }
 
@@ -212,8 +220,9 @@ impl FsyncProbe {
 }
 
 /// Write a shard directory of `records` values of `size` bytes (through the log, as a
-/// shard does), evict it from the page cache, and time its recovery: (seconds, bytes).
-fn recovery(tmp: &Path, records: u64, size: usize) -> anyhow::Result<(f64, u64)> {
+/// shard does), evict it from the page cache, and time its recovery: (seconds, bytes, how
+/// far resident memory peaked above where it was, when `/proc` tells).
+fn recovery(tmp: &Path, records: u64, size: usize) -> anyhow::Result<(f64, u64, Option<u64>)> {
     let dir = tmp.join(format!("recovery-{records}-{size}"));
     let fs: Arc<dyn Fs> = Arc::new(DiskFs);
     let opts = LogOptions {
@@ -241,9 +250,16 @@ fn recovery(tmp: &Path, records: u64, size: usize) -> anyhow::Result<(f64, u64)>
         unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     }
     let mut core = Core::new(usize::MAX);
+    let before = resident_bytes("VmRSS:");
+    // Writing 5 resets the peak (VmHWM) to the current resident size.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let start = Instant::now();
     let rec = replay(&DiskFs, &dir, &mut core)?;
     let secs = start.elapsed().as_secs_f64();
+    let peak = match (reset, before, resident_bytes("VmHWM:")) {
+        (true, Some(b), Some(p)) => Some(p.saturating_sub(b)),
+        _ => None,
+    };
     if rec.records != records || core.keys().len() as u64 != records {
         return Err(anyhow!(
             "recovered {} records, {} keys, of {records}",
@@ -251,8 +267,22 @@ fn recovery(tmp: &Path, records: u64, size: usize) -> anyhow::Result<(f64, u64)>
             core.keys().len()
         ));
     }
+    drop(core);
     std::fs::remove_dir_all(&dir)?;
-    Ok((secs, bytes))
+    Ok((secs, bytes, peak))
+}
+
+/// A `/proc/self/status` memory field (`VmRSS:`, `VmHWM:`) in bytes.
+fn resident_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn print_table(r: &Results) {
@@ -283,4 +313,11 @@ fn print_table(r: &Results) {
         r.recovery_records,
         r.recovery_bytes >> 20
     );
+    if let (Some(peak), Some(ratio)) = (r.recovery_peak_rss_bytes, r.recovery_peak_rss_over_bytes) {
+        println!(
+            "recovery memory: resident peak {} MiB above the start for {} MiB on disk ({ratio:.2}x)",
+            peak >> 20,
+            r.recovery_bytes >> 20
+        );
+    }
 }

@@ -2,17 +2,23 @@
 //! secret by challenge-response HMAC-SHA256 (the secret never crosses the wire).
 //!
 //! ```text
-//! dialer   -> Hello     { version, node, listen, nonce_d }
+//! dialer   -> Hello     { version, node, listen, cluster, nonce_d }
 //! acceptor -> Challenge { version, nonce_a }                    (or Refused: version)
-//! dialer   -> Proof     { HMAC(secret, "dial"   | nonce_d | nonce_a | hello) }
-//! acceptor -> Welcome   { node, listen, HMAC(secret, "accept" | nonce_d | nonce_a | node) }
-//!             (or Refused: wrong secret)
+//! dialer   -> Proof     { HMAC(secret, "dial"   | nonce_d | nonce_a | node, listen, cluster) }
+//! acceptor -> Welcome   { node, listen, cluster,
+//!                         HMAC(secret, "accept" | nonce_d | nonce_a | node, listen, cluster) }
+//!             (or Refused: wrong secret, another cluster)
 //! ```
+//! `cluster` is the sender's [`Claim`]: its cluster id (none while it joins) and whether its
+//! cluster is fresh. Each side admits the other's claim only after the secret is proven
+//! ([`ClusterGate::admit`]): a node of another established cluster is refused, a fresh
+//! cluster yields to an established one.
 //! MACs are checked in constant time (`Mac::verify_slice`). Until the handshake is done
 //! frames are limited to [`HANDSHAKE_MAX_FRAME`], so an unauthenticated peer cannot make us
 //! allocate much.
 
 use crate::ids::NodeRef;
+use crate::net::cluster::{Claim, ClusterGate};
 use crate::net::wire::{decode_payload, encode_payload, PROTOCOL_VERSION};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -44,6 +50,7 @@ enum Msg {
     Hello {
         version: u32,
         who: Identity,
+        cluster: Claim,
         nonce: Nonce,
     },
     Challenge {
@@ -55,6 +62,7 @@ enum Msg {
     },
     Welcome {
         who: Identity,
+        cluster: Claim,
         mac: Tag,
     },
     Refused {
@@ -126,8 +134,8 @@ fn nonce() -> Nonce {
     n
 }
 
-fn bound(who: &Identity) -> Vec<u8> {
-    encode_payload(who).unwrap_or_default()
+fn bound(who: &Identity, cluster: &Claim) -> Vec<u8> {
+    encode_payload(&(who, cluster)).unwrap_or_default()
 }
 
 async fn send<W: AsyncWrite + Unpin>(
@@ -178,17 +186,20 @@ pub async fn dial<R, W>(
     w: &mut FramedWrite<W, LengthDelimitedCodec>,
     me: &Identity,
     secret: &Secret,
+    gate: &ClusterGate,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let nonce_d = nonce();
+    let claim = gate.claim();
     send(
         w,
         &Msg::Hello {
             version: PROTOCOL_VERSION,
             who: me.clone(),
+            cluster: claim.clone(),
             nonce: nonce_d,
         },
     )
@@ -201,17 +212,17 @@ where
         Msg::Refused { reason } => return Err(HandshakeError::RefusedByPeer(reason)),
         other => return Err(unexpected(&other)),
     };
-    let mac = secret.tag(DIAL, &nonce_d, &nonce_a, &bound(me));
+    let mac = secret.tag(DIAL, &nonce_d, &nonce_a, &bound(me, &claim));
     send(w, &Msg::Proof { mac }).await?;
     match recv(r).await? {
-        Msg::Welcome { who, mac } => {
-            if secret.verify(ACCEPT, &nonce_d, &nonce_a, &bound(&who), &mac) {
-                Ok(who)
-            } else {
-                Err(HandshakeError::RefusedByUs(
+        Msg::Welcome { who, cluster, mac } => {
+            if !secret.verify(ACCEPT, &nonce_d, &nonce_a, &bound(&who, &cluster), &mac) {
+                return Err(HandshakeError::RefusedByUs(
                     "peer failed the cluster-secret proof".into(),
-                ))
+                ));
             }
+            gate.admit(&cluster).map_err(HandshakeError::RefusedByUs)?;
+            Ok(who)
         }
         Msg::Refused { reason } => Err(HandshakeError::RefusedByPeer(reason)),
         other => Err(unexpected(&other)),
@@ -224,19 +235,21 @@ pub async fn accept<R, W>(
     w: &mut FramedWrite<W, LengthDelimitedCodec>,
     me: &Identity,
     secret: &Secret,
+    gate: &ClusterGate,
 ) -> Result<Identity, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (who, nonce_d) = match recv(r).await? {
+    let (who, theirs, nonce_d) = match recv(r).await? {
         Msg::Hello {
             version,
             who,
+            cluster,
             nonce,
         } => match version_problem(version) {
             Some(reason) => return Err(refuse(w, reason).await),
-            None => (who, nonce),
+            None => (who, cluster, nonce),
         },
         other => return Err(unexpected(&other)),
     };
@@ -254,14 +267,19 @@ where
         Msg::Refused { reason } => return Err(HandshakeError::RefusedByPeer(reason)),
         other => return Err(unexpected(&other)),
     };
-    if !secret.verify(DIAL, &nonce_d, &nonce_a, &bound(&who), &proof) {
+    if !secret.verify(DIAL, &nonce_d, &nonce_a, &bound(&who, &theirs), &proof) {
         return Err(refuse(w, "wrong cluster secret".into()).await);
     }
-    let mac = secret.tag(ACCEPT, &nonce_d, &nonce_a, &bound(me));
+    if let Err(why) = gate.admit(&theirs) {
+        return Err(refuse(w, why).await);
+    }
+    let claim = gate.claim();
+    let mac = secret.tag(ACCEPT, &nonce_d, &nonce_a, &bound(me, &claim));
     send(
         w,
         &Msg::Welcome {
             who: me.clone(),
+            cluster: claim,
             mac,
         },
     )
@@ -284,6 +302,7 @@ fn unexpected(m: &Msg) -> HandshakeError {
 mod tests {
     use super::*;
     use crate::ids::{Generation, NodeId};
+    use crate::net::cluster::{ClusterId, ClusterState};
     use crate::net::wire::codec;
 
     fn ident(name: &str) -> Identity {
@@ -303,6 +322,19 @@ mod tests {
         Result<Identity, HandshakeError>,
         Result<Identity, HandshakeError>,
     ) {
+        let joining = || ClusterGate::new(ClusterState::Joining);
+        run_in(dial_secret, accept_secret, &joining(), &joining()).await
+    }
+
+    async fn run_in(
+        dial_secret: &str,
+        accept_secret: &str,
+        dial_gate: &ClusterGate,
+        accept_gate: &ClusterGate,
+    ) -> (
+        Result<Identity, HandshakeError>,
+        Result<Identity, HandshakeError>,
+    ) {
         let (a, b) = tokio::io::duplex(HANDSHAKE_MAX_FRAME);
         let (ar, aw) = tokio::io::split(a);
         let (br, bw) = tokio::io::split(b);
@@ -317,8 +349,8 @@ mod tests {
         let (d, a) = (ident("dialer"), ident("acceptor"));
         let (ds, as_) = (Secret::new(dial_secret), Secret::new(accept_secret));
         tokio::join!(
-            dial(&mut ar, &mut aw, &d, &ds),
-            accept(&mut br, &mut bw, &a, &as_)
+            dial(&mut ar, &mut aw, &d, &ds, dial_gate),
+            accept(&mut br, &mut bw, &a, &as_, accept_gate)
         )
     }
 
@@ -334,5 +366,28 @@ mod tests {
         let (d, a) = run("wrong", "s3cret").await;
         assert!(matches!(a, Err(HandshakeError::RefusedByUs(r)) if r.contains("secret")));
         assert!(matches!(d, Err(HandshakeError::RefusedByPeer(_))));
+    }
+
+    #[tokio::test]
+    async fn another_established_cluster_is_refused() {
+        let a = ClusterGate::new(ClusterState::Member(ClusterId::new("a")));
+        let b = ClusterGate::new(ClusterState::Member(ClusterId::new("b")));
+        let (d, acc) = run_in("s3cret", "s3cret", &a, &b).await;
+        assert!(
+            matches!(acc, Err(HandshakeError::RefusedByUs(r)) if r.contains("another cluster"))
+        );
+        assert!(
+            matches!(d, Err(HandshakeError::RefusedByPeer(r)) if r.contains("another cluster"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_cluster_takes_the_id_of_the_member_that_reaches_it() {
+        let member = ClusterGate::new(ClusterState::Member(ClusterId::new("old")));
+        let fresh = ClusterGate::new(ClusterState::Fresh(ClusterId::new("new")));
+        let (d, acc) = run_in("s3cret", "s3cret", &member, &fresh).await;
+        assert!(d.is_ok() && acc.is_ok());
+        assert_eq!(fresh.state(), ClusterState::Member(ClusterId::new("old")));
+        assert_eq!(member.state(), ClusterState::Member(ClusterId::new("old")));
     }
 }

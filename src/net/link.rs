@@ -23,11 +23,11 @@ use crate::net::pending::{self, Pending};
 use crate::net::transport::Shared;
 use crate::net::wire::codec;
 use bytes::Bytes;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -70,6 +70,11 @@ impl Link {
         // SeqCst pairs with the load in `is_down` after a request is inserted: either the
         // sender sees the flag, or its request is in the table `fail_all` drains.
         let was = self.down.swap(down, Ordering::SeqCst);
+        match (was, down) {
+            (false, true) => shared.down_links.fetch_add(1, Ordering::SeqCst),
+            (true, false) => shared.down_links.fetch_sub(1, Ordering::SeqCst),
+            _ => 0,
+        };
         if !down || was {
             return 0;
         }
@@ -186,16 +191,22 @@ pub(crate) async fn dial(shared: &Shared, addr: SocketAddr) -> Result<Conn, NetE
 }
 
 async fn dial_inner(shared: &Shared, addr: SocketAddr) -> Result<Conn, NetError> {
-    let stream = TcpStream::connect(addr)
+    let stream = connect_from(shared.identity.listen.ip(), addr)
         .await
         .map_err(|_| NetError::ConnectionLost)?;
     crate::net::transport::tune_socket(&stream).map_err(|_| NetError::ConnectionLost)?;
     let (r, w) = stream.into_split();
     let mut reader = FramedRead::new(r, codec(HANDSHAKE_MAX_FRAME));
     let mut writer = FramedWrite::new(w, codec(HANDSHAKE_MAX_FRAME));
-    let peer = handshake::dial(&mut reader, &mut writer, &shared.identity, &shared.secret)
-        .await
-        .map_err(|e| handshake_failed(shared, addr, e))?;
+    let peer = handshake::dial(
+        &mut reader,
+        &mut writer,
+        &shared.identity,
+        &shared.secret,
+        &shared.cluster,
+    )
+    .await
+    .map_err(|e| handshake_failed(shared, addr, e))?;
     reader
         .decoder_mut()
         .set_max_frame_length(shared.cfg.max_frame_bytes);
@@ -205,6 +216,25 @@ async fn dial_inner(shared: &Shared, addr: SocketAddr) -> Result<Conn, NetError>
         peer,
         addr,
     })
+}
+
+/// Connect to `addr` from the address this node listens on, when that is a specific one of
+/// the same kind (both loopback or both not): a node's traffic then comes from its own
+/// address in both directions (loopback addresses other than 127.0.0.1 would otherwise
+/// send from 127.0.0.1), so per-node firewall rules and peer logs see the node itself.
+async fn connect_from(local: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let same_kind = local.is_loopback() == addr.ip().is_loopback();
+    // 127.0.0.1 is what the kernel picks for loopback anyway.
+    let default = local.is_unspecified() || local == IpAddr::V4(Ipv4Addr::LOCALHOST);
+    if default || local.is_ipv4() != addr.is_ipv4() || !same_kind {
+        return TcpStream::connect(addr).await;
+    }
+    let socket = match local {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
 }
 
 /// Count and log a failed handshake; refusals (either way) become `Refused`.

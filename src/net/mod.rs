@@ -10,6 +10,7 @@
 //! - [`wire`]: the `Envelope`, bincode payloads, length-delimited frames, decode limits.
 //! - [`frame`]: the hot path: envelopes encoded straight from messages, borrowed decoding.
 //! - `varint`: the bincode primitives of the envelope header, written and read by hand.
+//! - [`cluster`]: the cluster id every handshake checks (join, yield, refuse).
 //! - [`handshake`]: protocol version, identities, HMAC-SHA256 challenge-response secret proof.
 //! - [`metrics`]: transport counters and their snapshot.
 //! - `registry`: local recipients and the type-erased decoders `register` installs.
@@ -22,6 +23,7 @@
 //! - [`membership`]: the cluster view, heartbeats, failure detection, join and leave.
 //! - [`echo`]: the Echo service every node runs (tests, benchmark, pairwise ping).
 
+pub mod cluster;
 pub mod echo;
 pub mod error;
 pub mod frame;

@@ -7,6 +7,7 @@
 
 use crate::config::{Config, TransportConfig};
 use crate::ids::{Generation, NodeId, NodeRef};
+use crate::net::cluster::{ClusterGate, ClusterState};
 use crate::net::conn::{drive, Conn, Ended};
 use crate::net::error::NetError;
 use crate::net::handle::{Handle, RemoteRecipient};
@@ -19,6 +20,7 @@ use crate::net::wire::codec;
 use actix::Recipient;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -42,10 +44,15 @@ pub(crate) struct Shared {
     pub me: NodeRef,
     pub identity: Identity,
     pub secret: Secret,
+    /// Which cluster this node belongs to, checked in every handshake.
+    pub cluster: ClusterGate,
     pub cfg: TransportConfig,
     pub registry: Registry,
     pub metrics: NetMetrics,
     pub links: Mutex<HashMap<NodeId, Arc<Link>>>,
+    /// How many links are marked down: readers that only need "is anyone down?" (the
+    /// common answer is no) read this instead of locking `links`.
+    pub down_links: AtomicUsize,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     /// The actix arbiter the transport was started on, if any: its tasks run there.
@@ -99,6 +106,16 @@ impl Transport {
     /// address actually bound. Its generation is [`Generation::now`]. Needs a tokio runtime
     /// (an actix `System` provides one).
     pub async fn start(cfg: &Config, me: Option<NodeId>) -> Result<Transport, NetError> {
+        Self::start_in(cfg, me, ClusterState::Joining).await
+    }
+
+    /// [`Transport::start`] for a node in `cluster` (its handshakes admit peers of that
+    /// cluster only; see [`crate::net::cluster`]).
+    pub async fn start_in(
+        cfg: &Config,
+        me: Option<NodeId>,
+        cluster: ClusterState,
+    ) -> Result<Transport, NetError> {
         let listener = TcpListener::bind(cfg.node.listen)
             .await
             .map_err(|e| NetError::Io(format!("cannot listen on {}: {e}", cfg.node.listen)))?;
@@ -123,10 +140,12 @@ impl Transport {
                 listen: local,
             },
             secret: Secret::new(&cfg.node.cluster_secret),
+            cluster: ClusterGate::new(cluster),
             cfg: cfg.transport.clone(),
             registry: Registry::default(),
             metrics: NetMetrics::default(),
             links: Mutex::new(HashMap::new()),
+            down_links: AtomicUsize::new(0),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             arbiter: actix::Arbiter::try_current(),
@@ -139,6 +158,12 @@ impl Transport {
     /// This node and its generation.
     pub fn local_node(&self) -> &NodeRef {
         &self.shared.me
+    }
+
+    /// The cluster this node belongs to (its id may change once: when it joins, or when
+    /// a cluster it formed in this run yields to an established one).
+    pub fn cluster(&self) -> &ClusterGate {
+        &self.shared.cluster
     }
 
     /// The address the peer listener is bound to.
@@ -215,7 +240,12 @@ impl Transport {
 
     /// False while membership holds `node` suspect or dead (see [`Self::set_reachable`]).
     pub fn is_reachable(&self, node: &NodeId) -> bool {
-        self.shared.link(node).is_none_or(|l| !l.is_down())
+        !self.any_down() || self.shared.link(node).is_none_or(|l| !l.is_down())
+    }
+
+    /// Whether membership holds any peer suspect or dead (no lock taken).
+    pub fn any_down(&self) -> bool {
+        self.shared.down_links.load(Ordering::SeqCst) > 0
     }
 
     /// Connect to `addr`, authenticate, and learn which node (and generation) is there.
@@ -324,7 +354,13 @@ async fn serve_inbound(shared: &Arc<Shared>, stream: TcpStream, addr: SocketAddr
     let limit = Duration::from_millis(shared.cfg.connect_timeout_ms);
     let shook = tokio::time::timeout(
         limit,
-        handshake::accept(&mut reader, &mut writer, &shared.identity, &shared.secret),
+        handshake::accept(
+            &mut reader,
+            &mut writer,
+            &shared.identity,
+            &shared.secret,
+            &shared.cluster,
+        ),
     );
     let peer = tokio::select! {
         _ = shared.shutdown.cancelled() => return,

@@ -6,6 +6,7 @@
 //!   fails), waiting until they can serve, stopping them.
 //! - [`drain`]: draining a node before it stops (SIGTERM, scale-down, `preStop`): no new
 //!   work, finish what it holds, then leave.
+//! - [`admin`]: operator commands that talk to a running cluster (`declare-lost`).
 //! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
 //! - [`ready`]: the readiness lines on stdout and their parser.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
@@ -19,6 +20,7 @@
 //! stop on Ctrl-C or SIGTERM (a second signal cuts the drain short); a port already in use
 //! fails the start with the address in the message.
 
+pub mod admin;
 mod dashboard;
 pub mod drain;
 pub mod ready;

@@ -22,6 +22,7 @@ use crate::actors::monitor::{Monitor, TakeProvider};
 use crate::actors::scheduler::{GetExecutors, Scheduler};
 use crate::config::{Config, Role};
 use crate::net::echo::EchoService;
+use crate::net::membership::core::TOMBSTONE_PERIODS;
 use crate::net::membership::{LeaveCluster, Membership};
 use crate::net::{NetError, Transport};
 use crate::storage::StorageError;
@@ -60,6 +61,9 @@ pub enum RoleError {
     Net(#[from] NetError),
     #[error("data directory: {0}")]
     Storage(#[from] StorageError),
+    /// Neither seeds, nor a recorded cluster, nor leave to form one.
+    #[error("no cluster to join: give --join SEED_ADDR,... (any live member), or --bootstrap to form a new cluster (the first node only: a restarted node must not form a second, empty one)")]
+    NoCluster,
     #[error("executor: {0}")]
     Executor(#[from] ExecutorStartError),
     #[error("gateway: {0}")]
@@ -117,9 +121,10 @@ impl NodeRoles {
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
         let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
         let cfg = &cfg;
-        let transport = Transport::start(cfg, id).await?;
+        let cluster = storage.cluster_state(cfg).ok_or(RoleError::NoCluster)?;
+        let transport = Transport::start_in(cfg, id, cluster).await?;
         let recovered = match storage
-            .record_identity(&transport.local_node().id, cfg)
+            .record_identity(&transport.local_node().id, cfg, transport.cluster())
             .await
         {
             Ok(()) => storage.open_shards(cfg).await,
@@ -174,7 +179,15 @@ impl NodeRoles {
             }
         }
         let membership = Membership::start(transport.clone(), cfg, seeds)?;
-        storage.watch_members(&membership);
+        // A cluster formed now yields to an established one only while that one's members
+        // may still be looking for this address (they forget a dead member after this).
+        let gate = transport.cluster().clone();
+        let window = Duration::from_millis(cfg.membership.dead_after_ms) * TOMBSTONE_PERIODS;
+        actix::spawn(async move {
+            tokio::time::sleep(window).await;
+            gate.settle();
+        });
+        storage.watch_members(&membership, transport.cluster());
         EchoService::start(transport.clone(), Some(membership.clone().recipient()))?;
         let kvs = KvsTier::start_with(transport, &membership, cfg, opened)?;
         Ok((membership, kvs))

@@ -7,6 +7,7 @@
 use crate::actors::kvs::node::{disk, open_shards, OpenedShard};
 use crate::config::{Config, Role};
 use crate::ids::NodeId;
+use crate::net::cluster::{ClusterGate, ClusterId, ClusterState};
 use crate::net::membership::{Membership, Subscribe, View, ViewChanged};
 use crate::storage::datadir::{identity, KnownMember, NODE_FILE_FORMAT};
 use crate::storage::log::FatalHook;
@@ -62,20 +63,51 @@ impl NodeStorage {
         Ok((storage, cfg, id.map(NodeId::new)))
     }
 
-    /// Record this node's id and shard count (first start; later starts find them).
-    pub async fn record_identity(&mut self, id: &NodeId, cfg: &Config) -> Result<(), StorageError> {
+    /// The cluster this node starts in: the one its data directory records (it rejoins it,
+    /// whatever the flags say), else a new one if it may form one (`node.bootstrap`), else
+    /// the one its seeds belong to. `None`: nothing to join and no leave to form a cluster.
+    pub fn cluster_state(&self, cfg: &Config) -> Option<ClusterState> {
+        let recorded = self.recorded.as_ref();
+        if let Some(id) = recorded.and_then(|n| n.cluster_id.as_deref()) {
+            if cfg.node.bootstrap {
+                tracing::info!(cluster = id, "the data directory belongs to a cluster: rejoining it (--bootstrap only forms a cluster on a new directory)");
+            }
+            return Some(ClusterState::Member(ClusterId::new(id)));
+        }
+        if cfg.node.bootstrap {
+            return Some(ClusterState::Fresh(ClusterId::random()));
+        }
+        let recorded_members = recorded.is_some_and(|n| !n.members.is_empty());
+        (!cfg.node.join.is_empty() || recorded_members).then_some(ClusterState::Joining)
+    }
+
+    /// Record this node's id, shard count and cluster id (first start; later starts find
+    /// them; an id learnt later is recorded with the members).
+    pub async fn record_identity(
+        &mut self,
+        id: &NodeId,
+        cfg: &Config,
+        cluster: &ClusterGate,
+    ) -> Result<(), StorageError> {
         let Some(data) = self.data.clone() else {
             return Ok(());
         };
-        if self.recorded.is_some() {
-            return Ok(());
+        let cluster_id = cluster.state().id().map(|c| c.to_string());
+        if let Some(n) = &self.recorded {
+            if n.cluster_id.is_some() || cluster_id.is_none() {
+                return Ok(());
+            }
         }
         let node = NodeFile {
             format: NODE_FILE_FORMAT,
             node_id: id.to_string(),
-            cluster_id: None,
+            cluster_id,
             kvs_shards: u32::try_from(cfg.kvs_shards()).unwrap_or(u32::MAX),
-            members: Vec::new(),
+            members: self
+                .recorded
+                .as_ref()
+                .map(|n| n.members.clone())
+                .unwrap_or_default(),
         };
         let file = node.clone();
         blocking(move || data.write_node_file(&file)).await?;
@@ -106,14 +138,15 @@ impl NodeStorage {
             .collect()
     }
 
-    /// Keep the node file's member list current as the view changes.
-    pub fn watch_members(&self, membership: &Addr<Membership>) {
+    /// Keep the node file's member list and cluster id current as the view changes.
+    pub fn watch_members(&self, membership: &Addr<Membership>, cluster: &ClusterGate) {
         let (Some(data), Some(node)) = (&self.data, &self.recorded) else {
             return;
         };
         let recorder = MembersRecorder {
             data: data.clone(),
             node: node.clone(),
+            cluster: cluster.clone(),
         }
         .start();
         membership.do_send(Subscribe(recorder.recipient()));
@@ -141,6 +174,7 @@ async fn blocking(
 struct MembersRecorder {
     data: Arc<DataDir>,
     node: NodeFile,
+    cluster: ClusterGate,
 }
 
 fn live_members(view: &View) -> Vec<KnownMember> {
@@ -159,11 +193,18 @@ impl Actor for MembersRecorder {
 impl Handler<ViewChanged> for MembersRecorder {
     type Result = ();
     fn handle(&mut self, msg: ViewChanged, ctx: &mut Context<Self>) {
-        let members = live_members(&msg.view);
-        if members == self.node.members {
+        let mut members = live_members(&msg.view);
+        if members.len() <= 1 && !self.node.members.is_empty() {
+            // Alone (just started, not joined yet, or refused): the members recorded
+            // before are still where to find the cluster.
+            members = self.node.members.clone();
+        }
+        let cluster_id = self.cluster.state().id().map(|c| c.to_string());
+        if members == self.node.members && cluster_id == self.node.cluster_id {
             return;
         }
         self.node.members = members;
+        self.node.cluster_id = cluster_id;
         let (data, node) = (self.data.clone(), self.node.clone());
         // `wait`: the next view waits until this one is written, so writes never reorder.
         ctx.wait(

@@ -41,6 +41,7 @@ wire_tags! {
     }
     KvsShard {
         0 => crate::actors::kvs::KvsRequest,
+        1 => crate::actors::kvs::DeclareLost,
     }
     Cache {
         0 => crate::actors::kvs::KeyUpdates,

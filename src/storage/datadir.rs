@@ -40,8 +40,9 @@ pub struct NodeFile {
     pub format: u32,
     /// The node this directory belongs to.
     pub node_id: String,
-    /// The cluster this node belongs to. Reserved for cluster ids: nothing sets it yet; a
-    /// node with a recorded id will refuse to join another cluster once ids exist.
+    /// The cluster this node belongs to (none until it formed or joined one). A node
+    /// restarted on this directory rejoins it, and its handshakes refuse members of
+    /// another cluster.
     #[serde(default)]
     pub cluster_id: Option<String>,
     /// KVS shards of the node (each has a directory under `kvs/`).

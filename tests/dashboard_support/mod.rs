@@ -51,6 +51,7 @@ impl GatewayNode {
             .args(["--dashboard-listen", "127.0.0.1:0"])
             .args(["--client-listen", "127.0.0.1:0"])
             .args(args)
+            .args((!args.contains(&"--join")).then_some("--bootstrap"))
             .env("CLOUDBURST_CLUSTER_SECRET", secret)
             .env("CLOUDBURST_TOKEN", token)
             .env("NO_COLOR", "1")

@@ -70,8 +70,15 @@ pub struct NodeProc {
 impl NodeProc {
     /// Start a node with `args` (after `node --config FILE`, the secret `S` in its
     /// environment, its per-user config directory in the workdir) and wait for its
-    /// readiness line.
+    /// readiness line. A node given no `--join` forms the cluster (`--bootstrap`).
     pub fn spawn(w: &Workdir, name: &str, secret: &str, args: &[&str]) -> NodeProc {
+        let seed = (!args.contains(&"--join")).then_some("--bootstrap");
+        let args: Vec<&str> = args.iter().copied().chain(seed).collect();
+        NodeProc::spawn_exact(w, name, secret, &args)
+    }
+
+    /// [`NodeProc::spawn`] with exactly `args` (no `--bootstrap` added).
+    pub fn spawn_exact(w: &Workdir, name: &str, secret: &str, args: &[&str]) -> NodeProc {
         let log = w.log(name);
         let stderr = std::fs::File::create(&log).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_cloudburst"))

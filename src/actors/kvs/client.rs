@@ -272,7 +272,7 @@ impl KvsClient {
         if let Some(i) = reps.iter().position(|s| &s.node == me) {
             reps.swap(0, i);
         }
-        if reps.len() > 1 {
+        if reps.len() > 1 && self.transport.any_down() {
             // Stable: the order among reachable replicas is kept.
             reps.sort_by_key(|s| !self.transport.is_reachable(&s.node));
         }

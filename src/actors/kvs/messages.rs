@@ -124,6 +124,16 @@ pub struct ShardStats {
     pub hot_keys: Vec<(String, u64)>,
 }
 
+/// An operator declares that a crashed KVS node will not come back with its data (sent to
+/// every node's routing watcher, `cloudburst declare-lost`): keys none of whose replicas
+/// is left then read as missing instead of `unavailable`. The reply says whether this node
+/// held it as crashed; it is refused while the node is in the routing (alive).
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<bool, String>")]
+pub struct DeclareLost {
+    pub node: NodeId,
+}
+
 /// Pushed by a shard to a subscriber (an executor node's cache) when subscribed keys change:
 /// their new merged values. One-way.
 #[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]

@@ -5,7 +5,7 @@
 
 use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
-use super::messages::{KvsRequest, ShardAddr};
+use super::messages::{DeclareLost, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
 use crate::config::{Config, Role};
@@ -149,6 +149,13 @@ impl KvsTier {
             warned_single_copy: false,
         }
         .start();
+        // Every node's routing watcher takes an operator's declaration (instance 0).
+        if let Err(e) = transport.register::<DeclareLost>(0, watcher.clone().recipient()) {
+            for a in &arbiters {
+                a.stop();
+            }
+            return Err(e);
+        }
         membership.do_send(Subscribe(watcher.recipient()));
         Ok(KvsTier {
             client: KvsClient::new(transport.clone(), routing.clone()),
@@ -260,6 +267,23 @@ impl RoutingWatcher {
         if !crashed.is_empty() || !returned.is_empty() {
             self.table.note_crashes(&crashed, &returned);
         }
+    }
+}
+
+impl Handler<DeclareLost> for RoutingWatcher {
+    type Result = Result<bool, String>;
+
+    fn handle(&mut self, msg: DeclareLost, _: &mut Context<Self>) -> Self::Result {
+        if self.table.get().node(&msg.node).is_some() {
+            return Err(format!(
+                "{} is a live KVS node here: only a crashed node's data can be declared lost",
+                msg.node
+            ));
+        }
+        let held = self.table.declare_lost(&msg.node);
+        tracing::warn!(node = %msg.node, held,
+            "an operator declared a crashed kvs node's data lost: keys only it held now read as missing");
+        Ok(held)
     }
 }
 

@@ -232,6 +232,16 @@ impl RoutingTable {
         })
     }
 
+    /// An operator declared `node` lost: it no longer makes keys read as unavailable (as
+    /// if it had returned empty). Returns whether it was held as crashed.
+    pub fn declare_lost(&self, node: &NodeId) -> bool {
+        let held = self.crashed_nodes().contains(node);
+        if held {
+            self.note_crashes(&[], std::slice::from_ref(node));
+        }
+        held
+    }
+
     /// The crashed KVS nodes not back yet.
     pub fn crashed_nodes(&self) -> Vec<NodeId> {
         match self.lost.read() {

@@ -21,6 +21,7 @@ pub use self::messages::{
 
 use crate::config::Config;
 use crate::ids::NodeRef;
+use crate::net::cluster::OTHER_CLUSTER;
 use crate::net::service::{ActorRef, ServiceId};
 use crate::net::transport::Transport;
 use crate::net::NetError;
@@ -39,7 +40,8 @@ pub const JOIN_RETRY: Duration = Duration::from_millis(500);
 /// operator, so retry slowly and log loudly.
 pub const JOIN_RETRY_REFUSED: Duration = Duration::from_secs(5);
 
-/// Exit status of a node the cluster refused at join (e.g. another replication factor).
+/// Exit status of a node the cluster refused at join (another replication factor, or a
+/// seed of another cluster).
 pub const JOIN_REFUSED_EXIT_CODE: i32 = 3;
 
 /// How long a leaving (or draining) node waits for each peer to acknowledge the news.
@@ -199,6 +201,10 @@ impl Membership {
                     Ok(Ok(joined)) => return Some(joined),
                     Ok(Err(refused)) => {
                         refuse_to_run(*seed, &refused);
+                        return None;
+                    }
+                    Err(NetError::Refused(why)) if why.contains(OTHER_CLUSTER) => {
+                        refuse_to_run(*seed, &why);
                         return None;
                     }
                     Err(e) if e.is_transient() || e == NetError::ConnectionLost => {

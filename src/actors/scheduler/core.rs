@@ -152,6 +152,11 @@ impl SchedulerCore {
             .map(|(_, k)| &k.status)
     }
 
+    /// Whether placement may use any executor now (the first fresh one answers).
+    pub fn any_executor(&self, now: Instant) -> bool {
+        self.fresh(now).next().is_some()
+    }
+
     /// Executors placement may use now.
     pub fn executor_count(&self, now: Instant) -> usize {
         self.fresh(now).count()

@@ -215,7 +215,7 @@ impl Handler<ExecutorStatus> for Scheduler {
                 executor = %format!("python {} cloudpickle {}", m.executor.0, m.executor.1),
                 "a function registered while no executor ran was pickled on versions the executors do not run; register it again from a matching client");
         }
-        if !self.parked.is_empty() && self.core.executor_count(Instant::now()) > 0 {
+        if !self.parked.is_empty() && self.core.any_executor(Instant::now()) {
             self.unpark(false);
         }
     }

@@ -167,7 +167,7 @@ impl Scheduler {
     ) -> Result<CallAccepted, FunctionError> {
         let call = req.call;
         let now = Instant::now();
-        if self.core.executor_count(now) == 0 && !self.monitors.is_empty() {
+        if !self.monitors.is_empty() && !self.core.any_executor(now) {
             return self.park(plan, req, options, now);
         }
         let (timeout, schedules) =

@@ -36,6 +36,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -260,7 +261,6 @@ idle_to_zero_ms = 1000
 launch_timeout_ms = 60000
 """
 ZERO_TOKEN = "bench-autoscale-zero"
-CLIENT = re.compile(r"(ws://\S+)")
 NODE_DASHBOARD = re.compile(r"dashboard\S* .*?(http://\S+?)/?$")
 
 
@@ -275,18 +275,23 @@ def cold_starts(binary, tmp, cycles):
     log = open(pathlib.Path(tmp) / "zero.log", "w")
     env = {**os.environ, "NO_COLOR": "1", "RUST_LOG": "warn", "PYTHONPATH": str(ROOT / "python"),
            "CLOUDBURST_CLUSTER_SECRET": "bench-autoscale-zero", "CLOUDBURST_TOKEN": ZERO_TOKEN}
+    with socket.socket() as s:  # a `node` does not print its client address: choose it
+        s.bind(("127.0.0.1", 0))
+        client = f"127.0.0.1:{s.getsockname()[1]}"
     proc = subprocess.Popen(
         [binary, "node", "--roles", "kvs,scheduler,gateway,monitor", "--ephemeral",
-         "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0",
+         "--listen", "127.0.0.1:0", "--client-listen", client,
          "--dashboard-listen", "127.0.0.1:0", "--config", str(cfg)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-    url = dashboard = None
+    url, dashboard = f"ws://{client}", None
     for line in proc.stdout:
-        c, d = CLIENT.search(line), NODE_DASHBOARD.search(line.strip())
+        d = NODE_DASHBOARD.search(line.strip())
         dashboard = d.group(1) if d and not dashboard else dashboard
-        url = c.group(1) if c and not url else url
-        if url and dashboard:
+        if line.startswith("cloudburst node "):
             break
+    if dashboard is None:
+        proc.terminate()
+        raise RuntimeError(f"cloudburst node did not start; see {log.name}")
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     headers = {"Authorization": f"Bearer {ZERO_TOKEN}"}
 
@@ -349,6 +354,7 @@ def main():
     (out / "autoscale-timeline.json").write_text(json.dumps(rows, indent=1) + "\n")
     svg(rows, out / "autoscale-timeline.svg")
     result = figures(calls, lost, failed, watch, starts)
+    print(json.dumps(result), flush=True)
     cold = cold_starts(args.binary, tmp, args.cycles) if args.cycles > 0 else []
     result["cold_start_s"] = round(statistics.median(cold), 3) if cold else None
     result["cold_start_p99_s"] = round(pct(cold, 0.99), 3) if cold else None

@@ -12,10 +12,10 @@ use super::dag::DagPlan;
 use crate::ids::{CallId, Key, NodeId, NodeRef};
 use crate::net::ActorRef;
 use crate::protocol::{
-    Arg, Consistency, Downstream, ExecutorStatus, FunctionError, Reply, Schedule,
+    Arg, Consistency, Downstream, ExecutorStatus, FunctionError, NodeState, Reply, Schedule,
 };
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use crate::protocol::FunctionMeta;
@@ -49,6 +49,10 @@ pub struct SchedulerCore {
     executors: BTreeMap<NodeId, Known>,
     /// Nodes draining (as the membership view says): no placement there.
     draining: BTreeSet<NodeId>,
+    /// Executor nodes (with their generation) the view dropped: a status of theirs still
+    /// in flight must not bring them back as a placement target. The newest
+    /// [`MAX_GONE_KEPT`].
+    gone: VecDeque<NodeRef>,
     cached: HashMap<NodeId, (NodeRef, HashSet<Key>)>,
     threshold: f64,
     stale_after: Duration,
@@ -63,6 +67,10 @@ pub struct SchedulerCore {
 /// Registrations accepted with no executor to check them against, at most: a mismatch is
 /// reported for these when an executor starts (beyond, only logged as unchecked).
 pub const MAX_UNVERIFIED: usize = 4096;
+
+/// Departed executor nodes remembered (a status sent just before a node left arrives
+/// within a report interval; this many departures cover far longer than that).
+pub const MAX_GONE_KEPT: usize = 1024;
 
 /// A registration made with no executor running that the first executor cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +89,7 @@ impl SchedulerCore {
         SchedulerCore {
             executors: BTreeMap::new(),
             draining: BTreeSet::new(),
+            gone: VecDeque::new(),
             cached: HashMap::new(),
             threshold,
             stale_after,
@@ -97,6 +106,9 @@ impl SchedulerCore {
             if k.status.executor.node.generation > status.executor.node.generation {
                 return vec![];
             }
+        }
+        if self.gone.contains(&status.executor.node) {
+            return vec![];
         }
         let env = (status.python.clone(), status.cloudpickle.clone());
         let mismatches = std::mem::take(&mut self.unverified)
@@ -134,8 +146,18 @@ impl SchedulerCore {
     /// The membership view changed: forget executors and caches of nodes no longer live
     /// (or live as another generation).
     pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {
-        self.executors
-            .retain(|_, k| live.contains(&k.status.executor.node));
+        let gone = &mut self.gone;
+        self.executors.retain(|_, k| {
+            let node = &k.status.executor.node;
+            let keep = live.contains(node);
+            if !keep {
+                if gone.len() >= MAX_GONE_KEPT {
+                    gone.pop_front();
+                }
+                gone.push_back(node.clone());
+            }
+            keep
+        });
         self.cached.retain(|_, (node, _)| live.contains(node));
     }
 
@@ -148,6 +170,8 @@ impl SchedulerCore {
         self.executors
             .iter()
             .filter(|(id, _)| !self.draining.contains(*id))
+            // A node reports it drains before every scheduler's view may say so.
+            .filter(|(_, k)| k.status.load.state != NodeState::Draining)
             .filter(move |(_, k)| now.saturating_duration_since(k.seen) <= self.stale_after)
             .map(|(_, k)| &k.status)
     }

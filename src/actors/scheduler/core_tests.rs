@@ -242,3 +242,31 @@ fn draining_executors_get_no_new_work() {
         Err(FunctionError::NoExecutors)
     ));
 }
+
+#[test]
+fn a_departed_or_draining_executor_is_not_brought_back_by_a_late_status() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
+    let mut rng = StdRng::seed_from_u64(3);
+    // `b` left: the view drops it, then its last status (sent before it left) arrives.
+    c.retain_live(&[node("a")].into_iter().collect());
+    c.on_status(status("b", 0.0), now);
+    // `a` says it drains before the view does.
+    let mut draining = status("a", 0.0);
+    draining.load.state = NodeState::Draining;
+    c.on_status(draining, now);
+    assert_eq!(c.place(&[], now, &mut rng), Err(FunctionError::NoExecutors));
+    assert!(!c.any_executor(now));
+    // `b` restarted (a new generation) is placed on again.
+    let mut again = status("b", 0.0);
+    again.executor.node.generation = Generation(2);
+    c.on_status(again, now);
+    assert_eq!(
+        c.place(&[], now, &mut rng)
+            .expect("placed")
+            .node
+            .id
+            .as_str(),
+        "b"
+    );
+}

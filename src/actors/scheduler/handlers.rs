@@ -201,7 +201,8 @@ impl Handler<CancelCall> for Scheduler {
                 self.stop(msg.call, stop);
                 true
             }
-            None => false,
+            // A call held for want of an executor is dropped (nothing ran it).
+            None => self.parked.cancel(msg.call),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! caller should hear something before that).
 
 use super::core::{CallPlan, CallRequest};
+use crate::ids::CallId;
 use crate::protocol::CallOptions;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -71,6 +72,13 @@ impl Parked {
         self.calls.is_empty()
     }
 
+    /// Stop holding `call` (its caller cancelled it); whether it was held.
+    pub fn cancel(&mut self, call: CallId) -> bool {
+        let before = self.calls.len();
+        self.calls.retain(|c| c.req.call != call);
+        self.calls.len() < before
+    }
+
     /// Every held call, oldest first (to place them now).
     pub fn take_all(&mut self) -> Vec<ParkedCall> {
         self.calls.drain(..).collect()
@@ -100,7 +108,6 @@ impl Parked {
 mod tests {
     use super::*;
     use crate::actors::scheduler::dag::plan;
-    use crate::ids::CallId;
     use crate::protocol::records::DagSpec;
     use crate::protocol::{Consistency, Reply};
 
@@ -140,6 +147,8 @@ mod tests {
         assert!(p.park(call(2, "g", t0, Duration::from_secs(1))));
         assert!(p.park(call(3, "f", t0, Duration::from_secs(9))));
         assert_eq!(p.functions(), vec!["f".to_string(), "g".to_string()]);
+        assert!(p.cancel(CallId(3)) && !p.cancel(CallId(3)));
+        assert!(p.park(call(3, "f", t0, Duration::from_secs(9))));
         let gone = p.expire(t0 + Duration::from_secs(1));
         assert_eq!(
             gone.iter().map(|c| c.req.call).collect::<Vec<_>>(),

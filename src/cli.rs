@@ -507,6 +507,28 @@ mod tests {
     }
 
     #[test]
+    fn a_node_without_roles_plays_every_role_but_the_monitor() {
+        let cli = Cli::try_parse_from(["cloudburst", "node"]).expect("parses");
+        let Command::Node(args) = cli.command else {
+            panic!("expected node")
+        };
+        let roles = args.to_config().expect("valid").node.roles;
+        assert!(!roles.contains(&Role::Monitor), "{roles:?}");
+        assert!(roles.contains(&Role::Executor) && roles.contains(&Role::Gateway));
+        let cli =
+            Cli::try_parse_from(["cloudburst", "node", "--roles", "kvs,monitor"]).expect("parses");
+        let Command::Node(args) = cli.command else {
+            panic!("expected node")
+        };
+        assert!(args
+            .to_config()
+            .expect("valid")
+            .node
+            .roles
+            .contains(&Role::Monitor));
+    }
+
+    #[test]
     fn a_bad_flag_is_one_line_with_a_hint() {
         let line = |args: &[&str]| {
             let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();

@@ -142,6 +142,8 @@ pub struct NodeConfig {
     /// Stable node name; empty means "use the advertised peer address".
     pub id: String,
     /// Roles this node plays (ignored by `local`, which plays every role this build can).
+    /// Without it a node plays every role but `monitor`: autoscaling launches processes,
+    /// so a node does it only when asked (`--roles ...,monitor`).
     pub roles: BTreeSet<Role>,
     /// Peer listener (node-to-node transport).
     pub listen: SocketAddr,
@@ -369,7 +371,10 @@ impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
             id: String::new(),
-            roles: Role::ALL.into_iter().collect(),
+            roles: Role::ALL
+                .into_iter()
+                .filter(|r| *r != Role::Monitor)
+                .collect(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6100)),
             join: Vec::new(),
             bootstrap: false,

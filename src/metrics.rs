@@ -72,6 +72,10 @@ pub const AUTOSCALE_DEMAND: &str = "cloudburst_autoscale_demand";
 pub const AUTOSCALE_CAPACITY: &str = "cloudburst_autoscale_capacity_workers";
 /// Counter: decisions the acting monitor took (launch, drain, terminate, ...).
 pub const AUTOSCALE_DECISIONS: &str = "cloudburst_autoscale_decisions_total";
+/// Counter: cold starts (calls waited with no executor until one was ready).
+pub const AUTOSCALE_COLD_STARTS: &str = "cloudburst_autoscale_cold_starts_total";
+/// Gauge: calls the schedulers hold because no executor runs (the monitor's last tick).
+pub const AUTOSCALE_WAITING: &str = "cloudburst_autoscale_waiting_calls";
 /// Counter prefix of this node's transport counters (`cloudburst_transport_<field>_total`,
 /// one per field of `NetMetricsSnapshot`); label `node`.
 pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";

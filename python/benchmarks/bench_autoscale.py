@@ -17,8 +17,12 @@ and latency over time to `docs/autoscale-timeline.svg`, and reports:
 
 - ``time_to_decision_s``: from the step to the first launch decision;
 - ``time_to_capacity_s``: from that decision to the first call run on a new node;
-- ``cold_start_s``/``cold_start_p99_s``: over the nodes launched, decision to first call
-  served (median, and the largest as the p99 of so few);
+- ``launch_to_first_call_s``: over the nodes launched in the step, decision to the first
+  call served there (median);
+- ``cold_start_s``/``cold_start_p99_s``: scale from zero, measured on a second cluster (a
+  `cloudburst node` playing kvs, scheduler, gateway and monitor, `min_executors = 0`,
+  `idle_to_zero_ms = 1000`): from a call submitted to an idle cluster with no executor to
+  its result, median and p99 over ``--cycles`` (20) cycles, each waiting for zero first;
 - ``ramp_p99_ms`` (the peak's first stable window) vs ``steady_p99_ms`` (its rest);
 - ``calls_lost`` (no answer or a wrong one), ``calls_failed`` (an error);
 - ``peak_executors``, ``final_executors`` (active executor nodes).
@@ -32,6 +36,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -217,19 +222,19 @@ def figures(calls, lost, failed, watch, starts):
     for c in sorted(calls, key=lambda c: c["start"]):
         if c["node"] != local and c["node"] not in new_nodes:
             new_nodes[c["node"]] = c["start"]
-    cold = []
+    launch_to_call = []
     for node, first in new_nodes.items():
         before = [t for t in launches if t <= first]
         if before:
-            cold.append(first - before[-1])
+            launch_to_call.append(first - before[-1])
     first_new = min(new_nodes.values()) if new_nodes else None
     lat = lambda a, b: [(c["end"] - c["submitted"]) * 1000 for c in calls if a <= c["submitted"] < b]
     actives = [n["active"] for t, n in watch.points]
     return {
         "time_to_decision_s": round(decision - peak, 3) if decision else None,
         "time_to_capacity_s": round(first_new - decision, 3) if decision and first_new else None,
-        "cold_start_s": round(statistics.median(cold), 3) if cold else None,
-        "cold_start_p99_s": round(max(cold), 3) if cold else None,
+        "launch_to_first_call_s": (round(statistics.median(launch_to_call), 3)
+                                   if launch_to_call else None),
         "ramp_p99_ms": pct(lat(peak, peak + STABLE), 0.99),
         "steady_p99_ms": pct(lat(peak + STABLE, after), 0.99),
         "calls": len(calls) + lost + failed,
@@ -241,11 +246,85 @@ def figures(calls, lost, failed, watch, starts):
     }
 
 
+ZERO_CONFIG = f"""
+[executor]
+workers = 2
+[autoscale]
+min_executors = 0
+max_executors = 2
+tick_ms = {int(TICK * 1000)}
+panic_window_ms = {int(PANIC * 1000)}
+stable_window_ms = {int(PANIC * 1000)}
+downscale_delay_ms = {int(DELAY * 1000)}
+cooldown_ms = {int(COOLDOWN * 1000)}
+idle_to_zero_ms = 1000
+launch_timeout_ms = 60000
+"""
+ZERO_TOKEN = "bench-autoscale-zero"
+NODE_DASHBOARD = re.compile(r"dashboard\S* .*?(http://\S+?)/?$")
+
+
+def square(cb, x):
+    return x * x
+
+
+def cold_starts(binary, tmp, cycles):
+    """Seconds from a call to an idle cluster (no executor) to its result, per cycle."""
+    cfg = pathlib.Path(tmp) / "zero.toml"
+    cfg.write_text(ZERO_CONFIG)
+    log = open(pathlib.Path(tmp) / "zero.log", "w")
+    env = {**os.environ, "NO_COLOR": "1", "RUST_LOG": "warn", "PYTHONPATH": str(ROOT / "python"),
+           "CLOUDBURST_CLUSTER_SECRET": "bench-autoscale-zero", "CLOUDBURST_TOKEN": ZERO_TOKEN}
+    with socket.socket() as s:  # a `node` does not print its client address: choose it
+        s.bind(("127.0.0.1", 0))
+        client = f"127.0.0.1:{s.getsockname()[1]}"
+    proc = subprocess.Popen(
+        [binary, "node", "--roles", "kvs,scheduler,gateway,monitor", "--ephemeral",
+         "--listen", "127.0.0.1:0", "--client-listen", client,
+         "--dashboard-listen", "127.0.0.1:0", "--config", str(cfg)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    url, dashboard = f"ws://{client}", None
+    for line in proc.stdout:
+        d = NODE_DASHBOARD.search(line.strip())
+        dashboard = d.group(1) if d and not dashboard else dashboard
+        if line.startswith("cloudburst node "):
+            break
+    if dashboard is None:
+        proc.terminate()
+        raise RuntimeError(f"cloudburst node did not start; see {log.name}")
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    headers = {"Authorization": f"Bearer {ZERO_TOKEN}"}
+
+    def executors():
+        req = urllib.request.Request(dashboard + "/api/snapshot", headers=headers)
+        a = json.loads(urllib.request.urlopen(req, timeout=10).read()).get("autoscale") or {}
+        n = a.get("last") or {}
+        return sum(n.get(k, 0) for k in ("active", "starting", "draining", "pending"))
+
+    out = []
+    try:
+        conn = cloudburst.CloudburstConnection(url, token=ZERO_TOKEN)
+        conn.register(square, "square")
+        for i in range(cycles):
+            deadline = time.time() + CALL_LIMIT
+            while executors() > 0 and time.time() < deadline:
+                time.sleep(TICK / 4)
+            start = time.perf_counter()
+            assert conn.exec_func("square", [i]).get(timeout=CALL_LIMIT) == i * i
+            out.append(time.perf_counter() - start)
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "cloudburst"))
     ap.add_argument("--out", default=str(ROOT / "docs"))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--cycles", type=int, default=20, help="cold starts from zero to time")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="cloudburst-bench-autoscale-")
     proc, url, dashboard = start_local(args.binary, tmp)
@@ -275,6 +354,11 @@ def main():
     (out / "autoscale-timeline.json").write_text(json.dumps(rows, indent=1) + "\n")
     svg(rows, out / "autoscale-timeline.svg")
     result = figures(calls, lost, failed, watch, starts)
+    print(json.dumps(result), flush=True)
+    cold = cold_starts(args.binary, tmp, args.cycles) if args.cycles > 0 else []
+    result["cold_start_s"] = round(statistics.median(cold), 3) if cold else None
+    result["cold_start_p99_s"] = round(pct(cold, 0.99), 3) if cold else None
+    result["cold_starts"] = [round(c, 3) for c in cold]
     for k, v in result.items():
         print(f"{k:>20}: {v}")
     print(f"timeline: {out / 'autoscale-timeline.json'}, {out / 'autoscale-timeline.svg'}")

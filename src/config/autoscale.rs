@@ -11,7 +11,9 @@ use std::time::Duration;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutoscaleConfig {
-    /// Fewest executor nodes the monitor keeps (it launches up to this many at once).
+    /// Fewest executor nodes the monitor keeps (it launches up to this many at once). With
+    /// 0 an idle cluster holds no executor: a call then waits at the scheduler (within its
+    /// deadline) while the monitor launches one.
     pub min_executors: usize,
     /// Most executor nodes, counting those starting and draining; also `--max-executors`.
     /// The monitor never asks for more, whatever the load.
@@ -36,6 +38,9 @@ pub struct AutoscaleConfig {
     /// No action follows another within this time: the effect of the last one (a node
     /// starting, a drain) shows in the metrics first.
     pub cooldown_ms: u64,
+    /// With `min_executors = 0`: the last executor node is drained once no call ran,
+    /// queued or waited for this long (Knative's scale-to-zero grace period is 30 s).
+    pub idle_to_zero_ms: u64,
     /// How often the monitor decides (and reconciles the node provider).
     pub tick_ms: u64,
     /// A launched node that has not joined the cluster within this long is terminated and
@@ -59,6 +64,7 @@ impl Default for AutoscaleConfig {
             max_scale_up_rate: 2.0,
             downscale_delay_ms: 120_000,
             cooldown_ms: 6_000,
+            idle_to_zero_ms: 30_000,
             tick_ms: 2_000,
             launch_timeout_ms: 30_000,
             max_launch_failures: 3,
@@ -124,6 +130,10 @@ impl AutoscaleConfig {
 
     pub fn cooldown(&self) -> Duration {
         Duration::from_millis(self.cooldown_ms)
+    }
+
+    pub fn idle_to_zero(&self) -> Duration {
+        Duration::from_millis(self.idle_to_zero_ms)
     }
 
     pub fn tick(&self) -> Duration {

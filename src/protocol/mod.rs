@@ -47,6 +47,7 @@ pub use requests::{
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,
 };
 pub use scaling::{
-    AutoscaleState, DecisionRecord, DrainNode, GetAutoscale, MonitorReport, Numbers,
+    AutoscaleState, DecisionRecord, DrainNode, ExecutorsWanted, GetAutoscale, MonitorReport,
+    Numbers,
 };
 pub use values::{to_lattice, to_python};

@@ -26,6 +26,19 @@ pub struct DrainNode {
     pub by: NodeRef,
 }
 
+/// Sent by a scheduler to every live monitor while it holds calls that found no executor
+/// to run on (an idle cluster scaled to zero): the acting monitor launches one at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct ExecutorsWanted {
+    /// The scheduler's node.
+    pub scheduler: NodeRef,
+    /// Calls this scheduler holds now (0: it holds none any more).
+    pub calls: u32,
+    /// The functions they call (a launched executor loads them before it reports ready).
+    pub functions: Vec<String>,
+}
+
 /// Asks a monitor for its state (the dashboard's autoscaling panel, `/metrics`).
 #[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "AutoscaleState")]
@@ -47,6 +60,8 @@ pub struct Numbers {
     pub counted: u32,
     /// Nodes the stable window's demand needs, clamped to the limits.
     pub desired: u32,
+    /// Calls the schedulers hold because no executor runs (scale from zero).
+    pub waiting: u32,
 }
 
 /// One decision, as people see it.
@@ -81,6 +96,10 @@ pub struct AutoscaleState {
     pub decisions_total: u64,
     /// The last tick's numbers.
     pub last: Option<Numbers>,
+    /// Cold starts (a launch asked for by calls waiting with no executor, until an executor
+    /// reported ready): how many, and the newest durations in milliseconds, oldest first.
+    pub cold_starts: u64,
+    pub cold_start_ms: Vec<u64>,
     /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`]. (The numbers
     /// over time are the dashboard's chart points, one per `last` it reads.)
     pub decisions: Vec<DecisionRecord>,

@@ -76,6 +76,7 @@ wire_tags! {
     Monitor {
         0 => super::MonitorReport,
         1 => super::GetAutoscale,
+        2 => super::ExecutorsWanted,
     }
 }
 

@@ -156,23 +156,29 @@ impl PythonPool {
     /// Start `cfg.workers` workers and wait until all are ready.
     pub async fn start(cfg: PoolConfig) -> Result<PythonPool, PyRuntimeError> {
         let cfg = cfg.resolved()?;
-        if let Some(python) = &cfg.python {
-            let found = super::probe::check(python).await?;
-            tracing::info!(python = %python.display(), version = %found.python,
-                cloudpickle = found.cloudpickle.as_deref().unwrap_or(""), "executors' python checked");
-        }
         if let Some(owner) = &cfg.owner {
             for dir in sockdir::sweep(&std::env::temp_dir(), owner) {
                 info!(dir = %dir.display(), "removed the socket directory of a dead pool");
             }
         }
         let sockdir = sockdir::create(cfg.owner.as_deref()).map_err(PyRuntimeError::Socket)?;
-        let started = futures::future::join_all(
+        // The chosen Python is checked while the workers start (a new executor node is
+        // ready sooner); when the check fails, its error is the one reported.
+        let probe = async {
+            match &cfg.python {
+                Some(python) => super::probe::check(python).await.map(|found| {
+                    tracing::info!(python = %python.display(), version = %found.python,
+                        cloudpickle = found.cloudpickle.as_deref().unwrap_or(""), "executors' python checked");
+                }),
+                None => Ok(()),
+            }
+        };
+        let spawned = futures::future::join_all(
             (0..cfg.workers).map(|i| process::spawn(&cfg, sockdir.path(), i, i as u64)),
-        )
-        .await;
+        );
+        let (probed, started) = futures::join!(probe, spawned);
         let mut workers = Vec::with_capacity(started.len());
-        let mut failure = None;
+        let mut failure = probed.err();
         for s in started {
             match s {
                 Ok(w) => workers.push(w),

@@ -9,15 +9,15 @@
 //! afresh, so it does not scale down for one stable window.
 
 use super::launches::{Effect, Launches, ProvidedNode};
-use super::observe::{acting, observe, Reports};
+use super::observe::{acting, observe, Reports, REPORT_FRESH};
 use super::policy::{Action, Policy};
 use super::provider::{NodeKind, NodeProvider};
 use super::record::Record;
-use crate::config::AutoscaleConfig;
+use crate::config::{AutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::{AutoscaleState, DrainNode, GetAutoscale, MonitorReport};
+use crate::protocol::{AutoscaleState, DrainNode, ExecutorsWanted, GetAutoscale, MonitorReport};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -40,6 +40,10 @@ pub struct Monitor {
     /// How long a drained node may take to leave before it is terminated anyway.
     drain_limit: Duration,
     record: Record,
+    /// Calls each scheduler holds for want of an executor, and when it said so.
+    wanted: BTreeMap<NodeId, (u32, Instant)>,
+    /// Since when calls wait with no executor in the cluster (a cold start under way).
+    cold_since: Option<Instant>,
 }
 
 /// Local: hand the provider over (the node stops its children itself, with a deadline).
@@ -70,10 +74,13 @@ impl Monitor {
             terminated: BTreeSet::new(),
             drain_limit,
             record: Record::default(),
+            wanted: BTreeMap::new(),
+            cold_since: None,
         };
         let addr = monitor.start();
         transport.register::<MonitorReport>(0, addr.clone().recipient())?;
         transport.register::<GetAutoscale>(0, addr.clone().recipient())?;
+        transport.register::<ExecutorsWanted>(0, addr.clone().recipient())?;
         membership.do_send(Subscribe(addr.clone().recipient()));
         Ok(addr)
     }
@@ -82,6 +89,16 @@ impl Monitor {
     pub fn unregister(transport: &Transport) {
         transport.unregister::<MonitorReport>(0);
         transport.unregister::<GetAutoscale>(0);
+        transport.unregister::<ExecutorsWanted>(0);
+    }
+
+    /// Calls the schedulers hold for want of an executor, as they last said (recently).
+    fn calls_waiting(&self, now: Instant) -> u32 {
+        self.wanted
+            .values()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < REPORT_FRESH)
+            .map(|(n, _)| *n)
+            .fold(0, u32::saturating_add)
     }
 
     fn tick(&mut self) {
@@ -109,13 +126,22 @@ impl Monitor {
         let effects = self.launches.reconcile(&live, &provided, now);
         let terminated = self.apply(effects);
         self.reap(&provided, &live, &terminated, now);
+        let waiting = self.calls_waiting(now);
         let Some(policy) = self.policy.as_mut() else {
             return;
         };
         let provided: BTreeSet<NodeId> = provided.into_iter().map(|p| p.node).collect();
         let asked: BTreeSet<NodeId> = self.draining.keys().cloned().collect();
         let pending = self.launches.pending();
-        let obs = observe(&self.view, &self.reports, &provided, &asked, pending, now);
+        let obs = observe(
+            &self.view,
+            &self.reports,
+            &provided,
+            &asked,
+            pending,
+            waiting,
+            now,
+        );
         let tick = policy.tick(&obs, now);
         self.record.tick(tick.numbers);
         let Some(decision) = tick.decision else {
@@ -270,7 +296,31 @@ impl Actor for Monitor {
 impl Handler<MonitorReport> for Monitor {
     type Result = ();
     fn handle(&mut self, msg: MonitorReport, _: &mut Context<Self>) {
-        self.reports.record(msg.status, Instant::now());
+        let now = Instant::now();
+        self.reports.record(msg.status, now);
+        if let Some(since) = self.cold_since.take() {
+            let ms = now.saturating_duration_since(since).as_millis();
+            self.record
+                .cold_start(u64::try_from(ms).unwrap_or(u64::MAX));
+        }
+    }
+}
+
+impl Handler<ExecutorsWanted> for Monitor {
+    type Result = ();
+    fn handle(&mut self, msg: ExecutorsWanted, _: &mut Context<Self>) {
+        let now = Instant::now();
+        let was = self.calls_waiting(now);
+        self.wanted
+            .insert(msg.scheduler.id.clone(), (msg.calls, now));
+        let none_runs = self.view.live_with_role(Role::Executor).next().is_none();
+        if msg.calls > 0 && none_runs && self.cold_since.is_none() {
+            self.cold_since = Some(now);
+        }
+        // A cold start does not wait for the next tick.
+        if was == 0 && msg.calls > 0 && self.policy.is_some() {
+            self.tick();
+        }
     }
 }
 

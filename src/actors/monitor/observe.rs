@@ -61,6 +61,7 @@ pub fn observe(
     provided: &BTreeSet<NodeId>,
     asked_to_drain: &BTreeSet<NodeId>,
     launches_pending: u32,
+    calls_waiting: u32,
     now: Instant,
 ) -> Observation {
     let executors = view
@@ -90,6 +91,7 @@ pub fn observe(
     Observation {
         executors,
         launches_pending,
+        calls_waiting,
     }
 }
 

@@ -95,7 +95,7 @@ fn states_follow_the_view_the_reports_and_the_drain_requests() {
     );
     let provided: BTreeSet<NodeId> = [NodeId::new("busy")].into_iter().collect();
     let asked: BTreeSet<NodeId> = [NodeId::new("asked")].into_iter().collect();
-    let obs = observe(&v, &r, &provided, &asked, 2, now);
+    let obs = observe(&v, &r, &provided, &asked, 2, 0, now);
     assert_eq!(obs.launches_pending, 2);
     let state = |id: &str| {
         obs.executors
@@ -147,6 +147,6 @@ fn a_report_of_an_older_incarnation_is_not_taken() {
     let mut old = status("n", 1.0, protocol::NodeState::Active);
     old.executor.node.generation = Generation(0);
     r.record(old, now);
-    let obs = observe(&v, &r, &BTreeSet::new(), &BTreeSet::new(), 0, now);
+    let obs = observe(&v, &r, &BTreeSet::new(), &BTreeSet::new(), 0, 0, now);
     assert_eq!(obs.executors[0].state, NodeState::Starting);
 }

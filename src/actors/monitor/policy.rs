@@ -20,7 +20,10 @@
 //!   and not within one stable window of the policy's start (a restarted monitor has no
 //!   history); the victim is idle, holds no waiting schedules, was launched by the provider,
 //!   and has the smallest cache;
-//! - after any action, nothing for `cooldown`, and the downscale delay starts again.
+//! - after any action, nothing for `cooldown`, and the downscale delay starts again;
+//! - scale from zero: calls wait at a scheduler and no node is counted: launch one at once
+//!   (no cooldown); with `min_executors = 0` the last node is drained once demand was nil
+//!   for `idle_to_zero`.
 
 use crate::config::AutoscaleConfig;
 use crate::ids::NodeId;
@@ -73,6 +76,8 @@ pub struct Observation {
     pub executors: Vec<ExecutorNode>,
     /// Nodes the provider launched that have not joined yet.
     pub launches_pending: u32,
+    /// Calls the schedulers hold because no executor runs.
+    pub calls_waiting: u32,
 }
 
 /// What to do.
@@ -97,6 +102,8 @@ pub enum Reason {
     Stable,
     /// Demand stayed below target for the downscale delay.
     Idle,
+    /// Calls wait and no executor node runs or is coming: one is launched at once.
+    FromZero,
 }
 
 /// One decision with its reason and the numbers behind it.
@@ -198,6 +205,7 @@ impl Policy {
             pending: obs.launches_pending,
             counted,
             desired: self.nodes_for(demand_stable, self.workers_per_node(obs)),
+            waiting: obs.calls_waiting,
         }
     }
 
@@ -245,16 +253,10 @@ impl Policy {
                 <= self.cfg.target_utilisation
                     * self.workers_per_node(obs)
                     * f64::from(n.counted - 1);
-        if !fits_one_fewer {
+        if !fits_one_fewer || obs.calls_waiting > 0 {
             self.below_since = None;
         } else if self.below_since.is_none() {
             self.below_since = Some(now);
-        }
-        if self
-            .last_action
-            .is_some_and(|t| now.duration_since(t) < self.cfg.cooldown())
-        {
-            return None;
         }
         let decide = |action, reason| {
             Some(Decision {
@@ -267,6 +269,16 @@ impl Policy {
         let min = self.cfg.min_executors as u32;
         // Draining nodes still occupy a slot under the maximum until they are gone.
         let room = max.saturating_sub(n.counted + n.draining);
+        // A call waits with nothing to run it: no cooldown holds that back.
+        if n.counted == 0 && n.waiting > 0 && room > 0 {
+            return decide(Action::Launch { count: 1 }, Reason::FromZero);
+        }
+        if self
+            .last_action
+            .is_some_and(|t| now.duration_since(t) < self.cfg.cooldown())
+        {
+            return None;
+        }
         let short = min.saturating_sub(n.counted).min(room);
         if short > 0 {
             return decide(Action::Launch { count: short }, Reason::BelowMinimum);
@@ -299,9 +311,16 @@ impl Policy {
     fn scale_down_victim(&self, obs: &Observation, n: &Numbers, now: Instant) -> Option<NodeId> {
         let settled = n.starting == 0 && n.draining == 0 && n.pending == 0;
         let warmed_up = now.duration_since(self.started) >= self.cfg.stable_window();
+        // The last node goes after the scale-to-zero grace period, the others after the
+        // downscale delay.
+        let delay = if n.counted == 1 {
+            self.cfg.idle_to_zero()
+        } else {
+            self.cfg.downscale_delay()
+        };
         let delay_over = self
             .below_since
-            .is_some_and(|t| now.duration_since(t) >= self.cfg.downscale_delay());
+            .is_some_and(|t| now.duration_since(t) >= delay);
         let above_min = n.counted > self.cfg.min_executors as u32 && n.desired < n.counted;
         if !(settled && warmed_up && delay_over && above_min) {
             return None;

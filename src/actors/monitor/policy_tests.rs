@@ -53,6 +53,7 @@ fn active(n: usize, demand: f64) -> Observation {
     Observation {
         executors,
         launches_pending: 0,
+        calls_waiting: 0,
     }
 }
 
@@ -252,6 +253,73 @@ fn the_victim_is_idle_removable_holds_no_schedules_and_has_the_smallest_cache() 
 
 /// The actions `c` takes on a cluster whose demand alternates between 0 and 8 every
 /// `period` for 20 s, and the node count at the end.
+/// With `min_executors = 0`: a launch from zero as soon as a call waits (cooldown or not),
+/// one at a time; the last node goes after `idle_to_zero`, the others after the delay.
+fn to_zero() -> AutoscaleConfig {
+    AutoscaleConfig {
+        min_executors: 0,
+        idle_to_zero_ms: 1_000,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_waiting_call_launches_one_node_at_once_when_none_runs() {
+    let t0 = Instant::now();
+    let mut p = Policy::new(to_zero(), t0);
+    let none = Observation::default();
+    assert_eq!(
+        p.tick(&none, t0).decision,
+        None,
+        "nothing waits: nothing to do"
+    );
+    let waiting = Observation {
+        calls_waiting: 3,
+        ..Observation::default()
+    };
+    // Within the cooldown of a drain, as after a scale to zero.
+    p.last_action = Some(t0);
+    let d = p.tick(&waiting, t0 + ms(100)).decision.expect("a launch");
+    assert_eq!(
+        (d.action, d.reason, d.numbers.waiting),
+        (Action::Launch { count: 1 }, Reason::FromZero, 3)
+    );
+    let coming = Observation {
+        launches_pending: 1,
+        ..waiting.clone()
+    };
+    assert_eq!(
+        drive(&mut p, t0 + ms(200), ms(2_000), |_| coming.clone()),
+        vec![],
+        "the launch under way counts: no second one"
+    );
+}
+
+#[test]
+fn an_idle_cluster_goes_to_zero_after_the_grace_period_and_not_while_calls_wait() {
+    let t0 = Instant::now();
+    let mut p = Policy::new(to_zero(), t0);
+    // Two idle nodes: the first goes after the downscale delay, the last after the
+    // scale-to-zero grace period (counted from the first drain).
+    let (mut nodes, mut drains, mut t) = (2, vec![], Duration::ZERO);
+    while t <= ms(8_000) {
+        if let Some(d) = p.tick(&active(nodes, 0.0), t0 + t).decision {
+            assert_eq!(d.reason, Reason::Idle);
+            drains.push(t);
+            nodes -= 1;
+        }
+        t += ms(100);
+    }
+    // The grace period starts at the first tick after the drain (an action resets it).
+    assert_eq!(drains, vec![ms(4_000), ms(5_100)]);
+    // A call waiting somewhere keeps the last node, however idle it looks.
+    let t1 = t0 + ms(10_000);
+    let mut p = Policy::new(to_zero(), t1);
+    let mut obs = active(1, 0.0);
+    obs.calls_waiting = 1;
+    assert_eq!(drive(&mut p, t1, ms(6_000), |_| obs.clone()), vec![]);
+}
+
 fn under_alternating_load(c: &AutoscaleConfig, period: Duration) -> (Vec<Action>, usize) {
     let t0 = Instant::now();
     let mut p = Policy::new(c.clone(), t0);
@@ -335,11 +403,13 @@ fn any_phase() -> impl Strategy<Value = (Observation, u64, u32)> {
         0u32..3,
         1u64..300,
         1u32..60,
+        0u32..2,
     )
-        .prop_map(|(executors, launches_pending, dt, repeat)| {
+        .prop_map(|(executors, launches_pending, dt, repeat, calls_waiting)| {
             let obs = Observation {
                 executors,
                 launches_pending,
+                calls_waiting,
             };
             (obs, dt, repeat)
         })
@@ -348,7 +418,7 @@ fn any_phase() -> impl Strategy<Value = (Observation, u64, u32)> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
-    /// Whatever it is shown: a drain only takes an active, idle, removable node holding no
+    /// Whatever it is shown (a launch from zero ignores the cooldown): a drain only takes an active, idle, removable node holding no
     /// schedules, with nothing starting, draining or pending; no launch goes beyond the
     /// maximum; actions are a cooldown apart; a drain comes a downscale delay after the
     /// previous action and a stable window after the start.
@@ -363,7 +433,7 @@ proptest! {
         for (obs, dt) in steps {
             now += ms(dt);
             let Some(d) = p.tick(obs, now).decision else { continue };
-            if let Some(l) = last {
+            if let Some(l) = last.filter(|_| d.reason != Reason::FromZero) {
                 prop_assert!(now - l >= c.cooldown());
             }
             let n = &d.numbers;

@@ -14,7 +14,13 @@ pub struct Record {
     decisions: VecDeque<DecisionRecord>,
     total: u64,
     last: Option<Numbers>,
+    cold_starts: u64,
+    /// The newest cold starts' durations in milliseconds.
+    cold_start_ms: VecDeque<u64>,
 }
+
+/// Cold-start durations kept to show (the newest).
+pub const MAX_COLD_STARTS_KEPT: usize = 100;
 
 impl Record {
     /// A tick computed `numbers`.
@@ -33,6 +39,7 @@ impl Record {
             Reason::Panic => "panic",
             Reason::Stable => "stable",
             Reason::Idle => "idle",
+            Reason::FromZero => "from_zero",
         };
         self.other(at_ms, action, count, node, reason, d.numbers);
     }
@@ -75,6 +82,13 @@ impl Record {
     }
 
     /// The last tick's numbers (zero before the first).
+    /// A cold start ended: calls waited with no executor for `ms` until one was ready.
+    pub fn cold_start(&mut self, ms: u64) {
+        tracing::info!(ms, "cold start: an executor is ready for the waiting calls");
+        self.cold_starts += 1;
+        push_bounded(&mut self.cold_start_ms, ms, MAX_COLD_STARTS_KEPT);
+    }
+
     pub fn last(&self) -> Numbers {
         self.last.unwrap_or_default()
     }
@@ -85,6 +99,8 @@ impl Record {
             decisions_total: self.total,
             last: self.last,
             decisions: self.decisions.iter().cloned().collect(),
+            cold_starts: self.cold_starts,
+            cold_start_ms: self.cold_start_ms.iter().copied().collect(),
             ..AutoscaleState::default()
         }
     }

@@ -12,10 +12,10 @@ use super::dag::DagPlan;
 use crate::ids::{CallId, Key, NodeId, NodeRef};
 use crate::net::ActorRef;
 use crate::protocol::{
-    Arg, Consistency, Downstream, ExecutorStatus, FunctionError, Reply, Schedule,
+    Arg, Consistency, Downstream, ExecutorStatus, FunctionError, NodeState, Reply, Schedule,
 };
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 pub use crate::protocol::FunctionMeta;
@@ -49,9 +49,37 @@ pub struct SchedulerCore {
     executors: BTreeMap<NodeId, Known>,
     /// Nodes draining (as the membership view says): no placement there.
     draining: BTreeSet<NodeId>,
+    /// Executor nodes (with their generation) the view dropped: a status of theirs still
+    /// in flight must not bring them back as a placement target. The newest
+    /// [`MAX_GONE_KEPT`].
+    gone: VecDeque<NodeRef>,
     cached: HashMap<NodeId, (NodeRef, HashSet<Key>)>,
     threshold: f64,
     stale_after: Duration,
+    /// The Python and cloudpickle versions the last executor reported: registrations are
+    /// checked against them while no executor runs.
+    last_env: Option<(String, String)>,
+    /// Functions registered while no executor ran, with the versions they were pickled
+    /// on: checked against the first executor that reports.
+    unverified: BTreeMap<String, (String, String)>,
+}
+
+/// Registrations accepted with no executor to check them against, at most: a mismatch is
+/// reported for these when an executor starts (beyond, only logged as unchecked).
+pub const MAX_UNVERIFIED: usize = 4096;
+
+/// Departed executor nodes remembered (a status sent just before a node left arrives
+/// within a report interval; this many departures cover far longer than that).
+pub const MAX_GONE_KEPT: usize = 1024;
+
+/// A registration made with no executor running that the first executor cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mismatch {
+    pub function: String,
+    /// Pickled on (Python, cloudpickle).
+    pub registered: (String, String),
+    /// The executor's (Python, cloudpickle).
+    pub executor: (String, String),
 }
 
 impl SchedulerCore {
@@ -61,21 +89,40 @@ impl SchedulerCore {
         SchedulerCore {
             executors: BTreeMap::new(),
             draining: BTreeSet::new(),
+            gone: VecDeque::new(),
             cached: HashMap::new(),
             threshold,
             stale_after,
+            last_env: None,
+            unverified: BTreeMap::new(),
         }
     }
 
-    /// An executor reported its status (a newer generation replaces the old one).
-    pub fn on_status(&mut self, status: ExecutorStatus, now: Instant) {
+    /// An executor reported its status (a newer generation replaces the old one). Returns
+    /// the functions registered while no executor ran that this one cannot run.
+    pub fn on_status(&mut self, status: ExecutorStatus, now: Instant) -> Vec<Mismatch> {
         let id = status.executor.node.id.clone();
         if let Some(k) = self.executors.get(&id) {
             if k.status.executor.node.generation > status.executor.node.generation {
-                return;
+                return vec![];
             }
         }
+        if self.gone.contains(&status.executor.node) {
+            return vec![];
+        }
+        let env = (status.python.clone(), status.cloudpickle.clone());
+        let mismatches = std::mem::take(&mut self.unverified)
+            .into_iter()
+            .filter(|(_, registered)| *registered != env)
+            .map(|(function, registered)| Mismatch {
+                function,
+                registered,
+                executor: env.clone(),
+            })
+            .collect();
+        self.last_env = Some(env);
         self.executors.insert(id, Known { status, seen: now });
+        mismatches
     }
 
     /// A node's cache reported the keys it holds (replacing its previous report).
@@ -99,8 +146,18 @@ impl SchedulerCore {
     /// The membership view changed: forget executors and caches of nodes no longer live
     /// (or live as another generation).
     pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {
-        self.executors
-            .retain(|_, k| live.contains(&k.status.executor.node));
+        let gone = &mut self.gone;
+        self.executors.retain(|_, k| {
+            let node = &k.status.executor.node;
+            let keep = live.contains(node);
+            if !keep {
+                if gone.len() >= MAX_GONE_KEPT {
+                    gone.pop_front();
+                }
+                gone.push_back(node.clone());
+            }
+            keep
+        });
         self.cached.retain(|_, (node, _)| live.contains(node));
     }
 
@@ -113,8 +170,15 @@ impl SchedulerCore {
         self.executors
             .iter()
             .filter(|(id, _)| !self.draining.contains(*id))
+            // A node reports it drains before every scheduler's view may say so.
+            .filter(|(_, k)| k.status.load.state != NodeState::Draining)
             .filter(move |(_, k)| now.saturating_duration_since(k.seen) <= self.stale_after)
             .map(|(_, k)| &k.status)
+    }
+
+    /// Whether placement may use any executor now (the first fresh one answers).
+    pub fn any_executor(&self, now: Instant) -> bool {
+        self.fresh(now).next().is_some()
     }
 
     /// Executors placement may use now.
@@ -128,30 +192,57 @@ impl SchedulerCore {
     }
 
     /// Refuse a function pickled on another Python (major.minor) or cloudpickle version than
-    /// an executor runs; with no executor known, `NoExecutors` (a client retries).
+    /// an executor runs. With no executor running: when one will be launched (`embedded`:
+    /// the Python the workers embed), check against the versions the last executor
+    /// reported, else the Python alone, and keep the function to check against the first
+    /// executor that reports ([`SchedulerCore::on_status`]); otherwise `NoExecutors` (a
+    /// client retries).
     pub fn check_environment(
-        &self,
+        &mut self,
+        name: &str,
         python: &str,
         cloudpickle: &str,
+        embedded: Option<&str>,
         now: Instant,
     ) -> Result<(), FunctionError> {
+        let mismatch = |server_python: &str, server_cloudpickle: &str| {
+            Err(FunctionError::VersionMismatch {
+                client_python: python.to_string(),
+                client_cloudpickle: cloudpickle.to_string(),
+                server_python: server_python.to_string(),
+                server_cloudpickle: server_cloudpickle.to_string(),
+            })
+        };
         let mut any = false;
         for s in self.fresh(now) {
             any = true;
             if s.python != python || s.cloudpickle != cloudpickle {
-                return Err(FunctionError::VersionMismatch {
-                    client_python: python.to_string(),
-                    client_cloudpickle: cloudpickle.to_string(),
-                    server_python: s.python.clone(),
-                    server_cloudpickle: s.cloudpickle.clone(),
-                });
+                return mismatch(&s.python, &s.cloudpickle);
             }
         }
-        if any {
-            Ok(())
-        } else {
-            Err(FunctionError::NoExecutors)
+        let Some(embedded) = embedded.filter(|_| !any) else {
+            return if any {
+                Ok(())
+            } else {
+                Err(FunctionError::NoExecutors)
+            };
+        };
+        match &self.last_env {
+            Some((p, c)) if p != python || c != cloudpickle => return mismatch(p, c),
+            Some(_) => return Ok(()),
+            None if embedded != python => return mismatch(embedded, "(not known yet)"),
+            None => {}
         }
+        if self.unverified.len() < MAX_UNVERIFIED || self.unverified.contains_key(name) {
+            let env = (python.to_string(), cloudpickle.to_string());
+            self.unverified.insert(name.to_string(), env);
+        } else {
+            tracing::warn!(
+                function = name,
+                "registered with no executor to check its cloudpickle version against"
+            );
+        }
+        Ok(())
     }
 
     fn locality(&self, node: &NodeId, refs: &[&Key]) -> usize {

@@ -94,17 +94,55 @@ fn view_changes_forget_dead_executors() {
 #[test]
 fn version_check() {
     let now = Instant::now();
-    let empty = SchedulerCore::new(0.9, STALE);
+    let mut empty = SchedulerCore::new(0.9, STALE);
     assert_eq!(
-        empty.check_environment("3.11", "3.0.0", now),
+        empty.check_environment("f", "3.11", "3.0.0", None, now),
         Err(FunctionError::NoExecutors)
     );
-    let c = core(&[("a", 0.0)], now);
-    assert!(c.check_environment("3.11", "3.0.0", now).is_ok());
-    let e = c.check_environment("3.12", "3.0.0", now).unwrap_err();
+    let mut c = core(&[("a", 0.0)], now);
+    assert!(c.check_environment("f", "3.11", "3.0.0", None, now).is_ok());
+    let e = c
+        .check_environment("f", "3.12", "3.0.0", None, now)
+        .unwrap_err();
     assert_eq!(e.code(), "version_mismatch");
     assert!(e.to_string().contains("3.12"), "{e}");
-    assert!(c.check_environment("3.11", "2.2.1", now).is_err());
+    assert!(c
+        .check_environment("f", "3.11", "2.2.1", Some("3.11"), now)
+        .is_err());
+}
+
+#[test]
+fn with_no_executor_a_registration_is_checked_against_what_is_known_and_later() {
+    let now = Instant::now();
+    let mut c = SchedulerCore::new(0.9, STALE);
+    // Nothing seen yet: the Python the workers embed decides; cloudpickle waits.
+    let e = c.check_environment("f", "3.12", "3.0.0", Some("3.11"), now);
+    assert_eq!(e.map_err(|e| e.code().as_str()), Err("version_mismatch"));
+    assert!(c
+        .check_environment("f", "3.11", "3.0.0", Some("3.11"), now)
+        .is_ok());
+    assert!(c
+        .check_environment("g", "3.11", "2.0.0", Some("3.11"), now)
+        .is_ok());
+    // The first executor runs cloudpickle 3.0.0: `g` is reported, `f` is not.
+    let mut s = status("a", 0.0);
+    s.cloudpickle = "3.0.0".into();
+    let found = c.on_status(s, now);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].function, "g");
+    assert_eq!(found[0].registered.1, "2.0.0");
+    // It stopped: registrations are checked against what it reported.
+    let later = now + STALE * 2;
+    assert!(c
+        .check_environment("h", "3.11", "3.0.0", Some("3.11"), later)
+        .is_ok());
+    let e = c.check_environment("h", "3.11", "2.0.0", Some("3.11"), later);
+    assert_eq!(e.map_err(|e| e.code().as_str()), Err("version_mismatch"));
+    assert_eq!(
+        c.on_status(status("b", 0.0), later),
+        vec![],
+        "reported once"
+    );
 }
 
 #[test]
@@ -203,4 +241,32 @@ fn draining_executors_get_no_new_work() {
         c.place(&[], now, &mut rng),
         Err(FunctionError::NoExecutors)
     ));
+}
+
+#[test]
+fn a_departed_or_draining_executor_is_not_brought_back_by_a_late_status() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
+    let mut rng = StdRng::seed_from_u64(3);
+    // `b` left: the view drops it, then its last status (sent before it left) arrives.
+    c.retain_live(&[node("a")].into_iter().collect());
+    c.on_status(status("b", 0.0), now);
+    // `a` says it drains before the view does.
+    let mut draining = status("a", 0.0);
+    draining.load.state = NodeState::Draining;
+    c.on_status(draining, now);
+    assert_eq!(c.place(&[], now, &mut rng), Err(FunctionError::NoExecutors));
+    assert!(!c.any_executor(now));
+    // `b` restarted (a new generation) is placed on again.
+    let mut again = status("b", 0.0);
+    again.executor.node.generation = Generation(2);
+    c.on_status(again, now);
+    assert_eq!(
+        c.place(&[], now, &mut rng)
+            .expect("placed")
+            .node
+            .id
+            .as_str(),
+        "b"
+    );
 }

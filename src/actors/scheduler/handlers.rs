@@ -9,12 +9,13 @@ use super::{
 };
 use crate::config::Role;
 use crate::net::membership::{MemberState, ViewChanged};
-use crate::net::{NetError, Transport};
+use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{
     AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
     RegistryChange, RegistryChanged,
 };
+use crate::pyrt::probe::EMBEDDED_PYTHON;
 use actix::prelude::*;
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -65,6 +66,7 @@ impl Actor for Scheduler {
                 tracing::debug!(call = %call, "call past its deadline forgotten");
                 act.stop(call, stop);
             }
+            act.unpark(true);
         });
     }
 }
@@ -73,9 +75,17 @@ impl Handler<RegisterFunction> for Scheduler {
     type Result = Reply<()>;
     fn handle(&mut self, msg: RegisterFunction, _: &mut Context<Self>) -> Self::Result {
         let r = msg.record;
+        // With a monitor, an executor will be launched: the Python the workers embed (this
+        // build's) is known, the rest is checked when one reports.
+        let embedded = (!self.monitors.is_empty()).then_some(EMBEDDED_PYTHON);
         if let Err(e) = r.check().and_then(|_| {
-            self.core
-                .check_environment(&r.python, &r.cloudpickle, Instant::now())
+            self.core.check_environment(
+                &r.name,
+                &r.python,
+                &r.cloudpickle,
+                embedded,
+                Instant::now(),
+            )
         }) {
             return done(Err(e));
         }
@@ -191,7 +201,8 @@ impl Handler<CancelCall> for Scheduler {
                 self.stop(msg.call, stop);
                 true
             }
-            None => false,
+            // A call held for want of an executor is dropped (nothing ran it).
+            None => self.parked.cancel(msg.call),
         }
     }
 }
@@ -199,7 +210,15 @@ impl Handler<CancelCall> for Scheduler {
 impl Handler<ExecutorStatus> for Scheduler {
     type Result = ();
     fn handle(&mut self, msg: ExecutorStatus, _: &mut Context<Self>) {
-        self.core.on_status(msg, Instant::now());
+        for m in self.core.on_status(msg, Instant::now()) {
+            tracing::error!(function = %m.function,
+                registered = %format!("python {} cloudpickle {}", m.registered.0, m.registered.1),
+                executor = %format!("python {} cloudpickle {}", m.executor.0, m.executor.1),
+                "a function registered while no executor ran was pickled on versions the executors do not run; register it again from a matching client");
+        }
+        if !self.parked.is_empty() && self.core.any_executor(Instant::now()) {
+            self.unpark(false);
+        }
     }
 }
 
@@ -217,6 +236,10 @@ impl Handler<ViewChanged> for Scheduler {
         let me = &self.transport.local_node().id;
         self.peers = view.live_schedulers();
         self.peers.retain(|s| &s.node.id != me);
+        self.monitors = view
+            .serving_with_role(Role::Monitor)
+            .map(|m| ActorRef::new(m.node.clone(), ServiceId::Monitor, 0))
+            .collect();
         let live: BTreeSet<_> = view
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())
@@ -247,7 +270,7 @@ impl Handler<GetExecutors> for Scheduler {
 impl Handler<HeldCalls> for Scheduler {
     type Result = usize;
     fn handle(&mut self, _: HeldCalls, _: &mut Context<Self>) -> usize {
-        self.calls.len()
+        self.calls.len() + self.parked.len()
     }
 }
 

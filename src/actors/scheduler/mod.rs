@@ -15,6 +15,8 @@
 //! - `calls.rs`: the calls placed and kept until they end; re-runs (no I/O).
 //! - `dag.rs`: DAG and name validation (no I/O).
 //! - `plans.rs`: the plan cache, single-flight loads, registry changes (no I/O).
+//! - `parked.rs`: calls held while no executor runs and a monitor launches one (no I/O);
+//!   `held.rs`: holding them, telling the monitors, placing or failing them.
 //! - `registry.rs`: functions and DAGs in the KVS.
 //! - `handlers.rs`: the actix handlers.
 
@@ -22,12 +24,15 @@ pub mod calls;
 pub mod core;
 pub mod dag;
 mod handlers;
+mod held;
+pub mod parked;
 pub mod plans;
 pub mod registry;
 
 use self::calls::{CallTable, Failed, Next, Stop, TableConfig, MAX_CALLS, MAX_CALL_BYTES};
 use self::core::{CallPlan, CallRequest, FunctionMeta, SchedulerCore};
 use self::dag::{plan, DagPlan};
+use self::parked::Parked;
 use self::plans::{PlanCache, PlanKey};
 use crate::actors::kvs::KvsClient;
 use crate::clock::{node_clock, now_micros, LwwClock};
@@ -88,6 +93,14 @@ pub struct Scheduler {
     /// announced to them.
     peers: Vec<ActorRef>,
     rng: StdRng,
+    /// The live monitors: with one, a call that finds no executor waits ([`Parked`])
+    /// while it launches one; without, it fails with `no_executors`.
+    monitors: Vec<ActorRef>,
+    parked: Parked,
+    /// How long a held call without a timeout of its own waits for an executor.
+    launch_timeout: Duration,
+    /// The monitors were told calls wait (and are told when none does any more).
+    told_monitors: bool,
 }
 
 impl Scheduler {
@@ -114,6 +127,10 @@ impl Scheduler {
             plans: PlanCache::default(),
             peers: Vec::new(),
             rng: StdRng::from_entropy(),
+            monitors: Vec::new(),
+            parked: Parked::default(),
+            launch_timeout: cfg.autoscale.launch_timeout(),
+            told_monitors: false,
         }
         .start();
         handlers::register(transport, &addr)?;
@@ -150,6 +167,9 @@ impl Scheduler {
     ) -> Result<CallAccepted, FunctionError> {
         let call = req.call;
         let now = Instant::now();
+        if !self.monitors.is_empty() && !self.core.any_executor(now) {
+            return self.park(plan, req, options, now);
+        }
         let (timeout, schedules) =
             self.calls
                 .start(&self.core, plan, req, options, now, &mut self.rng)?;

@@ -213,6 +213,18 @@ fn autoscale_series(t: &mut Text, a: &crate::protocol::AutoscaleState) {
         "Decisions the acting monitor took.",
     );
     t.sample(m::AUTOSCALE_DECISIONS, &[], a.decisions_total);
+    t.family(
+        m::AUTOSCALE_COLD_STARTS,
+        "counter",
+        "Cold starts: calls waited with no executor until one was ready.",
+    );
+    t.sample(m::AUTOSCALE_COLD_STARTS, &[], a.cold_starts);
+    t.family(
+        m::AUTOSCALE_WAITING,
+        "gauge",
+        "Calls the schedulers hold because no executor runs.",
+    );
+    t.sample(m::AUTOSCALE_WAITING, &[], n.waiting);
 }
 
 /// Reads one number off a shard sample.

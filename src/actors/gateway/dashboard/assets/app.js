@@ -109,7 +109,7 @@ function render(s) {
     c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
   const a = s.autoscale;
   document.getElementById("autoscale-summary").textContent = a
-    ? `monitor ${a.node}: ${a.min_executors}–${a.max_executors} executor nodes, ${a.decisions_total} decisions${a.gave_up ? ", launches stopped after repeated failures" : ""}`
+    ? `monitor ${a.node}: ${a.min_executors}–${a.max_executors} executor nodes, ${a.decisions_total} decisions, ${coldStarts(a)}${a.gave_up ? ", launches stopped after repeated failures" : ""}`
     : "no monitor in the cluster";
   fill("decisions", a ? a.decisions.slice().reverse() : [], (d) => [new Date(d.at_ms).toLocaleTimeString(), d.action,
     d.node ?? (d.count ? String(d.count) : "–"), d.reason,
@@ -117,6 +117,13 @@ function render(s) {
     `${d.numbers.active} / ${d.numbers.starting} / ${d.numbers.draining} / ${d.numbers.pending}`, d.numbers.desired]);
   fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
+}
+
+// Cold starts from zero: how many, and the median and largest of the newest durations.
+function coldStarts(a) {
+  const ms = (a.cold_start_ms || []).slice().sort((x, y) => x - y);
+  if (!a.cold_starts || !ms.length) return "no cold start";
+  return `${a.cold_starts} cold starts (median ${ms[Math.floor(ms.length / 2)]} ms, max ${ms[ms.length - 1]} ms)`;
 }
 
 // One SVG chart: a faint grid and one path per series over the last minute (growing to

@@ -76,6 +76,10 @@ wire_tags! {
         0 => super::MonitorReport,
         1 => super::GetAutoscale,
     }
+    Node {
+        0 => super::GetNodeStats,
+        1 => super::GetCallLogs,
+    }
 }
 
 /// The pairs of `table` that name more than one type, each with the types.

@@ -8,10 +8,13 @@ use crate::actors::gateway::dashboard::core::CacheSample;
 use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
+use crate::ids::NodeId;
 use crate::net::membership::{GetView, Membership};
 use crate::net::{ActorRef, ServiceId, Transport};
 use crate::protocol::{AutoscaleState, GetAutoscale, GetNodeStats, NodeStats};
 use actix::Addr;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// Start the dashboard with the cluster's sources.
 pub(super) fn start(
@@ -39,13 +42,16 @@ pub(super) fn start(
 }
 
 /// Asks every live node (this one included) for its own figures: the calls it ran, its
-/// recent calls, its Python pool. A node that does not answer is left out of this tick.
+/// recent calls, its Python pool. A live node that does not answer this tick counts with
+/// its last answer (its counters must not seem to drop and jump back); a node no longer
+/// live is forgotten.
 fn nodes_probe(
     transport: Transport,
     membership: Addr<Membership>,
 ) -> impl Fn() -> futures::future::BoxFuture<'static, Vec<NodeStats>> + Send + Sync + 'static {
+    let last: Arc<Mutex<HashMap<NodeId, NodeStats>>> = Arc::default();
     move || {
-        let (t, m) = (transport.clone(), membership.clone());
+        let (t, m, last) = (transport.clone(), membership.clone(), last.clone());
         Box::pin(async move {
             let Ok(view) = m.send(GetView).await else {
                 return Vec::new();
@@ -53,13 +59,19 @@ fn nodes_probe(
             let asks = view.live().map(|member| {
                 let target = ActorRef::new(member.node.clone(), ServiceId::Node, 0);
                 let h = t.handle::<GetNodeStats>(target);
-                async move { h.send(GetNodeStats).await.ok() }
+                let id = member.node.id.clone();
+                async move { (id, h.send(GetNodeStats).await.ok()) }
             });
-            futures::future::join_all(asks)
-                .await
-                .into_iter()
-                .flatten()
-                .collect()
+            let answers = futures::future::join_all(asks).await;
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let mut now = HashMap::with_capacity(answers.len());
+            for (id, answer) in answers {
+                if let Some(stats) = answer.or_else(|| last.remove(&id)) {
+                    now.insert(id, stats);
+                }
+            }
+            *last = now;
+            last.values().cloned().collect()
         })
     }
 }

@@ -56,7 +56,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }),
         Command::Bench(args) => bench(&args),
         Command::DeclareLost(args) => with_config(args.to_config(), args.common.dump_config, |c| {
-            match node::admin::declare_lost(&c, &args.node) {
+            match node::operator::declare_lost(&c, &args.node) {
                 Ok(report) => {
                     println!("{report}");
                     ExitCode::SUCCESS

@@ -103,6 +103,9 @@ pub struct CommonArgs {
     /// Dashboard and /metrics listener address.
     #[arg(long, env = "CLOUDBURST_DASHBOARD_LISTEN", value_name = "ADDR")]
     pub dashboard_listen: Option<SocketAddr>,
+    /// This node's admin HTTP listener: /healthz, /readyz, /metrics (node.admin_listen).
+    #[arg(long, env = "CLOUDBURST_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
     /// Refused: a secret on the command line is visible to every user of this machine
     /// (`ps`, /proc/PID/cmdline). Use CLOUDBURST_CLUSTER_SECRET or --cluster-secret-file.
     #[arg(long, hide = true, value_name = "SECRET")]
@@ -175,7 +178,7 @@ pub struct DeclareLostArgs {
         value_name = "SEED_ADDR,...",
         value_delimiter = ','
     )]
-    pub join: Vec<SocketAddr>,
+    pub join: Vec<String>,
 }
 
 impl DeclareLostArgs {
@@ -199,18 +202,23 @@ pub struct NodeArgs {
     /// Roles this node plays, comma separated: kvs,scheduler,executor,gateway,monitor.
     #[arg(long, env = "CLOUDBURST_ROLES", value_parser = parse_roles, value_name = "ROLES")]
     pub roles: Option<BTreeSet<Role>>,
-    /// Addresses of nodes already in the cluster, comma separated (any live one will do).
+    /// Nodes already in the cluster as host:port, comma separated (any live one will do;
+    /// names are resolved again on every attempt); omit to start a new cluster.
     #[arg(
         long,
         env = "CLOUDBURST_JOIN",
-        value_name = "SEED_ADDR,...",
+        value_name = "HOST:PORT,...",
         value_delimiter = ','
     )]
-    pub join: Vec<SocketAddr>,
+    pub join: Vec<String>,
     /// Form a new cluster if this node's data directory records none (the first node of
     /// a cluster). Without it a node needs --join or a data directory of a cluster.
     #[arg(long, env = "CLOUDBURST_BOOTSTRAP")]
     pub bootstrap: bool,
+    /// The address other nodes reach this node's peer listener at (node.advertise);
+    /// needed when --listen is a wildcard such as 0.0.0.0.
+    #[arg(long, env = "CLOUDBURST_ADVERTISE", value_name = "ADDR")]
+    pub advertise: Option<SocketAddr>,
     /// Stable node name (defaults to the peer listen address).
     #[arg(long, env = "CLOUDBURST_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
@@ -305,6 +313,9 @@ impl CommonArgs {
         }
         if let Some(a) = self.dashboard_listen {
             c.gateway.dashboard_listen = a;
+        }
+        if let Some(a) = self.admin_listen {
+            c.node.admin_listen = Some(a);
         }
         self.apply_secrets(&mut c)?;
         if let Some(k) = self.replication {
@@ -418,6 +429,9 @@ impl NodeArgs {
         }
         if self.bootstrap {
             c.node.bootstrap = true;
+        }
+        if let Some(a) = self.advertise {
+            c.node.advertise = Some(a);
         }
         if let Some(id) = &self.node_id {
             c.node.id = id.clone();

@@ -147,13 +147,22 @@ pub struct NodeConfig {
     pub roles: BTreeSet<Role>,
     /// Peer listener (node-to-node transport).
     pub listen: SocketAddr,
-    /// Members to join through (any live one will do; tried in turn until one answers).
-    pub join: Vec<SocketAddr>,
+    /// The address other nodes use to reach this one (its peer listener as they see it).
+    /// Defaults to `listen`, which then must not be a wildcard (0.0.0.0, [::]): a wildcard
+    /// names no host another node could connect to. Port 0 means `listen`'s bound port.
+    pub advertise: Option<SocketAddr>,
+    /// Members to join through, as `host:port` (any live one will do; tried in turn until
+    /// one answers); names are resolved again on every attempt, so a seed may be a DNS name
+    /// whose address changes (a Kubernetes headless service).
+    pub join: Vec<String>,
     /// Allow this node to form a new cluster when its data directory records none. Off, a
     /// node needs `join` seeds or a recorded cluster: restarting a seed must not make a
     /// second, empty cluster. A cluster formed in this run still joins an established one
     /// that reaches it (`cloudburst local` forms one implicitly).
     pub bootstrap: bool,
+    /// The admin HTTP listener (`/healthz`, `/readyz`, `/metrics` of this node), on any
+    /// node whatever its roles. None: no admin port.
+    pub admin_listen: Option<SocketAddr>,
     /// Shared secret every peer must present in the handshake. Never printed.
     pub cluster_secret: String,
     /// Allow listeners on non-loopback addresses (off by default: a node binds to
@@ -376,8 +385,10 @@ impl Default for NodeConfig {
                 .filter(|r| *r != Role::Monitor)
                 .collect(),
             listen: SocketAddr::from(([127, 0, 0, 1], 6100)),
+            advertise: None,
             join: Vec::new(),
             bootstrap: false,
+            admin_listen: None,
             cluster_secret: String::new(),
             allow_non_loopback: false,
             data_dir: None,
@@ -482,10 +493,11 @@ impl Config {
         toml::from_str(text).map_err(|e| e.message().replace('\n', " "))
     }
 
-    /// The node's stable name: the configured id or, failing that, its peer address.
+    /// The node's stable name: the configured id or, failing that, its advertised peer
+    /// address.
     pub fn node_id(&self) -> crate::ids::NodeId {
         if self.node.id.is_empty() {
-            crate::ids::NodeId::new(self.node.listen.to_string())
+            crate::ids::NodeId::new(self.node.advertise.unwrap_or(self.node.listen).to_string())
         } else {
             crate::ids::NodeId::new(&self.node.id)
         }
@@ -569,18 +581,50 @@ impl Config {
         Ok(())
     }
 
+    /// How other nodes reach this one: a wildcard listener needs an advertised address,
+    /// which must name a host; every seed must be `host:port`.
+    fn validate_addressing(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let n = &self.node;
+        match n.advertise {
+            None if n.listen.ip().is_unspecified() => {
+                return bad(format!(
+                    "node.listen = {} is a wildcard address other nodes cannot connect to; set node.advertise (--advertise ADDR) to the address they reach this node at",
+                    n.listen
+                ))
+            }
+            Some(a) if a.ip().is_unspecified() => {
+                return bad(format!(
+                    "node.advertise = {a} is a wildcard address; advertise the address other nodes reach this node at"
+                ))
+            }
+            _ => {}
+        }
+        for seed in &n.join {
+            if let Err(why) = crate::net::seed::parse_seed(seed) {
+                return bad(format!("node.join: {why}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Check every cross-field rule once, at start.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.node.roles.is_empty() {
             return bad("node.roles must name at least one role".into());
         }
+        self.validate_addressing()?;
         if !self.node.allow_non_loopback {
+            let admin = self.node.admin_listen.map(|a| ("node.admin_listen", a));
             for (name, addr) in [
                 ("node.listen", self.node.listen),
                 ("gateway.client_listen", self.gateway.client_listen),
                 ("gateway.dashboard_listen", self.gateway.dashboard_listen),
-            ] {
+            ]
+            .into_iter()
+            .chain(admin)
+            {
                 if !addr.ip().is_loopback() {
                     return bad(format!(
                         "{name} = {addr} is not a loopback address; pass --allow-non-loopback to listen on it"
@@ -727,16 +771,21 @@ impl Config {
     }
 
     /// A gateway listener other machines can reach runs code for whoever reaches it: it
-    /// needs a token it was given (its clients cannot read this machine's token file).
+    /// needs a token it was given (its clients cannot read this machine's token file). So
+    /// does an admin port they reach, whose `/metrics` needs the token.
     fn validate_exposure(&self) -> Result<(), ConfigError> {
         let g = &self.gateway;
-        if !self.node.roles.contains(&Role::Gateway) || (g.auth && g.token.is_some()) {
+        if g.auth && g.token.is_some() {
             return Ok(());
         }
-        let exposed = [
-            ("gateway.client_listen", g.client_listen),
-            ("gateway.dashboard_listen", g.dashboard_listen),
-        ];
+        let mut exposed = Vec::new();
+        if self.node.roles.contains(&Role::Gateway) {
+            exposed.push(("gateway.client_listen", g.client_listen));
+            exposed.push(("gateway.dashboard_listen", g.dashboard_listen));
+        }
+        if let Some(a) = self.node.admin_listen.filter(|_| g.metrics_require_token) {
+            exposed.push(("node.admin_listen", a));
+        }
         match exposed.iter().find(|(_, a)| !a.ip().is_loopback()) {
             Some((name, addr)) => Err(ConfigError::Invalid(format!(
                 "{name} = {addr} is reachable from other machines, so it needs a client token: set CLOUDBURST_TOKEN or --token-file FILE (--no-auth is for loopback listeners only)"
@@ -870,10 +919,65 @@ mod tests {
     #[test]
     fn non_loopback_needs_opt_in() {
         let mut c = Config::default();
-        c.node.listen = "0.0.0.0:6100".parse().expect("addr");
+        c.node.listen = "10.1.2.3:6100".parse().expect("addr");
         assert!(c.validate().is_err());
         c.node.allow_non_loopback = true;
         c.validate().expect("allowed when opted in");
+        c.node.admin_listen = Some("10.1.2.3:9100".parse().expect("addr"));
+        c.node.allow_non_loopback = false;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("node.listen"), "{err}");
+        c.node.listen = "127.0.0.1:6100".parse().expect("addr");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("node.admin_listen"), "{err}");
+    }
+
+    #[test]
+    fn a_wildcard_listener_needs_an_advertised_address() {
+        let mut c = Config::default();
+        c.node.allow_non_loopback = true;
+        c.node.listen = "0.0.0.0:6100".parse().expect("addr");
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("wildcard") && err.contains("node.advertise"),
+            "{err}"
+        );
+        c.node.advertise = Some("0.0.0.0:6100".parse().expect("addr"));
+        assert!(
+            c.validate().is_err(),
+            "a wildcard is no address to advertise"
+        );
+        c.node.advertise = Some("10.0.0.7:6100".parse().expect("addr"));
+        c.validate().expect("valid with an advertised address");
+        assert_eq!(c.node_id().as_str(), "10.0.0.7:6100");
+    }
+
+    #[test]
+    fn seeds_are_host_and_port() {
+        let mut c = Config::default();
+        c.node.join = vec!["localhost:6100".into(), "10.0.0.1:6100".into()];
+        c.validate().expect("names and addresses");
+        c.node.join.push("no-port".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("node.join") && err.contains("no-port"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_admin_port_other_machines_reach_needs_a_given_token() {
+        let mut c = Config::default();
+        c.node.roles = [Role::Executor].into_iter().collect();
+        c.node.allow_non_loopback = true;
+        c.node.admin_listen = Some("0.0.0.0:9100".parse().expect("addr"));
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("node.admin_listen"), "{err}");
+        c.gateway.metrics_require_token = false;
+        c.validate().expect("an open /metrics needs no token");
+        c.gateway.metrics_require_token = true;
+        c.gateway.token = Some("t".into());
+        c.validate().expect("valid with a token");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! # Layout
 //! - [`app`]: what each subcommand does once parsed (dispatch; every exit code is decided
 //!   here).
+//! - [`calllog`]: process-wide per-call logs (what each function run printed), by call id.
 //! - [`cli`]: the command line (clap): `local`, `node`, `bench`.
 //! - [`clock`]: wall-clock microseconds and the one Lww write clock of each node.
 //! - [`config`]: the effective configuration, its defaults, TOML file and validation.
@@ -41,6 +42,7 @@
 pub mod actors;
 pub mod app;
 pub mod bench;
+pub mod calllog;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -83,7 +83,7 @@ impl LocalCluster {
     /// A config for another node joining this one (same secret and limits).
     pub fn join_config(&self, base: &Config) -> Config {
         let mut c = base.clone();
-        c.node.join = vec![self.roles.transport.local_addr()];
+        c.node.join = vec![self.roles.transport.local_addr().to_string()];
         c.node.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         c
     }

@@ -10,7 +10,7 @@
 
 use crate::ids::CallId;
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -99,7 +99,7 @@ pub const BUCKETS_US: [u64; 14] = [
 ];
 
 /// What was called.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallKind {
     Function,
@@ -107,12 +107,20 @@ pub enum CallKind {
 }
 
 /// One finished call, as the dashboard's recent-calls table shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecentCall {
+    /// The node that recorded it (filled in when a node reports its calls; empty before).
+    pub node: String,
     pub kind: CallKind,
     pub name: String,
     /// The call id, when the recorder knew it.
     pub call: Option<String>,
+    /// The same id as a number, for looking up the call's logs in this process (not sent).
+    #[serde(skip)]
+    pub call_id: Option<CallId>,
+    /// What the call printed on the node that recorded it (the start of its logs), filled
+    /// in when the node reports its calls.
+    pub log: Option<String>,
     pub ok: bool,
     /// Stable error code of a failed call (`function_error`, `timeout`, ...), when known.
     pub error: Option<String>,
@@ -131,7 +139,7 @@ pub struct CallSeries {
 }
 
 /// A point-in-time copy of one series.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallSnapshot {
     pub kind: CallKind,
     pub name: String,
@@ -207,9 +215,12 @@ impl Registry {
         let ok = error.is_none();
         self.bump_series(kind, name, took, ok);
         let entry = RecentCall {
+            node: String::new(),
             kind,
             name: name.to_string(),
             call: call.map(|c| c.to_string()),
+            call_id: call,
+            log: None,
             ok,
             error: error.map(str::to_string),
             duration_us: micros(took),
@@ -298,6 +309,44 @@ impl Registry {
     }
 }
 
+/// The series of several nodes added up by kind and name (buckets added bucket by bucket),
+/// sorted by kind then name.
+pub fn merge_calls<'a>(nodes: impl IntoIterator<Item = &'a [CallSnapshot]>) -> Vec<CallSnapshot> {
+    let mut merged: std::collections::BTreeMap<(CallKind, &str), CallSnapshot> = Default::default();
+    for c in nodes.into_iter().flatten() {
+        let m = merged
+            .entry((c.kind, c.name.as_str()))
+            .or_insert_with(|| CallSnapshot {
+                ok: 0,
+                errors: 0,
+                sum_us: 0,
+                buckets: vec![0; c.buckets.len()],
+                ..c.clone()
+            });
+        m.ok += c.ok;
+        m.errors += c.errors;
+        m.sum_us += c.sum_us;
+        if m.buckets.len() < c.buckets.len() {
+            m.buckets.resize(c.buckets.len(), 0);
+        }
+        for (slot, n) in m.buckets.iter_mut().zip(&c.buckets) {
+            *slot += n;
+        }
+    }
+    merged.into_values().collect()
+}
+
+/// The newest `limit` of several nodes' recent calls, newest first.
+pub fn merge_recent(
+    nodes: impl IntoIterator<Item = Vec<RecentCall>>,
+    limit: usize,
+) -> Vec<RecentCall> {
+    let mut all: Vec<RecentCall> = nodes.into_iter().flatten().collect();
+    all.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
+    all.truncate(limit);
+    all
+}
+
 fn micros(d: Duration) -> u64 {
     d.as_micros().min(u128::from(u64::MAX)) as u64
 }
@@ -363,6 +412,28 @@ mod tests {
             ..s[1].clone()
         };
         assert_eq!(empty.quantile_us(0.5), None);
+    }
+
+    #[test]
+    fn the_series_of_several_nodes_add_up() {
+        let (a, b) = (Registry::default(), Registry::default());
+        a.record(CallKind::Function, "f", Duration::from_micros(80), true);
+        b.record(CallKind::Function, "f", Duration::from_millis(3), false);
+        b.record(CallKind::Dag, "d", Duration::from_micros(10), true);
+        let (sa, sb) = (a.snapshot(), b.snapshot());
+        let m = merge_calls([&sa[..], &sb[..]]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(
+            (m[0].kind, m[0].ok, m[0].errors),
+            (CallKind::Function, 1, 1)
+        );
+        assert_eq!(m[0].sum_us, 3_080);
+        assert_eq!(m[0].buckets.iter().sum::<u64>(), 2);
+        assert_eq!(m[0].quantile_us(1.0), Some(5_000));
+        assert_eq!((m[1].kind, m[1].count()), (CallKind::Dag, 1));
+        let recent = merge_recent([a.recent(), b.recent()], 2);
+        assert_eq!(recent.len(), 2);
+        assert!(recent[0].at_ms >= recent[1].at_ms);
     }
 
     #[test]

@@ -65,7 +65,7 @@ fn hit_and_miss_latency() {
     run(async {
         let mut cfg = Config::from_toml(&format!("{CONFIG}{kvs_cfg}")).expect("config");
         cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
-        cfg.node.join = vec![kvs.addr];
+        cfg.node.join = vec![kvs.addr.to_string()];
         cfg.node.cluster_secret = SECRET.into();
         cfg.node.roles = [Role::Executor].into_iter().collect();
         let t = Transport::start(&cfg, None).await.expect("transport");

@@ -71,7 +71,7 @@ struct ExecNode {
 async fn exec_node(seed: &NodeProc, capacity: usize) -> ExecNode {
     let mut cfg = Config::from_toml(&format!("{CONFIG}{KVS_CONFIG}")).expect("config");
     cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.node.join = vec![seed.addr];
+    cfg.node.join = vec![seed.addr.to_string()];
     cfg.node.cluster_secret = SECRET.into();
     cfg.node.roles = [Role::Executor, Role::Scheduler].into_iter().collect();
     cfg.executor.cache_capacity_bytes = capacity;

@@ -92,7 +92,7 @@ async fn function_plane(seed: &NodeProc) -> (LocalCluster, LocalClient) {
     cfg.membership = base.membership;
     cfg.transport = base.transport;
     cfg.node.cluster_secret = SECRET.into();
-    cfg.node.join = vec![seed.addr];
+    cfg.node.join = vec![seed.addr.to_string()];
     cfg.kvs.replication = 2;
     let cluster = LocalCluster::start(cfg)
         .await

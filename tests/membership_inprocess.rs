@@ -30,7 +30,7 @@ fn config(join: Option<std::net::SocketAddr>) -> Config {
     cfg.node.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.node.cluster_secret = SECRET.into();
     cfg.node.roles = [Role::Kvs].into_iter().collect();
-    cfg.node.join = join.into_iter().collect();
+    cfg.node.join = join.into_iter().map(|a| a.to_string()).collect();
     cfg
 }
 

@@ -324,6 +324,11 @@ class Methods(Generic[FunctionT, FutureT]):
         return Request("delete_dag", {"name": name}, _registered)
 
     @operation
+    def logs(self, call_id: int) -> Request[list[dict[str, Any]]]:
+        """What call ``call_id``'s functions printed and raised (see ``Future.logs``)."""
+        return Request("logs", {"call": call_id}, _logs)
+
+    @operation
     def list(self, prefix: str | None = None) -> Request[Names]:
         """Names of registered functions (starting with ``prefix``)."""
         return Request("list", {"what": "functions", "prefix": prefix or ""}, _names)
@@ -380,6 +385,10 @@ def _names(body: Any) -> Names:
     return [str(n) for n in body]
 
 
+def _logs(body: Any) -> list[dict[str, Any]]:
+    return [dict(entry) for entry in body or []]
+
+
 class Outcome(Generic[ConnT]):
     """The eventual result of one call, for both clients' futures: ``get`` asks the
     gateway once and waits for its answer (the gateway replies when the result exists); it
@@ -420,6 +429,15 @@ class Outcome(Generic[ConnT]):
         if self._done:
             return Request(None, {}, _false)
         return Request("cancel", {"call": self.call_id}, bool)
+
+    @operation
+    def logs(self) -> Request[list[dict[str, Any]]]:
+        """What the call's functions printed and raised, one dict per function run, in the
+        order they finished: ``function``, ``node`` (the node that ran it), ``attempt``,
+        ``stdout``, ``stderr``, ``traceback`` (``None`` unless it raised) and
+        ``truncated`` (output beyond the server's bound per run was cut). Each node keeps
+        the logs of its newest calls (bounded in bytes): an old call's may be gone."""
+        return Request("logs", {"call": self.call_id}, _logs)
 
     def _succeeded(self, body: Any) -> Any:
         self._value = protocol.unpack_value(body)

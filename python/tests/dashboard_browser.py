@@ -49,6 +49,8 @@ return {
     .filter((tr) => tr.dataset.name !== undefined)
     .map((tr) => [tr.dataset.name, Number(tr.dataset.calls)]),
   kvsKeys: rows('shards').reduce((a, tr) => a + Number(tr.dataset.keys || 0), 0),
+  executors: rows('executors').filter((tr) => tr.dataset.node !== undefined)
+    .map((tr) => [tr.dataset.node, tr.dataset.down === 'true']),
 };
 """
 
@@ -82,9 +84,12 @@ def page_url(url, token):
     return f"{url}?{urllib.parse.urlencode({'token': token})}" if token else url
 
 
-def unmet(state, texts, functions, kvs_keys):
+def unmet(state, texts, functions, kvs_keys, executors=None):
     """What the page does not show yet (empty when everything holds)."""
     missing = [f"text {t!r}" for t in texts if t not in state["text"]]
+    up = sorted(node for node, down in state["executors"] if not down)
+    if executors is not None and up != sorted(executors):
+        missing.append(f"executors {sorted(executors)} up (shows {up})")
     calls = dict(state["functions"])
     for name, least in functions:
         if calls.get(name, 0) < least:
@@ -109,8 +114,9 @@ def page_shows(driver, what, deadline, check):
 
 
 def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
-                    screenshot=None, timeout=15.0, on_ready=None):
-    """Open the page and wait until it shows everything asked; returns the final state."""
+                    screenshot=None, timeout=15.0, on_ready=None, executors=None):
+    """Open the page and wait until it shows everything asked (`executors`: the node ids
+    of exactly the executors shown up); returns the final state."""
     driver = browser()
     try:
         deadline = time.monotonic() + timeout
@@ -122,7 +128,7 @@ def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
         if on_ready:
             on_ready()
         state = page_shows(driver, "live update", deadline,
-                           lambda s: unmet(s, texts, functions, kvs_keys))
+                           lambda s: unmet(s, texts, functions, kvs_keys, executors))
         if state["marker"] != "loaded-once":
             raise AssertionError("the page was reloaded; updates must arrive live")
         if screenshot:

@@ -43,6 +43,7 @@ OPS = {
     "call_dag": "test_dags_and_their_arguments",
     "await": "test_futures",
     "cancel": "test_cancel_and_unknown_calls",
+    "logs": "test_logs_of_a_call",
 }
 
 #: Error codes exercised here (by the test named).
@@ -490,6 +491,24 @@ def test_cancel_and_unknown_calls(raw):
     raw.err("cancel", "unknown_call", call=unknown)
     raw.err("await", "unknown_call", call=unknown, key="__cloudburst/results/call-%016x"
             % unknown)  # answered at once, with no timeout_ms
+
+
+def conf_prints(cb, x):
+    print("conf says", x)
+    return x
+
+
+def test_logs_of_a_call(raw):
+    assert register(raw, "conf_prints", conf_prints)["ok"] is None
+    fut = raw.ok("call_function", function="conf_prints", args=[{"value": 3}])
+    assert raw.ok("await", timeout_ms=60000, **fut) == {"value": 3}
+    [log] = raw.ok("logs", call=fut["call"])
+    assert set(log) == {"call", "attempt", "function", "node", "stdout", "stderr",
+                        "traceback", "truncated", "at_ms"}
+    assert (log["call"], log["function"], log["stdout"]) == (fut["call"], "conf_prints",
+                                                             "conf says 3\n")
+    assert (log["stderr"], log["traceback"], log["truncated"]) == ("", None, False)
+    assert raw.ok("logs", call=0x1234) == []
 
 
 def conf_incr(cb, x):

@@ -87,7 +87,7 @@ def test_a_call_to_an_idle_cluster_starts_an_executor_and_the_cluster_returns_to
     config.write_text(CONFIG)
     inits = str(shared_dir / "inits")
     client = f"127.0.0.1:{free_port()}"
-    node = Proc(["node", "--roles", "kvs,scheduler,gateway,monitor", "--ephemeral",
+    node = Proc(["node", "--bootstrap", "--roles", "kvs,scheduler,gateway,monitor", "--ephemeral",
                  "--listen", "127.0.0.1:0", "--client-listen", client,
                  "--dashboard-listen", "127.0.0.1:0", "--config", str(config)],
                 tmp_path / "node.log",

@@ -20,6 +20,7 @@
 //! - [`transport`]: `Transport`: listener, links, registry, `handle`, shutdown.
 //! - [`handle`]: `Handle` (local or remote) and `RemoteRecipient`.
 //! - [`ring`]: a deterministic consistent hash ring with virtual nodes.
+//! - [`seed`]: `host:port` seeds, resolved again on every join attempt.
 //! - [`membership`]: the cluster view, heartbeats, failure detection, join and leave.
 //! - [`echo`]: the Echo service every node runs (tests, benchmark, pairwise ping).
 
@@ -32,6 +33,7 @@ pub mod handshake;
 pub mod membership;
 pub mod metrics;
 pub mod ring;
+pub mod seed;
 pub mod service;
 pub mod transport;
 pub mod wire;

@@ -17,12 +17,14 @@ pub enum ServiceId {
     Scheduler,
     Gateway,
     Monitor,
+    /// What every node answers whatever its roles: its own figures and call logs.
+    Node,
 }
 
 impl ServiceId {
     /// Every service in declaration order: the position is the index serde (and so the
     /// wire) uses. New services go at the end.
-    pub const ALL: [ServiceId; 8] = [
+    pub const ALL: [ServiceId; 9] = [
         ServiceId::Membership,
         ServiceId::Echo,
         ServiceId::KvsShard,
@@ -31,6 +33,7 @@ impl ServiceId {
         ServiceId::Scheduler,
         ServiceId::Gateway,
         ServiceId::Monitor,
+        ServiceId::Node,
     ];
 
     /// The wire index of this service.
@@ -54,6 +57,7 @@ impl ServiceId {
             ServiceId::Scheduler => "scheduler",
             ServiceId::Gateway => "gateway",
             ServiceId::Monitor => "monitor",
+            ServiceId::Node => "node",
         }
     }
 }

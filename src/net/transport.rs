@@ -122,6 +122,13 @@ impl Transport {
         let local = listener
             .local_addr()
             .map_err(|e| NetError::Io(e.to_string()))?;
+        // Where other nodes reach us: the advertised address (its port 0 meaning the port
+        // bound), else the bound address.
+        let local = match cfg.node.advertise {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), local.port()),
+            Some(a) => a,
+            None => local,
+        };
         let id = me.unwrap_or_else(|| {
             if cfg.node.id.is_empty() {
                 NodeId::new(local.to_string())
@@ -166,7 +173,8 @@ impl Transport {
         &self.shared.cluster
     }
 
-    /// The address the peer listener is bound to.
+    /// The address other nodes reach the peer listener at: `node.advertise` when set, else
+    /// the address bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.identity.listen
     }

@@ -1,135 +1,212 @@
-//! Operator commands that talk to a running cluster as a short-lived peer (the cluster
-//! secret proves who may): `cloudburst declare-lost NODE_ID --join ADDR`.
+//! Every node's admin HTTP port (`node.admin_listen`, `--admin-listen`), whatever its
+//! roles: for orchestrators' probes and for Prometheus.
 //!
-//! A KVS node that crashed without handing its keys off makes the keys only it held read
-//! as `unavailable` until it returns. When it will not return with its data (its disk is
-//! gone), an operator declares its data lost: every live node is told, and those keys
-//! read as missing from then on.
+//! | path | what | token |
+//! |---|---|---|
+//! | `/healthz` | `ok`: the process serves | no |
+//! | `/readyz` | 200 `ready` once joined and not draining, else 503 and why | no |
+//! | `/metrics` | this node's own series, each labelled `node` | as the gateway's `/metrics` |
+//!
+//! The probes reveal nothing but the state word. The port is started once the node's roles
+//! started, so a node that answers at all has its roles running.
 
-use crate::actors::kvs::DeclareLost;
+use super::roles::RoleError;
+use crate::actors::gateway::dashboard::auth::{AuthPolicy, Presented};
+use crate::actors::gateway::dashboard::prometheus;
 use crate::config::Config;
-use crate::ids::NodeId;
-use crate::net::membership::{GetView, View};
-use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use std::fmt;
-use std::time::Duration;
+use crate::net::membership::{GetView, Membership, View};
+use crate::net::Transport;
+use actix::Addr;
+use actix_web::dev::ServerHandle;
+use actix_web::http::header;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use std::net::SocketAddr;
 
-/// How long each node may take to answer the declaration (it is a table update).
-const ANSWER_LIMIT: Duration = Duration::from_secs(2);
+/// One HTTP worker: probes and a scraper, a few requests a second at most.
+const HTTP_WORKERS: usize = 1;
+/// Connections held at once (beyond it, accepting pauses): probes and a scraper need few.
+const MAX_CONNECTIONS: usize = 64;
+/// Seconds a stopping server waits for open requests.
+const SHUTDOWN_GRACE_SECS: u64 = 1;
 
-/// Why a declaration did not reach the whole cluster.
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error("cannot start a peer listener: {0}")]
-    Start(NetError),
-    #[error("no member answered at {0}: {1}")]
-    NoMember(String, NetError),
-    #[error("{0} is alive in the cluster's view: only a crashed node's data can be declared lost")]
-    Alive(String),
-    #[error("{done}; but {failed} node(s) did not take it (run the command again): {reasons}")]
-    Partial {
-        done: Declared,
-        failed: usize,
-        reasons: String,
-    },
+struct State {
+    node: String,
+    transport: Transport,
+    membership: Addr<Membership>,
+    /// The node was given seeds: it is ready only once it heard from another member.
+    joins: bool,
+    auth: AuthPolicy,
 }
 
-/// What a declaration did.
-#[derive(Debug)]
-pub struct Declared {
-    pub node: String,
-    /// Live nodes that took the declaration.
-    pub told: usize,
-    /// Of those, the nodes that held the node as crashed (the others never saw it crash:
-    /// they had no keys waiting for it).
-    pub held: usize,
+/// A running admin port.
+pub struct AdminServer {
+    addr: SocketAddr,
+    server: ServerHandle,
 }
 
-impl fmt::Display for Declared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "declared the data of {} lost on {} live node(s) ({} held it as crashed); keys only it held now read as missing",
-            self.node, self.told, self.held
-        )
-    }
-}
-
-/// Declare `node`'s data lost on every live member of the cluster reached through
-/// `cfg.node.join`.
-pub fn declare_lost(cfg: &Config, node: &str) -> Result<Declared, AdminError> {
-    actix::System::new().block_on(async {
-        let me = NodeId::new(format!("admin-{}", std::process::id()));
-        let t = Transport::start(cfg, Some(me))
-            .await
-            .map_err(AdminError::Start)?;
-        let outcome = declare(&t, cfg, NodeId::new(node)).await;
-        t.shutdown().await;
-        outcome
-    })
-}
-
-async fn declare(t: &Transport, cfg: &Config, node: NodeId) -> Result<Declared, AdminError> {
-    let view = view_through(t, cfg).await?;
-    if view.get(&node).is_some_and(|m| m.state.is_live()) {
-        return Err(AdminError::Alive(node.to_string()));
-    }
-    let members: Vec<_> = view.live().cloned().collect();
-    let answers = futures::future::join_all(members.iter().map(|m| {
-        t.connect_hint(&m.node.id, m.addr);
-        let to = ActorRef::new(m.node.clone(), ServiceId::KvsShard, 0);
-        let msg = DeclareLost { node: node.clone() };
-        async move {
-            (
-                m.node.id.clone(),
-                t.handle::<DeclareLost>(to)
-                    .send_timeout(msg, ANSWER_LIMIT)
-                    .await,
-            )
-        }
-    }))
-    .await;
-    let mut done = Declared {
-        node: node.to_string(),
-        told: 0,
-        held: 0,
-    };
-    let mut reasons = Vec::new();
-    for (who, answer) in answers {
-        match answer {
-            Ok(Ok(held)) => {
-                done.told += 1;
-                done.held += usize::from(held);
+impl AdminServer {
+    /// Bind `addr` and serve. Prints `cloudburst admin listening on http://<addr>/` on
+    /// stdout once bound. Must run inside an actix `System`.
+    pub fn start(
+        cfg: &Config,
+        addr: SocketAddr,
+        transport: &Transport,
+        membership: &Addr<Membership>,
+    ) -> Result<AdminServer, RoleError> {
+        let state = web::Data::new(State {
+            node: transport.local_node().id.to_string(),
+            transport: transport.clone(),
+            membership: membership.clone(),
+            joins: !cfg.node.join.is_empty(),
+            auth: AuthPolicy {
+                token: cfg.gateway.token.clone(),
+                metrics_require_token: cfg.gateway.metrics_require_token,
+            },
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/healthz", web::get().to(|| async { "ok" }))
+                .route("/readyz", web::get().to(readyz))
+                .route("/metrics", web::get().to(metrics))
+        })
+        .workers(HTTP_WORKERS)
+        .max_connections(MAX_CONNECTIONS)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .bind(addr)
+        .map_err(|source| RoleError::Admin { addr, source })?;
+        let bound = server.addrs().first().copied().unwrap_or(addr);
+        let server = server.run();
+        let handle = server.handle();
+        actix::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::warn!(cause = %e, "admin server stopped with an error");
             }
-            Ok(Err(refused)) => reasons.push(format!("{who}: {refused}")),
-            Err(e) => reasons.push(format!("{who}: {e}")),
-        }
-    }
-    if reasons.is_empty() {
-        Ok(done)
-    } else {
-        Err(AdminError::Partial {
-            done,
-            failed: reasons.len(),
-            reasons: reasons.join("; "),
+        });
+        println!("cloudburst admin listening on http://{bound}/");
+        Ok(AdminServer {
+            addr: bound,
+            server: handle,
         })
     }
+
+    /// Where it listens (the real port when the config said port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop serving.
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+    }
 }
 
-/// The view of the first seed that answers.
-async fn view_through(t: &Transport, cfg: &Config) -> Result<View, AdminError> {
-    let mut last = (String::from("no seed given"), NetError::ConnectionLost);
-    for seed in &cfg.node.join {
-        let asked = async {
-            let member = t.identify(*seed).await?;
-            t.handle::<GetView>(ActorRef::new(member, ServiceId::Membership, 0))
-                .send(GetView)
-                .await
-        };
-        match asked.await {
-            Ok(view) => return Ok(view),
-            Err(e) => last = (seed.to_string(), e),
+/// Why this node is not ready, by its own view; `None` when it is.
+pub fn not_ready(view: &View, me: &crate::ids::NodeId, joins: bool) -> Option<&'static str> {
+    let Some(m) = view.get(me) else {
+        return Some("not in its own view");
+    };
+    if m.draining {
+        return Some("draining");
+    }
+    if joins && view.live().all(|other| &other.node.id == me) {
+        return Some("not joined");
+    }
+    None
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let why = match state.membership.send(GetView).await {
+        Ok(view) => not_ready(&view, &state.transport.local_node().id, state.joins),
+        Err(_) => Some("stopping"),
+    };
+    match why {
+        None => HttpResponse::Ok().body("ready"),
+        Some(why) => HttpResponse::ServiceUnavailable().body(format!("not ready: {why}")),
+    }
+}
+
+async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    let presented = Presented {
+        header: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+        ..Presented::default()
+    };
+    if let Err(e) = state.auth.check(presented, true) {
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .json(serde_json::json!({ "error": e.code(), "message": e.to_string() }));
+    }
+    let text = prometheus::node_series(
+        &state.node,
+        &crate::metrics::global().snapshot(),
+        &state.transport.metrics(),
+    );
+    HttpResponse::Ok()
+        .content_type(prometheus::CONTENT_TYPE)
+        .body(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Generation, NodeId, NodeRef};
+    use crate::net::membership::{Member, MemberState};
+
+    fn member(id: &str, state: MemberState, draining: bool) -> Member {
+        Member {
+            node: NodeRef {
+                id: NodeId::new(id),
+                generation: Generation(1),
+            },
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            roles: Default::default(),
+            state,
+            kvs_shards: 0,
+            draining,
         }
     }
-    Err(AdminError::NoMember(last.0, last.1))
+
+    fn view(members: Vec<Member>) -> View {
+        View {
+            members: members
+                .into_iter()
+                .map(|m| (m.node.id.clone(), m))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ready_once_joined_and_not_draining() {
+        let me = NodeId::new("a");
+        let alone = view(vec![member("a", MemberState::Alive, false)]);
+        assert_eq!(
+            not_ready(&alone, &me, false),
+            None,
+            "a first node is ready alone"
+        );
+        assert_eq!(not_ready(&alone, &me, true), Some("not joined"));
+        let dead_peer = view(vec![
+            member("a", MemberState::Alive, false),
+            member("b", MemberState::Dead, false),
+        ]);
+        assert_eq!(not_ready(&dead_peer, &me, true), Some("not joined"));
+        let joined = view(vec![
+            member("a", MemberState::Alive, false),
+            member("b", MemberState::Alive, false),
+        ]);
+        assert_eq!(not_ready(&joined, &me, true), None);
+        let draining = view(vec![
+            member("a", MemberState::Alive, true),
+            member("b", MemberState::Alive, false),
+        ]);
+        assert_eq!(not_ready(&draining, &me, true), Some("draining"));
+        assert_eq!(
+            not_ready(&view(vec![]), &me, false),
+            Some("not in its own view")
+        );
+    }
 }

@@ -1,50 +1,35 @@
-//! The dashboard of a node playing `gateway`, wired to this node's sources: the cluster
-//! view, the KVS, the transport, the caches of every executor node and this node's
-//! executor. Prints `cloudburst dashboard listening on http://<addr>/` on stdout once bound.
+//! The dashboard of a node playing `gateway`, wired to the cluster's sources: the cluster
+//! view, the KVS, this node's transport, the caches of every executor node and every
+//! node's own figures (calls, recent calls, Python pool). Prints `cloudburst dashboard listening on http://<addr>/` on stdout once bound.
 
 use super::roles::RoleError;
 use crate::actors::cache::messages::GetCacheStats;
-use crate::actors::gateway::dashboard::core::{CacheSample, ExecutorSample};
+use crate::actors::gateway::dashboard::core::CacheSample;
 use crate::actors::gateway::dashboard::{DashboardServer, DashboardSources};
 use crate::actors::kvs::KvsTier;
 use crate::config::{Config, Role};
+use crate::ids::NodeId;
 use crate::net::membership::{GetView, Membership};
 use crate::net::{ActorRef, ServiceId, Transport};
-use crate::protocol::{AutoscaleState, GetAutoscale};
-use crate::pyrt::PythonPool;
+use crate::protocol::{AutoscaleState, GetAutoscale, GetNodeStats, NodeStats};
 use actix::Addr;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-/// Start the dashboard with this node's sources.
+/// Start the dashboard with the cluster's sources.
 pub(super) fn start(
     cfg: &Config,
     transport: &Transport,
     membership: &Addr<Membership>,
     kvs: &KvsTier,
-    pool: Option<PythonPool>,
 ) -> Result<DashboardServer, RoleError> {
     let sources = DashboardSources::new()
         .with_view(membership.clone().recipient())
         .with_kvs(kvs.client.clone())
         .with_transport(transport.clone())
         .with_caches(cache_probe(transport.clone(), membership.clone()))
+        .with_nodes(nodes_probe(transport.clone(), membership.clone()))
         .with_autoscale(autoscale_probe(transport.clone(), membership.clone()));
-    let node = transport.local_node().id.to_string();
-    let sources = match pool {
-        // This node's executor (the whole cluster in `cloudburst local`); other nodes'
-        // executors are not aggregated here yet.
-        Some(pool) => sources.with_executors(move || {
-            let (pool, node) = (pool.clone(), node.clone());
-            async move {
-                vec![ExecutorSample {
-                    node,
-                    workers: pool.workers() as u64,
-                    extra_workers: pool.extra_workers() as u64,
-                    utilisation: pool.utilisation(),
-                }]
-            }
-        }),
-        None => sources,
-    };
     let node = transport.local_node().id.to_string();
     let addr = cfg.gateway.dashboard_listen;
     let d = DashboardServer::start(cfg, node, sources)
@@ -54,6 +39,41 @@ pub(super) fn start(
         d.local_addr()
     );
     Ok(d)
+}
+
+/// Asks every live node (this one included) for its own figures: the calls it ran, its
+/// recent calls, its Python pool. A live node that does not answer this tick counts with
+/// its last answer (its counters must not seem to drop and jump back); a node no longer
+/// live is forgotten.
+fn nodes_probe(
+    transport: Transport,
+    membership: Addr<Membership>,
+) -> impl Fn() -> futures::future::BoxFuture<'static, Vec<NodeStats>> + Send + Sync + 'static {
+    let last: Arc<Mutex<HashMap<NodeId, NodeStats>>> = Arc::default();
+    move || {
+        let (t, m, last) = (transport.clone(), membership.clone(), last.clone());
+        Box::pin(async move {
+            let Ok(view) = m.send(GetView).await else {
+                return Vec::new();
+            };
+            let asks = view.live().map(|member| {
+                let target = ActorRef::new(member.node.clone(), ServiceId::Node, 0);
+                let h = t.handle::<GetNodeStats>(target);
+                let id = member.node.id.clone();
+                async move { (id, h.send(GetNodeStats).await.ok()) }
+            });
+            let answers = futures::future::join_all(asks).await;
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let mut now = HashMap::with_capacity(answers.len());
+            for (id, answer) in answers {
+                if let Some(stats) = answer.or_else(|| last.remove(&id)) {
+                    now.insert(id, stats);
+                }
+            }
+            *last = now;
+            last.values().cloned().collect()
+        })
+    }
 }
 
 /// Asks the acting monitor (the live, non-draining one with the lowest id) for its state.
@@ -109,6 +129,7 @@ fn cache_probe(
                     bytes: s.bytes,
                     capacity: s.capacity,
                     pinned: s.pinned,
+                    down: false,
                 })
                 .collect()
         })

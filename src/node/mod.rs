@@ -6,8 +6,10 @@
 //!   fails), waiting until they can serve, stopping them.
 //! - [`drain`]: draining a node before it stops (SIGTERM, scale-down, `preStop`): no new
 //!   work, finish what it holds, then leave.
-//! - [`admin`]: operator commands that talk to a running cluster (`declare-lost`).
-//! - `dashboard`: the dashboard of a `gateway` node, wired to this node's sources.
+//! - [`operator`]: operator commands that talk to a running cluster (`declare-lost`).
+//! - `dashboard`: the dashboard of a `gateway` node, wired to the cluster's sources.
+//! - [`observe`]: the `Node` service every node runs: its own figures and call logs.
+//! - `admin`: every node's admin HTTP port: `/healthz`, `/readyz`, `/metrics`.
 //! - [`ready`]: the readiness lines on stdout and their parser.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
 //! - [`storage`]: the data directory: lock, identity, recovery before joining, members.
@@ -23,6 +25,8 @@
 pub mod admin;
 mod dashboard;
 pub mod drain;
+pub mod observe;
+pub mod operator;
 pub mod ready;
 pub mod roles;
 mod serve;

@@ -8,7 +8,9 @@
 //! returned (listeners closed, Python workers killed and reaped), so a failed start leaves
 //! nothing behind in a process that goes on.
 
+use super::admin::AdminServer;
 use super::dashboard;
+use super::observe::NodeService;
 use super::storage::NodeStorage;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::executor::{Executor, ExecutorHandle, StartError as ExecutorStartError};
@@ -75,6 +77,11 @@ pub enum RoleError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("admin port cannot listen on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Why a started node is not ready to serve clients.
@@ -109,6 +116,8 @@ pub struct NodeRoles {
     pub executor: Option<ExecutorHandle>,
     /// The monitor (autoscaler), when the node plays `monitor`.
     pub monitor: Option<Addr<Monitor>>,
+    /// The admin HTTP port, when `node.admin_listen` is set.
+    pub admin: Option<AdminServer>,
 }
 
 impl NodeRoles {
@@ -154,6 +163,7 @@ impl NodeRoles {
             scheduler: None,
             executor: None,
             monitor: None,
+            admin: None,
         };
         match node.start_roles(cfg).await {
             Ok(()) => Ok(node),
@@ -174,6 +184,7 @@ impl NodeRoles {
     ) -> Result<(Addr<Membership>, KvsTier), NetError> {
         let mut seeds = cfg.node.join.clone();
         for peer in storage.recorded_peers(&transport.local_node().id) {
+            let peer = peer.to_string();
             if !seeds.contains(&peer) {
                 seeds.push(peer);
             }
@@ -213,12 +224,16 @@ impl NodeRoles {
         if roles.contains(&Role::Monitor) {
             self.monitor = Some(self.start_monitor(cfg)?);
         }
+        // Every node answers for its own calls and logs, whatever its roles.
+        NodeService::start(t, self.executor.as_ref().map(|e| e.pool.clone()))?;
         if roles.contains(&Role::Gateway) {
             let g =
                 Gateway::start(t, m, self.kvs.client.clone(), cfg).map_err(RoleError::Gateway)?;
             self.gateway = Some(g);
-            let pool = self.executor.as_ref().map(|e| e.pool.clone());
-            self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs, pool)?);
+            self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs)?);
+        }
+        if let Some(addr) = cfg.node.admin_listen {
+            self.admin = Some(AdminServer::start(cfg, addr, t, m)?);
         }
         let pending: Vec<&str> = roles
             .iter()
@@ -324,6 +339,9 @@ impl NodeRoles {
         }
         if let Some(d) = self.dashboard {
             d.stop().await;
+        }
+        if let Some(a) = self.admin {
+            a.stop().await;
         }
         if !self.kvs.shards.is_empty() && !self.kvs.drain(HANDOFF_LIMIT).await {
             tracing::warn!(

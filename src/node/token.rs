@@ -52,7 +52,8 @@ pub enum TokenSource {
 /// Give `cfg` the token its gateway needs: the one it was given, none with `--no-auth`,
 /// else the per-user file's.
 pub fn resolve(cfg: &mut Config) -> Result<TokenSource, TokenError> {
-    if !cfg.node.roles.contains(&Role::Gateway) {
+    // A gateway serves clients; an admin port serves `/metrics` under the same token.
+    if !cfg.node.roles.contains(&Role::Gateway) && cfg.node.admin_listen.is_none() {
         return Ok(TokenSource::NotNeeded);
     }
     if !cfg.gateway.auth {

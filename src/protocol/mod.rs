@@ -14,6 +14,7 @@
 //! - [`values`]: Python values as stored lattices and back.
 //! - [`limits`]: bounds several actors enforce.
 //! - [`load`]: the load an executor reports with its status (what the monitor scales on).
+//! - [`observe`]: what every node tells dashboards and clients: its figures, call logs.
 //! - [`scaling`]: what the monitor receives (reports), sends (drain requests) and shows.
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
@@ -23,6 +24,7 @@ pub mod call;
 pub mod error;
 pub mod limits;
 pub mod load;
+pub mod observe;
 pub mod records;
 pub mod registry;
 pub mod requests;
@@ -38,6 +40,7 @@ pub use call::{
 pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use load::{ExecutorLoad, FunctionLoad, NodeState};
+pub use observe::{CallLog, GetCallLogs, GetNodeStats, NodeStats, PoolStats};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };

@@ -78,6 +78,10 @@ wire_tags! {
         1 => super::GetAutoscale,
         2 => super::ExecutorsWanted,
     }
+    Node {
+        0 => super::GetNodeStats,
+        1 => super::GetCallLogs,
+    }
 }
 
 /// The pairs of `table` that name more than one type, each with the types.

@@ -49,6 +49,77 @@ except ImportError:  # no client package (or one older than its errors module)
 # (name, hash) -> callable taking (cb, *args): a function, or a class instance's `run`.
 _functions = {}
 
+#: Characters of one call's output kept (stdout and stderr together); the rest is cut. The
+#: supervisor bounds the bytes again; the process's own streams get every line.
+MAX_OUTPUT_CHARS = 64 * 1024
+
+
+class _Capture:
+    """What the current call wrote to sys.stdout and sys.stderr, bounded."""
+
+    def __init__(self):
+        self.parts = ([], [])
+        self.size = 0
+        self.truncated = False
+
+    def add(self, which, text):
+        if not isinstance(text, str) or not text:
+            return
+        room = MAX_OUTPUT_CHARS - self.size
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(text) > room:
+            text = text[:room]
+            self.truncated = True
+        self.parts[which].append(text)
+        self.size += len(text)
+
+    def take(self):
+        """(stdout, stderr, truncated) of the call that ended, or None if it wrote nothing;
+        starts afresh for the next call."""
+        if not self.size and not self.truncated:
+            return None  # the common case: nothing to hand over, nothing to reset
+        out = ("".join(self.parts[0]), "".join(self.parts[1]), self.truncated)
+        self.__init__()
+        return out
+
+
+class _Tee:
+    """A text stream that writes through to the process's stream (so the executor's log
+    keeps every line) and into the call's capture."""
+
+    def __init__(self, stream, capture, which):
+        self._stream = stream
+        self._capture = capture
+        self._which = which
+
+    def write(self, text):
+        n = self._stream.write(text)
+        self._capture.add(self._which, text)
+        return n
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+_capture = _Capture()
+
+
+def install_capture():
+    """Route sys.stdout and sys.stderr through the capture (once, at worker start)."""
+    if not isinstance(sys.stdout, _Tee):
+        sys.stdout = _Tee(sys.stdout, _capture, 0)
+        sys.stderr = _Tee(sys.stderr, _capture, 1)
+
+
+def take_output():
+    return _capture.take()
+
 
 def _library_error(e):
     """The client package's error for a failed library request: the link raises

@@ -8,6 +8,7 @@
 //! explicit `PyConfig`, so the `pyvenv.cfg` beside it is honoured (embedded CPython ignores
 //! `VIRTUAL_ENV`: the program name is what selects the venv).
 
+use super::wire::CallOutput;
 use super::{CallError, FunctionKind, PyEnvironment, PyValue};
 use bytes::Bytes;
 use pyo3::ffi;
@@ -118,6 +119,7 @@ fn status_message(status: &ffi::PyStatus) -> String {
 pub struct Glue {
     run: Py<PyAny>,
     environment: Py<PyAny>,
+    take_output: Py<PyAny>,
 }
 
 /// The outcome of one call, and whether the function is now cached in this interpreter.
@@ -136,9 +138,11 @@ impl Glue {
             PyModule::from_code(py, &errors, c"cloudburst_errors.py", c"cloudburst_errors")?;
             let code = CString::new(GLUE_SOURCE)?;
             let module = PyModule::from_code(py, &code, c"cloudburst_glue.py", c"cloudburst_glue")?;
+            module.getattr("install_capture")?.call0()?;
             Ok(Glue {
                 run: module.getattr("run")?.unbind(),
                 environment: module.getattr("environment")?.unbind(),
+                take_output: module.getattr("take_output")?.unbind(),
             })
         };
         load().map_err(|e| InterpError::Glue(describe(py, &e)))
@@ -241,6 +245,23 @@ fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {
         _ => Err(CallError::Pickle(t.get_item(1)?.extract()?)),
     };
     Ok(RunOutcome { outcome, loaded })
+}
+
+impl Glue {
+    /// What the call that just ran wrote to stdout and stderr (`None`: nothing), and the
+    /// capture emptied for the next one.
+    pub fn take_output(&self, py: Python<'_>) -> Option<CallOutput> {
+        let out = self.take_output.bind(py).call0().ok()?;
+        if out.is_none() {
+            return None;
+        }
+        let (stdout, stderr, truncated) = out.extract::<(String, String, bool)>().ok()?;
+        Some(CallOutput {
+            stdout,
+            stderr,
+            truncated,
+        })
+    }
 }
 
 /// `None`, `bytes`, `list[bytes]` (a set) or `tuple[bytes]` (concurrent versions), as the

@@ -2,8 +2,8 @@
 //! output to the log, drive one call (answering its user-library requests), kill and reap.
 
 use super::wire::{
-    decode, encode, FrameError, FromWorker, LibReply, LibRequest, ToWorker, ToWorkerRef,
-    WireCallRef, PROTOCOL_VERSION,
+    decode, encode, CallOutput, FrameError, FromWorker, LibReply, LibRequest, ToWorker,
+    ToWorkerRef, WireCallRef, PROTOCOL_VERSION,
 };
 use super::{
     CallError, LibError, PoolConfig, PyCall, PyEnvironment, PyRuntimeError, PyValue, UserLibrary,
@@ -189,6 +189,30 @@ async fn handshake(
     }
 }
 
+/// Keep what the call printed and its traceback, by call id, in the node's log store
+/// (nothing when it printed nothing and did not raise).
+fn keep_log(call: &PyCall, output: Option<CallOutput>, outcome: &Result<PyValue, CallError>) {
+    let traceback = match outcome {
+        Err(CallError::Exception { traceback, .. }) => Some(traceback.clone()),
+        _ => None,
+    };
+    if output.is_none() && traceback.is_none() {
+        return;
+    }
+    let out = output.unwrap_or_default();
+    crate::calllog::global().add(crate::protocol::CallLog {
+        call: crate::ids::CallId(call.call),
+        attempt: call.attempt,
+        function: call.function.name.clone(),
+        node: String::new(),
+        stdout: out.stdout,
+        stderr: out.stderr,
+        traceback,
+        truncated: out.truncated,
+        at_ms: crate::metrics::unix_ms(),
+    });
+}
+
 impl Worker {
     /// Run one call to completion. `Ok(Err(..))` is a failed call on a healthy worker.
     pub async fn call(
@@ -225,13 +249,17 @@ impl Worker {
                     )));
                 }
                 FromWorker::Done {
-                    outcome, loaded, ..
+                    outcome,
+                    loaded,
+                    output,
+                    ..
                 } => {
                     if loaded && !self.loaded.contains(&key) {
                         // The worker dropped the other versions of this name as it loaded it.
                         self.loaded.retain(|(name, _)| *name != key.0);
                         self.loaded.insert(key);
                     }
+                    keep_log(call, output, &outcome);
                     return Ok(outcome);
                 }
                 FromWorker::Lib { req, .. } => {

@@ -18,7 +18,8 @@ use std::io::Read;
 /// 3: a call carries how many of its arguments are upstream results.
 /// 4: every frame of a call carries its `seq`.
 /// 5: a call carries its call id and attempt.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `Done` carries what the call printed.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Length prefix size of a frame.
 const LEN_BYTES: usize = 4;
@@ -84,7 +85,19 @@ pub enum FromWorker {
         seq: u64,
         outcome: Result<PyValue, CallError>,
         loaded: bool,
+        /// What the call wrote to stdout and stderr, if anything.
+        output: Option<CallOutput>,
     },
+}
+
+/// What one call wrote to `sys.stdout` and `sys.stderr` (bounded by the worker; the
+/// worker's own streams, and so the executor's log, got every line).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallOutput {
+    pub stdout: String,
+    pub stderr: String,
+    /// The worker cut what came beyond its bound.
+    pub truncated: bool,
 }
 
 /// A user-library request (see [`super::UserLibrary`]).
@@ -239,6 +252,7 @@ mod tests {
                 after: std::time::Duration::from_millis(300),
             }),
             loaded: true,
+            output: None,
         };
         let back: FromWorker = decode(&encode(&done).expect("encodes")).expect("decodes");
         assert!(matches!(
@@ -246,7 +260,8 @@ mod tests {
             FromWorker::Done {
                 seq: 1,
                 outcome: Err(CallError::Timeout { .. }),
-                loaded: true
+                loaded: true,
+                output: None,
             }
         ));
     }

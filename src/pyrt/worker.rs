@@ -216,6 +216,7 @@ fn serve(py: Python<'_>, glue: &Glue, chan: &SharedChannel) -> Result<(), Worker
             seq,
             outcome: out.outcome,
             loaded: out.loaded,
+            output: glue.take_output(py),
         };
         py.detach(|| send_done(chan, done))?;
     }
@@ -226,13 +227,20 @@ fn send_done(chan: &SharedChannel, done: FromWorker) -> Result<(), FrameError> {
     let mut ch = lock(chan);
     match ch.send(&done) {
         Err(FrameError::TooLarge { bytes, max }) => {
-            let FromWorker::Done { seq, loaded, .. } = done else {
+            let FromWorker::Done {
+                seq,
+                loaded,
+                output,
+                ..
+            } = done
+            else {
                 return Err(FrameError::TooLarge { bytes, max });
             };
             ch.send(&FromWorker::Done {
                 seq,
                 outcome: Err(super::CallError::TooLarge { bytes, max }),
                 loaded,
+                output,
             })
         }
         other => other,

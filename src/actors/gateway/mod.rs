@@ -14,7 +14,7 @@
 //! - [`protocol`]: the wire types, decoding in two steps, error codes.
 //! - [`core`]: scheduler choice, conversions (no I/O).
 //! - [`results`]: the calls sent, their waiters and how they ended (no I/O).
-//! - [`ops`]: carrying out one request.
+//! - [`ops`]: carrying out one request; [`logs`]: a call's logs gathered from the nodes.
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
 //! - [`flow`]: what a connection may make the gateway hold (responses unread, partial
 //!   messages, control frames).
@@ -26,6 +26,7 @@
 pub mod core;
 pub mod dashboard;
 pub mod flow;
+pub mod logs;
 pub mod msgvalue;
 pub mod ops;
 pub mod origin;

@@ -163,6 +163,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             .await
         }
         Request::Cancel { call } => cancel(state, CallId(call)).await,
+        Request::Logs { call } => Ok(Reply::Logs(super::logs::gather(state, CallId(call)).await)),
         Request::Await {
             call,
             key,

@@ -176,6 +176,10 @@ pub enum Request {
     Cancel {
         call: u64,
     },
+    /// What call `call`'s functions printed and raised, from every node that ran one.
+    Logs {
+        call: u64,
+    },
     /// Wait for a future's result: answered when it exists (or after `timeout_ms`);
     /// `delete`: delete the stored result once it has been read.
     Await {
@@ -206,6 +210,8 @@ pub enum Reply {
     },
     /// A yes or no (`cancel`).
     Flag(bool),
+    /// A call's logs (`logs`), in the order its function runs finished.
+    Logs(Vec<crate::protocol::CallLog>),
 }
 
 /// What `hello` returns.
@@ -308,6 +314,7 @@ const OPS: &[&str] = &[
     "call_dag",
     "await",
     "cancel",
+    "logs",
 ];
 
 /// How deep a request's fields nest around a value: `call_dag`'s `args` map, a function's

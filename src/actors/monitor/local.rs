@@ -257,7 +257,7 @@ fn child_config(cfg: &Config, join: SocketAddr) -> Config {
     let mut c = cfg.clone();
     c.node.roles = [Role::Executor].into_iter().collect();
     c.node.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    c.node.join = vec![join];
+    c.node.join = vec![join.to_string()];
     c.node.id = String::new();
     c.node.cluster_secret = String::new();
     c.node.data_dir = None;

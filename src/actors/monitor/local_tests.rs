@@ -31,7 +31,10 @@ fn the_child_config_is_a_loopback_executor_that_joins_and_holds_no_secret() {
     let c = Config::from_toml(&text).expect("the child can read it");
     assert_eq!(c.node.roles, [Role::Executor].into_iter().collect());
     assert!(c.node.listen.ip().is_loopback() && c.node.listen.port() == 0);
-    assert_eq!((c.node.join, c.node.data_dir), (vec![join()], None));
+    assert_eq!(
+        (c.node.join, c.node.data_dir),
+        (vec![join().to_string()], None)
+    );
 }
 
 #[test]

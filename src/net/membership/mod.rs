@@ -53,8 +53,9 @@ pub struct Membership {
     transport: Transport,
     subscribers: Vec<Recipient<ViewChanged>>,
     heartbeat: Duration,
-    /// Members to join through, tried in turn until one answers (empty: a new cluster).
-    seeds: Vec<SocketAddr>,
+    /// Members to join through (`host:port`, resolved on every attempt), tried in turn
+    /// until one answers (empty: a new cluster).
+    seeds: Vec<String>,
     /// The KVS replication factor: a node that runs another is refused at join.
     replication: u32,
     ticks: u64,
@@ -67,7 +68,7 @@ impl Membership {
     pub fn start(
         transport: Transport,
         cfg: &Config,
-        seeds: Vec<SocketAddr>,
+        seeds: Vec<String>,
     ) -> Result<Addr<Membership>, NetError> {
         let me = Member {
             node: transport.local_node().clone(),
@@ -192,28 +193,39 @@ impl Membership {
         };
         let (seeds, replication) = (self.seeds.clone(), self.replication);
         let attempt = async move {
+            let pause = |p: Duration| p / seeds.len().max(1) as u32;
             for seed in seeds.iter().cycle() {
-                let join = Join {
-                    member: me.clone(),
-                    replication,
+                let addrs = match crate::net::seed::resolve(seed).await {
+                    Ok(addrs) => addrs,
+                    Err(why) => {
+                        tracing::warn!(seed = %seed, cause = %why, "join failed; trying the next seed");
+                        tokio::time::sleep(pause(JOIN_RETRY)).await;
+                        continue;
+                    }
                 };
-                match try_join(&transport, *seed, join).await {
-                    Ok(Ok(joined)) => return Some(joined),
-                    Ok(Err(refused)) => {
-                        refuse_to_run(*seed, &refused);
-                        return None;
-                    }
-                    Err(NetError::Refused(why)) if why.contains(OTHER_CLUSTER) => {
-                        refuse_to_run(*seed, &why);
-                        return None;
-                    }
-                    Err(e) if e.is_transient() || e == NetError::ConnectionLost => {
-                        tracing::warn!(seed = %seed, cause = %e, "join failed; trying the next seed");
-                        tokio::time::sleep(JOIN_RETRY / seeds.len().max(1) as u32).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(seed = %seed, cause = %e, "join refused; check the cluster secret and version");
-                        tokio::time::sleep(JOIN_RETRY_REFUSED / seeds.len().max(1) as u32).await;
+                for addr in addrs {
+                    let join = Join {
+                        member: me.clone(),
+                        replication,
+                    };
+                    match try_join(&transport, addr, join).await {
+                        Ok(Ok(joined)) => return Some(joined),
+                        Ok(Err(refused)) => {
+                            refuse_to_run(seed, &refused);
+                            return None;
+                        }
+                        Err(NetError::Refused(why)) if why.contains(OTHER_CLUSTER) => {
+                            refuse_to_run(seed, &why);
+                            return None;
+                        }
+                        Err(e) if e.is_transient() || e == NetError::ConnectionLost => {
+                            tracing::warn!(seed = %seed, %addr, cause = %e, "join failed; trying the next seed");
+                            tokio::time::sleep(pause(JOIN_RETRY)).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(seed = %seed, %addr, cause = %e, "join refused; check the cluster secret and version");
+                            tokio::time::sleep(pause(JOIN_RETRY_REFUSED)).await;
+                        }
                     }
                 }
             }
@@ -253,7 +265,7 @@ async fn try_join(
 
 /// The cluster refused this node for a reason only its operator can mend (its config):
 /// running on alone would make a second cluster, so the process stops.
-fn refuse_to_run(seed: SocketAddr, reason: &str) {
+fn refuse_to_run(seed: &str, reason: &str) {
     tracing::error!(seed = %seed, cause = %reason, "the cluster refused this node");
     eprintln!("cloudburst: the cluster at {seed} refused this node: {reason}");
     std::process::exit(JOIN_REFUSED_EXIT_CODE);

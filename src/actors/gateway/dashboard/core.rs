@@ -61,6 +61,8 @@ pub struct CacheSample {
     pub capacity: u64,
     /// Keys pinned by repeatable-read sessions now.
     pub pinned: u64,
+    /// The node is dead: these are no figures, only its place in the table.
+    pub down: bool,
 }
 
 /// One executor node's Python pool.
@@ -72,6 +74,15 @@ pub struct ExecutorSample {
     pub extra_workers: u64,
     /// Fraction of workers running a call, `0.0..=1.0`.
     pub utilisation: f64,
+    /// The node is dead: these are no figures, only its place in the table.
+    pub down: bool,
+}
+
+/// The call series one node recorded (the `node` label of its `/metrics` series).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeCalls {
+    pub node: String,
+    pub calls: Vec<CallSnapshot>,
 }
 
 /// Everything the sources said at one instant (cumulative counters).
@@ -80,7 +91,10 @@ pub struct Sample {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
     pub nodes: Vec<NodeRow>,
+    /// Every node's series added up.
     pub calls: Vec<CallSnapshot>,
+    /// Each node's series.
+    pub node_calls: Vec<NodeCalls>,
     pub recent: Vec<RecentCall>,
     pub shards: Vec<ShardSample>,
     pub caches: Vec<CacheSample>,
@@ -230,7 +244,13 @@ impl DashboardCore {
             kvs_ops_per_s: sum(shards.iter().map(|s| s.ops_per_s)),
             kvs_keys: shards.iter().filter_map(|s| s.sample.keys).sum(),
             cache_hit_ratio: window_hit_ratio(&sample.caches, prev.map(|p| &p.caches[..])),
-            utilisation: mean(sample.executors.iter().map(|e| e.utilisation)),
+            utilisation: mean(
+                sample
+                    .executors
+                    .iter()
+                    .filter(|e| !e.down)
+                    .map(|e| e.utilisation),
+            ),
             autoscale: sample.autoscale.as_ref().and_then(|a| a.last),
         };
         let snapshot = Snapshot {

@@ -157,14 +157,23 @@ fn utilisation_is_the_mean_over_executors() {
         workers: 2,
         extra_workers: 0,
         utilisation: u,
+        down: false,
+    };
+    let dead = ExecutorSample {
+        down: true,
+        ..e(0.0)
     };
     let mut core = DashboardCore::new("n1", 0, 10);
     let s = core.observe(Sample {
         at_ms: 1_000,
-        executors: vec![e(0.5), e(1.0)],
+        executors: vec![e(0.5), e(1.0), dead],
         ..Sample::default()
     });
-    assert_eq!(s.point.utilisation, Some(0.75));
+    assert_eq!(
+        s.point.utilisation,
+        Some(0.75),
+        "a dead executor is no idle one"
+    );
     let s = core.observe(Sample {
         at_ms: 2_000,
         ..Sample::default()

@@ -7,7 +7,7 @@
 //! | `/api/snapshot` | latest snapshot JSON | yes |
 //! | `/api/history` | chart points JSON, oldest first | yes |
 //! | `/api/events` | server-sent events: `history` once, then `snapshot` each second | yes |
-//! | `/metrics` | Prometheus text | unless `gateway.metrics_require_token = false` |
+//! | `/metrics` | Prometheus text: the cluster as last sampled | unless `gateway.metrics_require_token = false` |
 //! | `/healthz` | `ok` (liveness probe) | no |
 //!
 //! Every endpoint but `/healthz` refuses web pages of other origins and, on a loopback
@@ -18,9 +18,7 @@
 use super::auth::{AuthError, AuthPolicy, Presented, COOKIE};
 use super::prometheus;
 use super::sampler::Feed;
-use super::sources::Reader;
 use crate::actors::gateway::origin::{OriginError, OriginPolicy};
-use crate::metrics::CallSnapshot;
 use crate::protocol::ErrorCode;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
@@ -50,8 +48,6 @@ pub struct State {
     pub origins: OriginPolicy,
     /// The sampler's latest output.
     pub feed: Feed,
-    /// Call series, read fresh at every `/metrics` scrape.
-    pub calls: Reader<Vec<CallSnapshot>>,
     /// Event streams open now.
     pub clients: Arc<AtomicUsize>,
 }
@@ -199,12 +195,7 @@ async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     }
     let published = state.feed.borrow().clone();
     let clients = state.clients.load(Ordering::Relaxed);
-    let mut text = prometheus::render(
-        &state.node,
-        &(state.calls)(),
-        published.sample.as_deref(),
-        clients,
-    );
+    let mut text = prometheus::render(&state.node, published.sample.as_deref(), clients);
     text.push_str(&prometheus::gateway_series(
         &crate::metrics::global().gateway_counts(),
     ));

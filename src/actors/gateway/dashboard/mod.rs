@@ -55,9 +55,9 @@ impl DashboardServer {
     pub fn start(
         cfg: &Config,
         node: String,
-        sources: DashboardSources,
+        mut sources: DashboardSources,
     ) -> std::io::Result<DashboardServer> {
-        let calls = sources.calls.clone();
+        sources.here.clone_from(&node);
         let (sampler, feed) = Sampler::new(node.clone(), sources, SAMPLE_INTERVAL);
         let state = web::Data::new(http::State {
             node,
@@ -70,7 +70,6 @@ impl DashboardServer {
                 cfg.gateway.dashboard_listen.ip().is_loopback(),
             ),
             feed,
-            calls,
             clients: Arc::new(AtomicUsize::new(0)),
         });
         let server =

@@ -1,11 +1,13 @@
 //! `/metrics`: the Prometheus text exposition format (version 0.0.4), no I/O.
 //!
-//! Call series come straight from the call registry (fresh at every scrape); cluster series
-//! (nodes, KVS shards, caches, executors, transport) from the sampler's latest [`Sample`].
+//! Everything comes from the sampler's latest [`Sample`]: the call series of every node
+//! (labelled `node`), nodes, KVS shards, caches, executors, this node's transport. A node's
+//! admin port renders its own call series with [`node_series`].
 //! Names are the constants of [`crate::metrics`]; docs/metrics.md lists them all.
 
-use super::core::{CacheSample, Sample, ShardSample};
+use super::core::{CacheSample, NodeCalls, Sample, ShardSample};
 use crate::metrics::{self as m, CallKind, CallSnapshot, BUCKETS_US};
+use crate::net::NetMetricsSnapshot;
 use std::fmt::Write;
 
 /// Content type of the exposition format.
@@ -44,15 +46,47 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Render every series: the calls of this process and the cluster as last sampled. `node`
-/// names this node (the label of its transport counters).
-pub fn render(
-    node: &str,
-    calls: &[CallSnapshot],
-    sample: Option<&Sample>,
-    dashboard_clients: usize,
-) -> String {
+/// Render every series of the cluster as last sampled. `node` names this node (the label
+/// of its transport counters).
+pub fn render(node: &str, sample: Option<&Sample>, dashboard_clients: usize) -> String {
     let mut t = Text { out: String::new() };
+    // The call families are declared even before the first sample (with no series).
+    calls(&mut t, sample.map_or(&[], |s| &s.node_calls[..]));
+    if let Some(s) = sample {
+        cluster_series(&mut t, s);
+        if let Some(a) = &s.autoscale {
+            autoscale_series(&mut t, a);
+        }
+        if let Some(net) = &s.transport {
+            transport_series(&mut t, node, net);
+        }
+    }
+    t.family(
+        m::DASHBOARD_CLIENTS,
+        "gauge",
+        "Dashboards connected to this gateway's live event stream.",
+    );
+    t.sample(m::DASHBOARD_CLIENTS, &[], dashboard_clients);
+    t.out
+}
+
+/// One node's own series (its admin port's `/metrics`): the calls it ran and its transport
+/// counters, every series labelled `node`.
+pub fn node_series(node: &str, calls_here: &[CallSnapshot], net: &NetMetricsSnapshot) -> String {
+    let mut t = Text { out: String::new() };
+    calls(
+        &mut t,
+        &[NodeCalls {
+            node: node.to_string(),
+            calls: calls_here.to_vec(),
+        }],
+    );
+    transport_series(&mut t, node, net);
+    t.out
+}
+
+/// Function and DAG call families, each node's series labelled with it.
+fn calls(t: &mut Text, nodes: &[NodeCalls]) {
     for (kind, label, counter, hist) in [
         (
             CallKind::Function,
@@ -62,23 +96,13 @@ pub fn render(
         ),
         (CallKind::Dag, "dag", m::DAG_CALLS, m::DAG_LATENCY),
     ] {
-        let rows: Vec<&CallSnapshot> = calls.iter().filter(|c| c.kind == kind).collect();
-        call_series(&mut t, &rows, label, counter, hist);
+        let rows: Vec<(&str, &CallSnapshot)> = nodes
+            .iter()
+            .flat_map(|n| n.calls.iter().map(move |c| (n.node.as_str(), c)))
+            .filter(|(_, c)| c.kind == kind)
+            .collect();
+        call_series(t, &rows, label, counter, hist);
     }
-    if let Some(s) = sample {
-        cluster_series(&mut t, s);
-        if let Some(a) = &s.autoscale {
-            autoscale_series(&mut t, a);
-        }
-        transport_series(&mut t, node, s);
-    }
-    t.family(
-        m::DASHBOARD_CLIENTS,
-        "gauge",
-        "Dashboards connected to this gateway's live event stream.",
-    );
-    t.sample(m::DASHBOARD_CLIENTS, &[], dashboard_clients);
-    t.out
 }
 
 /// The gateway's own call counters: failed calls by code, duplicate results dropped.
@@ -101,15 +125,22 @@ pub fn gateway_series(counts: &m::GatewayCounts) -> String {
     t.out
 }
 
-fn call_series(t: &mut Text, rows: &[&CallSnapshot], label: &str, counter: &str, hist: &str) {
+fn call_series(
+    t: &mut Text,
+    rows: &[(&str, &CallSnapshot)],
+    label: &str,
+    counter: &str,
+    hist: &str,
+) {
     t.family(
         counter,
         "counter",
         &format!("Finished {label} calls by status."),
     );
-    for c in rows {
-        t.sample(counter, &[(label, &c.name), ("status", "ok")], c.ok);
-        t.sample(counter, &[(label, &c.name), ("status", "error")], c.errors);
+    for (node, c) in rows {
+        let name = [("node", *node), (label, c.name.as_str())];
+        t.sample(counter, &[name[0], name[1], ("status", "ok")], c.ok);
+        t.sample(counter, &[name[0], name[1], ("status", "error")], c.errors);
     }
     t.family(
         hist,
@@ -117,7 +148,8 @@ fn call_series(t: &mut Text, rows: &[&CallSnapshot], label: &str, counter: &str,
         &format!("Latency of {label} calls in seconds."),
     );
     let bucket = format!("{hist}_bucket");
-    for c in rows {
+    for (node, c) in rows {
+        let name = [("node", *node), (label, c.name.as_str())];
         let mut cumulative = 0;
         for (i, n) in c.buckets.iter().enumerate() {
             cumulative += n;
@@ -125,11 +157,11 @@ fn call_series(t: &mut Text, rows: &[&CallSnapshot], label: &str, counter: &str,
                 Some(us) => (*us as f64 / 1e6).to_string(),
                 None => "+Inf".to_string(),
             };
-            t.sample(&bucket, &[(label, &c.name), ("le", &le)], cumulative);
+            t.sample(&bucket, &[name[0], name[1], ("le", &le)], cumulative);
         }
         let sum = c.sum_us as f64 / 1e6;
-        t.sample(&format!("{hist}_sum"), &[(label, &c.name)], sum);
-        t.sample(&format!("{hist}_count"), &[(label, &c.name)], c.count());
+        t.sample(&format!("{hist}_sum"), &name, sum);
+        t.sample(&format!("{hist}_count"), &name, c.count());
     }
 }
 
@@ -320,10 +352,7 @@ fn cache_series(t: &mut Text, s: &Sample) {
     }
 }
 
-fn transport_series(t: &mut Text, node: &str, s: &Sample) {
-    let Some(net) = &s.transport else {
-        return;
-    };
+fn transport_series(t: &mut Text, node: &str, net: &NetMetricsSnapshot) {
     let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(net) else {
         return;
     };

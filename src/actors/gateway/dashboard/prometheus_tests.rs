@@ -2,7 +2,7 @@
 //! (The integration tests parse it with a real Prometheus parser.)
 
 use super::*;
-use crate::actors::gateway::dashboard::core::{NodeRow, ShardSample};
+use crate::actors::gateway::dashboard::core::{NodeCalls, NodeRow, ShardSample};
 use crate::metrics::Registry;
 use crate::net::metrics::NetMetricsSnapshot;
 use std::time::Duration;
@@ -19,32 +19,39 @@ fn call_counters_and_cumulative_histogram() {
     r.record(CallKind::Function, "sq", Duration::from_micros(40), true);
     r.record(CallKind::Function, "sq", Duration::from_micros(200), true);
     r.record(CallKind::Function, "sq", Duration::from_secs(20), false);
-    let text = render("n1", &r.snapshot(), None, 0);
+    let text = node_series("n1", &r.snapshot(), &NetMetricsSnapshot::default());
     assert!(text.contains("# TYPE cloudburst_function_calls_total counter"));
-    assert!(text.contains("cloudburst_function_calls_total{function=\"sq\",status=\"ok\"} 2\n"));
-    assert!(text.contains("cloudburst_function_calls_total{function=\"sq\",status=\"error\"} 1\n"));
+    assert!(text.contains(
+        "cloudburst_function_calls_total{node=\"n1\",function=\"sq\",status=\"ok\"} 2\n"
+    ));
+    assert!(text.contains(
+        "cloudburst_function_calls_total{node=\"n1\",function=\"sq\",status=\"error\"} 1\n"
+    ));
     assert!(text.contains("# TYPE cloudburst_function_duration_seconds histogram"));
     let buckets = lines_of(&text, "cloudburst_function_duration_seconds_bucket");
     assert_eq!(buckets.len(), BUCKETS_US.len() + 1);
     assert_eq!(
         buckets[0],
-        "cloudburst_function_duration_seconds_bucket{function=\"sq\",le=\"0.00005\"} 1"
+        "cloudburst_function_duration_seconds_bucket{node=\"n1\",function=\"sq\",le=\"0.00005\"} 1"
     );
     assert!(buckets[2].ends_with("le=\"0.00025\"} 2"));
     assert!(buckets[BUCKETS_US.len()].ends_with("le=\"+Inf\"} 3"));
-    assert!(text.contains("cloudburst_function_duration_seconds_count{function=\"sq\"} 3\n"));
-    assert!(text.contains("cloudburst_function_duration_seconds_sum{function=\"sq\"} 20.00024\n"));
+    assert!(text
+        .contains("cloudburst_function_duration_seconds_count{node=\"n1\",function=\"sq\"} 3\n"));
+    assert!(text.contains(
+        "cloudburst_function_duration_seconds_sum{node=\"n1\",function=\"sq\"} 20.00024\n"
+    ));
     assert!(text.contains("# TYPE cloudburst_dag_calls_total counter"));
-    assert!(text.contains("cloudburst_dashboard_clients 0\n"));
+    assert!(text.contains("cloudburst_transport_frames_in_total{node=\"n1\"} 0\n"));
 }
 
 #[test]
 fn label_values_are_escaped() {
     let r = Registry::default();
     r.record(CallKind::Dag, "a\"b\\c\nd", Duration::from_micros(1), true);
-    let text = render("n1", &r.snapshot(), None, 0);
+    let text = node_series("n1", &r.snapshot(), &NetMetricsSnapshot::default());
     assert!(
-        text.contains(r#"{dag="a\"b\\c\nd",status="ok"} 1"#),
+        text.contains(r#"{node="n1",dag="a\"b\\c\nd",status="ok"} 1"#),
         "{text}"
     );
 }
@@ -84,7 +91,7 @@ fn cluster_series_from_the_sample() {
         }),
         ..Sample::default()
     };
-    let text = render("n1", &[], Some(&sample), 2);
+    let text = render("n1", Some(&sample), 2);
     for line in [
         "cloudburst_node_up{node=\"n1\"} 1",
         "cloudburst_node_role{node=\"n1\",role=\"kvs\"} 1",
@@ -111,7 +118,22 @@ fn every_family_is_declared_once_before_its_samples() {
     let r = Registry::default();
     r.record(CallKind::Function, "f", Duration::from_micros(1), true);
     r.record(CallKind::Function, "g", Duration::from_micros(1), true);
-    let text = render("n1", &r.snapshot(), Some(&Sample::default()), 0);
+    let sample = Sample {
+        node_calls: vec![
+            NodeCalls {
+                node: "n1".into(),
+                calls: r.snapshot(),
+            },
+            NodeCalls {
+                node: "n2".into(),
+                calls: r.snapshot(),
+            },
+        ],
+        ..Sample::default()
+    };
+    let text = render("n1", Some(&sample), 0);
+    assert!(text
+        .contains("cloudburst_function_calls_total{node=\"n2\",function=\"g\",status=\"ok\"} 1"));
     let mut seen = std::collections::HashSet::new();
     for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let name = l.split_whitespace().nth(2).unwrap_or_default().to_string();
@@ -121,7 +143,7 @@ fn every_family_is_declared_once_before_its_samples() {
 
 #[test]
 fn autoscale_series_show_the_acting_monitors_last_tick() {
-    let none = render("n1", &[], Some(&Sample::default()), 0);
+    let none = render("n1", Some(&Sample::default()), 0);
     assert!(
         !none.contains("cloudburst_autoscale"),
         "no monitor, no series"
@@ -142,7 +164,7 @@ fn autoscale_series_show_the_acting_monitors_last_tick() {
         }),
         ..Sample::default()
     };
-    let text = render("n1", &[], Some(&sample), 0);
+    let text = render("n1", Some(&sample), 0);
     for line in [
         "cloudburst_autoscale_desired_executors 3",
         "cloudburst_autoscale_executors{state=\"active\"} 2",

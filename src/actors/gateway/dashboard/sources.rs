@@ -4,13 +4,14 @@
 //! leaves its table empty; one that does not answer within [`PROBE_TIMEOUT`] counts as
 //! empty for that tick (and a KVS shard that fails reports its error).
 
-use super::core::{CacheSample, ExecutorSample, NodeRow, Sample, ShardSample};
+use super::core::{CacheSample, ExecutorSample, NodeCalls, NodeRow, Sample, ShardSample};
 use crate::actors::kvs::KvsClient;
-use crate::metrics::{CallSnapshot, RecentCall};
-use crate::net::membership::{GetView, View};
+use crate::config::Role;
+use crate::metrics::{CallSnapshot, RecentCall, RECENT_CALLS};
+use crate::net::membership::{GetView, MemberState, View};
 use crate::net::metrics::NetMetricsSnapshot;
 use crate::net::Transport;
-use crate::protocol::AutoscaleState;
+use crate::protocol::{AutoscaleState, NodeStats};
 use actix::Recipient;
 use futures::future::BoxFuture;
 use std::future::Future;
@@ -39,6 +40,9 @@ pub struct DashboardSources {
     pub caches: Option<Probe<Vec<CacheSample>>>,
     /// Python pool utilisation of every executor node known here.
     pub executors: Option<Probe<Vec<ExecutorSample>>>,
+    /// Every live node's own figures (calls, recent calls, pool): when set, the call
+    /// series, recent calls and executors come from it instead.
+    pub nodes: Option<Probe<Vec<NodeStats>>>,
     /// This node's transport counters.
     pub transport: Option<Reader<NetMetricsSnapshot>>,
     /// The acting monitor's state (none without a monitor in the cluster).
@@ -47,6 +51,8 @@ pub struct DashboardSources {
     pub calls: Reader<Vec<CallSnapshot>>,
     /// The most recent calls, newest first (default: this process's registry).
     pub recent: Reader<Vec<RecentCall>>,
+    /// The node serving the dashboard (labels `calls` when no `nodes` probe is set).
+    pub here: String,
 }
 
 impl Default for DashboardSources {
@@ -63,10 +69,12 @@ impl DashboardSources {
             kvs: None,
             caches: None,
             executors: None,
+            nodes: None,
             transport: None,
             autoscale: None,
             calls: Arc::new(|| crate::metrics::global().snapshot()),
             recent: Arc::new(|| crate::metrics::global().recent()),
+            here: String::new(),
         }
     }
 
@@ -111,6 +119,16 @@ impl DashboardSources {
         self
     }
 
+    /// Every node's own figures, e.g. asked of each live node's `Node` service.
+    pub fn with_nodes<F, Fut>(mut self, probe: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<NodeStats>> + Send + 'static,
+    {
+        self.nodes = Some(Arc::new(move || Box::pin(probe())));
+        self
+    }
+
     /// The autoscaler's state, e.g. asked of the acting monitor.
     pub fn with_autoscale<F, Fut>(mut self, probe: F) -> Self
     where
@@ -127,9 +145,12 @@ impl DashboardSources {
         let kvs = self.kvs.as_ref().map(|p| p());
         let caches = self.caches.as_ref().map(|p| p());
         let executors = self.executors.as_ref().map(|p| p());
+        let nodes = self.nodes.as_ref().map(|p| p());
         let transport = self.transport.as_ref().map(|r| r());
         let autoscale = self.autoscale.as_ref().map(|p| p());
         let (calls, recent) = ((self.calls)(), (self.recent)());
+        let nodes_asked = nodes.is_some();
+        let here = self.here.clone();
         async move {
             let view = async {
                 match view {
@@ -143,16 +164,18 @@ impl DashboardSources {
                     None => None,
                 }
             };
-            let (view, shards, caches, executors, autoscale) = futures::join!(
+            let (view, shards, caches, executors, stats, autoscale) = futures::join!(
                 view,
                 optional("kvs", kvs),
                 optional("caches", caches),
                 optional("executors", executors),
+                optional("nodes", nodes),
                 autoscale,
             );
-            Sample {
+            let mut sample = Sample {
                 at_ms: crate::metrics::unix_ms(),
-                nodes: view.map(|v| node_rows(&v)).unwrap_or_default(),
+                nodes: view.as_ref().map(node_rows).unwrap_or_default(),
+                node_calls: Vec::new(),
                 calls,
                 recent,
                 shards,
@@ -160,9 +183,95 @@ impl DashboardSources {
                 executors,
                 transport,
                 autoscale,
+            };
+            if nodes_asked {
+                from_nodes(&mut sample, stats);
+            } else {
+                sample.node_calls = vec![NodeCalls {
+                    node: here,
+                    calls: sample.calls.clone(),
+                }];
+            }
+            if let Some(v) = &view {
+                mark_down(&mut sample, v);
+            }
+            sample
+        }
+    }
+}
+
+/// Calls, recent calls and executors from every node's own figures.
+pub fn from_nodes(sample: &mut Sample, mut stats: Vec<NodeStats>) {
+    stats.sort_by(|a, b| a.node.cmp(&b.node));
+    sample.calls = crate::metrics::merge_calls(stats.iter().map(|s| &s.calls[..]));
+    sample.recent =
+        crate::metrics::merge_recent(stats.iter().map(|s| s.recent.clone()), RECENT_CALLS);
+    sample.executors = stats
+        .iter()
+        .filter_map(|s| {
+            s.pool.map(|p| ExecutorSample {
+                node: s.node.clone(),
+                workers: p.workers,
+                extra_workers: p.extra_workers,
+                utilisation: p.utilisation,
+                down: false,
+            })
+        })
+        .collect();
+    sample.node_calls = stats
+        .into_iter()
+        .map(|s| NodeCalls {
+            node: s.node,
+            calls: s.calls,
+        })
+        .collect();
+}
+
+/// Dead members keep their rows, shown down: their executor, cache and KVS shards (those
+/// no shard answered for), so a failure is seen rather than a row that vanished.
+pub fn mark_down(sample: &mut Sample, view: &View) {
+    for m in view
+        .members
+        .values()
+        .filter(|m| m.state == MemberState::Dead)
+    {
+        let node = m.node.id.to_string();
+        if m.roles.contains(&Role::Executor) {
+            if !sample.executors.iter().any(|e| e.node == node) {
+                sample.executors.push(ExecutorSample {
+                    node: node.clone(),
+                    down: true,
+                    ..ExecutorSample::default()
+                });
+            }
+            if !sample.caches.iter().any(|c| c.node == node) {
+                sample.caches.push(CacheSample {
+                    node: node.clone(),
+                    down: true,
+                    ..CacheSample::default()
+                });
+            }
+        }
+        for shard in 0..m.kvs_shards {
+            if !sample
+                .shards
+                .iter()
+                .any(|s| s.node == node && s.shard == shard)
+            {
+                sample.shards.push(ShardSample {
+                    node: node.clone(),
+                    shard,
+                    error: Some(format!("node {node} is down")),
+                    ..ShardSample::default()
+                });
             }
         }
     }
+    sample.executors.sort_by(|a, b| a.node.cmp(&b.node));
+    sample.caches.sort_by(|a, b| a.node.cmp(&b.node));
+    sample
+        .shards
+        .sort_by(|a, b| (&a.node, a.shard).cmp(&(&b.node, b.shard)));
 }
 
 /// Await `fut` for at most [`PROBE_TIMEOUT`].
@@ -230,3 +339,7 @@ async fn shard_samples(client: &KvsClient) -> Vec<ShardSample> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "sources_tests.rs"]
+mod tests;

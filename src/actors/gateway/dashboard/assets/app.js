@@ -100,13 +100,17 @@ function render(s) {
   document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
   fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.draining ? n.state + ", draining" : n.state, n.state), n.kvs_shards, String(n.generation)],
     (n) => ({ "data-node": n.id }));
-  fill("executors", s.executors, (e) => [e.node, e.workers, e.extra_workers, utilBar(e.utilisation)]);
+  fill("executors", s.executors, (e) => e.down
+    ? [e.node, "–", "–", pill("down", "down")]
+    : [e.node, e.workers, e.extra_workers, utilBar(e.utilisation)], (e) => ({ "data-node": e.node, "data-down": e.down }));
   callRows("functions", s.functions);
   callRows("dags", s.dags);
   fill("shards", s.shards, (x) => [x.node, x.shard, x.keys ?? "–", bytes(x.bytes), x.ops_per_s, x.gets, x.puts,
     x.error ? pill("down", "down") : pill("up", "up")], (x) => ({ "data-keys": x.keys ?? "" }));
-  fill("caches", s.caches, (c) => [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
-    c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
+  fill("caches", s.caches, (c) => c.down
+    ? [c.node, pill("down", "down"), "–", "–", "–", "–", "–", "–"]
+    : [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
+      c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
   const a = s.autoscale;
   document.getElementById("autoscale-summary").textContent = a
     ? `monitor ${a.node}: ${a.min_executors}–${a.max_executors} executor nodes, ${a.decisions_total} decisions, ${coldStarts(a)}${a.gave_up ? ", launches stopped after repeated failures" : ""}`
@@ -115,8 +119,18 @@ function render(s) {
     d.node ?? (d.count ? String(d.count) : "–"), d.reason,
     `${fmt(d.numbers.demand_stable)} / ${fmt(d.numbers.demand_panic)}`, d.numbers.capacity,
     `${d.numbers.active} / ${d.numbers.starting} / ${d.numbers.draining} / ${d.numbers.pending}`, d.numbers.desired]);
-  fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.kind, r.name, r.call ?? "–",
-    r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000]);
+  fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.node || "–", r.kind, r.name, r.call ?? "–",
+    r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000, logCell(r.log)],
+    (r) => ({ "data-call": r.call ?? "", "data-node": r.node }));
+}
+
+// A call's output (what its functions printed, its traceback): the first line, the whole
+// text on hover and when opened.
+function logCell(log) {
+  if (!log) return "–";
+  const d = el("details", null, "log");
+  d.append(el("summary", log.split("\n", 1)[0]), el("pre", log));
+  return d;
 }
 
 // Cold starts from zero: how many, and the median and largest of the newest durations.

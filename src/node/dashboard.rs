@@ -1,6 +1,6 @@
 //! The dashboard of a node playing `gateway`, wired to this node's sources: the cluster
 //! view, the KVS, the transport, the caches of every executor node and this node's
-//! executor. Prints `cloudburst dashboard listening on http://<addr>/` on stdout once bound.
+//! executor. Prints `cloudburst dashboard listening on http(s)://<addr>/` on stdout once bound.
 
 use super::roles::RoleError;
 use crate::actors::cache::messages::GetCacheStats;
@@ -21,6 +21,7 @@ pub(super) fn start(
     membership: &Addr<Membership>,
     kvs: &KvsTier,
     pool: Option<PythonPool>,
+    tls: Option<rustls::ServerConfig>,
 ) -> Result<DashboardServer, RoleError> {
     let sources = DashboardSources::new()
         .with_view(membership.clone().recipient())
@@ -47,12 +48,9 @@ pub(super) fn start(
     };
     let node = transport.local_node().id.to_string();
     let addr = cfg.gateway.dashboard_listen;
-    let d = DashboardServer::start(cfg, node, sources)
+    let d = DashboardServer::start(cfg, node, sources, tls)
         .map_err(|source| RoleError::Dashboard { addr, source })?;
-    println!(
-        "cloudburst dashboard listening on http://{}/",
-        d.local_addr()
-    );
+    println!("cloudburst dashboard listening on {}", d.url());
     Ok(d)
 }
 

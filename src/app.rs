@@ -2,7 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad configuration.
 
-use crate::cli::{BenchArgs, Cli, Command, Workload};
+use crate::cli::{BenchArgs, CertArgs, Cli, Command, Workload};
 use crate::config::{Config, ConfigError};
 use crate::node::{self, Mode, NodeError};
 use std::process::ExitCode;
@@ -67,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             }
         }),
+        Command::Cert(args) => cert(&args),
         Command::Worker(args) => match crate::pyrt::worker::run(&args.options()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -112,6 +113,26 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
         | NodeError::NotReady(_)
         | NodeError::Storage(_)
         | NodeError::Token(_) => ExitCode::from(EXIT_FAILURE),
+    }
+}
+
+/// Write a test CA and a server certificate, and say how to use them.
+fn cert(args: &CertArgs) -> ExitCode {
+    match crate::actors::gateway::tls::write_test_certificates(&args.out, &args.hosts) {
+        Ok(files) => {
+            println!(
+                "wrote {ca} (clients trust it: ca_file= or CLOUDBURST_CA_FILE), {cert} and {key} (--tls-cert {cert} --tls-key {key}) for {hosts}",
+                ca = files.ca.display(),
+                cert = files.cert.display(),
+                key = files.key.display(),
+                hosts = args.hosts.join(",")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

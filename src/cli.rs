@@ -1,4 +1,5 @@
-//! Command-line interface: `local`, `node`, `bench` (and the hidden `worker` process mode).
+//! Command-line interface: `local`, `node`, `bench`, `cert` (and the hidden `worker`
+//! process mode).
 //!
 //! Flags also read environment variables (`CLOUDBURST_*`, shown in `--help`); both override
 //! the optional TOML file given by `--config`. The merged result is validated once.
@@ -37,9 +38,30 @@ pub enum Command {
     /// on, instead of `unavailable` until it returns. For a node that will not come back
     /// with its data (disk gone); run it against any live member.
     DeclareLost(DeclareLostArgs),
+    /// Make a test certificate authority and a server certificate for a test cluster
+    /// (ca.pem for clients, cert.pem and key.pem for --tls-cert and --tls-key). A cluster
+    /// others use wants a certificate from a real CA: see docs/security.md.
+    Cert(CertArgs),
     /// Internal: a Python worker process, started by an executor's pool.
     #[command(hide = true)]
     Worker(WorkerArgs),
+}
+
+/// Arguments of `cert`.
+#[derive(Debug, Args, Clone)]
+pub struct CertArgs {
+    /// Directory to write ca.pem, cert.pem and key.pem in (made if missing; files already
+    /// there are not overwritten).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+    /// Names clients connect to (DNS names or IP addresses), comma separated.
+    #[arg(
+        long,
+        value_name = "HOST,...",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,::1"
+    )]
+    pub hosts: Vec<String>,
 }
 
 /// Arguments of the hidden `worker` mode (set by the pool that spawns it).
@@ -127,6 +149,23 @@ pub struct CommonArgs {
     /// page that reaches the gateway can then run code as this user.
     #[arg(long, env = "CLOUDBURST_NO_AUTH")]
     pub no_auth: bool,
+    /// PEM certificate chain the client websocket and the dashboard serve over TLS
+    /// (wss://, https://); with --tls-key. `cloudburst cert` makes one for a test cluster.
+    #[arg(
+        long,
+        env = "CLOUDBURST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "CLOUDBURST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Replicas per KVS key.
     #[arg(long, env = "CLOUDBURST_REPLICATION", value_name = "K")]
     pub replication: Option<usize>,
@@ -300,11 +339,6 @@ impl CommonArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        c.private_paths = [&self.config, &self.token_file, &self.cluster_secret_file]
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.canonicalize().ok())
-            .collect();
         if let Some(a) = self.listen {
             c.node.listen = a;
         }
@@ -346,6 +380,24 @@ impl CommonArgs {
             c.node.data_dir = None;
             c.kvs.durability = Some(Durability::None);
         }
+        if let Some(p) = &self.tls_cert {
+            c.gateway.tls_cert = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_key {
+            c.gateway.tls_key = Some(p.clone());
+        }
+        // Secrets functions must not read: the TLS key too, wherever it was named.
+        let key = c.gateway.tls_key.clone();
+        c.private_paths = [
+            &self.config,
+            &self.token_file,
+            &self.cluster_secret_file,
+            &key,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
         Ok(c)
     }
 }

@@ -368,6 +368,11 @@ pub struct GatewayConfig {
     /// values at once (each thread decodes its sessions' messages), and cost thread
     /// wake-ups on every call.
     pub http_workers: usize,
+    /// PEM certificate chain (the server's first) the websocket and the dashboard serve
+    /// over TLS (`wss://`, `https://`); with `tls_key`. Unset: plain `ws://` and `http://`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Hidden from functions.
+    pub tls_key: Option<PathBuf>,
 }
 
 const MIB: usize = 1024 * 1024;
@@ -456,6 +461,23 @@ impl Default for ExecutorConfig {
     }
 }
 
+impl GatewayConfig {
+    /// The client listeners other machines can reach that serve without TLS: the token
+    /// (and every value) crosses the network in the clear.
+    pub fn exposed_in_clear(&self) -> Vec<(&'static str, SocketAddr)> {
+        if self.tls_cert.is_some() {
+            return Vec::new();
+        }
+        [
+            ("gateway.client_listen", self.client_listen),
+            ("gateway.dashboard_listen", self.dashboard_listen),
+        ]
+        .into_iter()
+        .filter(|(_, a)| !a.ip().is_loopback())
+        .collect()
+    }
+}
+
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
@@ -472,6 +494,8 @@ impl Default for GatewayConfig {
             max_queued_response_bytes: 256 * MIB,
             max_receiving_bytes: 256 * MIB,
             http_workers: 1,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -739,6 +763,11 @@ impl Config {
         if g.client_listen == g.dashboard_listen && g.client_listen.port() != 0 {
             return bad("gateway.client_listen and gateway.dashboard_listen must differ".into());
         }
+        if g.tls_cert.is_some() != g.tls_key.is_some() {
+            return bad(
+                "gateway.tls_cert and gateway.tls_key go together: set both or neither".into(),
+            );
+        }
         if let Some(token) = &self.gateway.token {
             if token.is_empty() {
                 return bad("gateway.token must not be empty when set".into());
@@ -859,6 +888,29 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn listeners_other_machines_reach_without_tls_are_named() {
+        let mut g = GatewayConfig::default();
+        assert!(g.exposed_in_clear().is_empty(), "loopback listeners");
+        g.client_listen = "0.0.0.0:6200".parse().expect("addr");
+        let exposed = g.exposed_in_clear();
+        assert_eq!(exposed, vec![("gateway.client_listen", g.client_listen)]);
+        g.tls_cert = Some("cert.pem".into());
+        g.tls_key = Some("key.pem".into());
+        assert!(g.exposed_in_clear().is_empty(), "served over TLS");
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_is_refused() {
+        let mut c = Config::default();
+        c.gateway.tls_cert = Some("cert.pem".into());
+        let e = c.validate().expect_err("no key").to_string();
+        assert!(
+            e.contains("tls_cert and gateway.tls_key go together"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -36,6 +36,8 @@
 //! - [`mod@bench`]: the `cloudburst bench` workloads.
 //! - [`storage`]: durable state: the data directory, and per KVS shard a checksummed log
 //!   with snapshots and recovery, written through a seam tests can break.
+//! - [`fuzz`]: the fuzz targets' bodies (each decoder of outside input) and the recording of
+//!   real traffic that seeds their corpora.
 //! - [`pyrt`]: the Python runtime: a pool of worker processes embedding CPython (the hidden
 //!   `cloudburst worker` mode), timeouts by killing, the user library's way into Rust.
 
@@ -46,6 +48,7 @@ pub mod calllog;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod fuzz;
 pub mod ids;
 pub mod lattice;
 pub mod local;

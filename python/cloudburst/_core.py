@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import _token, protocol
+from . import _tls, _token, protocol
 from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
 from .protocol import Fields
 
@@ -45,12 +46,16 @@ class Core:
         self._writer = loop.create_task(self._write())
 
     @classmethod
-    async def open(cls, url: str, token: str | None = None) -> Core:
+    async def open(
+        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None
+    ) -> Core:
         token = _token.resolve(url, token)
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        tls = _tls.context(url, ca_file)
         try:
             ws = await connect(
                 url,
+                ssl=tls,
                 additional_headers=headers,
                 max_size=protocol.MAX_MESSAGE_BYTES,
                 compression=None,
@@ -156,6 +161,9 @@ class Core:
 def connect_error(url: str, exc: BaseException) -> CloudburstError | None:
     """The error for a failure to open a websocket to ``url`` (both clients), or ``None``
     if ``exc`` is not such a failure."""
+    untrusted = _tls.certificate_error(url, exc)
+    if untrusted is not None:
+        return untrusted
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         if status == 401:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import selectors
 import socket
 import ssl
@@ -36,7 +37,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from . import _token, protocol
+from . import _tls, _token, protocol
 from ._core import CLIENT_NAME, CONNECT_TIMEOUT, Answer, connect_error
 from .errors import CloudburstError, CloudburstTimeout, ConnectionClosedError, error_for
 from .protocol import Fields
@@ -106,10 +107,13 @@ class SyncCore:
         self.server: str | None = None
 
     @classmethod
-    def open(cls, url: str, token: str | None = None) -> SyncCore:
+    def open(
+        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None
+    ) -> SyncCore:
         token = _token.resolve(url, token)
+        tls = _tls.context(url, ca_file)
         try:
-            sock, ws = _connect(url, token)
+            sock, ws = _connect(url, token, tls)
         except Exception as e:
             raise connect_error(url, e) or e from None
         core = cls(sock, ws)
@@ -361,14 +365,18 @@ class SyncCore:
         self._selector.close()
 
 
-def _connect(url: str, token: str | None) -> tuple[socket.socket, ClientProtocol]:
-    """Open the socket and complete the websocket handshake: ``(socket, protocol)``."""
+def _connect(
+    url: str, token: str | None, tls: ssl.SSLContext | None
+) -> tuple[socket.socket, ClientProtocol]:
+    """Open the socket (over TLS with ``tls``, for ``wss://``) and complete the websocket
+    handshake: ``(socket, protocol)``."""
     uri = parse_uri(url)
     deadline = time.monotonic() + CONNECT_TIMEOUT
     sock = socket.create_connection((uri.host, uri.port), timeout=CONNECT_TIMEOUT)
     try:
         if uri.secure:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
+            tls = tls or ssl.create_default_context()
+            sock = tls.wrap_socket(sock, server_hostname=uri.host)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws = ClientProtocol(uri, max_size=protocol.MAX_MESSAGE_BYTES)
         handshake = ws.connect()

@@ -11,6 +11,7 @@ runs (through the event loop), the handles it gives out and the way to open a co
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -39,8 +40,9 @@ class AsyncCloudburstFunction(Handle["AsyncCloudburstConnection"]):
 
 
 class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburstFuture], Awaiting):
-    """Open with ``await AsyncCloudburstConnection.connect(url, token=None)``; without a
-    token the client finds one as :class:`cloudburst.CloudburstConnection` does."""
+    """Open with ``await AsyncCloudburstConnection.connect(url, token=None, ca_file=None)``;
+    without a token (or CA file, for ``wss://``) the client finds one as
+    :class:`cloudburst.CloudburstConnection` does."""
 
     def __init__(self, core: Core, url: str) -> None:
         super().__init__(url, core)
@@ -48,9 +50,13 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
 
     @classmethod
     async def connect(
-        cls, url: str = "ws://127.0.0.1:6200", token: str | None = None
+        cls,
+        url: str = "ws://127.0.0.1:6200",
+        token: str | None = None,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> AsyncCloudburstConnection:
-        return cls(await Core.open(url, token), url)
+        return cls(await Core.open(url, token, ca_file), url)
 
     async def _run(self, request: Request[T]) -> T:
         """Send the request through the event loop and wait for its answer."""

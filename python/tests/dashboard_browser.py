@@ -55,8 +55,9 @@ return {
 """
 
 
-def browser():
-    """A headless Chromium driven through Debian's chromedriver (no driver download)."""
+def browser(flags=()):
+    """A headless Chromium driven through Debian's chromedriver (no driver download), with
+    `flags` added to its command line."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -66,7 +67,7 @@ def browser():
     profile = tempfile.mkdtemp(prefix="cloudburst-chromium-")
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+    for flag in CHROMIUM_FLAGS + list(flags) + [f"--user-data-dir={profile}"]:
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     driver._cloudburst_profile = profile
@@ -114,10 +115,11 @@ def page_shows(driver, what, deadline, check):
 
 
 def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
-                    screenshot=None, timeout=15.0, on_ready=None, executors=None):
+                    screenshot=None, timeout=15.0, on_ready=None, executors=None, flags=()):
     """Open the page and wait until it shows everything asked (`executors`: the node ids
-    of exactly the executors shown up); returns the final state."""
-    driver = browser()
+    of exactly the executors shown up); returns the final state. `flags`: more Chromium
+    flags."""
+    driver = browser(flags)
     try:
         deadline = time.monotonic() + timeout
         driver.get(page_url(url, token))

@@ -173,6 +173,7 @@ impl ConnCtx<'_> {
         bump(&m.frames_in);
         add(&m.bytes_in, frame.len() as u64);
         let frame = frame.freeze();
+        crate::fuzz::record::frame(crate::fuzz::Target::PeerFrame, &frame);
         let env = match decode_view(&frame) {
             Ok(env) => env,
             Err(e) => {

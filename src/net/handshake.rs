@@ -154,9 +154,20 @@ async fn recv<R: AsyncRead + Unpin>(
         None => Err(HandshakeError::Protocol("connection closed".into())),
         Some(Err(e)) => Err(HandshakeError::Io(e)),
         Some(Ok(frame)) => {
-            decode_payload(&frame).map_err(|e| HandshakeError::Protocol(e.to_string()))
+            crate::fuzz::record::frame(crate::fuzz::Target::PeerFrame, &frame);
+            decode_msg(&frame)
         }
     }
+}
+
+/// Decode one handshake message (what a peer sends before it is authenticated). Public
+/// for the fuzz target; the message itself is private to the handshake.
+pub fn decode_message(frame: &[u8]) -> Result<impl std::fmt::Debug, HandshakeError> {
+    decode_msg(frame)
+}
+
+fn decode_msg(frame: &[u8]) -> Result<Msg, HandshakeError> {
+    decode_payload(frame).map_err(|e| HandshakeError::Protocol(e.to_string()))
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(

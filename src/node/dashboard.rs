@@ -1,6 +1,6 @@
 //! The dashboard of a node playing `gateway`, wired to the cluster's sources: the cluster
 //! view, the KVS, this node's transport, the caches of every executor node and every
-//! node's own figures (calls, recent calls, Python pool). Prints `cloudburst dashboard listening on http://<addr>/` on stdout once bound.
+//! node's own figures (calls, recent calls, Python pool). Prints `cloudburst dashboard listening on http(s)://<addr>/` on stdout once bound.
 
 use super::roles::RoleError;
 use crate::actors::cache::messages::GetCacheStats;
@@ -22,6 +22,7 @@ pub(super) fn start(
     transport: &Transport,
     membership: &Addr<Membership>,
     kvs: &KvsTier,
+    tls: Option<rustls::ServerConfig>,
 ) -> Result<DashboardServer, RoleError> {
     let sources = DashboardSources::new()
         .with_view(membership.clone().recipient())
@@ -32,12 +33,9 @@ pub(super) fn start(
         .with_autoscale(autoscale_probe(transport.clone(), membership.clone()));
     let node = transport.local_node().id.to_string();
     let addr = cfg.gateway.dashboard_listen;
-    let d = DashboardServer::start(cfg, node, sources)
+    let d = DashboardServer::start(cfg, node, sources, tls)
         .map_err(|source| RoleError::Dashboard { addr, source })?;
-    println!(
-        "cloudburst dashboard listening on http://{}/",
-        d.local_addr()
-    );
+    println!("cloudburst dashboard listening on {}", d.url());
     Ok(d)
 }
 

@@ -15,6 +15,7 @@ use super::storage::NodeStorage;
 use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::actors::executor::{Executor, ExecutorHandle, StartError as ExecutorStartError};
 use crate::actors::gateway::dashboard::DashboardServer;
+use crate::actors::gateway::tls::TlsError;
 use crate::actors::gateway::Gateway;
 use crate::actors::kvs::node::OpenedShard;
 use crate::actors::kvs::KvsTier;
@@ -70,6 +71,8 @@ pub enum RoleError {
     Executor(#[from] ExecutorStartError),
     #[error("gateway: {0}")]
     Gateway(std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("monitor: {0}")]
     Monitor(#[from] ProviderError),
     #[error("dashboard cannot listen on {addr}: {source}")]
@@ -128,6 +131,8 @@ impl NodeRoles {
     /// shards before it joins: it serves its keys again, and hand-off brings what changed
     /// while it was away.
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
+        // Before anything starts: a bad certificate is an error at once.
+        let tls = gateway_tls(cfg)?;
         let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
         let cfg = &cfg;
         let cluster = storage.cluster_state(cfg).ok_or(RoleError::NoCluster)?;
@@ -165,7 +170,7 @@ impl NodeRoles {
             monitor: None,
             admin: None,
         };
-        match node.start_roles(cfg).await {
+        match node.start_roles(cfg, tls).await {
             Ok(()) => Ok(node),
             Err(e) => {
                 tracing::warn!(cause = %e, "a role failed to start; stopping what started");
@@ -205,7 +210,11 @@ impl NodeRoles {
     }
 
     /// The roles on top of the transport, membership and KVS tier, in dependency order.
-    async fn start_roles(&mut self, cfg: &Config) -> Result<(), RoleError> {
+    async fn start_roles(
+        &mut self,
+        cfg: &Config,
+        tls: Option<rustls::ServerConfig>,
+    ) -> Result<(), RoleError> {
         let roles = &cfg.node.roles;
         let (t, m) = (&self.transport, &self.membership);
         if roles.contains(&Role::Executor) {
@@ -227,10 +236,10 @@ impl NodeRoles {
         // Every node answers for its own calls and logs, whatever its roles.
         NodeService::start(t, self.executor.as_ref().map(|e| e.pool.clone()))?;
         if roles.contains(&Role::Gateway) {
-            let g =
-                Gateway::start(t, m, self.kvs.client.clone(), cfg).map_err(RoleError::Gateway)?;
+            let kvs = self.kvs.client.clone();
+            let g = Gateway::start(t, m, kvs, cfg, tls.clone()).map_err(RoleError::Gateway)?;
             self.gateway = Some(g);
-            self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs)?);
+            self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs, tls)?);
         }
         if let Some(addr) = cfg.node.admin_listen {
             self.admin = Some(AdminServer::start(cfg, addr, t, m)?);
@@ -357,6 +366,23 @@ impl NodeRoles {
         self.kvs.close_logs().await;
         acks
     }
+}
+
+/// The TLS config of the client endpoints, when this node plays `gateway` and has a
+/// certificate; warns when a listener other machines reach has none.
+fn gateway_tls(cfg: &Config) -> Result<Option<rustls::ServerConfig>, TlsError> {
+    let g = &cfg.gateway;
+    if !cfg.node.roles.contains(&Role::Gateway) {
+        return Ok(None);
+    }
+    if let (Some(cert), Some(key)) = (&g.tls_cert, &g.tls_key) {
+        return crate::actors::gateway::tls::server_config(cert, key).map(Some);
+    }
+    for (name, addr) in g.exposed_in_clear() {
+        tracing::warn!(listen = %addr, "{name} is reachable from other machines without TLS");
+        eprintln!("cloudburst: WARNING: {name} = {addr} is reachable from other machines without TLS: the client token travels in the clear; pass --tls-cert and --tls-key");
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -21,6 +21,22 @@ macro_rules! wire_tags {
         /// Every row of the table: service, tag, and the type's path as written.
         pub const TAGS: &[(ServiceId, u16, &str)] =
             &[$($((ServiceId::$service, $tag, stringify!($ty)),)*)*];
+
+        /// Decode `payload` as the message `(service, tag)` names and as its reply, as the
+        /// transport does with a request and a response (for the fuzz targets). `None`
+        /// for a pair no type holds.
+        pub fn decode_by_tag(service: ServiceId, tag: u16, payload: &[u8]) -> Option<[bool; 2]> {
+            use crate::net::wire::decode_payload;
+            $($(
+                if service == ServiceId::$service && tag == $tag {
+                    return Some([
+                        decode_payload::<$ty>(payload).is_ok(),
+                        decode_payload::<<$ty as actix::Message>::Result>(payload).is_ok(),
+                    ]);
+                }
+            )*)*
+            None
+        }
     };
 }
 

@@ -36,7 +36,7 @@ pub mod probe;
 mod process;
 pub mod sandbox;
 pub mod sockdir;
-mod wire;
+pub(crate) mod wire;
 pub mod worker;
 
 pub use pool::{PoolConfig, PythonPool};

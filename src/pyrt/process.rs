@@ -301,7 +301,10 @@ impl Worker {
 
     async fn recv(&mut self) -> Result<FromWorker, Broken> {
         match self.framed.next().await {
-            Some(Ok(frame)) => decode(&frame).map_err(|e: FrameError| self.broken(e.to_string())),
+            Some(Ok(frame)) => {
+                crate::fuzz::record::frame(crate::fuzz::Target::WorkerFrame, &frame);
+                decode(&frame).map_err(|e: FrameError| self.broken(e.to_string()))
+            }
             Some(Err(e)) => Err(self.broken(format!("bad frame from worker: {e}"))),
             None => Err(Broken(self.exit_description().await)),
         }

@@ -84,4 +84,4 @@ export function packValue(v: Value | Set<Value>): { value: Value } | { set: Valu
 export function unpackValue(wire: unknown): Value | Set<Value> | Concurrent;
 export const TOKEN_ENV: "CLOUDBURST_TOKEN";
 export function resolveToken(url: string, token?: string): string | undefined;
-export function connect(url: string, options?: { token?: string; timeoutMs?: number }): Promise<Connection>;
+export function connect(url: string, options?: { token?: string; caFile?: string; timeoutMs?: number }): Promise<Connection>;

@@ -312,13 +312,30 @@ export function resolveToken(url, token) {
   }
 }
 
+/** Environment variable naming the PEM file of the authority that signed a `wss://`
+ * gateway's certificate (a test cluster's `ca.pem` from `cloudburst cert`). */
+export const CA_FILE_ENV = "CLOUDBURST_CA_FILE";
+
+/** The TLS options of `url`: for `wss://`, the `caFile` option (else $CLOUDBURST_CA_FILE)
+ * as the only trusted authority; without either, Node's trusted authorities. */
+function tlsOptions(url, caFile) {
+  const file = caFile ?? (process.env[CA_FILE_ENV] || undefined);
+  if (!url.startsWith("wss://") || file === undefined) return {};
+  try {
+    return { ca: readFileSync(file) };
+  } catch (e) {
+    throw new CloudburstError("invalid_request", `CA file ${file}: ${e.message}`);
+  }
+}
+
 /** Open a connection and say hello (learning the server's message limit). Options:
  * `token` (sent as `Authorization: Bearer`; found by `resolveToken` when not given),
- * `timeoutMs`. */
-export async function connect(url, { token, timeoutMs = CONNECT_TIMEOUT_MS } = {}) {
+ * `caFile` (for `wss://`: see `tlsOptions`), `timeoutMs`. */
+export async function connect(url, { token, caFile, timeoutMs = CONNECT_TIMEOUT_MS } = {}) {
   const found = resolveToken(url, token);
   const headers = found ? { Authorization: `Bearer ${found}` } : {};
   const ws = new WebSocket(url, {
+    ...tlsOptions(url, caFile),
     headers,
     maxPayload: MAX_MESSAGE_BYTES,
     perMessageDeflate: false,

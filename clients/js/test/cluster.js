@@ -22,11 +22,15 @@ const PYTHON_TIMEOUT_MS = 60_000;
 process.env.XDG_CONFIG_HOME = mkdtempSync(path.join(os.tmpdir(), "cloudburst-js-config-"));
 delete process.env.CLOUDBURST_TOKEN;
 
-/** Start `cloudburst local`; resolves to { url, stop() } once it is ready. */
-export function startLocal() {
-  const bin = process.env.CLOUDBURST_BIN || path.join(ROOT, "target/debug/cloudburst");
+/** The `cloudburst` binary the tests run. */
+export const BIN = process.env.CLOUDBURST_BIN || path.join(ROOT, "target/debug/cloudburst");
+
+/** Start `cloudburst local` (with `extra` arguments); resolves to { url, stop() } once it is
+ * ready. */
+export function startLocal(extra = []) {
+  const bin = BIN;
   const args = ["local", "--ephemeral", "--listen", "127.0.0.1:0",
-    "--dashboard-listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0"];
+    "--dashboard-listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:0", ...extra];
   const env = { ...process.env, NO_COLOR: "1", RUST_LOG: process.env.RUST_LOG || "warn",
     PYTHONPATH: path.join(ROOT, "python") };
   const child = spawn(bin, args, { env, stdio: ["ignore", "pipe", "pipe"] });

@@ -11,6 +11,7 @@ runs (on the calling thread) and the handles it gives out.
 
 from __future__ import annotations
 
+import os
 import warnings
 from types import TracebackType
 from typing import Any, TypeVar
@@ -51,6 +52,10 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
     for a gateway on this machine the token file ``cloudburst local`` made
     (``~/.config/cloudburst/token``).
 
+    A ``wss://`` URL is encrypted; ``ca_file`` (else ``CLOUDBURST_CA_FILE``) names the PEM
+    file of the authority that signed the gateway's certificate (a test cluster's
+    ``ca.pem``); without either, the system's trusted authorities are used.
+
     The original client's form ``CloudburstConnection(func_addr, ip, tid=0, local=False)``
     (an address without ``ws://``) connects to ``ws://func_addr:6200``, with a warning
     saying so: ``ip``, ``tid`` and ``local`` are not needed (results come back on the
@@ -62,6 +67,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         url: str = f"ws://127.0.0.1:{DEFAULT_PORT}",
         token: str | None = None,
         *,
+        ca_file: str | os.PathLike[str] | None = None,
         tid: int | None = None,
         local: bool | None = None,
     ) -> None:
@@ -71,7 +77,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         elif tid is not None or local is not None:
             raise TypeError("tid= and local= belong to the original client's form "
                             "CloudburstConnection(func_addr, ip): with a URL, drop them")
-        self._core = SyncCore.open(url, token)
+        self._core = SyncCore.open(url, token, ca_file)
         super().__init__(url, self._core)
 
     def _future_argument(self, future: Any) -> Any:

@@ -246,9 +246,14 @@ impl ControlRate {
 pub struct Socket(Arc<OwnedFd>);
 
 impl Socket {
-    /// The duplicate for a plain TCP connection as `HttpServer::on_connect` sees it.
+    /// The duplicate for a TCP connection, plain or TLS, as `HttpServer::on_connect` sees it.
     pub fn of_connection(conn: &dyn std::any::Any) -> Option<Socket> {
-        let tcp = conn.downcast_ref::<actix_web::rt::net::TcpStream>()?;
+        use actix_tls::accept::rustls_0_23::TlsStream;
+        use actix_web::rt::net::TcpStream;
+        let tcp = match conn.downcast_ref::<TcpStream>() {
+            Some(tcp) => tcp,
+            None => conn.downcast_ref::<TlsStream<TcpStream>>()?.get_ref().0,
+        };
         let fd = std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned().ok()?;
         Some(Socket(Arc::new(fd)))
     }

@@ -22,6 +22,7 @@
 //! - [`origin`]: which web pages may use the gateway (`Origin`, `Host`), no I/O.
 //! - [`router`]: the actors receiving results and membership views.
 //! - [`dashboard`]: the dashboard, `/metrics` and their sampler.
+//! - [`tls`]: the certificate and key of `wss://` and `https://`; test certificates.
 
 pub mod core;
 pub mod dashboard;
@@ -35,6 +36,7 @@ pub mod results;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 use self::results::CallBook;
 use self::router::{ResultRouter, Results, ViewWatcher};
@@ -103,18 +105,22 @@ impl GatewayState {
 pub struct Gateway {
     /// Where clients connect (the bound address; port 0 resolved).
     pub client_addr: SocketAddr,
+    /// Clients connect over TLS (`wss://`).
+    secure: bool,
     server: actix_web::dev::ServerHandle,
     results: Results,
 }
 
 impl Gateway {
-    /// Start the result router, the view watcher and the client listener. Must run inside
-    /// an actix `System`. Fails (naming the address) when the client listener cannot bind.
+    /// Start the result router, the view watcher and the client listener (over TLS when
+    /// given its config). Must run inside an actix `System`. Fails (naming the address)
+    /// when the client listener cannot bind.
     pub fn start(
         transport: &Transport,
         membership: &Addr<Membership>,
         kvs: KvsClient,
         cfg: &Config,
+        tls: Option<rustls::ServerConfig>,
     ) -> std::io::Result<Gateway> {
         let results: Results = Arc::new(Mutex::new(CallBook::default()));
         let router = ResultRouter {
@@ -158,10 +164,12 @@ impl Gateway {
             clock,
             spread: AtomicU64::new(0),
         });
-        let (server, client_addr) = server::start(state, g.client_listen, g.http_workers)?;
-        tracing::info!(listen = %client_addr, "gateway listening for clients");
+        let secure = tls.is_some();
+        let (server, client_addr) = server::start(state, g.client_listen, g.http_workers, tls)?;
+        tracing::info!(listen = %client_addr, tls = secure, "gateway listening for clients");
         Ok(Gateway {
             client_addr,
+            secure,
             server,
             results: waiting,
         })
@@ -174,7 +182,8 @@ impl Gateway {
 
     /// The URL clients connect to.
     pub fn client_url(&self) -> String {
-        format!("ws://{}", self.client_addr)
+        let scheme = if self.secure { "wss" } else { "ws" };
+        format!("{scheme}://{}", self.client_addr)
     }
 
     /// Stop accepting clients and close the sessions (bounded grace).

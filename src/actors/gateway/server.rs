@@ -24,12 +24,13 @@ pub const MAX_CONNECTIONS_PER_WORKER: usize = 1024;
 const SHUTDOWN_GRACE_SECS: u64 = 1;
 
 /// Bind `listen` and serve clients on `workers` threads (each a single-threaded runtime
-/// serving many sessions; `gateway.http_workers`). Returns the server handle and the
-/// bound address.
+/// serving many sessions; `gateway.http_workers`), over TLS when given its config.
+/// Returns the server handle and the bound address.
 pub fn start(
     state: Arc<GatewayState>,
     listen: SocketAddr,
     workers: usize,
+    tls: Option<rustls::ServerConfig>,
 ) -> std::io::Result<(actix_web::dev::ServerHandle, SocketAddr)> {
     let data = web::Data::from(state);
     let server = HttpServer::new(move || {
@@ -46,8 +47,11 @@ pub fn start(
     .workers(workers)
     .max_connections(MAX_CONNECTIONS_PER_WORKER)
     .disable_signals()
-    .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-    .bind(listen)
+    .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+    let server = match tls {
+        Some(tls) => server.bind_rustls_0_23(listen, tls),
+        None => server.bind(listen),
+    }
     .map_err(|e| {
         std::io::Error::new(
             e.kind(),

@@ -211,6 +211,7 @@ async fn acquire(
 
 /// Decode, execute and encode one request.
 async fn respond(state: &GatewayState, frame: &[u8]) -> Vec<u8> {
+    crate::fuzz::record::frame(crate::fuzz::Target::ClientRequest, frame);
     match protocol::decode(frame) {
         Err((id, err)) => protocol::encode_err(id, &err.body()),
         Ok((id, request)) => match ops::execute(state, request).await {

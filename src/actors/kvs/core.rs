@@ -83,6 +83,7 @@ impl Stored {
         value: LatticeValue,
         bytes: &mut usize,
     ) -> Result<bool, KvsError> {
+        crate::fuzz::record::merge(&self.value, &value);
         let (have, got) = (self.value.kind(), value.kind());
         let changed = self
             .value

@@ -45,6 +45,8 @@ const SHUTDOWN_GRACE_SECS: u64 = 1;
 /// A running dashboard: its HTTP server and its sampler.
 pub struct DashboardServer {
     addr: SocketAddr,
+    /// Served over TLS.
+    secure: bool,
     server: ServerHandle,
     sampler: Addr<Sampler>,
 }
@@ -56,6 +58,7 @@ impl DashboardServer {
         cfg: &Config,
         node: String,
         mut sources: DashboardSources,
+        tls: Option<rustls::ServerConfig>,
     ) -> std::io::Result<DashboardServer> {
         sources.here.clone_from(&node);
         let (sampler, feed) = Sampler::new(node.clone(), sources, SAMPLE_INTERVAL);
@@ -77,13 +80,14 @@ impl DashboardServer {
                 .workers(HTTP_WORKERS)
                 .max_connections(MAX_CONNECTIONS)
                 .disable_signals()
-                .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-                .bind(cfg.gateway.dashboard_listen)?;
-        let addr = server
-            .addrs()
-            .first()
-            .copied()
-            .unwrap_or(cfg.gateway.dashboard_listen);
+                .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+        let listen = cfg.gateway.dashboard_listen;
+        let secure = tls.is_some();
+        let server = match tls {
+            Some(tls) => server.bind_rustls_0_23(listen, tls)?,
+            None => server.bind(listen)?,
+        };
+        let addr = server.addrs().first().copied().unwrap_or(listen);
         let server = server.run();
         let handle = server.handle();
         actix::spawn(async move {
@@ -95,6 +99,7 @@ impl DashboardServer {
         tracing::info!(listen = %addr, "dashboard listening");
         Ok(DashboardServer {
             addr,
+            secure,
             server: handle,
             sampler,
         })
@@ -103,6 +108,12 @@ impl DashboardServer {
     /// Where it listens (the real port when the config said port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The page's URL (`https://` over TLS).
+    pub fn url(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        format!("{scheme}://{}/", self.addr)
     }
 
     /// Stop sampling (open event streams end) and stop the server.

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| cloudburst::fuzz::Target::WorkerFrame.run(data));

@@ -11,9 +11,9 @@ use crate::config::Role;
 use crate::net::membership::{MemberState, ViewChanged};
 use crate::net::{NetError, Transport};
 use crate::protocol::{
-    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
-    DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
-    RegistryChange, RegistryChanged,
+    AttemptEnded, AttemptsDelivered, CacheKeysReport, CallAccepted, CallDag, CallFunction,
+    CancelCall, DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag,
+    RegisterFunction, RegistryChange, RegistryChanged,
 };
 use actix::prelude::*;
 use std::collections::BTreeSet;
@@ -32,6 +32,7 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<CallFunction>(0, addr.clone().recipient())?;
     t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
     t.register::<AttemptEnded>(0, addr.clone().recipient())?;
+    t.register::<AttemptsDelivered>(0, addr.clone().recipient())?;
     t.register::<CancelCall>(0, addr.clone().recipient())?;
     t.register::<CacheKeysReport>(0, addr.clone().recipient())?;
     t.register::<RegistryChanged>(0, addr.clone().recipient())
@@ -179,6 +180,15 @@ impl Handler<AttemptEnded> for Scheduler {
             .calls
             .on_ended(msg, &self.core, Instant::now(), &mut self.rng);
         self.act(next);
+    }
+}
+
+impl Handler<AttemptsDelivered> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: AttemptsDelivered, _: &mut Context<Self>) {
+        for (call, _) in msg.attempts {
+            self.calls.delivered(call);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Counter of function calls, labels `function`, `status`.
@@ -182,7 +182,10 @@ impl CallSnapshot {
 /// All call series of this process, and the most recent calls.
 #[derive(Debug, Default)]
 pub struct Registry {
-    series: DashMap<(CallKind, String), Arc<CallSeries>>,
+    /// Series by name, one map per kind (keyed by the name alone, so that a lookup
+    /// borrows the name rather than allocating a key per call).
+    functions: DashMap<String, CallSeries>,
+    dags: DashMap<String, CallSeries>,
     recent: Mutex<VecDeque<RecentCall>>,
     failures: DashMap<&'static str, AtomicU64>,
     duplicates: AtomicU64,
@@ -214,22 +217,34 @@ impl Registry {
     ) {
         let ok = error.is_none();
         self.bump_series(kind, name, took, ok);
-        let entry = RecentCall {
+        let mut ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // Reuse the oldest entry's strings once the ring is full: no allocation per call.
+        let mut entry = match ring.len() >= RECENT_CALLS {
+            true => ring.pop_front(),
+            false => None,
+        }
+        .unwrap_or_else(|| RecentCall {
             node: String::new(),
             kind,
-            name: name.to_string(),
-            call: call.map(|c| c.to_string()),
-            call_id: call,
+            name: String::new(),
+            call: None,
+            call_id: None,
             log: None,
             ok,
-            error: error.map(str::to_string),
-            duration_us: micros(took),
-            at_ms: unix_ms(),
-        };
-        let mut ring = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.len() >= RECENT_CALLS {
-            ring.pop_front();
-        }
+            error: None,
+            duration_us: 0,
+            at_ms: 0,
+        });
+        entry.kind = kind;
+        entry.name.clear();
+        entry.name.push_str(name);
+        set_display(&mut entry.call, call);
+        entry.call_id = call;
+        entry.log = None;
+        set_display(&mut entry.error, error);
+        entry.ok = ok;
+        entry.duration_us = micros(took);
+        entry.at_ms = unix_ms();
         ring.push_back(entry);
     }
 
@@ -267,14 +282,18 @@ impl Registry {
         ring.iter().rev().cloned().collect()
     }
 
+    fn series(&self, kind: CallKind) -> &DashMap<String, CallSeries> {
+        match kind {
+            CallKind::Function => &self.functions,
+            CallKind::Dag => &self.dags,
+        }
+    }
+
     fn bump_series(&self, kind: CallKind, name: &str, took: Duration, ok: bool) {
-        let series = match self.series.get(&(kind, name.to_string())) {
-            Some(s) => s.clone(),
-            None => self
-                .series
-                .entry((kind, name.to_string()))
-                .or_default()
-                .clone(),
+        let map = self.series(kind);
+        let series = match map.get(name) {
+            Some(s) => s,
+            None => map.entry(name.to_string()).or_default().downgrade(),
         };
         let us = micros(took);
         if ok {
@@ -289,13 +308,14 @@ impl Registry {
 
     /// Every series, sorted by kind then name.
     pub fn snapshot(&self) -> Vec<CallSnapshot> {
-        let mut out: Vec<CallSnapshot> = self
-            .series
-            .iter()
-            .map(|e| {
-                let ((kind, name), s) = (e.key(), e.value());
+        let kinds = [CallKind::Function, CallKind::Dag];
+        let mut out: Vec<CallSnapshot> = kinds
+            .into_iter()
+            .flat_map(|kind| self.series(kind).iter().map(move |e| (kind, e)))
+            .map(|(kind, e)| {
+                let (name, s) = (e.key(), e.value());
                 CallSnapshot {
-                    kind: *kind,
+                    kind,
                     name: name.clone(),
                     ok: s.ok.load(Relaxed),
                     errors: s.errors.load(Relaxed),
@@ -345,6 +365,20 @@ pub fn merge_recent(
     all.sort_by_key(|c| std::cmp::Reverse(c.at_ms));
     all.truncate(limit);
     all
+}
+
+/// Set `slot` to `value` written out, reusing the string `slot` holds.
+fn set_display(slot: &mut Option<String>, value: Option<impl std::fmt::Display>) {
+    use std::fmt::Write;
+    match value {
+        None => *slot = None,
+        Some(v) => {
+            let s = slot.get_or_insert_with(String::new);
+            s.clear();
+            // Writing into a String cannot fail.
+            let _ = write!(s, "{v}");
+        }
+    }
 }
 
 fn micros(d: Duration) -> u64 {

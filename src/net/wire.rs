@@ -18,7 +18,8 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 ///    `KvsRequest::PutUser` and `KvsError::Reserved` (writes on behalf of user code).
 /// 4: calls carry their attempt and placing scheduler; `AttemptEnded`, `Cancel`,
 ///    `CancelCall`; call options and deadlines.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `AttemptsDelivered` (an executor tells the deliveries of calls in batches).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -1,7 +1,8 @@
 //! One call's way through the cluster: what a scheduler sends each executor
 //! ([`Schedule`], [`Cancel`]), what executors send each other ([`Trigger`], [`Deliver`]),
 //! how the outcome reaches the caller ([`Reply`], [`CallFinished`], [`CallFailure`]) and
-//! how the scheduler that placed the call learns it ended ([`AttemptEnded`]).
+//! how the scheduler that placed the call learns it ended ([`AttemptEnded`],
+//! [`AttemptsDelivered`]).
 //!
 //! A call may run more than once: when an executor running one of its functions dies (or
 //! a function fails in a way a re-run can mend), the scheduler that placed it runs the
@@ -159,6 +160,7 @@ impl Cancel {
 /// An attempt of a call ended at an executor (one-way, to the scheduler that placed it):
 /// the sink delivered the call's result (`failure: None`), or a function failed. The
 /// scheduler then forgets the call, runs it again, or sends the failure to the caller.
+/// Executors tell a failure at once with this; deliveries in batches ([`AttemptsDelivered`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "()")]
 pub struct AttemptEnded {
@@ -167,6 +169,16 @@ pub struct AttemptEnded {
     /// The function that ended it: the sink, or the one that failed.
     pub function: String,
     pub failure: Option<CallFailure>,
+}
+
+/// The sinks of these attempts of calls `(call, attempt)` delivered their results (one-way,
+/// from an executor to the scheduler that placed the calls): the scheduler forgets them.
+/// Batched: a call's delivery is told a short while after it happened, with the others of
+/// that while, so the call path does not pay a message per call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct AttemptsDelivered {
+    pub attempts: Vec<(CallId, u32)>,
 }
 
 /// What one call's session has seen, carried downstream with the triggers so that functions

@@ -34,8 +34,8 @@ pub mod values;
 
 pub use cache::{ReleaseSession, SessionRead};
 pub use call::{
-    session_of, Aborted, Arg, AttemptEnded, CallFailure, CallFinished, Cancel, Consistency,
-    Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
+    session_of, Aborted, Arg, AttemptEnded, AttemptsDelivered, CallFailure, CallFinished, Cancel,
+    Consistency, Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
 };
 pub use error::ErrorCode;
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};

@@ -82,6 +82,7 @@ wire_tags! {
         6 => super::DeleteFunction,
         7 => super::AttemptEnded,
         8 => super::CancelCall,
+        9 => super::AttemptsDelivered,
         10 => super::CacheKeysReport,
         11 => super::ExecutorStatus,
         20 => super::RegistryChanged,

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::TryAcquireError;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 /// First and longest delay between attempts to start a replacement worker.
 const RESPAWN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -212,9 +212,9 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(w) = self.worker.take() {
-            warn!(
+            info!(
                 worker = w.index,
-                "python call abandoned mid-call; replacing its worker"
+                "python call stopped mid-call (its caller cancelled it); replacing its worker"
             );
             self.inner.active.fetch_add(1, Ordering::AcqRel);
             spawn_or_drop(replace(Arc::downgrade(&self.inner), w));

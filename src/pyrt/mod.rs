@@ -48,7 +48,6 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// A value crossing into or out of Python, encoded as the client protocol carries values:
 /// one MessagePack object whose plain parts (None, bool, int, float, str, bytes, list, dict)
@@ -108,14 +107,11 @@ pub struct PyCall {
     /// The call it belongs to and which run of it this is (`cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,
-    /// Cancelled to stop the call: it then fails with [`CallError::Cancelled`], its worker
-    /// killed and replaced if it was running.
-    pub cancel: CancellationToken,
 }
 
 impl PyCall {
     /// A call of `function` with `args`, none of them upstream results (call id 0, first
-    /// attempt, never cancelled).
+    /// attempt).
     pub fn new(function: Arc<FunctionSpec>, args: Vec<Option<PyValue>>, timeout: Duration) -> Self {
         PyCall {
             function,
@@ -124,7 +120,6 @@ impl PyCall {
             timeout,
             call: 0,
             attempt: 0,
-            cancel: CancellationToken::new(),
         }
     }
 }
@@ -237,9 +232,6 @@ pub enum CallError {
     /// The pool is shut down.
     #[error("the Python pool is shut down")]
     ShutDown,
-    /// The call was cancelled (its worker, if it ran, was killed and is being replaced).
-    #[error("the call was cancelled")]
-    Cancelled,
 }
 
 impl CallError {
@@ -255,7 +247,6 @@ impl CallError {
             CallError::Overloaded => ErrorCode::Overloaded,
             CallError::Unavailable { .. } => ErrorCode::Unavailable,
             CallError::ShutDown => ErrorCode::ShutDown,
-            CallError::Cancelled => ErrorCode::Cancelled,
         }
     }
 

@@ -216,26 +216,21 @@ impl PythonPool {
         Ok(PythonPool { inner })
     }
 
-    /// Run one call on an idle worker (waiting in the queue if all are busy). Cancelling
-    /// `call.cancel` stops it: while it waits, at once; while it runs, by killing its
-    /// worker (a replacement starts in the background).
+    /// Run one call on an idle worker (waiting in the queue if all are busy). Dropping the
+    /// future stops the call: while it waits, at once; while it runs, by killing its worker
+    /// (a replacement starts in the background).
     pub async fn call(
         &self,
         call: PyCall,
         lib: Arc<dyn UserLibrary>,
     ) -> Result<PyValue, CallError> {
-        let mut lease = tokio::select! {
-            biased;
-            _ = call.cancel.cancelled() => return Err(CallError::Cancelled),
-            lease = checkout(&self.inner) => lease?,
-        };
+        let mut lease = checkout(&self.inner).await?;
         let waits = Waits::new(&self.inner);
         let stop = {
             let worker = lease.worker();
             tokio::select! {
                 biased;
                 _ = self.inner.closed.cancelled() => Stop::ShutDown,
-                _ = call.cancel.cancelled() => Stop::Cancelled,
                 r = tokio::time::timeout(call.timeout, worker.call(&call, &*lib, &waits)) => match r {
                     Ok(Ok(outcome)) => Stop::Done(outcome),
                     Ok(Err(Broken(why))) => Stop::Crashed(why),
@@ -273,12 +268,6 @@ impl PythonPool {
             Stop::ShutDown => {
                 lease.kill_now().await;
                 Err(CallError::ShutDown)
-            }
-            Stop::Cancelled => {
-                info!(worker = lease.index(), function = %function,
-                    "python call cancelled; replacing its worker");
-                lease.replace();
-                Err(CallError::Cancelled)
             }
         }
     }
@@ -386,5 +375,4 @@ enum Stop {
     Timeout,
     Crashed(String),
     ShutDown,
-    Cancelled,
 }

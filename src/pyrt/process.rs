@@ -324,9 +324,35 @@ impl Worker {
         format!("worker {} (pid {}) exited ({status})", self.index, self.pid)
     }
 
-    /// Whether the process has already exited (checked before giving it a call).
+    /// Whether the worker can no longer take a call (checked before giving it one): its
+    /// end of the socket is closed (it exited: a process a function forked holds
+    /// `/dev/null` in the socket's place, so only the worker itself keeps it open), or it
+    /// wrote while idle. A non-blocking peek rather than `waitpid`: this runs on every
+    /// call, and `waitpid` costs several times a plain system call.
     pub fn has_exited(&mut self) -> bool {
-        !matches!(self.child.try_wait(), Ok(None))
+        if !self.framed.read_buffer().is_empty() {
+            return true;
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(self.framed.get_ref());
+        let mut byte = 0u8;
+        // SAFETY: a one-byte peek into a buffer of this frame, on a socket this worker owns.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error().kind();
+            return !matches!(
+                e,
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+            );
+        }
+        // 0: the worker closed its end; more: it wrote while no call was running.
+        true
     }
 
     /// Kill the process, and every process its functions started (it is their subreaper,

@@ -1,6 +1,7 @@
 //! What running calls share with their executor: the pool, state, transport, mailboxes, the
 //! write clock, and the functions loaded from the registry (cached by name + content hash).
 
+use super::delivered::Delivered;
 use super::mailbox::Mailboxes;
 use super::session_core::{causal_writer, DotTable};
 use crate::actors::cache::{CacheHandle, StateAccess};
@@ -11,9 +12,10 @@ use crate::protocol::records::{function_hash, function_key, read_function};
 use crate::protocol::{CallFailure, ErrorCode, FunctionError, FunctionRecord};
 use crate::pyrt::{FunctionSpec, PythonPool};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use tokio::task::AbortHandle;
 
 /// Functions kept loaded per executor; when full the cache is emptied (re-loading costs one
 /// KVS read; workers keep their own unpickled copies).
@@ -54,32 +56,39 @@ pub struct ExecEnv {
     /// The last dot this node gave each key it wrote causally.
     dots: Mutex<DotTable>,
     pub mailboxes: Mailboxes,
+    /// Deliveries of calls not told to their schedulers yet.
+    pub delivered: Delivered,
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
     functions: Mutex<HashMap<String, Arc<FunctionSpec>>>,
     /// Where function records are loaded from (the KVS, not the cache).
     registry: Arc<dyn StateAccess>,
-    /// Attempts of calls with functions running here: what stops them, and how many run.
-    running: Mutex<HashMap<(CallId, u32), (CancellationToken, usize)>>,
+    /// Functions running here that a `Cancel` may still stop, by run number: the attempt
+    /// of the call each belongs to, and its task.
+    running: Mutex<HashMap<u64, (CallId, u32, AbortHandle)>>,
+    /// The next run number.
+    next_run: AtomicU64,
 }
 
-/// One function of an attempt of a call running on this executor; dropped when it ends.
-pub struct Running<'a> {
-    env: &'a ExecEnv,
-    key: (CallId, u32),
-    /// Cancelled when the attempt is.
-    pub token: CancellationToken,
+/// One function run on this executor that a `Cancel` of its attempt stops (by aborting its
+/// task) until this is dropped: when the function's Python call is over, before its outcome
+/// is passed on, so a cancel never cuts a delivery short.
+pub struct Stoppable {
+    env: Arc<ExecEnv>,
+    run: u64,
 }
 
-impl Drop for Running<'_> {
+impl Stoppable {
+    /// Its run number (see [`ExecEnv::track`]).
+    pub fn run(&self) -> u64 {
+        self.run
+    }
+}
+
+impl Drop for Stoppable {
     fn drop(&mut self) {
         let mut all = self.env.running.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, n)) = all.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                all.remove(&self.key);
-            }
-        }
+        all.remove(&self.run);
     }
 }
 
@@ -104,36 +113,41 @@ impl ExecEnv {
             dots: Mutex::new(DotTable::default()),
             registry,
             mailboxes: Mailboxes::default(),
+            delivered: Delivered::default(),
             default_timeout,
             functions: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(0),
         }
     }
 
-    /// A function of attempt `attempt` of `call` starts running here.
-    pub fn running(&self, call: CallId, attempt: u32) -> Running<'_> {
-        let key = (call, attempt);
+    /// A function is about to be spawned here: see [`Stoppable`]. (Cancelling aborts the
+    /// task: a call that is never cancelled costs no token and no extra polled future.)
+    pub fn stoppable(self: &Arc<Self>) -> Stoppable {
+        Stoppable {
+            env: self.clone(),
+            run: self.next_run.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The task of run `run` (a [`Stoppable`] it holds) runs a function of attempt `attempt`
+    /// of `call`: a `Cancel` of that attempt aborts it from now on. Called right after the
+    /// task is spawned, before it first runs (so before its `Stoppable` can be dropped).
+    pub fn track(&self, run: u64, call: CallId, attempt: u32, task: AbortHandle) {
         let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let (token, n) = all
-            .entry(key)
-            .or_insert_with(|| (CancellationToken::new(), 0));
-        *n += 1;
-        Running {
-            env: self,
-            key,
-            token: token.clone(),
-        }
+        all.insert(run, (call, attempt, task));
     }
 
-    /// Stop the functions of `call`'s attempts below `before` running here; how many
-    /// attempts had some.
+    /// Stop the functions of `call`'s attempts below `before` running here (their tasks
+    /// are aborted: a waiting call leaves the queue, a running one's worker is replaced);
+    /// how many were.
     pub fn cancel_running(&self, call: CallId, before: u32) -> usize {
         let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut stopped = 0;
-        all.retain(|(c, attempt), (token, _)| {
+        all.retain(|_, (c, attempt, task)| {
             let stop = *c == call && *attempt < before;
             if stop {
-                token.cancel();
+                task.abort();
                 stopped += 1;
             }
             !stop

@@ -140,31 +140,30 @@ impl SharedMeter {
 }
 
 /// One call in the executor (a function run, or a failure being reported): counted while
-/// it lives.
-pub struct Running {
+/// it lives. It borrows the function's name (nothing is allocated per call).
+pub struct Running<'a> {
     meter: Arc<SharedMeter>,
-    function: Option<String>,
+    function: Option<&'a str>,
     since: Instant,
 }
 
-impl Running {
-    pub fn start(meter: &Arc<SharedMeter>, function: Option<&str>) -> Running {
+impl<'a> Running<'a> {
+    pub fn start(meter: &Arc<SharedMeter>, function: Option<&'a str>) -> Running<'a> {
         let since = Instant::now();
         meter.with(|m| m.enter(since));
         Running {
             meter: meter.clone(),
-            function: function.map(str::to_owned),
+            function,
             since,
         }
     }
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         let now = Instant::now();
         let spent = now.saturating_duration_since(self.since);
-        self.meter
-            .with(|m| m.leave(self.function.as_deref(), spent, now));
+        self.meter.with(|m| m.leave(self.function, spent, now));
     }
 }
 

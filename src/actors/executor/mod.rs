@@ -6,12 +6,14 @@
 //! - `core.rs`: schedules and triggers waiting for each other (no I/O).
 //! - `run.rs`: running a ready function and delivering its outcome.
 //! - `env.rs`: what running calls share; functions loaded by name + content hash.
+//! - `delivered.rs`: the deliveries of calls, told to their schedulers in batches.
 //! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
 //! - `meter.rs`: calls in the executor integrated over time (the load it reports).
 
 pub mod core;
+pub mod delivered;
 pub mod env;
 pub mod library;
 pub mod mailbox;
@@ -82,7 +84,8 @@ pub struct GetLoad;
 pub struct Load {
     /// Schedules waiting for upstream results.
     pub held: usize,
-    /// Functions running, and failures being reported.
+    /// Functions running, failures being reported, and deliveries not told to their
+    /// schedulers yet.
     pub running: usize,
 }
 
@@ -101,6 +104,7 @@ pub struct ExecutorHandle {
     pub actor: ActorRef,
     /// Notified when a monitor asks this node to drain (scale-down).
     pub drain_requested: Arc<tokio::sync::Notify>,
+    env: Arc<ExecEnv>,
 }
 
 impl ExecutorHandle {
@@ -113,8 +117,10 @@ impl ExecutorHandle {
         self.addr.send(GetLoad).await.unwrap_or(idle)
     }
 
-    /// Stop serving and kill the Python workers.
+    /// Stop serving (telling the schedulers the deliveries they have not heard of yet) and
+    /// kill the Python workers.
     pub async fn stop(&self, transport: &Transport) {
+        self.env.delivered.flush(transport);
         transport.unregister::<Schedule>(0);
         transport.unregister::<Trigger>(0);
         transport.unregister::<Deliver>(0);
@@ -157,7 +163,7 @@ impl Executor {
         let drain_requested = Arc::new(tokio::sync::Notify::new());
         let addr = Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
-            env,
+            env: env.clone(),
             schedulers: Vec::new(),
             monitors: Vec::new(),
             drain_requested: drain_requested.clone(),
@@ -177,6 +183,7 @@ impl Executor {
             pool,
             actor: me,
             drain_requested,
+            env,
         })
     }
 
@@ -231,12 +238,16 @@ impl Executor {
         match step {
             Step::Wait => {}
             Step::Run(ready) => {
-                let running = Running::start(&self.meter, Some(&ready.schedule.function));
-                let env = self.env.clone();
-                actix::spawn(async move {
-                    run::run(env, ready).await;
-                    drop(running);
-                });
+                let (call, attempt) = (ready.schedule.call, ready.schedule.attempt);
+                let stoppable = self.env.stoppable();
+                let run = stoppable.run();
+                let task = actix::spawn(run::run(
+                    self.env.clone(),
+                    ready,
+                    stoppable,
+                    self.meter.clone(),
+                ));
+                self.env.track(run, call, attempt, task.abort_handle());
             }
             Step::Abort(s) => run::abort(&self.env, &s),
             Step::Refused(s) => {
@@ -342,7 +353,7 @@ impl Handler<GetLoad> for Executor {
     fn handle(&mut self, _: GetLoad, _: &mut Context<Self>) -> Load {
         Load {
             held: self.core.held_schedules(),
-            running: self.meter.calls(),
+            running: self.meter.calls() + self.env.delivered.len(),
         }
     }
 }

@@ -6,9 +6,11 @@
 //! whose call was cancelled is stopped and passes nothing on.
 
 use super::core::Ready;
-use super::env::ExecEnv;
+use super::delivered::{Added, DELIVERED_DELAY};
+use super::env::{ExecEnv, Stoppable};
 use super::library::Invocation;
 use super::mailbox::InvocationId;
+use super::meter::{Running, SharedMeter};
 use super::session::{self, Session};
 use crate::clock::now_micros;
 use crate::ids::Key;
@@ -21,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// Run `ready` and deliver its outcome.
-pub async fn run(env: Arc<ExecEnv>, ready: Ready) {
+/// Run `ready` and deliver its outcome, counted in `meter` meanwhile. A `Cancel` of its
+/// attempt aborts this (see [`Stoppable`]) until the function's Python call is over.
+pub async fn run(env: Arc<ExecEnv>, ready: Ready, stoppable: Stoppable, meter: Arc<SharedMeter>) {
     let span = tracing::debug_span!("function", call = %ready.schedule.call,
         function = %ready.schedule.function);
     async move {
@@ -31,11 +34,10 @@ pub async fn run(env: Arc<ExecEnv>, ready: Ready) {
             inputs,
             session,
         } = ready;
+        let _running = Running::start(&meter, Some(&schedule.function));
         let session = Arc::new(Session::new(env.clone(), &schedule, session));
-        let running = env.running(schedule.call, schedule.attempt);
-        let cancel = running.token.clone();
-        let outcome = execute(&env, &schedule, inputs, &session, cancel).await;
-        drop(running);
+        let outcome = execute(&env, &schedule, inputs, &session).await;
+        drop(stoppable);
         finish(&env, &schedule, outcome, Some(&session)).await;
     }
     .instrument(span)
@@ -47,7 +49,6 @@ async fn execute(
     s: &Schedule,
     inputs: Vec<PyValue>,
     session: &Arc<Session>,
-    cancel: tokio_util::sync::CancellationToken,
 ) -> Result<PyValue, CallFailure> {
     let function = env.function(&s.function, s.hash).await?;
     let upstream = inputs.len();
@@ -58,12 +59,11 @@ async fn execute(
         function: s.function.clone(),
     }
     .to_string();
-    env.mailboxes.open(&id, Instant::now());
     let timeout = s
         .timeout_ms
         .map_or(env.default_timeout, Duration::from_millis);
-    let started = Instant::now();
     let lib = Arc::new(Invocation::new(env.clone(), id.clone(), session.clone()));
+    let mut invoked = Invoked::open(env, s, id);
     let out = env
         .pool
         .call(
@@ -74,16 +74,52 @@ async fn execute(
                 timeout,
                 call: s.call.0,
                 attempt: s.attempt,
-                cancel,
             },
             lib,
         )
-        .await;
-    env.mailboxes.close(&id);
-    let out = out.map_err(|e| call_failure(&e));
-    let code = out.as_ref().err().map(|f| f.code.as_str());
-    crate::metrics::record_function_outcome(s.call, &s.function, started.elapsed(), code);
+        .await
+        .map_err(|e| call_failure(&e));
+    invoked.outcome = Some(out.as_ref().err().map(|f| f.code));
     out
+}
+
+/// One function's Python call under way: its mailbox is open, and when it is dropped (the
+/// call returned, or its task was aborted by a cancel) the mailbox is closed and the
+/// outcome recorded in the metrics (`cancelled` if it never came).
+struct Invoked<'a> {
+    env: &'a ExecEnv,
+    s: &'a Schedule,
+    id: String,
+    started: Instant,
+    /// `Some(None)`: succeeded; `Some(Some(code))`: failed.
+    outcome: Option<Option<ErrorCode>>,
+}
+
+impl<'a> Invoked<'a> {
+    fn open(env: &'a ExecEnv, s: &'a Schedule, id: String) -> Self {
+        let started = Instant::now();
+        env.mailboxes.open(&id, started);
+        Invoked {
+            env,
+            s,
+            id,
+            started,
+            outcome: None,
+        }
+    }
+}
+
+impl Drop for Invoked<'_> {
+    fn drop(&mut self) {
+        self.env.mailboxes.close(&self.id);
+        let code = self.outcome.unwrap_or(Some(ErrorCode::Cancelled));
+        crate::metrics::record_function_outcome(
+            self.s.call,
+            &self.s.function,
+            self.started.elapsed(),
+            code.map(ErrorCode::as_str),
+        );
+    }
 }
 
 /// The caller's arguments (references read through the cache) then the upstream results.
@@ -129,16 +165,11 @@ async fn resolve(
 /// Pass the outcome on: triggers downstream (with what the session saw); at the sink (or
 /// on failure) the caller.
 pub async fn finish(
-    env: &ExecEnv,
+    env: &Arc<ExecEnv>,
     s: &Schedule,
     outcome: Result<PyValue, CallFailure>,
     session: Option<&Session>,
 ) {
-    if matches!(&outcome, Err(f) if f.code == ErrorCode::Cancelled) {
-        tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
-            "stopped: the call (or this attempt of it) was cancelled");
-        return;
-    }
     let value = outcome.as_ref().map_err(|_| Aborted);
     let meta = match session {
         Some(session) if !s.downstream.is_empty() => session.snapshot(),
@@ -171,7 +202,7 @@ pub async fn finish(
     match outcome {
         Ok(v) if s.sink => {
             reply(env, s, Ok(v), session).await;
-            tell_scheduler(env, s, None);
+            tell_delivered(env, s);
         }
         Ok(_) => {}
         Err(f) => fail(env, s, f, session).await,
@@ -184,15 +215,20 @@ pub async fn finish(
 async fn fail(env: &ExecEnv, s: &Schedule, f: CallFailure, session: Option<&Session>) {
     tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
         code = %f.code, "function failed");
-    if tell_scheduler(env, s, Some(f.clone())) {
+    if tell_failure(env, s, f.clone()) {
         session::release(env, s.consistency, s.session(), s.home.as_ref());
         return;
     }
     reply(env, s, Err(f), session).await
 }
 
-/// Tell the scheduler that placed the call this attempt ended; whether it was told.
-fn tell_scheduler(env: &ExecEnv, s: &Schedule, failure: Option<CallFailure>) -> bool {
+/// Tell the scheduler that placed the call this attempt failed; whether it was told.
+fn tell_failure(env: &ExecEnv, s: &Schedule, failure: CallFailure) -> bool {
+    tell_ended(env, s, Some(failure))
+}
+
+/// Tell the scheduler that placed the call (if any) this attempt ended; whether it was told.
+fn tell_ended(env: &ExecEnv, s: &Schedule, failure: Option<CallFailure>) -> bool {
     let Some(scheduler) = &s.scheduler else {
         return false;
     };
@@ -212,6 +248,30 @@ fn tell_scheduler(env: &ExecEnv, s: &Schedule, failure: Option<CallFailure>) -> 
             tracing::warn!(call = %s.call, scheduler = %scheduler, cause = %e,
                 "the scheduler was not told the attempt ended");
             false
+        }
+    }
+}
+
+/// Tell the scheduler that placed the call (if any) its sink delivered: one of this node
+/// with the other deliveries of the next [`DELIVERED_DELAY`], one of another node at once
+/// (see `delivered.rs`).
+fn tell_delivered(env: &Arc<ExecEnv>, s: &Schedule) {
+    let Some(scheduler) = &s.scheduler else {
+        return;
+    };
+    if scheduler.node != env.me.node {
+        tell_ended(env, s, None);
+        return;
+    }
+    match env.delivered.add(scheduler, s.call, s.attempt) {
+        Added::Waits => {}
+        Added::Full => env.delivered.flush(&env.transport),
+        Added::First => {
+            let env = env.clone();
+            actix::spawn(async move {
+                tokio::time::sleep(DELIVERED_DELAY).await;
+                env.delivered.flush(&env.transport);
+            });
         }
     }
 }

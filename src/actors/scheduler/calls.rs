@@ -279,7 +279,7 @@ impl CallTable {
             return Next::Nothing;
         };
         let Some(failure) = ended.failure else {
-            self.remove(ended.call);
+            self.delivered(ended.call);
             return Next::Done;
         };
         if ended.attempt != kept.attempt {
@@ -376,6 +376,12 @@ impl CallTable {
             schedules,
             stop,
         }
+    }
+
+    /// The sink of an attempt of `call` delivered its result (any attempt: the caller's
+    /// gateway takes the first): the call is forgotten. Whether it was kept.
+    pub fn delivered(&mut self, call: CallId) -> bool {
+        self.remove(call).is_some()
     }
 
     /// Stop keeping `call` (cancelled): what to stop, or `None` if it is not kept here.

@@ -11,9 +11,9 @@ use crate::config::Role;
 use crate::net::membership::{MemberState, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{
-    AttemptEnded, CacheKeysReport, CallAccepted, CallDag, CallFunction, CancelCall, DeleteDag,
-    DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag, RegisterFunction,
-    RegistryChange, RegistryChanged,
+    AttemptEnded, AttemptsDelivered, CacheKeysReport, CallAccepted, CallDag, CallFunction,
+    CancelCall, DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag,
+    RegisterFunction, RegistryChange, RegistryChanged,
 };
 use crate::pyrt::probe::EMBEDDED_PYTHON;
 use actix::prelude::*;
@@ -33,6 +33,7 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<CallFunction>(0, addr.clone().recipient())?;
     t.register::<ExecutorStatus>(0, addr.clone().recipient())?;
     t.register::<AttemptEnded>(0, addr.clone().recipient())?;
+    t.register::<AttemptsDelivered>(0, addr.clone().recipient())?;
     t.register::<CancelCall>(0, addr.clone().recipient())?;
     t.register::<CacheKeysReport>(0, addr.clone().recipient())?;
     t.register::<RegistryChanged>(0, addr.clone().recipient())
@@ -189,6 +190,15 @@ impl Handler<AttemptEnded> for Scheduler {
             .calls
             .on_ended(msg, &self.core, Instant::now(), &mut self.rng);
         self.act(next);
+    }
+}
+
+impl Handler<AttemptsDelivered> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: AttemptsDelivered, _: &mut Context<Self>) {
+        for (call, _) in msg.attempts {
+            self.calls.delivered(call);
+        }
     }
 }
 

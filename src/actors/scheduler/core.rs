@@ -7,6 +7,12 @@
 //! cache holds the most keys referenced by the function's arguments; ties broken uniformly
 //! at random by the injected RNG. Executors of draining nodes are never placed on (they
 //! finish what they hold, then leave).
+//!
+//! The membership view decides which nodes exist: reports (executor status, cached keys)
+//! are taken only from nodes it holds live. A status an executor sent just before its node
+//! left (or was declared dead) can arrive after the view said so; taken, it would make the
+//! node placeable again for a while, and a call placed there would be lost: no later view
+//! change names that node gone, so nothing runs the call again.
 
 use super::dag::DagPlan;
 use crate::ids::{CallId, Key, NodeId, NodeRef};
@@ -46,6 +52,9 @@ struct Known {
 
 /// The scheduler's state.
 pub struct SchedulerCore {
+    /// The nodes the membership view holds live (this generation of each): reports from
+    /// any other node are ignored.
+    live: BTreeSet<NodeRef>,
     executors: BTreeMap<NodeId, Known>,
     /// Nodes draining (as the membership view says): no placement there.
     draining: BTreeSet<NodeId>,
@@ -59,6 +68,7 @@ impl SchedulerCore {
     /// `stale_after` makes its executor unplaceable until the next one.
     pub fn new(threshold: f64, stale_after: Duration) -> Self {
         SchedulerCore {
+            live: BTreeSet::new(),
             executors: BTreeMap::new(),
             draining: BTreeSet::new(),
             cached: HashMap::new(),
@@ -67,19 +77,24 @@ impl SchedulerCore {
         }
     }
 
-    /// An executor reported its status (a newer generation replaces the old one).
+    /// An executor reported its status. Ignored unless the view holds its node live (this
+    /// generation): a node that left, died or restarted is never placed on again on the
+    /// strength of a report that arrived late, and one not in the view yet is taken from
+    /// its next report on, once the view has it.
     pub fn on_status(&mut self, status: ExecutorStatus, now: Instant) {
-        let id = status.executor.node.id.clone();
-        if let Some(k) = self.executors.get(&id) {
-            if k.status.executor.node.generation > status.executor.node.generation {
-                return;
-            }
+        if !self.live.contains(&status.executor.node) {
+            return;
         }
+        let id = status.executor.node.id.clone();
         self.executors.insert(id, Known { status, seen: now });
     }
 
-    /// A node's cache reported the keys it holds (replacing its previous report).
+    /// A node's cache reported the keys it holds (replacing its previous report); ignored
+    /// unless the view holds the node live.
     pub fn on_cache_keys(&mut self, node: NodeRef, keys: Vec<Key>) {
+        if !self.live.contains(&node) {
+            return;
+        }
         self.cached
             .insert(node.id.clone(), (node, keys.into_iter().collect()));
     }
@@ -96,12 +111,14 @@ impl SchedulerCore {
         out
     }
 
-    /// The membership view changed: forget executors and caches of nodes no longer live
-    /// (or live as another generation).
-    pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {
+    /// The membership view changed: `live` are the executor nodes it holds live (replacing
+    /// the previous set). Executors and caches of other nodes (gone, or live as another
+    /// generation) are forgotten, and their reports ignored from now on.
+    pub fn set_live(&mut self, live: BTreeSet<NodeRef>) {
         self.executors
             .retain(|_, k| live.contains(&k.status.executor.node));
         self.cached.retain(|_, (node, _)| live.contains(node));
+        self.live = live;
     }
 
     /// The nodes now draining (replacing the previous set).

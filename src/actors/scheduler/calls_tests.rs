@@ -25,6 +25,7 @@ fn executor(n: &str) -> ActorRef {
 
 fn core(execs: &[&str], now: Instant) -> SchedulerCore {
     let mut c = SchedulerCore::new(0.9, Duration::from_secs(3600));
+    c.set_live(execs.iter().map(|n| node(n)).collect());
     for n in execs {
         let status = ExecutorStatus {
             executor: executor(n),
@@ -46,7 +47,7 @@ fn drop_node(c: &mut SchedulerCore, all: &[&str], gone: &str) {
         .filter(|n| **n != gone)
         .map(|n| node(n))
         .collect();
-    c.retain_live(&live);
+    c.set_live(live);
 }
 
 /// `f -> g`, each registered with `retries` and `retry_errors`, timeouts 1 s and 2 s.

@@ -7,6 +7,12 @@
 //! cache holds the most keys referenced by the function's arguments; ties broken uniformly
 //! at random by the injected RNG. Executors of draining nodes are never placed on (they
 //! finish what they hold, then leave).
+//!
+//! The membership view decides which nodes exist: reports (executor status, cached keys)
+//! are taken only from nodes it holds live. A status an executor sent just before its node
+//! left (or was declared dead) can arrive after the view said so; taken, it would make the
+//! node placeable again for a while, and a call placed there would be lost: no later view
+//! change names that node gone, so nothing runs the call again.
 
 use super::dag::DagPlan;
 use crate::ids::{CallId, Key, NodeId, NodeRef};
@@ -46,13 +52,12 @@ struct Known {
 
 /// The scheduler's state.
 pub struct SchedulerCore {
+    /// The nodes the membership view holds live (this generation of each): reports from
+    /// any other node are ignored.
+    live: BTreeSet<NodeRef>,
     executors: BTreeMap<NodeId, Known>,
     /// Nodes draining (as the membership view says): no placement there.
     draining: BTreeSet<NodeId>,
-    /// Executor nodes (with their generation) the view dropped: a status of theirs still
-    /// in flight must not bring them back as a placement target. The newest
-    /// [`MAX_GONE_KEPT`].
-    gone: VecDeque<NodeRef>,
     cached: HashMap<NodeId, (NodeRef, HashSet<Key>)>,
     threshold: f64,
     stale_after: Duration,
@@ -67,10 +72,6 @@ pub struct SchedulerCore {
 /// Registrations accepted with no executor to check them against, at most: a mismatch is
 /// reported for these when an executor starts (beyond, only logged as unchecked).
 pub const MAX_UNVERIFIED: usize = 4096;
-
-/// Departed executor nodes remembered (a status sent just before a node left arrives
-/// within a report interval; this many departures cover far longer than that).
-pub const MAX_GONE_KEPT: usize = 1024;
 
 /// A registration made with no executor running that the first executor cannot run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,9 +88,9 @@ impl SchedulerCore {
     /// `stale_after` makes its executor unplaceable until the next one.
     pub fn new(threshold: f64, stale_after: Duration) -> Self {
         SchedulerCore {
+            live: BTreeSet::new(),
             executors: BTreeMap::new(),
             draining: BTreeSet::new(),
-            gone: VecDeque::new(),
             cached: HashMap::new(),
             threshold,
             stale_after,
@@ -98,17 +99,20 @@ impl SchedulerCore {
         }
     }
 
-    /// An executor reported its status (a newer generation replaces the old one). Returns
-    /// the functions registered while no executor ran that this one cannot run.
+    /// An executor reported its status. Ignored unless the view holds its node live (this
+    /// generation): a node that left, died or restarted is never placed on again on the
+    /// strength of a report that arrived late, and one not in the view yet is taken from
+    /// its next report on, once the view has it. Returns the functions registered while no
+    /// executor ran that this one cannot run.
     pub fn on_status(&mut self, status: ExecutorStatus, now: Instant) -> Vec<Mismatch> {
+        if !self.live.contains(&status.executor.node) {
+            return vec![];
+        }
         let id = status.executor.node.id.clone();
         if let Some(k) = self.executors.get(&id) {
             if k.status.executor.node.generation > status.executor.node.generation {
                 return vec![];
             }
-        }
-        if self.gone.contains(&status.executor.node) {
-            return vec![];
         }
         let env = (status.python.clone(), status.cloudpickle.clone());
         let mismatches = std::mem::take(&mut self.unverified)
@@ -125,8 +129,12 @@ impl SchedulerCore {
         mismatches
     }
 
-    /// A node's cache reported the keys it holds (replacing its previous report).
+    /// A node's cache reported the keys it holds (replacing its previous report); ignored
+    /// unless the view holds the node live.
     pub fn on_cache_keys(&mut self, node: NodeRef, keys: Vec<Key>) {
+        if !self.live.contains(&node) {
+            return;
+        }
         self.cached
             .insert(node.id.clone(), (node, keys.into_iter().collect()));
     }
@@ -143,22 +151,14 @@ impl SchedulerCore {
         out
     }
 
-    /// The membership view changed: forget executors and caches of nodes no longer live
-    /// (or live as another generation).
-    pub fn retain_live(&mut self, live: &BTreeSet<NodeRef>) {
-        let gone = &mut self.gone;
-        self.executors.retain(|_, k| {
-            let node = &k.status.executor.node;
-            let keep = live.contains(node);
-            if !keep {
-                if gone.len() >= MAX_GONE_KEPT {
-                    gone.pop_front();
-                }
-                gone.push_back(node.clone());
-            }
-            keep
-        });
+    /// The membership view changed: `live` are the executor nodes it holds live (replacing
+    /// the previous set). Executors and caches of other nodes (gone, or live as another
+    /// generation) are forgotten, and their reports ignored from now on.
+    pub fn set_live(&mut self, live: BTreeSet<NodeRef>) {
+        self.executors
+            .retain(|_, k| live.contains(&k.status.executor.node));
         self.cached.retain(|_, (node, _)| live.contains(node));
+        self.live = live;
     }
 
     /// The nodes now draining (replacing the previous set).

@@ -32,6 +32,7 @@ fn status(n: &str, utilisation: f64) -> ExecutorStatus {
 
 fn core(execs: &[(&str, f64)], now: Instant) -> SchedulerCore {
     let mut c = SchedulerCore::new(0.9, STALE);
+    c.set_live(execs.iter().map(|(n, _)| node(n)).collect());
     for (n, u) in execs {
         c.on_status(status(n, *u), now);
     }
@@ -82,13 +83,60 @@ fn ties_are_broken_at_random_and_stale_executors_are_skipped() {
 fn view_changes_forget_dead_executors() {
     let now = Instant::now();
     let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
-    c.retain_live(&[node("a")].into_iter().collect());
+    c.set_live([node("a")].into_iter().collect());
     assert_eq!(c.executor_count(now), 1);
     let mut rng = StdRng::seed_from_u64(3);
     assert_eq!(
         c.place(&[], now, &mut rng).expect("a").node.id.as_str(),
         "a"
     );
+}
+
+fn node_gen(n: &str, generation: u64) -> NodeRef {
+    NodeRef {
+        id: NodeId::new(n),
+        generation: Generation(generation),
+    }
+}
+
+fn status_of(node: NodeRef) -> ExecutorStatus {
+    ExecutorStatus {
+        executor: ActorRef::new(node, ServiceId::Executor, 0),
+        ..status("unused", 0.0)
+    }
+}
+
+#[test]
+fn reports_of_nodes_the_view_does_not_hold_live_are_ignored() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
+    let k = Key::new("k");
+    // b left; the status and cache report it sent just before arrive after the view said so.
+    c.set_live([node("a")].into_iter().collect());
+    c.on_status(status("b", 0.0), now);
+    c.on_cache_keys(node("b"), vec![k.clone()]);
+    assert_eq!(c.executor_count(now), 1, "b is placeable again");
+    assert!(c.holders_of(&k).is_empty());
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..50 {
+        let e = c.place(&[&k], now, &mut rng).expect("placed");
+        assert_eq!(e.node.id.as_str(), "a", "placed on b, which left");
+    }
+    // b restarts as generation 2: taken once the view has it, not before.
+    let b2 = node_gen("b", 2);
+    c.on_status(status_of(b2.clone()), now);
+    assert_eq!(c.executor_count(now), 1);
+    c.set_live([node("a"), b2.clone()].into_iter().collect());
+    c.on_status(status_of(b2.clone()), now);
+    assert_eq!(c.executor_count(now), 2);
+    // A late report of generation 1 does not replace generation 2.
+    c.on_status(status("b", 0.0), now);
+    let gens: Vec<_> = c
+        .executors(now)
+        .into_iter()
+        .map(|s| s.executor.node)
+        .collect();
+    assert_eq!(gens, vec![node("a"), b2]);
 }
 
 #[test]
@@ -115,6 +163,7 @@ fn version_check() {
 fn with_no_executor_a_registration_is_checked_against_what_is_known_and_later() {
     let now = Instant::now();
     let mut c = SchedulerCore::new(0.9, STALE);
+    c.set_live([node("a"), node("b")].into_iter().collect());
     // Nothing seen yet: the Python the workers embed decides; cloudpickle waits.
     let e = c.check_environment("f", "3.12", "3.0.0", Some("3.11"), now);
     assert_eq!(e.map_err(|e| e.code().as_str()), Err("version_mismatch"));
@@ -249,7 +298,7 @@ fn a_departed_or_draining_executor_is_not_brought_back_by_a_late_status() {
     let mut c = core(&[("a", 0.0), ("b", 0.0)], now);
     let mut rng = StdRng::seed_from_u64(3);
     // `b` left: the view drops it, then its last status (sent before it left) arrives.
-    c.retain_live(&[node("a")].into_iter().collect());
+    c.set_live([node("a")].into_iter().collect());
     c.on_status(status("b", 0.0), now);
     // `a` says it drains before the view does.
     let mut draining = status("a", 0.0);
@@ -257,9 +306,14 @@ fn a_departed_or_draining_executor_is_not_brought_back_by_a_late_status() {
     c.on_status(draining, now);
     assert_eq!(c.place(&[], now, &mut rng), Err(FunctionError::NoExecutors));
     assert!(!c.any_executor(now));
-    // `b` restarted (a new generation) is placed on again.
+    // `b` restarted (a new generation) is placed on again once the view holds it.
     let mut again = status("b", 0.0);
     again.executor.node.generation = Generation(2);
+    c.set_live(
+        [node("a"), again.executor.node.clone()]
+            .into_iter()
+            .collect(),
+    );
     c.on_status(again, now);
     assert_eq!(
         c.place(&[], now, &mut rng)

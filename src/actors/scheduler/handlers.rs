@@ -254,14 +254,17 @@ impl Handler<ViewChanged> for Scheduler {
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())
             .collect();
-        self.core.retain_live(&live);
         // No new placement on a draining node, nor on a suspect one (it may be frozen).
-        let draining = live.iter().filter(|n| {
-            view.get(&n.id)
-                .is_some_and(|m| m.draining || m.state == MemberState::Suspect)
-        });
-        self.core
-            .set_draining(draining.map(|n| n.id.clone()).collect());
+        let draining = live
+            .iter()
+            .filter(|n| {
+                view.get(&n.id)
+                    .is_some_and(|m| m.draining || m.state == MemberState::Suspect)
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        self.core.set_live(live);
+        self.core.set_draining(draining);
         let now = Instant::now();
         let gone = |n: &crate::ids::NodeRef| view.is_gone(n);
         for next in self.calls.on_view(gone, &self.core, now, &mut self.rng) {

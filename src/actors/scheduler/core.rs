@@ -21,7 +21,7 @@ use crate::protocol::{
     Arg, Consistency, Downstream, ExecutorStatus, FunctionError, NodeState, Reply, Schedule,
 };
 use rand::Rng;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 pub use crate::protocol::FunctionMeta;

@@ -70,12 +70,15 @@ def executors(state):
     return sum(n.get(k, 0) for k in ("active", "starting", "draining", "pending"))
 
 
-def wait_for_zero(dashboard, bound):
+def wait_for_zero(dashboard, bound, removed):
+    """No executor, and the monitor has removed `removed` nodes in all: the dashboard's
+    snapshot lags a tick, so "no executor" alone can be the moment before a launch shows."""
     deadline = time.monotonic() + bound
     state = {}
     while time.monotonic() < deadline:
         state = autoscale(dashboard)
-        if state.get("last") and executors(state) == 0:
+        done = [d for d in state.get("decisions", []) if d["action"] == "terminate"]
+        if state.get("last") and executors(state) == 0 and len(done) >= removed:
             return state
         time.sleep(TICK)
     raise AssertionError(f"still executors after {bound}s: {state}")
@@ -105,7 +108,7 @@ def test_a_call_to_an_idle_cluster_starts_an_executor_and_the_cluster_returns_to
                 assert model(cycle + 1).get(timeout=LAUNCH + STABLE) == (cycle + 1) * 10
                 # Idle: back to no executor after the grace period (the drain and exit
                 # of the node take up to a launch's time).
-                wait_for_zero(dashboard, IDLE + STABLE + 4 * TICK + LAUNCH)
+                wait_for_zero(dashboard, IDLE + STABLE + 4 * TICK + LAUNCH, cycle + 1)
         state = autoscale(dashboard)
     finally:
         code = node.stop()

@@ -14,6 +14,7 @@ registration with `no_executors`)."""
 import json
 import re
 import time
+import urllib.error
 import urllib.request
 
 from cloudburst import CloudburstConnection
@@ -60,9 +61,18 @@ class Model:
 
 
 def autoscale(dashboard):
+    """The snapshot's autoscale part; waits (a few ticks at most) for the dashboard's first
+    sample, which it answers 503 "not ready" before."""
     req = urllib.request.Request(dashboard + "/api/snapshot",
                                  headers={"Authorization": f"Bearer {TOKEN}"})
-    return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("autoscale") or {}
+    deadline = time.monotonic() + 25 * TICK
+    while True:
+        try:
+            return json.loads(urllib.request.urlopen(req, timeout=10).read()).get("autoscale") or {}
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(TICK)
 
 
 def executors(state):

@@ -12,6 +12,7 @@ The checker first shows it sees the failure it looks for: just before the heal, 
 through C's gateway (C answers from its own, stale replica) must find keys that are not
 at their last acknowledged value."""
 
+import os
 import sys
 
 import pytest
@@ -29,6 +30,11 @@ PARTITION_SECONDS = 6.0
 def test_a_partitioned_node_catches_up_and_nothing_acknowledged_is_lost(tmp_path):
     problem = isolation_problem()
     if problem:
+        # CI installs what a partition needs (scripts/setup.sh): there a missing piece is a
+        # failure, never a silent skip; elsewhere (a developer's machine without root) the
+        # skip says why.
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot stage a partition on the CI machine: {problem}")
         pytest.skip(f"cannot stage a partition on this machine: {problem}")
     result = run_isolated(binary(), tmp_path, PARTITION_SECONDS)
     assert result["acked_writes"] > 0, result

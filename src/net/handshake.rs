@@ -19,7 +19,7 @@
 
 use crate::ids::NodeRef;
 use crate::net::cluster::{Claim, ClusterGate};
-use crate::net::wire::{decode_payload, encode_payload, PROTOCOL_VERSION};
+use crate::net::wire::{decode_payload, decode_prefix, encode_payload, PROTOCOL_VERSION};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
@@ -82,6 +82,9 @@ pub enum HandshakeError {
     /// The peer spoke out of turn or sent garbage.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The peer speaks another protocol version (a message of a layout we cannot decode).
+    #[error("{0}")]
+    Version(String),
     /// The connection failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -160,6 +163,23 @@ async fn recv<R: AsyncRead + Unpin>(
     }
 }
 
+/// Receive the peer's first message (its `Hello` or `Challenge`). One from a node of
+/// another protocol version that we cannot decode is refused with the version problem, so
+/// both sides log that rather than a decode error.
+async fn recv_first<R, W>(
+    r: &mut FramedRead<R, LengthDelimitedCodec>,
+    w: &mut FramedWrite<W, LengthDelimitedCodec>,
+) -> Result<Msg, HandshakeError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    match recv(r).await {
+        Err(HandshakeError::Version(reason)) => Err(refuse(w, reason).await),
+        other => other,
+    }
+}
+
 /// Decode one handshake message (what a peer sends before it is authenticated). Public
 /// for the fuzz target; the message itself is private to the handshake.
 pub fn decode_message(frame: &[u8]) -> Result<impl std::fmt::Debug, HandshakeError> {
@@ -167,7 +187,28 @@ pub fn decode_message(frame: &[u8]) -> Result<impl std::fmt::Debug, HandshakeErr
 }
 
 fn decode_msg(frame: &[u8]) -> Result<Msg, HandshakeError> {
-    decode_payload(frame).map_err(|e| HandshakeError::Protocol(e.to_string()))
+    decode_payload(frame).map_err(|e| match peer_version(frame) {
+        Some(problem) => HandshakeError::Version(problem),
+        None => HandshakeError::Protocol(e.to_string()),
+    })
+}
+
+/// The leading fields of the messages that carry a version, in every protocol version so
+/// far: the variant index, then the version. What follows may have another layout.
+#[derive(Deserialize)]
+enum VersionProbe {
+    Hello { version: u32 },
+    Challenge { version: u32 },
+}
+
+/// For a `Hello` or `Challenge` that does not decode: the version problem, if it comes
+/// from a node of another protocol version (whose message layout differs from ours).
+fn peer_version(frame: &[u8]) -> Option<String> {
+    match decode_prefix::<VersionProbe>(frame).ok()? {
+        VersionProbe::Hello { version } | VersionProbe::Challenge { version } => {
+            version_problem(version)
+        }
+    }
 }
 
 async fn refuse<W: AsyncWrite + Unpin>(
@@ -215,7 +256,7 @@ where
         },
     )
     .await?;
-    let nonce_a = match recv(r).await? {
+    let nonce_a = match recv_first(r, w).await? {
         Msg::Challenge { version, nonce } => match version_problem(version) {
             Some(reason) => return Err(refuse(w, reason).await),
             None => nonce,
@@ -252,7 +293,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (who, theirs, nonce_d) = match recv(r).await? {
+    let (who, theirs, nonce_d) = match recv_first(r, w).await? {
         Msg::Hello {
             version,
             who,
@@ -308,6 +349,10 @@ fn unexpected(m: &Msg) -> HandshakeError {
     };
     HandshakeError::Protocol(format!("unexpected handshake message `{name}`"))
 }
+
+#[cfg(test)]
+#[path = "handshake_version_tests.rs"]
+mod version_tests;
 
 #[cfg(test)]
 mod tests {

@@ -19,7 +19,9 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 /// 4: calls carry their attempt and placing scheduler; `AttemptEnded`, `Cancel`,
 ///    `CancelCall`; call options and deadlines.
 /// 5: `AttemptsDelivered` (an executor tells the deliveries of calls in batches).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: the handshake's `Hello` and `Welcome` carry the sender's cluster claim;
+///    `HandoffConfirmed` (a KVS shard's hand-off after a routing change is complete).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -90,6 +92,13 @@ pub fn decode_payload<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetError> 
 /// How much memory decoding may claim per input byte (a `Vec<u64>` of small varints
 /// legitimately claims 8 bytes per wire byte; headroom on top).
 pub const DECODE_AMPLIFICATION: usize = 16;
+
+/// Decode a `T` from the start of `bytes`, ignoring what follows it (for reading the
+/// leading fields of a message whose layout may differ, such as a peer's protocol version).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetError> {
+    const LIMIT: usize = 64 * 1024;
+    decode_limited::<T, LIMIT>(bytes).map(|(value, _)| value)
+}
 
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
     bytes: &[u8],

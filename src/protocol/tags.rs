@@ -58,6 +58,7 @@ wire_tags! {
     KvsShard {
         0 => crate::actors::kvs::KvsRequest,
         1 => crate::actors::kvs::DeclareLost,
+        2 => crate::actors::kvs::HandoffConfirmed,
     }
     Cache {
         0 => crate::actors::kvs::KeyUpdates,

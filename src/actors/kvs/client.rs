@@ -13,10 +13,11 @@
 //! A get asks one replica (this node's first, if it holds one; replicas membership holds
 //! suspect last) and falls over to the next on a network error; requests to a dead or
 //! suspect node fail at once. A value answers. "Missing" answers only when it can be
-//! trusted: within [`REBALANCE_WINDOW`] of a routing change a new owner may not have
-//! received the key yet, so every other current and previous replica is asked (at once;
-//! the first value wins); and a key every replica of which crashed without handing it off
-//! reads as `Unavailable`, never as missing ([`RoutingTable::is_lost`]).
+//! trusted: after a routing change a new owner may not have received the key yet, so
+//! every other current and previous replica is asked (at once; the first value wins) until
+//! every shard handing keys off confirmed it did (at most [`REBALANCE_WINDOW`]); and a key
+//! every replica of which crashed without handing it off reads as `Unavailable`, never as
+//! missing ([`RoutingTable::is_lost`]).
 
 use super::core::validate_key;
 use super::messages::{KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats};
@@ -27,11 +28,13 @@ use crate::net::{ActorRef, NetError, Transport};
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// After a routing change, a read that finds a key missing asks every other current and
-/// previous replica for this long (keys are being handed to their new owners meanwhile).
+/// previous replica until the hand-off is confirmed, and for at most this long (the bound
+/// for a confirmation that does not come: a lost message, a shard that failed to hand off).
 pub const REBALANCE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Handle to the KVS tier. Cheap to clone.
@@ -39,11 +42,23 @@ pub const REBALANCE_WINDOW: Duration = Duration::from_secs(10);
 pub struct KvsClient {
     transport: Transport,
     routing: RoutingTable,
+    /// Reads that found a key missing and asked the previous owners too.
+    fanouts: Arc<AtomicU64>,
 }
 
 impl KvsClient {
     pub fn new(transport: Transport, routing: RoutingTable) -> Self {
-        KvsClient { transport, routing }
+        KvsClient {
+            transport,
+            routing,
+            fanouts: Arc::default(),
+        }
+    }
+
+    /// How many reads (of this client and its clones) asked the previous owners too,
+    /// since it was made.
+    pub fn fanout_reads(&self) -> u64 {
+        self.fanouts.load(Ordering::Relaxed)
     }
 
     /// The routing snapshot in use now.
@@ -83,6 +98,7 @@ impl KvsClient {
         key: &Key,
     ) -> Result<Option<LatticeValue>, KvsError> {
         if let Some(previous) = self.routing.recent_previous(REBALANCE_WINDOW) {
+            self.fanouts.fetch_add(1, Ordering::Relaxed);
             let mut others: Vec<(&Routing, ShardAddr)> = Vec::new();
             for r in [current, &previous] {
                 for s in r.replicas(key) {

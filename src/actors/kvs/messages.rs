@@ -134,6 +134,17 @@ pub struct DeclareLost {
     pub node: NodeId,
 }
 
+/// A KVS shard finished handing its keys off after the routing changed to `to`: every
+/// owner it gained acknowledged them. Sent by the shard to its node's routing watcher,
+/// which tells every other member's (one-way): readers there stop asking the previous
+/// owners once every shard handing keys off confirmed.
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct HandoffConfirmed {
+    pub to: super::routing::RoutingId,
+    pub shard: ShardAddr,
+}
+
 /// Pushed by a shard to a subscriber (an executor node's cache) when subscribed keys change:
 /// their new merged values. One-way.
 #[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]

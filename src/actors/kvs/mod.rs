@@ -29,7 +29,8 @@ mod sweep;
 pub use self::client::KvsClient;
 pub use self::core::{Origin, ShardCore};
 pub use self::messages::{
-    DeclareLost, KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats,
+    DeclareLost, HandoffConfirmed, KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr,
+    ShardStats,
 };
 pub use self::node::KvsTier;
 pub use self::routing::{Routing, RoutingTable};

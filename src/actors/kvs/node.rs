@@ -5,13 +5,13 @@
 
 use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
-use super::messages::{DeclareLost, KvsRequest, ShardAddr};
+use super::messages::{DeclareLost, HandoffConfirmed, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
 use crate::config::{Config, Role};
-use crate::ids::NodeId;
+use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
-use crate::net::{NetError, Transport};
+use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
 use crate::storage::{DataDir, ShardLog, StorageError};
@@ -143,14 +143,20 @@ impl KvsTier {
         }
         let watcher = RoutingWatcher {
             table: routing.clone(),
+            transport: transport.clone(),
+            members: Vec::new(),
             shards: shards.iter().map(|a| a.clone().recipient()).collect(),
             vnodes: cfg.kvs.virtual_nodes,
             replication: cfg.kvs.replication,
             warned_single_copy: false,
         }
         .start();
-        // Every node's routing watcher takes an operator's declaration (instance 0).
-        if let Err(e) = transport.register::<DeclareLost>(0, watcher.clone().recipient()) {
+        // Every node's routing watcher takes an operator's declaration and the shards'
+        // hand-off confirmations (instance 0).
+        let registered = transport
+            .register::<DeclareLost>(0, watcher.clone().recipient())
+            .and_then(|()| transport.register::<HandoffConfirmed>(0, watcher.clone().recipient()));
+        if let Err(e) = registered {
             for a in &arbiters {
                 a.stop();
             }
@@ -197,9 +203,13 @@ impl KvsTier {
     }
 }
 
-/// Rebuilds the routing from each new view; tells local shards when it changed.
+/// Rebuilds the routing from each new view; tells local shards when it changed. Relays
+/// the local shards' hand-off confirmations to every other live member.
 struct RoutingWatcher {
     table: RoutingTable,
+    transport: Transport,
+    /// The other live members of the last view.
+    members: Vec<NodeRef>,
     shards: Vec<Recipient<RoutingChanged>>,
     vnodes: usize,
     replication: usize,
@@ -221,9 +231,16 @@ impl Handler<ViewChanged> for RoutingWatcher {
             .values()
             .filter(|m| m.roles.contains(&Role::Kvs) && m.state == MemberState::Dead);
         self.table.set_crashed(crashed.count());
+        let me = &self.transport.local_node().id;
+        self.members = msg
+            .view
+            .live()
+            .filter(|m| &m.node.id != me)
+            .map(|m| m.node.clone())
+            .collect();
         let next = Routing::from_view(&msg.view, self.vnodes, self.replication);
         let current = self.table.get();
-        if same_nodes(&current, &next) {
+        if current.id() == next.id() {
             return;
         }
         self.note_crashes(&msg.view, &current, &next);
@@ -287,10 +304,28 @@ impl Handler<DeclareLost> for RoutingWatcher {
     }
 }
 
-fn same_nodes(a: &Routing, b: &Routing) -> bool {
-    let mut x: Vec<_> = a.nodes().map(|n| (n.node.clone(), n.shards)).collect();
-    let mut y: Vec<_> = b.nodes().map(|n| (n.node.clone(), n.shards)).collect();
-    x.sort();
-    y.sort();
-    x == y
+impl Handler<HandoffConfirmed> for RoutingWatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandoffConfirmed, _: &mut Context<Self>) {
+        if msg.shard.node == self.transport.local_node().id {
+            for m in &self.members {
+                let to = ActorRef::new(m.clone(), ServiceId::KvsShard, 0);
+                if let Err(e) = self
+                    .transport
+                    .handle::<HandoffConfirmed>(to)
+                    .tell(msg.clone())
+                {
+                    tracing::debug!(peer = %m.id, cause = %e, "hand-off confirmation not relayed");
+                }
+            }
+        }
+        let changed = self.table.changed_at();
+        if self.table.confirm_handoff(msg.to, msg.shard) {
+            tracing::info!(
+                secs = changed.elapsed().as_secs_f64(),
+                "kvs hand-off confirmed by every shard: reads no longer ask the previous owners"
+            );
+        }
+    }
 }

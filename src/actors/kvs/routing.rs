@@ -12,7 +12,8 @@ use crate::ids::{Key, NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::ring::{stable_hash, HashRing};
 use crate::net::{ActorRef, ServiceId};
-use std::collections::{BTreeSet, HashMap};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -135,7 +136,34 @@ impl Routing {
     pub fn node(&self, id: &NodeId) -> Option<&NodeRef> {
         self.nodes.get(id).map(|n| &n.node)
     }
+
+    /// What names this routing on every node that built the same one from its view.
+    pub fn id(&self) -> RoutingId {
+        let mut nodes: Vec<(NodeRef, u32)> = self
+            .nodes
+            .values()
+            .map(|n| (n.node.clone(), n.shards))
+            .collect();
+        nodes.sort();
+        RoutingId(nodes)
+    }
+
+    /// The shards that hand keys off when the routing changes from `previous` to this
+    /// one: every shard of the nodes in both (a node new to the routing has nothing to
+    /// hand off; one gone from it either handed its keys off before leaving or crashed).
+    fn handing_off(&self, previous: &Routing) -> BTreeSet<ShardAddr> {
+        self.all_shards()
+            .into_iter()
+            .filter(|s| previous.node(&s.node).is_some())
+            .collect()
+    }
 }
+
+/// A routing's KVS node incarnations with their shard counts, sorted: equal on two nodes
+/// exactly when they route every key alike (same ring settings assumed, as the cluster
+/// requires).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingId(Vec<(NodeRef, u32)>);
 
 /// Which shard of a node with `shards` shards holds `key`. Uses a hash independent of the
 /// ring position so the keys of one ring arc spread over all shards.
@@ -154,14 +182,19 @@ pub fn shard_of(key: &Key, shards: u32) -> u32 {
 /// missing rather than unavailable).
 pub const MAX_LOST_ROUTINGS: usize = 16;
 
+/// Hand-off confirmations kept for a routing this node has not switched to yet (a peer may
+/// switch and finish its hand-off first): enough for every shard of a large cluster; the
+/// oldest go first (the read window then ends at its time bound instead).
+pub const MAX_EARLY_CONFIRMATIONS: usize = 4096;
+
 /// The shared, replaceable routing snapshot. It also remembers the previous snapshot and
 /// when it was replaced: while keys move after a change, readers also ask the previous
-/// owners. And how many KVS members the view holds as dead (crashed, not forgotten yet):
+/// owners, until every shard that hands keys off confirmed it did (or a time bound). And how many KVS members the view holds as dead (crashed, not forgotten yet):
 /// tombstones are not collected meanwhile. And the key ranges lost to crashes (see
 /// [`RoutingTable::is_lost`]).
 #[derive(Debug, Clone)]
 pub struct RoutingTable {
-    current: Arc<RwLock<Snapshot>>,
+    current: Arc<RwLock<State>>,
     crashed: Arc<AtomicUsize>,
     lost: Arc<RwLock<Lost>>,
 }
@@ -179,16 +212,33 @@ struct Snapshot {
     current: Arc<Routing>,
     previous: Arc<Routing>,
     changed: Instant,
+    /// Every shard handing keys off from `previous` to `current` confirmed it.
+    handed_off: bool,
+}
+
+/// The snapshot, and the hand-off confirmations behind its `handed_off`.
+#[derive(Debug)]
+struct State {
+    snap: Snapshot,
+    /// Shards of the current routing yet to confirm their hand-off.
+    waiting: BTreeSet<ShardAddr>,
+    /// Confirmations for routings other than the current one, newest last.
+    early: VecDeque<(RoutingId, ShardAddr)>,
 }
 
 impl RoutingTable {
     pub fn new(initial: Routing) -> Self {
         let initial = Arc::new(initial);
         RoutingTable {
-            current: Arc::new(RwLock::new(Snapshot {
-                previous: initial.clone(),
-                current: initial,
-                changed: Instant::now(),
+            current: Arc::new(RwLock::new(State {
+                snap: Snapshot {
+                    previous: initial.clone(),
+                    current: initial,
+                    changed: Instant::now(),
+                    handed_off: true,
+                },
+                waiting: BTreeSet::new(),
+                early: VecDeque::new(),
             })),
             crashed: Arc::new(AtomicUsize::new(0)),
             lost: Arc::default(),
@@ -263,8 +313,15 @@ impl RoutingTable {
 
     fn read(&self) -> Snapshot {
         match self.current.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+            Ok(g) => g.snap.clone(),
+            Err(poisoned) => poisoned.into_inner().snap.clone(),
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        match self.current.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
         }
     }
 
@@ -273,26 +330,71 @@ impl RoutingTable {
         self.read().current
     }
 
-    /// The previous snapshot if it was replaced less than `window` ago.
+    /// The previous snapshot while keys may still be moving to the current one: it was
+    /// replaced less than `window` ago and not every shard handing keys off confirmed it.
     pub fn recent_previous(&self, window: Duration) -> Option<Arc<Routing>> {
         let s = self.read();
-        (s.changed.elapsed() < window && !Arc::ptr_eq(&s.previous, &s.current))
+        (!s.handed_off && s.changed.elapsed() < window && !Arc::ptr_eq(&s.previous, &s.current))
             .then_some(s.previous)
     }
 
-    /// Replace the snapshot; returns the previous one.
+    /// When the routing last changed.
+    pub fn changed_at(&self) -> Instant {
+        self.read().changed
+    }
+
+    /// Whether every shard that hands keys off after the last change confirmed it.
+    pub fn handed_off(&self) -> bool {
+        self.read().handed_off
+    }
+
+    /// `shard` finished handing off its keys for the routing `to`: every owner in `to`
+    /// acknowledged them. Returns whether that completed the current routing's hand-off.
+    pub fn confirm_handoff(&self, to: RoutingId, shard: ShardAddr) -> bool {
+        let mut g = self.write();
+        if g.snap.current.id() != to {
+            if g.early.len() >= MAX_EARLY_CONFIRMATIONS {
+                g.early.pop_front();
+            }
+            g.early.push_back((to, shard));
+            return false;
+        }
+        let was = g.snap.handed_off;
+        g.waiting.remove(&shard);
+        g.snap.handed_off = g.waiting.is_empty();
+        !was && g.snap.handed_off
+    }
+
+    /// Replace the snapshot; returns the previous one. Readers ask the previous owners too
+    /// until the shards handing keys off confirm ([`Self::confirm_handoff`]).
     pub fn set(&self, next: Routing) -> Arc<Routing> {
         let next = Arc::new(next);
-        let mut g = match self.current.write() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let previous = std::mem::replace(&mut g.current, next);
-        g.previous = previous.clone();
-        g.changed = Instant::now();
+        let id = next.id();
+        let mut g = self.write();
+        let mut waiting = next.handing_off(&g.snap.current);
+        let early = std::mem::take(&mut g.early);
+        g.early = early
+            .into_iter()
+            .filter(|(to, shard)| match *to == id {
+                true => {
+                    waiting.remove(shard);
+                    false
+                }
+                false => true,
+            })
+            .collect();
+        let previous = std::mem::replace(&mut g.snap.current, next);
+        g.snap.previous = previous.clone();
+        g.snap.changed = Instant::now();
+        g.snap.handed_off = waiting.is_empty();
+        g.waiting = waiting;
         previous
     }
 }
+
+#[cfg(test)]
+#[path = "routing_handoff_tests.rs"]
+mod handoff_tests;
 
 #[cfg(test)]
 mod tests {

@@ -8,15 +8,15 @@
 use super::core::{Handoff, Origin, ShardCore};
 use super::deletes::Expiry;
 use super::durable::{self, Durable, Step};
-use super::messages::{KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
-use super::routing::{Routing, RoutingTable};
+use super::messages::{HandoffConfirmed, KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
+use super::routing::{Routing, RoutingId, RoutingTable};
 use crate::config::Config;
 use crate::ids::Key;
 use crate::lattice::LatticeValue;
-use crate::net::{ActorRef, NetError, Transport};
+use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::RESULT_PREFIX;
 use actix::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -193,13 +193,13 @@ impl KvsShard {
         tracker: Option<Arc<HandoffTracker>>,
         ctx: &mut Context<Self>,
     ) {
+        let mut keys: Vec<Key> = batch.iter().map(|(k, _)| k.clone()).collect();
         let Some(target) = routing.actor(peer) else {
             if let Some(t) = tracker {
-                t.done(false);
+                t.done(false, keys);
             }
             return;
         };
-        let keys: Vec<Key> = batch.iter().map(|(k, _)| k.clone()).collect();
         let handle = self.transport.handle::<KvsRequest>(target);
         let me = ctx.address();
         let peer = peer.clone();
@@ -212,7 +212,7 @@ impl KvsShard {
                 Err(e) if e.is_transient() => {
                     tracing::debug!(peer = %peer, cause = %e, "gossip not delivered; will retry");
                     if tracker.is_none() {
-                        me.do_send(Requeue(keys));
+                        me.do_send(Requeue(std::mem::take(&mut keys)));
                     }
                 }
                 Err(e) => {
@@ -220,18 +220,20 @@ impl KvsShard {
                 }
             }
             if let Some(t) = tracker {
-                t.done(ok);
+                t.done(ok, keys);
             }
         });
     }
 
     /// Carry out a hand-off: values and subscriptions to the new owners, then (via
-    /// [`HandoffDone`]) release or retry. `reply` learns when it is complete.
+    /// [`HandoffDone`]) release or retry. `reply` learns when it is complete; with
+    /// `confirm`, the hand-off after a change to that routing, the cluster does too.
     fn run_handoff(
         &mut self,
         routing: &Routing,
         h: Handoff<ActorRef, ShardAddr>,
         reply: Option<tokio::sync::oneshot::Sender<bool>>,
+        confirm: Option<RoutingId>,
         ctx: &mut Context<Self>,
     ) {
         for (peer, sub, keys) in h.subscriptions {
@@ -256,6 +258,7 @@ impl KvsShard {
             if let Some(r) = reply {
                 let _ = r.send(true);
             }
+            self.confirm_handoff(confirm);
             return;
         }
         tracing::info!(shard = %self.me, batches = chunks.len(), disowned = h.disowned.len(), "handing off keys");
@@ -263,7 +266,7 @@ impl KvsShard {
             chunks.len(),
             h.disowned,
             ctx.address(),
-            reply,
+            (reply, confirm),
         ));
         if chunks.is_empty() {
             tracker.finish();
@@ -273,8 +276,34 @@ impl KvsShard {
         }
     }
 
-    /// Hand `keys` (or every key) to all their current owners other than this shard.
-    fn handoff_to_current(&mut self, keys: Option<&[Key]>, ctx: &mut Context<Self>) {
+    /// Tell this node's routing watcher (which tells every member) that the hand-off for
+    /// routing `to` is complete, if the routing is still that one.
+    fn confirm_handoff(&self, to: Option<RoutingId>) {
+        let Some(to) = to.filter(|to| self.routing.get().id() == *to) else {
+            return;
+        };
+        let watcher = ActorRef::new(self.transport.local_node().clone(), ServiceId::KvsShard, 0);
+        let confirmed = HandoffConfirmed {
+            to,
+            shard: self.me.clone(),
+        };
+        if let Err(e) = self
+            .transport
+            .handle::<HandoffConfirmed>(watcher)
+            .tell(confirmed)
+        {
+            tracing::debug!(shard = %self.me, cause = %e, "hand-off confirmation not delivered");
+        }
+    }
+
+    /// Hand `keys` (or every key) to all their current owners other than this shard;
+    /// `confirm` as in [`Self::run_handoff`].
+    fn handoff_to_current(
+        &mut self,
+        keys: Option<&[Key]>,
+        confirm: Option<RoutingId>,
+        ctx: &mut Context<Self>,
+    ) {
         let routing = self.routing.get();
         let me = self.me.clone();
         let h = self.core.handoff(keys, |k| {
@@ -282,7 +311,7 @@ impl KvsShard {
             let mine = owners.contains(&me);
             (owners.into_iter().filter(|r| *r != me).collect(), mine)
         });
-        self.run_handoff(&routing, h, None, ctx);
+        self.run_handoff(&routing, h, None, confirm, ctx);
     }
 }
 
@@ -310,10 +339,12 @@ fn split(batch: Batch) -> Vec<Batch> {
 /// Counts a hand-off's batch outcomes; when all are in, tells the shard.
 struct HandoffTracker {
     remaining: AtomicUsize,
-    failed: AtomicBool,
+    /// The keys of the batches that were not acknowledged.
+    failed: Mutex<Vec<Key>>,
     disowned: Mutex<Vec<(Key, u64)>>,
     shard: Addr<KvsShard>,
     reply: Mutex<Option<tokio::sync::oneshot::Sender<bool>>>,
+    confirm: Option<RoutingId>,
 }
 
 impl HandoffTracker {
@@ -321,20 +352,28 @@ impl HandoffTracker {
         batches: usize,
         disowned: Vec<(Key, u64)>,
         shard: Addr<KvsShard>,
-        reply: Option<tokio::sync::oneshot::Sender<bool>>,
+        (reply, confirm): (
+            Option<tokio::sync::oneshot::Sender<bool>>,
+            Option<RoutingId>,
+        ),
     ) -> Self {
         HandoffTracker {
             remaining: batches.into(),
-            failed: false.into(),
+            failed: Mutex::default(),
             disowned: Mutex::new(disowned),
             shard,
             reply: Mutex::new(reply),
+            confirm,
         }
     }
 
-    fn done(&self, ok: bool) {
+    /// One batch's outcome; `keys`: what it carried.
+    fn done(&self, ok: bool, keys: Vec<Key>) {
         if !ok {
-            self.failed.store(true, SeqCst);
+            match self.failed.lock() {
+                Ok(mut g) => g.extend(keys),
+                Err(p) => p.into_inner().extend(keys),
+            }
         }
         if self.remaining.fetch_sub(1, SeqCst) == 1 {
             self.finish();
@@ -342,18 +381,21 @@ impl HandoffTracker {
     }
 
     fn finish(&self) {
-        let take = |m: &Mutex<Vec<(Key, u64)>>| match m.lock() {
-            Ok(mut g) => std::mem::take(&mut *g),
-            Err(p) => std::mem::take(&mut *p.into_inner()),
-        };
+        fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+            match m.lock() {
+                Ok(mut g) => std::mem::take(&mut *g),
+                Err(p) => std::mem::take(&mut *p.into_inner()),
+            }
+        }
         let reply = match self.reply.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         };
         self.shard.do_send(HandoffDone {
             disowned: take(&self.disowned),
-            failed: self.failed.load(SeqCst),
+            failed: take(&self.failed),
             reply,
+            confirm: self.confirm.clone(),
         });
     }
 }
@@ -477,7 +519,7 @@ impl Handler<RoutingChanged> for KvsShard {
                 .collect();
             (gained, mine)
         });
-        self.run_handoff(current, h, None, ctx);
+        self.run_handoff(current, h, None, Some(current.id()), ctx);
     }
 }
 
@@ -494,7 +536,7 @@ impl Handler<Drain> for KvsShard {
         let me = self.me.clone();
         let h = self.core.handoff(None, |k| (remaining.replicas(k), false));
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.run_handoff(&remaining, h, Some(tx), ctx);
+        self.run_handoff(&remaining, h, Some(tx), None, ctx);
         Box::pin(async move {
             let ok = rx.await.unwrap_or(false);
             tracing::info!(shard = %me, complete = ok, "drained before leaving");
@@ -520,23 +562,34 @@ impl Handler<Requeue> for KvsShard {
 #[rtype(result = "()")]
 struct HandoffDone {
     disowned: Vec<(Key, u64)>,
-    failed: bool,
+    /// The keys of the batches not acknowledged (none: the hand-off is complete).
+    failed: Vec<Key>,
     reply: Option<tokio::sync::oneshot::Sender<bool>>,
+    confirm: Option<RoutingId>,
 }
 
 impl Handler<HandoffDone> for KvsShard {
     type Result = ();
     fn handle(&mut self, msg: HandoffDone, ctx: &mut Context<Self>) {
         if let Some(r) = msg.reply {
-            let _ = r.send(!msg.failed);
+            let _ = r.send(msg.failed.is_empty());
         }
-        let keys: Vec<Key> = msg.disowned.iter().map(|(k, _)| k.clone()).collect();
-        if msg.failed {
+        if !msg.failed.is_empty() {
+            // Again: the keys given up, and those of failed batches (which this shard may
+            // keep: a new owner still lacks them).
+            let mut keys = msg.failed;
+            keys.extend(msg.disowned.into_iter().map(|(k, _)| k));
+            keys.sort();
+            keys.dedup();
+            let confirm = msg.confirm;
             ctx.run_later(HANDOFF_RETRY, move |act, ctx| {
-                act.handoff_to_current(Some(&keys), ctx)
+                act.handoff_to_current(Some(&keys), confirm, ctx)
             });
             return;
         }
+        // Every owner gained acknowledged the keys: readers need not ask this shard as a
+        // previous owner any more.
+        self.confirm_handoff(msg.confirm);
         // A key may have become ours again since: keep what the current routing assigns us.
         let routing = self.routing.get();
         let release: Vec<(Key, u64)> = msg
@@ -550,7 +603,7 @@ impl Handler<HandoffDone> for KvsShard {
             d.released(release.into_iter().map(|(k, _)| k).filter(|k| !kept(k)));
         }
         if !changed.is_empty() {
-            self.handoff_to_current(Some(&changed), ctx);
+            self.handoff_to_current(Some(&changed), None, ctx);
         }
     }
 }

@@ -15,7 +15,7 @@
 //! suspect node fail at once. A value answers. "Missing" answers only when it can be
 //! trusted: after a routing change a new owner may not have received the key yet, so
 //! every other current and previous replica is asked (at once; the first value wins) until
-//! every shard handing keys off confirmed it did (at most [`REBALANCE_WINDOW`]); and a key
+//! every shard of the new routing confirmed its hand-off (at most [`REBALANCE_WINDOW`]); and a key
 //! every replica of which crashed without handing it off reads as `Unavailable`, never as
 //! missing ([`RoutingTable::is_lost`]).
 

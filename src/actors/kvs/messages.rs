@@ -137,7 +137,7 @@ pub struct DeclareLost {
 /// A KVS shard finished handing its keys off after the routing changed to `to`: every
 /// owner it gained acknowledged them. Sent by the shard to its node's routing watcher,
 /// which tells every other member's (one-way): readers there stop asking the previous
-/// owners once every shard handing keys off confirmed.
+/// owners once every shard of the new routing confirmed.
 #[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "()")]
 pub struct HandoffConfirmed {

@@ -147,16 +147,6 @@ impl Routing {
         nodes.sort();
         RoutingId(nodes)
     }
-
-    /// The shards that hand keys off when the routing changes from `previous` to this
-    /// one: every shard of the nodes in both (a node new to the routing has nothing to
-    /// hand off; one gone from it either handed its keys off before leaving or crashed).
-    fn handing_off(&self, previous: &Routing) -> BTreeSet<ShardAddr> {
-        self.all_shards()
-            .into_iter()
-            .filter(|s| previous.node(&s.node).is_some())
-            .collect()
-    }
 }
 
 /// A routing's KVS node incarnations with their shard counts, sorted: equal on two nodes
@@ -212,7 +202,7 @@ struct Snapshot {
     current: Arc<Routing>,
     previous: Arc<Routing>,
     changed: Instant,
-    /// Every shard handing keys off from `previous` to `current` confirmed it.
+    /// Every shard of `current` confirmed its hand-off (to `current`).
     handed_off: bool,
 }
 
@@ -331,7 +321,8 @@ impl RoutingTable {
     }
 
     /// The previous snapshot while keys may still be moving to the current one: it was
-    /// replaced less than `window` ago and not every shard handing keys off confirmed it.
+    /// replaced less than `window` ago and not every shard of the current one confirmed
+    /// its hand-off.
     pub fn recent_previous(&self, window: Duration) -> Option<Arc<Routing>> {
         let s = self.read();
         (!s.handed_off && s.changed.elapsed() < window && !Arc::ptr_eq(&s.previous, &s.current))
@@ -366,12 +357,15 @@ impl RoutingTable {
     }
 
     /// Replace the snapshot; returns the previous one. Readers ask the previous owners too
-    /// until the shards handing keys off confirm ([`Self::confirm_handoff`]).
+    /// until every shard of `next` confirmed its hand-off ([`Self::confirm_handoff`]).
     pub fn set(&self, next: Routing) -> Arc<Routing> {
         let next = Arc::new(next);
         let id = next.id();
         let mut g = self.write();
-        let mut waiting = next.handing_off(&g.snap.current);
+        // Every shard of the new routing hands off what it holds to the owners it lacks
+        // and confirms, a shard new to this node's routing too: this node's previous
+        // routing may not be the cluster's (a node that just joined knew only itself).
+        let mut waiting: BTreeSet<ShardAddr> = next.all_shards().into_iter().collect();
         let early = std::mem::take(&mut g.early);
         g.early = early
             .into_iter()

@@ -179,7 +179,8 @@ pub const MAX_EARLY_CONFIRMATIONS: usize = 4096;
 
 /// The shared, replaceable routing snapshot. It also remembers the previous snapshot and
 /// when it was replaced: while keys move after a change, readers also ask the previous
-/// owners, until every shard that hands keys off confirmed it did (or a time bound). And how many KVS members the view holds as dead (crashed, not forgotten yet):
+/// owners, until every shard of the new routing confirmed its hand-off (or a time bound).
+/// And how many KVS members the view holds as dead (crashed, not forgotten yet):
 /// tombstones are not collected meanwhile. And the key ranges lost to crashes (see
 /// [`RoutingTable::is_lost`]).
 #[derive(Debug, Clone)]
@@ -334,7 +335,7 @@ impl RoutingTable {
         self.read().changed
     }
 
-    /// Whether every shard that hands keys off after the last change confirmed it.
+    /// Whether every shard of the current routing confirmed its hand-off.
     pub fn handed_off(&self) -> bool {
         self.read().handed_off
     }

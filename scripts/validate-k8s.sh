@@ -4,7 +4,9 @@
 # the schemas kubernetes-validate ships (no cluster, no network). Also checks that the
 # kustomization lists exactly the manifests there, and that every pod's termination grace
 # period exceeds the longest drain (the function timeout of its config, plus the drain's
-# slack). Run by scripts/test.sh; scripts/setup.sh makes .venv-k8s.
+# slack). With CLOUDBURST_BIN (a built binary), each node config file of the ConfigMap is
+# also loaded by the node (`--dump-config`), so a misspelled key fails here too.
+# Run by scripts/test.sh; scripts/setup.sh makes .venv-k8s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,3 +55,25 @@ for f, d in docs:
         checked += 1
 print(f"validate-k8s: {len(files)} manifests valid against the Kubernetes schemas (strict); {checked} pod templates drain within their grace period")
 PY
+
+if [ -n "${CLOUDBURST_BIN:-}" ]; then
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    timeout 60 "$venv/bin/python3" - "$dir" deploy/k8s/configmap.yaml <<'PY'
+import os, sys, yaml
+out, path = sys.argv[1], sys.argv[2]
+for d in yaml.safe_load_all(open(path)):
+    for name, text in (d or {}).get("data", {}).items():
+        if name.endswith(".toml"):
+            open(os.path.join(out, name), "w").write(text)
+PY
+    for f in "$dir"/*.toml; do
+        # A node loads its config with its secrets; the dump redacts them.
+        if ! CLOUDBURST_CLUSTER_SECRET=x CLOUDBURST_TOKEN=x timeout 30 "$CLOUDBURST_BIN" node \
+            --config "$f" --ephemeral --dump-config >/dev/null; then
+            echo "validate-k8s: the nodes refuse deploy/k8s/configmap.yaml's $(basename "$f")" >&2
+            exit 1
+        fi
+    done
+    echo "validate-k8s: the nodes load every config file of the ConfigMap"
+fi

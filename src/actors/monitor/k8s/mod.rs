@@ -62,10 +62,11 @@ pub enum KubeError {
     Decode { path: String, cause: String },
     #[error("cannot read {path}: {cause}")]
     File { path: String, cause: String },
-    #[error(
-        "{path}: the scale changed under every one of {MAX_CONFLICT_RETRIES} tries (409 Conflict)"
-    )]
+    #[error("{path}: the scale changed again after {MAX_CONFLICT_RETRIES} retries (409 Conflict)")]
     Conflict { path: String },
+    /// A change of scale this provider will not make (the message says why).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Which workload a pod belongs to.
@@ -327,10 +328,8 @@ impl ScaleError {
     fn into_kube(self) -> KubeError {
         match self {
             ScaleError::Kube(e) => e,
-            ScaleError::Limit(p) => KubeError::Decode {
-                path: String::new(),
-                cause: p.to_string(),
-            },
+            ScaleError::Limit(ProviderError::Terminate { cause, .. }) => KubeError::Refused(cause),
+            ScaleError::Limit(p) => KubeError::Refused(p.to_string()),
         }
     }
 }

@@ -496,7 +496,8 @@ fn a_pod_that_never_becomes_ready_is_replaced_and_a_crash_looping_one_at_once() 
             &req(
                 "PATCH",
                 "/api/v1/namespaces/cb/pods/x-b",
-                Some(api::victim_patch())
+                Some(json!({"metadata": {"annotations": {
+                    "controller.kubernetes.io/pod-deletion-cost": "-2147483648"}}}))
             ),
             &req(
                 "PUT",
@@ -536,9 +537,9 @@ fn kvs_nodes_grow_by_ordinal_and_only_the_highest_is_removed() {
     let err = p
         .terminate(&NodeId::new("cloudburst-kvs-1"))
         .expect_err("not the highest");
-    assert!(
-        err.to_string().contains("only its highest ordinal"),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        "cannot terminate node cloudburst-kvs-1: cloudburst-kvs has 5 replicas: only its highest ordinal can be removed (drain that one)"
     );
     p.terminate(&NodeId::new("cloudburst-kvs-2"))
         .expect("the highest of 3");

@@ -40,6 +40,17 @@ if [ "${CLOUDBURST_SKIP_FN_ENV:-0}" != 1 ]; then
     fi
 fi
 
+# The Kubernetes manifests are validated offline against the API's schemas, which
+# kubernetes-validate ships in its wheel (scripts/validate-k8s.sh); pinned, so a new
+# release's schemas change nothing by surprise.
+k8s_want="kubernetes-validate==1.37.0"
+if [ ! -x .venv-k8s/bin/kubernetes-validate ] || [ "$(cat .venv-k8s/.cloudburst-setup 2>/dev/null)" != "$k8s_want" ]; then
+    echo "setup: creating .venv-k8s ($k8s_want) for the manifests' validation"
+    "$PY" -m venv --clear .venv-k8s
+    .venv-k8s/bin/python3 -m pip install --quiet "$k8s_want"
+    echo "$k8s_want" > .venv-k8s/.cloudburst-setup
+fi
+
 # The dashboard's browser tests drive headless Chromium through Debian's chromedriver
 # (skipped with CLOUDBURST_SKIP_BROWSER=1, as scripts/local.sh does: running needs no browser).
 if [ "${CLOUDBURST_SKIP_BROWSER:-0}" != 1 ] \

@@ -13,6 +13,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== cargo build"
 cargo build --bins
+echo "== Kubernetes manifests (strict schema validation, offline; the nodes load their configs)"
+CLOUDBURST_BIN="$PWD/target/debug/cloudburst" scripts/validate-k8s.sh
 echo "== cargo test"
 cargo test --all-targets
 echo "== mypy (the Python client's type hints)"

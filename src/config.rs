@@ -12,8 +12,10 @@ use std::str::FromStr;
 
 pub use crate::storage::Durability;
 pub use autoscale::AutoscaleConfig;
+pub use kubernetes::KubernetesConfig;
 
 mod autoscale;
+mod kubernetes;
 
 /// What went wrong while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub consistency: ConsistencyConfig,
     pub autoscale: AutoscaleConfig,
+    pub kubernetes: KubernetesConfig,
     /// Files the node read secrets from (the config file, `--token-file`,
     /// `--cluster-secret-file`): hidden from functions. Not part of the file format.
     #[serde(skip)]
@@ -796,6 +799,7 @@ impl Config {
         self.validate_exposure()?;
         self.validate_storage()?;
         self.autoscale.validate().map_err(ConfigError::Invalid)?;
+        self.kubernetes.validate().map_err(ConfigError::Invalid)?;
         self.refuse_redacted()
     }
 

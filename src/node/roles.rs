@@ -20,7 +20,7 @@ use crate::actors::gateway::Gateway;
 use crate::actors::kvs::node::OpenedShard;
 use crate::actors::kvs::KvsTier;
 use crate::actors::monitor::local::LocalProvider;
-use crate::actors::monitor::provider::{stop_all, ProviderError};
+use crate::actors::monitor::provider::{stop_all, NodeProvider, ProviderError};
 use crate::actors::monitor::{Monitor, TakeProvider};
 use crate::actors::scheduler::{GetExecutors, Scheduler};
 use crate::config::{Config, Role};
@@ -258,17 +258,18 @@ impl NodeRoles {
         Ok(())
     }
 
-    /// The monitor, with the local provider: its executor nodes join through this node
-    /// and log under the data directory (else a directory of this process in /tmp,
-    /// removed when the node stops).
+    /// The monitor, with the Kubernetes provider if `[kubernetes] enabled`, else the local
+    /// one: its executor nodes join through this node and log under the data directory
+    /// (else a directory of this process in /tmp, removed when the node stops).
     fn start_monitor(&self, cfg: &Config) -> Result<Addr<Monitor>, RoleError> {
         let join = self.transport.local_addr();
-        let provider = match &cfg.node.data_dir {
-            Some(d) => LocalProvider::new(cfg, join, &d.join("executors"))?,
+        let provider: Box<dyn NodeProvider> = match &cfg.node.data_dir {
+            _ if cfg.kubernetes.enabled => kubernetes_provider(cfg)?,
+            Some(d) => Box::new(LocalProvider::new(cfg, join, &d.join("executors"))?),
             None => {
                 let dir = std::env::temp_dir()
                     .join(format!("cloudburst-{}-executors", std::process::id()));
-                LocalProvider::new(cfg, join, &dir)?.removing_dir_on_drop()
+                Box::new(LocalProvider::new(cfg, join, &dir)?.removing_dir_on_drop())
             }
         };
         // A drained node finishes its functions, then its results travel and it leaves.
@@ -278,7 +279,7 @@ impl NodeRoles {
             &self.transport,
             &self.membership,
             &cfg.autoscale,
-            Box::new(provider),
+            provider,
             drain_limit,
         )?;
         Ok(m)
@@ -383,6 +384,24 @@ fn gateway_tls(cfg: &Config) -> Result<Option<rustls::ServerConfig>, TlsError> {
         eprintln!("cloudburst: WARNING: {name} = {addr} is reachable from other machines without TLS: the client token travels in the clear; pass --tls-cert and --tls-key");
     }
     Ok(None)
+}
+
+/// The Kubernetes node provider of `[kubernetes]` (the monitor runs in a pod).
+#[cfg(feature = "kubernetes")]
+fn kubernetes_provider(cfg: &Config) -> Result<Box<dyn NodeProvider>, ProviderError> {
+    use crate::actors::monitor::k8s::{KubeProvider, KubeSettings};
+    let err = |e: crate::actors::monitor::k8s::KubeError| ProviderError::Launch(e.to_string());
+    let s = KubeSettings::in_cluster(&cfg.kubernetes, cfg.autoscale.max_executors).map_err(err)?;
+    tracing::info!(api = %s.api_server, namespace = %s.namespace, executors = %s.executor_deployment, kvs = %s.kvs_statefulset, "the monitor scales Kubernetes workloads");
+    Ok(Box::new(KubeProvider::new(s).map_err(err)?))
+}
+
+/// Without the `kubernetes` feature: refused with a clear error.
+#[cfg(not(feature = "kubernetes"))]
+fn kubernetes_provider(_: &Config) -> Result<Box<dyn NodeProvider>, ProviderError> {
+    Err(ProviderError::Launch(
+        "kubernetes.enabled: this build has no Kubernetes provider (build with --features kubernetes)".into(),
+    ))
 }
 
 #[cfg(test)]

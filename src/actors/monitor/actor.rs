@@ -77,7 +77,10 @@ impl Monitor {
             wanted: BTreeMap::new(),
             cold_since: None,
         };
-        let addr = monitor.start();
+        // The provider may block (a Kubernetes API call, up to its timeouts): the monitor
+        // runs on a thread of its own, so the node's other actors (membership's
+        // heartbeats) never wait for it.
+        let addr = Monitor::start_in_arbiter(&actix::Arbiter::new().handle(), |_| monitor);
         transport.register::<MonitorReport>(0, addr.clone().recipient())?;
         transport.register::<GetAutoscale>(0, addr.clone().recipient())?;
         transport.register::<ExecutorsWanted>(0, addr.clone().recipient())?;

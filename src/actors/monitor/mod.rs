@@ -8,9 +8,13 @@
 //! - [`record`]: decisions and the last numbers, kept for the dashboard and `/metrics`.
 //! - [`provider`]: the node provider seam (`launch`, `terminate`, `list`).
 //! - [`local`]: the local provider: executor nodes as child processes on loopback.
+//! - [`k8s`]: the Kubernetes provider: executors of a Deployment, KVS nodes of a
+//!   StatefulSet, scaled through the API server (feature `kubernetes`).
 //! - [`actor`]: the monitor actor, the I/O around them.
 
 pub mod actor;
+#[cfg(feature = "kubernetes")]
+pub mod k8s;
 pub mod launches;
 pub mod local;
 pub mod observe;

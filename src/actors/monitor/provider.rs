@@ -32,14 +32,23 @@ pub trait NodeProvider: Send {
     fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError>;
     /// The nodes this provider launched and has not yet reaped, and whether each runs.
     fn list(&mut self) -> Vec<ProvidedNode>;
+    /// Whether the nodes outlive this monitor (pods of a Deployment): stopping the monitor
+    /// then leaves them running, for the next monitor to manage.
+    fn nodes_outlive_monitor(&self) -> bool {
+        false
+    }
 }
 
 /// How often [`stop_all`] looks again at the nodes it terminated.
 const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Terminate every node `provider` launched and wait up to `limit` for them to go;
-/// returns how many were still there (the provider's drop deals with them).
+/// returns how many were still there (the provider's drop deals with them). Nodes that
+/// outlive the monitor are left alone.
 pub async fn stop_all(provider: &mut dyn NodeProvider, limit: std::time::Duration) -> usize {
+    if provider.nodes_outlive_monitor() {
+        return 0;
+    }
     let deadline = tokio::time::Instant::now() + limit;
     for p in provider.list() {
         if let Err(e) = provider.terminate(&p.node) {

@@ -12,7 +12,8 @@
 //!    until they are released (or expire);
 //! 4. its scheduler waits for the calls it placed to end (it keeps each to run it again
 //!    if an executor dies under it; stopped, it would fail them with `scheduler_lost`);
-//! 5. its gateway waits for the calls its clients wait for;
+//! 5. its gateway sends its clients away at once (it answers what they sent before, then
+//!    closes their sessions with `going_away`) and waits for the calls they waited for;
 //! 6. then [`NodeRoles::stop`]: the gateway closes its sessions (the last role clients
 //!    see), the KVS shards hand their keys to the remaining owners, the node leaves, the
 //!    Python workers stop.
@@ -65,6 +66,12 @@ impl NodeRoles {
         let started = Instant::now();
         let told = self.membership.send(StartDraining).await.unwrap_or(0);
         tracing::info!(told, "draining");
+        // Clients go elsewhere from now on: this node's gateway would send their calls to
+        // other nodes' schedulers anyway, and a client that kept sending would keep the
+        // drain waiting.
+        if let Some(g) = &self.gateway {
+            g.go_away();
+        }
         let executor_idle = match &self.executor {
             Some(e) => {
                 wait_until(deadline, DRAIN_QUIET, || async { e.load().await.is_idle() }).await

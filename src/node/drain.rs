@@ -4,7 +4,7 @@
 //!
 //! 1. the node declares itself draining in membership and tells every live peer at once:
 //!    schedulers stop placing functions on its executor, gateways stop choosing its
-//!    scheduler;
+//!    scheduler; its own gateway sends its clients to other gateways;
 //! 2. its executor finishes the schedules and triggers it holds and the functions it runs,
 //!    and stays idle for [`DRAIN_QUIET`] (schedules placed just before the schedulers heard
 //!    of the drain arrive meanwhile);
@@ -12,8 +12,9 @@
 //!    until they are released (or expire);
 //! 4. its scheduler waits for the calls it placed to end (it keeps each to run it again
 //!    if an executor dies under it; stopped, it would fail them with `scheduler_lost`);
-//! 5. its gateway sends its clients away at once (it answers what they sent before, then
-//!    closes their sessions with `going_away`) and waits for the calls they waited for;
+//! 5. its gateway, which sent its clients away in step 1 (it answers what they sent
+//!    before, then closes their sessions with `going_away`), waits for the calls they
+//!    waited for;
 //! 6. then [`NodeRoles::stop`]: the gateway closes its sessions (the last role clients
 //!    see), the KVS shards hand their keys to the remaining owners, the node leaves, the
 //!    Python workers stop.

@@ -12,7 +12,8 @@ threads at once, and each is called at once through B's gateway and twice throug
 (`no_executors`, retryable); none may answer `unknown_function`.
 
 Run against a binary whose schedulers answer `unknown_function` from their own KVS read
-alone (`CLOUDBURST_BIN=...`), 2 runs of 3 saw `unknown_function` from C."""
+alone, and empty their whole plan cache at every function registration (main before
+this test, `CLOUDBURST_BIN=...`), 2 runs of 3 saw `unknown_function`."""
 
 import threading
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
+import secrets
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import MethodType
 from typing import Any, Concatenate, Generic, NoReturn, ParamSpec, Protocol, TypeVar, overload
@@ -42,6 +44,9 @@ ConnT = TypeVar("ConnT")
 #: Extra seconds a future waits beyond the timeout it gave the server, so the server's own
 #: ``timeout`` answer normally arrives first.
 TIMEOUT_GRACE = 1.0
+
+#: Call ids are below 2**CALL_ID_BITS (docs/protocol.md: every language holds them exactly).
+CALL_ID_BITS = 53
 
 #: Names of functions or DAGs (spelt out here: inside ``Methods``, ``list`` is a method).
 Names = list[str]
@@ -179,6 +184,10 @@ class Methods(Generic[FunctionT, FutureT]):
         #: The gateway's websocket URL.
         self.url = url
         self._limits = core
+        # This client's call ids: consecutive from a random start, so unique among its
+        # calls (and unlikely to meet another client's). A call request carries its id,
+        # so the gateway recognises it when it is sent again.
+        self._calls = itertools.count(secrets.randbits(CALL_ID_BITS))
 
     @property
     def max_message_bytes(self) -> int:
@@ -213,12 +222,21 @@ class Methods(Generic[FunctionT, FutureT]):
     def _call(
         self, op: str, fields: Fields, direct: bool, timeout: float | None
     ) -> Request[Any | FutureT]:
+        fields["call"] = next(self._calls) & ((1 << CALL_ID_BITS) - 1)
         if direct:
             # The server answers `timeout` at the call's deadline; the client waits a
             # little longer so that answer normally arrives first.
             wait = None if timeout is None else timeout + TIMEOUT_GRACE
             return Request(op, fields, protocol.unpack_value, timeout=wait)
-        return Request(op, fields, lambda reply: self._future(reply["call"], reply["key"]))
+        return Request(op, fields, lambda reply: self._made(reply, op, fields))
+
+    def _made(self, reply: Any, op: str, fields: Fields) -> FutureT:
+        """The future a call request was answered with; it keeps the request, to send it
+        again should the gateway that took it be lost before it ended."""
+        future = self._future(reply["call"], reply["key"])
+        if isinstance(future, Outcome):
+            future._again = (op, fields)
+        return future
 
     @operation
     def register(
@@ -397,7 +415,7 @@ class Outcome(Generic[ConnT]):
     timeout of ``get`` or a closed connection is not (a later ``get`` may still succeed).
     ``cancel`` stops the call."""
 
-    __slots__ = ("call_id", "obj_id", "_conn", "_done", "_value", "_error")
+    __slots__ = ("call_id", "obj_id", "_conn", "_done", "_value", "_error", "_again")
 
     def __init__(self, conn: ConnT, call: int, key: str) -> None:
         self._conn = conn
@@ -407,6 +425,9 @@ class Outcome(Generic[ConnT]):
         self._done = False
         self._value: Any = None
         self._error: CloudburstError | None = None
+        #: The call request (op and fields) that made this future, while it may have to be
+        #: sent again (a client with several gateways, see ``CloudburstConnection``).
+        self._again: tuple[str, Fields] | None = None
 
     @operation
     def get(self, timeout: float | None = None, delete: bool = False) -> Request[Any]:
@@ -442,6 +463,7 @@ class Outcome(Generic[ConnT]):
     def _succeeded(self, body: Any) -> Any:
         self._value = protocol.unpack_value(body)
         self._done = True
+        self._again = None
         return self._value
 
     def _failed(self, error: CloudburstError) -> NoReturn:

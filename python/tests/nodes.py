@@ -51,3 +51,14 @@ def shard_gauges(dashboard, name):
         if m and m.group(1) == name:
             out[(m.group(2), int(m.group(3)))] = int(m.group(4))
     return out
+
+
+def start_gateway_node(log, secret, roles, *extra, workers=1):
+    """A node playing `roles` (a gateway among them) with its client listener on a free
+    port: `.url` is the gateway's websocket URL."""
+    port = free_port()
+    node = start_node(log, secret, "--roles", roles, "--workers", str(workers),
+                      "--listen", "127.0.0.1:0", "--client-listen", f"127.0.0.1:{port}",
+                      "--dashboard-listen", f"127.0.0.1:{free_port()}", *extra)
+    node.url = f"ws://127.0.0.1:{port}"
+    return node

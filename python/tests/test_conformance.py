@@ -458,6 +458,55 @@ def test_call_options(raw):
             retries=11)
 
 
+def conf_runs(cb, key, seconds):
+    """Counts its runs under `key` (one call at a time uses a key), sleeps, returns the count."""
+    import time
+
+    runs = (cb.get(key) or 0) + 1
+    cb.put(key, runs)
+    time.sleep(seconds)
+    return runs
+
+
+def test_client_call_ids(raw, url):
+    """A call request sent again with the client's `call` id runs once and answers as the
+    first; one no scheduler took runs when sent again."""
+    assert register(raw, "conf_runs", conf_runs)["ok"] is None
+    base = int.from_bytes(os.urandom(6), "big")  # well below 2**53
+    # A direct call, sent twice at once (the second before the first is answered), then
+    # once more on another connection to the same gateway after it ended.
+    fields = dict(function="conf_runs", args=[{"value": "conf/runs1"}, {"value": 0.5}],
+                  direct=True, call=base)
+    first, second = next(raw.ids), next(raw.ids)
+    for request_id in (first, second):
+        raw.send({"v": 2, "id": request_id, "op": "call_function", **fields})
+    assert raw.answer(first)["ok"] == raw.answer(second)["ok"] == {"value": 1}
+    other = Raw(url)
+    try:
+        assert other.ok("call_function", **fields) == {"value": 1}
+    finally:
+        other.close()
+    assert raw.ok("get_object", key="conf/runs1") == {"value": 1}, "it ran once"
+    # A future: the id is the client's, its result key made from it; sent again, the same
+    # future.
+    fields = dict(function="conf_runs", args=[{"value": "conf/runs2"}, {"value": 0}],
+                  call=base + 1)
+    fut = raw.ok("call_function", **fields)
+    assert fut == {"call": base + 1, "key": "__cloudburst/results/call-%016x" % (base + 1)}
+    assert raw.ok("await", timeout_ms=60000, **fut) == {"value": 1}
+    assert raw.ok("call_function", **fields) == fut
+    assert raw.ok("get_object", key="conf/runs2") == {"value": 1}
+    # Refused (no such function yet): not remembered, so sent again once it exists, it runs.
+    fields = dict(function="conf_runs_late", args=[{"value": "conf/runs3"}, {"value": 0}],
+                  direct=True, call=base + 2)
+    raw.err("call_function", "unknown_function", **fields)
+    assert register(raw, "conf_runs_late", conf_runs)["ok"] is None
+    assert raw.ok("call_function", **fields) == {"value": 1}
+    # Ids are below 2**53, as every call id.
+    raw.err("call_function", "invalid_request", function="conf_runs", args=[],
+            call=2**53)
+
+
 def conf_marked(cb, key, seconds):
     import time
 

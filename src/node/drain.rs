@@ -4,7 +4,7 @@
 //!
 //! 1. the node declares itself draining in membership and tells every live peer at once:
 //!    schedulers stop placing functions on its executor, gateways stop choosing its
-//!    scheduler;
+//!    scheduler; its own gateway sends its clients to other gateways;
 //! 2. its executor finishes the schedules and triggers it holds and the functions it runs,
 //!    and stays idle for [`DRAIN_QUIET`] (schedules placed just before the schedulers heard
 //!    of the drain arrive meanwhile);
@@ -12,7 +12,9 @@
 //!    until they are released (or expire);
 //! 4. its scheduler waits for the calls it placed to end (it keeps each to run it again
 //!    if an executor dies under it; stopped, it would fail them with `scheduler_lost`);
-//! 5. its gateway waits for the calls its clients wait for;
+//! 5. its gateway, which sent its clients away in step 1 (it answers what they sent
+//!    before, then closes their sessions with `going_away`), waits for the calls they
+//!    waited for;
 //! 6. then [`NodeRoles::stop`]: the gateway closes its sessions (the last role clients
 //!    see), the KVS shards hand their keys to the remaining owners, the node leaves, the
 //!    Python workers stop.
@@ -65,6 +67,12 @@ impl NodeRoles {
         let started = Instant::now();
         let told = self.membership.send(StartDraining).await.unwrap_or(0);
         tracing::info!(told, "draining");
+        // Clients go elsewhere from now on: this node's gateway would send their calls to
+        // other nodes' schedulers anyway, and a client that kept sending would keep the
+        // drain waiting.
+        if let Some(g) = &self.gateway {
+            g.go_away();
+        }
         let executor_idle = match &self.executor {
             Some(e) => {
                 wait_until(deadline, DRAIN_QUIET, || async { e.load().await.is_idle() }).await

@@ -44,7 +44,7 @@ pub use observe::{CallLog, GetCallLogs, GetNodeStats, NodeStats, PoolStats};
 pub use records::{
     DagSpec, FunctionRecord, DAG_PREFIX, FUNCTION_PREFIX, RESERVED_PREFIX, RESULT_PREFIX,
 };
-pub use registry::{FunctionMeta, RegistryChange, RegistryChanged};
+pub use registry::{FunctionMeta, LookupRegistration, RegistryChange, RegistryChanged};
 pub use requests::{
     CacheKeysReport, CallAccepted, CallDag, CallFunction, CallOptions, CancelCall, DeleteDag,
     DeleteFunction, ExecutorStatus, FunctionError, List, Listing, RegisterDag, RegisterFunction,

@@ -47,3 +47,17 @@ pub enum RegistryChange {
 pub struct RegistryChanged {
     pub change: RegistryChange,
 }
+
+/// From a scheduler that found a name in neither its plan cache nor the KVS, to every other
+/// live scheduler, before it answers `unknown_function` / `unknown_dag`. A registration is
+/// announced only to the schedulers its own scheduler knew of when it was acknowledged; one
+/// that joined since (or read the KVS through a routing that had not caught up with the
+/// writer's) learns it here. Answered with the change that installs it, as the receiver
+/// reads it (from its plan cache or through its own routing of the KVS), or `None` when the
+/// receiver does not know it either.
+#[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Option<RegistryChange>")]
+pub struct LookupRegistration {
+    pub what: super::Listing,
+    pub name: String,
+}

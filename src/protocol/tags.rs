@@ -87,6 +87,7 @@ wire_tags! {
         10 => super::CacheKeysReport,
         11 => super::ExecutorStatus,
         20 => super::RegistryChanged,
+        21 => super::LookupRegistration,
     }
     Gateway {
         0 => super::CallFinished,

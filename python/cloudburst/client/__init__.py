@@ -6,21 +6,40 @@ and, when no other thread is reading, reads the responses itself (see ``_sync.py
 hop through a background event loop on the way out or back.
 
 Its methods are the method layer's (``_api.Methods``); this module adds how a request
-runs (on the calling thread) and the handles it gives out.
+runs (on the calling thread), the switch to another gateway when one is lost, and the
+handles it gives out.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 import warnings
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 from .. import protocol
 from .._api import Blocking, Handle, Methods, Outcome, Request
+from .._core import Answer
 from .._sync import SyncCore
+from ..errors import CloudburstError, ConnectionClosedError
+from ..protocol import Fields
 
 T = TypeVar("T")
+
+log = logging.getLogger("cloudburst")
+
+#: How long a connection given several gateways keeps trying to reach one after losing its
+#: own, before the requests waiting fail with ``connection_closed``: long enough for a
+#: restarted gateway to come back (a rolling restart), short enough to report a cluster
+#: that is gone.
+FAILOVER_TIMEOUT = 60.0
+#: Pause between two rounds over every gateway while none answers (a backoff, so a dead
+#: cluster is not hammered).
+FAILOVER_PAUSE = 0.2
 
 
 class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
@@ -30,7 +49,24 @@ class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
     __slots__ = ()
 
     def _run(self, request: Request[T]) -> T:
-        return self._conn._run(request)
+        conn = self._conn
+        if request.op != "await" or self._again is None:
+            return conn._run(request)
+        ok, body = conn._ask(request.op, request.fields, request.timeout)
+        if not ok and body.get("code") == "unknown_call" and conn._switches:
+            # The gateway that took the call was lost before it ended (its successor does
+            # not know it): send the call again, with its id, then wait for it there.
+            op, fields = self._again
+            ok, body = conn._ask(op, fields, None)
+            if ok:
+                # The call's id and key as answered (a server that mints ids itself
+                # answers another id).
+                self.call_id, self.obj_id = body["call"], body["key"]
+                awaited = {**request.fields, "call": body["call"], "key": body["key"]}
+                ok, body = conn._ask(request.op, awaited, request.timeout)
+        if not ok:
+            return request.fail(protocol.error(body))
+        return request.finish(body)
 
 
 class CloudburstFunction(Handle["CloudburstConnection"]):
@@ -56,6 +92,16 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
     file of the authority that signed the gateway's certificate (a test cluster's
     ``ca.pem``); without either, the system's trusted authorities are used.
 
+    Given a list of gateway URLs (of one cluster), the connection uses the first that
+    answers and, when its gateway is lost (the connection closes: the node died, or it
+    drains and restarts), moves to the next that answers and sends again every request
+    that was waiting for an answer; a call keeps its id (the client mints it), so a gateway
+    that took it already answers it rather than running it twice. A future made before the
+    switch still works: if the new gateway does not know its call, the call is sent again
+    and awaited there. A call may thus run more than once across a switch (functions run
+    at least once in any case); each call still has one result. Requests fail with
+    ``connection_closed`` only when no gateway answers for ``FAILOVER_TIMEOUT`` seconds.
+
     The original client's form ``CloudburstConnection(func_addr, ip, tid=0, local=False)``
     (an address without ``ws://``) connects to ``ws://func_addr:6200``, with a warning
     saying so: ``ip``, ``tid`` and ``local`` are not needed (results come back on the
@@ -64,21 +110,50 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
 
     def __init__(
         self,
-        url: str = f"ws://127.0.0.1:{DEFAULT_PORT}",
+        url: str | Sequence[str] = f"ws://127.0.0.1:{DEFAULT_PORT}",
         token: str | None = None,
         *,
         ca_file: str | os.PathLike[str] | None = None,
         tid: int | None = None,
         local: bool | None = None,
     ) -> None:
-        if "://" not in url:
-            url = _from_original_address(url, token, tid, local)
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls or not all(isinstance(u, str) for u in urls):
+            raise TypeError("CloudburstConnection takes a gateway URL or a list of them")
+        if "://" not in urls[0] and len(urls) == 1:
+            urls = [_from_original_address(urls[0], token, tid, local)]
             token = None
         elif tid is not None or local is not None:
             raise TypeError("tid= and local= belong to the original client's form "
                             "CloudburstConnection(func_addr, ip): with a URL, drop them")
-        self._core = SyncCore.open(url, token, ca_file)
-        super().__init__(url, self._core)
+        self._urls = urls
+        self._token = token
+        self._ca_file = ca_file
+        self._switch = threading.Lock()  # held while a thread connects to another gateway
+        self._switches = 0  # gateways lost so far
+        self._closing = False
+        self._core, first = self._open_any(0, deadline=None)
+        super().__init__(urls[first], self._core)
+
+    def _open_any(self, start: int, deadline: float | None) -> tuple[SyncCore, int]:
+        """A connection to the first gateway that answers, trying ``self._urls`` in turn
+        from index ``start``: once (``deadline`` None), else in rounds until the deadline.
+        Raises the last error when none answered."""
+        n = len(self._urls)
+        while True:
+            error: CloudburstError | None = None
+            for step in range(n):
+                i = (start + step) % n
+                try:
+                    return SyncCore.open(self._urls[i], self._token, self._ca_file), i
+                except CloudburstError as e:
+                    if n == 1 or e.code not in ("connection_failed", "connection_closed"):
+                        raise
+                    error = e
+            assert error is not None
+            if deadline is None or time.monotonic() >= deadline or self._closing:
+                raise error
+            time.sleep(FAILOVER_PAUSE)
 
     def _future_argument(self, future: Any) -> Any:
         """A future passed as an argument: its result (waited for here)."""
@@ -88,10 +163,44 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         """Send the request and wait for its answer on this thread."""
         if request.op is None:
             return request.finish(None)
-        ok, body = self._core.request(request.op, request.fields, request.timeout)
+        ok, body = self._ask(request.op, request.fields, request.timeout)
         if not ok:
             return request.fail(protocol.error(body))
         return request.finish(body)
+
+    def _ask(self, op: str, fields: Fields, timeout: float | None) -> Answer:
+        """One request's answer. Given several gateways, a request whose connection was
+        lost is sent again (the same request: a call keeps its id, so a gateway that took
+        it already answers it rather than running it again) on a connection to another."""
+        while True:
+            core = self._core
+            try:
+                ok, body = core.request(op, fields, timeout)
+            except ConnectionClosedError as e:  # closed before it was sent
+                ok, body = False, protocol.error_body(e)
+            lost = not ok and body.get("code") == "connection_closed" and core.closed
+            if not lost or len(self._urls) == 1 or self._closing:
+                return ok, body
+            self._fail_over(core)
+
+    def _fail_over(self, lost: SyncCore) -> None:
+        """Replace the lost connection by one to another gateway (the next that answers;
+        the lost one's URL last, it may come back), unless another thread did already.
+        Raises ``connection_closed`` when none answers within ``FAILOVER_TIMEOUT``."""
+        with self._switch:
+            if self._core is not lost:
+                return
+            start = self._urls.index(self.url) + 1
+            try:
+                core, i = self._open_any(start, time.monotonic() + FAILOVER_TIMEOUT)
+            except CloudburstError as e:
+                raise ConnectionClosedError(
+                    "connection_closed",
+                    f"lost {self.url}; no other gateway answered in {FAILOVER_TIMEOUT} s: {e}",
+                ) from None
+            log.warning("cloudburst: lost the gateway %s; now using %s", self.url, self._urls[i])
+            self._core, self._limits, self.url = core, core, self._urls[i]
+            self._switches += 1
 
     def _function(self, name: str) -> CloudburstFunction:
         return CloudburstFunction(name, self)
@@ -101,6 +210,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
 
     def close(self) -> None:
         """Close the connection; calls still waiting fail with ``connection_closed``."""
+        self._closing = True
         self._core.close()
 
     def __enter__(self) -> CloudburstConnection:

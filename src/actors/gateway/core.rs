@@ -3,7 +3,7 @@
 
 use super::protocol::{ErrorBody, GatewayError, MsgValue, WireArg, WireConsistency, WireValue};
 use crate::config::Role;
-use crate::ids::{Key, NodeId};
+use crate::ids::{CallId, Key, NodeId, CALL_ID_BITS};
 use crate::lattice::{LatticeValue, Lww, SetUnion, Timestamp};
 use crate::net::{ActorRef, ServiceId, View};
 use crate::protocol::{
@@ -26,6 +26,17 @@ pub fn pick_scheduler(view: &View, me: &NodeId, spread: u64) -> Option<ActorRef>
         .find(|m| &m.node.id == me)
         .or_else(|| live.get((spread % live.len().max(1) as u64) as usize))?;
     Some(ActorRef::new(chosen.node.clone(), ServiceId::Scheduler, 0))
+}
+
+/// A call id minted by a client, checked: below 2^[`CALL_ID_BITS`], as every call id (so
+/// every language holds it exactly).
+pub fn client_call_id(id: u64) -> Result<CallId, GatewayError> {
+    if id >> CALL_ID_BITS != 0 {
+        return Err(GatewayError::Invalid(format!(
+            "call id {id} is not below 2^{CALL_ID_BITS}"
+        )));
+    }
+    Ok(CallId(id))
 }
 
 /// A client key, checked (non-empty, bounded); `write` refuses the reserved prefix.

@@ -8,7 +8,9 @@
 //! direct-response call itself, or a later `await` of the future. Nothing polls. The
 //! gateway keeps every call it sent until it ends ([`results`]): each has a deadline, a
 //! call whose scheduler dies ends with `scheduler_lost`, and every await of an ended call
-//! answers the same.
+//! answers the same. A call carries the id its client minted, if it sent one: the same
+//! request sent again (after a reconnect) is answered as the first, not run again. When
+//! the node drains, [`Gateway::go_away`] sends the clients to other gateways.
 //!
 //! # Layout
 //! - [`protocol`]: the wire types, decoding in two steps, error codes.
@@ -52,6 +54,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The limits a session enforces (from `cfg.gateway`).
 #[derive(Clone, Debug)]
@@ -85,6 +88,9 @@ pub struct GatewayState {
     /// This node's Lww write clock (shared by every writer of the node).
     clock: Arc<LwwClock>,
     spread: AtomicU64,
+    /// Cancelled when the node drains: sessions send their clients elsewhere
+    /// ([`Gateway::go_away`]).
+    pub going_away: CancellationToken,
 }
 
 impl GatewayState {
@@ -109,6 +115,7 @@ pub struct Gateway {
     secure: bool,
     server: actix_web::dev::ServerHandle,
     results: Results,
+    going_away: CancellationToken,
 }
 
 impl Gateway {
@@ -163,7 +170,9 @@ impl Gateway {
             view,
             clock,
             spread: AtomicU64::new(0),
+            going_away: CancellationToken::new(),
         });
+        let going_away = state.going_away.clone();
         let secure = tls.is_some();
         let (server, client_addr) = server::start(state, g.client_listen, g.http_workers, tls)?;
         tracing::info!(listen = %client_addr, tls = secure, "gateway listening for clients");
@@ -172,7 +181,16 @@ impl Gateway {
             secure,
             server,
             results: waiting,
+            going_away,
         })
+    }
+
+    /// The node drains: clients are sent elsewhere. New connections are refused (HTTP 503);
+    /// each session stops reading requests, answers those it took, and closes with 1001
+    /// `going_away`, so a client given several gateways moves to another and sends there
+    /// what it had not been answered.
+    pub fn go_away(&self) {
+        self.going_away.cancel();
     }
 
     /// Calls whose result a client of this gateway waits for now (a drain waits for none).

@@ -106,6 +106,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             timeout_ms,
             retries,
             retry_errors,
+            call,
         } => {
             let options = CallOptions {
                 timeout_ms,
@@ -115,6 +116,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             let args = core::to_args(args).map_err(|e| e.body());
             call_request(
                 state,
+                call,
                 direct,
                 output_key,
                 options,
@@ -139,6 +141,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             timeout_ms,
             retries,
             retry_errors,
+            call,
         } => {
             let options = CallOptions {
                 timeout_ms,
@@ -147,6 +150,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             };
             call_request(
                 state,
+                call,
                 direct,
                 output_key,
                 options,
@@ -259,14 +263,16 @@ fn settled(state: &GatewayState, call: CallId, answer: Answer) -> Answer {
     answer
 }
 
-/// Send a call to a scheduler, keeping it in the book until it ends; for a direct call
-/// wait for its outcome (its result, a failure, or `timeout` at its deadline), else answer
-/// with the future at once.
-/// What `call_function` and `call_dag` share: a fresh call id, where its result goes, the
-/// scheduler request `make` builds from them and the arguments (already converted, so a bad
-/// argument is reported before a bad output key), and the wait for the answer.
+/// What `call_function` and `call_dag` share: the call id (the client's, else a fresh
+/// one), where its result goes, the scheduler request `make` builds from them and the
+/// arguments (already converted, so a bad argument is reported before a bad output key),
+/// and the wait for the answer. A client's id this gateway knows already is a request sent
+/// again: it is answered as the first was ([`resent`]), not run again. A client's call no
+/// scheduler took (none reachable, or it refused) is forgotten once answered, so the same
+/// request sent later runs.
 async fn call_request<A, M>(
     state: &GatewayState,
+    minted: Option<u64>,
     direct: bool,
     output_key: Option<String>,
     options: CallOptions,
@@ -276,28 +282,100 @@ async fn call_request<A, M>(
 where
     M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
 {
-    let call = CallId::random();
+    let call = match minted {
+        Some(id) => {
+            let call = core::client_call_id(id).map_err(|e| e.body())?;
+            if let Some(answer) = resent(state, call, direct, &output_key).await {
+                return answer;
+            }
+            call
+        }
+        None => CallId::random(),
+    };
+    let again = minted.and(output_key.clone());
     let answer = async {
         let args = args?;
         let (reply, key) = reply_to(state, call, direct, output_key)?;
-        call_and_wait(state, call, direct, key, options, make(call, reply, args)).await
+        // A client's direct call keeps its value too: a request sent again answers it.
+        let keep = !direct || minted.is_some();
+        let msg = make(call, reply, args);
+        match call_and_wait(state, call, keep, direct, key, options, msg).await {
+            Ok(answer) => Ok(answer),
+            Err(NotRun::Begun) if minted.is_some() => {
+                match resent(state, call, direct, &again).await {
+                    Some(answer) => Ok(answer),
+                    None => Err(GatewayError::Invalid(format!("{call} ended at once")).body()),
+                }
+            }
+            Err(NotRun::Begun) => Err(GatewayError::Invalid(format!("{call} is in use")).body()),
+            Err(NotRun::Refused(e)) => Err(e),
+        }
     };
-    settled(state, call, answer.await)
+    let (answer, refused) = match answer.await {
+        Ok(answer) => (answer, false),
+        Err(e) => (Err(e), true),
+    };
+    let answer = settled(state, call, answer);
+    if refused && minted.is_some() {
+        lock(&state.results).forget(call);
+    }
+    answer
 }
 
+/// The answer to a call request whose client-minted id this gateway knows (it began here
+/// or ended here and is remembered): a direct call waits for the outcome, as the first
+/// request did; a future is answered with itself. `None` when the id is new here.
+async fn resent(
+    state: &GatewayState,
+    call: CallId,
+    direct: bool,
+    output_key: &Option<String>,
+) -> Option<Answer> {
+    if !lock(&state.results).knows(call) {
+        return None;
+    }
+    tracing::debug!(call = %call, "a call request sent again: answered as the first");
+    let key = match output_key {
+        Some(k) => match client_key(k.clone(), true) {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e.body())),
+        },
+        None => result_key(call),
+    };
+    Some(match direct {
+        true => await_result(state, call, key, None).await,
+        false => Ok(Reply::Future {
+            call: call.0,
+            key: key.to_string(),
+        }),
+    })
+}
+
+/// Why a call request did not lead to a call: its id is in the book already, or no
+/// scheduler took it (the error says why).
+enum NotRun {
+    Begun,
+    Refused(ErrorBody),
+}
+
+/// Send a call to a scheduler, keeping it in the book until it ends (its value kept for
+/// later awaits when `keep`); for a direct call wait for its outcome (its result, a
+/// failure, or `timeout` at its deadline), else answer with the future at once.
 async fn call_and_wait<M>(
     state: &GatewayState,
     call: CallId,
+    keep: bool,
     direct: bool,
     key: Key,
     options: CallOptions,
     msg: M,
-) -> Answer
+) -> Result<Answer, NotRun>
 where
     M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
 {
     let Some(target) = state.scheduler() else {
-        return Err(GatewayError::Unavailable("no scheduler is available".into()).body());
+        let e = GatewayError::Unavailable("no scheduler is available".into());
+        return Err(NotRun::Refused(e.body()));
     };
     let deadline = Instant::now()
         + options
@@ -309,8 +387,8 @@ where
     // Begun before the scheduler is asked: the result may come back before its answer.
     let waiting = {
         let mut book = lock(&state.results);
-        if !book.begin(call, target.node.clone(), !direct, deadline) {
-            return Err(GatewayError::Invalid(format!("{call} is in use")).body());
+        if !book.begin(call, target.node.clone(), keep, deadline) {
+            return Err(NotRun::Begun);
         }
         if direct {
             Some(book.wait(call))
@@ -318,7 +396,20 @@ where
             None
         }
     };
-    let accepted = schedule_at(state, target, msg).await?;
+    let accepted = schedule_at(state, target, msg)
+        .await
+        .map_err(NotRun::Refused)?;
+    Ok(wait_accepted(state, call, accepted, key, waiting).await)
+}
+
+/// The scheduler accepted `call`: answer as [`call_and_wait`] says.
+async fn wait_accepted(
+    state: &GatewayState,
+    call: CallId,
+    accepted: CallAccepted,
+    key: Key,
+    waiting: Option<Wait>,
+) -> Answer {
     let ends = Instant::now() + Duration::from_millis(accepted.deadline_ms);
     lock(&state.results).accepted(call, ends);
     match waiting {

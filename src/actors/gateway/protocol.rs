@@ -151,6 +151,11 @@ pub enum Request {
         /// Whether a function's exception or timeout re-runs it too.
         #[serde(default)]
         retry_errors: Option<bool>,
+        /// The call's id, minted by the client (below 2^53, unique among its calls): the
+        /// same request sent again (after a reconnect) is not run again but answered as
+        /// the first was. Without it the gateway mints one.
+        #[serde(default)]
+        call: Option<u64>,
     },
     CallDag {
         dag: String,
@@ -170,6 +175,11 @@ pub enum Request {
         /// Whether a function's exception or timeout re-runs it too.
         #[serde(default)]
         retry_errors: Option<bool>,
+        /// The call's id, minted by the client (below 2^53, unique among its calls): the
+        /// same request sent again (after a reconnect) is not run again but answered as
+        /// the first was. Without it the gateway mints one.
+        #[serde(default)]
+        call: Option<u64>,
     },
     /// Stop a call this gateway made: `true` if it was stopped (it ends with `cancelled`),
     /// `false` if it had ended already.

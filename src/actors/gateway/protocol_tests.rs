@@ -55,8 +55,10 @@ fn call_dag_defaults_apply() {
             timeout_ms,
             retries,
             retry_errors,
+            call,
         } => {
             assert_eq!(dag, "d");
+            assert_eq!(call, None, "the gateway mints the id");
             assert_eq!(args["f"], vec![WireArg::Ref("k".into())]);
             assert_eq!(consistency, WireConsistency::Lww);
             assert!(!direct);
@@ -70,22 +72,23 @@ fn call_dag_defaults_apply() {
 #[test]
 fn call_options_and_cancel_decode() {
     let frame = pack(
-        json!({"v": 2, "id": 4, "op": "call_function", "function": "f",
-        "args": [], "timeout_ms": 1500, "retries": 0, "retry_errors": true}),
+        json!({"v": 2, "id": 4, "op": "call_function", "function": "f", "args": [],
+        "timeout_ms": 1500, "retries": 0, "retry_errors": true, "call": 9_007_199_254_740_991u64}),
     );
     let (_, req) = decode(&frame).unwrap();
     let Request::CallFunction {
         timeout_ms,
         retries,
         retry_errors,
+        call,
         ..
     } = req
     else {
         panic!("unexpected {req:?}");
     };
     assert_eq!(
-        (timeout_ms, retries, retry_errors),
-        (Some(1500), Some(0), Some(true))
+        (timeout_ms, retries, retry_errors, call),
+        (Some(1500), Some(0), Some(true), Some((1 << 53) - 1))
     );
     let frame = pack(json!({"v": 2, "id": 5, "op": "cancel", "call": 42}));
     assert!(matches!(

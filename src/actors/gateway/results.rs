@@ -8,7 +8,8 @@
 //!   or `cancelled`. The first outcome wins; a later one is a duplicate and dropped.
 //! - An *ended* call is remembered, so every `await` of it answers the same: a failure
 //!   with its error, a future's result with its value while it is kept (else the caller
-//!   reads the stored result), a direct call only as ended (its one waiter had it).
+//!   reads the stored result), a direct call only as ended (its one waiter had it) unless
+//!   its id was the client's: then its value is kept too, for a request sent again.
 //!   Remembered calls are bounded in number ([`MAX_ENDED`]) and in bytes of kept values
 //!   and failures ([`MAX_ENDED_BYTES`]), oldest forgotten first; each records when it
 //!   ended, for expiry by age.
@@ -129,6 +130,24 @@ impl CallBook {
     /// The scheduler `call` runs at, while it runs.
     pub fn scheduler_of(&self, call: CallId) -> Option<&NodeRef> {
         self.running.get(&call).map(|r| &r.scheduler)
+    }
+
+    /// Whether `call` runs, or ended and is still remembered.
+    pub fn knows(&self, call: CallId) -> bool {
+        self.running.contains_key(&call) || self.ended.contains_key(&call)
+    }
+
+    /// Forget `call` altogether: no scheduler took it, so a request with its id (a client's)
+    /// may run it after all.
+    pub fn forget(&mut self, call: CallId) {
+        if let Some(r) = self.running.remove(&call) {
+            self.deadlines.remove(&(r.deadline, call));
+        }
+        self.waiting.remove(&call);
+        if let Some(e) = self.ended.remove(&call) {
+            self.bytes -= e.bytes;
+            self.order.retain(|c| *c != call);
+        }
     }
 
     /// Whether `call` has ended (and is still remembered).

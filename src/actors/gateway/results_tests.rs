@@ -188,3 +188,28 @@ fn remembered_calls_are_bounded_oldest_first_and_keep_the_newest() {
         Wait::Ended(Ok(_))
     ));
 }
+
+#[test]
+fn a_forgotten_call_may_begin_again_and_a_kept_direct_value_answers_a_resend() {
+    let mut book = CallBook::default();
+    let now = Instant::now();
+    assert!(!book.knows(CallId(7)));
+    assert!(book.begin(CallId(7), node("s"), true, later(10)));
+    assert!(book.knows(CallId(7)));
+    // No scheduler took it: it ends with the refusal, then is forgotten.
+    book.finish(CallId(7), fail(ErrorCode::Unavailable), now);
+    assert!(book.knows(CallId(7)), "remembered as failed");
+    book.forget(CallId(7));
+    assert!(!book.knows(CallId(7)) && book.remembered() == 0 && book.running() == 0);
+    assert!(matches!(book.wait(CallId(7)), Wait::Unknown));
+    // Sent again, it runs; kept, its value answers every later request for it.
+    assert!(book.begin(CallId(7), node("s"), true, later(10)));
+    book.finish(CallId(7), ok(b"\x07"), now);
+    assert_eq!(ended(&mut book, 7), ok(b"\x07"));
+    // Forgetting does not unbalance the bytes of what is remembered.
+    book.forget(CallId(7));
+    assert_eq!(book.remembered(), 0);
+    assert!(book.begin(CallId(8), node("s"), true, later(10)));
+    book.finish(CallId(8), ok(b"\x08"), now);
+    assert_eq!(ended(&mut book, 8), ok(b"\x08"));
+}

@@ -84,6 +84,10 @@ async fn upgrade(
         tracing::debug!(cause = %e, "websocket refused to a web page");
         return Ok(HttpResponse::Forbidden().body(format!("{}: {e}\n", e.code())));
     }
+    if state.going_away.is_cancelled() {
+        return Ok(HttpResponse::ServiceUnavailable()
+            .body("going_away: this gateway is draining; connect to another\n"));
+    }
     if let Some(token) = &state.limits.token {
         if !presented(&req).is_some_and(|t| bool::from(t.as_bytes().ct_eq(token.as_bytes()))) {
             return Ok(HttpResponse::Unauthorized()

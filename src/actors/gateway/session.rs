@@ -49,6 +49,8 @@ enum End {
     Busy,
     /// Too many control frames.
     Flood,
+    /// The gateway drains: the client is sent elsewhere once its requests are answered.
+    GoingAway,
 }
 
 impl End {
@@ -93,6 +95,7 @@ pub async fn run(
                 continue;
             }
             _ = conn.outbox.overflowed() => break End::SlowReader,
+            _ = state.going_away.cancelled() => break End::GoingAway,
             m = stream.recv() => m,
         };
         match msg {
@@ -159,6 +162,13 @@ pub async fn run(
             Some(Err(e)) => break classify(e),
         }
     };
+    if let End::GoingAway = end {
+        // Answer what was taken (each task holds a permit until its response is sent);
+        // what the client sent after is not read: it sends that to another gateway.
+        let all = MAX_IN_FLIGHT as u32;
+        let answered = permits.acquire_many(all);
+        let _ = tokio::time::timeout(state.limits.client_timeout, answered).await;
+    }
     cancel.cancel();
     tracing::debug!(client = %peer, end = ?end, queued = conn.outbox.queued(), "client session closed");
     let reason = close_reason(&end, &state.limits);
@@ -264,6 +274,10 @@ fn close_reason(end: &End, limits: &Limits) -> Option<CloseReason> {
             )),
         ),
         End::Protocol(e) => (CloseCode::Protocol, Some(format!("protocol_error: {e}"))),
+        End::GoingAway => (
+            CloseCode::Away,
+            Some("going_away: the gateway is draining; connect to another".into()),
+        ),
     };
     // A close reason must fit a control frame (123 bytes of text).
     let description = description.map(|mut d| {

@@ -4,16 +4,16 @@
 
 use super::dag::plan;
 use super::{
-    function_metas, meta_of, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey,
-    Scheduler, EXPIRY_INTERVAL, MAILBOX_CAPACITY,
+    lookup, meta_of, registry, request, GetExecutors, HeldCalls, HoldersOf, PlanKey, Scheduler,
+    EXPIRY_INTERVAL, MAILBOX_CAPACITY,
 };
 use crate::config::Role;
 use crate::net::membership::{MemberState, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::{
     AttemptEnded, AttemptsDelivered, CacheKeysReport, CallAccepted, CallDag, CallFunction,
-    CancelCall, DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, List, RegisterDag,
-    RegisterFunction, RegistryChange, RegistryChanged,
+    CancelCall, DeleteDag, DeleteFunction, ExecutorStatus, FunctionError, List, Listing,
+    LookupRegistration, RegisterDag, RegisterFunction, RegistryChange, RegistryChanged,
 };
 use crate::pyrt::probe::EMBEDDED_PYTHON;
 use actix::prelude::*;
@@ -36,7 +36,8 @@ pub(super) fn register(t: &Transport, addr: &Addr<Scheduler>) -> Result<(), NetE
     t.register::<AttemptsDelivered>(0, addr.clone().recipient())?;
     t.register::<CancelCall>(0, addr.clone().recipient())?;
     t.register::<CacheKeysReport>(0, addr.clone().recipient())?;
-    t.register::<RegistryChanged>(0, addr.clone().recipient())
+    t.register::<RegistryChanged>(0, addr.clone().recipient())?;
+    t.register::<LookupRegistration>(0, addr.clone().recipient())
 }
 
 fn done<T: 'static>(r: Result<T, FunctionError>) -> Reply<T> {
@@ -109,10 +110,10 @@ impl Handler<RegisterDag> for Scheduler {
             Ok(d) => d,
             Err(e) => return done(Err(e)),
         };
-        let (kvs, clock) = (self.kvs.clone(), self.clock.clone());
+        let (kvs, clock, peers) = (self.kvs.clone(), self.clock.clone(), self.lookup_peers());
         let spec = msg.spec;
         let stored = async move {
-            let functions = function_metas(&kvs, &dag.functions).await?;
+            let functions = lookup::metas_or_ask(&kvs, &dag.functions, &peers).await?;
             registry::store_dag(&kvs, &clock, &spec).await?;
             Ok(RegistryChange::Dag { spec, functions })
         };
@@ -149,6 +150,20 @@ impl Handler<RegistryChanged> for Scheduler {
     fn handle(&mut self, msg: RegistryChanged, _: &mut Context<Self>) {
         tracing::debug!(change = ?msg.change, "registry change announced");
         self.plans.apply(&msg.change, Instant::now());
+    }
+}
+
+impl Handler<LookupRegistration> for Scheduler {
+    type Result = ResponseFuture<Option<RegistryChange>>;
+    fn handle(&mut self, msg: LookupRegistration, _: &mut Context<Self>) -> Self::Result {
+        let cached = match msg.what {
+            Listing::Functions => self
+                .plans
+                .get(&PlanKey::Function(msg.name.clone()), Instant::now()),
+            Listing::Dags => None,
+        };
+        let kvs = self.kvs.clone();
+        Box::pin(async move { lookup::answer(&kvs, cached, msg).await })
     }
 }
 

@@ -18,6 +18,8 @@
 //! - `parked.rs`: calls held while no executor runs and a monitor launches one (no I/O);
 //!   `held.rs`: holding them, telling the monitors, placing or failing them.
 //! - `registry.rs`: functions and DAGs in the KVS.
+//! - `lookup.rs`: a name the KVS does not know is asked of the other schedulers before it
+//!   is answered unknown (one that joined after a registration was not told of it).
 //! - `handlers.rs`: the actix handlers.
 
 pub mod calls;
@@ -25,6 +27,7 @@ pub mod core;
 pub mod dag;
 mod handlers;
 mod held;
+pub mod lookup;
 pub mod parked;
 pub mod plans;
 pub mod registry;
@@ -42,8 +45,8 @@ use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::records::{function_hash, DEFAULT_RETRIES};
 use crate::protocol::{
     Arg, AttemptEnded, CallAccepted, CallFailure, CallFinished, CallOptions, Cancel, Consistency,
-    FunctionError, FunctionRecord, RegistryChange, RegistryChanged, ReleaseSession, Reply,
-    Schedule,
+    FunctionError, FunctionRecord, LookupRegistration, RegistryChange, RegistryChanged,
+    ReleaseSession, Reply, Schedule,
 };
 use actix::prelude::*;
 use futures::FutureExt;
@@ -156,6 +159,14 @@ impl Scheduler {
             })
             .collect();
         futures::future::join_all(sends).map(|_| ())
+    }
+
+    /// The other live schedulers, to ask about a name the KVS does not know.
+    fn lookup_peers(&self) -> lookup::Peers {
+        self.peers
+            .iter()
+            .map(|p| self.transport.handle::<LookupRegistration>(p.clone()))
+            .collect()
     }
 
     /// Place a call, keep it, and send every executor its schedule.
@@ -305,8 +316,8 @@ impl Scheduler {
         let (epoch, loading) = match self.plans.loading(&key) {
             Some(under_way) => under_way,
             None => {
-                let (kvs, k) = (self.kvs.clone(), key.clone());
-                let load = async move { load_plan(&kvs, &k).await.map(Arc::new) };
+                let (kvs, k, peers) = (self.kvs.clone(), key.clone(), self.lookup_peers());
+                let load = async move { lookup::load_or_ask(&kvs, &k, &peers).await.map(Arc::new) };
                 let load = load.boxed_local().shared();
                 (self.plans.start(key.clone(), load.clone()), load)
             }

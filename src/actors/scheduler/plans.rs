@@ -91,10 +91,12 @@ impl PlanCache {
         self.ready.insert(key, (now, plan));
     }
 
-    /// Forget every plan and load under way (a function changed: plans hold its hash).
-    pub fn clear(&mut self) {
+    /// Forget every plan calling function `name` (its own, and DAGs': they hold its hash)
+    /// and every load under way (one may be reading its old registration).
+    pub fn drop_function(&mut self, name: &str) {
         self.epoch += 1;
-        self.ready.clear();
+        self.ready
+            .retain(|_, (_, plan)| !plan.dag.functions.iter().any(|f| f == name));
         self.loading.clear();
     }
 
@@ -108,35 +110,44 @@ impl PlanCache {
     /// Bring the cache up to date with a registry change.
     pub fn apply(&mut self, change: &RegistryChange, now: Instant) {
         match change {
-            RegistryChange::Function { name, meta } => {
-                self.clear();
-                let plan = CallPlan {
-                    dag: DagPlan::single(name),
-                    functions: vec![meta.clone()],
-                    is_dag: false,
-                };
-                self.insert(PlanKey::Function(name.clone()), Arc::new(plan), now);
+            RegistryChange::Function { name, .. } | RegistryChange::FunctionDeleted { name } => {
+                self.drop_function(name)
             }
-            RegistryChange::FunctionDeleted { .. } => self.clear(),
-            RegistryChange::Dag { spec, functions } => {
-                let key = PlanKey::Dag(spec.name.clone());
-                self.remove(&key);
-                // An announcement that does not fit is only an invalidation: the next call
-                // reads the DAG from the KVS.
-                if let Ok(dag) = plan(spec) {
-                    if dag.functions.len() == functions.len() {
-                        let functions = functions.clone();
-                        let plan = CallPlan {
-                            dag,
-                            functions,
-                            is_dag: true,
-                        };
-                        self.insert(key, Arc::new(plan), now);
-                    }
-                }
-            }
+            RegistryChange::Dag { spec, .. } => self.remove(&PlanKey::Dag(spec.name.clone())),
             RegistryChange::DagDeleted { name } => self.remove(&PlanKey::Dag(name.clone())),
         }
+        // An announcement of a DAG that does not fit is only an invalidation: the next call
+        // reads the DAG from the KVS.
+        if let Some((key, plan)) = plan_of(change) {
+            self.insert(key, Arc::new(plan), now);
+        }
+    }
+}
+
+/// The plan a registration installs (`None` for a deletion, or a DAG announced with a spec
+/// that does not validate or does not match its functions' metadata).
+pub fn plan_of(change: &RegistryChange) -> Option<(PlanKey, CallPlan)> {
+    match change {
+        RegistryChange::Function { name, meta } => {
+            let plan = CallPlan {
+                dag: DagPlan::single(name),
+                functions: vec![meta.clone()],
+                is_dag: false,
+            };
+            Some((PlanKey::Function(name.clone()), plan))
+        }
+        RegistryChange::Dag { spec, functions } => {
+            let dag = plan(spec).ok()?;
+            (dag.functions.len() == functions.len()).then(|| {
+                let plan = CallPlan {
+                    dag,
+                    functions: functions.clone(),
+                    is_dag: true,
+                };
+                (PlanKey::Dag(spec.name.clone()), plan)
+            })
+        }
+        RegistryChange::FunctionDeleted { .. } | RegistryChange::DagDeleted { .. } => None,
     }
 }
 
@@ -237,7 +248,17 @@ mod tests {
         let p = c.get(&dag, t0).expect("installed");
         assert_eq!(p.dag.functions, vec!["f".to_string(), "g".to_string()]);
         assert!(p.is_dag);
-        // A function change drops DAG plans: they hold its hash.
+        // A function change keeps the plans that do not call it.
+        c.insert(PlanKey::Function("h".into()), single("h", 9), t0);
+        c.apply(
+            &RegistryChange::Function {
+                name: "x".into(),
+                meta: meta(4),
+            },
+            t0,
+        );
+        assert!(c.get(&dag, t0).is_some() && c.get(&PlanKey::Function("h".into()), t0).is_some());
+        // A function change drops DAG plans calling it: they hold its hash.
         c.apply(
             &RegistryChange::Function {
                 name: "g".into(),

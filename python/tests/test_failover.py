@@ -1,0 +1,109 @@
+"""A client given several gateways survives the loss of the one it uses.
+
+Three `cloudburst node` processes: K plays kvs (so no stored state dies with a gateway),
+A and B each scheduler, gateway and executor. One `CloudburstConnection` with both
+gateways' URLs (A first) is shared by 4 threads making 500 calls, half direct and half
+futures; once a third of them have ended, A is killed (SIGKILL), or stopped (SIGTERM: it
+drains, and its gateway sends calls to B's scheduler meanwhile). Every call must end once,
+with its own right result: the connection moves to B and sends again what waited on A
+(calls keep their client-minted ids), and futures made through A are sent again and
+awaited through B. Once A has exited, calls through the connection go to B.
+
+Run with a client that does not fail over (one URL), the calls waiting on A when it dies
+fail with `connection_closed`."""
+
+import signal
+import threading
+
+import cloudburst
+from cloudburst import CloudburstConnection
+
+from nodes import start_gateway_node
+from waiting import wait_until
+
+SECRET = "failover-test-secret"
+THREADS, CALLS = 4, 500
+#: Calls ended before A goes.
+KILL_AFTER = CALLS // 3
+RETRYABLE = (cloudburst.UnavailableError, cloudburst.CloudburstTimeout)
+CALL_LIMIT = 60.0
+
+
+def triple(cb, x):
+    import time
+
+    time.sleep(0.005)  # long enough that calls are in flight when A goes
+    return 3 * x
+
+
+def start(tmp_path, name, roles, *extra):
+    return start_gateway_node(tmp_path / f"{name}.log", SECRET, roles, *extra, workers=2)
+
+
+def calls_survive_the_loss_of_a_gateway(tmp_path, sig):
+    k = start(tmp_path, "k", "kvs")
+    nodes = [k]
+    try:
+        a = start(tmp_path, "a", "scheduler,gateway,executor", "--join", k.addr)
+        nodes.append(a)
+        b = start(tmp_path, "b", "scheduler,gateway,executor", "--join", k.addr)
+        nodes.append(b)
+        conn = wait_until(lambda: CloudburstConnection([a.url, b.url]), "a connection", 30,
+                          RETRYABLE)
+        assert conn.url == a.url
+        wait_until(lambda: conn.register(triple, "triple"), "the registration", 30, RETRYABLE)
+        # Both schedulers place calls before the test starts (each hears of an executor).
+        with CloudburstConnection(b.url) as via_b:
+            wait_until(lambda: via_b.exec_func("triple", [1]).get(timeout=CALL_LIMIT),
+                       "a call through B", 60, RETRYABLE)
+        wait_until(lambda: conn.exec_func("triple", [1]).get(timeout=CALL_LIMIT),
+                   "a call through A", 60, RETRYABLE)
+
+        results, errors, lock = {}, [], threading.Lock()
+        ended = threading.Semaphore(0)
+
+        def caller(t):
+            for x in range(t, CALLS, THREADS):
+                try:
+                    if x % 2:
+                        got = conn.exec_func("triple", [x], direct_response=True,
+                                             timeout=CALL_LIMIT)
+                    else:
+                        got = conn.exec_func("triple", [x]).get(timeout=CALL_LIMIT)
+                except cloudburst.CloudburstError as e:
+                    with lock:
+                        errors.append((x, e))
+                else:
+                    with lock:
+                        assert x not in results, f"call {x} ended twice"
+                        results[x] = got
+                ended.release()
+
+        threads = [threading.Thread(target=caller, args=(t,)) for t in range(THREADS)]
+        for t in threads:
+            t.start()
+        for _ in range(KILL_AFTER):
+            assert ended.acquire(timeout=CALL_LIMIT), "calls stopped ending before A went"
+        a.proc.send_signal(sig)
+        for t in threads:
+            t.join(timeout=180)
+        assert not any(t.is_alive() for t in threads), "a caller still waits"
+        assert not errors, f"{len(errors)} calls failed, e.g. {errors[:3]}"
+        assert results == {x: 3 * x for x in range(CALLS)}
+        # A drained (SIGTERM) may have served every call; once it is gone, calls go to B.
+        assert a.proc.wait(timeout=90) is not None
+        assert [conn.exec_func("triple", [x]).get(timeout=CALL_LIMIT) for x in range(3)] == \
+            [0, 3, 6]
+        assert conn.url == b.url, "the connection moved to B"
+        conn.close()
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+def test_calls_survive_a_killed_gateway(tmp_path):
+    calls_survive_the_loss_of_a_gateway(tmp_path, signal.SIGKILL)
+
+
+def test_calls_survive_a_stopped_gateway(tmp_path):
+    calls_survive_the_loss_of_a_gateway(tmp_path, signal.SIGTERM)

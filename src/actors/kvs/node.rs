@@ -6,12 +6,14 @@
 use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
 use super::messages::{DeclareLost, KvsRequest, ShardAddr};
+use super::report::KvsReporter;
 use super::routing::{Routing, RoutingTable};
 use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
 use crate::config::{Config, Role};
 use crate::ids::NodeId;
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
 use crate::net::{NetError, Transport};
+use crate::protocol::DrainKvsNode;
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
 use crate::storage::{DataDir, ShardLog, StorageError};
@@ -88,6 +90,8 @@ pub struct KvsTier {
     pub shards: Vec<Addr<KvsShard>>,
     arbiters: Vec<Arbiter>,
     logs: Vec<ShardLog>,
+    /// Notified when the monitor asks this KVS node to leave.
+    pub drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl KvsTier {
@@ -157,12 +161,26 @@ impl KvsTier {
             return Err(e);
         }
         membership.do_send(Subscribe(watcher.recipient()));
+        let drain_requested = Arc::new(tokio::sync::Notify::new());
+        if !shards.is_empty() {
+            let budget = cfg.kvs_memory_budget();
+            let (t, s, d) = (transport.clone(), shards.clone(), drain_requested.clone());
+            let reporter = KvsReporter::new(t, s, budget, d).start();
+            if let Err(e) = transport.register::<DrainKvsNode>(0, reporter.clone().recipient()) {
+                for a in &arbiters {
+                    a.stop();
+                }
+                return Err(e);
+            }
+            membership.do_send(Subscribe(reporter.recipient()));
+        }
         Ok(KvsTier {
             client: KvsClient::new(transport.clone(), routing.clone()),
             routing,
             shards,
             arbiters,
             logs,
+            drain_requested,
         })
     }
 

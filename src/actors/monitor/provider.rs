@@ -10,6 +10,17 @@ use crate::ids::NodeId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
     Executor,
+    /// A node playing only `kvs` (storage elasticity).
+    Kvs,
+}
+
+impl NodeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::Executor => "executor",
+            NodeKind::Kvs => "kvs",
+        }
+    }
 }
 
 /// Why a provider could not do what it was asked.
@@ -32,6 +43,14 @@ pub trait NodeProvider: Send {
     fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError>;
     /// The nodes this provider launched and has not yet reaped, and whether each runs.
     fn list(&mut self) -> Vec<ProvidedNode>;
+    /// The nodes of `kind` among [`NodeProvider::list`] (a provider of one kind of node
+    /// need not say).
+    fn list_of(&mut self, kind: NodeKind) -> Vec<ProvidedNode> {
+        match kind {
+            NodeKind::Executor => self.list(),
+            NodeKind::Kvs => Vec::new(),
+        }
+    }
 }
 
 /// How often [`stop_all`] looks again at the nodes it terminated.

@@ -14,6 +14,7 @@ and to leave. Run against a binary without KVS elasticity (`CLOUDBURST_BIN=...` 
 the test fails: that binary refuses the `[kvs_autoscale]` section, and without it no node is
 ever launched."""
 
+import json
 import re
 import threading
 import time
@@ -144,6 +145,14 @@ def kvs_nodes(dashboard):
             if m and m.group(1) == "cloudburst_kvs_keys" and int(m.group(4)) > 0}
 
 
+def kvs_state(dashboard):
+    """The KVS part of the dashboard's autoscaling state (the acting monitor's)."""
+    req = urllib.request.Request(dashboard + "/api/snapshot",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    snapshot = json.loads(urllib.request.urlopen(req, timeout=10).read())
+    return (snapshot.get("autoscale") or {}).get("kvs") or {}
+
+
 def writable(cloud):
     """Whether a put is accepted (k = 2 refuses writes until both KVS nodes are routed)."""
     try:
@@ -208,6 +217,17 @@ def test_the_kvs_grows_past_the_storage_mark_and_shrinks_after_deletes_losing_no
                 counter += 1
                 cloud.put_object(key, (counter, ""))
                 checker.ack(key, (counter, ""))
+            # The dashboard shows the decisions with their reasons (its snapshot lags its
+            # sampling period), and each node's bytes against its budget and its hot keys.
+            decided = [("launch", "storage"), ("drain", "underused"), ("terminate", "drained")]
+            wait_until(f"the dashboard showing {decided}", 4 * STABLE,
+                       lambda: [(d["action"], d["reason"])
+                                for d in kvs_state(dashboard).get("decisions", [])] == decided)
+            wait_until("two nodes reporting", 4 * STABLE,
+                       lambda: len(kvs_state(dashboard).get("nodes", [])) == 2)
+            nodes = kvs_state(dashboard)["nodes"]
+            assert all(n["budget_bytes"] == BUDGET for n in nodes), nodes
+            assert any(n["hot_keys"] for n in nodes), nodes
         checker.finish()
     finally:
         if second is not None:

@@ -72,3 +72,51 @@ pub struct DrainKvsNode {
     /// The monitor's node (for the log line).
     pub by: NodeRef,
 }
+
+/// The numbers one tick computed (shown with every decision and on the dashboard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KvsNumbers {
+    pub active: u32,
+    pub starting: u32,
+    pub draining: u32,
+    pub pending: u32,
+    pub counted: u32,
+    /// Fewest nodes the policy keeps: max(replication, min_kvs).
+    pub floor: u32,
+    pub bytes: u64,
+    pub budget_bytes: u64,
+    /// Bytes over the counted nodes' budget.
+    pub storage: f64,
+    /// Over the stable window: the least busy node's and the mean occupancy, and the mean
+    /// service time (µs).
+    pub occupancy_min: f64,
+    pub occupancy_mean: f64,
+    pub service_us: f64,
+}
+
+/// One KVS decision (or provider action), as people see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvsDecisionRecord {
+    pub at_ms: u64,
+    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`.
+    pub action: String,
+    pub node: Option<String>,
+    /// `storage`, `busy`, `latency`, `underused`, `drained`, `drain_overran`, ...
+    pub reason: String,
+    pub numbers: KvsNumbers,
+}
+
+/// The KVS side of what a monitor shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KvsAutoscaleState {
+    /// `kvs_autoscale.enabled`, `min_kvs`, `max_kvs`.
+    pub enabled: bool,
+    pub min_kvs: u32,
+    pub max_kvs: u32,
+    /// The last tick's numbers.
+    pub last: KvsNumbers,
+    /// The newest decisions, oldest first.
+    pub decisions: Vec<KvsDecisionRecord>,
+    /// Each KVS node's last report: bytes against its budget, occupancy, hot keys.
+    pub nodes: Vec<KvsNodeStatus>,
+}

@@ -40,7 +40,9 @@ pub use call::{
     Consistency, Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
 };
 pub use error::ErrorCode;
-pub use kvs_scaling::{DrainKvsNode, KvsNodeStatus, KvsReport};
+pub use kvs_scaling::{
+    DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus, KvsNumbers, KvsReport,
+};
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use load::{ExecutorLoad, FunctionLoad, NodeState};
 pub use observe::{CallLog, GetCallLogs, GetNodeStats, NodeStats, PoolStats};

@@ -8,7 +8,7 @@ use super::durable::{self, Core, Durable};
 use super::messages::{DeclareLost, KvsRequest, ShardAddr};
 use super::report::KvsReporter;
 use super::routing::{Routing, RoutingTable};
-use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
+use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions, HANDOFF_RETRY};
 use crate::config::{Config, Role};
 use crate::ids::NodeId;
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
@@ -185,12 +185,24 @@ impl KvsTier {
     }
 
     /// Hand every key of this node's shards to the owners that remain without it (before a
-    /// graceful leave), waiting at most `limit`. Returns whether every shard finished.
+    /// graceful leave), again while a batch was not acknowledged, for at most `limit`.
+    /// Returns whether every shard's every batch was acknowledged.
     pub async fn drain(&self, limit: Duration) -> bool {
-        let all = futures::future::join_all(self.shards.iter().map(|s| s.send(Drain)));
-        match tokio::time::timeout(limit, all).await {
-            Ok(results) => results.into_iter().all(|r| matches!(r, Ok(true))),
-            Err(_) => false,
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let all = futures::future::join_all(self.shards.iter().map(|s| s.send(Drain)));
+            let done = match tokio::time::timeout_at(deadline, all).await {
+                Ok(results) => results.into_iter().all(|r| matches!(r, Ok(true))),
+                Err(_) => return false,
+            };
+            if done {
+                return true;
+            }
+            if tokio::time::Instant::now() + HANDOFF_RETRY >= deadline {
+                return false;
+            }
+            tracing::info!("a hand-off batch was not acknowledged; handing off again");
+            tokio::time::sleep(HANDOFF_RETRY).await;
         }
     }
 

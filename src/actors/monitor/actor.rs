@@ -289,6 +289,7 @@ impl Monitor {
             min_executors: u32::try_from(self.cfg.min_executors).unwrap_or(u32::MAX),
             max_executors: u32::try_from(self.cfg.max_executors).unwrap_or(u32::MAX),
             gave_up: !self.launches.may_launch(),
+            kvs: Some(self.kvs.state(Instant::now())),
             ..self.record.state()
         }
     }

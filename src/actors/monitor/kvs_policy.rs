@@ -24,7 +24,8 @@
 use super::policy::NodeState;
 use crate::config::KvsAutoscaleConfig;
 use crate::ids::NodeId;
-use serde::{Deserialize, Serialize};
+pub use crate::protocol::KvsNumbers;
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -87,27 +88,6 @@ impl KvsReason {
             KvsReason::Underused => "underused",
         }
     }
-}
-
-/// The numbers one tick computed (shown with every decision and on the dashboard).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct KvsNumbers {
-    pub active: u32,
-    pub starting: u32,
-    pub draining: u32,
-    pub pending: u32,
-    pub counted: u32,
-    /// Fewest nodes the policy keeps: max(replication, min_kvs).
-    pub floor: u32,
-    pub bytes: u64,
-    pub budget_bytes: u64,
-    /// Bytes over the counted nodes' budget.
-    pub storage: f64,
-    /// Over the stable window: the least busy node's and the mean occupancy, and the mean
-    /// service time (µs).
-    pub occupancy_min: f64,
-    pub occupancy_mean: f64,
-    pub service_us: f64,
 }
 
 /// One decision with its reason and the numbers behind it.

@@ -13,8 +13,7 @@ use crate::config::{Config, KvsAutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::{ActorRef, ServiceId, Transport};
-use crate::protocol::{DrainKvsNode, KvsNodeStatus};
-use serde::Serialize;
+use crate::protocol::{DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -25,19 +24,7 @@ pub const KVS_REPORT_FRESH: Duration = Duration::from_secs(3);
 /// shards' hand-off is bounded by 30 s, and the leave and exit take a few more.
 pub const KVS_DRAIN_LIMIT: Duration = Duration::from_secs(60);
 /// KVS decisions kept to show (the newest; older ones are only in the log).
-pub const MAX_KVS_DECISIONS_KEPT: usize = 200;
-
-/// One KVS decision (or provider action), as people see it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct KvsDecisionRecord {
-    pub at_ms: u64,
-    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`.
-    pub action: String,
-    pub node: Option<String>,
-    /// `storage`, `busy`, `latency`, `underused`, `drained`, `drain_overran`, ...
-    pub reason: String,
-    pub numbers: KvsNumbers,
-}
+pub const MAX_KVS_DECISIONS_KEPT: usize = crate::protocol::scaling::MAX_DECISIONS_KEPT;
 
 /// The monitor's KVS elasticity.
 pub struct KvsScaler {
@@ -74,8 +61,8 @@ impl KvsScaler {
         self.reports.insert(status.node.id.clone(), (status, now));
     }
 
-    /// The last fresh report of each KVS node (for the dashboard).
-    pub fn statuses(&self, now: Instant) -> Vec<KvsNodeStatus> {
+    /// The last fresh report of each KVS node.
+    fn statuses(&self, now: Instant) -> Vec<KvsNodeStatus> {
         self.reports
             .values()
             .filter(|(_, at)| now.saturating_duration_since(*at) < KVS_REPORT_FRESH)
@@ -83,9 +70,17 @@ impl KvsScaler {
             .collect()
     }
 
-    /// The last tick's numbers and the newest decisions, oldest first.
-    pub fn record(&self) -> (KvsNumbers, Vec<KvsDecisionRecord>) {
-        (self.last, self.decisions.iter().cloned().collect())
+    /// What the dashboard shows: the last tick's numbers, the newest decisions (oldest
+    /// first) and each KVS node's last report.
+    pub fn state(&self, now: Instant) -> KvsAutoscaleState {
+        KvsAutoscaleState {
+            enabled: self.cfg.enabled,
+            min_kvs: u32::try_from(self.cfg.min_kvs).unwrap_or(u32::MAX),
+            max_kvs: u32::try_from(self.cfg.max_kvs).unwrap_or(u32::MAX),
+            last: self.last,
+            decisions: self.decisions.iter().cloned().collect(),
+            nodes: self.statuses(now),
+        }
     }
 
     /// One monitor tick: reconcile, then (when this monitor acts) decide and act.

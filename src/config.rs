@@ -13,9 +13,11 @@ use std::str::FromStr;
 pub use crate::storage::Durability;
 pub use autoscale::AutoscaleConfig;
 pub use kubernetes::KubernetesConfig;
+pub use kvs_autoscale::KvsAutoscaleConfig;
 
 mod autoscale;
 mod kubernetes;
+mod kvs_autoscale;
 
 /// What went wrong while loading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,7 @@ pub struct Config {
     pub consistency: ConsistencyConfig,
     pub autoscale: AutoscaleConfig,
     pub kubernetes: KubernetesConfig,
+    pub kvs_autoscale: KvsAutoscaleConfig,
     /// Files the node read secrets from (the config file, `--token-file`,
     /// `--cluster-secret-file`): hidden from functions. Not part of the file format.
     #[serde(skip)]
@@ -246,6 +249,11 @@ pub struct KvsConfig {
     /// gossip or hand-off can be under way, so at least `transport.request_timeout_ms` +
     /// `kvs.gossip_interval_ms`.
     pub tombstone_grace_ms: u64,
+    /// Bytes this node's shards may hold before the monitor counts it full (storage
+    /// elasticity adds a node past `kvs_autoscale.storage_high` of the cluster's budget);
+    /// 0: a quarter of the machine's memory, leaving the rest to the executors, caches
+    /// and the Python workers that share it.
+    pub memory_budget_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -380,6 +388,20 @@ pub struct GatewayConfig {
 
 const MIB: usize = 1024 * 1024;
 
+/// With `kvs.memory_budget_bytes = 0` the KVS takes this share (1/n) of the machine's
+/// memory: the executors' caches and Python workers share the machine.
+pub const MEMORY_BUDGET_SHARE: u64 = 4;
+/// The budget when the machine's memory cannot be read (not Linux): 1 GiB.
+pub const FALLBACK_MEMORY_BUDGET: u64 = 1024 * 1024 * 1024;
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn machine_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
+}
+
 /// What `--dump-config` prints in place of a secret. Fed back as a config file it would be
 /// taken for the secret itself, so [`Config::validate`] refuses it.
 pub const REDACTED: &str = "<redacted>";
@@ -442,6 +464,7 @@ impl Default for KvsConfig {
             max_pending_log_bytes: 16 * MIB,
             result_ttl_ms: 600_000,
             tombstone_grace_ms: 60_000,
+            memory_budget_bytes: 0,
         }
     }
 }
@@ -542,6 +565,16 @@ impl Config {
         } else {
             resolve_cores(0).saturating_sub(1).max(1)
         }
+    }
+
+    /// This node's KVS memory budget in bytes: as set, or 0 resolved to
+    /// [`MEMORY_BUDGET_SHARE`] of the machine's memory ([`FALLBACK_MEMORY_BUDGET`] when it
+    /// cannot be read).
+    pub fn kvs_memory_budget(&self) -> u64 {
+        if self.kvs.memory_budget_bytes > 0 {
+            return self.kvs.memory_budget_bytes;
+        }
+        machine_memory_bytes().map_or(FALLBACK_MEMORY_BUDGET, |m| m / MEMORY_BUDGET_SHARE)
     }
 
     /// The durability in effect: as set, or `interval` with a data directory and `none`
@@ -800,6 +833,9 @@ impl Config {
         self.validate_storage()?;
         self.autoscale.validate().map_err(ConfigError::Invalid)?;
         self.kubernetes.validate().map_err(ConfigError::Invalid)?;
+        self.kvs_autoscale
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         self.refuse_redacted()
     }
 

@@ -19,6 +19,7 @@ use crate::actors::gateway::tls::TlsError;
 use crate::actors::gateway::Gateway;
 use crate::actors::kvs::node::OpenedShard;
 use crate::actors::kvs::KvsTier;
+use crate::actors::monitor::kvs_scaler::KvsScaler;
 use crate::actors::monitor::local::LocalProvider;
 use crate::actors::monitor::provider::{stop_all, NodeProvider, ProviderError};
 use crate::actors::monitor::{Monitor, TakeProvider};
@@ -281,15 +282,23 @@ impl NodeRoles {
             &cfg.autoscale,
             provider,
             drain_limit,
+            KvsScaler::new(cfg),
         )?;
         Ok(m)
     }
 
-    /// Resolves when a monitor asked this node to drain (never, without an executor).
+    /// Resolves when a monitor asked this node to drain: its executor, or (a node the KVS
+    /// policy removes) its KVS shards.
     pub async fn drain_requested(&self) {
-        match &self.executor {
-            Some(e) => e.drain_requested.notified().await,
-            None => std::future::pending().await,
+        let executor = async {
+            match &self.executor {
+                Some(e) => e.drain_requested.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = executor => {}
+            () = self.kvs.drain_requested.notified() => {}
         }
     }
 

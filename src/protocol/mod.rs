@@ -15,6 +15,7 @@
 //! - [`limits`]: bounds several actors enforce.
 //! - [`load`]: the load an executor reports with its status (what the monitor scales on).
 //! - [`observe`]: what every node tells dashboards and clients: its figures, call logs.
+//! - [`kvs_scaling`]: what KVS nodes report to the monitor, and its request to leave.
 //! - [`scaling`]: what the monitor receives (reports), sends (drain requests) and shows.
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
@@ -22,6 +23,7 @@
 pub mod cache;
 pub mod call;
 pub mod error;
+pub mod kvs_scaling;
 pub mod limits;
 pub mod load;
 pub mod observe;
@@ -38,6 +40,9 @@ pub use call::{
     Consistency, Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
 };
 pub use error::ErrorCode;
+pub use kvs_scaling::{
+    DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus, KvsNumbers, KvsReport,
+};
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use load::{ExecutorLoad, FunctionLoad, NodeState};
 pub use observe::{CallLog, GetCallLogs, GetNodeStats, NodeStats, PoolStats};

@@ -103,4 +103,6 @@ pub struct AutoscaleState {
     /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`]. (The numbers
     /// over time are the dashboard's chart points, one per `last` it reads.)
     pub decisions: Vec<DecisionRecord>,
+    /// The KVS tier's elasticity (nodes, bytes against budgets, hot keys, decisions).
+    pub kvs: Option<super::KvsAutoscaleState>,
 }

@@ -96,10 +96,12 @@ wire_tags! {
         0 => super::MonitorReport,
         1 => super::GetAutoscale,
         2 => super::ExecutorsWanted,
+        10 => super::KvsReport,
     }
     Node {
         0 => super::GetNodeStats,
         1 => super::GetCallLogs,
+        10 => super::DrainKvsNode,
     }
 }
 

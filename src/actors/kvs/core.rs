@@ -309,6 +309,11 @@ impl<S: Ord + Clone, P: Ord + Clone> ShardCore<S, P> {
         keys
     }
 
+    /// Keys stored (tombstones included) and their bytes.
+    pub fn size(&self) -> (u64, u64) {
+        (self.store.len() as u64, self.bytes as u64)
+    }
+
     /// Counters and sizes, plus the `hot` most accessed keys.
     pub fn stats(&self, hot: usize) -> ShardStats {
         let mut by_access: Vec<(&Key, u64)> = self

@@ -7,6 +7,8 @@
 //! - `shard.rs`: the KvsShard actor around it (timers, gossip, pushes, hand-off).
 //! - `sweep.rs`: the shard's expiry and tombstone collection rounds.
 //! - `durable.rs`: a shard's log and snapshots (recovery before it starts, what it logs).
+//! - `load.rs`: what a shard measures of its load (occupancy, service time, hot keys).
+//! - `report.rs`: a KVS node's load, gathered from its shards and sent to the monitors.
 //! - `messages.rs`: requests, replies, errors and pushed updates.
 //! - `routing.rs`: replica sets from the membership view (ring over nodes, shard by hash).
 //! - `client.rs`: the KVS client other roles use (put to every replica, get from one).
@@ -18,8 +20,10 @@ pub mod core;
 mod core_deletes_tests;
 pub mod deletes;
 pub mod durable;
+pub mod load;
 pub mod messages;
 pub mod node;
+pub mod report;
 pub mod routing;
 pub mod shard;
 #[cfg(test)]

@@ -6,12 +6,14 @@
 use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
 use super::messages::{DeclareLost, HandoffConfirmed, KvsRequest, ShardAddr};
+use super::report::KvsReporter;
 use super::routing::{Routing, RoutingTable};
-use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions};
+use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions, HANDOFF_RETRY};
 use crate::config::{Config, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::DrainKvsNode;
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
 use crate::storage::{DataDir, ShardLog, StorageError};
@@ -88,6 +90,8 @@ pub struct KvsTier {
     pub shards: Vec<Addr<KvsShard>>,
     arbiters: Vec<Arbiter>,
     logs: Vec<ShardLog>,
+    /// Notified when the monitor asks this KVS node to leave.
+    pub drain_requested: Arc<tokio::sync::Notify>,
 }
 
 impl KvsTier {
@@ -163,22 +167,48 @@ impl KvsTier {
             return Err(e);
         }
         membership.do_send(Subscribe(watcher.recipient()));
+        let drain_requested = Arc::new(tokio::sync::Notify::new());
+        if !shards.is_empty() {
+            let budget = cfg.kvs_memory_budget();
+            let (t, s, d) = (transport.clone(), shards.clone(), drain_requested.clone());
+            let reporter = KvsReporter::new(t, s, budget, d).start();
+            if let Err(e) = transport.register::<DrainKvsNode>(0, reporter.clone().recipient()) {
+                for a in &arbiters {
+                    a.stop();
+                }
+                return Err(e);
+            }
+            membership.do_send(Subscribe(reporter.recipient()));
+        }
         Ok(KvsTier {
             client: KvsClient::new(transport.clone(), routing.clone()),
             routing,
             shards,
             arbiters,
             logs,
+            drain_requested,
         })
     }
 
     /// Hand every key of this node's shards to the owners that remain without it (before a
-    /// graceful leave), waiting at most `limit`. Returns whether every shard finished.
+    /// graceful leave), again while a batch was not acknowledged, for at most `limit`.
+    /// Returns whether every shard's every batch was acknowledged.
     pub async fn drain(&self, limit: Duration) -> bool {
-        let all = futures::future::join_all(self.shards.iter().map(|s| s.send(Drain)));
-        match tokio::time::timeout(limit, all).await {
-            Ok(results) => results.into_iter().all(|r| matches!(r, Ok(true))),
-            Err(_) => false,
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let all = futures::future::join_all(self.shards.iter().map(|s| s.send(Drain)));
+            let done = match tokio::time::timeout_at(deadline, all).await {
+                Ok(results) => results.into_iter().all(|r| matches!(r, Ok(true))),
+                Err(_) => return false,
+            };
+            if done {
+                return true;
+            }
+            if tokio::time::Instant::now() + HANDOFF_RETRY >= deadline {
+                return false;
+            }
+            tracing::info!("a hand-off batch was not acknowledged; handing off again");
+            tokio::time::sleep(HANDOFF_RETRY).await;
         }
     }
 

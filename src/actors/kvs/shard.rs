@@ -8,6 +8,7 @@
 use super::core::{Handoff, Origin, ShardCore};
 use super::deletes::Expiry;
 use super::durable::{self, Durable, Step};
+use super::load::LoadMeter;
 use super::messages::{HandoffConfirmed, KeyUpdates, KvsError, KvsReply, KvsRequest, ShardAddr};
 use super::routing::{Routing, RoutingId, RoutingTable};
 use crate::config::Config;
@@ -77,6 +78,8 @@ pub struct KvsShard {
     pub(super) collecting: bool,
     /// The log and snapshots, with a data directory (`none` durability: no log).
     pub(super) durable: Option<Durable>,
+    /// This shard's load since the node last reported it.
+    pub(super) meter: LoadMeter,
 }
 
 impl KvsShard {
@@ -95,6 +98,7 @@ impl KvsShard {
             tombstone_grace: opts.tombstone_grace,
             collecting: false,
             durable: None,
+            meter: LoadMeter::new(crate::clock::now_micros()),
         }
     }
 
@@ -417,7 +421,9 @@ impl Handler<KvsRequest> for KvsShard {
     type Result = Response<Result<KvsReply, KvsError>>;
 
     fn handle(&mut self, msg: KvsRequest, ctx: &mut Context<Self>) -> Self::Result {
+        let started = std::time::Instant::now();
         self.core.advance(crate::clock::now_micros());
+        self.meter_accesses(&msg);
         let writes = matches!(
             msg,
             KvsRequest::Put { .. }
@@ -426,6 +432,8 @@ impl Handler<KvsRequest> for KvsShard {
                 | KvsRequest::CheckTombstones { .. }
         );
         let reply = self.answer(msg, ctx);
+        let service = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.meter.served(service);
         match writes && reply.is_ok() {
             true => self.when_durable(reply),
             false => Response::reply(reply),
@@ -434,6 +442,17 @@ impl Handler<KvsRequest> for KvsShard {
 }
 
 impl KvsShard {
+    /// Count the keys a client reads or writes (gossip and hand-off are not accesses).
+    fn meter_accesses(&mut self, msg: &KvsRequest) {
+        match msg {
+            KvsRequest::Get { keys } => keys.iter().for_each(|k| self.meter.read(k)),
+            KvsRequest::Put { entries } | KvsRequest::PutUser { entries } => {
+                entries.iter().for_each(|(k, _)| self.meter.wrote(k))
+            }
+            _ => {}
+        }
+    }
+
     /// A client's writes; `user`: on behalf of user code, so reserved keys are refused.
     fn client_put(
         &mut self,

@@ -8,6 +8,7 @@
 //! others keep the reports and stand by. A monitor that starts acting starts its policy
 //! afresh, so it does not scale down for one stable window.
 
+use super::kvs_scaler::{Io, KvsScaler};
 use super::launches::{Effect, Launches, ProvidedNode};
 use super::observe::{acting, observe, Reports, REPORT_FRESH};
 use super::policy::{Action, Policy};
@@ -17,7 +18,9 @@ use crate::config::{AutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::{AutoscaleState, DrainNode, ExecutorsWanted, GetAutoscale, MonitorReport};
+use crate::protocol::{
+    AutoscaleState, DrainNode, ExecutorsWanted, GetAutoscale, KvsReport, MonitorReport,
+};
 use actix::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,6 +47,8 @@ pub struct Monitor {
     wanted: BTreeMap<NodeId, (u32, Instant)>,
     /// Since when calls wait with no executor in the cluster (a cold start under way).
     cold_since: Option<Instant>,
+    /// The KVS elasticity (its own policy, launches and drains).
+    kvs: KvsScaler,
 }
 
 /// Local: hand the provider over (the node stops its children itself, with a deadline).
@@ -60,6 +65,7 @@ impl Monitor {
         cfg: &AutoscaleConfig,
         provider: Box<dyn NodeProvider>,
         drain_limit: Duration,
+        kvs: KvsScaler,
     ) -> Result<Addr<Monitor>, NetError> {
         let monitor = Monitor {
             cfg: cfg.clone(),
@@ -76,6 +82,7 @@ impl Monitor {
             record: Record::default(),
             wanted: BTreeMap::new(),
             cold_since: None,
+            kvs,
         };
         // The provider may block (a Kubernetes API call, up to its timeouts): the monitor
         // runs on a thread of its own, so the node's other actors (membership's
@@ -84,6 +91,7 @@ impl Monitor {
         transport.register::<MonitorReport>(0, addr.clone().recipient())?;
         transport.register::<GetAutoscale>(0, addr.clone().recipient())?;
         transport.register::<ExecutorsWanted>(0, addr.clone().recipient())?;
+        transport.register::<KvsReport>(0, addr.clone().recipient())?;
         membership.do_send(Subscribe(addr.clone().recipient()));
         Ok(addr)
     }
@@ -93,6 +101,7 @@ impl Monitor {
         transport.unregister::<MonitorReport>(0);
         transport.unregister::<GetAutoscale>(0);
         transport.unregister::<ExecutorsWanted>(0);
+        transport.unregister::<KvsReport>(0);
     }
 
     /// Calls the schedulers hold for want of an executor, as they last said (recently).
@@ -121,7 +130,13 @@ impl Monitor {
         let Some(provider) = self.provider.as_mut() else {
             return;
         };
-        let provided = provider.list();
+        let mut io = Io {
+            provider: provider.as_mut(),
+            transport: &self.transport,
+            me: &self.me,
+        };
+        self.kvs.tick(acts, &self.view, &mut io, now);
+        let provided = provider.list_of(NodeKind::Executor);
         self.terminated
             .retain(|n| provided.iter().any(|p| p.node == *n));
         let live: BTreeSet<NodeId> = self.view.live().map(|m| m.node.id.clone()).collect();
@@ -277,6 +292,7 @@ impl Monitor {
             min_executors: u32::try_from(self.cfg.min_executors).unwrap_or(u32::MAX),
             max_executors: u32::try_from(self.cfg.max_executors).unwrap_or(u32::MAX),
             gave_up: !self.launches.may_launch(),
+            kvs: Some(self.kvs.state(Instant::now())),
             ..self.record.state()
         }
     }
@@ -306,6 +322,13 @@ impl Handler<MonitorReport> for Monitor {
             self.record
                 .cold_start(u64::try_from(ms).unwrap_or(u64::MAX));
         }
+    }
+}
+
+impl Handler<KvsReport> for Monitor {
+    type Result = ();
+    fn handle(&mut self, msg: KvsReport, _: &mut Context<Self>) {
+        self.kvs.report(msg.status, Instant::now());
     }
 }
 

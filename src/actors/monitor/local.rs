@@ -1,5 +1,5 @@
-//! The local node provider: executor nodes as `cloudburst node --roles executor` child
-//! processes of this one, on loopback, joining the cluster through this node. Each child's
+//! The local node provider: executor nodes as `cloudburst node --roles executor` (and
+//! KVS nodes as `cloudburst node --roles kvs`) child processes of this one, on loopback, joining the cluster through this node. Each child's
 //! output goes to `<log dir>/<node id>.log`; it is given the cluster secret in its
 //! environment (never on its command line) and a config file made from this node's, so
 //! its executors run like the ones here. Never more than `limit` children at once.
@@ -35,6 +35,7 @@ const PLATFORM_ENV_PREFIX: &str = "CLOUDBURST_";
 /// One child node.
 struct Launched {
     child: Child,
+    kind: NodeKind,
     /// When it was told to stop (SIGTERM sent), if it was.
     terminating: Option<Instant>,
 }
@@ -43,9 +44,13 @@ struct Launched {
 pub struct LocalProvider {
     exe: PathBuf,
     config_file: PathBuf,
+    /// The config of a KVS child.
+    kvs_config_file: PathBuf,
     log_dir: PathBuf,
     secret: String,
     limit: usize,
+    /// Most KVS children at once (`kvs_autoscale.max_kvs`).
+    kvs_limit: usize,
     /// Node ids are `<prefix>-<seq>`: unique among this process's children.
     prefix: String,
     seq: u64,
@@ -72,12 +77,21 @@ impl LocalProvider {
             .map_err(|e| ProviderError::Launch(format!("cannot render the child config: {e}")))?;
         write_private(&config_file, &text)
             .map_err(|e| launch_err(&config_file.display().to_string(), e))?;
+        let kvs_config_file = log_dir.join("kvs-node.toml");
+        let mut kvs = child_config(cfg, join);
+        kvs.node.roles = [Role::Kvs].into_iter().collect();
+        let text = toml::to_string_pretty(&kvs)
+            .map_err(|e| ProviderError::Launch(format!("cannot render the child config: {e}")))?;
+        write_private(&kvs_config_file, &text)
+            .map_err(|e| launch_err(&kvs_config_file.display().to_string(), e))?;
         Ok(LocalProvider {
             exe,
             config_file,
+            kvs_config_file,
             log_dir: log_dir.to_path_buf(),
             secret: cfg.node.cluster_secret.clone(),
             limit: cfg.autoscale.max_executors,
+            kvs_limit: cfg.kvs_autoscale.max_kvs,
             prefix: format!(
                 "{}-x{}",
                 sanitize(&cfg.node_id().to_string()),
@@ -100,7 +114,7 @@ impl LocalProvider {
         self.log_dir.join(format!("{node}.log"))
     }
 
-    fn spawn_one(&mut self) -> Result<NodeId, ProviderError> {
+    fn spawn_one(&mut self, kind: NodeKind) -> Result<NodeId, ProviderError> {
         self.seq += 1;
         let id = NodeId::new(format!("{}-{}", self.prefix, self.seq));
         let log = std::fs::OpenOptions::new()
@@ -116,7 +130,10 @@ impl LocalProvider {
         command
             .arg("node")
             .arg("--config")
-            .arg(&self.config_file)
+            .arg(match kind {
+                NodeKind::Executor => &self.config_file,
+                NodeKind::Kvs => &self.kvs_config_file,
+            })
             .arg("--node-id")
             .arg(id.to_string())
             .arg("--ephemeral");
@@ -144,11 +161,12 @@ impl LocalProvider {
         let child = command
             .spawn()
             .map_err(|e| launch_err(&self.exe.display().to_string(), e))?;
-        tracing::info!(node = %id, pid = child.id(), log = %self.log_path(&id).display(), "launched an executor node");
+        tracing::info!(node = %id, kind = kind.name(), pid = child.id(), log = %self.log_path(&id).display(), "launched a node");
         self.children.insert(
             id.clone(),
             Launched {
                 child,
+                kind,
                 terminating: None,
             },
         );
@@ -206,15 +224,18 @@ impl Drop for LocalProvider {
 
 impl NodeProvider for LocalProvider {
     fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError> {
-        let NodeKind::Executor = kind;
-        let running = self.children.len();
-        if running + count as usize > self.limit {
+        let limit = match kind {
+            NodeKind::Executor => self.limit,
+            NodeKind::Kvs => self.kvs_limit,
+        };
+        let running = self.children.values().filter(|l| l.kind == kind).count();
+        if running + count as usize > limit {
             return Err(ProviderError::AtLimit {
                 asked: count,
-                limit: self.limit,
+                limit,
             });
         }
-        (0..count).map(|_| self.spawn_one()).collect()
+        (0..count).map(|_| self.spawn_one(kind)).collect()
     }
 
     fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError> {
@@ -242,6 +263,18 @@ impl NodeProvider for LocalProvider {
         self.reap();
         self.children
             .iter_mut()
+            .map(|(id, l)| ProvidedNode {
+                node: id.clone(),
+                running: matches!(l.child.try_wait(), Ok(None)),
+            })
+            .collect()
+    }
+
+    fn list_of(&mut self, kind: NodeKind) -> Vec<ProvidedNode> {
+        self.reap();
+        self.children
+            .iter_mut()
+            .filter(|(_, l)| l.kind == kind)
             .map(|(id, l)| ProvidedNode {
                 node: id.clone(),
                 running: matches!(l.child.try_wait(), Ok(None)),

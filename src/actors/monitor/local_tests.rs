@@ -65,3 +65,30 @@ fn launches_beyond_the_limit_are_refused_and_exited_children_are_reaped() {
     assert!(p.list().is_empty(), "terminated children are reaped");
     assert!(p.log_path(&ids[0]).exists(), "each child has its log file");
 }
+
+#[test]
+fn kvs_children_run_a_kvs_only_config_under_their_own_limit_and_list_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config("/bin/false", 1);
+    cfg.kvs_autoscale.max_kvs = 2;
+    let mut p = LocalProvider::new(&cfg, join(), dir.path()).expect("provider");
+    let text = std::fs::read_to_string(&p.kvs_config_file).expect("kvs config file");
+    assert!(!text.contains("s3cret"), "the secret stays out of the file");
+    let c = Config::from_toml(&text).expect("the child can read it");
+    assert_eq!(c.node.roles, [Role::Kvs].into_iter().collect());
+    assert_eq!(c.node.data_dir, None);
+    // The executor limit (1) does not bound KVS nodes, and theirs (2) not executors.
+    let kvs = p.launch(NodeKind::Kvs, 2).expect("kvs nodes");
+    assert!(matches!(
+        p.launch(NodeKind::Kvs, 1),
+        Err(ProviderError::AtLimit { asked: 1, limit: 2 })
+    ));
+    let exec = p.launch(NodeKind::Executor, 1).expect("an executor node");
+    let ids = |l: Vec<super::ProvidedNode>| l.into_iter().map(|n| n.node).collect::<Vec<_>>();
+    assert_eq!(ids(p.list_of(NodeKind::Kvs)), kvs);
+    assert_eq!(ids(p.list_of(NodeKind::Executor)), exec);
+    assert_eq!(p.list().len(), 3);
+    for id in kvs.iter().chain(&exec) {
+        p.terminate(id).expect("terminate");
+    }
+}

@@ -3,6 +3,9 @@
 //! - [`policy`]: the autoscaling policy, a pure core driven by explicit time and the
 //!   metrics it is given; it returns decisions with their reasons and numbers.
 //! - [`observe`]: which monitor acts, and the policy's view of the executors (no I/O).
+//! - [`kvs_policy`]: the KVS elasticity policy (storage, load), a pure core like the
+//!   executor policy.
+//! - [`kvs_scaler`]: the I/O around the KVS policy (reports, launches, drains).
 //! - [`launches`]: launches asked of the node provider, reconciled every tick (late or
 //!   dead launches are replaced; repeated failures stop the launching).
 //! - [`record`]: decisions and the last numbers, kept for the dashboard and `/metrics`.
@@ -15,6 +18,8 @@
 pub mod actor;
 #[cfg(feature = "kubernetes")]
 pub mod k8s;
+pub mod kvs_policy;
+pub mod kvs_scaler;
 pub mod launches;
 pub mod local;
 pub mod observe;

@@ -10,6 +10,17 @@ use crate::ids::NodeId;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeKind {
     Executor,
+    /// A node playing only `kvs` (storage elasticity).
+    Kvs,
+}
+
+impl NodeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::Executor => "executor",
+            NodeKind::Kvs => "kvs",
+        }
+    }
 }
 
 /// Why a provider could not do what it was asked.
@@ -36,6 +47,15 @@ pub trait NodeProvider: Send {
     /// then leaves them running, for the next monitor to manage.
     fn nodes_outlive_monitor(&self) -> bool {
         false
+    }
+
+    /// The nodes of `kind` among [`NodeProvider::list`] (a provider of one kind of node
+    /// need not say).
+    fn list_of(&mut self, kind: NodeKind) -> Vec<ProvidedNode> {
+        match kind {
+            NodeKind::Executor => self.list(),
+            NodeKind::Kvs => Vec::new(),
+        }
     }
 }
 

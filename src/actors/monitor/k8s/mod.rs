@@ -374,7 +374,9 @@ fn status_error(method: &'static str, path: &str, status: u16, body: &[u8]) -> K
 
 impl NodeProvider for KubeProvider {
     fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError> {
-        let NodeKind::Executor = kind;
+        if kind == NodeKind::Kvs {
+            return self.launch_kvs(count);
+        }
         let err = |e: KubeError| ProviderError::Launch(e.to_string());
         let before = self.pods(Workload::Executors).map_err(err)?;
         let path = self.executor_scale_path();
@@ -426,6 +428,17 @@ impl NodeProvider for KubeProvider {
             }
         }
         self.last_list.clone()
+    }
+
+    /// KVS nodes are the StatefulSet's pods; executors the Deployment's.
+    fn list_of(&mut self, kind: NodeKind) -> Vec<ProvidedNode> {
+        match kind {
+            NodeKind::Executor => self.list(),
+            NodeKind::Kvs => self.list_kvs().unwrap_or_else(|e| {
+                tracing::warn!(cause = %e, "cannot list the KVS pods");
+                Vec::new()
+            }),
+        }
     }
 
     /// The pods belong to the Deployment: a monitor that stops (a rolling upgrade, its pod

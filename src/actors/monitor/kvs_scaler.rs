@@ -1,0 +1,275 @@
+//! The monitor's KVS side: the I/O around [`KvsPolicy`]. Every tick of the monitor it
+//! reconciles the KVS nodes the provider launched with membership, builds the policy's
+//! observation from the view and the KVS nodes' reports, and carries out the decision: a
+//! launch through the provider, or a [`DrainKvsNode`] to the chosen node, which hands every
+//! key to the owners that remain, leaves, and exits; only once it has left does the
+//! provider terminate (reap) it.
+
+use super::kvs_policy::{KvsAction, KvsDecision, KvsNode, KvsNumbers, KvsObservation, KvsPolicy};
+use super::launches::{Effect, Launches};
+use super::policy::NodeState;
+use super::provider::{NodeKind, NodeProvider};
+use crate::config::{Config, KvsAutoscaleConfig, Role};
+use crate::ids::{NodeId, NodeRef};
+use crate::net::membership::View;
+use crate::net::{ActorRef, ServiceId, Transport};
+use crate::protocol::{DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A KVS report older than this is not taken as the node's load (the node counts as
+/// starting): three of the nodes' one-second report intervals.
+pub const KVS_REPORT_FRESH: Duration = Duration::from_secs(3);
+/// How long a KVS node asked to leave may take before it is terminated anyway: its
+/// shards' hand-off is bounded by 30 s, and the leave and exit take a few more.
+pub const KVS_DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// KVS decisions kept to show (the newest; older ones are only in the log).
+pub const MAX_KVS_DECISIONS_KEPT: usize = crate::protocol::scaling::MAX_DECISIONS_KEPT;
+
+/// The monitor's KVS elasticity.
+pub struct KvsScaler {
+    cfg: KvsAutoscaleConfig,
+    replication: usize,
+    reports: BTreeMap<NodeId, (KvsNodeStatus, Instant)>,
+    /// Some while this monitor acts.
+    policy: Option<KvsPolicy>,
+    launches: Launches,
+    /// Nodes asked to leave, and when.
+    draining: BTreeMap<NodeId, Instant>,
+    last: KvsNumbers,
+    decisions: VecDeque<KvsDecisionRecord>,
+}
+
+impl KvsScaler {
+    pub fn new(cfg: &Config) -> KvsScaler {
+        let a = &cfg.autoscale;
+        KvsScaler {
+            cfg: cfg.kvs_autoscale.clone(),
+            replication: cfg.kvs.replication,
+            reports: BTreeMap::new(),
+            policy: None,
+            launches: Launches::new(a.launch_timeout(), a.max_launch_failures),
+            draining: BTreeMap::new(),
+            last: KvsNumbers::default(),
+            decisions: VecDeque::new(),
+        }
+    }
+
+    /// A KVS node reported its load.
+    pub fn report(&mut self, status: KvsNodeStatus, now: Instant) {
+        let status = status.sanitized();
+        self.reports.insert(status.node.id.clone(), (status, now));
+    }
+
+    /// The last fresh report of each KVS node.
+    fn statuses(&self, now: Instant) -> Vec<KvsNodeStatus> {
+        self.reports
+            .values()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < KVS_REPORT_FRESH)
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
+
+    /// What the dashboard shows: the last tick's numbers, the newest decisions (oldest
+    /// first) and each KVS node's last report.
+    pub fn state(&self, now: Instant) -> KvsAutoscaleState {
+        KvsAutoscaleState {
+            enabled: self.cfg.enabled,
+            min_kvs: u32::try_from(self.cfg.min_kvs).unwrap_or(u32::MAX),
+            max_kvs: u32::try_from(self.cfg.max_kvs).unwrap_or(u32::MAX),
+            last: self.last,
+            decisions: self.decisions.iter().cloned().collect(),
+            nodes: self.statuses(now),
+        }
+    }
+
+    /// One monitor tick: reconcile, then (when this monitor acts) decide and act.
+    pub fn tick(&mut self, acting: bool, view: &View, io: &mut Io<'_>, now: Instant) {
+        match (acting, self.policy.is_some()) {
+            (true, false) => self.policy = Some(KvsPolicy::new(self.cfg.clone(), now)),
+            (false, true) => self.policy = None,
+            _ => {}
+        }
+        let provided = io.provider.list_of(NodeKind::Kvs);
+        let live: BTreeSet<NodeId> = view
+            .live_with_role(Role::Kvs)
+            .map(|m| m.node.id.clone())
+            .collect();
+        self.reports.retain(|n, _| live.contains(n));
+        for effect in self.launches.reconcile(&live, &provided, now) {
+            match effect {
+                Effect::Terminate(node) => {
+                    terminate(io.provider, &node);
+                    self.note("terminate", Some(&node), "not_joined");
+                }
+                Effect::Relaunch(count) => {
+                    self.note("relaunch", None, "not_joined");
+                    self.launch(io.provider, count, now);
+                }
+                Effect::GiveUp { .. } => {
+                    tracing::error!("kvs node launches keep failing; the monitor launches no more");
+                    self.note("give_up", None, "launch_failures");
+                }
+            }
+        }
+        self.reap(view, &live, io, now);
+        let removable: BTreeSet<NodeId> = provided.into_iter().map(|p| p.node).collect();
+        let obs = self.observe(view, &removable, now);
+        let Some(policy) = self.policy.as_mut() else {
+            return;
+        };
+        let tick = policy.tick(&obs, now);
+        self.last = tick.numbers;
+        if let Some(d) = tick.decision {
+            self.carry_out(d, view, io, now);
+        }
+    }
+
+    /// Terminate the nodes asked to leave once they left (their shards handed every key
+    /// off before the leave) or overran [`KVS_DRAIN_LIMIT`]; ask again those the view does
+    /// not show leaving yet.
+    fn reap(&mut self, view: &View, live: &BTreeSet<NodeId>, io: &mut Io<'_>, now: Instant) {
+        let asked: Vec<(NodeId, Instant)> =
+            self.draining.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        for (node, since) in asked {
+            let left = !live.contains(&node);
+            let overran = now.saturating_duration_since(since) >= KVS_DRAIN_LIMIT;
+            if left || overran {
+                terminate(io.provider, &node);
+                self.draining.remove(&node);
+                let reason = if left { "drained" } else { "drain_overran" };
+                self.note("terminate", Some(&node), reason);
+            } else if view.get(&node).is_some_and(|m| !m.draining) {
+                send_drain(view, &node, io);
+            }
+        }
+    }
+
+    fn observe(&self, view: &View, removable: &BTreeSet<NodeId>, now: Instant) -> KvsObservation {
+        let nodes = view
+            .live_with_role(Role::Kvs)
+            .map(|m| {
+                let status = self
+                    .reports
+                    .get(&m.node.id)
+                    .filter(|(s, at)| {
+                        now.saturating_duration_since(*at) < KVS_REPORT_FRESH && s.node == m.node
+                    })
+                    .map(|(s, _)| s);
+                let asked = self.draining.contains_key(&m.node.id);
+                let state = match status {
+                    _ if m.draining || asked => NodeState::Draining,
+                    Some(s) if s.draining => NodeState::Draining,
+                    Some(_) => NodeState::Active,
+                    None => NodeState::Starting,
+                };
+                KvsNode {
+                    node: m.node.id.clone(),
+                    state,
+                    bytes: status.map_or(0, |s| s.bytes),
+                    budget_bytes: status.map_or(0, |s| s.budget_bytes),
+                    occupancy: status.map_or(0.0, |s| s.occupancy),
+                    service_us: status.map_or(0.0, |s| s.service_us_mean),
+                    requests: status.map_or(0, |s| s.requests),
+                    removable: removable.contains(&m.node.id),
+                }
+            })
+            .collect();
+        KvsObservation {
+            nodes,
+            launches_pending: self.launches.pending(),
+            replication: self.replication,
+        }
+    }
+
+    fn carry_out(&mut self, d: KvsDecision, view: &View, io: &mut Io<'_>, now: Instant) {
+        let reason = d.reason.name();
+        match &d.action {
+            KvsAction::Launch { count } => {
+                if !self.launches.may_launch() {
+                    return;
+                }
+                self.note("launch", None, reason);
+                self.launch(io.provider, *count, now);
+            }
+            KvsAction::Drain { node } => {
+                self.note("drain", Some(node), reason);
+                self.draining.insert(node.clone(), now);
+                send_drain(view, node, io);
+            }
+        }
+    }
+
+    fn launch(&mut self, provider: &mut dyn NodeProvider, count: u32, now: Instant) {
+        match provider.launch(NodeKind::Kvs, count) {
+            Ok(ids) => self.launches.launched(ids, now),
+            Err(e) => {
+                tracing::warn!(cause = %e, "the provider could not launch kvs nodes");
+                self.note("launch_failed", None, &e.to_string());
+            }
+        }
+    }
+
+    /// Log and keep one decision or provider action.
+    fn note(&mut self, action: &str, node: Option<&NodeId>, reason: &str) {
+        let n = self.last;
+        tracing::info!(
+            action,
+            node = node.map(|n| n.as_str()).unwrap_or(""),
+            reason,
+            active = n.active,
+            starting = n.starting,
+            draining = n.draining,
+            pending = n.pending,
+            bytes = n.bytes,
+            budget_bytes = n.budget_bytes,
+            storage = n.storage,
+            occupancy_min = n.occupancy_min,
+            occupancy_mean = n.occupancy_mean,
+            service_us = n.service_us,
+            "kvs autoscale decision"
+        );
+        if self.decisions.len() == MAX_KVS_DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(KvsDecisionRecord {
+            at_ms: unix_ms(),
+            action: action.to_string(),
+            node: node.map(|n| n.to_string()),
+            reason: reason.to_string(),
+            numbers: n,
+        });
+    }
+}
+
+/// What a tick acts through.
+pub struct Io<'a> {
+    pub provider: &'a mut dyn NodeProvider,
+    pub transport: &'a Transport,
+    pub me: &'a NodeRef,
+}
+
+fn terminate(provider: &mut dyn NodeProvider, node: &NodeId) {
+    if let Err(e) = provider.terminate(node) {
+        tracing::warn!(node = %node, cause = %e, "cannot terminate kvs node");
+    }
+}
+
+/// (Again) ask `node` to leave; a lost request is repeated every tick until the view shows
+/// it draining.
+fn send_drain(view: &View, node: &NodeId, io: &Io<'_>) {
+    let Some(member) = view.get(node) else {
+        return;
+    };
+    let target = ActorRef::new(member.node.clone(), ServiceId::Node, 0);
+    let h = io.transport.handle::<DrainKvsNode>(target);
+    if let Err(e) = h.tell(DrainKvsNode { by: io.me.clone() }) {
+        tracing::debug!(node = %node, cause = %e, "kvs drain request not sent");
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,122 @@
+//! What the KVS nodes tell the monitor about their load (it adds and removes KVS nodes
+//! on it), and the request that makes a KVS node leave.
+
+use crate::ids::NodeRef;
+use serde::{Deserialize, Serialize};
+
+/// Hot keys one report names at most: bounds a report's size whatever a peer sends.
+pub const MAX_REPORTED_HOT_KEYS: usize = 64;
+
+/// A KVS node's load over its last report window, summed over its shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvsNodeStatus {
+    pub node: NodeRef,
+    pub shards: u32,
+    pub keys: u64,
+    /// Bytes the node's shards hold, and what it may hold (`kvs.memory_budget_bytes`).
+    pub bytes: u64,
+    pub budget_bytes: u64,
+    /// Length of the window the figures cover, in milliseconds.
+    pub window_ms: u64,
+    /// Mean over the shards of their busy time over the window, `0.0..=1.0`; and the
+    /// busiest shard's.
+    pub occupancy: f64,
+    pub occupancy_max: f64,
+    /// Keys read and written by clients in the window, and requests served.
+    pub gets: u64,
+    pub puts: u64,
+    pub requests: u64,
+    /// Service time of a request inside a shard (from taking it to answering), µs.
+    pub service_us_mean: f64,
+    pub service_us_max: u64,
+    /// The node's hottest keys of the window with their estimated access counts, hottest
+    /// first; at most [`MAX_REPORTED_HOT_KEYS`].
+    pub hot_keys: Vec<(String, u64)>,
+    /// The node is leaving (handing its keys off).
+    pub draining: bool,
+}
+
+impl KvsNodeStatus {
+    /// The status with figures from a peer made safe to compute with: fractions in
+    /// `0..=1`, means finite, the hot keys bounded.
+    pub fn sanitized(mut self) -> KvsNodeStatus {
+        let fraction = |x: f64| {
+            if x.is_finite() {
+                x.clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        self.occupancy = fraction(self.occupancy);
+        self.occupancy_max = fraction(self.occupancy_max);
+        if !self.service_us_mean.is_finite() || self.service_us_mean < 0.0 {
+            self.service_us_mean = 0.0;
+        }
+        self.hot_keys.truncate(MAX_REPORTED_HOT_KEYS);
+        self
+    }
+}
+
+/// A KVS node's status, sent to every live monitor once per report window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct KvsReport {
+    pub status: KvsNodeStatus,
+}
+
+/// Sent by the acting monitor to a KVS node it removes: the node drains (hands every key
+/// to the owners that remain), leaves the cluster and exits, as on SIGTERM.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct DrainKvsNode {
+    /// The monitor's node (for the log line).
+    pub by: NodeRef,
+}
+
+/// The numbers one tick computed (shown with every decision and on the dashboard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KvsNumbers {
+    pub active: u32,
+    pub starting: u32,
+    pub draining: u32,
+    pub pending: u32,
+    pub counted: u32,
+    /// Fewest nodes the policy keeps: max(replication, min_kvs).
+    pub floor: u32,
+    pub bytes: u64,
+    pub budget_bytes: u64,
+    /// Bytes over the counted nodes' budget.
+    pub storage: f64,
+    /// Over the stable window: the least busy node's and the mean occupancy, and the mean
+    /// service time (µs).
+    pub occupancy_min: f64,
+    pub occupancy_mean: f64,
+    pub service_us: f64,
+}
+
+/// One KVS decision (or provider action), as people see it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KvsDecisionRecord {
+    pub at_ms: u64,
+    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`.
+    pub action: String,
+    pub node: Option<String>,
+    /// `storage`, `busy`, `latency`, `underused`, `drained`, `drain_overran`, ...
+    pub reason: String,
+    pub numbers: KvsNumbers,
+}
+
+/// The KVS side of what a monitor shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KvsAutoscaleState {
+    /// `kvs_autoscale.enabled`, `min_kvs`, `max_kvs`.
+    pub enabled: bool,
+    pub min_kvs: u32,
+    pub max_kvs: u32,
+    /// The last tick's numbers.
+    pub last: KvsNumbers,
+    /// The newest decisions, oldest first.
+    pub decisions: Vec<KvsDecisionRecord>,
+    /// Each KVS node's last report: bytes against its budget, occupancy, hot keys.
+    pub nodes: Vec<KvsNodeStatus>,
+}

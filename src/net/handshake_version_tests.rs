@@ -56,6 +56,8 @@ async fn accept_from(hello: Vec<u8>) -> (Result<Identity, HandshakeError>, OldMs
     old_w.send(Bytes::from(hello)).await.expect("send hello");
     let gate = ClusterGate::new(ClusterState::Joining);
     let ours = accept(&mut br, &mut bw, &ident("new"), &Secret::new("s"), &gate).await;
+    // Closed, so an acceptor that sent nothing fails the read below rather than hangs it.
+    drop((br, bw));
     let frame = old_r.next().await.expect("an answer").expect("a frame");
     let theirs: OldMsg = decode_payload(&frame).expect("an old node decodes the answer");
     (ours, theirs)

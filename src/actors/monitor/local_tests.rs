@@ -42,14 +42,14 @@ fn launches_beyond_the_limit_are_refused_and_exited_children_are_reaped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut p = LocalProvider::new(&config("/bin/false", 2), join(), dir.path()).expect("provider");
     assert!(matches!(
-        p.launch(NodeKind::Executor, 3),
+        p.launch(NodeKind::Executor, 3, &[]),
         Err(ProviderError::AtLimit { asked: 3, limit: 2 })
     ));
-    let ids = p.launch(NodeKind::Executor, 2).expect("launched");
+    let ids = p.launch(NodeKind::Executor, 2, &[]).expect("launched");
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], ids[1]);
     assert!(
-        p.launch(NodeKind::Executor, 1).is_err(),
+        p.launch(NodeKind::Executor, 1, &[]).is_err(),
         "two children run or wait to be reaped: at the limit"
     );
     // /bin/false exits at once: the provider reports it ended until it is terminated.

@@ -3,6 +3,7 @@
 //! - [`policy`]: the autoscaling policy, a pure core driven by explicit time and the
 //!   metrics it is given; it returns decisions with their reasons and numbers.
 //! - [`observe`]: which monitor acts, and the policy's view of the executors (no I/O).
+//! - [`hot`]: which functions are hot (a launched executor loads them: warm starts).
 //! - [`launches`]: launches asked of the node provider, reconciled every tick (late or
 //!   dead launches are replaced; repeated failures stop the launching).
 //! - [`record`]: decisions and the last numbers, kept for the dashboard and `/metrics`.
@@ -11,6 +12,7 @@
 //! - [`actor`]: the monitor actor, the I/O around them.
 
 pub mod actor;
+pub mod hot;
 pub mod launches;
 pub mod local;
 pub mod observe;

@@ -1,7 +1,7 @@
 //! Warm starts: before a new executor reports ready, it loads the functions its launch
 //! named (the hot ones, by the monitor's per-function rates) into every worker, so a
 //! class function's `__init__` (a model being loaded) has run before its first call. The
-//! executor then reports which functions it holds warm; schedulers prefer it for them.
+//! executor then reports which functions it holds warm (shown on the dashboard).
 
 use super::env::ExecEnv;
 use super::library::Invocation;

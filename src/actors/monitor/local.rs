@@ -44,7 +44,7 @@ const PLATFORM_ENV_PREFIX: &str = "CLOUDBURST_";
 /// this long: launches still work (started on demand) and say why they fail.
 pub const STANDBY_RETRY: Duration = Duration::from_secs(30);
 
-/// How long a standby, told to stop (its stdin closed, then SIGTERM), may take to exit
+/// How long a standby, told to stop (its stdin closed), may take to exit
 /// when the provider goes before it is killed: it only has idle workers to stop.
 const STANDBY_STOP: Duration = Duration::from_secs(2);
 

@@ -65,3 +65,45 @@ fn launches_beyond_the_limit_are_refused_and_exited_children_are_reaped() {
     assert!(p.list().is_empty(), "terminated children are reaped");
     assert!(p.log_path(&ids[0]).exists(), "each child has its log file");
 }
+
+#[test]
+fn a_launch_hands_over_a_ready_standby_with_its_warm_functions_and_another_is_started() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let got = dir.path().join("launch-lines");
+    // A stand-in for `cloudburst node --standby`: writes its launch line, then waits.
+    let exe = dir.path().join("standby.sh");
+    let script = format!(
+        "#!/bin/sh\nread line\necho \"$line\" >> {}\nexec sleep 30\n",
+        got.display()
+    );
+    std::fs::write(&exe, script).expect("script");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut c = config(&exe.display().to_string(), 2);
+    c.autoscale.standby_executors = 1;
+    let mut p = LocalProvider::new(&c, join(), dir.path()).expect("provider");
+    p.keep_standbys(true);
+    assert!(p.list().is_empty(), "a standby is not a launched node");
+    assert_eq!(p.standbys.len(), 1);
+    let standby = p.standbys[0].0.clone();
+    let ids = p
+        .launch(NodeKind::Executor, 2, &["f".into()])
+        .expect("launched");
+    assert_eq!(ids[0], standby, "the ready standby goes first");
+    assert_eq!(p.list().len(), 2);
+    assert_eq!(p.standbys.len(), 1, "another standby is started");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let lines = std::fs::read_to_string(&got).unwrap_or_default();
+        if lines.lines().count() == 2 {
+            assert!(lines.lines().all(|l| l == "go [\"f\"]"), "{lines}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "launch lines not read: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p.keep_standbys(false);
+    assert!(p.standbys.is_empty(), "a monitor that stands by keeps none");
+}

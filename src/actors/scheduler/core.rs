@@ -261,30 +261,14 @@ impl SchedulerCore {
         now: Instant,
         rng: &mut impl Rng,
     ) -> Result<ActorRef, FunctionError> {
-        self.place_for(None, refs, now, rng)
-    }
-
-    /// The executor for `function` (if named) whose arguments reference `refs`: the most
-    /// referenced keys cached first, then one holding the function warm (loaded), then at
-    /// random.
-    pub fn place_for(
-        &self,
-        function: Option<&str>,
-        refs: &[&Key],
-        now: Instant,
-        rng: &mut impl Rng,
-    ) -> Result<ActorRef, FunctionError> {
         let below = self.fresh(now).any(|s| s.utilisation <= self.threshold);
-        // With one executor there is nothing to prefer (the call path's common case).
-        let function = function.filter(|_| self.executors.len() > 1);
-        let mut best: Option<(&ExecutorStatus, (usize, bool))> = None;
+        let mut best: Option<(&ExecutorStatus, usize)> = None;
         let mut ties = 0u32;
         for s in self.fresh(now) {
             if below && s.utilisation > self.threshold {
                 continue;
             }
-            let warm = function.is_some_and(|f| s.load.warm.iter().any(|w| w == f));
-            let score = (self.locality(&s.executor.node.id, refs), warm);
+            let score = self.locality(&s.executor.node.id, refs);
             match best {
                 Some((_, b)) if score < b => {}
                 Some((_, b)) if score == b => {
@@ -325,8 +309,7 @@ impl SchedulerCore {
             .collect();
         let placed = args
             .iter()
-            .zip(&dag.functions)
-            .map(|(a, f)| self.place_for(Some(f), &references(a), now, rng))
+            .map(|a| self.place(&references(a), now, rng))
             .collect::<Result<Vec<_>, _>>()?;
         let dag_name = plan.is_dag.then(|| dag.name.clone());
         // Repeatable read pins at the node of the first function that runs (a source).

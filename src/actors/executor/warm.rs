@@ -1,7 +1,8 @@
 //! Warm starts: before a new executor reports ready, it loads the functions its launch
 //! named (the hot ones, by the monitor's per-function rates) into every worker, so a
 //! class function's `__init__` (a model being loaded) has run before its first call. The
-//! executor then reports which functions it holds warm (shown on the dashboard).
+//! executor then reports which functions it holds warm (shown on the dashboard; schedulers
+//! prefer it for those that are class functions).
 
 use super::env::ExecEnv;
 use super::library::Invocation;

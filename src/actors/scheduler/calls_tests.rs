@@ -62,6 +62,7 @@ fn pipeline(retries: u32, retry_errors: bool) -> Arc<CallPlan> {
         timeout_ms: Some(ms),
         retries,
         retry_errors,
+        class: false,
     };
     Arc::new(CallPlan {
         dag: plan(&spec).expect("valid"),

@@ -377,6 +377,7 @@ fn meta_of(record: &FunctionRecord) -> FunctionMeta {
         timeout_ms: record.timeout_ms,
         retries: record.retries.unwrap_or(DEFAULT_RETRIES),
         retry_errors: record.retry_errors,
+        class: record.kind == crate::pyrt::FunctionKind::Class,
     }
 }
 

@@ -52,7 +52,7 @@ pub fn run(cli: Cli) -> ExitCode {
             node_exit(node::run(c, Mode::Local))
         }),
         Command::Node(args) => with_config(args.to_config(), args.common.dump_config, |c| {
-            node_exit(node::run(c, Mode::Node))
+            node_exit(node::run_with(c, Mode::Node, args.standby))
         }),
         Command::Bench(args) => bench(&args),
         Command::DeclareLost(args) => with_config(args.to_config(), args.common.dump_config, |c| {
@@ -112,6 +112,7 @@ fn node_exit(outcome: Result<(), NodeError>) -> ExitCode {
         NodeError::Start { .. }
         | NodeError::NotReady(_)
         | NodeError::Storage(_)
+        | NodeError::Standby(_)
         | NodeError::Token(_) => ExitCode::from(EXIT_FAILURE),
     }
 }

@@ -261,6 +261,10 @@ pub struct NodeArgs {
     /// Stable node name (defaults to the peer listen address).
     #[arg(long, env = "CLOUDBURST_NODE_ID", value_name = "NAME")]
     pub node_id: Option<String>,
+    /// Start the executor's Python workers, then wait for a launch line on stdin before
+    /// joining (how the monitor's local provider keeps standby executor nodes).
+    #[arg(long, hide = true)]
+    pub standby: bool,
 }
 
 /// The benchmarks `cloudburst bench` knows.

@@ -4,7 +4,9 @@ A `cloudburst node` playing kvs, scheduler, gateway and monitor (no executor) wi
 local provider and `min_executors = 0`: a function registers with no executor alive, a
 call to it returns its right answer once the launched executor node is ready, and the
 cluster goes back to no executor after the idle delay; then the same again (a second cold
-start). Every time bound is a multiple of the configured windows plus the time a node takes
+start). The launched node loads the function the waiting call needs before it reports
+ready (a warm start): the class function's `__init__` runs in that load (call id 0), not in
+the first call, and once per node. Every time bound is a multiple of the configured windows plus the time a node takes
 to start.
 
 Run against a binary without scale from zero (`CLOUDBURST_BIN=...` of main) this test
@@ -47,14 +49,15 @@ NODE = re.compile(r"^cloudburst node (\S+) listening on ")
 
 
 class Model:
-    """A class function: `__init__` loads "the model" (and says so in a file), `run` uses it."""
+    """A class function: `__init__` loads "the model" (and says so in a file, with the call
+    it ran in: 0 when the executor loaded it before any call), `run` uses it."""
 
     def __init__(self, cb, path):
         import os
 
         self.path, self.weights = path, 10
         with open(path, "a") as f:
-            f.write(f"init {os.getpid()}\n")
+            f.write(f"init {os.getpid()} {cb.call_id}\n")
 
     def run(self, cb, x):
         return x * self.weights
@@ -131,6 +134,8 @@ def test_a_call_to_an_idle_cluster_starts_an_executor_and_the_cluster_returns_to
     drains = [d for d in decisions if d["action"] == "drain"]
     assert len(drains) == 2 and all(d["reason"] == "idle" for d in drains), decisions
     assert state["cold_starts"] == 2 and len(state["cold_start_ms"]) == 2, state
-    # Each executor node loaded the model once (one worker each).
-    lines = open(inits).read().split()
-    assert lines.count("init") == 2, lines
+    # Each executor node loaded the model once (one worker each), before any call reached
+    # it: in its warm load (call id 0), not in the first call.
+    lines = [line.split() for line in open(inits).read().splitlines()]
+    assert len(lines) == 2 and all(line[0] == "init" for line in lines), lines
+    assert [line[2] for line in lines] == ["0", "0"], lines

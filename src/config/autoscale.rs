@@ -50,6 +50,11 @@ pub struct AutoscaleConfig {
     /// After this many failed launches in a row the monitor stops launching and says so
     /// (a broken binary or environment would otherwise be spawned for ever).
     pub max_launch_failures: u32,
+    /// Executor node processes the local provider keeps started but not joined (their
+    /// Python workers up, holding no calls and counted as no capacity): a launch hands one
+    /// over, so a new node serves in a fraction of a second instead of starting its
+    /// workers first. Each costs its workers' memory while it waits; 0 turns it off.
+    pub standby_executors: usize,
 }
 
 impl Default for AutoscaleConfig {
@@ -68,6 +73,7 @@ impl Default for AutoscaleConfig {
             tick_ms: 2_000,
             launch_timeout_ms: 30_000,
             max_launch_failures: 3,
+            standby_executors: 1,
         }
     }
 }
@@ -75,6 +81,10 @@ impl Default for AutoscaleConfig {
 /// Upper bound on `max_executors`: each executor node is a process with its own Python
 /// workers; beyond this a typo (an extra zero) would be taken for a request.
 pub const MAX_EXECUTORS_LIMIT: usize = 1_000;
+
+/// Upper bound on `standby_executors`: standby nodes are idle processes with Python
+/// workers; a few cover a burst of launches, more only cost memory.
+pub const MAX_STANDBY_EXECUTORS: usize = 8;
 
 impl AutoscaleConfig {
     /// Check the section's own rules; the message names the offending key.
@@ -98,6 +108,11 @@ impl AutoscaleConfig {
         }
         if !(self.max_scale_up_rate > 1.0 && self.max_scale_up_rate.is_finite()) {
             return Err("autoscale.max_scale_up_rate must be a finite number above 1".into());
+        }
+        if self.standby_executors > MAX_STANDBY_EXECUTORS {
+            return Err(format!(
+                "autoscale.standby_executors must be at most {MAX_STANDBY_EXECUTORS}"
+            ));
         }
         if self.tick_ms == 0 {
             return Err("autoscale.tick_ms must be greater than 0".into());
@@ -165,7 +180,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_key() {
-        let cases: [(Spoil, &str); 9] = [
+        let cases: [(Spoil, &str); 10] = [
+            (|c| c.standby_executors = 99, "standby_executors"),
             (|c| c.launch_timeout_ms = 1, "launch_timeout_ms"),
             (|c| c.max_launch_failures = 0, "max_launch_failures"),
             (|c| c.max_executors = 0, "max_executors"),

@@ -11,6 +11,7 @@
 //! - [`observe`]: the `Node` service every node runs: its own figures and call logs.
 //! - `admin`: every node's admin HTTP port: `/healthz`, `/readyz`, `/metrics`.
 //! - [`ready`]: the readiness lines on stdout and their parser.
+//! - [`standby`]: a standby executor node: its Python workers start before a launch.
 //! - `serve`: the one serve loop: start, readiness line, signal (or a failed sync), stop.
 //! - [`storage`]: the data directory: lock, identity, recovery before joining, members.
 //! - [`token`]: the per-user client token file of a gateway given no token.
@@ -30,6 +31,7 @@ pub mod operator;
 pub mod ready;
 pub mod roles;
 mod serve;
+pub mod standby;
 pub mod storage;
 pub mod token;
 
@@ -80,10 +82,18 @@ pub enum NodeError {
     /// may have lost.
     #[error("stopped: {0}")]
     Storage(String),
+    #[error(transparent)]
+    Standby(#[from] standby::StandbyError),
 }
 
 /// Run `cfg` as `mode` until SIGTERM or Ctrl-C.
-pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
+pub fn run(cfg: Config, mode: Mode) -> Result<(), NodeError> {
+    run_with(cfg, mode, false)
+}
+
+/// [`run`]; a `standby` node starts its Python workers, then waits for a launch on stdin
+/// before it joins (see [`standby`]).
+pub fn run_with(mut cfg: Config, mode: Mode, standby: bool) -> Result<(), NodeError> {
     close_to_same_user();
     if cfg.node.cluster_secret.is_empty() {
         match mode {
@@ -103,7 +113,7 @@ pub fn run(mut cfg: Config, mode: Mode) -> Result<(), NodeError> {
             None => eprintln!("cloudburst local: ephemeral, nothing is kept after it stops"),
         }
     }
-    actix::System::new().block_on(serve::serve(cfg, mode))
+    actix::System::new().block_on(serve::serve(cfg, mode, standby))
 }
 
 /// Say where clients find the token (or that they need none), before anything starts.

@@ -13,7 +13,9 @@ use super::dashboard;
 use super::observe::NodeService;
 use super::storage::NodeStorage;
 use crate::actors::cache::{CacheHandle, StateAccess};
-use crate::actors::executor::{Executor, ExecutorHandle, StartError as ExecutorStartError};
+use crate::actors::executor::{
+    Executor, ExecutorHandle, Prestarted, StartError as ExecutorStartError,
+};
 use crate::actors::gateway::dashboard::DashboardServer;
 use crate::actors::gateway::tls::TlsError;
 use crate::actors::gateway::Gateway;
@@ -46,6 +48,10 @@ pub const CHILDREN_STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// How long a leaving KVS node may spend handing its keys to the remaining owners.
 pub const HANDOFF_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long a launched executor node waits for the KVS routing table before it loads its
+/// warm functions (it joined a moment ago; past this they load on their first calls).
+const WARM_ROUTING_LIMIT: Duration = Duration::from_secs(5);
 
 /// How often [`NodeRoles::wait_ready`] looks again while it waits.
 const READY_POLL: Duration = Duration::from_millis(5);
@@ -132,6 +138,14 @@ impl NodeRoles {
     /// shards before it joins: it serves its keys again, and hand-off brings what changed
     /// while it was away.
     pub async fn start(cfg: &Config) -> Result<NodeRoles, RoleError> {
+        Self::start_with(cfg, None).await
+    }
+
+    /// [`NodeRoles::start`], the executor taking over `prestarted` workers (a standby node).
+    pub async fn start_with(
+        cfg: &Config,
+        prestarted: Option<Prestarted>,
+    ) -> Result<NodeRoles, RoleError> {
         // Before anything starts: a bad certificate is an error at once.
         let tls = gateway_tls(cfg)?;
         let (mut storage, cfg, id) = NodeStorage::open(cfg)?;
@@ -171,7 +185,7 @@ impl NodeRoles {
             monitor: None,
             admin: None,
         };
-        match node.start_roles(cfg, tls).await {
+        match node.start_roles(cfg, tls, prestarted).await {
             Ok(()) => Ok(node),
             Err(e) => {
                 tracing::warn!(cause = %e, "a role failed to start; stopping what started");
@@ -215,6 +229,7 @@ impl NodeRoles {
         &mut self,
         cfg: &Config,
         tls: Option<rustls::ServerConfig>,
+        prestarted: Option<Prestarted>,
     ) -> Result<(), RoleError> {
         let roles = &cfg.node.roles;
         let (t, m) = (&self.transport, &self.membership);
@@ -224,11 +239,16 @@ impl NodeRoles {
         if roles.contains(&Role::Scheduler) {
             self.scheduler = Some(Scheduler::start(t, m, self.kvs.client.clone(), cfg)?);
         }
+        if prestarted.as_ref().is_some_and(|p| !p.warm.is_empty())
+            && !self.routed(WARM_ROUTING_LIMIT).await
+        {
+            tracing::warn!("no KVS node known yet: the functions load on their first calls");
+        }
         if let Some(cache) = &self.cache {
             // Executors read and write state through this node's cache, and load function
             // bodies from the KVS itself.
             let registry: Arc<dyn StateAccess> = Arc::new(self.kvs.client.clone());
-            let e = Executor::start(t, m, cache.clone(), registry, cfg).await?;
+            let e = Executor::start(t, m, cache.clone(), registry, cfg, prestarted).await?;
             self.executor = Some(e);
         }
         if roles.contains(&Role::Monitor) {
@@ -311,12 +331,8 @@ impl NodeRoles {
         routing_limit: Duration,
         executors_limit: Duration,
     ) -> Result<(), NotReady> {
-        let deadline = tokio::time::Instant::now() + routing_limit;
-        while self.kvs.client.routing().nodes().next().is_none() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(NotReady::KvsUnrouted(routing_limit));
-            }
-            tokio::time::sleep(READY_POLL).await;
+        if !self.routed(routing_limit).await {
+            return Err(NotReady::KvsUnrouted(routing_limit));
         }
         let Some(scheduler) = &self.scheduler else {
             return Ok(());
@@ -336,6 +352,18 @@ impl NodeRoles {
             }
             tokio::time::sleep(READY_POLL).await;
         }
+    }
+
+    /// Wait (at most `limit`) until the KVS routing table knows a KVS node; whether it does.
+    async fn routed(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.kvs.client.routing().nodes().next().is_none() {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        true
     }
 
     /// Close the gateway's sessions (after a drain it has no call in flight), hand this

@@ -18,9 +18,18 @@ const ROUTING_DEADLINE: Duration = Duration::from_secs(10);
 /// Python workers start first; a loaded machine is slow).
 const EXECUTOR_DEADLINE: Duration = Duration::from_secs(60);
 
-/// Serve `cfg` as `mode` until a signal. Must run inside an actix `System`.
-pub(super) async fn serve(cfg: Config, mode: Mode) -> Result<(), NodeError> {
-    let roles = NodeRoles::start(&cfg)
+/// Serve `cfg` as `mode` until a signal. Must run inside an actix `System`. A `standby`
+/// node starts its executor's workers first and joins only once launched (see
+/// [`super::standby`]).
+pub(super) async fn serve(cfg: Config, mode: Mode, standby: bool) -> Result<(), NodeError> {
+    let prestarted = match standby {
+        false => None,
+        true => match super::standby::wait_for_launch(&cfg).await? {
+            Some(p) => Some(p),
+            None => return Ok(()),
+        },
+    };
+    let roles = NodeRoles::start_with(&cfg, prestarted)
         .await
         .map_err(|source| NodeError::Start { mode, source })?;
     let line = match ready(&roles, mode).await {

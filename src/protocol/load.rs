@@ -57,6 +57,12 @@ pub struct ExecutorLoad {
     pub cache_bytes: u64,
     /// Per function, at most [`MAX_REPORTED_FUNCTIONS`], most calls first.
     pub functions: Vec<FunctionLoad>,
+    /// Functions loaded on this executor (warm: a call runs without loading them first),
+    /// sorted, at most [`MAX_REPORTED_FUNCTIONS`].
+    pub warm: Vec<String>,
+    /// A monitor's node provider launched this node: whichever monitor acts may scale it
+    /// down (it drains, leaves and exits; the provider that launched it reaps it).
+    pub launched: bool,
 }
 
 impl ExecutorLoad {
@@ -67,6 +73,7 @@ impl ExecutorLoad {
         self.occupancy = finite(self.occupancy).min(1.0);
         self.demand = finite(self.demand);
         self.functions.truncate(MAX_REPORTED_FUNCTIONS);
+        self.warm.truncate(MAX_REPORTED_FUNCTIONS);
         self
     }
 }

@@ -16,6 +16,9 @@ pub struct FunctionMeta {
     pub retries: u32,
     /// Whether its exception or timeout re-runs the call.
     pub retry_errors: bool,
+    /// A class function: its `__init__` (say, loading a model) runs once per worker, so
+    /// placement prefers an executor that holds it loaded.
+    pub class: bool,
 }
 
 /// One change of the registry, as already stored in the KVS.

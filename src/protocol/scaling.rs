@@ -39,6 +39,43 @@ pub struct ExecutorsWanted {
     pub functions: Vec<String>,
 }
 
+/// The launch line a node provider writes to a standby executor node's stdin (see
+/// `node::standby`): `go`, then a JSON list of the functions to load before it reports
+/// ready, e.g. `go ["square"]`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchLineError {
+    #[error("bad launch line: it does not start with `go`")]
+    NoGo,
+    #[error("bad launch line: the function names are not a JSON list of strings: {0}")]
+    Names(String),
+}
+
+/// Functions a launch line may name at most; the rest are loaded on first call.
+pub const MAX_WARM_FUNCTIONS: usize = 64;
+
+/// Parse a launch line: `go` then an optional JSON list of function names.
+pub fn parse_launch(line: &str) -> Result<Vec<String>, LaunchLineError> {
+    let rest = line
+        .trim()
+        .strip_prefix("go")
+        .ok_or(LaunchLineError::NoGo)?
+        .trim();
+    if rest.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut names: Vec<String> =
+        serde_json::from_str(rest).map_err(|e| LaunchLineError::Names(e.to_string()))?;
+    names.truncate(MAX_WARM_FUNCTIONS);
+    Ok(names)
+}
+
+/// The launch line for `warm` functions (what the provider writes).
+pub fn launch_line(warm: &[String]) -> String {
+    let names = &warm[..warm.len().min(MAX_WARM_FUNCTIONS)];
+    let list = serde_json::to_string(names).unwrap_or_else(|_| "[]".into());
+    format!("go {list}\n")
+}
+
 /// Asks a monitor for its state (the dashboard's autoscaling panel, `/metrics`).
 #[derive(Clone, Debug, Serialize, Deserialize, actix::Message)]
 #[rtype(result = "AutoscaleState")]
@@ -100,9 +137,30 @@ pub struct AutoscaleState {
     /// reported ready): how many, and the newest durations in milliseconds, oldest first.
     pub cold_starts: u64,
     pub cold_start_ms: Vec<u64>,
+    /// Per executor node (by id), the functions it holds warm (loaded), as it last said.
+    pub warm: std::collections::BTreeMap<String, Vec<String>>,
     /// The newest decisions, oldest first, at most [`MAX_DECISIONS_KEPT`]. (The numbers
     /// over time are the dashboard's chart points, one per `last` it reads.)
     pub decisions: Vec<DecisionRecord>,
     /// The KVS tier's elasticity (nodes, bytes against budgets, hot keys, decisions).
     pub kvs: Option<super::KvsAutoscaleState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_launch_line_round_trips_and_bad_ones_are_refused() {
+        let warm = vec!["square".to_string(), "a \"quoted\" name".to_string()];
+        assert_eq!(parse_launch(&launch_line(&warm)).expect("valid"), warm);
+        assert_eq!(parse_launch("go\n").expect("valid"), Vec::<String>::new());
+        assert!(parse_launch("stop\n").is_err());
+        assert!(parse_launch("go [1, 2]\n").is_err());
+        let many: Vec<String> = (0..MAX_WARM_FUNCTIONS + 5).map(|i| i.to_string()).collect();
+        assert_eq!(
+            parse_launch(&launch_line(&many)).expect("valid").len(),
+            MAX_WARM_FUNCTIONS
+        );
+    }
 }

@@ -186,6 +186,7 @@ fn in_process(f: &FunctionSpec, args: &[Option<PyValue>], n: usize) -> anyhow::R
         upstream: 0,
         call: 0,
         attempt: 0,
+        warm: false,
     };
     let mut samples = Vec::with_capacity(n);
     for i in 0..WARMUP + n {

@@ -388,17 +388,28 @@ def _forget(name):
         gc.collect()  # functions and their globals refer to each other
 
 
-def run(name, hash_, kind, body, args, upstream, link, call_id=0, attempt=0):
+def run(name, hash_, kind, body, args, upstream, link, call_id=0, attempt=0, warm=False):
     """Run one call; the last `upstream` of `args` are upstream results (tuples among them
     are spread). Returns ("ok", bytes, loaded) or ("exc", type, message, traceback, loaded)
     or ("pickle", message, loaded), or ("memory", message, loaded) when the call ran out of
-    the worker's memory limit."""
+    the worker's memory limit. With `warm`, the function is only loaded (a class function's
+    ``__init__`` runs) and ("ok", None-packed, True) is returned."""
     try:
+        if warm:
+            return _warm(name, hash_, kind, body, link, call_id, attempt)
         return _run(name, hash_, kind, body, args, upstream, link, call_id, attempt)
     except MemoryError:
         # Raised anywhere: unpickling, the function, pickling the result. The worker's
         # address space is limited (executor.worker_memory_bytes); it is replaced after.
         return ("memory", "the call ran out of the worker's memory limit", False)
+
+
+def _warm(name, hash_, kind, body, link, call_id, attempt):
+    if _functions.get((name, hash_)) is None:
+        fn = _load(name, hash_, kind, body, Cloudburst(link, call_id, attempt))
+        if isinstance(fn, tuple):
+            return fn
+    return ("ok", _pack(None), True)
 
 
 def _run(name, hash_, kind, body, args, upstream, link, call_id, attempt):

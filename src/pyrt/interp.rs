@@ -204,6 +204,7 @@ impl Glue {
             link,
             call.call,
             call.attempt,
+            call.warm,
         ))?;
         parse_outcome(&out.cast_into::<PyTuple>()?)
     }
@@ -228,6 +229,8 @@ pub struct CallRef<'a> {
     /// The call it belongs to and its attempt (`cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,
+    /// Only load the function (see [`PyCall::warm`]).
+    pub warm: bool,
 }
 
 fn parse_outcome(t: &Bound<'_, PyTuple>) -> PyResult<RunOutcome> {

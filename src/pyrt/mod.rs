@@ -107,6 +107,9 @@ pub struct PyCall {
     /// The call it belongs to and which run of it this is (`cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,
+    /// Only load the function into the worker (a class function's `__init__` runs) and
+    /// answer `None`: how a new executor warms its workers before it reports ready.
+    pub warm: bool,
 }
 
 impl PyCall {
@@ -120,6 +123,7 @@ impl PyCall {
             timeout,
             call: 0,
             attempt: 0,
+            warm: false,
         }
     }
 }

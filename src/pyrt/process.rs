@@ -236,6 +236,7 @@ impl Worker {
             upstream: call.upstream,
             call: call.call,
             attempt: call.attempt,
+            warm: call.warm,
         });
         match self.encode_checked(&msg) {
             Ok(frame) => self.send(frame).await?,

@@ -47,6 +47,8 @@ pub struct WireCall {
     /// The call it belongs to and its attempt (for `cb.call_id`, `cb.attempt`).
     pub call: u64,
     pub attempt: u32,
+    /// Only load the function (a class function's `__init__` runs), do not call it.
+    pub warm: bool,
 }
 
 /// The supervisor's borrowed view of [`ToWorker::Call`]: encodes to the same bytes, without
@@ -68,6 +70,7 @@ pub struct WireCallRef<'a> {
     pub upstream: usize,
     pub call: u64,
     pub attempt: u32,
+    pub warm: bool,
 }
 
 /// Worker → supervisor.
@@ -200,6 +203,7 @@ mod tests {
             upstream: 0,
             call: 3,
             attempt: 1,
+            warm: false,
         });
         let buf = encode_frame(&call, 1 << 20).expect("encodes");
         let body = read_frame(&mut buf.as_slice(), 1 << 20).expect("reads");
@@ -232,6 +236,7 @@ mod tests {
             upstream: 1,
             call: 7,
             attempt: 2,
+            warm: true,
         });
         let ToWorker::Call(back) =
             decode::<ToWorker>(&encode(&msg).expect("encodes")).expect("decodes")
@@ -239,7 +244,7 @@ mod tests {
             panic!("expected a call")
         };
         assert_eq!((back.seq, back.name.as_str(), back.hash), (3, "sq", 42));
-        assert_eq!((back.call, back.attempt), (7, 2));
+        assert_eq!((back.call, back.attempt, back.warm), (7, 2, true));
         assert_eq!(back.body, Some(body));
         assert_eq!((back.args, back.upstream), (args, 1));
     }

@@ -206,6 +206,7 @@ fn serve(py: Python<'_>, glue: &Glue, chan: &SharedChannel) -> Result<(), Worker
                 upstream: call.upstream,
                 call: call.call,
                 attempt: call.attempt,
+                warm: call.warm,
             },
             link.as_any(),
         );

@@ -167,6 +167,18 @@ impl ExecEnv {
         if let Some(f) = self.cached(name, hash) {
             return Ok(f);
         }
+        let spec = self.registered(name).await?;
+        if spec.hash != hash {
+            return Err(CallFailure::new(
+                ErrorCode::StaleFunction,
+                format!("function `{name}` was re-registered after this call was scheduled"),
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// The function `name` as registered now, loaded from the registry (and cached).
+    pub async fn registered(&self, name: &str) -> Result<Arc<FunctionSpec>, CallFailure> {
         let record = self
             .load(name)
             .await
@@ -177,13 +189,7 @@ impl ExecEnv {
                     format!("no function named `{name}`"),
                 )
             })?;
-        let found = function_hash(&record);
-        if found != hash {
-            return Err(CallFailure::new(
-                ErrorCode::StaleFunction,
-                format!("function `{name}` was re-registered after this call was scheduled"),
-            ));
-        }
+        let hash = function_hash(&record);
         let spec = Arc::new(FunctionSpec {
             name: record.name,
             hash,
@@ -209,6 +215,15 @@ impl ExecEnv {
             .await
             .map_err(|e| FunctionError::Storage(e.to_string()))?;
         read_function(name, got.pop().flatten())
+    }
+
+    /// The functions loaded here (at most `limit` names, sorted): what it holds warm.
+    pub fn loaded(&self, limit: usize) -> Vec<String> {
+        let all = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = all.keys().cloned().collect();
+        names.sort();
+        names.truncate(limit);
+        names
     }
 
     /// The causal dots this node gave (shared by its sessions; see `session_core/dots.rs`).

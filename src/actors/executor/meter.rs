@@ -7,6 +7,7 @@
 
 use crate::protocol::load::{FunctionLoad, MAX_REPORTED_FUNCTIONS};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 /// totals. Bounds the meter's memory when a window sees very many functions.
 pub const MAX_TRACKED_FUNCTIONS: usize = 4 * MAX_REPORTED_FUNCTIONS;
 
-/// The load of one window, as [`LoadMeter::take`] hands it out.
+/// The load of one window, as [`SharedMeter::take`] hands it out.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowLoad {
     pub window: Duration,
@@ -26,65 +27,91 @@ pub struct WindowLoad {
     pub functions: Vec<FunctionLoad>,
 }
 
-/// Time-weighted counts of calls in the executor (no I/O; time is passed in).
+/// Time-weighted counts of calls in the executor (no I/O; time is passed in), shared by
+/// the executor and its running calls. A call's start touches only atomics, its end the
+/// atomics and one short lock for its function's figures.
+///
+/// The integral of the call count is kept as Σ ±t over its changes (−t when a call starts
+/// at t, +t when one ends): adding count(now) × now gives ∫ count dt since `epoch`, so a
+/// window's area is the difference of two such values, with no lock per change. The busy
+/// workers (min(count, workers)) are integrated the same way, changing only when the count
+/// crosses the number of workers. A `take` racing a call's start or end may misplace that
+/// call by the nanoseconds between its two atomic updates.
 #[derive(Debug)]
-pub struct LoadMeter {
+pub struct SharedMeter {
+    epoch: Instant,
     workers: u32,
-    calls: u32,
-    last: Instant,
-    window_start: Instant,
-    /// Call-seconds and busy-worker-seconds since `window_start`.
-    demand_area: f64,
-    busy_area: f64,
+    calls: AtomicU32,
+    demand_acc: AtomicI64,
+    busy_acc: AtomicI64,
+    window: Mutex<Window>,
+}
+
+/// The current window: where it started, and its functions' figures so far.
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    /// ∫ count and ∫ busy since `epoch` at `start`, in call-nanoseconds.
+    demand_at_start: i128,
+    busy_at_start: i128,
     functions: HashMap<String, FunctionLoad>,
 }
 
-impl LoadMeter {
-    pub fn new(workers: u32, now: Instant) -> Self {
-        LoadMeter {
-            workers: workers.max(1),
-            calls: 0,
-            last: now,
-            window_start: now,
-            demand_area: 0.0,
-            busy_area: 0.0,
-            functions: HashMap::new(),
-        }
+impl SharedMeter {
+    pub fn new(workers: usize, now: Instant) -> Arc<Self> {
+        let workers = u32::try_from(workers).unwrap_or(u32::MAX).max(1);
+        Arc::new(SharedMeter {
+            epoch: now,
+            workers,
+            calls: AtomicU32::new(0),
+            demand_acc: AtomicI64::new(0),
+            busy_acc: AtomicI64::new(0),
+            window: Mutex::new(Window {
+                start: now,
+                demand_at_start: 0,
+                busy_at_start: 0,
+                functions: HashMap::new(),
+            }),
+        })
+    }
+
+    fn nanos(&self, now: Instant) -> i64 {
+        i64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(i64::MAX)
     }
 
     /// Calls in the executor now.
-    pub fn calls(&self) -> u32 {
-        self.calls
-    }
-
-    fn advance(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.demand_area += f64::from(self.calls) * dt;
-        self.busy_area += f64::from(self.calls.min(self.workers)) * dt;
-        self.last = self.last.max(now);
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::Relaxed) as usize
     }
 
     /// A call started.
-    pub fn enter(&mut self, now: Instant) {
-        self.advance(now);
-        self.calls = self.calls.saturating_add(1);
+    pub fn enter(&self, now: Instant) {
+        let t = self.nanos(now);
+        let before = self.calls.fetch_add(1, Ordering::Relaxed);
+        self.demand_acc.fetch_sub(t, Ordering::Relaxed);
+        if before < self.workers {
+            self.busy_acc.fetch_sub(t, Ordering::Relaxed);
+        }
     }
 
-    /// A call of `function` (if it was a function run) ended after `spent`.
-    pub fn leave(&mut self, function: Option<&str>, spent: Duration, now: Instant) {
-        self.advance(now);
-        self.calls = self.calls.saturating_sub(1);
+    /// A call of `function` (if it was a function run) ended after `spent`. Every `leave`
+    /// follows its `enter` (see [`Running`]).
+    pub fn leave(&self, function: Option<&str>, spent: Duration, now: Instant) {
+        let t = self.nanos(now);
+        let before = self.calls.fetch_sub(1, Ordering::Relaxed);
+        self.demand_acc.fetch_add(t, Ordering::Relaxed);
+        if before <= self.workers {
+            self.busy_acc.fetch_add(t, Ordering::Relaxed);
+        }
         let Some(name) = function else { return };
-        let tracked = self.functions.len() < MAX_TRACKED_FUNCTIONS;
-        let entry = match self.functions.get_mut(name) {
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let tracked = w.functions.len() < MAX_TRACKED_FUNCTIONS;
+        let entry = match w.functions.get_mut(name) {
             Some(e) => e,
-            None if tracked => self
-                .functions
-                .entry(name.to_owned())
-                .or_insert(FunctionLoad {
-                    function: name.to_owned(),
-                    ..FunctionLoad::default()
-                }),
+            None if tracked => w.functions.entry(name.to_owned()).or_insert(FunctionLoad {
+                function: name.to_owned(),
+                ..FunctionLoad::default()
+            }),
             None => return,
         };
         entry.calls = entry.calls.saturating_add(1);
@@ -92,50 +119,47 @@ impl LoadMeter {
         entry.runtime_us = entry.runtime_us.saturating_add(us);
     }
 
+    /// ∫ count dt and ∫ busy dt since `epoch` up to `now`, in call-nanoseconds.
+    fn integrals(&self, now: Instant) -> (i128, i128, u32) {
+        let t = i128::from(self.nanos(now));
+        let calls = self.calls.load(Ordering::Relaxed);
+        let demand = i128::from(self.demand_acc.load(Ordering::Relaxed));
+        let busy = i128::from(self.busy_acc.load(Ordering::Relaxed));
+        let n = i128::from(calls);
+        (
+            demand + n * t,
+            busy + n.min(i128::from(self.workers)) * t,
+            calls,
+        )
+    }
+
     /// The window since the last `take` (or the start), and begin the next one.
-    pub fn take(&mut self, now: Instant) -> WindowLoad {
-        self.advance(now);
-        let window = now.saturating_duration_since(self.window_start);
-        let secs = window.as_secs_f64();
-        let mean = |area: f64| if secs > 0.0 { area / secs } else { 0.0 };
-        let mut functions: Vec<FunctionLoad> = self.functions.drain().map(|(_, f)| f).collect();
+    pub fn take(&self, now: Instant) -> WindowLoad {
+        let (demand, busy, in_flight) = self.integrals(now);
+        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let window = now.saturating_duration_since(w.start);
+        let nanos = window.as_nanos() as f64;
+        let mean = |area: i128| {
+            if nanos > 0.0 {
+                (area as f64 / nanos).max(0.0)
+            } else {
+                0.0
+            }
+        };
+        let mut functions: Vec<FunctionLoad> = w.functions.drain().map(|(_, f)| f).collect();
         functions.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.function.cmp(&b.function)));
         functions.truncate(MAX_REPORTED_FUNCTIONS);
         let load = WindowLoad {
             window,
-            occupancy: (mean(self.busy_area) / f64::from(self.workers)).min(1.0),
-            demand: mean(self.demand_area),
-            in_flight: self.calls,
+            occupancy: (mean(busy - w.busy_at_start) / f64::from(self.workers)).min(1.0),
+            demand: mean(demand - w.demand_at_start),
+            in_flight,
             functions,
         };
-        self.window_start = self.last;
-        self.demand_area = 0.0;
-        self.busy_area = 0.0;
+        w.start = w.start.max(now);
+        w.demand_at_start = demand;
+        w.busy_at_start = busy;
         load
-    }
-}
-
-/// A [`LoadMeter`] shared by the executor and its running calls.
-#[derive(Debug)]
-pub struct SharedMeter(Mutex<LoadMeter>);
-
-impl SharedMeter {
-    pub fn new(workers: usize, now: Instant) -> Arc<Self> {
-        let workers = u32::try_from(workers).unwrap_or(u32::MAX);
-        Arc::new(SharedMeter(Mutex::new(LoadMeter::new(workers, now))))
-    }
-
-    fn with<R>(&self, f: impl FnOnce(&mut LoadMeter) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// Calls in the executor now.
-    pub fn calls(&self) -> usize {
-        self.with(|m| m.calls() as usize)
-    }
-
-    pub fn take(&self, now: Instant) -> WindowLoad {
-        self.with(|m| m.take(now))
     }
 }
 
@@ -150,7 +174,7 @@ pub struct Running<'a> {
 impl<'a> Running<'a> {
     pub fn start(meter: &Arc<SharedMeter>, function: Option<&'a str>) -> Running<'a> {
         let since = Instant::now();
-        meter.with(|m| m.enter(since));
+        meter.enter(since);
         Running {
             meter: meter.clone(),
             function,
@@ -163,7 +187,7 @@ impl Drop for Running<'_> {
     fn drop(&mut self) {
         let now = Instant::now();
         let spent = now.saturating_duration_since(self.since);
-        self.meter.with(|m| m.leave(self.function, spent, now));
+        self.meter.leave(self.function, spent, now);
     }
 }
 
@@ -178,7 +202,7 @@ mod tests {
     #[test]
     fn means_are_integrated_over_the_window_not_sampled() {
         let t0 = Instant::now();
-        let mut m = LoadMeter::new(2, t0);
+        let m = SharedMeter::new(2, t0);
         // Three calls for the first 100 ms of a 400 ms window, none at its end: a sample
         // at the end would say 0; the integral says 3 × 0.1 / 0.4.
         for _ in 0..3 {
@@ -210,7 +234,7 @@ mod tests {
     #[test]
     fn the_function_list_is_bounded_and_most_called_first() {
         let t0 = Instant::now();
-        let mut m = LoadMeter::new(1, t0);
+        let m = SharedMeter::new(1, t0);
         for i in 0..MAX_TRACKED_FUNCTIONS + 10 {
             m.enter(t0);
             m.leave(Some(&format!("f{i}")), ms(1), t0);

@@ -11,6 +11,7 @@
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
 //! - `meter.rs`: calls in the executor integrated over time (the load it reports).
+//! - `warm.rs`: loading the hot functions into every worker before reporting ready.
 
 pub mod core;
 pub mod delivered;
@@ -21,6 +22,7 @@ pub mod meter;
 pub mod run;
 pub mod session;
 pub mod session_core;
+pub mod warm;
 
 use self::core::{ExecutorCore, Step};
 use self::env::ExecEnv;
@@ -29,6 +31,7 @@ use crate::actors::cache::{CacheHandle, StateAccess};
 use crate::config::{Config, Role};
 use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::load::MAX_REPORTED_FUNCTIONS;
 use crate::protocol::{
     CallFailure, Cancel, Deliver, DrainNode, ErrorCode, ExecutorLoad, ExecutorStatus,
     MonitorReport, NodeState, Schedule, Trigger,
@@ -72,6 +75,8 @@ pub struct Executor {
     meter: Arc<SharedMeter>,
     /// This node declared itself draining (it reports so).
     draining: bool,
+    /// A node provider launched this node (it reports so: any acting monitor may remove it).
+    launched: bool,
 }
 
 /// Local: what the executor holds and runs now.
@@ -94,6 +99,13 @@ impl Load {
     pub fn is_idle(&self) -> bool {
         self.held == 0 && self.running == 0
     }
+}
+
+/// Workers started before the node joined (a standby node), and the functions to load
+/// into them before the executor reports ready.
+pub struct Prestarted {
+    pub pool: PythonPool,
+    pub warm: Vec<String>,
 }
 
 /// A started executor.
@@ -131,24 +143,32 @@ impl ExecutorHandle {
 }
 
 impl Executor {
-    /// Start the pool (waiting for its workers), the actor, and register its messages.
-    /// `cache` serves the user library and argument references (the node's cache);
-    /// `registry` is where function bodies are loaded from (the KVS itself: a cached copy
-    /// of a re-registered function would look stale).
+    /// Start the pool (waiting for its workers) unless `prestarted` brings one, load the
+    /// functions it names, start the actor, and register its messages (its first status
+    /// follows: the executor is ready). `cache` serves the user library and argument
+    /// references (the node's cache); `registry` is where function bodies are loaded from
+    /// (the KVS itself: a cached copy of a re-registered function would look stale).
     pub async fn start(
         transport: &Transport,
         membership: &Addr<Membership>,
         cache: CacheHandle,
         registry: Arc<dyn StateAccess>,
         cfg: &Config,
+        prestarted: Option<Prestarted>,
     ) -> Result<ExecutorHandle, StartError> {
-        let exe = match &cfg.executor.worker_exe {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
+        let launched = prestarted.is_some();
+        let (pool, warm) = match prestarted {
+            Some(p) => (p.pool, p.warm),
+            None => {
+                let exe = match &cfg.executor.worker_exe {
+                    Some(p) => p.clone(),
+                    None => std::env::current_exe().map_err(PyRuntimeError::Socket)?,
+                };
+                let mut pool_cfg = PoolConfig::from_config(cfg, exe);
+                pool_cfg.owner = Some(transport.local_node().id.to_string());
+                (PythonPool::start(pool_cfg).await?, vec![])
+            }
         };
-        let mut pool_cfg = PoolConfig::from_config(cfg, exe);
-        pool_cfg.owner = Some(transport.local_node().id.to_string());
-        let pool = PythonPool::start(pool_cfg).await?;
         let me = ActorRef::new(transport.local_node().clone(), ServiceId::Executor, 0);
         let timeout = Duration::from_millis(cfg.executor.function_timeout_ms);
         let env = Arc::new(ExecEnv::new(
@@ -160,6 +180,7 @@ impl Executor {
             timeout,
             env::CausalTiming::from_config(&cfg.consistency),
         ));
+        warm::load(&env, &warm).await;
         let drain_requested = Arc::new(tokio::sync::Notify::new());
         let addr = Executor {
             core: ExecutorCore::new(MAX_WAITING, WAITING_EXPIRY),
@@ -169,6 +190,7 @@ impl Executor {
             drain_requested: drain_requested.clone(),
             meter: SharedMeter::new(pool.workers(), Instant::now()),
             draining: false,
+            launched,
         }
         .start();
         if let Err(e) = register(transport, &addr) {
@@ -203,6 +225,8 @@ impl Executor {
             held: u32::try_from(self.core.held_schedules()).unwrap_or(u32::MAX),
             cache_bytes: self.env.cache.stats().bytes,
             functions: window.functions,
+            warm: self.env.loaded(MAX_REPORTED_FUNCTIONS),
+            launched: self.launched,
         };
         ExecutorStatus {
             executor: self.env.me.clone(),

@@ -74,6 +74,7 @@ async fn execute(
                 timeout,
                 call: s.call.0,
                 attempt: s.attempt,
+                warm: false,
             },
             lib,
         )

@@ -8,6 +8,7 @@
 //! others keep the reports and stand by. A monitor that starts acting starts its policy
 //! afresh, so it does not scale down for one stable window.
 
+use super::hot::Hot;
 use super::kvs_scaler::{Io, KvsScaler};
 use super::launches::{Effect, Launches, ProvidedNode};
 use super::observe::{acting, observe, Reports, REPORT_FRESH};
@@ -18,6 +19,7 @@ use crate::config::{AutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::scaling::MAX_WARM_FUNCTIONS;
 use crate::protocol::{
     AutoscaleState, DrainNode, ExecutorsWanted, GetAutoscale, KvsReport, MonitorReport,
 };
@@ -43,8 +45,11 @@ pub struct Monitor {
     /// How long a drained node may take to leave before it is terminated anyway.
     drain_limit: Duration,
     record: Record,
-    /// Calls each scheduler holds for want of an executor, and when it said so.
-    wanted: BTreeMap<NodeId, (u32, Instant)>,
+    /// Calls each scheduler holds for want of an executor, the functions they call, and
+    /// when it said so.
+    wanted: BTreeMap<NodeId, (u32, Vec<String>, Instant)>,
+    /// Calls per function, decayed: what a launched executor loads first.
+    hot: Hot,
     /// Since when calls wait with no executor in the cluster (a cold start under way).
     cold_since: Option<Instant>,
     /// The KVS elasticity (its own policy, launches and drains).
@@ -81,6 +86,7 @@ impl Monitor {
             drain_limit,
             record: Record::default(),
             wanted: BTreeMap::new(),
+            hot: Hot::new(Instant::now()),
             cold_since: None,
             kvs,
         };
@@ -108,9 +114,20 @@ impl Monitor {
     fn calls_waiting(&self, now: Instant) -> u32 {
         self.wanted
             .values()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < REPORT_FRESH)
-            .map(|(n, _)| *n)
+            .filter(|(_, _, at)| now.saturating_duration_since(*at) < REPORT_FRESH)
+            .map(|(n, _, _)| *n)
             .fold(0, u32::saturating_add)
+    }
+
+    /// What a node launched now should load before it reports ready.
+    fn warm_for_launch(&mut self, now: Instant) -> Vec<String> {
+        let waited: Vec<String> = self
+            .wanted
+            .values()
+            .filter(|(n, _, at)| *n > 0 && now.saturating_duration_since(*at) < REPORT_FRESH)
+            .flat_map(|(_, functions, _)| functions.iter().cloned())
+            .collect();
+        self.hot.for_launch(&waited, now)
     }
 
     fn tick(&mut self) {
@@ -136,6 +153,7 @@ impl Monitor {
             me: &self.me,
         };
         self.kvs.tick(acts, &self.view, &mut io, now);
+        provider.keep_standbys(self.policy.is_some());
         let provided = provider.list_of(NodeKind::Executor);
         self.terminated
             .retain(|n| provided.iter().any(|p| p.node == *n));
@@ -177,10 +195,11 @@ impl Monitor {
     }
 
     fn launch(&mut self, count: u32, failure: &str) {
+        let warm = self.warm_for_launch(Instant::now());
         let Some(provider) = self.provider.as_mut() else {
             return;
         };
-        match provider.launch(NodeKind::Executor, count) {
+        match provider.launch(NodeKind::Executor, count, &warm) {
             Ok(ids) => self.launches.launched(ids, Instant::now()),
             Err(e) => {
                 tracing::warn!(cause = %e, "the provider could not launch executor nodes");
@@ -293,6 +312,7 @@ impl Monitor {
             max_executors: u32::try_from(self.cfg.max_executors).unwrap_or(u32::MAX),
             gave_up: !self.launches.may_launch(),
             kvs: Some(self.kvs.state(Instant::now())),
+            warm: self.reports.warm(),
             ..self.record.state()
         }
     }
@@ -316,6 +336,7 @@ impl Handler<MonitorReport> for Monitor {
     type Result = ();
     fn handle(&mut self, msg: MonitorReport, _: &mut Context<Self>) {
         let now = Instant::now();
+        self.hot.record(&msg.status.load.functions, now);
         self.reports.record(msg.status, now);
         if let Some(since) = self.cold_since.take() {
             let ms = now.saturating_duration_since(since).as_millis();
@@ -337,8 +358,10 @@ impl Handler<ExecutorsWanted> for Monitor {
     fn handle(&mut self, msg: ExecutorsWanted, _: &mut Context<Self>) {
         let now = Instant::now();
         let was = self.calls_waiting(now);
+        let mut functions = msg.functions;
+        functions.truncate(MAX_WARM_FUNCTIONS);
         self.wanted
-            .insert(msg.scheduler.id.clone(), (msg.calls, now));
+            .insert(msg.scheduler.id.clone(), (msg.calls, functions, now));
         let none_runs = self.view.live_with_role(Role::Executor).next().is_none();
         if msg.calls > 0 && none_runs && self.cold_since.is_none() {
             self.cold_since = Some(now);

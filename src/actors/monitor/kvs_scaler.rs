@@ -201,7 +201,7 @@ impl KvsScaler {
     }
 
     fn launch(&mut self, provider: &mut dyn NodeProvider, count: u32, now: Instant) {
-        match provider.launch(NodeKind::Kvs, count) {
+        match provider.launch(NodeKind::Kvs, count, &[]) {
             Ok(ids) => self.launches.launched(ids, now),
             Err(e) => {
                 tracing::warn!(cause = %e, "the provider could not launch kvs nodes");

@@ -4,6 +4,12 @@
 //! environment (never on its command line) and a config file made from this node's, so
 //! its executors run like the ones here. Never more than `limit` children at once.
 //!
+//! Every child is started as a *standby* (`--standby`): it starts its Python workers, then
+//! waits for a launch line on stdin before it joins. While the monitor acts, the provider
+//! keeps `autoscale.standby_executors` of them ready; a launch hands a standby over (a new
+//! node that serves in a fraction of a second) or, with none ready, starts one and launches
+//! it at once. Standbys are not cluster members, count as no capacity, and are not listed.
+//!
 //! A child is asked to stop by the monitor (a drain request: it drains, leaves and exits
 //! by itself); [`LocalProvider::terminate`] sends SIGTERM (which drains it too) to one that
 //! still runs, and SIGKILL once [`KILL_AFTER`] passed. Exited children are reaped by
@@ -14,7 +20,9 @@ use super::provider::{NodeKind, NodeProvider, ProviderError};
 use crate::cli::CLUSTER_SECRET_ENV;
 use crate::config::{Config, Durability, Role};
 use crate::ids::NodeId;
-use std::collections::BTreeMap;
+use crate::protocol::scaling::launch_line;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
@@ -31,6 +39,14 @@ pub const KILL_AFTER: Duration = Duration::from_secs(30);
 /// passed to a child (its config file says everything), so a variable set for this node
 /// (roles, ports, a data directory) cannot make the child collide with it.
 const PLATFORM_ENV_PREFIX: &str = "CLOUDBURST_";
+
+/// After a standby exited by itself (a broken environment), no new one is started for
+/// this long: launches still work (started on demand) and say why they fail.
+pub const STANDBY_RETRY: Duration = Duration::from_secs(30);
+
+/// How long a standby, told to stop (its stdin closed), may take to exit
+/// when the provider goes before it is killed: it only has idle workers to stop.
+const STANDBY_STOP: Duration = Duration::from_secs(2);
 
 /// One child node.
 struct Launched {
@@ -55,6 +71,14 @@ pub struct LocalProvider {
     prefix: String,
     seq: u64,
     children: BTreeMap<NodeId, Launched>,
+    /// Started children waiting for a launch, oldest first.
+    standbys: VecDeque<(NodeId, Child)>,
+    /// How many standbys to keep while the monitor acts (`autoscale.standby_executors`).
+    standby_target: usize,
+    /// Whether standbys are kept now (only the acting monitor keeps them).
+    keep_standbys: bool,
+    /// No standby is started before this (one exited by itself).
+    standby_retry_at: Option<Instant>,
     /// Remove `log_dir` when the provider goes (a throw-away node keeps nothing).
     remove_dir: bool,
 }
@@ -99,6 +123,10 @@ impl LocalProvider {
             ),
             seq: 0,
             children: BTreeMap::new(),
+            standbys: VecDeque::new(),
+            standby_target: cfg.autoscale.standby_executors,
+            keep_standbys: false,
+            standby_retry_at: None,
             remove_dir: false,
         })
     }
@@ -114,7 +142,9 @@ impl LocalProvider {
         self.log_dir.join(format!("{node}.log"))
     }
 
-    fn spawn_one(&mut self, kind: NodeKind) -> Result<NodeId, ProviderError> {
+    /// Start a child: an executor node as a standby (it starts its workers, then waits for
+    /// its launch line), a KVS node straight away.
+    fn spawn_child(&mut self, kind: NodeKind) -> Result<(NodeId, Child), ProviderError> {
         self.seq += 1;
         let id = NodeId::new(format!("{}-{}", self.prefix, self.seq));
         let log = std::fs::OpenOptions::new()
@@ -137,6 +167,9 @@ impl LocalProvider {
             .arg("--node-id")
             .arg(id.to_string())
             .arg("--ephemeral");
+        if kind == NodeKind::Executor {
+            command.arg("--standby");
+        }
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with(PLATFORM_ENV_PREFIX) {
                 command.env_remove(name);
@@ -145,7 +178,7 @@ impl LocalProvider {
         command
             .env(CLUSTER_SECRET_ENV, &self.secret)
             .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log)
             .stderr(err_log);
         // SAFETY: prctl only sets a flag of the child between fork and exec; it allocates
@@ -161,16 +194,77 @@ impl LocalProvider {
         let child = command
             .spawn()
             .map_err(|e| launch_err(&self.exe.display().to_string(), e))?;
-        tracing::info!(node = %id, kind = kind.name(), pid = child.id(), log = %self.log_path(&id).display(), "launched a node");
-        self.children.insert(
-            id.clone(),
-            Launched {
-                child,
-                kind,
-                terminating: None,
-            },
-        );
-        Ok(id)
+        tracing::debug!(node = %id, kind = kind.name(), pid = child.id(), "started a node");
+        Ok((id, child))
+    }
+
+    /// Launch one node loading `warm`: a ready standby if there is one, else a new child.
+    fn launch_one(&mut self, warm: &[String]) -> Result<NodeId, ProviderError> {
+        while let Some((id, mut child)) = self.standbys.pop_front() {
+            if !matches!(child.try_wait(), Ok(None)) {
+                self.standby_exited(&id, &mut child);
+                continue;
+            }
+            match send_launch(&mut child, warm) {
+                Ok(()) => return Ok(self.launched(id, child, NodeKind::Executor, "standby")),
+                Err(e) => {
+                    tracing::warn!(node = %id, cause = %e, "a standby executor node took no launch; killed");
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        let (id, mut child) = self.spawn_child(NodeKind::Executor)?;
+        if let Err(e) = send_launch(&mut child, warm) {
+            // It exited already: reconciling sees it ended and counts a failed launch.
+            tracing::debug!(node = %id, cause = %e, "the new executor node took no launch");
+        }
+        Ok(self.launched(id, child, NodeKind::Executor, "new"))
+    }
+
+    fn launched(&mut self, id: NodeId, child: Child, kind: NodeKind, how: &str) -> NodeId {
+        tracing::info!(node = %id, kind = kind.name(), pid = child.id(), how, log = %self.log_path(&id).display(), "launched a node");
+        let l = Launched {
+            child,
+            kind,
+            terminating: None,
+        };
+        self.children.insert(id.clone(), l);
+        id
+    }
+
+    /// A standby exited by itself: say so, and start none for [`STANDBY_RETRY`].
+    fn standby_exited(&mut self, id: &NodeId, child: &mut Child) {
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        tracing::warn!(node = %id, %status, log = %self.log_path(id).display(), "a standby executor node exited by itself");
+        self.standby_retry_at = Some(Instant::now() + STANDBY_RETRY);
+    }
+
+    /// Keep [`Self::standby_target`] standbys while standbys are kept, none otherwise.
+    fn replenish(&mut self) {
+        let mut kept = VecDeque::new();
+        while let Some((id, mut child)) = self.standbys.pop_front() {
+            match child.try_wait() {
+                Ok(None) if self.keep_standbys => kept.push_back((id, child)),
+                Ok(None) => stop_standby(child),
+                _ => self.standby_exited(&id, &mut child),
+            }
+        }
+        self.standbys = kept;
+        let now = Instant::now();
+        if !self.keep_standbys || self.standby_retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        while self.standbys.len() < self.standby_target {
+            match self.spawn_child(NodeKind::Executor) {
+                Ok(s) => self.standbys.push_back(s),
+                Err(e) => {
+                    tracing::warn!(cause = %e, "cannot start a standby executor node");
+                    self.standby_retry_at = Some(now + STANDBY_RETRY);
+                    return;
+                }
+            }
+        }
     }
 
     /// Reap children that exited and were told to stop; kill those past [`KILL_AFTER`].
@@ -205,8 +299,12 @@ impl LocalProvider {
 
 impl Drop for LocalProvider {
     /// Children still running when the provider goes (the node stops) are killed: the
-    /// node's stop asked them to drain first (see `super::provider::stop_all`).
+    /// node's stop asked them to drain first (see `super::provider::stop_all`). Standbys
+    /// are told to stop and waited for briefly.
     fn drop(&mut self) {
+        for (_, child) in self.standbys.drain(..) {
+            stop_standby(child);
+        }
         for (id, l) in self.children.iter_mut() {
             if let Ok(None) = l.child.try_wait() {
                 tracing::warn!(node = %id, "executor node still running as its monitor stops; killed");
@@ -223,7 +321,12 @@ impl Drop for LocalProvider {
 }
 
 impl NodeProvider for LocalProvider {
-    fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError> {
+    fn launch(
+        &mut self,
+        kind: NodeKind,
+        count: u32,
+        warm: &[String],
+    ) -> Result<Vec<NodeId>, ProviderError> {
         let limit = match kind {
             NodeKind::Executor => self.limit,
             NodeKind::Kvs => self.kvs_limit,
@@ -235,7 +338,22 @@ impl NodeProvider for LocalProvider {
                 limit,
             });
         }
-        (0..count).map(|_| self.spawn_one(kind)).collect()
+        if kind == NodeKind::Kvs {
+            return (0..count)
+                .map(|_| {
+                    let (id, child) = self.spawn_child(NodeKind::Kvs)?;
+                    Ok(self.launched(id, child, NodeKind::Kvs, "new"))
+                })
+                .collect();
+        }
+        let launched = (0..count).map(|_| self.launch_one(warm)).collect();
+        self.replenish();
+        launched
+    }
+
+    fn keep_standbys(&mut self, on: bool) {
+        self.keep_standbys = on;
+        self.replenish();
     }
 
     fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError> {
@@ -299,8 +417,31 @@ fn child_config(cfg: &Config, join: SocketAddr) -> Config {
     c
 }
 
+/// Hand a standby its launch: the line, then end of input (it reads nothing more).
+fn send_launch(child: &mut Child, warm: &[String]) -> std::io::Result<()> {
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin"))?;
+    stdin.write_all(launch_line(warm).as_bytes())
+}
+
+/// Stop a standby: end its input (it stops its workers and exits), then kill it if
+/// it is still there after [`STANDBY_STOP`]. Blocks at most that long.
+fn stop_standby(mut child: Child) {
+    drop(child.stdin.take());
+    let deadline = Instant::now() + STANDBY_STOP;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .write(true)

@@ -6,6 +6,7 @@
 //! - [`kvs_policy`]: the KVS elasticity policy (storage, load), a pure core like the
 //!   executor policy.
 //! - [`kvs_scaler`]: the I/O around the KVS policy (reports, launches, drains).
+//! - [`hot`]: which functions are hot (a launched executor loads them: warm starts).
 //! - [`launches`]: launches asked of the node provider, reconciled every tick (late or
 //!   dead launches are replaced; repeated failures stop the launching).
 //! - [`record`]: decisions and the last numbers, kept for the dashboard and `/metrics`.
@@ -16,6 +17,7 @@
 //! - [`actor`]: the monitor actor, the I/O around them.
 
 pub mod actor;
+pub mod hot;
 #[cfg(feature = "kubernetes")]
 pub mod k8s;
 pub mod kvs_policy;

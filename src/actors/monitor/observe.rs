@@ -46,6 +46,14 @@ impl Reports {
         })
     }
 
+    /// Per node, the functions its last report says it holds warm.
+    pub fn warm(&self) -> BTreeMap<String, Vec<String>> {
+        self.last
+            .iter()
+            .map(|(n, (s, _))| (n.to_string(), s.load.warm.clone()))
+            .collect()
+    }
+
     /// Forget nodes no longer in `live`.
     pub fn retain(&mut self, live: &BTreeSet<NodeId>) {
         self.last.retain(|n, _| live.contains(n));
@@ -53,7 +61,8 @@ impl Reports {
 }
 
 /// What the policy sees: every live executor node of `view` with its state and load.
-/// `provided` are the nodes this monitor's provider launched (the only removable ones);
+/// Removable are the nodes this monitor's provider launched (`provided`) and those that
+/// report another provider launched them (after a fail-over, the predecessor's);
 /// `asked_to_drain` count as draining before the view says so.
 pub fn observe(
     view: &View,
@@ -84,7 +93,7 @@ pub fn observe(
                 queued: report.map_or(0, |s| s.queued),
                 waiting_schedules: load.held,
                 cache_bytes: load.cache_bytes,
-                removable: provided.contains(&m.node.id),
+                removable: provided.contains(&m.node.id) || report.is_some_and(|s| s.load.launched),
             }
         })
         .collect();

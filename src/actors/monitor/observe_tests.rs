@@ -78,6 +78,7 @@ fn states_follow_the_view_the_reports_and_the_drain_requests() {
         member("self-draining", &e, alive, false),
         member("view-draining", &e, alive, true),
         member("asked", &e, alive, false),
+        member("new-theirs", &e, alive, false),
         member("stale", &e, alive, false),
         member("gone", &e, MemberState::Left, false),
         member("kvs", &[Role::Kvs], alive, false),
@@ -89,6 +90,10 @@ fn states_follow_the_view_the_reports_and_the_drain_requests() {
     for id in ["busy", "view-draining", "asked", "gone"] {
         r.record(status(id, 1.5, protocol::NodeState::Active), now);
     }
+    // Launched by another monitor's provider (a fail-over's predecessor): removable too.
+    let mut theirs = status("new-theirs", 0.0, protocol::NodeState::Active);
+    theirs.load.launched = true;
+    r.record(theirs, now);
     r.record(
         status("self-draining", 1.0, protocol::NodeState::Draining),
         now,
@@ -127,11 +132,13 @@ fn states_follow_the_view_the_reports_and_the_drain_requests() {
         (busy.waiting_schedules, busy.cache_bytes, busy.removable),
         (4, 5, true)
     );
-    assert!(obs
+    let removable: Vec<&str> = obs
         .executors
         .iter()
-        .filter(|e| e.node.as_str() != "busy")
-        .all(|e| !e.removable));
+        .filter(|e| e.removable)
+        .map(|e| e.node.as_str())
+        .collect();
+    assert_eq!(removable, vec!["busy", "new-theirs"]);
 }
 
 #[test]

@@ -37,8 +37,14 @@ pub enum ProviderError {
 /// Launches and terminates nodes. The monitor's actor calls it off its own thread: a
 /// provider may block briefly (spawning a process, an API call).
 pub trait NodeProvider: Send {
-    /// Start `count` nodes of `kind`; returns the ids they will join the cluster as.
-    fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError>;
+    /// Start `count` nodes of `kind`, each loading the `warm` functions before it reports
+    /// ready; returns the ids they will join the cluster as.
+    fn launch(
+        &mut self,
+        kind: NodeKind,
+        count: u32,
+        warm: &[String],
+    ) -> Result<Vec<NodeId>, ProviderError>;
     /// Stop `node` (after the monitor drained it, or because its launch failed).
     fn terminate(&mut self, node: &NodeId) -> Result<(), ProviderError>;
     /// The nodes this provider launched and has not yet reaped, and whether each runs.
@@ -57,6 +63,10 @@ pub trait NodeProvider: Send {
             NodeKind::Kvs => Vec::new(),
         }
     }
+
+    /// Whether to keep nodes started ahead of launches (standbys), if the provider can:
+    /// only the acting monitor's provider does.
+    fn keep_standbys(&mut self, _on: bool) {}
 }
 
 /// How often [`stop_all`] looks again at the nodes it terminated.

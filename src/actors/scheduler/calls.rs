@@ -8,6 +8,9 @@
 //!   replaced by a newer generation) makes it run again, every function, as the next
 //!   attempt (functions run at least once; a re-run starts a fresh consistency session);
 //!   with no re-runs left it fails with `executor_lost`;
+//! - a re-run that finds no executor at all (the last one died) waits, like a call that
+//!   arrives at an idle cluster, while a monitor is live to launch one: it is placed when an
+//!   executor reports, or ends at its deadline;
 //! - a function of the current attempt that fails re-runs it when a re-run can help: the
 //!   worker or executor failed ([`system_failure`]), or the function raised or timed out
 //!   and the call (or that function's registration) asked for it.
@@ -24,7 +27,7 @@ use crate::protocol::{
 };
 use crate::pyrt::PyValue;
 use rand::Rng;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +71,9 @@ pub enum Next {
     },
     /// The call failed for good: send `failure` to `reply` (forgotten already).
     Fail(Failed),
+    /// The call's re-run found no executor: it waits for one (kept, with its deadline).
+    /// Its previous attempt's executors are told to stop it (`stop`).
+    Wait { call: CallId, stop: Stop },
 }
 
 /// A call that failed for good.
@@ -171,6 +177,11 @@ pub struct CallTable {
     calls: HashMap<CallId, Kept>,
     deadlines: BTreeSet<(Instant, CallId)>,
     bytes: usize,
+    /// Calls whose re-run found no executor, with the failure that made them run again.
+    waiting: BTreeMap<CallId, CallFailure>,
+    /// Whether such a re-run waits for an executor (a monitor is live to launch one)
+    /// rather than fail at once.
+    hold_reruns: bool,
 }
 
 impl CallTable {
@@ -181,7 +192,41 @@ impl CallTable {
             calls: HashMap::new(),
             deadlines: BTreeSet::new(),
             bytes: 0,
+            waiting: BTreeMap::new(),
+            hold_reruns: false,
         }
+    }
+
+    /// Whether a re-run that finds no executor waits for one (true while a monitor is live).
+    pub fn hold_reruns(&mut self, hold: bool) {
+        self.hold_reruns = hold;
+    }
+
+    /// Calls whose re-run waits for an executor.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// The functions of the calls whose re-run waits for an executor.
+    pub fn waiting_functions(&self) -> impl Iterator<Item = &String> {
+        self.waiting
+            .keys()
+            .filter_map(|c| self.calls.get(c))
+            .flat_map(|k| k.plan.dag.functions.iter())
+    }
+
+    /// An executor reported: place the re-runs that wait for one (those that still find
+    /// none keep waiting).
+    pub fn place_waiting(
+        &mut self,
+        core: &SchedulerCore,
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Vec<Next> {
+        std::mem::take(&mut self.waiting)
+            .into_iter()
+            .map(|(call, failure)| self.rerun(call, failure, core, now, rng))
+            .collect()
     }
 
     /// Calls kept now.
@@ -354,6 +399,16 @@ impl CallTable {
         let placed = core.schedules(&kept.plan, &kept.req, attempt, Some(&self.me), now, rng);
         let schedules = match placed {
             Ok(s) => s,
+            Err(FunctionError::NoExecutors) if self.hold_reruns => {
+                let stop = Stop {
+                    before: attempt,
+                    ..kept.stop()
+                };
+                kept.executors.clear();
+                kept.home = None;
+                self.waiting.insert(call, failure);
+                return Next::Wait { call, stop };
+            }
             Err(e) => {
                 let why = format!("{}; it cannot run again: {e}", failure.message);
                 return match self.remove(call) {
@@ -405,6 +460,7 @@ impl CallTable {
 
     fn remove(&mut self, call: CallId) -> Option<Kept> {
         let kept = self.calls.remove(&call)?;
+        self.waiting.remove(&call);
         self.deadlines.remove(&(kept.deadline, call));
         self.bytes -= kept.bytes;
         Some(kept)

@@ -62,6 +62,7 @@ fn pipeline(retries: u32, retry_errors: bool) -> Arc<CallPlan> {
         timeout_ms: Some(ms),
         retries,
         retry_errors,
+        class: false,
     };
     Arc::new(CallPlan {
         dag: plan(&spec).expect("valid"),
@@ -238,6 +239,67 @@ fn with_no_executor_left_the_call_fails_with_executor_lost() {
     };
     assert_eq!(failed.failure.code, ErrorCode::ExecutorLost);
     assert!(t.is_empty());
+}
+
+#[test]
+fn with_a_monitor_live_a_rerun_that_finds_no_executor_waits_for_one_until_its_deadline() {
+    let now = Instant::now();
+    let mut c = core(&["a"], now);
+    let (mut t, mut rng) = (table(), StdRng::seed_from_u64(3));
+    t.hold_reruns(true);
+    let start = |t: &mut CallTable, c: &SchedulerCore, n, rng: &mut StdRng| {
+        let (timeout, _) = t
+            .start(
+                c,
+                pipeline(2, false),
+                request(n, Consistency::Lww, 1),
+                CallOptions::default(),
+                now,
+                rng,
+            )
+            .expect("placed");
+        timeout
+    };
+    let timeout = start(&mut t, &c, 1, &mut rng);
+    start(&mut t, &c, 2, &mut rng);
+    drop_node(&mut c, &["a"], "a");
+    let next = t.on_view(|n| n.id.as_str() == "a", &c, now, &mut rng);
+    assert!(
+        next.iter()
+            .all(|n| matches!(n, Next::Wait { stop, .. } if stop.executors == vec![executor("a")])),
+        "{next:?}"
+    );
+    assert_eq!((t.waiting(), t.len()), (2, 2), "kept, not failed");
+    assert_eq!(t.waiting_functions().filter(|f| *f == "f").count(), 2);
+    // Still none: they keep waiting.
+    assert!(t
+        .place_waiting(&c, now, &mut rng)
+        .iter()
+        .all(|n| matches!(n, Next::Wait { .. })));
+    // Call 2 ends at its deadline while it waits; call 1 runs once an executor reports.
+    let b = ["b"];
+    let c = core(&b, now);
+    assert_eq!(
+        t.expire(now + timeout).len(),
+        2,
+        "the deadline bounds the wait"
+    );
+    let timeout = start(&mut t, &core(&["a"], now), 3, &mut rng);
+    let gone = core(&[], now);
+    t.on_view(|n| n.id.as_str() == "a", &gone, now, &mut rng);
+    assert_eq!(t.waiting(), 1);
+    let next = t.place_waiting(&c, now, &mut rng);
+    let [Next::Rerun {
+        attempt: 1,
+        schedules,
+        ..
+    }] = &next[..]
+    else {
+        panic!("expected a re-run, got {next:?}");
+    };
+    assert!(schedules.iter().all(|(e, _)| *e == executor("b")));
+    assert_eq!(t.waiting(), 0);
+    assert!(timeout > Duration::ZERO);
 }
 
 #[test]

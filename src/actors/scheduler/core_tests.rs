@@ -62,6 +62,42 @@ fn placement_prefers_cached_keys_then_skips_busy_executors() {
 }
 
 #[test]
+fn after_cached_keys_an_executor_holding_the_function_warm_is_preferred() {
+    let now = Instant::now();
+    let mut c = core(&[("a", 0.0), ("b", 0.0), ("c", 0.0)], now);
+    let mut warm = status("b", 0.0);
+    warm.load.warm = vec!["f".into(), "g".into()];
+    c.on_status(warm, now);
+    let k = Key::new("k");
+    c.on_cache_keys(node("c"), vec![k.clone()]);
+    let mut rng = StdRng::seed_from_u64(5);
+    for _ in 0..20 {
+        let on = |f, refs: &[&Key], rng: &mut StdRng| {
+            c.place_for(Some(f), refs, now, rng)
+                .expect("placed")
+                .node
+                .id
+        };
+        assert_eq!(on("f", &[], &mut rng).as_str(), "b", "warm wins a tie");
+        assert_eq!(
+            on("f", &[&k], &mut rng).as_str(),
+            "c",
+            "locality comes first"
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        seen.insert(
+            c.place_for(Some("h"), &[], now, &mut rng)
+                .expect("placed")
+                .node
+                .id,
+        );
+    }
+    assert_eq!(seen.len(), 3, "a function warm nowhere goes anywhere");
+}
+
+#[test]
 fn ties_are_broken_at_random_and_stale_executors_are_skipped() {
     let now = Instant::now();
     let c = core(&[("a", 0.0), ("b", 0.5), ("c", 0.2)], now);
@@ -210,6 +246,7 @@ fn schedules_carry_edges_args_and_reply() {
             timeout_ms: None,
             retries: 2,
             retry_errors: false,
+            class: false,
         })
         .collect();
     let plan = CallPlan {

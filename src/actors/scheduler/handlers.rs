@@ -241,7 +241,13 @@ impl Handler<ExecutorStatus> for Scheduler {
                 executor = %format!("python {} cloudpickle {}", m.executor.0, m.executor.1),
                 "a function registered while no executor ran was pickled on versions the executors do not run; register it again from a matching client");
         }
-        if !self.parked.is_empty() && self.core.any_executor(Instant::now()) {
+        let now = Instant::now();
+        if self.calls.waiting() > 0 && self.core.any_executor(now) {
+            for next in self.calls.place_waiting(&self.core, now, &mut self.rng) {
+                self.act(next);
+            }
+        }
+        if !self.parked.is_empty() && self.core.any_executor(now) {
             self.unpark(false);
         }
     }
@@ -265,6 +271,7 @@ impl Handler<ViewChanged> for Scheduler {
             .serving_with_role(Role::Monitor)
             .map(|m| ActorRef::new(m.node.clone(), ServiceId::Monitor, 0))
             .collect();
+        self.calls.hold_reruns(!self.monitors.is_empty());
         let live: BTreeSet<_> = view
             .live_with_role(Role::Executor)
             .map(|m| m.node.clone())

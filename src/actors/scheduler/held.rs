@@ -2,6 +2,7 @@
 //! is live is held ([`super::parked`]), the monitors are told calls wait (at once for the
 //! first, then every expiry tick while any does, and once more when none does), and the
 //! held calls are placed when an executor reports or failed when their wait runs out.
+//! Calls whose re-run found no executor (kept in the call table) wait the same way.
 
 use super::calls::{Failed, Stop};
 use super::core::{CallPlan, CallRequest};
@@ -55,10 +56,17 @@ impl Scheduler {
 
     /// Tell the monitors how many calls wait for an executor (0 once none does).
     pub(super) fn want_executors(&mut self) {
+        let waiting = self.parked.len() + self.calls.waiting();
+        let mut functions = self.parked.functions();
+        if self.calls.waiting() > 0 {
+            functions.extend(self.calls.waiting_functions().cloned());
+            functions.sort();
+            functions.dedup();
+        }
         let msg = ExecutorsWanted {
             scheduler: self.transport.local_node().clone(),
-            calls: u32::try_from(self.parked.len()).unwrap_or(u32::MAX),
-            functions: self.parked.functions(),
+            calls: u32::try_from(waiting).unwrap_or(u32::MAX),
+            functions,
         };
         for m in &self.monitors {
             let h = self.transport.handle::<ExecutorsWanted>(m.clone());
@@ -66,7 +74,7 @@ impl Scheduler {
                 tracing::debug!(monitor = %m, cause = %e, "executors wanted: not sent");
             }
         }
-        self.told_monitors = !self.parked.is_empty();
+        self.told_monitors = waiting > 0;
     }
 
     /// Place the held calls (an executor reported), or fail those whose wait ran out.
@@ -104,7 +112,7 @@ impl Scheduler {
                 });
             }
         }
-        if !self.parked.is_empty() || self.told_monitors {
+        if !self.parked.is_empty() || self.calls.waiting() > 0 || self.told_monitors {
             self.want_executors();
         }
     }

@@ -194,7 +194,7 @@ impl Scheduler {
                 failure: Some(CallFailure::new(e.code(), e.to_string())),
             };
             match self.calls.on_ended(ended, &self.core, now, &mut self.rng) {
-                next @ Next::Rerun { .. } => self.act(next),
+                next @ (Next::Rerun { .. } | Next::Wait { .. }) => self.act(next),
                 Next::Fail(failed) => {
                     self.stop(call, failed.stop);
                     return Err(e);
@@ -253,6 +253,13 @@ impl Scheduler {
                 }
             }
             Next::Fail(failed) => self.fail(failed),
+            Next::Wait { call, stop } => {
+                tracing::info!(call = %call, "no executor to run the call again: it waits for one");
+                self.stop(call, stop);
+                if !self.told_monitors {
+                    self.want_executors();
+                }
+            }
         }
     }
 
@@ -381,6 +388,7 @@ fn meta_of(record: &FunctionRecord) -> FunctionMeta {
         timeout_ms: record.timeout_ms,
         retries: record.retries.unwrap_or(DEFAULT_RETRIES),
         retry_errors: record.retry_errors,
+        class: record.kind == crate::pyrt::FunctionKind::Class,
     }
 }
 

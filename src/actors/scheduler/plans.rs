@@ -163,6 +163,7 @@ mod tests {
             timeout_ms: None,
             retries: 0,
             retry_errors: false,
+            class: false,
         }
     }
 

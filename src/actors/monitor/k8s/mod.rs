@@ -373,7 +373,14 @@ fn status_error(method: &'static str, path: &str, status: u16, body: &[u8]) -> K
 }
 
 impl NodeProvider for KubeProvider {
-    fn launch(&mut self, kind: NodeKind, count: u32) -> Result<Vec<NodeId>, ProviderError> {
+    /// A pod starts from its manifest: it cannot be told which functions to load first
+    /// (`_warm`), so a Kubernetes executor loads each on its first call.
+    fn launch(
+        &mut self,
+        kind: NodeKind,
+        count: u32,
+        _warm: &[String],
+    ) -> Result<Vec<NodeId>, ProviderError> {
         if kind == NodeKind::Kvs {
             return self.launch_kvs(count);
         }

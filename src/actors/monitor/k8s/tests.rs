@@ -244,7 +244,7 @@ fn launch_scales_the_deployment_up_and_returns_the_pods_that_appear() {
         ),
     ]);
     let mut p = m.provider();
-    let launched = p.launch(NodeKind::Executor, 2).expect("launch");
+    let launched = p.launch(NodeKind::Executor, 2, &[]).expect("launch");
     assert_eq!(launched, ids(&["x-b", "x-c"]));
     assert_eq!(
         m.take(),
@@ -272,7 +272,10 @@ fn a_conflict_reads_the_scale_again_and_builds_on_what_changed() {
         (200, scale("cloudburst-executor", "9", 3)),
         (200, list(vec![pod("x-new", "executor", "Pending", None)])),
     ]);
-    let launched = m.provider().launch(NodeKind::Executor, 1).expect("launch");
+    let launched = m
+        .provider()
+        .launch(NodeKind::Executor, 1, &[])
+        .expect("launch");
     assert_eq!(launched, ids(&["x-new"]));
     assert_eq!(
         m.take(),
@@ -305,7 +308,7 @@ fn conflicts_without_end_fail_the_launch_and_the_limit_is_never_passed() {
     let m = mock(script);
     let err = m
         .provider()
-        .launch(NodeKind::Executor, 1)
+        .launch(NodeKind::Executor, 1, &[])
         .expect_err("conflicts");
     assert!(err.to_string().contains("409 Conflict"), "{err}");
     assert_eq!(m.take().len(), 1 + 2 * (MAX_CONFLICT_RETRIES as usize + 1));
@@ -316,7 +319,7 @@ fn conflicts_without_end_fail_the_launch_and_the_limit_is_never_passed() {
     ]);
     let err = m
         .provider()
-        .launch(NodeKind::Executor, 2)
+        .launch(NodeKind::Executor, 2, &[])
         .expect_err("limit 4");
     assert!(
         matches!(err, ProviderError::AtLimit { asked: 2, limit: 4 }),
@@ -464,7 +467,7 @@ fn a_pod_that_never_becomes_ready_is_replaced_and_a_crash_looping_one_at_once() 
         ),
     ]);
     let mut p = m.provider();
-    launches.launched(p.launch(NodeKind::Executor, 1).expect("launch"), t0);
+    launches.launched(p.launch(NodeKind::Executor, 1, &[]).expect("launch"), t0);
     let joined = BTreeSet::new();
     let early = launches.reconcile(&joined, &p.list(), t0 + timeout - Duration::from_secs(1));
     assert_eq!(early, vec![], "not late yet");
@@ -474,7 +477,7 @@ fn a_pod_that_never_becomes_ready_is_replaced_and_a_crash_looping_one_at_once() 
         vec![Effect::Terminate(NodeId::new("x-b")), Effect::Relaunch(1)]
     );
     p.terminate(&NodeId::new("x-b")).expect("terminate");
-    let again = p.launch(NodeKind::Executor, 1).expect("relaunch");
+    let again = p.launch(NodeKind::Executor, 1, &[]).expect("relaunch");
     assert_eq!(again, ids(&["x-c"]));
     launches.launched(again, t0 + timeout);
     let effects = launches.reconcile(&joined, &p.list(), t0 + timeout);

@@ -100,9 +100,11 @@ function render(s) {
   document.getElementById("updated").textContent = new Date(s.at_ms).toLocaleTimeString();
   fill("nodes", s.nodes, (n) => [n.id, n.addr, n.roles.join(", "), pill(n.draining ? n.state + ", draining" : n.state, n.state), n.kvs_shards, String(n.generation)],
     (n) => ({ "data-node": n.id }));
+  const a = s.autoscale;
+  const warm = (node) => ((a && a.warm && a.warm[node]) || []).join(", ") || "–";
   fill("executors", s.executors, (e) => e.down
-    ? [e.node, "–", "–", pill("down", "down")]
-    : [e.node, e.workers, e.extra_workers, utilBar(e.utilisation)], (e) => ({ "data-node": e.node, "data-down": e.down }));
+    ? [e.node, "–", "–", pill("down", "down"), "–"]
+    : [e.node, e.workers, e.extra_workers, utilBar(e.utilisation), warm(e.node)], (e) => ({ "data-node": e.node, "data-down": e.down }));
   callRows("functions", s.functions);
   callRows("dags", s.dags);
   fill("shards", s.shards, (x) => [x.node, x.shard, x.keys ?? "–", bytes(x.bytes), x.ops_per_s, x.gets, x.puts,
@@ -111,7 +113,6 @@ function render(s) {
     ? [c.node, pill("down", "down"), "–", "–", "–", "–", "–", "–"]
     : [c.node, c.hit_ratio === null ? "–" : `${(c.hit_ratio * 100).toFixed(1)}%`,
       c.hits, c.misses, c.keys, `${bytes(c.bytes)} / ${bytes(c.capacity)}`, c.evictions, c.pinned]);
-  const a = s.autoscale;
   document.getElementById("autoscale-summary").textContent = a
     ? `monitor ${a.node}: ${a.min_executors}–${a.max_executors} executor nodes, ${a.decisions_total} decisions, ${coldStarts(a)}${a.gave_up ? ", launches stopped after repeated failures" : ""}`
     : "no monitor in the cluster";

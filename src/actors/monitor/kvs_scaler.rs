@@ -113,7 +113,7 @@ impl KvsScaler {
             }
         }
         self.reap(view, &live, io, now);
-        let removable: BTreeSet<NodeId> = provided.into_iter().map(|p| p.node).collect();
+        let removable = io.provider.kvs_removable(&provided);
         let obs = self.observe(view, &removable, now);
         let Some(policy) = self.policy.as_mut() else {
             return;

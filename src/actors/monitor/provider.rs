@@ -5,6 +5,7 @@
 
 use super::launches::ProvidedNode;
 use crate::ids::NodeId;
+use std::collections::BTreeSet;
 
 /// What kind of node to launch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +63,12 @@ pub trait NodeProvider: Send {
             NodeKind::Executor => self.list(),
             NodeKind::Kvs => Vec::new(),
         }
+    }
+
+    /// Which of the KVS nodes it launched (`provided`) the provider can remove one by one
+    /// (all of them for child processes; a StatefulSet removes only its highest ordinal).
+    fn kvs_removable(&mut self, provided: &[ProvidedNode]) -> BTreeSet<NodeId> {
+        provided.iter().map(|p| p.node.clone()).collect()
     }
 
     /// Whether to keep nodes started ahead of launches (standbys), if the provider can:

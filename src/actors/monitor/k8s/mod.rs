@@ -448,6 +448,19 @@ impl NodeProvider for KubeProvider {
         }
     }
 
+    /// A StatefulSet scales down from its highest ordinal: that pod is the only one the
+    /// monitor may drain (none while the scale cannot be read).
+    fn kvs_removable(&mut self, provided: &[ProvidedNode]) -> BTreeSet<NodeId> {
+        match self.kvs_victim() {
+            Ok(Some(v)) if provided.iter().any(|p| p.node == v) => [v].into_iter().collect(),
+            Ok(_) => BTreeSet::new(),
+            Err(e) => {
+                tracing::warn!(cause = %e, "cannot read the KVS StatefulSet's scale");
+                BTreeSet::new()
+            }
+        }
+    }
+
     /// The pods belong to the Deployment: a monitor that stops (a rolling upgrade, its pod
     /// moved) leaves them to the next one.
     fn nodes_outlive_monitor(&self) -> bool {

@@ -171,12 +171,7 @@ mod tests {
     }
 
     fn view(members: Vec<Member>) -> View {
-        View {
-            members: members
-                .into_iter()
-                .map(|m| (m.node.id.clone(), m))
-                .collect(),
-        }
+        members.into_iter().collect()
     }
 
     #[test]

@@ -21,11 +21,7 @@ fn member(id: &str, roles: &[Role], state: MemberState) -> Member {
 }
 
 fn view(members: Vec<Member>) -> View {
-    let mut v = View::default();
-    for m in members {
-        v.members.insert(m.node.id.clone(), m);
-    }
-    v
+    members.into_iter().collect()
 }
 
 #[test]

@@ -23,12 +23,7 @@ fn member(id: &str, roles: &[Role], state: MemberState, draining: bool) -> Membe
 }
 
 fn view(members: Vec<Member>) -> View {
-    View {
-        members: members
-            .into_iter()
-            .map(|m| (m.node.id.clone(), m))
-            .collect(),
-    }
+    members.into_iter().collect()
 }
 
 fn status(id: &str, demand: f64, state: protocol::NodeState) -> ExecutorStatus {

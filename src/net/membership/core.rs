@@ -75,6 +75,18 @@ pub struct View {
     pub members: BTreeMap<NodeId, Member>,
 }
 
+/// A view of these members, each under its node id.
+impl FromIterator<Member> for View {
+    fn from_iter<I: IntoIterator<Item = Member>>(members: I) -> Self {
+        View {
+            members: members
+                .into_iter()
+                .map(|m| (m.node.id.clone(), m))
+                .collect(),
+        }
+    }
+}
+
 impl View {
     /// The member named `id`, whatever its state.
     pub fn get(&self, id: &NodeId) -> Option<&Member> {

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -34,6 +36,22 @@ import cloudburst  # noqa: E402
 READY_TIMEOUT = 60.0  # a loaded CI machine starts the Python workers slowly
 LOCAL_READY = re.compile(r"^cloudburst local ready: client (\S+)$")
 DASHBOARD_LINE = re.compile(r"^cloudburst dashboard listening on (\S+)$")
+
+
+#: How long a test waits for one HTTP answer of a node.
+HTTP_SECONDS = 5
+
+
+def http_get(url, token=None):
+    """(status, headers with lower-case names, body) of a GET; HTTP errors are returned."""
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=HTTP_SECONDS) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
 
 
 def local_token():

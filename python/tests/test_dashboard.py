@@ -10,15 +10,13 @@ Two clusters:
 
 import pathlib
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import dashboard_browser
 from cloudburst import CloudburstConnection
-from conftest import Proc, binary
+from conftest import Proc, binary, http_get
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(binary())
@@ -26,27 +24,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 TOKEN = "py-dash-token"
 SECRET = "py-dash-secret"
 READY_SECONDS = 15
-HTTP_SECONDS = 5
 CALLS = 5
 DASHBOARD_LINE = re.compile(r"dashboard\S* .*?(http://\S+?)/?$")
 CLIENT_URL = re.compile(r"(ws://\S+)")
 NODE_LINE = re.compile(r"^cloudburst node (\S+) listening on ")
-
-
-def http_get(url, token=None):
-    """(status, headers with lower-case names, body) of a GET; HTTP errors are returned."""
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=HTTP_SECONDS) as r:
-            return r.status, lower(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, lower(e.headers), e.read().decode()
-
-
-def lower(headers):
-    return {k.lower(): v for k, v in headers.items()}
 
 
 def families(text):

@@ -12,14 +12,13 @@ import os
 import pathlib
 import re
 import subprocess
-import urllib.error
-import urllib.request
 
 import pytest
 
 import cloudburst
 import dashboard_browser
 from cloudburst import CloudburstConnection
+import conftest
 from conftest import Proc, binary, child_env
 from nodes import bootstrap_unless_joining, free_port
 from waiting import NotYet, wait_until
@@ -32,7 +31,6 @@ NODE_ID = re.compile(r"^cloudburst node (\S+) listening on ")
 NODE_ADDR = re.compile(r"^cloudburst node \S+ listening on (\S+) ")
 ADMIN = re.compile(r"^cloudburst admin listening on (http://\S+?)/?$")
 DASHBOARD = re.compile(r"^cloudburst dashboard listening on (http://\S+?)/?$")
-HTTP_SECONDS = 5
 #: Seconds to wait for something the cluster does within a few ticks (a join, a sample).
 SETTLE_SECONDS = 30
 #: Calls made and counted across the cluster.
@@ -42,14 +40,8 @@ RETRYABLE = (cloudburst.UnavailableError, cloudburst.CloudburstTimeout)
 
 def http_get(url, token=None):
     """(status, body) of a GET; HTTP errors are returned."""
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=HTTP_SECONDS) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    status, _, body = conftest.http_get(url, token)
+    return status, body
 
 
 def start(log, *args, gateway=False):

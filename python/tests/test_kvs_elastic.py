@@ -17,9 +17,9 @@ ever launched."""
 import json
 import re
 import threading
-import time
 import urllib.request
 
+import waiting
 from cloudburst import CloudburstConnection
 from conftest import Proc
 from nodes import METRIC, free_port, start_node
@@ -61,12 +61,12 @@ def decision(log, action, reason):
 
 
 def wait_until(what, bound, check):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(TICK_MS / 1000)
-    raise AssertionError(f"not within {bound}s: {what}")
+    """Wait (one tick between checks) until `check()` is true, at most `bound` seconds."""
+    def holds():
+        if not check():
+            raise waiting.NotYet(what)
+
+    waiting.wait_until(holds, what, bound, interval=TICK_MS / 1000)
 
 
 def verdict(want, got, now):

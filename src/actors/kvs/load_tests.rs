@@ -2,6 +2,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::collections::HashMap;
 
 fn k(i: u64) -> Key {
     Key::new(format!("k{i}"))
@@ -89,4 +90,91 @@ fn a_window_reports_rates_occupancy_and_resets() {
         (0, 0, 1_000_000)
     );
     assert_eq!(next.occupancy(), 0.0);
+}
+
+/// The meter's estimate of each key's count in one window of `accesses` (keys in order).
+fn window_estimates(accesses: impl Iterator<Item = Key>) -> (ShardLoad, HashMap<String, u64>) {
+    let mut m = LoadMeter::new(1_000_000);
+    for key in accesses {
+        m.read(&key);
+        m.served(1);
+    }
+    let w = m.take(2_000_000, 0, 0);
+    let est = w.hot.iter().cloned().collect();
+    (w, est)
+}
+
+/// A sampled count `c` is within this many standard deviations (`sqrt(HOT_SAMPLE_ONE_IN *
+/// c)`) of the truth: a chance under 1e-6 of failing for a random seed (the seed is fixed,
+/// so each test is deterministic).
+const SIGMAS: f64 = 5.0;
+
+fn assert_close(est: &HashMap<String, u64>, key: &str, truth: u64) {
+    let got = est.get(key).copied().unwrap_or(0);
+    let bound = SIGMAS * ((HOT_SAMPLE_ONE_IN * truth) as f64).sqrt();
+    let off = got.abs_diff(truth) as f64;
+    assert!(
+        off <= bound,
+        "{key}: estimated {got}, true {truth}, bound ±{bound:.0}"
+    );
+}
+
+#[test]
+fn sampled_counts_of_a_busy_window_stay_within_the_stated_bound() {
+    // 200 000 accesses: three hot keys at 20 %, 10 % and 5 %, the rest spread over 1 000
+    // cold keys (the benchmark's pattern), far past the exact part of the window.
+    let n = 200_000u64;
+    let key = |i: u64| match i % 20 {
+        0..=3 => k(0),
+        4 | 5 => k(1),
+        6 => k(2),
+        _ => k(1_000 + i % 1_000),
+    };
+    let (w, est) = window_estimates((0..n).map(key));
+    assert_eq!(
+        (w.gets, w.requests),
+        (n, n),
+        "request counts are never sampled"
+    );
+    assert_close(&est, "k0", n / 5);
+    assert_close(&est, "k1", n / 10);
+    assert_close(&est, "k2", n / 20);
+    let top: Vec<&str> = w.hot.iter().take(3).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(top, vec!["k0", "k1", "k2"]);
+}
+
+#[test]
+fn a_workload_in_step_with_the_sampling_period_is_still_counted() {
+    // The hot key is every 16th access: a sampler taking every 16th access would count it
+    // 16 times over or not at all; the random one is unbiased.
+    let n = 160_000u64;
+    let key = |i: u64| match i % HOT_SAMPLE_ONE_IN {
+        0 => k(0),
+        _ => k(1_000 + i % 997),
+    };
+    let (_, est) = window_estimates((0..n).map(key));
+    assert_close(&est, "k0", n / HOT_SAMPLE_ONE_IN);
+}
+
+#[test]
+fn a_quiet_window_is_counted_exactly() {
+    // Up to HOT_EXACT_ACCESSES, every access counts once: no sampling error at all.
+    let n = HOT_EXACT_ACCESSES;
+    let (_, est) = window_estimates((0..n).map(|i| k(i % 4)));
+    for i in 0..4 {
+        assert_eq!(est.get(&format!("k{i}")).copied(), Some(n / 4));
+    }
+}
+
+#[test]
+fn one_service_time_counts_at_most_the_cap() {
+    // A wall-clock step inside a request must not count as hours of busy time.
+    let mut m = LoadMeter::new(0);
+    m.served(3_600_000_000);
+    m.served(10);
+    let w = m.take(1_000_000, 0, 0);
+    assert_eq!(
+        (w.service_us_max, w.busy_us),
+        (MAX_SERVICE_US, MAX_SERVICE_US + 10)
+    );
 }

@@ -8,7 +8,7 @@
 use super::core::{CacheSample, NodeCalls, Sample, ShardSample};
 use crate::metrics::{self as m, CallKind, CallSnapshot, BUCKETS_US};
 use crate::net::NetMetricsSnapshot;
-use crate::protocol::{KvsAutoscaleState, KvsNodeMetrics, KvsNodeStatus};
+use crate::protocol::{KvsAutoscaleState, KvsNodeMetrics};
 use std::fmt::Write;
 
 /// Content type of the exposition format.
@@ -58,8 +58,8 @@ pub fn render(node: &str, sample: Option<&Sample>, dashboard_clients: usize) -> 
         if let Some(a) = &s.autoscale {
             autoscale_series(&mut t, a);
             if let Some(kvs) = &a.kvs {
-                kvs_autoscale_series(&mut t, kvs);
-                kvs_node_gauges(&mut t, &kvs.nodes);
+                kvs::kvs_autoscale_series(&mut t, kvs);
+                kvs::kvs_node_gauges(&mut t, &kvs.nodes);
             }
         }
         if let Some(net) = &s.transport {
@@ -100,90 +100,8 @@ pub fn node_series(
         }],
     );
     transport_series(&mut t, node, net);
-    if let Some(k) = &kvs.kvs {
-        kvs_node_gauges(&mut t, k.status.as_slice());
-        for (name, help, total) in [
-            (
-                m::KVS_NODE_GETS,
-                "Keys clients read from the node.",
-                k.gets_total,
-            ),
-            (
-                m::KVS_NODE_PUTS,
-                "Keys clients wrote to the node.",
-                k.puts_total,
-            ),
-        ] {
-            t.family(name, "counter", help);
-            t.sample(name, &[("node", node)], total);
-        }
-    }
-    if let Some(a) = &kvs.monitor {
-        kvs_autoscale_series(&mut t, a);
-    }
+    kvs::node_kvs_series(&mut t, node, kvs);
     t.out
-}
-
-/// Each KVS node's last report: bytes, budget, keys, occupancy.
-fn kvs_node_gauges(t: &mut Text, nodes: &[KvsNodeStatus]) {
-    type Get = fn(&KvsNodeStatus) -> f64;
-    let gauges: [(&str, &str, Get); 4] = [
-        (m::KVS_NODE_BYTES, "Bytes the node's shards hold.", |s| {
-            s.bytes as f64
-        }),
-        (
-            m::KVS_NODE_BUDGET,
-            "The node's memory budget in bytes.",
-            |s| s.budget_bytes as f64,
-        ),
-        (m::KVS_NODE_KEYS, "Keys the node's shards hold.", |s| {
-            s.keys as f64
-        }),
-        (
-            m::KVS_NODE_OCCUPANCY,
-            "Mean busy time of the node's shards over its last report window.",
-            |s| s.occupancy,
-        ),
-    ];
-    for (name, help, get) in gauges {
-        t.family(name, "gauge", help);
-        for s in nodes {
-            t.sample(name, &[("node", s.node.id.as_str())], get(s));
-        }
-    }
-}
-
-/// The monitor's KVS tier: nodes by state, storage, decisions by action and reason.
-fn kvs_autoscale_series(t: &mut Text, a: &KvsAutoscaleState) {
-    let n = &a.last;
-    t.family(
-        m::KVS_AUTOSCALE_NODES,
-        "gauge",
-        "KVS nodes by state, as the acting monitor counts them.",
-    );
-    for (state, count) in [
-        ("active", n.active),
-        ("starting", n.starting),
-        ("draining", n.draining),
-        ("pending", n.pending),
-    ] {
-        t.sample(m::KVS_AUTOSCALE_NODES, &[("state", state)], count);
-    }
-    t.family(
-        m::KVS_AUTOSCALE_STORAGE,
-        "gauge",
-        "Bytes of the KVS tier over its counted nodes' memory budget.",
-    );
-    t.sample(m::KVS_AUTOSCALE_STORAGE, &[], n.storage);
-    t.family(
-        m::KVS_AUTOSCALE_DECISIONS,
-        "counter",
-        "KVS decisions and provider actions the monitor took.",
-    );
-    for d in &a.decision_counts {
-        let labels = [("action", d.action.as_str()), ("reason", d.reason.as_str())];
-        t.sample(m::KVS_AUTOSCALE_DECISIONS, &labels, d.count);
-    }
 }
 
 /// Function and DAG call families, each node's series labelled with it.
@@ -463,6 +381,9 @@ fn transport_series(t: &mut Text, node: &str, net: &NetMetricsSnapshot) {
         t.sample(&name, &[("node", node)], value);
     }
 }
+
+#[path = "prometheus_kvs.rs"]
+mod kvs;
 
 #[cfg(test)]
 #[path = "prometheus_tests.rs"]

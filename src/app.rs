@@ -147,6 +147,7 @@ fn bench(args: &BenchArgs) -> ExitCode {
         Workload::Client => crate::bench::client::run(args),
         Workload::Faults => crate::bench::client::faults(args),
         Workload::Autoscale => crate::bench::client::autoscale(args),
+        Workload::KvsElastic => crate::bench::client::kvs_elastic(args),
         Workload::Python => crate::pyrt::bench::run(args),
     };
     match outcome {

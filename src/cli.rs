@@ -289,6 +289,10 @@ pub enum Workload {
     /// (python/benchmarks/bench_autoscale.py): time to decision and to capacity, calls
     /// lost and failed, executor nodes over time (written to docs/).
     Autoscale,
+    /// A skewed read load on 3 KVS nodes with and without selective replication of hot
+    /// keys, and a fill past the storage mark (python/benchmarks/bench_kvs_elastic.py):
+    /// request imbalance, hot-key get latency, time to a new KVS node, keys lost.
+    KvsElastic,
     /// Per-call overhead of the Python worker pool vs an in-process call; parallel speedup.
     #[value(hide = true)]
     Python,

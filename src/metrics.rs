@@ -76,6 +76,26 @@ pub const AUTOSCALE_DECISIONS: &str = "cloudburst_autoscale_decisions_total";
 pub const AUTOSCALE_COLD_STARTS: &str = "cloudburst_autoscale_cold_starts_total";
 /// Gauge: calls the schedulers hold because no executor runs (the monitor's last tick).
 pub const AUTOSCALE_WAITING: &str = "cloudburst_autoscale_waiting_calls";
+/// Gauge: bytes a KVS node's shards hold (its last report); label `node`.
+pub const KVS_NODE_BYTES: &str = "cloudburst_kvs_node_bytes";
+/// Gauge: a KVS node's memory budget (`kvs.memory_budget_bytes`); label `node`.
+pub const KVS_NODE_BUDGET: &str = "cloudburst_kvs_node_budget_bytes";
+/// Gauge: keys a KVS node's shards hold; label `node`.
+pub const KVS_NODE_KEYS: &str = "cloudburst_kvs_node_keys";
+/// Gauge: mean busy time of a KVS node's shards over its last report window (0..=1);
+/// label `node`.
+pub const KVS_NODE_OCCUPANCY: &str = "cloudburst_kvs_node_occupancy";
+/// Counter: keys clients read from a KVS node since it started; label `node`.
+pub const KVS_NODE_GETS: &str = "cloudburst_kvs_node_gets_total";
+/// Counter: keys clients wrote to a KVS node since it started; label `node`.
+pub const KVS_NODE_PUTS: &str = "cloudburst_kvs_node_puts_total";
+/// Gauge, label `state` (active, starting, draining, pending): KVS nodes as the acting
+/// monitor counts them.
+pub const KVS_AUTOSCALE_NODES: &str = "cloudburst_kvs_autoscale_nodes";
+/// Gauge: the KVS tier's bytes over its counted nodes' budget (the monitor's last tick).
+pub const KVS_AUTOSCALE_STORAGE: &str = "cloudburst_kvs_autoscale_storage";
+/// Counter: KVS decisions and provider actions the monitor took; labels `action`, `reason`.
+pub const KVS_AUTOSCALE_DECISIONS: &str = "cloudburst_kvs_autoscale_decisions_total";
 /// Counter prefix of this node's transport counters (`cloudburst_transport_<field>_total`,
 /// one per field of `NetMetricsSnapshot`); label `node`.
 pub const TRANSPORT_PREFIX: &str = "cloudburst_transport_";

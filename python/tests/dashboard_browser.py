@@ -51,6 +51,16 @@ return {
   kvsKeys: rows('shards').reduce((a, tr) => a + Number(tr.dataset.keys || 0), 0),
   executors: rows('executors').filter((tr) => tr.dataset.node !== undefined)
     .map((tr) => [tr.dataset.node, tr.dataset.down === 'true']),
+  kvsNodes: rows('kvs-nodes').filter((tr) => tr.dataset.node !== undefined)
+    .map((tr) => ({node: tr.dataset.node, bytes: Number(tr.dataset.bytes),
+                   budget: Number(tr.dataset.budget), requests: Number(tr.dataset.requests),
+                   text: tr.innerText})),
+  hotKeys: rows('hot-keys').filter((tr) => tr.dataset.key !== undefined)
+    .map((tr) => ({key: tr.dataset.key, replicas: Number(tr.dataset.replicas),
+                   text: tr.innerText})),
+  kvsDecisions: rows('kvs-decisions').filter((tr) => tr.dataset.action !== undefined)
+    .map((tr) => [tr.dataset.action, tr.dataset.reason]),
+  kvsLegend: document.querySelector('.legend[data-chart="kvsnodes"]').textContent,
 };
 """
 
@@ -115,10 +125,11 @@ def page_shows(driver, what, deadline, check):
 
 
 def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
-                    screenshot=None, timeout=15.0, on_ready=None, executors=None, flags=()):
+                    screenshot=None, timeout=15.0, on_ready=None, executors=None, flags=(),
+                    check=None):
     """Open the page and wait until it shows everything asked (`executors`: the node ids
-    of exactly the executors shown up); returns the final state. `flags`: more Chromium
-    flags."""
+    of exactly the executors shown up; `check(state)`: what else is missing, a list);
+    returns the final state. `flags`: more Chromium flags."""
     driver = browser(flags)
     try:
         deadline = time.monotonic() + timeout
@@ -130,7 +141,8 @@ def check_dashboard(url, token=None, texts=(), functions=(), kvs_keys=None,
         if on_ready:
             on_ready()
         state = page_shows(driver, "live update", deadline,
-                           lambda s: unmet(s, texts, functions, kvs_keys, executors))
+                           lambda s: unmet(s, texts, functions, kvs_keys, executors)
+                           + (check(s) if check else []))
         if state["marker"] != "loaded-once":
             raise AssertionError("the page was reloaded; updates must arrive live")
         if screenshot:

@@ -15,13 +15,17 @@ the test fails: that binary refuses the `[kvs_autoscale]` section, and without i
 ever launched."""
 
 import json
+import pathlib
 import re
 import threading
 import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
+
+import dashboard_browser
 import waiting
 from cloudburst import CloudburstConnection
-from conftest import Proc
+from conftest import Proc, http_get
 from nodes import METRIC, free_port, start_node
 
 SECRET = "kvs-elastic-secret"
@@ -52,6 +56,10 @@ FILLER = 160  # keys of 1 KiB, stored twice: 320 KiB of 512 KiB is 62 %
 KEPT = 20
 PAD = "x" * 1024
 DASHBOARD = re.compile(r"dashboard\S* .*?(http://\S+?)/?$")
+ADMIN = re.compile(r"^cloudburst admin listening on (http://\S+?)/?$")
+ARTIFACTS = pathlib.Path(__file__).resolve().parents[2] / "test-artifacts"
+#: The decisions of the test, in order.
+DECIDED = [("launch", "storage"), ("drain", "underused"), ("terminate", "drained")]
 
 
 def decision(log, action, reason):
@@ -153,6 +161,49 @@ def kvs_state(dashboard):
     return (snapshot.get("autoscale") or {}).get("kvs") or {}
 
 
+def kvs_panels(state):
+    """What the page's KVS panels do not show yet of the end of the test: the two nodes
+    left, with their budget, one holding data and serving the checker's reads; hot keys of
+    the test with a replication factor of at least k = 2; the decisions (newest first);
+    the node count chart at 2 now and 3 at its peak."""
+    missing = []
+    nodes = state["kvsNodes"]
+    if len(nodes) != 2 or any(n["budget"] != BUDGET for n in nodes):
+        missing.append(f"two KVS nodes with a budget of {BUDGET} (shows {nodes})")
+    # The gateway's node holds a replica of every key: it serves the checker's reads.
+    if not any(n["bytes"] > 0 and n["requests"] > 0 for n in nodes):
+        missing.append(f"bytes held and requests served (shows {nodes})")
+    hot = state["hotKeys"]
+    ours = re.compile(r"^(kept|fill)/\d+$|^probe$")
+    if not hot or not all(ours.match(h["key"]) and h["replicas"] >= 2 for h in hot):
+        missing.append(f"hot keys of the test with replicas >= 2 (shows {hot})")
+    if [tuple(d) for d in reversed(state["kvsDecisions"])] != DECIDED:
+        missing.append(f"decisions {DECIDED} (shows {state['kvsDecisions']})")
+    legend = state["kvsLegend"]
+    if "live 2" not in legend or "max 3" not in legend:
+        missing.append(f"2 KVS nodes now, 3 at the peak (legend {legend!r})")
+    return missing
+
+
+def admin_metrics(admin, node):
+    """What the first node's admin `/metrics` says of its KVS shards and its monitor."""
+    status, _, text = http_get(admin + "/metrics", TOKEN)
+    assert status == 200, text
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+
+    def value(name, **labels):
+        return [s.value for s in fams[name].samples if s.labels == labels
+                and not s.name.endswith("_created")]
+
+    return {
+        "budget": int(value("cloudburst_kvs_node_budget_bytes", node=node)[0]),
+        "gets": value("cloudburst_kvs_node_gets", node=node)[0] > 0,
+        "active": int(value("cloudburst_kvs_autoscale_nodes", state="active")[0]),
+        "decisions": {(s.labels["action"], s.labels["reason"]): int(s.value)
+                      for s in fams["cloudburst_kvs_autoscale_decisions"].samples},
+    }
+
+
 def writable(cloud):
     """Whether a put is accepted (k = 2 refuses writes until both KVS nodes are routed)."""
     try:
@@ -170,11 +221,13 @@ def test_the_kvs_grows_past_the_storage_mark_and_shrinks_after_deletes_losing_no
     log = tmp_path / "first.log"
     first = Proc(["node", "--bootstrap", "--roles", "kvs,scheduler,gateway,monitor",
                   "--ephemeral", "--listen", "127.0.0.1:0", "--client-listen", client,
-                  "--dashboard-listen", "127.0.0.1:0", "--config", str(config)],
+                  "--dashboard-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+                  "--config", str(config)],
                  log, env={"CLOUDBURST_CLUSTER_SECRET": SECRET, **env})
     second = None
     try:
-        found = first.wait_for({"dashboard": DASHBOARD,
+        found = first.wait_for({"dashboard": DASHBOARD, "admin": ADMIN,
+                                "id": re.compile(r"^cloudburst node (\S+) listening on "),
                                 "addr": re.compile(r"^cloudburst node \S+ listening on (\S+)")})
         assert all(found.values()), first.log_text()
         dashboard = found["dashboard"]
@@ -219,15 +272,22 @@ def test_the_kvs_grows_past_the_storage_mark_and_shrinks_after_deletes_losing_no
                 checker.ack(key, (counter, ""))
             # The dashboard shows the decisions with their reasons (its snapshot lags its
             # sampling period), and each node's bytes against its budget and its hot keys.
-            decided = [("launch", "storage"), ("drain", "underused"), ("terminate", "drained")]
-            wait_until(f"the dashboard showing {decided}", 4 * STABLE,
+            wait_until(f"the dashboard showing {DECIDED}", 4 * STABLE,
                        lambda: [(d["action"], d["reason"])
-                                for d in kvs_state(dashboard).get("decisions", [])] == decided)
+                                for d in kvs_state(dashboard).get("decisions", [])] == DECIDED)
             wait_until("two nodes reporting", 4 * STABLE,
                        lambda: len(kvs_state(dashboard).get("nodes", [])) == 2)
             nodes = kvs_state(dashboard)["nodes"]
             assert all(n["budget_bytes"] == BUDGET for n in nodes), nodes
             assert any(n["hot_keys"] for n in nodes), nodes
+            # The page shows the same, live; the first node's admin port counts it.
+            dashboard_browser.check_dashboard(
+                dashboard + "/", TOKEN, texts=["storage", "underused", "256.0 KiB"],
+                check=kvs_panels, timeout=8 * STABLE,
+                screenshot=str(ARTIFACTS / "dashboard-kvs-elastic.png"))
+            assert admin_metrics(found["admin"], found["id"]) == {
+                "budget": BUDGET, "gets": True, "active": 2,
+                "decisions": {d: 1 for d in DECIDED}}
         checker.finish()
     finally:
         if second is not None:

@@ -3,7 +3,9 @@
 //! against `cloudburst local`) and `cloudburst bench faults`
 //! (`python/benchmarks/bench_faults.py`, calls while executor nodes are SIGKILLed) and
 //! `cloudburst bench autoscale` (`python/benchmarks/bench_autoscale.py`, a step load
-//! against `cloudburst local` and its monitor). Their
+//! against `cloudburst local` and its monitor) and `cloudburst bench kvs-elastic`
+//! (`python/benchmarks/bench_kvs_elastic.py`, a skewed read load and a fill against KVS
+//! nodes). Their
 //! output (and, with `--json`, their last line: one JSON object) is the benchmark's.
 //!
 //! The scripts are part of the source tree, not of the binary: each is looked for under
@@ -21,6 +23,19 @@ const FAULTS_SCRIPT: &str = "python/benchmarks/bench_faults.py";
 
 /// The autoscaling benchmark script, relative to the repository root.
 const AUTOSCALE_SCRIPT: &str = "python/benchmarks/bench_autoscale.py";
+
+/// The KVS elasticity benchmark script, relative to the repository root.
+const KVS_ELASTIC_SCRIPT: &str = "python/benchmarks/bench_kvs_elastic.py";
+
+/// Run the KVS elasticity benchmark to completion (its load is fixed by the script).
+pub fn kvs_elastic(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.iterations.is_some() {
+        bail!(
+            "`cloudburst bench kvs-elastic` does not take --iterations (the script fixes the load)"
+        );
+    }
+    run_script(KVS_ELASTIC_SCRIPT, args, &[])
+}
 
 /// Run the autoscaling benchmark to completion (its load is fixed by the script).
 pub fn autoscale(args: &BenchArgs) -> anyhow::Result<()> {

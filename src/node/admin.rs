@@ -12,10 +12,13 @@
 
 use super::roles::RoleError;
 use crate::actors::gateway::dashboard::auth::{AuthPolicy, Presented};
-use crate::actors::gateway::dashboard::prometheus;
+use crate::actors::gateway::dashboard::prometheus::{self, NodeKvs};
+use crate::actors::kvs::report::{GetKvsNodeMetrics, KvsReporter};
+use crate::actors::monitor::Monitor;
 use crate::config::Config;
 use crate::net::membership::{GetView, Membership, View};
 use crate::net::Transport;
+use crate::protocol::GetAutoscale;
 use actix::Addr;
 use actix_web::dev::ServerHandle;
 use actix_web::http::header;
@@ -28,6 +31,16 @@ const HTTP_WORKERS: usize = 1;
 const MAX_CONNECTIONS: usize = 64;
 /// Seconds a stopping server waits for open requests.
 const SHUTDOWN_GRACE_SECS: u64 = 1;
+/// Longest a scrape waits for this node's KVS reporter or monitor: both answer from
+/// memory, so only a stopping node takes this long (its series are then left out).
+const LOCAL_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The actors of this node whose figures `/metrics` shows, when it plays their roles.
+#[derive(Clone, Default)]
+pub struct AdminSources {
+    pub kvs: Option<Addr<KvsReporter>>,
+    pub monitor: Option<Addr<Monitor>>,
+}
 
 struct State {
     node: String,
@@ -36,6 +49,7 @@ struct State {
     /// The node was given seeds: it is ready only once it heard from another member.
     joins: bool,
     auth: AuthPolicy,
+    sources: AdminSources,
 }
 
 /// A running admin port.
@@ -52,6 +66,7 @@ impl AdminServer {
         addr: SocketAddr,
         transport: &Transport,
         membership: &Addr<Membership>,
+        sources: AdminSources,
     ) -> Result<AdminServer, RoleError> {
         let state = web::Data::new(State {
             node: transport.local_node().id.to_string(),
@@ -62,6 +77,7 @@ impl AdminServer {
                 token: cfg.gateway.token.clone(),
                 metrics_require_token: cfg.gateway.metrics_require_token,
             },
+            sources,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -140,14 +156,37 @@ async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
             .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
             .json(serde_json::json!({ "error": e.code(), "message": e.to_string() }));
     }
+    let kvs = node_kvs(&state.sources).await;
     let text = prometheus::node_series(
         &state.node,
         &crate::metrics::global().snapshot(),
         &state.transport.metrics(),
+        &kvs,
     );
     HttpResponse::Ok()
         .content_type(prometheus::CONTENT_TYPE)
         .body(text)
+}
+
+/// This node's KVS figures and its monitor's KVS state (each left out if it does not answer
+/// within [`LOCAL_ASK_TIMEOUT`]).
+async fn node_kvs(sources: &AdminSources) -> NodeKvs {
+    let kvs = match &sources.kvs {
+        Some(r) => tokio::time::timeout(LOCAL_ASK_TIMEOUT, r.send(GetKvsNodeMetrics))
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    let monitor = match &sources.monitor {
+        Some(m) => tokio::time::timeout(LOCAL_ASK_TIMEOUT, m.send(GetAutoscale))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|a| a.kvs),
+        None => None,
+    };
+    NodeKvs { kvs, monitor }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! returned (listeners closed, Python workers killed and reaped), so a failed start leaves
 //! nothing behind in a process that goes on.
 
-use super::admin::AdminServer;
+use super::admin::{AdminServer, AdminSources};
 use super::dashboard;
 use super::observe::NodeService;
 use super::storage::NodeStorage;
@@ -263,7 +263,11 @@ impl NodeRoles {
             self.dashboard = Some(dashboard::start(cfg, t, m, &self.kvs, tls)?);
         }
         if let Some(addr) = cfg.node.admin_listen {
-            self.admin = Some(AdminServer::start(cfg, addr, t, m)?);
+            let sources = AdminSources {
+                kvs: self.kvs.reporter.clone(),
+                monitor: self.monitor.clone(),
+            };
+            self.admin = Some(AdminServer::start(cfg, addr, t, m, sources)?);
         }
         let pending: Vec<&str> = roles
             .iter()

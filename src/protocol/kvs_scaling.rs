@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 /// Hot keys one report names at most: bounds a report's size whatever a peer sends.
 pub const MAX_REPORTED_HOT_KEYS: usize = 64;
+/// Kinds of decision (action, reason) counted apart at most; later kinds are counted under
+/// their action with the reason `other`. A failed launch's reason is the provider's error
+/// text, so without a bound the counts (and the `/metrics` series) could grow forever.
+pub const MAX_DECISION_KINDS: usize = 32;
 
 /// A KVS node's load over its last report window, summed over its shards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +110,14 @@ pub struct KvsDecisionRecord {
     pub numbers: KvsNumbers,
 }
 
+/// How many decisions (or provider actions) of one kind the monitor took.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvsDecisionCount {
+    pub action: String,
+    pub reason: String,
+    pub count: u64,
+}
+
 /// The KVS side of what a monitor shows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct KvsAutoscaleState {
@@ -113,10 +125,33 @@ pub struct KvsAutoscaleState {
     pub enabled: bool,
     pub min_kvs: u32,
     pub max_kvs: u32,
+    /// `kvs.replication`: the replication factor of a key with no override of its own.
+    pub replication: u32,
+    /// Decisions taken so far (ever, by this monitor) by action and reason, sorted.
+    pub decision_counts: Vec<KvsDecisionCount>,
     /// The last tick's numbers.
     pub last: KvsNumbers,
     /// The newest decisions, oldest first.
     pub decisions: Vec<KvsDecisionRecord>,
     /// Each KVS node's last report: bytes against its budget, occupancy, hot keys.
     pub nodes: Vec<KvsNodeStatus>,
+}
+
+/// A KVS node's own figures for its admin port's `/metrics`: its last report, and its
+/// clients' reads and writes since the node started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KvsNodeMetrics {
+    /// `None` until the node's first report window ended.
+    pub status: Option<KvsNodeStatus>,
+    pub gets_total: u64,
+    pub puts_total: u64,
+}
+
+impl KvsNodeMetrics {
+    /// Take in the report of the window that just ended.
+    pub fn add(&mut self, status: KvsNodeStatus) {
+        self.gets_total = self.gets_total.saturating_add(status.gets);
+        self.puts_total = self.puts_total.saturating_add(status.puts);
+        self.status = Some(status);
+    }
 }

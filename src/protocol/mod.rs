@@ -41,7 +41,8 @@ pub use call::{
 };
 pub use error::ErrorCode;
 pub use kvs_scaling::{
-    DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus, KvsNumbers, KvsReport,
+    DrainKvsNode, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeMetrics,
+    KvsNodeStatus, KvsNumbers, KvsReport,
 };
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use load::{ExecutorLoad, FunctionLoad, NodeState};

@@ -92,6 +92,8 @@ pub struct KvsTier {
     logs: Vec<ShardLog>,
     /// Notified when the monitor asks this KVS node to leave.
     pub drain_requested: Arc<tokio::sync::Notify>,
+    /// This node's load reporter, when it plays `kvs` (its figures for `/metrics`).
+    pub reporter: Option<Addr<KvsReporter>>,
 }
 
 impl KvsTier {
@@ -168,6 +170,7 @@ impl KvsTier {
         }
         membership.do_send(Subscribe(watcher.recipient()));
         let drain_requested = Arc::new(tokio::sync::Notify::new());
+        let mut reporter_addr = None;
         if !shards.is_empty() {
             let budget = cfg.kvs_memory_budget();
             let (t, s, d) = (transport.clone(), shards.clone(), drain_requested.clone());
@@ -178,7 +181,8 @@ impl KvsTier {
                 }
                 return Err(e);
             }
-            membership.do_send(Subscribe(reporter.recipient()));
+            membership.do_send(Subscribe(reporter.clone().recipient()));
+            reporter_addr = Some(reporter);
         }
         Ok(KvsTier {
             client: KvsClient::new(transport.clone(), routing.clone()),
@@ -187,6 +191,7 @@ impl KvsTier {
             arbiters,
             logs,
             drain_requested,
+            reporter: reporter_addr,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::ids::NodeRef;
 use crate::net::membership::ViewChanged;
 use crate::net::{ActorRef, ServiceId, Transport};
 use crate::protocol::kvs_scaling::MAX_REPORTED_HOT_KEYS;
-use crate::protocol::{DrainKvsNode, KvsNodeStatus, KvsReport};
+use crate::protocol::{DrainKvsNode, KvsNodeMetrics, KvsNodeStatus, KvsReport};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -79,6 +79,11 @@ pub fn node_status(
     }
 }
 
+/// Local: this node's last report and its totals since start (for its admin port).
+#[derive(Message)]
+#[rtype(result = "KvsNodeMetrics")]
+pub struct GetKvsNodeMetrics;
+
 /// Gathers this node's shards' loads and reports them to the monitors.
 pub struct KvsReporter {
     pub transport: Transport,
@@ -88,6 +93,8 @@ pub struct KvsReporter {
     draining: bool,
     /// Notified when a monitor asks this node to leave ([`DrainKvsNode`]).
     drain_requested: Arc<Notify>,
+    /// The last report, and the windows' gets and puts added up.
+    metrics: KvsNodeMetrics,
 }
 
 impl KvsReporter {
@@ -104,6 +111,7 @@ impl KvsReporter {
             monitors: Vec::new(),
             draining: false,
             drain_requested,
+            metrics: KvsNodeMetrics::default(),
         }
     }
 
@@ -127,8 +135,13 @@ impl KvsReporter {
                     tracing::debug!(monitor = %m, cause = %e, "kvs status not sent");
                 }
             }
+            status
         };
-        ctx.spawn(gather.into_actor(self));
+        ctx.spawn(
+            gather
+                .into_actor(self)
+                .map(|status, act, _| act.metrics.add(status)),
+        );
     }
 }
 
@@ -153,6 +166,13 @@ impl Handler<ViewChanged> for KvsReporter {
             .view
             .get(&me.id)
             .is_some_and(|m| m.node == *me && m.draining);
+    }
+}
+
+impl Handler<GetKvsNodeMetrics> for KvsReporter {
+    type Result = MessageResult<GetKvsNodeMetrics>;
+    fn handle(&mut self, _: GetKvsNodeMetrics, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.metrics.clone())
     }
 }
 

@@ -13,7 +13,10 @@ use crate::config::{Config, KvsAutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::{ActorRef, ServiceId, Transport};
-use crate::protocol::{DrainKvsNode, KvsAutoscaleState, KvsDecisionRecord, KvsNodeStatus};
+use crate::protocol::kvs_scaling::MAX_DECISION_KINDS;
+use crate::protocol::{
+    DrainKvsNode, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeStatus,
+};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +41,8 @@ pub struct KvsScaler {
     draining: BTreeMap<NodeId, Instant>,
     last: KvsNumbers,
     decisions: VecDeque<KvsDecisionRecord>,
+    /// Decisions ever taken, by (action, reason): at most [`MAX_DECISION_KINDS`] kinds.
+    counts: BTreeMap<(String, String), u64>,
 }
 
 impl KvsScaler {
@@ -52,6 +57,7 @@ impl KvsScaler {
             draining: BTreeMap::new(),
             last: KvsNumbers::default(),
             decisions: VecDeque::new(),
+            counts: BTreeMap::new(),
         }
     }
 
@@ -77,6 +83,16 @@ impl KvsScaler {
             enabled: self.cfg.enabled,
             min_kvs: u32::try_from(self.cfg.min_kvs).unwrap_or(u32::MAX),
             max_kvs: u32::try_from(self.cfg.max_kvs).unwrap_or(u32::MAX),
+            replication: u32::try_from(self.replication).unwrap_or(u32::MAX),
+            decision_counts: self
+                .counts
+                .iter()
+                .map(|((action, reason), count)| KvsDecisionCount {
+                    action: action.clone(),
+                    reason: reason.clone(),
+                    count: *count,
+                })
+                .collect(),
             last: self.last,
             decisions: self.decisions.iter().cloned().collect(),
             nodes: self.statuses(now),
@@ -229,6 +245,7 @@ impl KvsScaler {
             service_us = n.service_us,
             "kvs autoscale decision"
         );
+        count_decision(&mut self.counts, action, reason);
         if self.decisions.len() == MAX_KVS_DECISIONS_KEPT {
             self.decisions.pop_front();
         }
@@ -240,6 +257,16 @@ impl KvsScaler {
             numbers: n,
         });
     }
+}
+
+/// Count one decision under (action, reason), or (action, `other`) once
+/// [`MAX_DECISION_KINDS`] kinds are counted.
+fn count_decision(counts: &mut BTreeMap<(String, String), u64>, action: &str, reason: &str) {
+    let mut kind = (action.to_string(), reason.to_string());
+    if !counts.contains_key(&kind) && counts.len() >= MAX_DECISION_KINDS {
+        kind.1 = "other".to_string();
+    }
+    *counts.entry(kind).or_default() += 1;
 }
 
 /// What a tick acts through.
@@ -272,4 +299,31 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_are_counted_by_kind_and_the_kinds_are_bounded() {
+        let mut counts = BTreeMap::new();
+        count_decision(&mut counts, "launch", "storage");
+        count_decision(&mut counts, "launch", "storage");
+        count_decision(&mut counts, "drain", "underused");
+        assert_eq!(counts[&("launch".into(), "storage".into())], 2);
+        for i in 0..MAX_DECISION_KINDS * 2 {
+            count_decision(&mut counts, "launch_failed", &format!("error {i}"));
+        }
+        assert_eq!(
+            counts.len(),
+            MAX_DECISION_KINDS + 1,
+            "the rest share `other`"
+        );
+        let other = counts[&("launch_failed".into(), "other".into())];
+        assert_eq!(
+            other,
+            (MAX_DECISION_KINDS * 2 - (MAX_DECISION_KINDS - 2)) as u64
+        );
+    }
 }

@@ -7,7 +7,7 @@
 
 use crate::metrics::{CallKind, CallSnapshot, RecentCall};
 use crate::net::metrics::NetMetricsSnapshot;
-use crate::protocol::{AutoscaleState, Numbers};
+use crate::protocol::{AutoscaleState, KvsNumbers, Numbers};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 
@@ -155,6 +155,10 @@ pub struct HistoryPoint {
     pub utilisation: Option<f64>,
     /// Executor nodes by state, demand and capacity, as the acting monitor last counted.
     pub autoscale: Option<Numbers>,
+    /// KVS nodes alive in this node's view (whether or not a monitor runs).
+    pub kvs_nodes: u32,
+    /// KVS nodes by state and the storage figures, as the acting monitor last counted.
+    pub kvs: Option<KvsNumbers>,
 }
 
 /// What the page renders every second (and `/api/snapshot` returns).
@@ -252,6 +256,13 @@ impl DashboardCore {
                     .map(|e| e.utilisation),
             ),
             autoscale: sample.autoscale.as_ref().and_then(|a| a.last),
+            kvs_nodes: kvs_nodes(&sample.nodes),
+            kvs: sample
+                .autoscale
+                .as_ref()
+                .filter(|a| a.acting)
+                .and_then(|a| a.kvs.as_ref())
+                .map(|k| k.last),
         };
         let snapshot = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -358,6 +369,17 @@ fn shard_rows(
             }
         })
         .collect()
+}
+
+/// Members playing `kvs` that are alive or suspect.
+fn kvs_nodes(nodes: &[NodeRow]) -> u32 {
+    let up = |n: &&NodeRow| n.state == "alive" || n.state == "suspect";
+    let n = nodes
+        .iter()
+        .filter(up)
+        .filter(|n| n.roles.iter().any(|r| r == "kvs"))
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 fn cache_row(c: &CacheSample) -> CacheRow {

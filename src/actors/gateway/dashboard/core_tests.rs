@@ -229,3 +229,57 @@ fn snapshot_serialises_with_flattened_rows() {
     let text = serde_json::to_string(&s).expect("json");
     assert!(!text.contains("-0.0"), "no negative zeros: {text}");
 }
+
+fn member(id: &str, roles: &[&str], state: &str) -> NodeRow {
+    NodeRow {
+        id: id.into(),
+        generation: 1,
+        addr: "127.0.0.1:1".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        state: state.into(),
+        kvs_shards: 1,
+        draining: false,
+    }
+}
+
+#[test]
+fn a_point_counts_the_live_kvs_nodes_and_carries_the_acting_monitors_kvs_figures() {
+    let nodes = vec![
+        member("a", &["kvs", "gateway"], "alive"),
+        member("b", &["kvs"], "suspect"),
+        member("c", &["kvs"], "dead"),
+        member("d", &["executor"], "alive"),
+    ];
+    let kvs = crate::protocol::KvsAutoscaleState {
+        last: KvsNumbers {
+            active: 2,
+            starting: 1,
+            ..KvsNumbers::default()
+        },
+        ..Default::default()
+    };
+    let monitor = |acting| AutoscaleState {
+        acting,
+        kvs: Some(kvs.clone()),
+        ..AutoscaleState::default()
+    };
+    let mut core = DashboardCore::new("a", 0, 10);
+    let s = core.observe(Sample {
+        at_ms: 1_000,
+        nodes: nodes.clone(),
+        autoscale: Some(monitor(true)),
+        ..Sample::default()
+    });
+    assert_eq!(s.point.kvs_nodes, 2, "alive and suspect kvs members");
+    assert_eq!(s.point.kvs.map(|k| (k.active, k.starting)), Some((2, 1)));
+    let standby = core.observe(Sample {
+        at_ms: 2_000,
+        nodes,
+        autoscale: Some(monitor(false)),
+        ..Sample::default()
+    });
+    assert_eq!(
+        standby.point.kvs, None,
+        "a standing-by monitor counts nothing"
+    );
+}

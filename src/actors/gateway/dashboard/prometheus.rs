@@ -8,6 +8,7 @@
 use super::core::{CacheSample, NodeCalls, Sample, ShardSample};
 use crate::metrics::{self as m, CallKind, CallSnapshot, BUCKETS_US};
 use crate::net::NetMetricsSnapshot;
+use crate::protocol::{KvsAutoscaleState, KvsNodeMetrics};
 use std::fmt::Write;
 
 /// Content type of the exposition format.
@@ -56,6 +57,10 @@ pub fn render(node: &str, sample: Option<&Sample>, dashboard_clients: usize) -> 
         cluster_series(&mut t, s);
         if let Some(a) = &s.autoscale {
             autoscale_series(&mut t, a);
+            if let Some(kvs) = &a.kvs {
+                kvs::kvs_autoscale_series(&mut t, kvs);
+                kvs::kvs_node_gauges(&mut t, &kvs.nodes);
+            }
         }
         if let Some(net) = &s.transport {
             transport_series(&mut t, node, net);
@@ -70,9 +75,22 @@ pub fn render(node: &str, sample: Option<&Sample>, dashboard_clients: usize) -> 
     t.out
 }
 
-/// One node's own series (its admin port's `/metrics`): the calls it ran and its transport
-/// counters, every series labelled `node`.
-pub fn node_series(node: &str, calls_here: &[CallSnapshot], net: &NetMetricsSnapshot) -> String {
+/// What a node's admin port renders beyond its calls and transport: its KVS figures (a
+/// node playing `kvs`) and its monitor's KVS state (a node playing `monitor`).
+#[derive(Clone, Debug, Default)]
+pub struct NodeKvs {
+    pub kvs: Option<KvsNodeMetrics>,
+    pub monitor: Option<KvsAutoscaleState>,
+}
+
+/// One node's own series (its admin port's `/metrics`): the calls it ran, its transport
+/// counters and its KVS figures, every per-node series labelled `node`.
+pub fn node_series(
+    node: &str,
+    calls_here: &[CallSnapshot],
+    net: &NetMetricsSnapshot,
+    kvs: &NodeKvs,
+) -> String {
     let mut t = Text { out: String::new() };
     calls(
         &mut t,
@@ -82,6 +100,7 @@ pub fn node_series(node: &str, calls_here: &[CallSnapshot], net: &NetMetricsSnap
         }],
     );
     transport_series(&mut t, node, net);
+    kvs::node_kvs_series(&mut t, node, kvs);
     t.out
 }
 
@@ -362,6 +381,9 @@ fn transport_series(t: &mut Text, node: &str, net: &NetMetricsSnapshot) {
         t.sample(&name, &[("node", node)], value);
     }
 }
+
+#[path = "prometheus_kvs.rs"]
+mod kvs;
 
 #[cfg(test)]
 #[path = "prometheus_tests.rs"]

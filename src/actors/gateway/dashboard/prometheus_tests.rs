@@ -19,7 +19,12 @@ fn call_counters_and_cumulative_histogram() {
     r.record(CallKind::Function, "sq", Duration::from_micros(40), true);
     r.record(CallKind::Function, "sq", Duration::from_micros(200), true);
     r.record(CallKind::Function, "sq", Duration::from_secs(20), false);
-    let text = node_series("n1", &r.snapshot(), &NetMetricsSnapshot::default());
+    let text = node_series(
+        "n1",
+        &r.snapshot(),
+        &NetMetricsSnapshot::default(),
+        &NodeKvs::default(),
+    );
     assert!(text.contains("# TYPE cloudburst_function_calls_total counter"));
     assert!(text.contains(
         "cloudburst_function_calls_total{node=\"n1\",function=\"sq\",status=\"ok\"} 2\n"
@@ -49,7 +54,12 @@ fn call_counters_and_cumulative_histogram() {
 fn label_values_are_escaped() {
     let r = Registry::default();
     r.record(CallKind::Dag, "a\"b\\c\nd", Duration::from_micros(1), true);
-    let text = node_series("n1", &r.snapshot(), &NetMetricsSnapshot::default());
+    let text = node_series(
+        "n1",
+        &r.snapshot(),
+        &NetMetricsSnapshot::default(),
+        &NodeKvs::default(),
+    );
     assert!(
         text.contains(r#"{node="n1",dag="a\"b\\c\nd",status="ok"} 1"#),
         "{text}"
@@ -177,6 +187,111 @@ fn autoscale_series_show_the_acting_monitors_last_tick() {
     ] {
         assert!(
             text.lines().any(|l| l == line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+}
+
+fn kvs_status(node: &str, bytes: u64, occupancy: f64) -> crate::protocol::KvsNodeStatus {
+    crate::protocol::KvsNodeStatus {
+        node: crate::ids::NodeRef {
+            id: crate::ids::NodeId::new(node),
+            generation: crate::ids::Generation(1),
+        },
+        shards: 2,
+        keys: 7,
+        bytes,
+        budget_bytes: 1_000,
+        window_ms: 1_000,
+        occupancy,
+        occupancy_max: occupancy,
+        gets: 30,
+        puts: 5,
+        requests: 35,
+        service_us_mean: 12.0,
+        service_us_max: 40,
+        hot_keys: vec![("k".into(), 20)],
+        draining: false,
+    }
+}
+
+fn kvs_state() -> crate::protocol::KvsAutoscaleState {
+    crate::protocol::KvsAutoscaleState {
+        replication: 2,
+        last: crate::protocol::KvsNumbers {
+            active: 3,
+            starting: 1,
+            storage: 0.625,
+            ..Default::default()
+        },
+        decision_counts: vec![crate::protocol::KvsDecisionCount {
+            action: "launch".into(),
+            reason: "storage".into(),
+            count: 2,
+        }],
+        nodes: vec![kvs_status("k1", 600, 0.25)],
+        ..Default::default()
+    }
+}
+
+const KVS_TIER_LINES: [&str; 4] = [
+    "cloudburst_kvs_autoscale_nodes{state=\"active\"} 3",
+    "cloudburst_kvs_autoscale_nodes{state=\"starting\"} 1",
+    "cloudburst_kvs_autoscale_storage 0.625",
+    "cloudburst_kvs_autoscale_decisions_total{action=\"launch\",reason=\"storage\"} 2",
+];
+
+#[test]
+fn the_gateway_shows_the_kvs_tier_as_the_monitor_sees_it() {
+    let sample = Sample {
+        autoscale: Some(crate::protocol::AutoscaleState {
+            kvs: Some(kvs_state()),
+            ..Default::default()
+        }),
+        ..Sample::default()
+    };
+    let text = render("n1", Some(&sample), 0);
+    let node_lines = [
+        "cloudburst_kvs_node_bytes{node=\"k1\"} 600",
+        "cloudburst_kvs_node_budget_bytes{node=\"k1\"} 1000",
+        "cloudburst_kvs_node_keys{node=\"k1\"} 7",
+        "cloudburst_kvs_node_occupancy{node=\"k1\"} 0.25",
+    ];
+    for line in KVS_TIER_LINES.iter().chain(&node_lines) {
+        assert!(
+            text.lines().any(|l| l == *line),
+            "missing `{line}` in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn a_nodes_own_series_carry_its_kvs_figures_and_its_monitors() {
+    let none = node_series(
+        "n1",
+        &[],
+        &NetMetricsSnapshot::default(),
+        &NodeKvs::default(),
+    );
+    assert!(!none.contains("cloudburst_kvs"), "no kvs role, no series");
+    let mut metrics = crate::protocol::KvsNodeMetrics::default();
+    metrics.add(kvs_status("n1", 100, 0.5));
+    metrics.add(kvs_status("n1", 200, 0.75));
+    let kvs = NodeKvs {
+        kvs: Some(metrics),
+        monitor: Some(kvs_state()),
+    };
+    let text = node_series("n1", &[], &NetMetricsSnapshot::default(), &kvs);
+    let node_lines = [
+        "cloudburst_kvs_node_bytes{node=\"n1\"} 200",
+        "cloudburst_kvs_node_occupancy{node=\"n1\"} 0.75",
+        "cloudburst_kvs_node_gets_total{node=\"n1\"} 60",
+        "cloudburst_kvs_node_puts_total{node=\"n1\"} 10",
+        "# TYPE cloudburst_kvs_node_gets_total counter",
+    ];
+    for line in KVS_TIER_LINES.iter().chain(&node_lines) {
+        assert!(
+            text.lines().any(|l| l == *line),
             "missing `{line}` in\n{text}"
         );
     }

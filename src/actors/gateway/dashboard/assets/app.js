@@ -7,6 +7,7 @@ const MAX_POINTS = 600; // ten minutes at one point per second (the server keeps
 const MAX_WINDOW_MS = MAX_POINTS * 1000;
 const RECENT_ROWS = 20; // the server keeps more; the table shows the newest
 const MIN_WINDOW_MS = 60 * 1000; // a young cluster's charts span a minute, then grow to ten
+const HOT_KEY_ROWS = 20; // the hottest keys over every KVS node's report
 // The token travels in an HttpOnly cookie (the server traded the page's ?token= for it),
 // which the browser sends with every request of this page, the event stream included.
 
@@ -35,6 +36,14 @@ const CHARTS = {
   demand: [
     { key: "demand", get: (p) => p.autoscale?.demand_now, label: "demand", color: "var(--c3)" },
     { key: "capacity", get: (p) => p.autoscale?.capacity, label: "capacity", color: "var(--c4)" },
+  ],
+  kvsnodes: [
+    { key: "kvs_nodes", label: "live", color: "var(--c1)" },
+    { key: "starting", get: (p) => p.kvs && p.kvs.starting + p.kvs.pending, label: "starting", color: "var(--c2)" },
+    { key: "draining", get: (p) => p.kvs?.draining, label: "draining", color: "var(--c3)" },
+  ],
+  kvsstorage: [
+    { key: "storage", get: (p) => p.kvs?.storage, label: "storage", color: "var(--c4)", scale: 100 },
   ],
 };
 
@@ -89,6 +98,66 @@ function utilBar(u) {
   return wrap;
 }
 
+// One hot-key entry: `[key, count]` as a node reports it, or an object with `key`, a count
+// (`count` or `accesses`) and the key's replication factor `replicas` when routing knows one.
+function hotEntry(e) {
+  if (Array.isArray(e)) return { key: e[0], count: e[1] };
+  return { key: e.key, count: e.count ?? e.accesses ?? 0, replicas: e.replicas };
+}
+
+// The hottest keys over every KVS node's last report: accesses per second added up over
+// the nodes that counted them, and the replication factor (the default unless an entry
+// carries its own).
+function hotKeyRows(k) {
+  const rows = new Map();
+  const add = (e, perS, node) => {
+    const h = hotEntry(e);
+    const row = rows.get(h.key) ?? { key: h.key, per_s: 0, nodes: new Set(), replicas: null };
+    row.per_s += h.count * perS;
+    if (node) row.nodes.add(node);
+    if (typeof h.replicas === "number") row.replicas = Math.max(row.replicas ?? 0, h.replicas);
+    rows.set(h.key, row);
+  };
+  for (const n of k.nodes ?? []) {
+    const perS = 1000 / Math.max(1, n.window_ms);
+    for (const e of n.hot_keys ?? []) add(e, perS, n.node.id);
+  }
+  for (const e of k.hot_keys ?? []) add(e, 0, null); // the monitor's own list, if it keeps one
+  return [...rows.values()]
+    .map((r) => ({ ...r, replicas: r.replicas ?? k.replication }))
+    .sort((a, b) => b.per_s - a.per_s || (a.key < b.key ? -1 : 1))
+    .slice(0, HOT_KEY_ROWS);
+}
+
+function kvsRows(k) {
+  fill("kvs-nodes", k ? k.nodes : [], (n) => {
+    const perS = (x) => x * 1000 / Math.max(1, n.window_ms);
+    const used = n.budget_bytes ? n.bytes / n.budget_bytes : 0;
+    const bar = utilBar(used);
+    bar.append(` (${bytes(n.bytes)} / ${bytes(n.budget_bytes)})`);
+    return [n.node.id, n.keys, bar, perS(n.requests), perS(n.gets), perS(n.puts), utilBar(n.occupancy),
+      n.service_us_mean, n.draining ? pill("draining", "suspect") : pill("serving", "up")];
+  }, (n) => ({ "data-node": n.node.id, "data-bytes": n.bytes, "data-budget": n.budget_bytes,
+    "data-requests": n.requests, "data-occupancy": n.occupancy }));
+  fill("hot-keys", k ? hotKeyRows(k) : [], (r) => [r.key, r.per_s, [...r.nodes].join(", ") || "–", r.replicas ?? "–"],
+    (r) => ({ "data-key": r.key, "data-replicas": r.replicas ?? "" }));
+  const n = k?.last;
+  document.getElementById("kvs-summary").textContent = k && n
+    ? `${n.active} active, ${bytes(n.bytes)} of ${bytes(n.budget_bytes)} (${(n.storage * 100).toFixed(0)}% of the counted nodes' budget), replication ${k.replication}`
+    : "no monitor in the cluster";
+  const counts = (k?.decision_counts ?? []).map((c) => `${c.action} ${c.reason} × ${c.count}`).join(", ");
+  document.getElementById("kvs-autoscale-summary").textContent = k
+    ? `${k.enabled ? "on" : "off"}: ${k.min_kvs}–${k.max_kvs} KVS nodes; ${counts || "no decision yet"}`
+    : "";
+  fill("kvs-decisions", k ? k.decisions.slice().reverse() : [], (d) => [new Date(d.at_ms).toLocaleTimeString(), d.action,
+    d.node ?? "–", d.reason, `${(d.numbers.storage * 100).toFixed(0)}%`,
+    `${bytes(d.numbers.bytes)} / ${bytes(d.numbers.budget_bytes)}`,
+    `${(d.numbers.occupancy_min * 100).toFixed(0)}% / ${(d.numbers.occupancy_mean * 100).toFixed(0)}%`,
+    d.numbers.service_us,
+    `${d.numbers.active} / ${d.numbers.starting} / ${d.numbers.draining} / ${d.numbers.pending}`],
+  (d) => ({ "data-action": d.action, "data-reason": d.reason }));
+}
+
 function callRows(id, rows) {
   fill(id, rows, (r) => [r.name, r.calls, r.errors, r.calls_per_s, r.p50_ms, r.p99_ms, r.mean_ms],
     (r) => ({ "data-name": r.name, "data-calls": r.calls }));
@@ -120,6 +189,7 @@ function render(s) {
     d.node ?? (d.count ? String(d.count) : "–"), d.reason,
     `${fmt(d.numbers.demand_stable)} / ${fmt(d.numbers.demand_panic)}`, d.numbers.capacity,
     `${d.numbers.active} / ${d.numbers.starting} / ${d.numbers.draining} / ${d.numbers.pending}`, d.numbers.desired]);
+  kvsRows(a?.kvs);
   fill("recent", s.recent.slice(0, RECENT_ROWS), (r) => [new Date(r.at_ms).toLocaleTimeString(), r.node || "–", r.kind, r.name, r.call ?? "–",
     r.ok ? pill("ok", "ok") : pill(r.error ?? "error", "error"), r.duration_us / 1000, logCell(r.log)],
     (r) => ({ "data-call": r.call ?? "", "data-node": r.node }));

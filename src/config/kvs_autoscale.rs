@@ -123,6 +123,12 @@ impl KvsAutoscaleConfig {
         if self.hot_key_window_ms == 0 {
             return Err("kvs_autoscale.hot_key_window_ms must be greater than 0".into());
         }
+        if self.hot_key_settle_ms > crate::protocol::kvs_scaling::MAX_SETTLE_MS {
+            return Err(format!(
+                "kvs_autoscale.hot_key_settle_ms must be at most {}",
+                crate::protocol::kvs_scaling::MAX_SETTLE_MS
+            ));
+        }
         let finite = |x: f64| x.is_finite() && x >= 0.0;
         if !finite(self.hot_key_sigmas) || !finite(self.hot_key_min_rate) {
             return Err(

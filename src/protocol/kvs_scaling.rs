@@ -11,6 +11,10 @@ pub const MAX_REPORTED_HOT_KEYS: usize = 64;
 /// whatever a peer sends. Far more than a skewed workload has hot keys.
 pub const MAX_REPLICATION_OVERRIDES: usize = 256;
 
+/// The longest settle time a node takes from the monitor's table (a larger one from a peer
+/// is cut to it): minutes would leave a cooled key's copies around for no reason.
+pub const MAX_SETTLE_MS: u64 = 600_000;
+
 /// One of a node's hot keys: its estimated accesses in the window and how many KVS nodes
 /// hold it now (the routing's replica set: `kvs.replication`, or more while the monitor
 /// replicates it as hot).

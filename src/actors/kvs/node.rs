@@ -15,6 +15,7 @@ use crate::config::{Config, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
+use crate::protocol::kvs_scaling::MAX_SETTLE_MS;
 use crate::protocol::{DrainKvsNode, ReplicationOverrides};
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
@@ -377,7 +378,7 @@ impl Handler<ReplicationOverrides> for RoutingWatcher {
     type Result = ();
 
     fn handle(&mut self, msg: ReplicationOverrides, ctx: &mut Context<Self>) {
-        let settle = Duration::from_millis(msg.settle_ms);
+        let settle = Duration::from_millis(msg.settle_ms.min(MAX_SETTLE_MS));
         let changed = self.overrides.merge(&msg.entries, settle, Instant::now());
         self.table
             .set_override_registers(self.overrides.registers());

@@ -836,6 +836,13 @@ impl Config {
         self.kvs_autoscale
             .validate()
             .map_err(ConfigError::Invalid)?;
+        let settle = 2 * self.autoscale.tick_ms + self.kvs.gossip_interval_ms;
+        if self.kvs_autoscale.hot_key_settle_ms < settle {
+            return Err(ConfigError::Invalid(format!(
+                "kvs_autoscale.hot_key_settle_ms ({}) must be at least 2 × autoscale.tick_ms + kvs.gossip_interval_ms ({settle}): a node that missed the monitor's table gets it again a tick later, and writes under way reach a key's new replicas by gossip",
+                self.kvs_autoscale.hot_key_settle_ms
+            )));
+        }
         self.refuse_redacted()
     }
 

@@ -47,6 +47,9 @@ downscale_delay_ms = {DELAY_MS}
 cooldown_ms = {COOLDOWN_MS}
 idle_occupancy = 0.3
 busy_occupancy = 0.95
+# Storage elasticity alone: the decision list below is exact, and selective replication of
+# hot keys has its own test (test_kvs_hot_keys.py).
+hot_key_replication = false
 """
 STABLE, DELAY, COOLDOWN = STABLE_MS / 1000, DELAY_MS / 1000, COOLDOWN_MS / 1000
 #: What a launched KVS node takes to start and join, and a leaving one to hand off and

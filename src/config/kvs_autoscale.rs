@@ -46,6 +46,24 @@ pub struct KvsAutoscaleConfig {
     /// No KVS action follows another within this time (a new node's hand-off shows in the
     /// figures first).
     pub cooldown_ms: u64,
+    /// Whether the acting monitor gives hot keys more replicas (selective replication).
+    pub hot_key_replication: bool,
+    /// Access rates of keys are measured over this window (Anna: 60 s).
+    pub hot_key_window_ms: u64,
+    /// A key is hot when its access rate is above the mean rate per key plus this many
+    /// standard deviations (Anna: 1).
+    pub hot_key_sigmas: f64,
+    /// ... and at least this many accesses per second, summed over its replicas: below it
+    /// one replica serves the key in a small fraction of a core, copies would buy nothing.
+    pub hot_key_min_rate: f64,
+    /// A replicated key returns to `kvs.replication` replicas once its rate stayed at most
+    /// the mean (or under half of `hot_key_min_rate`) this long.
+    pub hot_key_cool_delay_ms: u64,
+    /// After a key's replication changes, nodes wait this long before they read from its
+    /// new replicas (filled by then, and written by every node) or drop its left-over
+    /// copies (no node routes to them by then): several monitor ticks, as the monitor
+    /// sends its table every tick.
+    pub hot_key_settle_ms: u64,
 }
 
 impl Default for KvsAutoscaleConfig {
@@ -62,6 +80,12 @@ impl Default for KvsAutoscaleConfig {
             stable_window_ms: 10_000,
             downscale_delay_ms: 120_000,
             cooldown_ms: 10_000,
+            hot_key_replication: true,
+            hot_key_window_ms: 10_000,
+            hot_key_sigmas: 1.0,
+            hot_key_min_rate: 100.0,
+            hot_key_cool_delay_ms: 30_000,
+            hot_key_settle_ms: 5_000,
         }
     }
 }
@@ -96,7 +120,31 @@ impl KvsAutoscaleConfig {
         if self.stable_window_ms == 0 {
             return Err("kvs_autoscale.stable_window_ms must be greater than 0".into());
         }
+        if self.hot_key_window_ms == 0 {
+            return Err("kvs_autoscale.hot_key_window_ms must be greater than 0".into());
+        }
+        if self.hot_key_settle_ms > crate::protocol::kvs_scaling::MAX_SETTLE_MS {
+            return Err(format!(
+                "kvs_autoscale.hot_key_settle_ms must be at most {}",
+                crate::protocol::kvs_scaling::MAX_SETTLE_MS
+            ));
+        }
+        let finite = |x: f64| x.is_finite() && x >= 0.0;
+        if !finite(self.hot_key_sigmas) || !finite(self.hot_key_min_rate) {
+            return Err(
+                "kvs_autoscale.hot_key_sigmas and hot_key_min_rate must be finite and not negative"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    pub fn hot_key_window(&self) -> Duration {
+        Duration::from_millis(self.hot_key_window_ms)
+    }
+
+    pub fn hot_key_cool_delay(&self) -> Duration {
+        Duration::from_millis(self.hot_key_cool_delay_ms)
     }
 
     pub fn stable_window(&self) -> Duration {

@@ -105,8 +105,10 @@ async fn a_node_of_the_previous_version_with_the_same_layout_is_refused_too() {
 
 #[test]
 fn garbage_is_still_a_protocol_error() {
+    // A hello of this version with its fields cut short.
+    let version = u8::try_from(PROTOCOL_VERSION).expect("a one-byte varint");
     assert!(matches!(
-        decode_msg(&[0, 6, 1, 2]),
+        decode_msg(&[0, version, 1, 2]),
         Err(HandshakeError::Protocol(_))
     ));
     assert!(matches!(decode_msg(&[]), Err(HandshakeError::Protocol(_))));

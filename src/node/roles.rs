@@ -306,7 +306,7 @@ impl NodeRoles {
             &cfg.autoscale,
             provider,
             drain_limit,
-            KvsScaler::new(cfg),
+            KvsScaler::new(cfg, self.kvs.routing.clone()),
         )?;
         Ok(m)
     }

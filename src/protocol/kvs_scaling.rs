@@ -11,6 +11,48 @@ pub const MAX_REPORTED_HOT_KEYS: usize = 64;
 /// text, so without a bound the counts (and the `/metrics` series) could grow forever.
 pub const MAX_DECISION_KINDS: usize = 32;
 
+/// Keys the monitor's replication table names at most (replicated ones and those recently
+/// returned to the default): bounds the table every node holds and the message carrying it,
+/// whatever a peer sends. Far more than a skewed workload has hot keys.
+pub const MAX_REPLICATION_OVERRIDES: usize = 256;
+
+/// The longest settle time a node takes from the monitor's table (a larger one from a peer
+/// is cut to it): minutes would leave a cooled key's copies around for no reason.
+pub const MAX_SETTLE_MS: u64 = 600_000;
+
+/// One of a node's hot keys: its estimated accesses in the window and how many KVS nodes
+/// hold it now (the routing's replica set: `kvs.replication`, or more while the monitor
+/// replicates it as hot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotKey {
+    pub key: String,
+    pub count: u64,
+    pub replicas: u32,
+}
+
+/// A key's replication override, a last-writer-wins register: the acting monitor writes
+/// `(epoch, factor)`, and every node keeps the entry with the highest `(epoch, factor)`
+/// (equal epochs, from two monitors both acting for a moment, resolve to the larger factor:
+/// the safe side). A monitor that takes over continues above the highest epoch its node
+/// holds. `factor` at or below `kvs.replication` means the default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReplicationOverride {
+    pub epoch: u64,
+    pub factor: u32,
+}
+
+/// Sent by the acting monitor to every live node whenever its replication table changes,
+/// and again every tick (a node that missed one, or joined since, catches up): each node's
+/// routing merges the entries, register by register.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+pub struct ReplicationOverrides {
+    pub entries: Vec<(String, ReplicationOverride)>,
+    /// How long a node waits after a change before it reads from a key's new replicas or
+    /// drops the copies a key no longer needs (`kvs_autoscale.hot_key_settle_ms`).
+    pub settle_ms: u64,
+}
+
 /// A KVS node's load over its last report window, summed over its shards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KvsNodeStatus {
@@ -33,9 +75,9 @@ pub struct KvsNodeStatus {
     /// Service time of a request inside a shard (from taking it to answering), µs.
     pub service_us_mean: f64,
     pub service_us_max: u64,
-    /// The node's hottest keys of the window with their estimated access counts, hottest
-    /// first; at most [`MAX_REPORTED_HOT_KEYS`].
-    pub hot_keys: Vec<(String, u64)>,
+    /// The node's hottest keys of the window with their estimated access counts and
+    /// replica counts, hottest first; at most [`MAX_REPORTED_HOT_KEYS`].
+    pub hot_keys: Vec<HotKey>,
     /// The node is leaving (handing its keys off).
     pub draining: bool,
 }
@@ -102,12 +144,19 @@ pub struct KvsNumbers {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KvsDecisionRecord {
     pub at_ms: u64,
-    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`.
+    /// `launch`, `drain`, `terminate`, `relaunch`, `give_up`, `launch_failed`,
+    /// `replicate`, `dereplicate`.
     pub action: String,
     pub node: Option<String>,
-    /// `storage`, `busy`, `latency`, `underused`, `drained`, `drain_overran`, ...
+    /// `storage`, `busy`, `latency`, `underused`, `drained`, `drain_overran`, `hot`,
+    /// `cooled`, ...
     pub reason: String,
     pub numbers: KvsNumbers,
+    /// For a replication decision (`replicate`, `dereplicate`): the key, its new replica
+    /// count, and the figures behind it (`rate 850.0/s vs mean 2.1/s, threshold 40.3/s`).
+    pub key: Option<String>,
+    pub replicas: Option<u32>,
+    pub detail: String,
 }
 
 /// How many decisions (or provider actions) of one kind the monitor took.

@@ -15,7 +15,8 @@
 //! - [`limits`]: bounds several actors enforce.
 //! - [`load`]: the load an executor reports with its status (what the monitor scales on).
 //! - [`observe`]: what every node tells dashboards and clients: its figures, call logs.
-//! - [`kvs_scaling`]: what KVS nodes report to the monitor, and its request to leave.
+//! - [`kvs_scaling`]: what KVS nodes report to the monitor, its request to leave, and its
+//!   table of hot keys' replication overrides.
 //! - [`scaling`]: what the monitor receives (reports), sends (drain requests) and shows.
 //! - [`error`]: [`ErrorCode`], every error code the server sends, and what a retry can do.
 //! - [`tags`]: every `(service, tag)` pair of the crate, declared once.
@@ -41,8 +42,8 @@ pub use call::{
 };
 pub use error::ErrorCode;
 pub use kvs_scaling::{
-    DrainKvsNode, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeMetrics,
-    KvsNodeStatus, KvsNumbers, KvsReport,
+    DrainKvsNode, HotKey, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeMetrics,
+    KvsNodeStatus, KvsNumbers, KvsReport, ReplicationOverride, ReplicationOverrides,
 };
 pub use limits::{MAX_DAG_FUNCTIONS, MAX_KEY_BYTES};
 pub use load::{ExecutorLoad, FunctionLoad, NodeState};

@@ -59,6 +59,7 @@ wire_tags! {
         0 => crate::actors::kvs::KvsRequest,
         1 => crate::actors::kvs::DeclareLost,
         2 => crate::actors::kvs::HandoffConfirmed,
+        3 => super::ReplicationOverrides,
     }
     Cache {
         0 => crate::actors::kvs::KeyUpdates,

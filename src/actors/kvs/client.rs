@@ -18,6 +18,12 @@
 //! every shard of the new routing confirmed its hand-off (at most [`REBALANCE_WINDOW`]); and a key
 //! every replica of which crashed without handing it off reads as `Unavailable`, never as
 //! missing ([`RoutingTable::is_lost`]).
+//!
+//! A hot key the monitor replicates further ([`super::overrides`]) is written to all its
+//! replicas, and its reads go round robin over its readable replicas (so its load spreads
+//! over the nodes); an extra replica that answers "missing" (not filled yet, or already
+//! dropped by a node that routes without it) is never trusted: the read goes on to the
+//! next replica, and only a base replica's "missing" counts.
 
 use super::core::validate_key;
 use super::messages::{KvsError, KvsReply, KvsRequest, ShardAddr, ShardStats};
@@ -44,6 +50,8 @@ pub struct KvsClient {
     routing: RoutingTable,
     /// Reads that found a key missing and asked the previous owners too.
     fanouts: Arc<AtomicU64>,
+    /// Turns of the round robin over a hot key's replicas.
+    turn: Arc<AtomicU64>,
 }
 
 impl KvsClient {
@@ -52,6 +60,7 @@ impl KvsClient {
             transport,
             routing,
             fanouts: Arc::default(),
+            turn: Arc::default(),
         }
     }
 
@@ -73,12 +82,16 @@ impl KvsClient {
         let routing = self.routing.get();
         let mut last = KvsError::NoReplicas;
         let mut asked = Vec::new();
-        for shard in self.read_order(&routing, key) {
+        let (order, base) = self.read_order(&routing, key);
+        for shard in order {
             let reply = self.request(&routing, &shard, get(key)).await;
+            let extra = base.as_ref().is_some_and(|b| !b.contains(&shard));
             asked.push(shard);
             match reply {
                 Ok(KvsReply::Values(mut v)) if v.len() == 1 => match v.pop().flatten() {
                     Some(value) => return Ok(Some(value)),
+                    // Only a base replica is sure to hold every write of the key.
+                    None if extra => continue,
                     None => return self.confirm_missing(&routing, asked, key).await,
                 },
                 Ok(other) => return Err(unexpected(&other)),
@@ -281,18 +294,28 @@ impl KvsClient {
         Ok(())
     }
 
-    /// Replicas of `key`, this node's first and those membership holds suspect last.
-    fn read_order(&self, routing: &Routing, key: &Key) -> Vec<ShardAddr> {
-        let mut reps = routing.replicas(key);
-        let me = &self.transport.local_node().id;
-        if let Some(i) = reps.iter().position(|s| &s.node == me) {
-            reps.swap(0, i);
+    /// Replicas of `key` to read from, those membership holds suspect last: this node's
+    /// first, or for a key with extra replicas, the next in a round robin over them. With
+    /// its base replicas (the first `k`) when it has others (None: every one is a base).
+    fn read_order(&self, routing: &Routing, key: &Key) -> (Vec<ShardAddr>, Option<Vec<ShardAddr>>) {
+        let mut reps = routing.read_replicas(key);
+        let k = routing.replication().min(reps.len());
+        let mut base = None;
+        if reps.len() > k {
+            base = Some(reps[..k].to_vec());
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed) % reps.len() as u64;
+            reps.rotate_left(turn as usize);
+        } else {
+            let me = &self.transport.local_node().id;
+            if let Some(i) = reps.iter().position(|s| &s.node == me) {
+                reps.swap(0, i);
+            }
         }
         if reps.len() > 1 && self.transport.any_down() {
             // Stable: the order among reachable replicas is kept.
             reps.sort_by_key(|s| !self.transport.is_reachable(&s.node));
         }
-        reps
+        (reps, base)
     }
 
     /// One request to one shard, with network errors mapped to `Unavailable`.

@@ -11,6 +11,7 @@
 //! - `report.rs`: a KVS node's load, gathered from its shards and sent to the monitors.
 //! - `messages.rs`: requests, replies, errors and pushed updates.
 //! - `routing.rs`: replica sets from the membership view (ring over nodes, shard by hash).
+//! - `overrides.rs`: a node's copy of the monitor's per-key replication of hot keys.
 //! - `client.rs`: the KVS client other roles use (put to every replica, get from one).
 //! - `node.rs`: starting the shards and the routing watcher on a node.
 
@@ -23,6 +24,7 @@ pub mod durable;
 pub mod load;
 pub mod messages;
 pub mod node;
+pub mod overrides;
 pub mod report;
 pub mod routing;
 pub mod shard;

@@ -1,19 +1,22 @@
 //! Starting the KVS tier on a node: the shard actors (one arbiter thread each, shared
 //! nothing) when the node plays the `kvs` role, and on every node the routing watcher that
 //! rebuilds the [`RoutingTable`] from the membership view and tells local shards to hand
-//! off keys when it changes.
+//! off keys when it changes, and merges the monitor's replication overrides of hot keys
+//! into it (telling local shards to fill a key's new replicas, or drop its extra copies).
 
 use super::client::KvsClient;
 use super::durable::{self, Core, Durable};
 use super::messages::{DeclareLost, HandoffConfirmed, KvsRequest, ShardAddr};
+use super::overrides::{Changed, OverrideTable};
 use super::report::KvsReporter;
 use super::routing::{Routing, RoutingTable};
-use super::shard::{Drain, KvsShard, RoutingChanged, ShardOptions, HANDOFF_RETRY};
+use super::shard::{Drain, HandOffKeys, KvsShard, RoutingChanged, ShardOptions, HANDOFF_RETRY};
 use crate::config::{Config, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::{MemberState, Membership, Subscribe, View, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
-use crate::protocol::DrainKvsNode;
+use crate::protocol::kvs_scaling::MAX_SETTLE_MS;
+use crate::protocol::{DrainKvsNode, ReplicationOverrides};
 use crate::storage::fs::{DiskFs, Fs};
 use crate::storage::log::FatalHook;
 use crate::storage::{DataDir, ShardLog, StorageError};
@@ -152,6 +155,9 @@ impl KvsTier {
             transport: transport.clone(),
             members: Vec::new(),
             shards: shards.iter().map(|a| a.clone().recipient()).collect(),
+            hand_off: shards.iter().map(|a| a.clone().recipient()).collect(),
+            overrides: OverrideTable::new(cfg.kvs.replication),
+            wake: None,
             vnodes: cfg.kvs.virtual_nodes,
             replication: cfg.kvs.replication,
             warned_single_copy: false,
@@ -161,7 +167,10 @@ impl KvsTier {
         // hand-off confirmations (instance 0).
         let registered = transport
             .register::<DeclareLost>(0, watcher.clone().recipient())
-            .and_then(|()| transport.register::<HandoffConfirmed>(0, watcher.clone().recipient()));
+            .and_then(|()| transport.register::<HandoffConfirmed>(0, watcher.clone().recipient()))
+            .and_then(|()| {
+                transport.register::<ReplicationOverrides>(0, watcher.clone().recipient())
+            });
         if let Err(e) = registered {
             for a in &arbiters {
                 a.stop();
@@ -174,7 +183,7 @@ impl KvsTier {
         if !shards.is_empty() {
             let budget = cfg.kvs_memory_budget();
             let (t, s, d) = (transport.clone(), shards.clone(), drain_requested.clone());
-            let reporter = KvsReporter::new(t, s, budget, d).start();
+            let reporter = KvsReporter::new(t, s, budget, d, routing.clone()).start();
             if let Err(e) = transport.register::<DrainKvsNode>(0, reporter.clone().recipient()) {
                 for a in &arbiters {
                     a.stop();
@@ -246,6 +255,11 @@ struct RoutingWatcher {
     /// The other live members of the last view.
     members: Vec<NodeRef>,
     shards: Vec<Recipient<RoutingChanged>>,
+    hand_off: Vec<Recipient<HandOffKeys>>,
+    /// The monitor's replication overrides as this node holds them.
+    overrides: OverrideTable,
+    /// When the override timer fires next (one timer at a time).
+    wake: Option<Instant>,
     vnodes: usize,
     replication: usize,
     /// Whether the single-copy warning was logged (once per process).
@@ -362,5 +376,46 @@ impl Handler<HandoffConfirmed> for RoutingWatcher {
                 "kvs hand-off confirmed by every shard: reads no longer ask the previous owners"
             );
         }
+    }
+}
+
+impl Handler<ReplicationOverrides> for RoutingWatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReplicationOverrides, ctx: &mut Context<Self>) {
+        let settle = Duration::from_millis(msg.settle_ms.min(MAX_SETTLE_MS));
+        let changed = self.overrides.merge(&msg.entries, settle, Instant::now());
+        self.table
+            .set_override_registers(self.overrides.registers());
+        self.apply_overrides(changed, ctx);
+    }
+}
+
+impl RoutingWatcher {
+    /// Route with the overrides as they are now, and have local shards hand off the keys
+    /// `changed` names (after the routing, so they see it); come back when the next change
+    /// is due.
+    fn apply_overrides(&mut self, changed: Changed, ctx: &mut Context<Self>) {
+        if changed.routing {
+            self.table.set_overrides(self.overrides.routing_map());
+            tracing::info!(keys = ?changed.hand_off, "kvs hot-key replication changed");
+        }
+        if !changed.hand_off.is_empty() {
+            for s in &self.hand_off {
+                s.do_send(HandOffKeys(changed.hand_off.clone()));
+            }
+        }
+        let Some(due) = self.overrides.next_due() else {
+            return;
+        };
+        if self.wake.is_some_and(|w| w <= due) {
+            return;
+        }
+        self.wake = Some(due);
+        ctx.run_later(due.saturating_duration_since(Instant::now()), |act, ctx| {
+            act.wake = None;
+            let changed = act.overrides.tick(Instant::now());
+            act.apply_overrides(changed, ctx);
+        });
     }
 }

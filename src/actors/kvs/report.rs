@@ -1,17 +1,19 @@
 //! A KVS node's load report: once per [`KVS_REPORT_INTERVAL`] the reporter takes every
 //! local shard's [`ShardLoad`] (which starts its next window), sums them into a
-//! [`KvsNodeStatus`] with the node's memory budget, and sends it to every live monitor.
+//! [`KvsNodeStatus`] with the node's memory budget (each hot key with its replica count
+//! in the node's routing), and sends it to every live monitor.
 //! It also takes the monitor's [`DrainKvsNode`]: the node then drains and stops as on
 //! SIGTERM (its shards hand every key to the remaining owners before it leaves).
 
 use super::load::ShardLoad;
+use super::routing::RoutingTable;
 use super::shard::KvsShard;
 use crate::config::Role;
-use crate::ids::NodeRef;
+use crate::ids::{Key, NodeRef};
 use crate::net::membership::ViewChanged;
 use crate::net::{ActorRef, ServiceId, Transport};
 use crate::protocol::kvs_scaling::MAX_REPORTED_HOT_KEYS;
-use crate::protocol::{DrainKvsNode, KvsNodeMetrics, KvsNodeStatus, KvsReport};
+use crate::protocol::{DrainKvsNode, HotKey, KvsNodeMetrics, KvsNodeStatus, KvsReport};
 use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,12 +38,13 @@ impl Handler<TakeLoad> for KvsShard {
     }
 }
 
-/// A node's status from its shards' loads of one window.
+/// A node's status from its shards' loads of one window; `replicas` tells a key's replica
+/// count.
 pub fn node_status(
     node: NodeRef,
     loads: &[ShardLoad],
-    budget_bytes: u64,
-    draining: bool,
+    (budget_bytes, draining): (u64, bool),
+    replicas: impl Fn(&str) -> u32,
 ) -> KvsNodeStatus {
     let n = loads.len().max(1) as f64;
     let requests: u64 = loads.iter().map(|l| l.requests).sum();
@@ -57,6 +60,14 @@ pub fn node_status(
         hot.into_iter().map(|(k, c)| (k.to_string(), c)).collect();
     hot_keys.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     hot_keys.truncate(MAX_REPORTED_HOT_KEYS);
+    let hot_keys = hot_keys
+        .into_iter()
+        .map(|(key, count)| HotKey {
+            replicas: replicas(&key),
+            key,
+            count,
+        })
+        .collect();
     KvsNodeStatus {
         node,
         shards: u32::try_from(loads.len()).unwrap_or(u32::MAX),
@@ -95,6 +106,7 @@ pub struct KvsReporter {
     drain_requested: Arc<Notify>,
     /// The last report, and the windows' gets and puts added up.
     metrics: KvsNodeMetrics,
+    routing: RoutingTable,
 }
 
 impl KvsReporter {
@@ -103,6 +115,7 @@ impl KvsReporter {
         shards: Vec<Addr<KvsShard>>,
         budget_bytes: u64,
         drain_requested: Arc<Notify>,
+        routing: RoutingTable,
     ) -> Self {
         KvsReporter {
             transport,
@@ -112,6 +125,7 @@ impl KvsReporter {
             draining: false,
             drain_requested,
             metrics: KvsNodeMetrics::default(),
+            routing,
         }
     }
 
@@ -123,10 +137,16 @@ impl KvsReporter {
             self.draining,
         );
         let (transport, monitors) = (self.transport.clone(), self.monitors.clone());
+        let routing = self.routing.clone();
         let gather = async move {
             let asked = futures::future::join_all(shards.iter().map(|s| s.send(TakeLoad)));
             let loads: Vec<ShardLoad> = asked.await.into_iter().filter_map(Result::ok).collect();
-            let status = node_status(me, &loads, budget, draining);
+            let routing = routing.get();
+            let replicas = |k: &str| {
+                let n = routing.replicas(&Key::new(k)).len();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            };
+            let status = node_status(me, &loads, (budget, draining), replicas);
             for m in &monitors {
                 let h = transport.handle::<KvsReport>(m.clone());
                 if let Err(e) = h.tell(KvsReport {
@@ -214,7 +234,10 @@ mod tests {
             load(500_000, 100, &[("a", 50), ("b", 5)], 1_000),
             load(100_000, 100, &[("c", 60)], 3_000),
         ];
-        let s = node_status(node, &loads, 10_000, false);
+        let s = node_status(node, &loads, (10_000, false), |k| match k {
+            "c" => 3,
+            _ => 1,
+        });
         assert_eq!(
             (s.shards, s.keys, s.bytes, s.budget_bytes),
             (2, 20, 4_000, 10_000)
@@ -222,10 +245,12 @@ mod tests {
         assert!((s.occupancy - 0.3).abs() < 1e-9 && (s.occupancy_max - 0.5).abs() < 1e-9);
         assert_eq!((s.requests, s.gets, s.window_ms), (200, 200, 1_000));
         assert!((s.service_us_mean - 3_000.0).abs() < 1e-9);
-        assert_eq!(
-            s.hot_keys,
-            vec![("c".into(), 60), ("a".into(), 50), ("b".into(), 5)]
-        );
+        let hot: Vec<(&str, u64, u32)> = s
+            .hot_keys
+            .iter()
+            .map(|h| (h.key.as_str(), h.count, h.replicas))
+            .collect();
+        assert_eq!(hot, vec![("c", 60, 3), ("a", 50, 1), ("b", 5, 1)]);
     }
 
     #[test]
@@ -234,7 +259,7 @@ mod tests {
             id: NodeId::new("n"),
             generation: Generation(1),
         };
-        let s = node_status(node, &[], 1, true);
+        let s = node_status(node, &[], (1, true), |_| 1);
         assert_eq!((s.requests, s.service_us_mean, s.occupancy), (0, 0.0, 0.0));
         assert!(s.draining);
     }

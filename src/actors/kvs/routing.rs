@@ -3,15 +3,21 @@
 //! key belongs to shard `hash(key) % shards_on_that_node`. Replicas are therefore always on
 //! different nodes, so an acknowledged write survives the loss of `k - 1` nodes.
 //!
+//! A hot key may have more replicas: the monitor's overrides ([`super::overrides`]) give it
+//! `write` replicas for writes and `read` ones to read from, taken further along the same
+//! ring, so its first `k` replicas (its *base* replicas) never change with them.
+//!
 //! A [`RoutingTable`] holds the current [`Routing`]; the KVS watcher replaces it whenever the
-//! view changes, and readers take a cheap `Arc` snapshot per operation.
+//! view (or the overrides) change, and readers take a cheap `Arc` snapshot per operation.
 
 use super::messages::ShardAddr;
+use super::overrides::OverrideMap;
 use crate::config::Role;
 use crate::ids::{Key, NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::ring::{stable_hash, HashRing};
 use crate::net::{ActorRef, ServiceId};
+use crate::protocol::ReplicationOverride;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +38,8 @@ pub struct Routing {
     vnodes: usize,
     nodes: HashMap<NodeId, KvsNode>,
     replication: usize,
+    /// Keys with more replicas than `replication` (None: no key has).
+    overrides: Option<OverrideMap>,
 }
 
 impl Routing {
@@ -51,6 +59,15 @@ impl Routing {
             vnodes,
             nodes,
             replication: replication.max(1),
+            overrides: None,
+        }
+    }
+
+    /// This routing with `overrides` for the hot keys.
+    pub fn with_overrides(&self, overrides: Option<OverrideMap>) -> Routing {
+        Routing {
+            overrides,
+            ..self.clone()
         }
     }
 
@@ -73,6 +90,7 @@ impl Routing {
             self.vnodes,
             self.replication,
         )
+        .with_overrides(self.overrides.clone())
     }
 
     /// No KVS node at all.
@@ -91,10 +109,33 @@ impl Routing {
         self.replication
     }
 
-    /// The replica set of `key`, primary first.
+    /// The replica set of `key`, primary first: where writes, gossip and hand-offs go.
     pub fn replicas(&self, key: &Key) -> Vec<ShardAddr> {
+        self.owners(key, self.factor(key, false))
+    }
+
+    /// The replicas a read of `key` may ask, primary first: its base replicas (the first
+    /// [`Self::replication`]), and while it is replicated as hot the extra ones already
+    /// filled.
+    pub fn read_replicas(&self, key: &Key) -> Vec<ShardAddr> {
+        self.owners(key, self.factor(key, true))
+    }
+
+    /// How many replicas `key` gets for writes (or reads): one map lookup with an override
+    /// in place, none without.
+    fn factor(&self, key: &Key, read: bool) -> usize {
+        let Some(map) = &self.overrides else {
+            return self.replication;
+        };
+        map.get(key).map_or(self.replication, |r| {
+            let n = if read { r.read } else { r.write };
+            n.max(self.replication)
+        })
+    }
+
+    fn owners(&self, key: &Key, n: usize) -> Vec<ShardAddr> {
         self.ring
-            .owners(key.as_str().as_bytes(), self.replication)
+            .owners(key.as_str().as_bytes(), n)
             .into_iter()
             .filter_map(|id| {
                 let n = self.nodes.get(&id)?;
@@ -188,6 +229,8 @@ pub struct RoutingTable {
     current: Arc<RwLock<State>>,
     crashed: Arc<AtomicUsize>,
     lost: Arc<RwLock<Lost>>,
+    /// The override registers the node holds (for a monitor taking over on this node).
+    registers: Arc<RwLock<Vec<(Key, ReplicationOverride)>>>,
 }
 
 /// KVS nodes that crashed (left the routing dead, without handing their keys off) and are
@@ -233,6 +276,7 @@ impl RoutingTable {
             })),
             crashed: Arc::new(AtomicUsize::new(0)),
             lost: Arc::default(),
+            registers: Arc::default(),
         }
     }
 
@@ -357,12 +401,41 @@ impl RoutingTable {
         !was && g.snap.handed_off
     }
 
+    /// Give the current (and previous) routing new hot-key `overrides`: not a routing
+    /// change (the nodes are the same; hand-off and its confirmations go on as they were).
+    pub fn set_overrides(&self, overrides: Option<OverrideMap>) {
+        let mut g = self.write();
+        let current = Arc::new(g.snap.current.with_overrides(overrides.clone()));
+        let previous = match Arc::ptr_eq(&g.snap.previous, &g.snap.current) {
+            true => current.clone(),
+            false => Arc::new(g.snap.previous.with_overrides(overrides)),
+        };
+        g.snap.current = current;
+        g.snap.previous = previous;
+    }
+
+    /// Remember the override registers this node holds.
+    pub fn set_override_registers(&self, registers: Vec<(Key, ReplicationOverride)>) {
+        match self.registers.write() {
+            Ok(mut g) => *g = registers,
+            Err(poisoned) => *poisoned.into_inner() = registers,
+        }
+    }
+
+    /// The override registers this node holds, as last set.
+    pub fn override_registers(&self) -> Vec<(Key, ReplicationOverride)> {
+        match self.registers.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// Replace the snapshot; returns the previous one. Readers ask the previous owners too
     /// until every shard of `next` confirmed its hand-off ([`Self::confirm_handoff`]).
     pub fn set(&self, next: Routing) -> Arc<Routing> {
-        let next = Arc::new(next);
-        let id = next.id();
         let mut g = self.write();
+        let next = Arc::new(next.with_overrides(g.snap.current.overrides.clone()));
+        let id = next.id();
         // Every shard of the new routing hands off what it holds to the owners it lacks
         // and confirms, a shard new to this node's routing too: this node's previous
         // routing may not be the cluster's (a node that just joined knew only itself).

@@ -543,6 +543,20 @@ impl Handler<RoutingChanged> for KvsShard {
     }
 }
 
+/// Local: a hot key's replicas changed (the monitor's overrides): hand these keys to
+/// their current replicas (filling new ones) and release the copies this shard no longer
+/// owns once they were acknowledged.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandOffKeys(pub Vec<Key>);
+
+impl Handler<HandOffKeys> for KvsShard {
+    type Result = ();
+    fn handle(&mut self, msg: HandOffKeys, ctx: &mut Context<Self>) {
+        self.handoff_to_current(Some(&msg.0), None, ctx);
+    }
+}
+
 /// Local: this node is leaving. Hand every key to its owners in the routing without this
 /// node; resolves to whether every batch was acknowledged.
 #[derive(Message)]

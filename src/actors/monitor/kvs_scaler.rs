@@ -4,18 +4,25 @@
 //! launch through the provider, or a [`DrainKvsNode`] to the chosen node, which hands every
 //! key to the owners that remain, leaves, and exits; only once it has left does the
 //! provider terminate (reap) it.
+//!
+//! It also runs the selective replication of hot keys ([`HotPolicy`]): the acting monitor
+//! keeps a table of per-key replication registers, adopted from its node's routing when it
+//! starts acting, and sends it to every live node whenever it changes and every tick.
 
+use super::kvs_hot::{HotDecision, HotPolicy};
 use super::kvs_policy::{KvsAction, KvsDecision, KvsNode, KvsNumbers, KvsObservation, KvsPolicy};
 use super::launches::{Effect, Launches};
 use super::policy::NodeState;
 use super::provider::{NodeKind, NodeProvider};
+use crate::actors::kvs::RoutingTable;
 use crate::config::{Config, KvsAutoscaleConfig, Role};
 use crate::ids::{NodeId, NodeRef};
 use crate::net::membership::View;
 use crate::net::{ActorRef, ServiceId, Transport};
-use crate::protocol::kvs_scaling::MAX_DECISION_KINDS;
+use crate::protocol::kvs_scaling::{MAX_DECISION_KINDS, MAX_REPLICATION_OVERRIDES};
 use crate::protocol::{
     DrainKvsNode, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeStatus,
+    ReplicationOverride, ReplicationOverrides,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -43,10 +50,17 @@ pub struct KvsScaler {
     decisions: VecDeque<KvsDecisionRecord>,
     /// Decisions ever taken, by (action, reason): at most [`MAX_DECISION_KINDS`] kinds.
     counts: BTreeMap<(String, String), u64>,
+    /// Some while this monitor acts: the hot keys' replication.
+    hot: Option<HotPolicy>,
+    /// This node's routing (the override registers it holds, adopted on taking over).
+    routing: RoutingTable,
+    /// The replication registers this monitor sends (replicated keys, and those returned
+    /// to the default lately).
+    table: BTreeMap<String, ReplicationOverride>,
 }
 
 impl KvsScaler {
-    pub fn new(cfg: &Config) -> KvsScaler {
+    pub fn new(cfg: &Config, routing: RoutingTable) -> KvsScaler {
         let a = &cfg.autoscale;
         KvsScaler {
             cfg: cfg.kvs_autoscale.clone(),
@@ -58,12 +72,18 @@ impl KvsScaler {
             last: KvsNumbers::default(),
             decisions: VecDeque::new(),
             counts: BTreeMap::new(),
+            hot: None,
+            routing,
+            table: BTreeMap::new(),
         }
     }
 
     /// A KVS node reported its load.
     pub fn report(&mut self, status: KvsNodeStatus, now: Instant) {
         let status = status.sanitized();
+        if let Some(hot) = &mut self.hot {
+            hot.record(&status, now);
+        }
         self.reports.insert(status.node.id.clone(), (status, now));
     }
 
@@ -102,8 +122,14 @@ impl KvsScaler {
     /// One monitor tick: reconcile, then (when this monitor acts) decide and act.
     pub fn tick(&mut self, acting: bool, view: &View, io: &mut Io<'_>, now: Instant) {
         match (acting, self.policy.is_some()) {
-            (true, false) => self.policy = Some(KvsPolicy::new(self.cfg.clone(), now)),
-            (false, true) => self.policy = None,
+            (true, false) => {
+                self.policy = Some(KvsPolicy::new(self.cfg.clone(), now));
+                self.take_over(now);
+            }
+            (false, true) => {
+                self.policy = None;
+                self.hot = None;
+            }
             _ => {}
         }
         let provided = io.provider.list_of(NodeKind::Kvs);
@@ -139,6 +165,102 @@ impl KvsScaler {
         if let Some(d) = tick.decision {
             self.carry_out(d, view, io, now);
         }
+        self.replicate(view, io, now);
+    }
+
+    /// Start acting for hot keys: adopt the registers this node holds (a previous
+    /// monitor's), so their keys cool down in time and new epochs continue above theirs.
+    fn take_over(&mut self, now: Instant) {
+        let mut hot = HotPolicy::new(self.cfg.clone(), self.replication, now);
+        let held: Vec<(String, ReplicationOverride)> = self
+            .routing
+            .override_registers()
+            .into_iter()
+            .map(|(k, r)| (k.to_string(), r))
+            .collect();
+        hot.adopt(&held);
+        self.table = held.into_iter().collect();
+        self.hot = Some(hot);
+    }
+
+    /// Decide on the hot keys, and send the table to every live node (when it holds
+    /// anything: a cluster that never replicated a key hears nothing).
+    fn replicate(&mut self, view: &View, io: &mut Io<'_>, now: Instant) {
+        let Some(hot) = self.hot.as_mut() else {
+            return;
+        };
+        let nodes = view
+            .live_with_role(Role::Kvs)
+            .filter(|m| !m.draining && !self.draining.contains_key(&m.node.id))
+            .count();
+        for d in hot.tick(nodes, now, unix_ms()) {
+            self.table.insert(d.key.clone(), d.register);
+            self.note_hot(&d);
+        }
+        self.bound_table();
+        if self.table.is_empty() {
+            return;
+        }
+        let msg = ReplicationOverrides {
+            entries: self.table.iter().map(|(k, r)| (k.clone(), *r)).collect(),
+            settle_ms: self.cfg.hot_key_settle_ms,
+        };
+        for m in view.live() {
+            let to = ActorRef::new(m.node.clone(), ServiceId::KvsShard, 0);
+            if let Err(e) = io
+                .transport
+                .handle::<ReplicationOverrides>(to)
+                .tell(msg.clone())
+            {
+                tracing::debug!(node = %m.node.id, cause = %e, "replication table not sent");
+            }
+        }
+    }
+
+    /// At most [`MAX_REPLICATION_OVERRIDES`] registers: the oldest returned to the default
+    /// go first.
+    fn bound_table(&mut self) {
+        while self.table.len() > MAX_REPLICATION_OVERRIDES {
+            let k = self.replication as u32;
+            let oldest = self
+                .table
+                .iter()
+                .min_by_key(|(_, r)| (r.factor > k, r.epoch))
+                .map(|(key, _)| key.clone());
+            match oldest {
+                Some(key) => self.table.remove(&key),
+                None => break,
+            };
+        }
+    }
+
+    /// Log and keep one hot-key decision.
+    fn note_hot(&mut self, d: &HotDecision) {
+        let action = match d.why {
+            super::kvs_hot::HotWhy::Hot { .. } => "replicate",
+            super::kvs_hot::HotWhy::Cooled { .. } => "dereplicate",
+        };
+        let (reason, detail) = (d.why.name(), d.why.detail());
+        tracing::info!(action, key = %d.key, replicas = d.register.factor, epoch = d.register.epoch,
+            reason, detail = %detail, "kvs autoscale decision");
+        self.keep(KvsDecisionRecord {
+            at_ms: unix_ms(),
+            action: action.to_string(),
+            node: None,
+            reason: reason.to_string(),
+            numbers: self.last,
+            key: Some(d.key.clone()),
+            replicas: Some(d.register.factor),
+            detail,
+        });
+    }
+
+    fn keep(&mut self, record: KvsDecisionRecord) {
+        count_decision(&mut self.counts, &record.action, &record.reason);
+        if self.decisions.len() == MAX_KVS_DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(record);
     }
 
     /// Terminate the nodes asked to leave once they left (their shards handed every key
@@ -245,16 +367,15 @@ impl KvsScaler {
             service_us = n.service_us,
             "kvs autoscale decision"
         );
-        count_decision(&mut self.counts, action, reason);
-        if self.decisions.len() == MAX_KVS_DECISIONS_KEPT {
-            self.decisions.pop_front();
-        }
-        self.decisions.push_back(KvsDecisionRecord {
+        self.keep(KvsDecisionRecord {
             at_ms: unix_ms(),
             action: action.to_string(),
             node: node.map(|n| n.to_string()),
             reason: reason.to_string(),
             numbers: n,
+            key: None,
+            replicas: None,
+            detail: String::new(),
         });
     }
 }

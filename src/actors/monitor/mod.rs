@@ -5,6 +5,7 @@
 //! - [`observe`]: which monitor acts, and the policy's view of the executors (no I/O).
 //! - [`kvs_policy`]: the KVS elasticity policy (storage, load), a pure core like the
 //!   executor policy.
+//! - [`kvs_hot`]: selective replication of hot keys, a pure core like the others.
 //! - [`kvs_scaler`]: the I/O around the KVS policy (reports, launches, drains).
 //! - [`hot`]: which functions are hot (a launched executor loads them: warm starts).
 //! - [`launches`]: launches asked of the node provider, reconciled every tick (late or
@@ -20,6 +21,7 @@ pub mod actor;
 pub mod hot;
 #[cfg(feature = "kubernetes")]
 pub mod k8s;
+pub mod kvs_hot;
 pub mod kvs_policy;
 pub mod kvs_scaler;
 pub mod launches;

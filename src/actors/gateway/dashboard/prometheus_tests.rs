@@ -210,7 +210,11 @@ fn kvs_status(node: &str, bytes: u64, occupancy: f64) -> crate::protocol::KvsNod
         requests: 35,
         service_us_mean: 12.0,
         service_us_max: 40,
-        hot_keys: vec![("k".into(), 20)],
+        hot_keys: vec![crate::protocol::HotKey {
+            key: "k".into(),
+            count: 20,
+            replicas: 2,
+        }],
         draining: false,
     }
 }

@@ -293,7 +293,10 @@ def spread(histories):
 
 # ---- the checker's runs --------------------------------------------------------------
 
-CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "2000"))
+#: DAG calls per mode. 500 keep the checker far from blind: under LWW they show hundreds of
+#: repeatable-read and causal anomalies (789 and 178 in one run), so a mode that lost its
+#: guarantee would show many too; a longer run: CLOUDBURST_CONSISTENCY_CALLS=2000.
+CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "500"))
 
 
 def test_lww_shows_both_anomalies(two_nodes):

@@ -76,7 +76,7 @@ fn with_codec<T>(f: impl FnOnce(Python<'_>, &Bound<'_, pyo3::types::PyDict>) -> 
 
 /// A Python expression, evaluated in the embedded interpreter and encoded as a client
 /// encodes a value.
-#[allow(dead_code)] // not every test crate including this module uses it
+#[allow(dead_code)] // not every test module uses it
 pub fn value(expr: &str) -> PyValue {
     with_codec(|py, ns| {
         let code = std::ffi::CString::new(format!("pack({expr})")).expect("no NUL");
@@ -90,7 +90,7 @@ pub fn value(expr: &str) -> PyValue {
 }
 
 /// A Python expression, evaluated and pickled as protocol 1 stored values.
-#[allow(dead_code)] // not every test crate including this module uses it
+#[allow(dead_code)] // not every test module uses it
 pub fn legacy_value(expr: &str) -> PyValue {
     with_codec(|py, ns| {
         let code =
@@ -106,7 +106,7 @@ pub fn legacy_value(expr: &str) -> PyValue {
 
 /// `repr()` of a decoded value (sets and concurrent versions as sorted lists of reprs,
 /// so they compare stably).
-#[allow(dead_code)] // not every test crate including this module uses it
+#[allow(dead_code)] // not every test module uses it
 pub fn repr(v: &PyValue) -> String {
     with_codec(|_py, ns| {
         let unpack = ns.get_item("unpack").expect("dict").expect("unpack");

@@ -6,7 +6,7 @@
 
 use crate::common::pickling;
 use crate::common::wait;
-#[allow(unused_imports)] // not every test crate including this module uses each
+#[allow(unused_imports)] // not every test module uses it
 pub use wait::{eventually, until};
 
 use bytes::Bytes;
@@ -120,7 +120,7 @@ pub fn arg(expr: &str) -> Arg {
     Arg::Value(value(expr))
 }
 
-#[allow(unused_imports)] // not every test crate including this module uses it
+#[allow(unused_imports)] // not every test module uses it
 pub use pickling::repr;
 
 /// Arguments for one function of a DAG.

@@ -5,7 +5,7 @@
 
 use crate::common::pickling;
 use crate::common::wait;
-#[allow(unused_imports)] // not every test crate including this module uses each
+#[allow(unused_imports)] // not every test module uses it
 pub use wait::until;
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-#[allow(unused_imports)] // not every test crate that includes this module uses it
+#[allow(unused_imports)] // not every test module uses it
 pub use pickling::venv_python;
 
 /// Test functions, defined in `__main__` so cloudpickle pickles them by value.
@@ -145,10 +145,10 @@ pub fn call(name: &str, args: Vec<Option<PyValue>>, timeout: Duration) -> PyCall
 
 pub use pickling::value;
 
-#[allow(unused_imports)] // not every test crate including this module uses it
+#[allow(unused_imports)] // not every test module uses it
 pub use pickling::legacy_value;
 
-#[allow(unused_imports)] // not every test crate including this module uses it
+#[allow(unused_imports)] // not every test module uses it
 pub use pickling::repr;
 
 /// Everything logged by this test binary (tracing), for checking forwarded `print` output.

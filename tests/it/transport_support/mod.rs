@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use crate::common::wait;
-#[allow(unused_imports)] // not every test crate including this module uses each
+#[allow(unused_imports)] // not every test module uses it
 pub use wait::{eventually, until};
 
 use cloudburst::config::Config;

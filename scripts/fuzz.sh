@@ -10,7 +10,7 @@
 #
 # New interesting inputs go to fuzz/work/<target>/ (not committed); the committed seeds are
 # fuzz/corpus/<target>/ (recorded traffic: CLOUDBURST_RECORD_FRAMES) and fuzz/regressions/
-# <target>/ (every crash found, replayed by tests/fuzz_corpus.rs). A crash is written to
+# <target>/ (every crash found, replayed by tests/it/fuzz_corpus.rs). A crash is written to
 # fuzz/artifacts/<target>/ and stops the run with exit code 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."

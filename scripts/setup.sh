@@ -15,6 +15,11 @@ if [ ! -x .venv/bin/python3 ]; then
     echo "setup: creating .venv with $("$PY" --version)"
     "$PY" -m venv .venv
 fi
+# `--venv`: only the venv itself, all the Rust build needs (scripts/test.sh runs the rest
+# while cargo compiles).
+if [ "${1:-}" = --venv ]; then
+    exit 0
+fi
 stamp=.venv/.cloudburst-setup
 want="$(cat python/pyproject.toml scripts/requirements-dev.txt $(find python/cloudburst -name '*.py' | sort) | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -127,20 +127,29 @@ class Proc:
         return self.proc.wait()
 
 
+#: Appended to a test cluster's config unless it has an `[autoscale]` section of its own:
+#: no standby executor node (a process with its own Python workers, kept idle for the
+#: autoscaler's next launch), which only the autoscaling tests use and which would
+#: otherwise cost every test cluster its start-up and memory.
+NO_STANDBY = "\n[autoscale]\nstandby_executors = 0\n"
+
+
 class LocalCluster(Proc):
     """One `cloudburst local` on free loopback ports; `url` (and `dashboard`) once ready.
-    Its log is a new file in the directory `tmp`."""
+    Its log is a new file in the directory `tmp`. Unless `config` has an `[autoscale]`
+    section, the cluster keeps no standby executor node (`NO_STANDBY`)."""
 
     def __init__(self, *args, tmp, config=None, env=None):
+        if config is None or "[autoscale]" not in config:
+            config = (config or "") + NO_STANDBY
         # --ephemeral: tests assert exact listings, so no state of an earlier run may leak in.
         cmd = ["local", "--ephemeral", "--listen", "127.0.0.1:0", "--dashboard-listen", "127.0.0.1:0"]
         if "--client-listen" not in args:
             cmd += ["--client-listen", "127.0.0.1:0"]
-        if config is not None:
-            fd, path = tempfile.mkstemp(dir=tmp, prefix="cloudburst-", suffix=".toml")
-            with os.fdopen(fd, "w") as f:
-                f.write(config)
-            cmd += ["--config", path]
+        fd, path = tempfile.mkstemp(dir=tmp, prefix="cloudburst-", suffix=".toml")
+        with os.fdopen(fd, "w") as f:
+            f.write(config)
+        cmd += ["--config", path]
         fd, log = tempfile.mkstemp(dir=tmp, prefix="local-", suffix=".log")
         os.close(fd)
         super().__init__(cmd + list(args), log,

@@ -1,6 +1,6 @@
 """Headless-Chromium check of the Cloudburst dashboard (selenium + Debian's chromedriver).
 
-Used by tests/dashboard_node.rs (as a script) and python/tests/test_dashboard.py (as a
+Used by tests/it/dashboard_node.rs (as a script) and python/tests/test_dashboard.py (as a
 module). It opens the page once, prints ``page ready`` when the first live snapshot has
 been rendered, then waits -- without reloading -- until every expectation holds, checks the
 page was never reloaded, and saves a screenshot.

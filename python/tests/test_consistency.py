@@ -194,17 +194,26 @@ def causal_anomalies(histories, writes):
 
 # ---- fixtures ------------------------------------------------------------------------
 
+#: The nodes' failure detector is slow to suspect: these tests kill no node, and a node
+#: starved of the CPU for a second on a loaded 2-core machine would otherwise be suspected
+#: and a session's reads from its cache fail as unavailable (seen at load average 18).
+PATIENT_MEMBERSHIP = "[membership]\nsuspect_after_ms = 5000\ndead_after_ms = 10000\n"
+
+
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     logs = tmp_path_factory.mktemp("consistency")
+    config = logs / "cloudburst.toml"
+    config.write_text(PATIENT_MEMBERSHIP)
     client_port, dash_port = free_port(), free_port()
     a = start_node(logs / "a.log", "--roles", "kvs,scheduler,executor,gateway",
                    "--listen", "127.0.0.1:0", "--client-listen", "127.0.0.1:%d" % client_port,
-                   "--dashboard-listen", "127.0.0.1:%d" % dash_port, "--workers", "2")
+                   "--dashboard-listen", "127.0.0.1:%d" % dash_port, "--workers", "2",
+                   "--config", str(config))
     b = None
     try:
         b = start_node(logs / "b.log", "--roles", "executor", "--listen", "127.0.0.1:0",
-                       "--join", a.addr, "--workers", "2")
+                       "--join", a.addr, "--workers", "2", "--config", str(config))
         url = "ws://127.0.0.1:%d" % client_port
         cloud = retry(lambda: CloudburstConnection(url))
         retry(lambda: cloud.register(whoami, "cc_whoami"))
@@ -293,7 +302,10 @@ def spread(histories):
 
 # ---- the checker's runs --------------------------------------------------------------
 
-CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "2000"))
+#: DAG calls per mode. 500 keep the checker far from blind: under LWW they show hundreds of
+#: repeatable-read and causal anomalies (789 and 178 in one run), so a mode that lost its
+#: guarantee would show many too; a longer run: CLOUDBURST_CONSISTENCY_CALLS=2000.
+CALLS = int(os.environ.get("CLOUDBURST_CONSISTENCY_CALLS", "500"))
 
 
 def test_lww_shows_both_anomalies(two_nodes):

@@ -1,6 +1,6 @@
 //! The fuzz targets' bodies: each feeds bytes from outside to one decoder the way the
 //! node does, then checks what must hold of whatever decodes. No input may make one
-//! panic. The libFuzzer targets in `fuzz/` call these; `tests/fuzz_corpus.rs` replays the
+//! panic. The libFuzzer targets in `fuzz/` call these; `tests/it/fuzz_corpus.rs` replays the
 //! committed corpora and the crashes found so far through them on every test run.
 //!
 //! - [`client_request`]: a client's websocket message (the gateway's decoder), its value

@@ -1,0 +1,5 @@
+//! Helpers every support module shares.
+
+pub mod logs;
+pub mod pickling;
+pub mod wait;

@@ -106,7 +106,7 @@ async fn a_node_of_the_previous_version_with_the_same_layout_is_refused_too() {
 #[test]
 fn garbage_is_still_a_protocol_error() {
     assert!(matches!(
-        decode_msg(&[0, 6, 1, 2]),
+        decode_msg(&[0, PROTOCOL_VERSION as u8, 1, 2]),
         Err(HandshakeError::Protocol(_))
     ));
     assert!(matches!(decode_msg(&[]), Err(HandshakeError::Protocol(_))));

@@ -21,7 +21,8 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 /// 5: `AttemptsDelivered` (an executor tells the deliveries of calls in batches).
 /// 6: the handshake's `Hello` and `Welcome` carry the sender's cluster claim;
 ///    `HandoffConfirmed` (a KVS shard's hand-off after a routing change is complete).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: `ClaimCall` (a gateway claims a call sent again after a failover).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

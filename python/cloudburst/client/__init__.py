@@ -57,7 +57,7 @@ class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
             # The gateway that took the call was lost before it ended (its successor does
             # not know it): send the call again, with its id, then wait for it there.
             op, fields = self._again
-            ok, body = conn._ask(op, fields, None)
+            ok, body = conn._ask(op, protocol.sent_again(op, fields), None)
             if ok:
                 # The call's id and key as answered (a server that mints ids itself
                 # answers another id).
@@ -182,6 +182,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
             if not lost or len(self._urls) == 1 or self._closing:
                 return ok, body
             self._fail_over(core)
+            fields = protocol.sent_again(op, fields)
 
     def _fail_over(self, lost: SyncCore) -> None:
         """Replace the lost connection by one to another gateway (the next that answers;

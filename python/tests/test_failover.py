@@ -9,7 +9,8 @@ A is killed (SIGKILL), or stopped (SIGTERM: it drains, and its gateway sends cal
 scheduler meanwhile). Every call must end once, with its own right result: the connection
 moves to B and sends again what waited on A (calls keep their client-minted ids, and are
 marked as sent again), and futures made through A are sent again and awaited through B.
-Once A has exited, calls through the connection go to B.
+Once A has exited, calls through the connection go to B. The asyncio client
+(`AsyncCloudburstConnection`, 4 tasks) is checked the same way against a killed A.
 
 Every run of the function appends its argument to a log file (`O_APPEND`, one write per
 run): every call must have run exactly once. Without the claim (B runs a call sent again
@@ -21,6 +22,7 @@ the double run.
 Run with a client that does not fail over (one URL), the calls waiting on A when it dies
 fail with `connection_closed`."""
 
+import asyncio
 import collections
 import os
 import shutil
@@ -30,6 +32,7 @@ import threading
 
 import cloudburst
 from cloudburst import CloudburstConnection
+from cloudburst.aio import AsyncCloudburstConnection
 
 from nodes import start_gateway_node
 from waiting import wait_until
@@ -74,7 +77,73 @@ def start(tmp_path, name, roles, *extra):
     return start_gateway_node(tmp_path / f"{name}.log", SECRET, roles, *extra, workers=2)
 
 
-def calls_survive_the_loss_of_a_gateway(tmp_path, sig):
+def threaded_calls(conn, a, sig):
+    """The calls from 4 threads through `conn`, A given `sig` once a third ended:
+    `(results, errors)`."""
+    results, errors, lock = {}, [], threading.Lock()
+    ended = threading.Semaphore(0)
+
+    def caller(t):
+        for x in range(t, CALLS, THREADS):
+            try:
+                if x % 2:
+                    got = conn.exec_func("triple", [x], direct_response=True,
+                                         timeout=CALL_LIMIT)
+                else:
+                    got = conn.exec_func("triple", [x]).get(timeout=CALL_LIMIT)
+            except cloudburst.CloudburstError as e:
+                with lock:
+                    errors.append((x, e))
+            else:
+                with lock:
+                    assert x not in results, f"call {x} ended twice"
+                    results[x] = got
+            ended.release()
+
+    threads = [threading.Thread(target=caller, args=(t,)) for t in range(THREADS)]
+    for t in threads:
+        t.start()
+    for _ in range(KILL_AFTER):
+        assert ended.acquire(timeout=CALL_LIMIT), "calls stopped ending before A went"
+    a.proc.send_signal(sig)
+    for t in threads:
+        t.join(timeout=180)
+    assert not any(t.is_alive() for t in threads), "a caller still waits"
+    return results, errors
+
+
+async def async_calls(urls, a, sig):
+    """The same calls from 4 tasks of an asyncio client given `urls` (A first)."""
+    conn = await AsyncCloudburstConnection.connect(urls)
+    assert conn.url == urls[0]
+    results, errors, ended = {}, [], asyncio.Event()
+
+    async def caller(t):
+        for x in range(t, CALLS, THREADS):
+            try:
+                if x % 2:
+                    got = await conn.exec_func("triple", [x], direct_response=True,
+                                               timeout=CALL_LIMIT)
+                else:
+                    got = await (await conn.exec_func("triple", [x])).get(timeout=CALL_LIMIT)
+            except cloudburst.CloudburstError as e:
+                errors.append((x, e))
+            else:
+                assert x not in results, f"call {x} ended twice"
+                results[x] = got
+            if len(results) + len(errors) >= KILL_AFTER:
+                ended.set()
+
+    tasks = [asyncio.create_task(caller(t)) for t in range(THREADS)]
+    await asyncio.wait_for(ended.wait(), CALL_LIMIT)
+    a.proc.send_signal(sig)
+    await asyncio.wait_for(asyncio.gather(*tasks), 180)
+    assert conn.url == urls[1], "the asyncio connection moved to B"
+    await conn.close()
+    return results, errors
+
+
+def calls_survive_the_loss_of_a_gateway(tmp_path, sig, asynchronous=False):
     k = start(tmp_path, "k", "kvs,executor")
     nodes = [k]
     # The workers run as another user (`nobody` under root): a directory they can write.
@@ -93,40 +162,15 @@ def calls_survive_the_loss_of_a_gateway(tmp_path, sig):
         wait_until(lambda: conn.register(triple, "triple"), "the registration", 30, RETRYABLE)
         # Both schedulers place calls before the test starts (each hears of an executor).
         with CloudburstConnection(b.url) as via_b:
-                wait_until(lambda: via_b.exec_func("triple", [-1]).get(timeout=CALL_LIMIT),
+            wait_until(lambda: via_b.exec_func("triple", [-1]).get(timeout=CALL_LIMIT),
                        "a call through B", 60, RETRYABLE)
         wait_until(lambda: conn.exec_func("triple", [-1]).get(timeout=CALL_LIMIT),
                    "a call through A", 60, RETRYABLE)
 
-        results, errors, lock = {}, [], threading.Lock()
-        ended = threading.Semaphore(0)
-
-        def caller(t):
-            for x in range(t, CALLS, THREADS):
-                try:
-                    if x % 2:
-                        got = conn.exec_func("triple", [x], direct_response=True,
-                                             timeout=CALL_LIMIT)
-                    else:
-                        got = conn.exec_func("triple", [x]).get(timeout=CALL_LIMIT)
-                except cloudburst.CloudburstError as e:
-                    with lock:
-                        errors.append((x, e))
-                else:
-                    with lock:
-                        assert x not in results, f"call {x} ended twice"
-                        results[x] = got
-                ended.release()
-
-        threads = [threading.Thread(target=caller, args=(t,)) for t in range(THREADS)]
-        for t in threads:
-            t.start()
-        for _ in range(KILL_AFTER):
-            assert ended.acquire(timeout=CALL_LIMIT), "calls stopped ending before A went"
-        a.proc.send_signal(sig)
-        for t in threads:
-            t.join(timeout=180)
-        assert not any(t.is_alive() for t in threads), "a caller still waits"
+        if asynchronous:
+            results, errors = asyncio.run(async_calls([a.url, b.url], a, sig))
+        else:
+            results, errors = threaded_calls(conn, a, sig)
         assert not errors, f"{len(errors)} calls failed, e.g. {errors[:3]}"
         assert results == {x: 3 * x for x in range(CALLS)}
         counts = runs(log_path)
@@ -156,3 +200,7 @@ def test_calls_survive_a_killed_gateway(tmp_path):
 
 def test_calls_survive_a_stopped_gateway(tmp_path):
     calls_survive_the_loss_of_a_gateway(tmp_path, signal.SIGTERM)
+
+
+def test_asyncio_calls_survive_a_killed_gateway(tmp_path):
+    calls_survive_the_loss_of_a_gateway(tmp_path, signal.SIGKILL, asynchronous=True)

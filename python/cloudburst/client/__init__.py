@@ -12,7 +12,6 @@ handles it gives out.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .. import protocol
+from .. import _failover, protocol
 from .._api import Blocking, Handle, Methods, Outcome, Request
 from .._core import Answer
 from .._sync import SyncCore
@@ -30,16 +29,7 @@ from ..protocol import Fields
 
 T = TypeVar("T")
 
-log = logging.getLogger("cloudburst")
-
-#: How long a connection given several gateways keeps trying to reach one after losing its
-#: own, before the requests waiting fail with ``connection_closed``: long enough for a
-#: restarted gateway to come back (a rolling restart), short enough to report a cluster
-#: that is gone.
-FAILOVER_TIMEOUT = 60.0
-#: Pause between two rounds over every gateway while none answers (a backoff, so a dead
-#: cluster is not hammered).
-FAILOVER_PAUSE = 0.2
+FAILOVER_TIMEOUT = _failover.FAILOVER_TIMEOUT
 
 
 class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
@@ -52,18 +42,17 @@ class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
         conn = self._conn
         if request.op != "await" or self._again is None:
             return conn._run(request)
-        ok, body = conn._ask(request.op, request.fields, request.timeout)
-        if not ok and body.get("code") == "unknown_call" and conn._switches:
+        answer = conn._ask(request.op, request.fields, request.timeout)
+        if _failover.call_unknown(answer, conn._switches):
             # The gateway that took the call was lost before it ended (its successor does
             # not know it): send the call again, with its id, then wait for it there.
             op, fields = self._again
-            ok, body = conn._ask(op, protocol.sent_again(op, fields), None)
-            if ok:
-                # The call's id and key as answered (a server that mints ids itself
-                # answers another id).
-                self.call_id, self.obj_id = body["call"], body["key"]
-                awaited = {**request.fields, "call": body["call"], "key": body["key"]}
-                ok, body = conn._ask(request.op, awaited, request.timeout)
+            answer = conn._ask(op, _failover.sent_again(op, fields), None)
+            if answer[0]:
+                self.call_id, self.obj_id = answer[1]["call"], answer[1]["key"]
+                awaited = _failover.awaited_again(request.fields, answer[1])
+                answer = conn._ask(request.op, awaited, request.timeout)
+        ok, body = answer
         if not ok:
             return request.fail(protocol.error(body))
         return request.finish(body)
@@ -117,9 +106,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         tid: int | None = None,
         local: bool | None = None,
     ) -> None:
-        urls = [url] if isinstance(url, str) else list(url)
-        if not urls or not all(isinstance(u, str) for u in urls):
-            raise TypeError("CloudburstConnection takes a gateway URL or a list of them")
+        urls = _failover.gateway_urls(url)
         if "://" not in urls[0] and len(urls) == 1:
             urls = [_from_original_address(urls[0], token, tid, local)]
             token = None
@@ -139,21 +126,19 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         """A connection to the first gateway that answers, trying ``self._urls`` in turn
         from index ``start``: once (``deadline`` None), else in rounds until the deadline.
         Raises the last error when none answered."""
-        n = len(self._urls)
         while True:
             error: CloudburstError | None = None
-            for step in range(n):
-                i = (start + step) % n
+            for i in _failover.try_order(self._urls, start):
                 try:
                     return SyncCore.open(self._urls[i], self._token, self._ca_file), i
                 except CloudburstError as e:
-                    if n == 1 or e.code not in ("connection_failed", "connection_closed"):
+                    if not _failover.may_try_another(self._urls, e.code):
                         raise
                     error = e
             assert error is not None
             if deadline is None or time.monotonic() >= deadline or self._closing:
                 raise error
-            time.sleep(FAILOVER_PAUSE)
+            time.sleep(_failover.FAILOVER_PAUSE)
 
     def _future_argument(self, future: Any) -> Any:
         """A future passed as an argument: its result (waited for here)."""
@@ -175,33 +160,29 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         while True:
             core = self._core
             try:
-                ok, body = core.request(op, fields, timeout)
+                answer = core.request(op, fields, timeout)
             except ConnectionClosedError as e:  # closed before it was sent
-                ok, body = False, protocol.error_body(e)
-            lost = not ok and body.get("code") == "connection_closed" and core.closed
-            if not lost or len(self._urls) == 1 or self._closing:
-                return ok, body
-            self._fail_over(core)
-            fields = protocol.sent_again(op, fields)
+                answer = (False, protocol.error_body(e))
+            if not _failover.must_switch(answer, core.closed, self._urls, self._closing):
+                return answer
+            fields = self._fail_over(core, op, fields)
 
-    def _fail_over(self, lost: SyncCore) -> None:
+    def _fail_over(self, lost: SyncCore, op: str, fields: Fields) -> Fields:
         """Replace the lost connection by one to another gateway (the next that answers;
-        the lost one's URL last, it may come back), unless another thread did already.
-        Raises ``connection_closed`` when none answers within ``FAILOVER_TIMEOUT``."""
+        the lost one's URL last, it may come back), unless another thread did already;
+        the request's fields to send there. Raises ``connection_closed`` when none answers
+        within ``FAILOVER_TIMEOUT``."""
+        again = _failover.sent_again(op, fields)
         with self._switch:
             if self._core is not lost:
-                return
-            start = self._urls.index(self.url) + 1
+                return again
+            start = _failover.next_after(self._urls, self.url)
             try:
                 core, i = self._open_any(start, time.monotonic() + FAILOVER_TIMEOUT)
             except CloudburstError as e:
-                raise ConnectionClosedError(
-                    "connection_closed",
-                    f"lost {self.url}; no other gateway answered in {FAILOVER_TIMEOUT} s: {e}",
-                ) from None
-            log.warning("cloudburst: lost the gateway %s; now using %s", self.url, self._urls[i])
-            self._core, self._limits, self.url = core, core, self._urls[i]
-            self._switches += 1
+                raise _failover.no_gateway(self.url, e) from None
+            _failover.switched(self, core, i)
+        return again
 
     def _function(self, name: str) -> CloudburstFunction:
         return CloudburstFunction(name, self)

@@ -6,9 +6,13 @@ request and a future's call are sent again. ``CloudburstConnection`` (threads) a
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Any
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional
+
+from websockets.uri import parse_uri
 
 from . import protocol
 from ._core import Answer
@@ -38,24 +42,64 @@ def gateway_urls(url: str | Sequence[str]) -> list[str]:
     return urls
 
 
-def try_order(urls: Sequence[str], start: int) -> Iterator[int]:
-    """The indexes of ``urls`` to try in one round, from ``start`` on (wrapping)."""
-    n = len(urls)
+#: A gateway to try: its URL, and the address to connect to (``None``: the URL's host).
+Gateway = tuple[str, Optional[str]]
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses of ``host``, in the resolver's order, each once."""
+    found: list[str] = []
+    for *_, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        address = str(sockaddr[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+def gateways(urls: Sequence[str], resolver: Callable[[str, int], list[str]] | None = None
+             ) -> list[Gateway]:
+    """What to try, in order: each URL; one whose host name resolves to several addresses
+    (``resolver``, by default ``resolve``) once per address, so a name that stands for
+    several gateways is a list of them. A name that does not resolve now is kept as it is
+    (it may resolve later)."""
+    resolver = resolver or resolve
+    out: list[Gateway] = []
+    for url in urls:
+        uri = parse_uri(url)
+        addresses: list[str] = []
+        if not _is_address(uri.host):
+            try:
+                addresses = resolver(uri.host, uri.port)
+            except OSError:
+                pass
+        if len(addresses) > 1:
+            out.extend((url, a) for a in addresses)
+        else:
+            out.append((url, None))
+    return out
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def try_order(targets: Sequence[Gateway], start: int) -> Iterator[int]:
+    """The indexes of ``targets`` to try in one round, from ``start`` on (wrapping): after
+    losing gateway ``i``, start at ``i + 1`` (the lost one comes last: it may come back)."""
+    n = len(targets)
     return ((start + step) % n for step in range(n))
 
 
-def next_after(urls: Sequence[str], lost: str) -> int:
-    """Where a connection that lost ``lost`` starts trying: the URL after it (the lost
-    one comes last: it may come back)."""
-    return urls.index(lost) + 1
-
-
-def may_try_another(urls: Sequence[str], code: str) -> bool:
+def may_try_another(urls: Sequence[Gateway], code: str) -> bool:
     """Whether a failure to open a connection (``code``) lets the next URL be tried."""
     return len(urls) > 1 and code in UNREACHABLE
 
 
-def must_switch(answer: Answer, closed: bool, urls: Sequence[str], closing: bool) -> bool:
+def must_switch(answer: Answer, closed: bool, urls: Sequence[Gateway], closing: bool) -> bool:
     """Whether a request's answer says it was lost with its connection (which is closed),
     so it goes again through another gateway: one is given, and the client is not closing."""
     ok, body = answer
@@ -89,6 +133,8 @@ def no_gateway(url: str, error: Exception) -> ConnectionClosedError:
 
 def switched(conn: Any, core: Any, i: int) -> None:
     """``conn`` (either client) now uses ``core``, its connection to gateway ``i``."""
-    log.warning("cloudburst: lost the gateway %s; now using %s", conn.url, conn._urls[i])
-    conn._core, conn._limits, conn.url = core, core, conn._urls[i]
+    url, address = conn._gateways[i]
+    log.warning("cloudburst: lost the gateway %s; now using %s%s", conn.url, url,
+                f" at {address}" if address else "")
+    conn._core, conn._limits, conn.url, conn._at = core, core, url, i
     conn._switches += 1

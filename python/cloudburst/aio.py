@@ -68,12 +68,13 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
     :class:`cloudburst.CloudburstConnection` does, and like it takes a list of gateway URLs
     to fail over between."""
 
-    def __init__(self, core: Core, url: str, urls: Sequence[str] | None = None,
-                 token: str | None = None,
+    def __init__(self, core: Core, url: str, gateways: Sequence[_failover.Gateway] = (),
+                 at: int = 0, token: str | None = None,
                  ca_file: str | os.PathLike[str] | None = None) -> None:
         super().__init__(url, core)
         self._core = core
-        self._urls = list(urls or [url])
+        self._gateways = list(gateways) or [(url, None)]
+        self._at = at
         self._token = token
         self._ca_file = ca_file
         self._switch = asyncio.Lock()  # held while connecting to another gateway
@@ -88,9 +89,9 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
         *,
         ca_file: str | os.PathLike[str] | None = None,
     ) -> AsyncCloudburstConnection:
-        urls = _failover.gateway_urls(url)
-        core, first = await _open_any(urls, 0, token, ca_file, None)
-        return cls(core, urls[first], urls, token, ca_file)
+        gateways = _failover.gateways(_failover.gateway_urls(url))
+        core, first = await _open_any(gateways, 0, token, ca_file, None)
+        return cls(core, gateways[first][0], gateways, first, token, ca_file)
 
     async def _run(self, request: Request[T]) -> T:
         """Send the request through the event loop and wait for its answer."""
@@ -106,7 +107,7 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
         (see ``_failover``)."""
         core = self._core
         answer = await _answer(core, op, fields, timeout)
-        while _failover.must_switch(answer, core.closed, self._urls, self._closing):
+        while _failover.must_switch(answer, core.closed, self._gateways, self._closing):
             await self._fail_over(core)
             core = self._core
             answer = await _answer(core, op, _failover.sent_again(op, fields), timeout)
@@ -117,11 +118,11 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
         async with self._switch:
             if self._core is not lost:
                 return
-            start = _failover.next_after(self._urls, self.url)
+            start = self._at + 1
             deadline = time.monotonic() + _failover.FAILOVER_TIMEOUT
             try:
                 core, i = await _open_any(
-                    self._urls, start, self._token, self._ca_file, deadline, self)
+                    self._gateways, start, self._token, self._ca_file, deadline, self)
             except CloudburstError as e:
                 raise _failover.no_gateway(self.url, e) from None
             _failover.switched(self, core, i)
@@ -150,22 +151,23 @@ class AsyncCloudburstConnection(Methods[AsyncCloudburstFunction, AsyncCloudburst
 
 
 async def _open_any(
-    urls: Sequence[str],
+    gateways: Sequence[_failover.Gateway],
     start: int,
     token: str | None,
     ca_file: str | os.PathLike[str] | None,
     deadline: float | None,
     conn: AsyncCloudburstConnection | None = None,
 ) -> tuple[Core, int]:
-    """A connection to the first gateway of ``urls`` that answers, from index ``start``:
+    """A connection to the first of ``gateways`` that answers, from index ``start``:
     one round (``deadline`` None), else rounds until the deadline (or ``conn`` closing)."""
     while True:
         error: CloudburstError | None = None
-        for i in _failover.try_order(urls, start):
+        for i in _failover.try_order(gateways, start):
+            url, address = gateways[i]
             try:
-                return await Core.open(urls[i], token, ca_file), i
+                return await Core.open(url, token, ca_file, address), i
             except CloudburstError as e:
-                if not _failover.may_try_another(urls, e.code):
+                if not _failover.may_try_another(gateways, e.code):
                     raise
                 error = e
         assert error is not None

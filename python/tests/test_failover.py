@@ -204,3 +204,49 @@ def test_calls_survive_a_stopped_gateway(tmp_path):
 
 def test_asyncio_calls_survive_a_killed_gateway(tmp_path):
     calls_survive_the_loss_of_a_gateway(tmp_path, signal.SIGKILL, asynchronous=True)
+
+
+def test_a_name_of_several_addresses_is_several_gateways():
+    """The pure core: a host name resolving to several addresses is tried address by
+    address; addresses and names of one address stay one URL each."""
+    from cloudburst import _failover
+
+    names = {"gw.test": ["127.0.0.2", "127.0.0.1"], "one.test": ["127.0.0.1"]}
+    got = _failover.gateways(
+        ["ws://gw.test:1/", "ws://one.test:2", "ws://127.0.0.3:3"],
+        lambda host, port: names[host])
+    assert got == [("ws://gw.test:1/", "127.0.0.2"), ("ws://gw.test:1/", "127.0.0.1"),
+                   ("ws://one.test:2", None), ("ws://127.0.0.3:3", None)]
+
+
+def test_both_clients_reach_a_gateway_through_the_second_address_of_its_name(
+        url, monkeypatch):
+    """`localhost` made to resolve to 127.0.0.2 (where nothing listens: the local gateway
+    binds 127.0.0.1) and then 127.0.0.1: both clients connect through the second address
+    and call there; the host name stays the URL (its token, its `Host`)."""
+    from cloudburst import _failover
+
+    port = url.rsplit(":", 1)[1].strip("/")
+    tried = []
+
+    def resolve(host, p):
+        tried.append(host)
+        return ["127.0.0.2", "127.0.0.1"]
+
+    monkeypatch.setattr(_failover, "resolve", resolve)
+    by_name = f"ws://localhost:{port}"
+    with CloudburstConnection(by_name) as conn:
+        assert conn.url == by_name and conn._at == 1
+        conn.put_object("several-addresses", 7)
+        assert conn.get_object("several-addresses") == 7
+
+    async def asynchronous():
+        conn = await AsyncCloudburstConnection.connect(by_name)
+        try:
+            assert conn.url == by_name and conn._at == 1
+            return await conn.get_object("several-addresses")
+        finally:
+            await conn.close()
+
+    assert asyncio.run(asynchronous()) == 7
+    assert tried == ["localhost", "localhost"]

@@ -81,8 +81,9 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
     file of the authority that signed the gateway's certificate (a test cluster's
     ``ca.pem``); without either, the system's trusted authorities are used.
 
-    Given a list of gateway URLs (of one cluster), the connection uses the first that
-    answers and, when its gateway is lost (the connection closes: the node died, or it
+    Given a list of gateway URLs (of one cluster), or a URL whose host name resolves to
+    several addresses (each is then a gateway, tried in the resolver's order), the
+    connection uses the first that answers and, when its gateway is lost (the connection closes: the node died, or it
     drains and restarts), moves to the next that answers and sends again every request
     that was waiting for an answer; a call keeps its id (the client mints it), so a gateway
     that took it already answers it rather than running it twice. A future made before the
@@ -113,26 +114,27 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         elif tid is not None or local is not None:
             raise TypeError("tid= and local= belong to the original client's form "
                             "CloudburstConnection(func_addr, ip): with a URL, drop them")
-        self._urls = urls
+        self._gateways = _failover.gateways(urls)
         self._token = token
         self._ca_file = ca_file
         self._switch = threading.Lock()  # held while a thread connects to another gateway
         self._switches = 0  # gateways lost so far
         self._closing = False
-        self._core, first = self._open_any(0, deadline=None)
-        super().__init__(urls[first], self._core)
+        self._core, self._at = self._open_any(0, deadline=None)
+        super().__init__(self._gateways[self._at][0], self._core)
 
     def _open_any(self, start: int, deadline: float | None) -> tuple[SyncCore, int]:
-        """A connection to the first gateway that answers, trying ``self._urls`` in turn
+        """A connection to the first gateway that answers, trying ``self._gateways`` in turn
         from index ``start``: once (``deadline`` None), else in rounds until the deadline.
         Raises the last error when none answered."""
         while True:
             error: CloudburstError | None = None
-            for i in _failover.try_order(self._urls, start):
+            for i in _failover.try_order(self._gateways, start):
+                url, address = self._gateways[i]
                 try:
-                    return SyncCore.open(self._urls[i], self._token, self._ca_file), i
+                    return SyncCore.open(url, self._token, self._ca_file, address), i
                 except CloudburstError as e:
-                    if not _failover.may_try_another(self._urls, e.code):
+                    if not _failover.may_try_another(self._gateways, e.code):
                         raise
                     error = e
             assert error is not None
@@ -163,7 +165,7 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
                 answer = core.request(op, fields, timeout)
             except ConnectionClosedError as e:  # closed before it was sent
                 answer = (False, protocol.error_body(e))
-            if not _failover.must_switch(answer, core.closed, self._urls, self._closing):
+            if not _failover.must_switch(answer, core.closed, self._gateways, self._closing):
                 return answer
             fields = self._fail_over(core, op, fields)
 
@@ -176,9 +178,8 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         with self._switch:
             if self._core is not lost:
                 return again
-            start = _failover.next_after(self._urls, self.url)
             try:
-                core, i = self._open_any(start, time.monotonic() + FAILOVER_TIMEOUT)
+                core, i = self._open_any(self._at + 1, time.monotonic() + FAILOVER_TIMEOUT)
             except CloudburstError as e:
                 raise _failover.no_gateway(self.url, e) from None
             _failover.switched(self, core, i)

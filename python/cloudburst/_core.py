@@ -47,9 +47,12 @@ class Core:
 
     @classmethod
     async def open(
-        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None
+        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None,
+        address: str | None = None,
     ) -> Core:
+        """A connection to ``url`` (through ``address``, as ``SyncCore.open``)."""
         token = _token.resolve(url, token)
+        to: dict[str, Any] = {"host": address} if address else {}
         headers = {"Authorization": f"Bearer {token}"} if token else None
         tls = _tls.context(url, ca_file)
         try:
@@ -61,6 +64,7 @@ class Core:
                 compression=None,
                 open_timeout=CONNECT_TIMEOUT,
                 proxy=None,
+                **to,
             )
         except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as e:
             raise connect_error(url, e) or e from None

@@ -108,12 +108,15 @@ class SyncCore:
 
     @classmethod
     def open(
-        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None
+        cls, url: str, token: str | None = None, ca_file: str | os.PathLike[str] | None = None,
+        address: str | None = None,
     ) -> SyncCore:
+        """A connection to ``url`` (through ``address``, one of its host's addresses, if
+        given: the host name still names the server for TLS and ``Host``)."""
         token = _token.resolve(url, token)
         tls = _tls.context(url, ca_file)
         try:
-            sock, ws = _connect(url, token, tls)
+            sock, ws = _connect(url, token, tls, address)
         except Exception as e:
             raise connect_error(url, e) or e from None
         core = cls(sock, ws)
@@ -366,13 +369,13 @@ class SyncCore:
 
 
 def _connect(
-    url: str, token: str | None, tls: ssl.SSLContext | None
+    url: str, token: str | None, tls: ssl.SSLContext | None, address: str | None = None
 ) -> tuple[socket.socket, ClientProtocol]:
-    """Open the socket (over TLS with ``tls``, for ``wss://``) and complete the websocket
-    handshake: ``(socket, protocol)``."""
+    """Open the socket (to ``address``, else the URL's host; over TLS with ``tls``, for
+    ``wss://``) and complete the websocket handshake: ``(socket, protocol)``."""
     uri = parse_uri(url)
     deadline = time.monotonic() + CONNECT_TIMEOUT
-    sock = socket.create_connection((uri.host, uri.port), timeout=CONNECT_TIMEOUT)
+    sock = socket.create_connection((address or uri.host, uri.port), timeout=CONNECT_TIMEOUT)
     try:
         if uri.secure:
             tls = tls or ssl.create_default_context()

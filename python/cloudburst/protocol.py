@@ -344,3 +344,16 @@ def timeout_ms(timeout: float | None) -> int | None:
     if timeout < 0:
         raise ValueError("timeout must be >= 0")
     return int(timeout * 1000)
+
+
+#: The requests that make a call (they carry the client's call id).
+CALL_OPS = ("call_function", "call_dag")
+
+
+def sent_again(op: str, fields: Fields) -> Fields:
+    """The fields of a request sent again after the client lost the gateway that had it: a
+    call is marked ``resent``, so a gateway that does not know its id asks the cluster
+    whether it ran or runs before running it."""
+    if op in CALL_OPS and "call" in fields:
+        return {**fields, "resent": True}
+    return fields

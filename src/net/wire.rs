@@ -23,7 +23,8 @@ use tokio_util::codec::{Encoder, LengthDelimitedCodec};
 ///    `HandoffConfirmed` (a KVS shard's hand-off after a routing change is complete).
 /// 7: `ReplicationOverrides` (the monitor's per-key replication of hot keys); hot keys in
 ///    `KvsReport` carry their replica count, KVS decisions their key.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: `ClaimCall` (a gateway claims a call sent again after a failover).
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Bytes of the length prefix in front of every frame.
 pub const LENGTH_PREFIX_BYTES: usize = 4;

@@ -6,6 +6,7 @@
 //!
 //! - [`call`]: one call's way through the cluster: arguments, consistency, where the result
 //!   goes, schedules, triggers, session metadata, `send`s, results and failures.
+//! - [`claim`]: a call sent again through another gateway, claimed from the executors.
 //! - [`requests`]: what a scheduler is asked (registrations, listings, calls) and the
 //!   reports executors and caches send it.
 //! - [`records`]: function and DAG records in the KVS, their key prefixes, content hashes.
@@ -23,6 +24,7 @@
 
 pub mod cache;
 pub mod call;
+pub mod claim;
 pub mod error;
 pub mod kvs_scaling;
 pub mod limits;
@@ -40,6 +42,7 @@ pub use call::{
     session_of, Aborted, Arg, AttemptEnded, AttemptsDelivered, CallFailure, CallFinished, Cancel,
     Consistency, Deliver, Downstream, Reply, Schedule, SessionMeta, Trigger,
 };
+pub use claim::{ClaimCall, Claimed};
 pub use error::ErrorCode;
 pub use kvs_scaling::{
     DrainKvsNode, HotKey, KvsAutoscaleState, KvsDecisionCount, KvsDecisionRecord, KvsNodeMetrics,

@@ -73,6 +73,7 @@ wire_tags! {
         2 => super::Deliver,
         3 => super::Cancel,
         4 => super::DrainNode,
+        5 => super::ClaimCall,
     }
     Scheduler {
         0 => super::RegisterFunction,

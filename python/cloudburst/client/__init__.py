@@ -12,7 +12,6 @@ handles it gives out.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -21,7 +20,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .. import protocol
+from .. import _failover, protocol
 from .._api import Blocking, Handle, Methods, Outcome, Request
 from .._core import Answer
 from .._sync import SyncCore
@@ -30,16 +29,7 @@ from ..protocol import Fields
 
 T = TypeVar("T")
 
-log = logging.getLogger("cloudburst")
-
-#: How long a connection given several gateways keeps trying to reach one after losing its
-#: own, before the requests waiting fail with ``connection_closed``: long enough for a
-#: restarted gateway to come back (a rolling restart), short enough to report a cluster
-#: that is gone.
-FAILOVER_TIMEOUT = 60.0
-#: Pause between two rounds over every gateway while none answers (a backoff, so a dead
-#: cluster is not hammered).
-FAILOVER_PAUSE = 0.2
+FAILOVER_TIMEOUT = _failover.FAILOVER_TIMEOUT
 
 
 class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
@@ -52,18 +42,17 @@ class CloudburstFuture(Outcome["CloudburstConnection"], Blocking):
         conn = self._conn
         if request.op != "await" or self._again is None:
             return conn._run(request)
-        ok, body = conn._ask(request.op, request.fields, request.timeout)
-        if not ok and body.get("code") == "unknown_call" and conn._switches:
+        answer = conn._ask(request.op, request.fields, request.timeout)
+        if _failover.call_unknown(answer, conn._switches):
             # The gateway that took the call was lost before it ended (its successor does
             # not know it): send the call again, with its id, then wait for it there.
             op, fields = self._again
-            ok, body = conn._ask(op, fields, None)
-            if ok:
-                # The call's id and key as answered (a server that mints ids itself
-                # answers another id).
-                self.call_id, self.obj_id = body["call"], body["key"]
-                awaited = {**request.fields, "call": body["call"], "key": body["key"]}
-                ok, body = conn._ask(request.op, awaited, request.timeout)
+            answer = conn._ask(op, _failover.sent_again(op, fields), None)
+            if answer[0]:
+                self.call_id, self.obj_id = answer[1]["call"], answer[1]["key"]
+                awaited = _failover.awaited_again(request.fields, answer[1])
+                answer = conn._ask(request.op, awaited, request.timeout)
+        ok, body = answer
         if not ok:
             return request.fail(protocol.error(body))
         return request.finish(body)
@@ -92,8 +81,9 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
     file of the authority that signed the gateway's certificate (a test cluster's
     ``ca.pem``); without either, the system's trusted authorities are used.
 
-    Given a list of gateway URLs (of one cluster), the connection uses the first that
-    answers and, when its gateway is lost (the connection closes: the node died, or it
+    Given a list of gateway URLs (of one cluster), or a URL whose host name resolves to
+    several addresses (each is then a gateway, tried in the resolver's order), the
+    connection uses the first that answers and, when its gateway is lost (the connection closes: the node died, or it
     drains and restarts), moves to the next that answers and sends again every request
     that was waiting for an answer; a call keeps its id (the client mints it), so a gateway
     that took it already answers it rather than running it twice. A future made before the
@@ -117,43 +107,40 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         tid: int | None = None,
         local: bool | None = None,
     ) -> None:
-        urls = [url] if isinstance(url, str) else list(url)
-        if not urls or not all(isinstance(u, str) for u in urls):
-            raise TypeError("CloudburstConnection takes a gateway URL or a list of them")
+        urls = _failover.gateway_urls(url)
         if "://" not in urls[0] and len(urls) == 1:
             urls = [_from_original_address(urls[0], token, tid, local)]
             token = None
         elif tid is not None or local is not None:
             raise TypeError("tid= and local= belong to the original client's form "
                             "CloudburstConnection(func_addr, ip): with a URL, drop them")
-        self._urls = urls
+        self._gateways = _failover.gateways(urls)
         self._token = token
         self._ca_file = ca_file
         self._switch = threading.Lock()  # held while a thread connects to another gateway
         self._switches = 0  # gateways lost so far
         self._closing = False
-        self._core, first = self._open_any(0, deadline=None)
-        super().__init__(urls[first], self._core)
+        self._core, self._at = self._open_any(0, deadline=None)
+        super().__init__(self._gateways[self._at][0], self._core)
 
     def _open_any(self, start: int, deadline: float | None) -> tuple[SyncCore, int]:
-        """A connection to the first gateway that answers, trying ``self._urls`` in turn
+        """A connection to the first gateway that answers, trying ``self._gateways`` in turn
         from index ``start``: once (``deadline`` None), else in rounds until the deadline.
         Raises the last error when none answered."""
-        n = len(self._urls)
         while True:
             error: CloudburstError | None = None
-            for step in range(n):
-                i = (start + step) % n
+            for i in _failover.try_order(self._gateways, start):
+                url, address = self._gateways[i]
                 try:
-                    return SyncCore.open(self._urls[i], self._token, self._ca_file), i
+                    return SyncCore.open(url, self._token, self._ca_file, address), i
                 except CloudburstError as e:
-                    if n == 1 or e.code not in ("connection_failed", "connection_closed"):
+                    if not _failover.may_try_another(self._gateways, e.code):
                         raise
                     error = e
             assert error is not None
             if deadline is None or time.monotonic() >= deadline or self._closing:
                 raise error
-            time.sleep(FAILOVER_PAUSE)
+            time.sleep(_failover.FAILOVER_PAUSE)
 
     def _future_argument(self, future: Any) -> Any:
         """A future passed as an argument: its result (waited for here)."""
@@ -175,32 +162,28 @@ class CloudburstConnection(Methods[CloudburstFunction, CloudburstFuture], Blocki
         while True:
             core = self._core
             try:
-                ok, body = core.request(op, fields, timeout)
+                answer = core.request(op, fields, timeout)
             except ConnectionClosedError as e:  # closed before it was sent
-                ok, body = False, protocol.error_body(e)
-            lost = not ok and body.get("code") == "connection_closed" and core.closed
-            if not lost or len(self._urls) == 1 or self._closing:
-                return ok, body
-            self._fail_over(core)
+                answer = (False, protocol.error_body(e))
+            if not _failover.must_switch(answer, core.closed, self._gateways, self._closing):
+                return answer
+            fields = self._fail_over(core, op, fields)
 
-    def _fail_over(self, lost: SyncCore) -> None:
+    def _fail_over(self, lost: SyncCore, op: str, fields: Fields) -> Fields:
         """Replace the lost connection by one to another gateway (the next that answers;
-        the lost one's URL last, it may come back), unless another thread did already.
-        Raises ``connection_closed`` when none answers within ``FAILOVER_TIMEOUT``."""
+        the lost one's URL last, it may come back), unless another thread did already;
+        the request's fields to send there. Raises ``connection_closed`` when none answers
+        within ``FAILOVER_TIMEOUT``."""
+        again = _failover.sent_again(op, fields)
         with self._switch:
             if self._core is not lost:
-                return
-            start = self._urls.index(self.url) + 1
+                return again
             try:
-                core, i = self._open_any(start, time.monotonic() + FAILOVER_TIMEOUT)
+                core, i = self._open_any(self._at + 1, time.monotonic() + FAILOVER_TIMEOUT)
             except CloudburstError as e:
-                raise ConnectionClosedError(
-                    "connection_closed",
-                    f"lost {self.url}; no other gateway answered in {FAILOVER_TIMEOUT} s: {e}",
-                ) from None
-            log.warning("cloudburst: lost the gateway %s; now using %s", self.url, self._urls[i])
-            self._core, self._limits, self.url = core, core, self._urls[i]
-            self._switches += 1
+                raise _failover.no_gateway(self.url, e) from None
+            _failover.switched(self, core, i)
+        return again
 
     def _function(self, name: str) -> CloudburstFunction:
         return CloudburstFunction(name, self)

@@ -141,6 +141,16 @@ impl ExecutorCore {
             .count()
     }
 
+    /// The timeouts (`None`: the executor's default) of `call`'s schedules waiting here for
+    /// their upstream results.
+    pub fn schedules_of(&self, call: CallId) -> Vec<Option<u64>> {
+        self.pending
+            .iter()
+            .filter(|((c, _), p)| *c == call && p.schedule.is_some())
+            .map(|(_, p)| p.schedule.as_ref().and_then(|s| s.timeout_ms))
+            .collect()
+    }
+
     /// A schedule arrived. A function with no upstream is ready at once.
     pub fn on_schedule(&mut self, schedule: Schedule, now: Instant) -> Step {
         if (schedule.attempt > 0 || !self.floors.is_empty())

@@ -1,6 +1,7 @@
 //! What running calls share with their executor: the pool, state, transport, mailboxes, the
 //! write clock, and the functions loaded from the registry (cached by name + content hash).
 
+use super::claims::Claims;
 use super::delivered::Delivered;
 use super::mailbox::Mailboxes;
 use super::session_core::{causal_writer, DotTable};
@@ -58,21 +59,27 @@ pub struct ExecEnv {
     pub mailboxes: Mailboxes,
     /// Deliveries of calls not told to their schedulers yet.
     pub delivered: Delivered,
+    /// Calls other gateways claimed, and the outcomes delivered here held for them.
+    pub claims: Claims,
     /// Timeout of functions registered without one.
     pub default_timeout: Duration,
     functions: Mutex<HashMap<String, Arc<FunctionSpec>>>,
     /// Where function records are loaded from (the KVS, not the cache).
     registry: Arc<dyn StateAccess>,
-    /// Functions running here that a `Cancel` may still stop, by run number: the attempt
-    /// of the call each belongs to, and its task.
-    running: Mutex<HashMap<u64, (CallId, u32, AbortHandle)>>,
+    /// Functions running here, by run number: the attempt of the call each belongs to, and
+    /// its task while a `Cancel` may still stop it (`None` once it passes its outcome on).
+    running: Mutex<HashMap<u64, RunEntry>>,
     /// The next run number.
     next_run: AtomicU64,
 }
 
+/// A function running here: its call, the attempt, and its task while a cancel may stop it.
+type RunEntry = (CallId, u32, Option<AbortHandle>);
+
 /// One function run on this executor that a `Cancel` of its attempt stops (by aborting its
-/// task) until this is dropped: when the function's Python call is over, before its outcome
-/// is passed on, so a cancel never cuts a delivery short.
+/// task) until [`Stoppable::finishing`] is called: when the function's Python call is over, before
+/// its outcome is passed on, so a cancel never cuts a delivery short. The run counts as
+/// running here (for a claim of its call) until its outcome is passed on.
 pub struct Stoppable {
     env: Arc<ExecEnv>,
     run: u64,
@@ -82,6 +89,15 @@ impl Stoppable {
     /// Its run number (see [`ExecEnv::track`]).
     pub fn run(&self) -> u64 {
         self.run
+    }
+
+    /// The Python call is over: a `Cancel` no longer stops the run; it still counts as
+    /// running here until this is dropped (its outcome passed on).
+    pub fn finishing(&self) {
+        let mut all = self.env.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = all.get_mut(&self.run) {
+            entry.2 = None;
+        }
     }
 }
 
@@ -114,6 +130,7 @@ impl ExecEnv {
             registry,
             mailboxes: Mailboxes::default(),
             delivered: Delivered::default(),
+            claims: Claims::default(),
             default_timeout,
             functions: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
@@ -135,7 +152,13 @@ impl ExecEnv {
     /// task is spawned, before it first runs (so before its `Stoppable` can be dropped).
     pub fn track(&self, run: u64, call: CallId, attempt: u32, task: AbortHandle) {
         let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        all.insert(run, (call, attempt, task));
+        all.insert(run, (call, attempt, Some(task)));
+    }
+
+    /// Functions of `call` running here (or passing their outcome on).
+    pub fn runs_of(&self, call: CallId) -> usize {
+        let all = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        all.values().filter(|(c, _, _)| *c == call).count()
     }
 
     /// Stop the functions of `call`'s attempts below `before` running here (their tasks
@@ -145,8 +168,8 @@ impl ExecEnv {
         let mut all = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let mut stopped = 0;
         all.retain(|_, (c, attempt, task)| {
-            let stop = *c == call && *attempt < before;
-            if stop {
+            let stop = *c == call && *attempt < before && task.is_some();
+            if let (true, Some(task)) = (stop, task) {
                 task.abort();
                 stopped += 1;
             }

@@ -7,12 +7,14 @@
 //! - `run.rs`: running a ready function and delivering its outcome.
 //! - `env.rs`: what running calls share; functions loaded by name + content hash.
 //! - `delivered.rs`: the deliveries of calls, told to their schedulers in batches.
+//! - `claims.rs`: calls another gateway claimed, and delivered outcomes held for them.
 //! - `session.rs`: reads and writes under the call's consistency mode.
 //! - `library.rs`: the user library (`cb`) of one invocation.
 //! - `mailbox.rs`: invocation ids and inboxes for `cb.send` / `cb.recv`.
 //! - `meter.rs`: calls in the executor integrated over time (the load it reports).
 //! - `warm.rs`: loading the hot functions into every worker before reporting ready.
 
+pub mod claims;
 pub mod core;
 pub mod delivered;
 pub mod env;
@@ -33,8 +35,8 @@ use crate::net::membership::{Membership, Subscribe, ViewChanged};
 use crate::net::{ActorRef, NetError, ServiceId, Transport};
 use crate::protocol::load::MAX_REPORTED_FUNCTIONS;
 use crate::protocol::{
-    CallFailure, Cancel, Deliver, DrainNode, ErrorCode, ExecutorLoad, ExecutorStatus,
-    MonitorReport, NodeState, Schedule, Trigger,
+    CallFailure, Cancel, ClaimCall, Claimed, Deliver, DrainNode, ErrorCode, ExecutorLoad,
+    ExecutorStatus, MonitorReport, NodeState, Schedule, Trigger,
 };
 use crate::pyrt::{PoolConfig, PyRuntimeError, PythonPool};
 use actix::prelude::*;
@@ -138,6 +140,7 @@ impl ExecutorHandle {
         transport.unregister::<Deliver>(0);
         transport.unregister::<Cancel>(0);
         transport.unregister::<DrainNode>(0);
+        transport.unregister::<ClaimCall>(0);
         self.pool.shutdown().await;
     }
 }
@@ -299,6 +302,7 @@ fn register(t: &Transport, addr: &Addr<Executor>) -> Result<(), NetError> {
     t.register::<Trigger>(0, addr.clone().recipient())?;
     t.register::<Cancel>(0, addr.clone().recipient())?;
     t.register::<DrainNode>(0, addr.clone().recipient())?;
+    t.register::<ClaimCall>(0, addr.clone().recipient())?;
     t.register::<Deliver>(0, addr.clone().recipient())
 }
 
@@ -312,6 +316,7 @@ impl Actor for Executor {
             let now = Instant::now();
             let (count, schedules) = act.core.expire(now);
             let expired = count + act.env.mailboxes.expire(now);
+            act.env.claims.expire(now);
             if expired > 0 {
                 tracing::debug!(expired, "dropped waiting schedules, triggers or messages");
             }
@@ -336,6 +341,10 @@ impl Actor for Executor {
 impl Handler<Schedule> for Executor {
     type Result = ();
     fn handle(&mut self, msg: Schedule, _: &mut Context<Self>) {
+        if self.env.claims.refuses(&msg) {
+            tracing::debug!(call = %msg.call, "a schedule of a call claimed by another gateway dropped");
+            return;
+        }
         let step = self.core.on_schedule(msg, Instant::now());
         self.act(step);
     }
@@ -355,6 +364,30 @@ impl Handler<Cancel> for Executor {
         let waiting = self.core.cancel(msg.call, msg.before, Instant::now());
         let running = self.env.cancel_running(msg.call, msg.before);
         tracing::debug!(call = %msg.call, before = msg.before, waiting, running, "call stopped");
+    }
+}
+
+impl Handler<ClaimCall> for Executor {
+    type Result = MessageResult<ClaimCall>;
+    fn handle(&mut self, msg: ClaimCall, _: &mut Context<Self>) -> Self::Result {
+        let call = msg.call;
+        if let Some(outcome) = self.env.claims.claim(call, msg.gateway, Instant::now()) {
+            return MessageResult(Claimed::Ended(outcome));
+        }
+        let default = self.env.default_timeout.as_millis() as u64;
+        let waiting = self.core.schedules_of(call);
+        let running = self.env.runs_of(call);
+        if waiting.is_empty() && running == 0 {
+            return MessageResult(Claimed::Unknown);
+        }
+        // How long what is held here may still take: each function its timeout.
+        let within_ms = waiting
+            .iter()
+            .map(|t| t.unwrap_or(default))
+            .chain(std::iter::repeat_n(default, running))
+            .fold(0u64, u64::saturating_add);
+        tracing::debug!(call = %call, waiting = waiting.len(), running, "call claimed by another gateway");
+        MessageResult(Claimed::Running { within_ms })
     }
 }
 

@@ -37,8 +37,9 @@ pub async fn run(env: Arc<ExecEnv>, ready: Ready, stoppable: Stoppable, meter: A
         let _running = Running::start(&meter, Some(&schedule.function));
         let session = Arc::new(Session::new(env.clone(), &schedule, session));
         let outcome = execute(&env, &schedule, inputs, &session).await;
-        drop(stoppable);
+        stoppable.finishing();
         finish(&env, &schedule, outcome, Some(&session)).await;
+        drop(stoppable);
     }
     .instrument(span)
     .await
@@ -216,7 +217,8 @@ pub async fn finish(
 async fn fail(env: &ExecEnv, s: &Schedule, f: CallFailure, session: Option<&Session>) {
     tracing::debug!(call = %s.call, attempt = s.attempt, function = %s.function,
         code = %f.code, "function failed");
-    if tell_failure(env, s, f.clone()) {
+    // A claimed call's placement is presumed lost with its gateway: the claimant hears.
+    if env.claims.claimant(s.call).is_none() && tell_failure(env, s, f.clone()) {
         session::release(env, s.consistency, s.session(), s.home.as_ref());
         return;
     }
@@ -298,6 +300,8 @@ pub fn abort(env: &ExecEnv, s: &Schedule) {
 /// futures that missed the push) the waiting caller is answered first. A failure is only
 /// pushed. A causal call stores its result under a named key as a causal write carrying the
 /// session's dependencies. The attempt is over: its repeatable-read pins are released.
+/// The outcome is held here a while, for a gateway claiming the call should the caller's
+/// be lost; a call claimed already goes to the claimant (see `claims.rs`).
 pub async fn reply(
     env: &ExecEnv,
     s: &Schedule,
@@ -324,7 +328,8 @@ pub async fn reply(
     if !push_first {
         store_result(env, s, session, store.clone()).await;
     }
-    if let Some(to) = &s.reply.push_to {
+    let claimant = env.claims.deliver(s.call, &outcome, Instant::now());
+    if let Some(to) = claimant.as_ref().or(s.reply.push_to.as_ref()) {
         let msg = CallFinished {
             call: s.call,
             outcome,

@@ -16,6 +16,7 @@
 //! - [`protocol`]: the wire types, decoding in two steps, error codes.
 //! - [`core`]: scheduler choice, conversions (no I/O).
 //! - [`results`]: the calls sent, their waiters and how they ended (no I/O).
+//! - [`claim`]: a call sent again after a failover, claimed from the executors.
 //! - [`ops`]: carrying out one request; [`logs`]: a call's logs gathered from the nodes.
 //! - [`session`]: one websocket connection (heartbeat, timeouts, back-pressure).
 //! - [`flow`]: what a connection may make the gateway hold (responses unread, partial
@@ -26,6 +27,7 @@
 //! - [`dashboard`]: the dashboard, `/metrics` and their sampler.
 //! - [`tls`]: the certificate and key of `wss://` and `https://`; test certificates.
 
+pub mod claim;
 pub mod core;
 pub mod dashboard;
 pub mod flow;

@@ -2,6 +2,7 @@
 //! ops to a scheduler, awaits to the gateway's call book (and the KVS). A call request that
 //! fails, wherever it failed, ends its call in the book (one log line, one count).
 
+use super::claim;
 use super::core::{self, client_key, function_error};
 use super::protocol::{
     ErrorBody, GatewayError, HelloReply, Reply, Request, WireArg, WireKind, WireListing,
@@ -107,6 +108,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
             call,
+            resent,
         } => {
             let options = CallOptions {
                 timeout_ms,
@@ -116,7 +118,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             let args = core::to_args(args).map_err(|e| e.body());
             call_request(
                 state,
-                call,
+                Minted::of(call, resent),
                 direct,
                 output_key,
                 options,
@@ -142,6 +144,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             retries,
             retry_errors,
             call,
+            resent,
         } => {
             let options = CallOptions {
                 timeout_ms,
@@ -150,7 +153,7 @@ pub async fn execute(state: &GatewayState, req: Request) -> Answer {
             };
             call_request(
                 state,
-                call,
+                Minted::of(call, resent),
                 direct,
                 output_key,
                 options,
@@ -263,16 +266,32 @@ fn settled(state: &GatewayState, call: CallId, answer: Answer) -> Answer {
     answer
 }
 
+/// The client's id of a call request, if it sent one, and whether it sent the request
+/// again after losing the gateway that took it.
+#[derive(Clone, Copy)]
+struct Minted {
+    id: Option<u64>,
+    resent: bool,
+}
+
+impl Minted {
+    fn of(id: Option<u64>, resent: bool) -> Self {
+        Minted { id, resent }
+    }
+}
+
 /// What `call_function` and `call_dag` share: the call id (the client's, else a fresh
 /// one), where its result goes, the scheduler request `make` builds from them and the
 /// arguments (already converted, so a bad argument is reported before a bad output key),
 /// and the wait for the answer. A client's id this gateway knows already is a request sent
-/// again: it is answered as the first was ([`resent`]), not run again. A client's call no
+/// again: it is answered as the first was ([`resent`]), not run again; one it does not
+/// know, sent again after the client lost its gateway, is claimed from the executors
+/// first ([`claim::take_over`]): answered as there, if it ran or runs. A client's call no
 /// scheduler took (none reachable, or it refused) is forgotten once answered, so the same
 /// request sent later runs.
 async fn call_request<A, M>(
     state: &GatewayState,
-    minted: Option<u64>,
+    minted: Minted,
     direct: bool,
     output_key: Option<String>,
     options: CallOptions,
@@ -282,16 +301,22 @@ async fn call_request<A, M>(
 where
     M: RemoteMessage<Result = Result<CallAccepted, FunctionError>>,
 {
-    let call = match minted {
+    let call = match minted.id {
         Some(id) => {
             let call = core::client_call_id(id).map_err(|e| e.body())?;
             if let Some(answer) = resent(state, call, direct, &output_key).await {
                 return answer;
             }
+            if minted.resent && claim::take_over(state, call).await {
+                if let Some(answer) = resent(state, call, direct, &output_key).await {
+                    return answer;
+                }
+            }
             call
         }
         None => CallId::random(),
     };
+    let minted = minted.id;
     let again = minted.and(output_key.clone());
     let answer = async {
         let args = args?;

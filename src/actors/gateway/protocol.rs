@@ -156,6 +156,10 @@ pub enum Request {
         /// the first was. Without it the gateway mints one.
         #[serde(default)]
         call: Option<u64>,
+        /// Sent again after the client lost the gateway that took it: a `call` this gateway
+        /// does not know is claimed from the executors before it runs here.
+        #[serde(default)]
+        resent: bool,
     },
     CallDag {
         dag: String,
@@ -180,6 +184,10 @@ pub enum Request {
         /// the first was. Without it the gateway mints one.
         #[serde(default)]
         call: Option<u64>,
+        /// Sent again after the client lost the gateway that took it: a `call` this gateway
+        /// does not know is claimed from the executors before it runs here.
+        #[serde(default)]
+        resent: bool,
     },
     /// Stop a call this gateway made: `true` if it was stopped (it ends with `cancelled`),
     /// `false` if it had ended already.

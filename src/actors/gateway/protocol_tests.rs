@@ -56,9 +56,11 @@ fn call_dag_defaults_apply() {
             retries,
             retry_errors,
             call,
+            resent,
         } => {
             assert_eq!(dag, "d");
             assert_eq!(call, None, "the gateway mints the id");
+            assert!(!resent, "a first request");
             assert_eq!(args["f"], vec![WireArg::Ref("k".into())]);
             assert_eq!(consistency, WireConsistency::Lww);
             assert!(!direct);
@@ -73,7 +75,8 @@ fn call_dag_defaults_apply() {
 fn call_options_and_cancel_decode() {
     let frame = pack(
         json!({"v": 2, "id": 4, "op": "call_function", "function": "f", "args": [],
-        "timeout_ms": 1500, "retries": 0, "retry_errors": true, "call": 9_007_199_254_740_991u64}),
+        "timeout_ms": 1500, "retries": 0, "retry_errors": true, "call": 9_007_199_254_740_991u64,
+        "resent": true}),
     );
     let (_, req) = decode(&frame).unwrap();
     let Request::CallFunction {
@@ -81,14 +84,15 @@ fn call_options_and_cancel_decode() {
         retries,
         retry_errors,
         call,
+        resent,
         ..
     } = req
     else {
         panic!("unexpected {req:?}");
     };
     assert_eq!(
-        (timeout_ms, retries, retry_errors, call),
-        (Some(1500), Some(0), Some(true), Some((1 << 53) - 1))
+        (timeout_ms, retries, retry_errors, call, resent),
+        (Some(1500), Some(0), Some(true), Some((1 << 53) - 1), true)
     );
     let frame = pack(json!({"v": 2, "id": 5, "op": "cancel", "call": 42}));
     assert!(matches!(

@@ -35,7 +35,9 @@ pub const UNACCEPTED_DEADLINE: Duration = Duration::from_secs(600);
 pub type Outcome = Result<PyValue, CallFailure>;
 
 struct Running {
-    scheduler: NodeRef,
+    /// The scheduler that placed it; `None` for a call claimed from the executors after
+    /// another gateway was lost (its placing scheduler is presumed gone with it).
+    scheduler: Option<NodeRef>,
     deadline: Instant,
     /// A future: its result is kept for later awaits.
     keep: bool,
@@ -103,6 +105,22 @@ impl CallBook {
         keep: bool,
         deadline: Instant,
     ) -> bool {
+        self.start(call, Some(scheduler), keep, deadline)
+    }
+
+    /// `call`, sent to another gateway that was lost, runs on in the cluster: its outcome
+    /// comes here (it was claimed from the executors). `false` if the call is known already.
+    pub fn adopt(&mut self, call: CallId, keep: bool, deadline: Instant) -> bool {
+        self.start(call, None, keep, deadline)
+    }
+
+    fn start(
+        &mut self,
+        call: CallId,
+        scheduler: Option<NodeRef>,
+        keep: bool,
+        deadline: Instant,
+    ) -> bool {
         if self.running.contains_key(&call) || self.ended.contains_key(&call) {
             return false;
         }
@@ -129,7 +147,7 @@ impl CallBook {
 
     /// The scheduler `call` runs at, while it runs.
     pub fn scheduler_of(&self, call: CallId) -> Option<&NodeRef> {
-        self.running.get(&call).map(|r| &r.scheduler)
+        self.running.get(&call).and_then(|r| r.scheduler.as_ref())
     }
 
     /// Whether `call` runs, or ended and is still remembered.
@@ -266,8 +284,9 @@ impl CallBook {
         let mut hit: Vec<(CallId, NodeRef)> = self
             .running
             .iter()
-            .filter(|(_, r)| gone(&r.scheduler))
-            .map(|(c, r)| (*c, r.scheduler.clone()))
+            .filter_map(|(c, r)| r.scheduler.as_ref().map(|s| (*c, s)))
+            .filter(|(_, s)| gone(s))
+            .map(|(c, s)| (c, s.clone()))
             .collect();
         hit.sort_by_key(|(c, _)| *c);
         hit.into_iter()

@@ -11,7 +11,8 @@ use super::GatewayState;
 use crate::config::Role;
 use crate::ids::CallId;
 use crate::net::{ActorRef, ServiceId};
-use crate::protocol::{ClaimCall, Claimed};
+use crate::protocol::limits::MAX_CALL_TIMEOUT_MS;
+use crate::protocol::{ClaimCall, Claimed, MAX_DAG_FUNCTIONS};
 use std::time::{Duration, Instant};
 
 /// How long an executor's answer to a claim is waited for: an executor that is slower
@@ -20,6 +21,11 @@ pub const CLAIM_WAIT: Duration = Duration::from_secs(1);
 /// Added to the time the executors say their functions of a claimed call may still take:
 /// the way of the result to this gateway.
 pub const CLAIM_SLACK: Duration = Duration::from_secs(1);
+
+/// The longest a claimed call is awaited, whatever the executors say (their figures come
+/// from peers): a DAG of [`MAX_DAG_FUNCTIONS`] functions each at the longest call timeout.
+pub const MAX_CLAIM_WAIT: Duration =
+    Duration::from_millis(MAX_CALL_TIMEOUT_MS * MAX_DAG_FUNCTIONS as u64);
 
 /// What the executors know of a claimed call, together.
 #[derive(Debug, PartialEq)]
@@ -47,7 +53,7 @@ pub fn combine(answers: impl IntoIterator<Item = Claimed>) -> Found {
         }
     }
     match within {
-        Some(ms) => Found::Running(Duration::from_millis(ms)),
+        Some(ms) => Found::Running(Duration::from_millis(ms).min(MAX_CLAIM_WAIT)),
         None => Found::Unknown,
     }
 }
@@ -125,5 +131,10 @@ mod tests {
         );
         let f = Err(CallFailure::new(ErrorCode::FunctionError, "boom"));
         assert_eq!(combine([Claimed::Ended(f.clone())]), Found::Ended(f));
+        // A peer's figure cannot push the deadline past the bound (nor overflow it).
+        assert_eq!(
+            combine([running(u64::MAX), running(u64::MAX)]),
+            Found::Running(MAX_CLAIM_WAIT)
+        );
     }
 }

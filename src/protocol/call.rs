@@ -105,6 +105,31 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// `function` of `call` on its own: no DAG, no arguments, no neighbours, nobody told
+    /// of its end, last-writer-wins, first attempt. Callers set what differs.
+    pub fn alone(call: CallId, function: &str, hash: u64) -> Schedule {
+        Schedule {
+            call,
+            dag: None,
+            function: function.to_string(),
+            hash,
+            timeout_ms: None,
+            args: vec![],
+            upstream: vec![],
+            downstream: vec![],
+            sink: false,
+            reply: Reply {
+                push_to: None,
+                store_at: None,
+            },
+            consistency: Consistency::Lww,
+            home: None,
+            started_us: 0,
+            attempt: 0,
+            scheduler: None,
+        }
+    }
+
     /// The consistency session of this attempt (see [`session_of`]).
     pub fn session(&self) -> CallId {
         session_of(self.call, self.attempt)

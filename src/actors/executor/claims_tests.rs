@@ -4,7 +4,7 @@
 use super::*;
 use crate::ids::{Generation, NodeId, NodeRef};
 use crate::net::ServiceId;
-use crate::protocol::{Consistency, ErrorCode, Reply};
+use crate::protocol::{ErrorCode, Reply};
 use bytes::Bytes;
 
 fn gateway(name: &str) -> ActorRef {
@@ -21,24 +21,12 @@ fn value(n: usize) -> Outcome {
 
 fn schedule(call: u64, push_to: &str) -> Schedule {
     Schedule {
-        call: CallId(call),
-        dag: None,
-        function: "f".into(),
-        hash: 0,
-        timeout_ms: None,
-        args: vec![],
-        upstream: vec![],
-        downstream: vec![],
         sink: true,
         reply: Reply {
             push_to: Some(gateway(push_to)),
             store_at: None,
         },
-        consistency: Consistency::Lww,
-        home: None,
-        started_us: 0,
-        attempt: 0,
-        scheduler: None,
+        ..Schedule::alone(CallId(call), "f", 0)
     }
 }
 

@@ -2,29 +2,15 @@
 //! aborts, bounds and expiry.
 
 use super::*;
-use crate::protocol::{Cancel, Consistency, Reply};
+use crate::protocol::Cancel;
 use bytes::Bytes;
 
 fn schedule(function: &str, upstream: &[&str]) -> Schedule {
     Schedule {
-        call: CallId(1),
         dag: Some("d".into()),
-        function: function.into(),
-        hash: 0,
-        timeout_ms: None,
-        args: vec![],
         upstream: upstream.iter().map(|s| s.to_string()).collect(),
-        downstream: vec![],
         sink: true,
-        reply: Reply {
-            push_to: None,
-            store_at: None,
-        },
-        consistency: Consistency::Lww,
-        home: None,
-        started_us: 0,
-        attempt: 0,
-        scheduler: None,
+        ..Schedule::alone(CallId(1), function, 0)
     }
 }
 

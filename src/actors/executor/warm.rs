@@ -8,7 +8,7 @@ use super::env::ExecEnv;
 use super::library::Invocation;
 use super::session::Session;
 use crate::ids::CallId;
-use crate::protocol::{Consistency, Reply, Schedule, SessionMeta};
+use crate::protocol::{Schedule, SessionMeta};
 use crate::pyrt::PyCall;
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,24 +59,5 @@ async fn load_one(env: &Arc<ExecEnv>, name: &str) -> Result<(), String> {
 /// The schedule a warm load's user library sees: no call (id 0), last-writer-wins, nobody
 /// to tell of its end.
 fn warm_schedule(function: &str, hash: u64) -> Schedule {
-    Schedule {
-        call: CallId(0),
-        dag: None,
-        function: function.to_string(),
-        hash,
-        timeout_ms: None,
-        args: vec![],
-        upstream: vec![],
-        downstream: vec![],
-        sink: false,
-        reply: Reply {
-            push_to: None,
-            store_at: None,
-        },
-        consistency: Consistency::Lww,
-        home: None,
-        started_us: 0,
-        attempt: 0,
-        scheduler: None,
-    }
+    Schedule::alone(CallId(0), function, hash)
 }
